@@ -1,0 +1,3 @@
+"""dedup-stream: streaming, privacy-preserving duplicate detection."""
+
+__version__ = "0.1.0"

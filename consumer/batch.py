@@ -1,0 +1,113 @@
+"""The embedded runner: a file in, one decision per record out, through the same core as the service.
+
+Rows are validated one by one (bad ones go to the rejects file with their line and reason; good rows are
+never dropped), grouped into micro-batches of `settings.batch_size`, and handed to `Pipeline.process` in
+file order. Same file, same order, same settings -> same clusters and ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consumer.config import Settings
+from consumer.io.files import JsonlWriter, read_rows
+from consumer.pipeline import Pipeline
+from consumer.records import Record, Rejected, RejectError, parse_record
+
+__all__ = ["BatchSummary", "run_batch", "iter_records"]
+
+log = logging.getLogger("dedup.batch")
+
+
+@dataclass
+class BatchSummary:
+    records: int = 0
+    rejected: int = 0
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+    clusters: int = 0
+    duplicates: int = 0
+    largest_cluster: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "rejected": self.rejected,
+                "reject_reasons": dict(self.reject_reasons), "clusters": self.clusters,
+                "records_in_duplicate_clusters": self.duplicates, "largest_cluster": self.largest_cluster,
+                "seconds": round(self.seconds, 3),
+                "records_per_second": round(self.records / self.seconds, 1) if self.seconds else None,
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}}
+
+
+def iter_records(path: str | Path, settings: Settings, fmt: str | None = None
+                 ) -> Iterator[tuple[int, Record | Rejected]]:
+    """Validated records (or reasoned rejects) from a file, in file order."""
+    for pos, row in read_rows(path, fmt, settings.limits.max_record_bytes):
+        if isinstance(row, Rejected):
+            yield pos, row
+            continue
+        try:
+            yield pos, parse_record(row, settings.profile, settings.limits)
+        except RejectError as exc:
+            yield pos, Rejected(exc.reason, exc.detail, exc.record_id, pos)
+
+
+def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, *,
+              rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
+              pipeline: Pipeline | None = None) -> tuple[BatchSummary, Pipeline]:
+    """Process a whole file; returns the summary and the pipeline (its state, for evaluation)."""
+    pipe = pipeline or Pipeline(settings)
+    summary = BatchSummary()
+    if rejects_path is None:
+        rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
+    start = time.perf_counter()
+    bar = _progress(progress)
+    with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
+        batch: list[Record] = []
+
+        def flush() -> None:
+            for d in pipe.process(batch):
+                out.write(d.to_dict())
+            summary.records += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+            batch.clear()
+
+        for pos, item in iter_records(input_path, settings, fmt):
+            if isinstance(item, Rejected):
+                summary.rejected += 1
+                summary.reject_reasons[item.reason] += 1
+                rejects.write({"line": pos, "record_id": item.record_id, "reason": item.reason,
+                               "detail": item.detail})
+                continue
+            batch.append(item)
+            if len(batch) >= settings.batch_size:
+                flush()
+        if batch:
+            flush()
+    if bar is not None:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    summary.clusters = len(pipe.clusters.members)
+    summary.duplicates = sum(len(m) for m in pipe.clusters.members.values() if len(m) > 1)
+    summary.largest_cluster = pipe.clusters.largest()
+    summary.stage_seconds = dict(pipe.stage_seconds)
+    if summary.rejected:
+        log.warning("rejected rows", extra={"rejected": summary.rejected,
+                                            "reasons": dict(summary.reject_reasons)})
+    return summary, pipe
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" rec", file=sys.stderr, mininterval=0.5)

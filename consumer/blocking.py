@@ -1,0 +1,71 @@
+"""Blocking (candidate generation): which earlier records a new record is compared with.
+
+One HNSW index over a *composite* vector, itself a small late fusion of modality embeddings:
+
+    v = normalise([0.5 * transformer, 1.0 * name char-grams, 0.5 * city char-grams, 0.6 * login hours])
+
+so the inner product is a weighted sum of per-modality cosines. Measured on generated CRM data (README):
+the transformer vector alone reaches only ~0.91 of true pairs at k=32 (it is weak on typos and initials),
+character grams alone ~0.97, the composite >= 0.99. A record is also compared with the most similar
+earlier records of its own micro-batch (exact, since they are not indexed yet), so batch boundaries never
+hide a duplicate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from consumer.config import IndexSettings
+from consumer.encoders.base import Columns
+from consumer.index import CandidateIndex
+
+__all__ = ["WEIGHTS", "index_vectors", "Blocker"]
+
+WEIGHTS = {"text": 0.5, "name_vec": 1.0, "city_vec": 0.5, "hour": 0.6}
+
+
+def index_vectors(cols: Columns) -> np.ndarray:
+    parts = [cols[name].astype(np.float32) * w for name, w in WEIGHTS.items()]
+    v = np.hstack(parts)
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norm > 0, norm, 1.0)
+
+
+def index_dim(text_dim: int) -> int:
+    from consumer.encoders.behaviour import BINS
+    from consumer.encoders.names import CITY_VEC, NAME_VEC
+
+    return text_dim + NAME_VEC + CITY_VEC + BINS
+
+
+class Blocker:
+    """Top-k candidates from the index plus the top-k earlier records of the same batch."""
+
+    def __init__(self, text_dim: int, settings: IndexSettings):
+        self.k = settings.k
+        self.index = CandidateIndex(index_dim(text_dim), m=settings.m, ef_construction=settings.ef_construction,
+                                    ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity)
+
+    def candidates(self, vecs: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+        """Candidate rows per batch record (sorted, unique); `vecs` from `index_vectors`."""
+        k = self.k
+        ids, sims = self.index.query(vecs, k)
+        local = vecs @ vecs.T
+        n = len(rows)
+        local[np.triu_indices(n)] = -np.inf  # only earlier records of the batch
+        out: list[np.ndarray] = []
+        for i in range(n):
+            found = ids[i] >= 0
+            cand, score = ids[i][found], sims[i][found]
+            if i:
+                kk = min(k, i)
+                top = np.argpartition(-local[i, :i], kk - 1)[:kk] if kk < i else np.arange(i)
+                cand = np.concatenate([cand, rows[top]])
+                score = np.concatenate([score, local[i, top]])
+            if len(cand) > k:  # keep the k best of both sources
+                cand = cand[np.argpartition(-score, k - 1)[:k]]
+            out.append(np.sort(cand))
+        return out
+
+    def add(self, vecs: np.ndarray, rows: np.ndarray) -> None:
+        self.index.add(vecs, rows)

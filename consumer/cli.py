@@ -1,0 +1,186 @@
+"""`dedup` command line: thin wrappers over the modules, one subcommand per job.
+
+Errors a user can fix (missing file, bad config, missing model) print one line and exit 2; they never
+surface as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from consumer.config import BUILTIN_PROFILES, ConfigError, Settings, load_settings
+from consumer.fusion import ModelError
+from consumer.io.files import InputError
+
+log = logging.getLogger("dedup")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = load_settings(getattr(args, "config", None), profile=getattr(args, "profile", None))
+    if getattr(args, "fusion", None):
+        s.fusion.mode = args.fusion
+    if getattr(args, "device", None):
+        s.encoders.device = args.device
+    if getattr(args, "model", None):
+        s.fusion.learned_model = args.model
+    return s
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML settings file (see README: Configuration)")
+    p.add_argument("--profile", choices=sorted(BUILTIN_PROFILES), help="built-in input profile")
+    p.add_argument("--fusion", choices=["rule", "learned"], help="fusion mode (default: learned)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the encoders run")
+    p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: from extension)")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from consumer.generate import write_crm
+
+    out = Path(args.out)
+    truth = Path(args.truth) if args.truth else out.with_suffix(".truth.csv")
+    write_crm(out, truth, args.n_records, args.seed)
+    print(json.dumps({"records": str(out), "truth": str(truth), "n_records": args.n_records,
+                      "seed": args.seed}))
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from consumer.batch import run_batch
+
+    s = _settings(args)
+    summary, _ = run_batch(args.input, args.out, s, rejects_path=args.rejects, fmt=args.format,
+                           progress=not args.quiet)
+    print(json.dumps(summary.as_dict()))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from consumer.batch import iter_records
+    from consumer.evaluate import load_truth
+    from consumer.records import Record
+    from consumer.train import collect_pairs, fit_model
+
+    s = _settings(args)
+    records = [r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)]
+    truth = load_truth(args.truth, s.profile.id_field)
+    x, y, _ = collect_pairs(records, truth, s)
+    model = fit_model(x, y, seed=args.seed, source=Path(args.input).name)
+    digest = model.save(args.out)
+    print(json.dumps({"model": args.out, "sha256": digest, **model.meta}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from consumer.report import evaluate_file
+
+    s = _settings(args)
+    result = evaluate_file(args.input, args.truth, s, model_path=args.model, plot=args.plot,
+                           baselines=not args.no_baselines, fmt=args.format)
+    print(result["table"])
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a labelled sample, deduplicate it, and show what came out and how good it is."""
+    from consumer.batch import run_batch
+    from consumer.demo import show_demo
+    from consumer.evaluate import cluster_scores, load_truth
+    from consumer.generate import write_crm
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data, truth_path = out / "signups.csv", out / "signups.truth.csv"
+    print(f"1/3 generating {args.n_records} synthetic CRM signups with ground truth -> {data}")
+    write_crm(data, truth_path, args.n_records, args.seed)
+    print(f"2/3 deduplicating in arrival order (embedded runner, no Kafka/Redis) -> {out / 'clusters.jsonl'}")
+    s = _settings(args)
+    summary, pipe = run_batch(data, out / "clusters.jsonl", s, progress=True)
+    scores = cluster_scores(pipe.assignments(), load_truth(truth_path))
+    print("3/3 results")
+    show_demo(data, out / "clusters.jsonl", summary.as_dict(), scores)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dedup", description="Streaming, privacy-preserving duplicate detection.")
+    ap.add_argument("--log-level", default="WARNING")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="write synthetic CRM signups plus a ground-truth file")
+    p.add_argument("out", help="output CSV")
+    p.add_argument("--truth", help="truth CSV (default: OUT with .truth.csv)")
+    p.add_argument("-n", "--n-records", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demo", help="try it: generate a sample, deduplicate it, show clusters and accuracy")
+    p.add_argument("--dir", default="demo", help="where to write the sample and the results")
+    p.add_argument("-n", "--n-records", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=7)
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("batch", help="deduplicate a CSV/JSONL file in arrival order (no Kafka/Redis)")
+    p.add_argument("input")
+    p.add_argument("--out", required=True, help="decisions, one JSON line per record ('-' = stdout)")
+    p.add_argument("--rejects", help="rejected rows with reasons (default: OUT.rejects.jsonl)")
+    p.add_argument("--model", help="learned fusion model file (default: the shipped one)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("train", help="fit the learned fusion model on a labelled file")
+    p.add_argument("input")
+    p.add_argument("truth", help="CSV with the id column and entity_id")
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="precision/recall/F1 and B-cubed for baselines and this engine")
+    p.add_argument("input")
+    p.add_argument("truth")
+    p.add_argument("--model", help="learned model (train it on a differently seeded file)")
+    p.add_argument("--plot", help="write a PNG of precision and recall against the match threshold")
+    p.add_argument("--json", help="also write the figures as JSON")
+    p.add_argument("--no-baselines", action="store_true", help="skip the string and paper baselines")
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+
+    _add_service_commands(sub)
+    return ap
+
+
+def _add_service_commands(sub: Any) -> None:
+    """`run` and `export-clusters` live with the service; absent until it is installed."""
+    try:
+        from consumer.service_cli import add_commands
+    except ImportError:
+        return
+    add_commands(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from consumer.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except (ConfigError, InputError, ModelError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

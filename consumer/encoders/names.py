@@ -1,0 +1,239 @@
+"""Names, places and short keys: character-level and rule-based similarity, privacy-preserving.
+
+The transformer sees "Bob Smith" and "Robert Smith" as related but not the same, and it is weak on typos
+and initials. This encoder adds what those cases need, computed on keyed hashes so no raw value is kept:
+
+- per name token: nickname keys (bob -> {bob, robert}), two phonetic codes (Metaphone, NYSIIS), the first
+  letter (so "J." can match "John") and hashed character bigrams + skip-grams (typos, transpositions);
+- per name: hashed trigrams of the token-sorted name (token order, merged tokens "Mary Ann"/"Maryann");
+- per city: the canonical city (aliases NYC/New York, St./Saint) and its hashed trigrams (typos);
+- per key field (postcode...): a hash of the folded value and of its first three characters.
+
+Token alignment is soft: each token takes its best counterpart on the other side. `name_cov_max` is the
+coverage of the shorter name (a dropped middle name costs nothing), `name_cov_min` that of the longer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import jellyfish
+import numpy as np
+
+from consumer.encoders.base import Columns, KeyedHasher
+from consumer.normalize import city_canonical, fold, name_tokens, nickname_keys
+from consumer.records import Record
+
+__all__ = ["NameEncoder"]
+
+MAX_TOKENS = 4  # names past four tokens (after titles go) are rare; the rest are dropped
+N_KEYS = 8
+N_DEL = 12  # token + its single-deletion variants (edit distance 1, transpositions included)
+TOKEN_WORDS = 2  # 128-bit character-gram signature per token
+NAME_WORDS = 4  # 256-bit trigram signature per name
+CITY_WORDS = 2
+NAME_VEC = 128  # hashed character-gram count vector of the name, for the candidate index
+CITY_VEC = 32
+
+
+def _token_grams(token: str) -> list[str]:
+    padded = f"^{token}$"
+    grams = [padded[i: i + 2] for i in range(len(padded) - 1)]
+    grams += [padded[i] + "_" + padded[i + 2] for i in range(len(padded) - 2)]
+    return grams
+
+
+def _trigrams(text: str) -> list[str]:
+    padded = f"  {text} "
+    return [padded[i: i + 3] for i in range(len(padded) - 2)]
+
+
+def _fill(row: np.ndarray, values: list[int]) -> None:
+    uniq = sorted(set(values))[: row.shape[-1]]
+    row[: len(uniq)] = uniq
+
+
+def _bits(hashes: list[int], words: int) -> np.ndarray:
+    """Hashed set -> fixed-width bit signature. Overlap is then popcount(a & b): one vectorised AND
+    instead of a set intersection per pair, and collisions make the signature harder to reverse."""
+    width = 64 * words
+    mask = 0
+    for h in hashes:
+        mask |= 1 << (h % width)
+    return np.array([(mask >> (64 * w)) & 0xFFFFFFFFFFFFFFFF for w in range(words)], np.uint64)
+
+
+def _count_vec(hashes: list[int], dim: int) -> np.ndarray:
+    v = np.bincount(np.array(hashes, np.int64) % dim, minlength=dim).astype(np.float32)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def _popcount(a: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(a).sum(axis=-1, dtype=np.int32)
+
+
+def _dice_bits(a: np.ndarray, b: np.ndarray, na: np.ndarray | None = None, nb: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Dice overlap of bit signatures (last axis = words); 0 where both are empty. `na`/`nb` are the
+    precomputed popcounts when the caller has them."""
+    inter = _popcount(a & b)
+    total = (_popcount(a) if na is None else na) + (_popcount(b) if nb is None else nb)
+    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 0.0).astype(np.float32)
+
+
+class NameEncoder:
+    """Encoder for the name, city and key fields (the non-semantic half of the text modality)."""
+
+    name = "names"
+
+    def __init__(self, hash_key: str, n_keys: int = 0):
+        self._hash = KeyedHasher(hash_key)
+        self._n_keys = n_keys
+        self._token = lru_cache(maxsize=200_000)(self._token_uncached)
+        self._city = lru_cache(maxsize=50_000)(self._city_uncached)
+
+    def _token_uncached(self, token: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        h = self._hash
+        keys = np.zeros(N_KEYS, np.uint32)
+        nick = nickname_keys(token, N_KEYS - 1)
+        keys[: len(nick)] = [h("k:" + k) for k in nick]
+        phon = np.zeros(2, np.uint32)
+        if len(token) > 1:
+            phon[0] = h("m:" + jellyfish.metaphone(token))
+            phon[1] = h("n:" + jellyfish.nysiis(token))
+        grams = _bits([h("g:" + g) for g in _token_grams(token)], TOKEN_WORDS)
+        # SymSpell's observation: two tokens within one edit (substitution, insertion, deletion or an
+        # adjacent swap) share a string obtained by deleting at most one character from each. 16-bit
+        # keyed hashes keep the column small; a chance collision costs ~1e-5 per comparison.
+        dels = np.zeros(N_DEL, np.uint16)
+        if len(token) >= 3:
+            variants = [token] + [token[:i] + token[i + 1:] for i in range(len(token))]
+            hs = sorted({(h("d:" + v) & 0xFFFF) or 1 for v in variants})[:N_DEL]
+            dels[: len(hs)] = hs
+        return keys, phon, grams, dels, ord(token[0]) % 256
+
+    def _city_uncached(self, city: str) -> tuple[int, np.ndarray, np.ndarray]:
+        canon = city_canonical(city)
+        if not canon:
+            return 0, np.zeros(CITY_WORDS, np.uint64), np.zeros(CITY_VEC, np.float32)
+        hashes = [self._hash("c:" + g) for g in _trigrams(canon)]
+        return self._hash("city:" + canon), _bits(hashes, CITY_WORDS), _count_vec(hashes, CITY_VEC)
+
+    def _name_vec(self, tokens: tuple[str, ...]) -> np.ndarray:
+        """Character bigram+trigram counts of the tokens (order-free), hashed into NAME_VEC dims: typos
+        and initials keep most of the vector, which the transformer embedding does not."""
+        hashes: list[int] = []
+        for t in tokens:
+            p = f"^{t}$"
+            hashes += [self._hash("v2:" + p[j: j + 2]) for j in range(len(p) - 1)]
+            hashes += [self._hash("v3:" + p[j: j + 3]) for j in range(len(p) - 2)]
+        return _count_vec(hashes, NAME_VEC)
+
+    def encode(self, records: Sequence[Record]) -> Columns:
+        n = len(records)
+        cols: Columns = {
+            "tok_keys": np.zeros((n, MAX_TOKENS, N_KEYS), np.uint32),
+            "tok_phon": np.zeros((n, MAX_TOKENS, 2), np.uint32),
+            "tok_bits": np.zeros((n, MAX_TOKENS, TOKEN_WORDS), np.uint64),
+            "tok_nbits": np.zeros((n, MAX_TOKENS), np.int32),
+            "tok_dels": np.zeros((n, MAX_TOKENS, N_DEL), np.uint16),
+            "tok_init": np.zeros((n, MAX_TOKENS), np.uint8),
+            "tok_len": np.zeros((n, MAX_TOKENS), np.uint8),
+            "name_bits": np.zeros((n, NAME_WORDS), np.uint64),
+            "city_key": np.zeros(n, np.uint32),
+            "city_bits": np.zeros((n, CITY_WORDS), np.uint64),
+            "keys": np.zeros((n, max(self._n_keys, 1), 2), np.uint32),
+            "name_vec": np.zeros((n, NAME_VEC), np.float16),
+            "city_vec": np.zeros((n, CITY_VEC), np.float16),
+        }
+        for i, rec in enumerate(records):
+            tokens = name_tokens(rec.name)[:MAX_TOKENS]
+            for t, token in enumerate(tokens):
+                keys, phon, grams, dels, init = self._token(token)
+                cols["tok_dels"][i, t] = dels
+                cols["tok_keys"][i, t] = keys
+                cols["tok_phon"][i, t] = phon
+                cols["tok_bits"][i, t] = grams
+                cols["tok_nbits"][i, t] = _popcount(grams)
+                cols["tok_init"][i, t] = init or 1
+                cols["tok_len"][i, t] = min(len(token), 255)
+            if tokens:
+                cols["name_vec"][i] = self._name_vec(tuple(sorted(tokens)))
+                cols["name_bits"][i] = _bits([self._hash("t:" + g) for g in _trigrams(" ".join(sorted(tokens)))],
+                                             NAME_WORDS)
+            cols["city_key"][i], cols["city_bits"][i], cols["city_vec"][i] = self._city(rec.city)
+            for j, value in enumerate(rec.keys[: self._n_keys]):
+                folded = fold(value).replace(" ", "")
+                if folded:
+                    cols["keys"][i, j] = (self._hash("key:" + folded), self._hash("kp:" + folded[:3]))
+        return cols
+
+    def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        out = self._compare_names(a, b)
+        # City: exact canonical match, else character trigram overlap (typos).
+        ca, cb = a["city_key"], b["city_key"]
+        city = np.where(ca == cb, 1.0, _dice_bits(a["city_bits"], b["city_bits"])).astype(np.float32)
+        city[(ca == 0) | (cb == 0)] = np.nan
+        out["city"] = city
+        if self._n_keys:
+            ka, kb = a["keys"], b["keys"]
+            present = (ka[:, :, 0] != 0) & (kb[:, :, 0] != 0)
+            score = np.where(ka[:, :, 0] == kb[:, :, 0], 1.0, np.where(ka[:, :, 1] == kb[:, :, 1], 0.5, 0.0))
+            n = present.sum(axis=1)
+            out["keys"] = np.where(n > 0, (score * present).sum(axis=1) / np.maximum(n, 1),
+                                   np.nan).astype(np.float32)
+        return out
+
+    @staticmethod
+    def _compare_names(a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        la, lb = a["tok_len"], b["tok_len"]
+        va, vb = la > 0, lb > 0
+        ta, tb = va.sum(axis=1), vb.sum(axis=1)
+        # [P, Ta, Tb] token-pair similarities.
+        # Nickname keys: slot 0 is the token itself, then the canonical names it may stand for. A token
+        # found among the other side's keys covers nickname <-> full name (bob/robert) and exact equality;
+        # equal primary canonicals cover nickname <-> nickname (bob/rob). Cheaper than all-keys x all-keys.
+        ka, kb = a["tok_keys"], b["tok_keys"]
+        key_hit = (ka[:, :, None, :1] == kb[:, None, :, :]).any(axis=3)
+        key_hit |= (ka[:, :, None, :] == kb[:, None, :, :1]).any(axis=3)
+        key_hit |= (ka[:, :, None, 1] == kb[:, None, :, 1]) & (ka[:, :, None, 1] != 0)
+        pa, pb = a["tok_phon"], b["tok_phon"]
+        long_enough = (la >= 3)[:, :, None] & (lb >= 3)[:, None, :]
+        phon_hit = ((pa[:, :, None, :] == pb[:, None, :, :]) & (pa != 0)[:, :, None, :]).any(axis=3) & long_enough
+        init_hit = (a["tok_init"][:, :, None] == b["tok_init"][:, None, :]) & (
+            (la == 1)[:, :, None] | (lb == 1)[:, None, :])
+        dice = _dice_bits(a["tok_bits"][:, :, None, :], b["tok_bits"][:, None, :, :],
+                          a["tok_nbits"][:, :, None], b["tok_nbits"][:, None, :])
+        # One-edit test only where it can change the answer: token pairs not already equal/nicknames
+        # whose character grams overlap at all (a typo keeps most grams). ~10x less work than testing all.
+        ed1 = np.zeros_like(key_hit)
+        p_idx, i_idx, j_idx = np.nonzero(~key_hit & (dice >= 0.25) & (la >= 3)[:, :, None] & (lb >= 3)[:, None, :])
+        if len(p_idx):
+            da = a["tok_dels"][p_idx, i_idx]
+            db = b["tok_dels"][p_idx, j_idx]
+            ed1[p_idx, i_idx, j_idx] = ((da[:, :, None] == db[:, None, :]) & (da != 0)[:, :, None]).any(axis=(1, 2))
+        sim = np.maximum.reduce([key_hit * np.float32(1.0), ed1 * np.float32(0.92), phon_hit * np.float32(0.88),
+                                 init_hit * np.float32(0.85), dice * np.float32(0.9)])
+        pair_valid = va[:, :, None] & vb[:, None, :]
+        sim = np.where(pair_valid, sim, 0.0)
+        best_a = sim.max(axis=2)  # each of a's tokens: its best counterpart in b
+        best_b = sim.max(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov_a = best_a.sum(axis=1) / ta
+            cov_b = best_b.sum(axis=1) / tb
+        # The side with fewer tokens decides "same name, one dropped a middle name".
+        fewer_a = ta <= tb
+        cov_max = np.where(fewer_a, cov_a, cov_b).astype(np.float32)
+        cov_min = np.where(fewer_a, cov_b, cov_a).astype(np.float32)
+        # The worst-covered token of the shorter name: a household member shares surname and city but
+        # not the given name, which averages hide ("Tatiana X Y" vs "Sylvia X Y" covers 2 of 3 tokens).
+        worst_a = np.where(va, best_a, np.inf).min(axis=1)
+        worst_b = np.where(vb, best_b, np.inf).min(axis=1)
+        worst = np.where(fewer_a, worst_a, worst_b).astype(np.float32)
+        grams = _dice_bits(a["name_bits"], b["name_bits"])
+        none = (ta == 0) | (tb == 0)
+        for arr in (cov_max, cov_min, grams, worst):
+            arr[none] = np.nan
+        return {"name_cov_max": cov_max, "name_cov_min": cov_min, "name_grams": grams, "name_worst": worst}

@@ -1,0 +1,130 @@
+"""The HNSW candidate index: hnswlib behind a lock, grown on demand, deterministic.
+
+Why a wrapper: hnswlib's `add_items` is not safe alongside `knn_query`, `knn_query` fails outright when
+asked for more neighbours than the index holds, and `mark_deleted` only hides vectors. Callers never touch
+hnswlib directly; they get `add`, `query` and `rebuild`.
+
+Determinism: a fixed `random_seed` and single-threaded adds in arrival order make the same input build the
+same graph, so the same file gives the same candidates and clusters.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import hnswlib
+import numpy as np
+
+__all__ = ["RWLock", "CandidateIndex"]
+
+
+class RWLock:
+    """Many readers or one writer; writers are not starved (new readers wait while one is queued)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class CandidateIndex:
+    """Inner-product HNSW over L2-normalised vectors; ids are the store's row numbers."""
+
+    def __init__(self, dim: int, m: int = 16, ef_construction: int = 200, ef: int = 96, seed: int = 42,
+                 capacity: int = 16384):
+        self.dim = dim
+        self._params = (m, ef_construction, ef, seed)
+        self._query_threads = os.cpu_count() or 1
+        self._lock = RWLock()
+        self._index = self._new(max(capacity, 16))
+
+    def _new(self, capacity: int) -> hnswlib.Index:
+        m, efc, ef, seed = self._params
+        index = hnswlib.Index(space="ip", dim=self.dim)
+        index.init_index(max_elements=capacity, ef_construction=efc, M=m, random_seed=seed)
+        index.set_ef(ef)
+        index.set_num_threads(1)
+        return index
+
+    def __len__(self) -> int:
+        return self._index.get_current_count()
+
+    @property
+    def capacity(self) -> int:
+        return self._index.get_max_elements()
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add rows in the given order (single-threaded, so the graph is reproducible)."""
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._lock.write():
+            need = self._index.get_current_count() + len(ids)
+            if need > self._index.get_max_elements():
+                self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
+            self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
+
+    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k."""
+        n = vectors.shape[0]
+        with self._lock.read():
+            count = self._index.get_current_count()
+            kk = min(k, count)
+            if kk == 0 or n == 0:
+                return np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32)
+            ef = max(self._params[2], kk)
+            self._index.set_ef(ef)
+            # Queries are independent of each other, so running them on every core changes no result.
+            labels, dist = self._index.knn_query(np.ascontiguousarray(vectors, dtype=np.float32), k=kk,
+                                                 num_threads=self._query_threads)
+        ids = np.full((n, k), -1, np.int64)
+        sims = np.zeros((n, k), np.float32)
+        ids[:, :kk] = labels
+        sims[:, :kk] = 1.0 - dist  # hnswlib's "ip" distance is 1 - dot
+        return ids, sims
+
+    def rebuild(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Replace the whole index (start-up from the state store, or dropping deleted rows)."""
+        fresh = self._new(max(len(ids) * 2, 16))
+        with self._lock.write():
+            self._index = fresh
+        self.add(vectors, ids)
+
+    def memory_bytes(self) -> int:
+        """Approximate resident size: vectors + graph links (hnswlib's own layout)."""
+        m = self._params[0]
+        per = self.dim * 4 + (2 * m) * 4 + 8 + 4 + m * 4 * 0.5
+        return int(self.capacity * per)

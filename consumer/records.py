@@ -1,0 +1,158 @@
+"""Typed records and the validation every input row goes through.
+
+A row (CSV dict, JSON object, Kafka message value) becomes a `Record` or a `Rejected` with a reason; no
+other outcome exists. The reasons are short stable codes (`missing_id`, `bad_timestamps`, ...) so that
+rejects files, dead-letter headers and metrics can group them. Messages never echo field values: rows
+carry personal data and reasons end up in logs.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from consumer.config import LimitSettings, ProfileSettings
+
+# Undecodable bytes surface as lone surrogates when files are read with errors="surrogateescape".
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+__all__ = ["Record", "Rejected", "RejectError", "parse_record", "parse_login_times"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One input record, reduced to what the modalities use. Empty string = absent."""
+
+    record_id: str
+    name: str
+    city: str
+    keys: tuple[str, ...]
+    browser: str
+    os: str
+    #: Login timestamps as naive local datetimes (the hour people log in is local habit).
+    login_times: tuple[datetime, ...]
+
+    def completeness(self) -> float:
+        """Share of modality fields present; one input to the keeper's quality score."""
+        present = [bool(self.name), bool(self.city), bool(self.browser), bool(self.os),
+                   bool(self.login_times)]
+        return sum(present) / len(present)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row that could not become a record. `reason` is a stable code, `detail` says which field/why."""
+
+    reason: str
+    detail: str
+    record_id: str | None = None
+    position: int | None = None  # line number or offset, when known
+
+
+class RejectError(ValueError):
+    def __init__(self, reason: str, detail: str, record_id: str | None = None):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.record_id = record_id
+
+
+def _text(row: Mapping[str, Any], fields: list[str], limits: LimitSettings, rid: str | None) -> str:
+    parts: list[str] = []
+    for f in fields:
+        value = row.get(f)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise RejectError("wrong_type", f"field {f!r} must be a string, got {type(value).__name__}", rid)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RejectError("wrong_type", f"field {f!r} is not a finite number", rid)
+        text = str(value).strip()
+        if len(text) > limits.max_field_chars:
+            raise RejectError("oversized_field", f"field {f!r} has {len(text)} chars "
+                              f"(limit {limits.max_field_chars})", rid)
+        if _SURROGATES.search(text):
+            raise RejectError("bad_encoding", f"field {f!r} is not valid UTF-8", rid)
+        if text:
+            parts.append(text)
+    return " ".join(parts)
+
+
+def _parse_ts(item: Any) -> datetime:
+    if isinstance(item, (int, float)) and not isinstance(item, bool):
+        if not math.isfinite(item):
+            raise ValueError("non-finite epoch")
+        return datetime.fromtimestamp(float(item), tz=timezone.utc).replace(tzinfo=None)
+    if not isinstance(item, str):
+        raise ValueError("not a string")
+    s = item.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    # Keep the wall-clock time as written: login-hour habits are local.
+    return dt.replace(tzinfo=None)
+
+
+def parse_login_times(value: Any, limits: LimitSettings, rid: str | None = None) -> tuple[datetime, ...]:
+    """Accept a JSON array, the CRM paper's Python-list string, or a list; reject anything else."""
+    if value is None:
+        return ()
+    items: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        if len(text) > limits.max_logins * 40:
+            raise RejectError("oversized_field", "login_times is too long", rid)
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            try:
+                items = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+                raise RejectError("bad_timestamps", "login_times is neither a JSON array nor a list "
+                                  "literal", rid) from exc
+    if not isinstance(items, (list, tuple)):
+        raise RejectError("bad_timestamps", f"login_times must be a list, got {type(items).__name__}", rid)
+    if len(items) > limits.max_logins:
+        raise RejectError("oversized_field", f"login_times has {len(items)} entries "
+                          f"(limit {limits.max_logins})", rid)
+    out: list[datetime] = []
+    for i, item in enumerate(items):
+        try:
+            out.append(_parse_ts(item))
+        except (ValueError, TypeError, OverflowError, OSError) as exc:
+            raise RejectError("bad_timestamps", f"login_times[{i}] is not an ISO-8601 timestamp", rid) from exc
+    return tuple(sorted(out))
+
+
+def parse_record(row: Any, profile: ProfileSettings, limits: LimitSettings) -> Record:
+    """Validate one row against the profile; raise RejectError with a reason code on bad input."""
+    if not isinstance(row, Mapping):
+        raise RejectError("not_an_object", f"expected an object, got {type(row).__name__}")
+    raw_id = row.get(profile.id_field)
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        raise RejectError("missing_id", f"no value in id field {profile.id_field!r}")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        raise RejectError("wrong_type", f"id field {profile.id_field!r} must be a string or integer")
+    rid = str(raw_id).strip()
+    if len(rid) > 256:
+        raise RejectError("oversized_field", "record id longer than 256 chars")
+    name = _text(row, profile.name_fields, limits, rid)
+    city = _text(row, profile.city_fields, limits, rid)
+    keys = tuple(_text(row, [f], limits, rid) for f in profile.key_fields)
+    browser = _text(row, [profile.browser_field], limits, rid) if profile.browser_field else ""
+    os_ = _text(row, [profile.os_field], limits, rid) if profile.os_field else ""
+    logins: tuple[datetime, ...] = ()
+    if profile.login_times_field:
+        logins = parse_login_times(row.get(profile.login_times_field), limits, rid)
+    if not (name or city or any(keys) or browser or os_ or logins):
+        raise RejectError("no_usable_fields", "every mapped field is empty", rid)
+    return Record(rid, name, city, keys, browser, os_, logins)

@@ -1,0 +1,105 @@
+"""The embedded runner on bad input: clear errors for bad files, reasoned rejects for bad rows, no loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from consumer.batch import run_batch
+from consumer.cli import main
+from consumer.config import load_settings
+from consumer.io.files import InputError
+
+GOOD = [
+    ("g1", "Kyle Roberts", "Joseshire", "Firefox", "macOS", '["2025-01-28T22:00:00", "2025-05-08T21:51:00"]'),
+    ("g2", "Kyle Robrts", "Joseshire", "Firefox", "macOS", '["2025-02-01T21:30:00", "2025-03-08T22:10:00"]'),
+    ("g3", "Mark Anderson", "New Emily", "Firefox", "iOS", "['2025-02-23T13:18:00']"),
+    ("g4", "Katie Ward", "", "", "", ""),
+]
+
+
+def write_csv(path: Path, extra_lines: list[str]) -> None:
+    lines = ["customer_id,name,city,browser,os,login_times"]
+    for g in GOOD:
+        lines.append(",".join(f'"{v}"' if "," in v or '"' in v else v for v in (g[0], *g[1:5]))
+                     + "," + '"' + g[5].replace('"', '""') + '"')
+    lines += extra_lines
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_bad_rows_go_to_rejects_and_good_rows_all_come_out(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    write_csv(src, [
+        ',No Id,Somewhere,Chrome,Windows,"[]"',                      # missing id
+        'b2,Bad Stamps,Here,Chrome,Windows,"[""yesterday""]"',       # unparsable timestamps
+        'b3,Too,Many,Columns,Here,"[]",extra',                       # wrong column count
+        'b4,' + "x" * 5000 + ',City,Chrome,Windows,"[]"',             # huge field
+        "b5,,,,,",                                                    # nothing usable
+    ])
+    with (tmp_path / "in.csv").open("ab") as fh:
+        fh.write(b'b6,Bad \xff\xfe Bytes,City,Chrome,Windows,"[]"\n')  # invalid UTF-8
+    out, rej = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    summary, _ = run_batch(src, out, load_settings(env={}), rejects_path=rej, progress=False)
+    decided = [json.loads(line) for line in out.read_text().splitlines()]
+    rejected = [json.loads(line) for line in rej.read_text().splitlines()]
+    assert [d["record_id"] for d in decided] == ["g1", "g2", "g3", "g4"]
+    assert {r["reason"] for r in rejected} == {"missing_id", "bad_timestamps", "wrong_column_count",
+                                              "oversized_field", "no_usable_fields", "bad_encoding"}
+    assert all(r["line"] for r in rejected)
+    assert summary.records == 4 and summary.rejected == 6
+    assert decided[1]["cluster_id"] == decided[0]["cluster_id"]  # the typo'd twin joined
+    for d in decided:
+        assert {"record_id", "cluster_id", "canonical_id", "decision", "matches"} <= set(d)
+
+
+def test_jsonl_input_with_malformed_lines(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join([
+        json.dumps({"customer_id": "a", "name": "Ann Lee", "city": "Boston", "login_times": []}),
+        "{not json",
+        "[1, 2]",
+        json.dumps({"customer_id": "b", "name": {"first": "x"}}),
+        json.dumps({"customer_id": "c", "name": "Anne Lee", "city": "Boston"}),
+    ]) + "\n")
+    out = tmp_path / "out.jsonl"
+    summary, _ = run_batch(src, out, load_settings(env={}), progress=False)
+    assert [json.loads(x)["record_id"] for x in out.read_text().splitlines()] == ["a", "c"]
+    reasons = [json.loads(x)["reason"] for x in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reasons == ["malformed_json", "not_an_object", "wrong_type"]
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"", "empty"), (b"customer_id,name\n", "no data rows"),
+                                                  (b"\n\n", "header")])
+def test_whole_file_problems_are_clear_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        run_batch(src, tmp_path / "o.jsonl", load_settings(env={}), progress=False)
+
+
+def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["batch", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: input file not found") and "Traceback" not in err
+
+
+def test_cli_batch_on_crm_schema_needs_no_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.csv"
+    write_csv(src, [])
+    assert main(["batch", str(src), "--out", str(tmp_path / "o.jsonl"), "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["records"] == 4 and summary["rejected"] == 0
+
+
+def test_person_profile_with_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "people.toml"
+    cfg.write_text('[profile]\nname = "person"\nid_field = "pid"\n')
+    src = tmp_path / "people.csv"
+    src.write_text("pid,given_name,surname,suburb,postcode\n1,Robert,Smith,Carlton,3053\n"
+                   "2,Bob,Smith,Carlton,3053\n3,Alice,Nguyen,Richmond,3121\n")
+    out = tmp_path / "o.jsonl"
+    run_batch(src, out, load_settings(cfg, env={}), progress=False)
+    d = {x["record_id"]: x["cluster_id"] for x in map(json.loads, out.read_text().splitlines())}
+    assert d["1"] == d["2"] != d["3"]

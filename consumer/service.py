@@ -1,0 +1,416 @@
+"""`dedup run`: the Kafka consumer loop around `Pipeline.process`, with at-least-once, idempotent effects.
+
+Per micro-batch, in this order, and nothing of a later step before the earlier one succeeded:
+
+1. poll up to `max_batch` records (waiting at most `max_wait_ms` for a batch to fill);
+2. decode + validate; bad input -> dead-letter topic with the reason in headers;
+3. `Pipeline.process` (same core as `dedup batch`); build events; replays get their *stored* events;
+4. one atomic Redis script writes the new records' state, the merges and every record's event bytes;
+5. produce events (key = cluster id) and dead letters, wait until the broker acknowledged all of them;
+6. only then commit the batch's next offsets.
+
+A crash anywhere re-reads the batch from the last commit: records already in Redis come back as replays and
+re-send their stored events byte for byte (same event ids), records not in Redis are decided again from the
+same restored state, hence identically. So Redis never sees a merge twice and subscribers see repeated events
+only with repeated ids. While Redis or the broker is unreachable the batch is kept and retried (partitions
+paused, the group session kept alive, liveness beating, readiness false with the reason); a revoked or lost
+partition drops the unfinished batch without committing, and state not yet in Redis is reloaded from it.
+
+Commits are asynchronous after each acknowledged batch (a synchronous commit blocks for up to the session
+timeout when the broker is unreachable, which would starve the liveness beat); they are synchronous on
+partition revoke and at shutdown. A failed asynchronous commit only means a later replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from consumer.config import Settings
+from consumer.health import HealthServer, HealthState
+from consumer.io.events import utc_iso
+from consumer.io.group import TP, GroupMember
+from consumer.io.kafka import (
+    DeadLetterSink,
+    DeliveryError,
+    TrackedProducer,
+    make_producer,
+    normalize_properties,
+    properties_from_env,
+)
+from consumer.metrics import Metrics
+from consumer.pipeline import Pipeline
+from consumer.records import Record
+from consumer.service_batch import Batch, assemble, decode_message
+from consumer.state import restore
+from consumer.store.redis import RETRYABLE as REDIS_ERRORS
+from consumer.store.redis import RedisStateStore
+
+__all__ = ["Service", "Abandoned", "DEFAULT_KAFKA_PROPERTIES"]
+
+log = logging.getLogger("dedup.service")
+T = TypeVar("T")
+
+#: Client defaults the service prefers (all overridable): reconnect within ~2 s after an outage instead of
+#: librdkafka's backoff of up to 10 s; short fetch waits, because with the default 500 ms records reached
+#: the consumer in ~250 ms chunks on tansu (end-to-end p50 at 500 records/s: 335 ms -> 130-165 ms with 10 ms,
+#: loadtest/bench_service.py). The cost is more fetch requests while idle.
+DEFAULT_KAFKA_PROPERTIES = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "2000",
+                            "fetch.wait.max.ms": "10"}
+_KAFKA_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
+#: Consumer-only properties, kept away from the producer (which would warn about each on every start).
+_CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
+                  "isolation.level", "partition.assignment.strategy", "group.", "fetch.", "enable.auto.",
+                  "auto.commit.", "queued.", "check.crcs", "enable.partition.eof")
+_STAGES = {"encode": ("encode_text", "encode_other"), "candidates": ("candidates",), "score": ("compare",),
+           "fuse": ("fuse",), "cluster": ("cluster", "index_add")}
+
+
+class Abandoned(Exception):
+    """The in-flight batch must be dropped uncommitted (partitions revoked/lost, or shutdown grace over)."""
+
+
+class _NeedsReload(Exception):
+    """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
+
+
+class Service:
+    """One consumer-group member. `run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI)."""
+
+    def __init__(self, settings: Settings, *, kafka_properties: Mapping[str, Any] | None = None,
+                 text_encoder: Any = None, shutdown_grace: float = 30.0) -> None:
+        self.settings = settings
+        self.svc = settings.service
+        # defaults <- DEDUP_KAFKA_* environment <- explicit properties (e.g. --kafka-property); the clients
+        # are then built with an empty environment so the explicit ones really win.
+        self.kafka_properties = {**DEFAULT_KAFKA_PROPERTIES, **properties_from_env(),
+                                 **normalize_properties(kafka_properties)}
+        self.shutdown_grace = shutdown_grace
+        self.metrics = Metrics()
+        self.health = HealthState(self.svc.stall_seconds, required_dependencies=("redis", "kafka"),
+                                  ready_gauge=self.metrics.ready)
+        self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port)
+        self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix)
+        self._text_encoder = text_encoder
+        self.pipe: Pipeline | None = None
+        self.member: GroupMember | None = None
+        self.producer: TrackedProducer | None = None
+        self.dlq: DeadLetterSink | None = None
+        self._stop = False
+        self._stop_deadline = float("inf")
+        self._inflight: Batch | None = None
+        self._reload_needed = False
+        self._check_count = False
+        self._next_idle_check = 0.0
+        self._next_lag = 0.0
+        self._last_warn: dict[str, float] = {}
+        self._kafka_ok = False
+        #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
+        self.started = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the current batch, commit, close (signal-safe: only sets flags)."""
+        self._stop = True
+        self._stop_deadline = time.monotonic() + self.shutdown_grace
+
+    @property
+    def url(self) -> str:
+        """Base URL of /healthz, /readyz, /metrics."""
+        return self.http.url
+
+    def run(self) -> int:
+        self.http.start()
+        self.started.set()
+        log.info("starting", extra={"topics": self.svc.input_topics, "group": self.svc.group,
+                                    "events_topic": self.svc.events_topic, "http_port": self.http.port})
+        try:
+            try:
+                self._load_state()
+            except Abandoned:
+                return 1  # stopped before Redis ever answered
+            self._connect_kafka()
+            while not self._stop:
+                self.health.beat()
+                if self._reload_needed or self._check_count:
+                    try:
+                        self._maybe_reload()
+                    except Abandoned:
+                        break  # stopped while Redis was unreachable: nothing in flight, nothing to commit
+                msgs = self.member.collect(self.svc.max_batch, self.svc.max_wait_ms) if self.member else []
+                if msgs:
+                    self._handle(msgs)
+                else:
+                    self._idle_checks()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        if self.member is not None:
+            self.member.close()
+        if self.producer is not None:
+            self.producer.producer.flush(5)
+        self.store.close()
+        self.health.set_assigned(False)
+        self.http.stop()
+        log.info("stopped")
+
+    # -- state ------------------------------------------------------------------------------------------
+    def _new_pipeline(self) -> Pipeline:
+        if self.pipe is None:
+            return Pipeline(self.settings, text_encoder=self._text_encoder)
+        model = self.pipe.fuser.model if self.pipe.fuser.mode == "learned" else None
+        return Pipeline(self.settings, text_encoder=self.pipe.text, model=model)
+
+    def _load_state(self) -> None:
+        """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""
+        self.health.set_index_loaded(False)
+        pipe = self._new_pipeline()
+        t0 = time.perf_counter()
+        states = self._retry("redis", "load state", self.store.load_states)
+        n = restore(pipe, states)
+        self.pipe = pipe
+        meta = self._retry("redis", "read meta", self.store.get_meta)
+        if meta.get("config_version") not in (None, pipe.config_version):
+            log.warning("stored state was written with another config",
+                        extra={"stored": meta.get("config_version"), "current": pipe.config_version})
+        self._retry("redis", "write meta", lambda: self.store.set_meta(
+            {"model_version": pipe.model_version, "config_version": pipe.config_version}))
+        self.metrics.index_size.set(len(pipe.store))
+        self.health.set_index_loaded(True)
+        self._reload_needed = self._check_count = False
+        log.info("state loaded", extra={"records": n, "clusters": len(pipe.clusters.members),
+                                        "seconds": round(time.perf_counter() - t0, 3)})
+
+    def _maybe_reload(self) -> None:
+        """Reload when this member's state diverged from Redis (a dropped batch, another member's writes)."""
+        try:
+            if not self._reload_needed:
+                self._check_count = False
+                stored = self._retry("redis", "count records", self.store.record_count)
+                if self.pipe is not None and stored == len(self.pipe.store):
+                    return
+            self._load_state()
+        finally:
+            if self.member is not None:
+                self.member.resume()  # a retry above paused the partitions while Redis was away
+
+    # -- kafka ------------------------------------------------------------------------------------------
+    def _connect_kafka(self) -> None:
+        props = self.kafka_properties
+        producer_props = {k: v for k, v in props.items() if not k.startswith(_CONSUMER_ONLY)}
+        self.producer = TrackedProducer(make_producer(self.svc.kafka, error_cb=self._on_error,
+                                                      extra=producer_props, environ={}))
+        self.dlq = DeadLetterSink(self.producer, self.svc.dlq_topic)
+        self.member = GroupMember(self.svc.kafka, self.svc.group, list(self.svc.input_topics), properties=props,
+                                  on_assigned=self._on_assigned, on_gone=self._on_gone,
+                                  error_cb=self._on_error, warn=self._warn)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("fatal kafka error, stopping", extra={"error": err.str()})
+            self.stop()
+        if err.code() in _KAFKA_DOWN:
+            self._set_dep("kafka", False, err.name())
+            self._warn("kafka", "kafka unreachable", error=err.name())
+
+    def _on_assigned(self, assigned: set[TP]) -> None:
+        self.health.set_assigned(bool(assigned))
+        self._set_dep("kafka", True)
+        self._check_count = True  # another member may have written records meanwhile
+
+    def _on_gone(self, gone: set[TP], lost: bool) -> None:
+        """Partitions revoked or lost: an unfinished batch reading them is dropped, never committed."""
+        batch = self._inflight
+        if batch is not None and not batch.acked and any(
+                (m.topic(), m.partition()) in gone for m in batch.messages):
+            batch.abandoned = True
+            self._reload_needed |= not batch.stored  # its records are in memory but not in Redis
+        self.metrics.forget_partitions(sorted(gone))
+        remaining = self.member.assigned - gone if self.member is not None else set()
+        self.health.set_assigned(bool(remaining))
+
+    # -- one batch ---------------------------------------------------------------------------------------
+    def _handle(self, msgs: list[Message]) -> None:
+        batch = Batch(msgs)
+        self._inflight = batch
+        t0 = time.perf_counter()
+        try:
+            self._decide(batch)
+            self._store(batch)
+            self._deliver(batch)
+            assert self.member is not None
+            self.member.mark_done(msgs)
+            self.member.commit_done(sync=False)
+            self._update_lag()
+            log.debug("batch done", extra={"messages": len(msgs), "dead": len(batch.dead), "replays":
+                                           len(batch.replay_ids), "first_offset": msgs[0].offset(),
+                                           "ms": round((time.perf_counter() - t0) * 1000, 1)})
+        except Abandoned as exc:
+            log.warning("batch dropped uncommitted", extra={"messages": len(msgs), "why": str(exc),
+                                                            "stored": batch.stored})
+        finally:
+            self._inflight = None
+            if self.member is not None:
+                self.member.resume()
+
+    def _decide(self, batch: Batch) -> None:
+        with self.metrics.time_stage("decode"):
+            for msg in batch.messages:
+                item = decode_message(msg, self.settings)
+                if isinstance(item, Record):
+                    batch.good.append((msg, item))
+                else:
+                    batch.dead.append(item)
+        for attempt in range(3):
+            try:
+                self._decide_once(batch)
+                return
+            except _NeedsReload:
+                log.warning("state behind redis, reloading", extra={"attempt": attempt})
+                self._load_state()
+        log.error("replayed records without stored events; sending none for them")
+
+    def _decide_once(self, batch: Batch) -> None:
+        pipe = self.pipe
+        assert pipe is not None
+        batch.events.clear()
+        batch.replay_ids.clear()
+        before = dict(pipe.stage_seconds)
+        batch.decisions = pipe.process([r for _, r in batch.good])
+        for stage, keys in _STAGES.items():
+            delta = sum(pipe.stage_seconds.get(k, 0.0) - before.get(k, 0.0) for k in keys)
+            self.metrics.stage_seconds.labels(stage=stage).observe(delta)
+        assemble(batch, pipe, time.time())
+        if batch.replay_ids:
+            stored = self._retry("redis", "read stored events",
+                                 lambda: self.store.stored_events(batch.replay_ids), batch)
+            missing = [r for r in batch.replay_ids if r not in stored]
+            batch.events.update(stored)
+            log.info("replayed records re-send their stored events",
+                     extra={"records": len(stored), "missing": len(missing)})
+            if missing:
+                self._reload_needed = True
+                raise _NeedsReload(f"{len(missing)} replayed records not in redis")
+
+    def _store(self, batch: Batch) -> None:
+        assert batch.write is not None and self.pipe is not None
+        write = batch.write
+        with self.metrics.time_stage("redis"):
+            _n, conflicts = self._retry("redis", "write batch",
+                                        lambda: self.store.write_batch(write, utc_iso(time.time())), batch)
+            if conflicts:  # another member (or a dropped batch) got there first: its outcome stands
+                log.warning("records already stored by another batch", extra={"records": len(conflicts)})
+                batch.events.update(self._retry("redis", "read stored events",
+                                                lambda: self.store.stored_events(conflicts), batch))
+                self._reload_needed = True
+        batch.stored = True
+        self.metrics.index_size.set(len(self.pipe.store))
+
+    def _deliver(self, batch: Batch) -> None:
+        assert self.producer is not None and self.dlq is not None
+        producer, dlq, topic = self.producer, self.dlq, self.svc.events_topic
+        outputs = batch.outputs()
+        resend = [True]
+
+        def send() -> int:
+            if resend[0]:
+                resend[0] = False
+                for out in outputs:
+                    producer.produce(topic, out.value, out.key, [("dedup.event.type", out.event_type),
+                                                                 ("dedup.event.id", out.event_id)])
+                for dead in batch.dead:
+                    dlq.send(dead.message, dead.reason, dead.stage, dead.detail)
+            try:
+                return producer.flush_and_check(timeout=2.0)
+            except DeliveryError as exc:
+                resend[0] = bool(exc.failures)  # failed ones are gone: send everything again (same ids)
+                raise
+
+        with self.metrics.time_stage("produce"):
+            self._retry("kafka", "produce events", send, batch)
+        batch.acked = True
+        now = time.time()
+        for msg, _rec in batch.good:
+            ts_type, ts = msg.timestamp()
+            if ts_type != 0:
+                self.metrics.observe_end_to_end(ts, now)
+        self.metrics.records.inc(len(batch.messages))
+        for out in outputs:
+            self.metrics.events.labels(type=out.event_type).inc()
+        for dead in batch.dead:
+            self.metrics.dead_letters.labels(reason=dead.reason).inc()
+        self.metrics.batch_size.set(len(batch.messages))
+
+    # -- waiting ------------------------------------------------------------------------------------------
+    def _retry(self, dep: str, what: str, fn: Callable[[], T], batch: Batch | None = None) -> T:
+        """Call `fn` until it succeeds: dependency down -> readiness false; keep beating and polling."""
+        delay, failing_since = 0.1, 0.0
+        errors = (*REDIS_ERRORS,) if dep == "redis" else (DeliveryError, KafkaException, BufferError)
+        while True:
+            try:
+                result = fn()
+            except errors as exc:
+                failing_since = failing_since or time.monotonic()
+                self._set_dep(dep, False, type(exc).__name__)
+                self._warn(f"{dep}:{what}", f"{what} failed, retrying", error=type(exc).__name__)
+            else:
+                self._set_dep(dep, True)
+                if failing_since:
+                    took = round(time.monotonic() - failing_since, 1)
+                    log.info(f"{what} recovered", extra={"seconds": took})
+                return result
+            if batch is not None and batch.abandoned:
+                raise Abandoned("partitions revoked or lost")
+            if self._stop and (batch is None or time.monotonic() > self._stop_deadline):
+                raise Abandoned("stopping" if batch is None else "shutdown grace period over")
+            self._wait(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _wait(self, seconds: float) -> None:
+        if self.member is None:
+            self.health.beat()
+            time.sleep(seconds)
+        else:
+            self.member.idle(seconds, self.health.beat)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_lag and self.member is not None:
+            self._next_lag = now + 1.0
+            try:
+                self.metrics.set_lag(self.member.lag())
+            except KafkaException:
+                pass
+
+    def _idle_checks(self) -> None:
+        self._update_lag()
+        now = time.monotonic()
+        if now < self._next_idle_check:
+            return
+        self._next_idle_check = now + 2.0
+        try:
+            self.store.ping()
+            self._set_dep("redis", True)
+        except REDIS_ERRORS as exc:
+            self._set_dep("redis", False, type(exc).__name__)
+        if self.member is not None and not self._kafka_ok and self.member.probe():
+            self._set_dep("kafka", True)
+
+    def _set_dep(self, name: str, ok: bool, detail: str = "") -> None:
+        if name == "kafka":
+            self._kafka_ok = ok
+        self.health.set_dependency(name, ok, detail)
+
+    def _warn(self, kind: str, msg: str, **extra: Any) -> None:
+        """At most one warning per kind every 5 s (outages report many errors per second)."""
+        now = time.monotonic()
+        if now - self._last_warn.get(kind, 0.0) >= 5.0:
+            self._last_warn[kind] = now
+            log.warning(msg, extra=extra)

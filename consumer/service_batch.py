@@ -1,0 +1,143 @@
+"""One micro-batch of the service: Kafka messages -> records or dead letters -> decisions -> events + state.
+
+Kept apart from the poll loop (`consumer.service`) because this part has no retries, no rebalances and no
+clocks other than the `now` it is given: what a batch *means* is decided here, how it is *delivered* there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+
+from consumer.clustering import cluster_id_for
+from consumer.config import Settings
+from consumer.io.events import Source, build_events, encode_events
+from consumer.pipeline import Decision, Pipeline
+from consumer.records import Record, RejectError, parse_record
+from consumer.state import record_states
+from consumer.store.redis import BatchWrite
+
+__all__ = ["PROFILE_HEADER", "DeadLetter", "Output", "Batch", "decode_message", "source_of", "assemble"]
+
+#: Optional header naming the input profile of a message; a name other than the service's -> dead letter.
+PROFILE_HEADER = "dedup.profile"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: Message
+    reason: str  # short stable code (`malformed_json`, `missing_id`, ...), never a field value
+    stage: str  # decode | validate
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One event to produce: key = cluster id, plus type/id headers so subscribers can filter cheaply."""
+
+    key: bytes
+    value: bytes
+    event_type: str
+    event_id: str
+
+    @classmethod
+    def from_bytes(cls, value: bytes) -> Output:
+        e = orjson.loads(value)
+        return cls(str(e["cluster_id"]).encode(), value, e["event_type"], e["event_id"])
+
+
+@dataclass
+class Batch:
+    """A micro-batch in flight; `stored`/`acked` mark how far its effects got (see Service)."""
+
+    messages: list[Message]
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    good: list[tuple[Message, Record]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    write: BatchWrite | None = None
+    #: record id -> its events' bytes (new records: built now; replays: from Redis)
+    events: dict[str, list[bytes]] = field(default_factory=dict)
+    replay_ids: list[str] = field(default_factory=list)
+    stored: bool = False
+    acked: bool = False
+    abandoned: bool = False
+
+    def outputs(self) -> list[Output]:
+        """Events in input order, each record's events once per batch."""
+        out: list[Output] = []
+        seen: set[str] = set()
+        for _msg, rec in self.good:
+            if rec.record_id in seen:
+                continue
+            seen.add(rec.record_id)
+            out.extend(Output.from_bytes(v) for v in self.events.get(rec.record_id, []))
+        return out
+
+
+def source_of(msg: Message) -> Source:
+    ts_type, ts = msg.timestamp()
+    return Source(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                  ts if ts_type != 0 and ts > 0 else None)
+
+
+def decode_message(msg: Message, settings: Settings) -> Record | DeadLetter:
+    """Bytes -> Record, or a DeadLetter with the reason. Never raises for bad input."""
+    value = msg.value()
+    if value is None:
+        return DeadLetter(msg, "empty_value", "decode", "tombstone (no value)")
+    if len(value) > settings.limits.max_record_bytes:
+        return DeadLetter(msg, "oversized_record", "decode",
+                          f"{len(value)} bytes (limit {settings.limits.max_record_bytes})")
+    for key, hv in msg.headers() or []:
+        if key == PROFILE_HEADER and (hv or b"").decode("utf-8", "replace") != settings.profile.name:
+            return DeadLetter(msg, "unknown_profile", "decode",
+                              f"this consumer handles profile {settings.profile.name!r} only")
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return DeadLetter(msg, "bad_encoding", "decode", "value is not valid UTF-8")
+    try:
+        row: Any = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return DeadLetter(msg, "malformed_json", "decode", f"not valid JSON ({exc.msg})")
+    try:
+        return parse_record(row, settings.profile, settings.limits)
+    except RejectError as exc:
+        return DeadLetter(msg, exc.reason, "validate", exc.detail)
+
+
+def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
+    """Build events for the batch's new decisions and the Redis write that persists them.
+
+    Replays (ids the pipeline already holds from an earlier batch) are listed in `replay_ids`: their stored
+    events must be fetched from Redis by the caller. A record seen twice in one batch reuses the events built
+    for its first occurrence.
+    """
+    write = BatchWrite(batch.token)
+    fresh: list[tuple[Message, Decision]] = []
+    for (msg, _rec), d in zip(batch.good, batch.decisions):
+        if d.outcome != "replay":
+            fresh.append((msg, d))
+        elif d.record_id not in batch.events and d.record_id not in batch.replay_ids:
+            batch.replay_ids.append(d.record_id)
+    states = record_states(pipe, [d.row for _, d in fresh])
+    ids = pipe.store.record_ids
+    for (msg, d), st in zip(fresh, states):
+        events = encode_events(build_events(d, source_of(msg), model_version=pipe.model_version,
+                                            config_version=pipe.config_version, now=now))
+        batch.events[d.record_id] = events
+        write.add_record(st, st.cluster_id, events)
+        if d.merged_cluster_ids:
+            write.add_merge(d.cluster_id, d.merged_cluster_ids)
+        founder_row = pipe.store.row_of[st.founder_id]
+        write.set_canonical(cluster_id_for(st.founder_id), ids[pipe.canonical[founder_row]])
+    # In-batch repeats of a record decided in this batch are not replays from Redis.
+    batch.replay_ids = [r for r in batch.replay_ids if r not in batch.events]
+    for msg in batch.messages:
+        write.set_offset(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
+    batch.write = write

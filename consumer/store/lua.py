@@ -1,0 +1,105 @@
+"""The Lua script that applies one micro-batch to Redis atomically (see `consumer.store.redis`).
+
+Kept as a Python string (not a .lua file) so it ships with the package without package-data rules.
+"""
+
+APPLY_BATCH = r"""
+-- Apply one micro-batch to the dedup state, atomically (a Lua script runs alone on the server).
+--
+-- ARGV[1] prefix, ARGV[2] batch token, ARGV[3] now (ISO), ARGV[4] JSON ops, ARGV[5..] payloads and events
+-- (binary-safe, referenced by index from the ops). Ops:
+--   recs:    [[record_id, cluster_id, founder_id, payload_index, events_index], ...]  (decision order)
+--   merges:  [[surviving_cluster_id, [absorbed_cluster_id, ...]], ...]               (decision order)
+--   canon:   {cluster_id: canonical_record_id}
+--   offsets: {"topic:partition": next_offset}
+-- Returns {new_records, conflicting record ids...}.
+--
+-- Why server-side resolution: several consumers may decide on stale views of the same clusters. A cluster
+-- absorbed by a merge leaves a forward pointer (fwd:<id> -> survivor), and every write first resolves its
+-- cluster through those pointers, so a record never lands in a deleted cluster and a record is always in
+-- exactly one member set. When two existing clusters merge, the one whose founder arrived first (lower
+-- seq) survives, which is what the pipeline itself does; re-applying the same batch (same token, e.g. after
+-- a reply was lost) is a no-op.
+local p = ARGV[1]
+local token = ARGV[2]
+local now = ARGV[3]
+local ops = cjson.decode(ARGV[4])
+
+local function resolve(cid)
+  for _ = 1, 64 do
+    local nxt = redis.call('GET', p .. 'fwd:' .. cid)
+    if not nxt then return cid end
+    cid = nxt
+  end
+  return cid
+end
+
+local function founder_seq(cid)
+  local f = redis.call('HGET', p .. 'clmeta:' .. cid, 'founder')
+  if not f then return nil end
+  return tonumber(redis.call('HGET', p .. 'rec:' .. f, 'seq'))
+end
+
+local touched = {}
+
+local function merge(survivor, absorbed)
+  local s, a = resolve(survivor), resolve(absorbed)
+  if s == a then return end
+  local ss, sa = founder_seq(s), founder_seq(a)
+  if ss and sa and sa < ss then s, a = a, s end
+  local founder = redis.call('HGET', p .. 'clmeta:' .. s, 'founder')
+  for _, rid in ipairs(redis.call('SMEMBERS', p .. 'cl:' .. a)) do
+    redis.call('HSET', p .. 'rec:' .. rid, 'cluster', s, 'founder', founder or '')
+    redis.call('SADD', p .. 'cl:' .. s, rid)
+  end
+  redis.call('DEL', p .. 'cl:' .. a, p .. 'clmeta:' .. a)
+  redis.call('SET', p .. 'fwd:' .. a, s)
+  touched[a] = nil
+  touched[s] = true
+end
+
+local n_new = 0
+local conflicts = {}
+for _, r in ipairs(ops.recs) do
+  local rid, cid, founder = r[1], r[2], r[3]
+  local key = p .. 'rec:' .. rid
+  local prev = redis.call('HGET', key, 'batch')
+  if prev then
+    if prev ~= token then table.insert(conflicts, rid) end
+  else
+    local c = resolve(cid)
+    local meta = p .. 'clmeta:' .. c
+    if redis.call('EXISTS', meta) == 0 then
+      redis.call('HSET', meta, 'founder', founder, 'created', now)
+    else
+      founder = redis.call('HGET', meta, 'founder')
+    end
+    local seq = redis.call('INCR', p .. 'seq')
+    redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', token,
+               'payload', ARGV[4 + r[4]], 'events', ARGV[4 + r[5]], 'written', now)
+    redis.call('SADD', p .. 'cl:' .. c, rid)
+    touched[c] = true
+    n_new = n_new + 1
+  end
+end
+for _, m in ipairs(ops.merges) do
+  for _, a in ipairs(m[2]) do merge(m[1], a) end
+end
+for cid, canonical in pairs(ops.canon) do
+  local c = resolve(cid)
+  if redis.call('EXISTS', p .. 'clmeta:' .. c) == 1 then
+    redis.call('HSET', p .. 'clmeta:' .. c, 'canonical', canonical)
+    touched[c] = true
+  end
+end
+for c, _ in pairs(touched) do
+  redis.call('HSET', p .. 'clmeta:' .. c, 'size', redis.call('SCARD', p .. 'cl:' .. c), 'updated', now)
+end
+for tp, off in pairs(ops.offsets) do
+  local cur = tonumber(redis.call('HGET', p .. 'offsets', tp) or '-1')
+  if off > cur then redis.call('HSET', p .. 'offsets', tp, off) end
+end
+local out = {n_new}
+for _, rid in ipairs(conflicts) do table.insert(out, rid) end
+return out
+"""

@@ -1,0 +1,75 @@
+"""In-memory state for the embedded runner: record rows, their signature columns, and keeper inputs.
+
+Rows are dense integers in arrival order; a row's columns are what every encoder produced for it (vectors
+and keyed hashes only). Arrays grow by doubling, so appending is amortised O(1) and gathering candidate
+rows is one fancy-index per column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from consumer.encoders.base import Columns
+
+__all__ = ["SignatureStore"]
+
+
+class SignatureStore:
+    def __init__(self, capacity: int = 4096):
+        self._cap = capacity
+        self._cols: Columns = {}
+        self.record_ids: list[str] = []
+        self.row_of: dict[str, int] = {}
+        #: Keeper inputs per row: field completeness and a recency stamp (last login, epoch seconds).
+        self.completeness = np.zeros(capacity, np.float32)
+        self.recency = np.zeros(capacity, np.float64)
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+    def _grow(self, need: int) -> None:
+        if need <= self._cap and self._cols:
+            return
+        new_cap = self._cap
+        while new_cap < need:
+            new_cap *= 2
+        if new_cap != self._cap:
+            for name, arr in self._cols.items():
+                grown = np.zeros((new_cap, *arr.shape[1:]), arr.dtype)
+                grown[: len(self)] = arr[: len(self)]
+                self._cols[name] = grown
+            for name in ("completeness", "recency"):
+                arr = getattr(self, name)
+                grown = np.zeros(new_cap, arr.dtype)
+                grown[: len(self)] = arr[: len(self)]
+                setattr(self, name, grown)
+            self._cap = new_cap
+
+    def append(self, record_ids: Sequence[str], cols: Columns, completeness: np.ndarray,
+               recency: np.ndarray) -> np.ndarray:
+        """Store new records; returns their rows. Callers guarantee the ids are new."""
+        start, n = len(self), len(record_ids)
+        self._grow(start + n)
+        for name, arr in cols.items():
+            if name not in self._cols:
+                self._cols[name] = np.zeros((self._cap, *arr.shape[1:]), arr.dtype)
+            self._cols[name][start: start + n] = arr
+        self.completeness[start: start + n] = completeness
+        self.recency[start: start + n] = recency
+        for i, rid in enumerate(record_ids):
+            self.row_of[rid] = start + i
+        self.record_ids.extend(record_ids)
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def gather(self, rows: np.ndarray) -> Columns:
+        return {name: arr[rows] for name, arr in self._cols.items()}
+
+    def column(self, name: str) -> np.ndarray:
+        return self._cols[name][: len(self)]
+
+    def memory_bytes(self) -> int:
+        used = len(self)
+        per_row = sum(a.itemsize * int(np.prod(a.shape[1:])) for a in self._cols.values()) + 12
+        return used * per_row

@@ -1,0 +1,74 @@
+"""Shared fixtures: one real broker and one real Redis per session, plus per-test owned servers.
+
+The logic lives in tests/harness; this file only wires lifetimes. Integration tests that use these
+fixtures start real servers (tansu unless $KAFKA_BOOTSTRAP; Redis per harness.redis.redis_url()).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from harness import kafka as hk
+from harness import redis as hr
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """bootstrap.servers of $KAFKA_BOOTSTRAP or of a tansu broker started once for the session."""
+    with hk.kafka_bootstrap(log_dir=tmp_path_factory.mktemp("tansu")) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the shared Redis ($REDIS_URL, local :6379, or one started for the session)."""
+    yield hr.redis_url()
+    hr.stop_fallback_redis()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix unique to this test; its keys are deleted afterwards (never FLUSHDB a shared Redis)."""
+    prefix = f"dedup-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        hr.delete_prefix(client, prefix)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def owned_redis() -> Iterator[Callable[..., hr.OwnedRedis]]:
+    """Factory: `owned_redis()` starts a private AOF Redis a test may kill/restart; all closed afterwards."""
+    servers: list[hr.OwnedRedis] = []
+
+    def start(**kwargs: Any) -> hr.OwnedRedis:
+        server = hr.OwnedRedis(**kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def tansu_proxy(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., hk.TansuProxy]]:
+    """Factory: `tansu_proxy()` starts a proxy in front of the session broker; all stopped afterwards."""
+    proxies: list[hk.TansuProxy] = []
+
+    def start(origin: str | None = None, **kwargs: Any) -> hk.TansuProxy:
+        kwargs.setdefault("log_dir", tmp_path)
+        proxy = hk.TansuProxy(origin or kafka_bootstrap, **kwargs)
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()

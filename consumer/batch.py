@@ -70,28 +70,30 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     start = time.perf_counter()
     bar = _progress(progress)
     with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
-        batch: list[Record] = []
 
-        def flush() -> None:
-            for d in pipe.process(batch):
+        def batches() -> Iterator[list[Record]]:
+            batch: list[Record] = []
+            for pos, item in iter_records(input_path, settings, fmt):
+                if isinstance(item, Rejected):
+                    summary.rejected += 1
+                    summary.reject_reasons[item.reason] += 1
+                    rejects.write({"line": pos, "record_id": item.record_id, "reason": item.reason,
+                                   "detail": item.detail})
+                    continue
+                batch.append(item)
+                if len(batch) >= settings.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        # Encoding of the next batch overlaps the deciding of this one (same decisions, see process_stream).
+        for batch, decisions in pipe.process_stream(batches()):
+            for d in decisions:
                 out.write(d.to_dict())
             summary.records += len(batch)
             if bar is not None:
                 bar.update(len(batch))
-            batch.clear()
-
-        for pos, item in iter_records(input_path, settings, fmt):
-            if isinstance(item, Rejected):
-                summary.rejected += 1
-                summary.reject_reasons[item.reason] += 1
-                rejects.write({"line": pos, "record_id": item.record_id, "reason": item.reason,
-                               "detail": item.detail})
-                continue
-            batch.append(item)
-            if len(batch) >= settings.batch_size:
-                flush()
-        if batch:
-            flush()
     if bar is not None:
         bar.close()
     summary.seconds = time.perf_counter() - start

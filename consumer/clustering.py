@@ -55,9 +55,14 @@ class ClusterState:
     def assign(self, row: int, cand_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray,
                match_threshold: float, merge_margin: float, join_support: float) -> Assignment:
         """Place `row` given its scored candidates (labels: 2 match, 1 possible, 0 no)."""
+        if not (labels == 2).any():  # the common case (a record with no match): it founds a cluster
+            self.cluster_of[row] = row
+            self.members[row] = [row]
+            return Assignment(row, "new", [], [])
         by_cluster: dict[int, list[int]] = {}
-        for j in range(len(cand_rows)):
-            c = self.cluster_of.get(int(cand_rows[j]))
+        cluster_of = self.cluster_of
+        for j, cand in enumerate(cand_rows.tolist()):
+            c = cluster_of.get(cand)
             if c is not None:
                 by_cluster.setdefault(c, []).append(j)
 

@@ -41,6 +41,10 @@ class Comparator:
 
     def __init__(self, encoders: Sequence[Encoder]):
         self._encoders = list(encoders)
+        #: Columns no encoder compares (vectors that exist for the index only): not worth gathering for
+        #: millions of pairs.
+        self.unused_columns: frozenset[str] = frozenset(
+            c for enc in self._encoders for c in getattr(enc, "index_only_columns", ()))
 
     def compare(self, a: Columns, b: Columns, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Feature matrix for pairs (a[i], b[i]); `extra` adds precomputed per-pair features."""

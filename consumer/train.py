@@ -53,7 +53,8 @@ def collect_pairs(records: Sequence[Record], truth: Mapping[str, str], settings:
     return x, y, pipe
 
 
-def fit_model(x: np.ndarray, y: np.ndarray, seed: int = 0, source: str = "") -> LearnedModel:
+def fit_model(x: np.ndarray, y: np.ndarray, seed: int = 0, source: str = "",
+              learning_rate: float = 0.08) -> LearnedModel:
     from sklearn import __version__ as sk_version
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -63,7 +64,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, seed: int = 0, source: str = "") -> 
     # Signals the training file never has (e.g. key fields of another profile) are left out, not faked.
     used = [j for j in range(x.shape[1]) if not np.isnan(x[:, j]).all()]
     est = HistGradientBoostingClassifier(
-        max_iter=800, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
+        max_iter=800, learning_rate=learning_rate, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
         monotonic_cst=[_MONOTONE.get(FEATURES[j], 1) for j in used], random_state=seed,
         early_stopping=True, validation_fraction=0.15, n_iter_no_change=20,
     )
@@ -71,7 +72,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, seed: int = 0, source: str = "") -> 
     est.fit(x[:, used], y)
     meta = {"used_features": [FEATURES[j] for j in used], "trained_on": source, "pairs": int(len(y)),
             "positives": int(y.sum()), "sklearn": sk_version, "fit_seconds": round(time.perf_counter() - t0, 2),
-            "iterations": int(est.n_iter_)}
+            "iterations": int(est.n_iter_), "learning_rate": learning_rate}
     return LearnedModel(est, FEATURES, meta)
 
 

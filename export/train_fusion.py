@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[101, 102, 103])
     ap.add_argument("--records", type=int, default=15_000)
     ap.add_argument("--out", default=str(ROOT / "consumer" / "data" / "fusion-default.pkl"))
+    ap.add_argument("--learning-rate", type=float, default=0.08,
+                    help="boosting step; larger = fewer trees = faster scoring (each tree costs per pair)")
+    ap.add_argument("--pairs-cache", help="npz of labelled pairs: reused when present, written when not")
     args = ap.parse_args()
 
     from consumer.batch import iter_records
@@ -39,8 +42,12 @@ def main() -> None:
     settings = load_settings(env={})
     text = TextEncoder()
     xs, ys = [], []
+    cache = Path(args.pairs_cache) if args.pairs_cache else None
+    if cache is not None and cache.exists():
+        with np.load(cache) as z:
+            xs, ys = [z["x"]], [z["y"]]
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
+        for seed in args.seeds if not xs else []:
             data, truth = Path(tmp) / f"train-{seed}.csv", Path(tmp) / f"train-{seed}.truth.csv"
             write_crm(data, truth, args.records, seed)
             records = [r for _, r in iter_records(data, settings) if isinstance(r, Record)]
@@ -48,8 +55,11 @@ def main() -> None:
             xs.append(x)
             ys.append(y)
             print(f"seed {seed}: {len(y)} pairs, {int(y.sum())} duplicates", file=sys.stderr)
+    if cache is not None and not cache.exists():
+        np.savez_compressed(cache, x=np.concatenate(xs), y=np.concatenate(ys))
     source = f"generated CRM, seeds {args.seeds}, {args.records} records each"
-    model = fit_model(np.concatenate(xs), np.concatenate(ys), seed=0, source=source)
+    model = fit_model(np.concatenate(xs), np.concatenate(ys), seed=0, source=source,
+                      learning_rate=args.learning_rate)
     digest = model.save(args.out)
     meta = {**model.meta, "sha256": digest, "command": "python export/train_fusion.py " + " ".join(sys.argv[1:]),
             "text_model": text.entry.get("file")}

@@ -87,6 +87,8 @@ class NameEncoder:
     """Encoder for the name, city and key fields (the non-semantic half of the text modality)."""
 
     name = "names"
+    #: Dense character-gram vectors feed the HNSW index only; pairs are compared on the exact columns.
+    index_only_columns = ("name_vec", "city_vec")
 
     def __init__(self, hash_key: str, n_keys: int = 0):
         self._hash = KeyedHasher(hash_key)

@@ -7,7 +7,7 @@ rows is one fancy-index per column.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -63,8 +63,9 @@ class SignatureStore:
         self.record_ids.extend(record_ids)
         return np.arange(start, start + n, dtype=np.int64)
 
-    def gather(self, rows: np.ndarray) -> Columns:
-        return {name: arr[rows] for name, arr in self._cols.items()}
+    def gather(self, rows: np.ndarray, skip: Collection[str] = ()) -> Columns:
+        """The columns of `rows`, but those in `skip` (comparison never reads the index-only vectors)."""
+        return {name: arr[rows] for name, arr in self._cols.items() if name not in skip}
 
     def column(self, name: str) -> np.ndarray:
         return self._cols[name][: len(self)]

@@ -47,7 +47,7 @@ def main() -> None:
     settings = load_settings()  # DEDUP_* variables apply, so settings can be compared
     settings.fusion.mode = args.fusion
     settings.encoders.threads = args.threads
-    pipe = Pipeline(settings)
+    pipe = Pipeline(settings, encode_in_background=True)  # as run_batch builds it
     pipe.text.encode(["warm up"])  # load the model outside the timed run
     before = rss_bytes()
     t0 = time.perf_counter()

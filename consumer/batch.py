@@ -63,7 +63,7 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
               rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
               pipeline: Pipeline | None = None) -> tuple[BatchSummary, Pipeline]:
     """Process a whole file; returns the summary and the pipeline (its state, for evaluation)."""
-    pipe = pipeline or Pipeline(settings)
+    pipe = pipeline or Pipeline(settings, encode_in_background=True)
     summary = BatchSummary()
     if rejects_path is None:
         rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"

@@ -41,10 +41,11 @@ def index_dim(text_dim: int) -> int:
 class Blocker:
     """Top-k candidates from the index plus the top-k earlier records of the same batch."""
 
-    def __init__(self, text_dim: int, settings: IndexSettings):
+    def __init__(self, text_dim: int, settings: IndexSettings, query_threads: int | None = None):
         self.k = settings.k
         self.index = CandidateIndex(index_dim(text_dim), m=settings.m, ef_construction=settings.ef_construction,
-                                    ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity)
+                                    ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
+                                    query_threads=settings.query_threads or query_threads)
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
         """Candidate rows per batch record (sorted, unique); `vecs` from `index_vectors`."""

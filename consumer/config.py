@@ -82,10 +82,13 @@ class IndexSettings:
 
     k: int = 32
     ef: int = 128
-    m: int = 16
+    m: int = 12
     ef_construction: int = 64
     seed: int = 42
     initial_capacity: int = 16384
+    #: Threads per knn query batch; None = auto (1 when encoding runs on the other cores alongside, as in
+    #: `dedup batch`, else every core). Queries are independent, so this changes speed only.
+    query_threads: int | None = None
 
 
 @dataclass

@@ -64,10 +64,10 @@ class CandidateIndex:
     """Inner-product HNSW over L2-normalised vectors; ids are the store's row numbers."""
 
     def __init__(self, dim: int, m: int = 16, ef_construction: int = 200, ef: int = 96, seed: int = 42,
-                 capacity: int = 16384):
+                 capacity: int = 16384, query_threads: int | None = None):
         self.dim = dim
         self._params = (m, ef_construction, ef, seed)
-        self._query_threads = os.cpu_count() or 1
+        self._query_threads = query_threads if query_threads and query_threads > 0 else (os.cpu_count() or 1)
         self._lock = RWLock()
         self._index = self._new(max(capacity, 16))
 

@@ -10,6 +10,7 @@ already in the index and those earlier in its own batch, so batch boundaries do 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +36,14 @@ from consumer.records import Record
 from consumer.store.memory import SignatureStore
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline"]
+
+
+def _cores() -> int:
+    """Cores this process may use (cgroup/affinity aware, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS/Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _num(x: float) -> float | None:
@@ -94,21 +103,30 @@ class Decision:
 class Pipeline:
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
-    def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None):
+    def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
+                 encode_in_background: bool = False):
+        """`encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker
+        thread beside the deciding thread. Automatic thread counts then split the cores instead of letting
+        both sides claim all of them: the transformer gets cores - 1 and the decide thread's knn queries,
+        BLAS and OpenMP (the fusion model) get 1. Oversubscribing 2 cores that way measured ~15% slower
+        (benchmarks/bench_batch.py). Thread counts change speed only, never results."""
         self.settings = settings
         enc = settings.encoders
+        self.encode_in_background = encode_in_background
+        cores = _cores()
         if text_encoder is None:
             from consumer.encoders.text import TextEncoder  # heavy (onnxruntime): load only when used
 
+            threads = enc.threads or (max(1, cores - 1) if encode_in_background else None)
             text_encoder = TextEncoder(model_dir=enc.model_dir, dim=enc.text_dim, device=enc.device,
-                                       threads=enc.threads)
+                                       threads=threads)
         self.text = text_encoder
         self.encoders = [SemanticEncoder(text_encoder),
                          NameEncoder(enc.hash_key, n_keys=len(settings.profile.key_fields)),
                          BehaviourEncoder(), DeviceEncoder(enc.hash_key)]
         self.comparator = Comparator(self.encoders)
         self.fuser = Fuser(settings.fusion, model)
-        self.blocker = Blocker(self.text.dim, settings.index)
+        self.blocker = Blocker(self.text.dim, settings.index, query_threads=1 if encode_in_background else cores)
         self.frequencies = FrequencyTable()
         self.store = SignatureStore()
         self.clusters = ClusterState()
@@ -152,7 +170,13 @@ class Pipeline:
         batch-invariant and the worker encodes strictly in order); it overlaps the transformer, which
         releases the GIL, with the single-threaded deciding work, using the second core (~20% faster
         end to end on 2 cores, benchmarks/bench_batch.py)."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
+        from threadpoolctl import threadpool_limits
+
+        # BLAS and OpenMP pools of the deciding thread spin between calls; with the encoder on the other
+        # core(s) they only steal its time (see __init__).
+        limits = 1 if self.encode_in_background else None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool, \
+                threadpool_limits(limits=limits):
             pending: tuple[Sequence[Record], Future[Encoded]] | None = None
             for batch in batches:
                 batch = list(batch)

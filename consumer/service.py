@@ -67,8 +67,9 @@ _KAFKA_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
 _CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
                   "isolation.level", "partition.assignment.strategy", "group.", "fetch.", "enable.auto.",
                   "auto.commit.", "queued.", "check.crcs", "enable.partition.eof")
-_STAGES = {"encode": ("encode_text", "encode_other"), "candidates": ("candidates",), "score": ("compare",),
-           "fuse": ("fuse",), "cluster": ("cluster", "index_add")}
+_STAGES = {"encode": ("encode_text", "encode_names", "encode_behaviour", "encode_device"),
+           "candidates": ("candidates",), "score": ("compare",), "fuse": ("fuse",),
+           "cluster": ("cluster", "index_add")}
 
 
 class Abandoned(Exception):

@@ -30,6 +30,7 @@ import orjson
 from common import ServiceRun, hk, servers
 
 HIST = "dedup_end_to_end_latency_seconds_bucket"
+STAGE_SUM = "dedup_stage_seconds_sum"
 
 
 def quantiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> dict[str, float]:
@@ -43,6 +44,16 @@ def scrape_buckets(url: str) -> dict[float, float]:
     for le, value in re.findall(HIST + r'\{le="([^"]+)"\} ([0-9.e+]+)', text):
         out[float("inf") if le == "+Inf" else float(le)] = float(value)
     return out
+
+
+def scrape_stage_seconds(url: str) -> dict[str, float]:
+    """Seconds the service spent per stage so far (sums of its per-batch stage histogram)."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    return {stage: float(v) for stage, v in re.findall(STAGE_SUM + r'\{stage="([^"]+)"\} ([0-9.e+]+)', text)}
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in sorted(after.items(), key=lambda kv: -kv[1])}
 
 
 def histogram_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
@@ -106,6 +117,8 @@ def main() -> int:
             t_start = svc.wait_committed(int(args.records * 0.1), timeout=600, interval=0.2)
             t_end = svc.wait_committed(args.records, timeout=3600, interval=0.2)
             max_rate = args.records * 0.9 / (t_end - t_start)
+            url = f"http://127.0.0.1:{svc.port}"
+            stages_1 = scrape_stage_seconds(url)
 
             latencies: list[float] = []
             wanted = {str(r["customer_id"]) for r in second}
@@ -115,21 +128,25 @@ def main() -> int:
                                                                 ready), daemon=True)
             reader.start()
             ready.wait(30)
-            before = scrape_buckets(f"http://127.0.0.1:{svc.port}")
+            before = scrape_buckets(url)
+            stages_before = scrape_stage_seconds(url)
             achieved = paced_produce(bootstrap, topic, second, args.rate)
             deadline = time.monotonic() + 120
             while len(latencies) < len(second) and time.monotonic() < deadline:
                 time.sleep(0.2)
             stop.set()
             reader.join(10)
-            after = scrape_buckets(f"http://127.0.0.1:{svc.port}")
+            after = scrape_buckets(url)
+            stages_2 = _delta(stages_before, scrape_stage_seconds(url))
     warm = latencies[int(args.rate * 2):]  # the first 2 s include the first fetch after an idle period
     print(json.dumps({
-        "max_rate": {"records": args.records, "records_per_second": round(max_rate, 1)},
+        "max_rate": {"records": args.records, "records_per_second": round(max_rate, 1),
+                     "service_stage_seconds": _delta({}, stages_1)},
         "paced": {"target_rate": args.rate, "achieved_input_rate": round(achieved, 1), "records": len(second),
                   "events_seen": len(latencies),
                   "end_to_end_ms_at_consumer": quantiles(warm),
-                  "end_to_end_ms_service_histogram": histogram_quantiles(before, after)},
+                  "end_to_end_ms_service_histogram": histogram_quantiles(before, after),
+                  "service_stage_seconds": stages_2},
         "service_log": str(svc.log),
     }, indent=2))
     return 0 if len(latencies) == len(second) else 1

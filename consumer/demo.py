@@ -42,4 +42,4 @@ def show_demo(data: Path, decisions: Path, summary: dict[str, Any], scores: Scor
                 mods = ", ".join(f"{k} {v:.2f}" for k, v in best["scores"].items() if v is not None)
                 why = f"  <- {d['outcome']} (fused {best['fused']:.2f}: {mods})"
             print(f"     {d['record_id'][:8]}  {name!r:28} {city!r:20}{why}")
-    print(f"\n   decisions: {decisions}  (one JSON line per record; see README 'Output')")
+    print(f"\n   decisions: {decisions}  (one JSON line per record; see README 'What a decision looks like')")

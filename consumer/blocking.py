@@ -9,9 +9,17 @@ the transformer vector alone reaches only ~0.91 of true pairs at k=32 (it is wea
 character grams alone ~0.97, the composite >= 0.99. A record is also compared with the most similar
 earlier records of its own micro-batch (exact, since they are not indexed yet), so batch boundaries never
 hide a duplicate.
+
+Inserting a batch into the HNSW graph is pure C++ that releases the GIL, and its result is first needed by
+the *next* batch's query. With `background_add`, `add` therefore runs on its own thread while the caller
+compares, fuses and clusters, and every later use of the index waits for it first: inserts happen in the
+same order as before, so the graph, and every candidate list, is the same as with synchronous adds.
 """
 
 from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,16 +49,37 @@ def index_dim(text_dim: int) -> int:
 class Blocker:
     """Top-k candidates from the index plus the top-k earlier records of the same batch."""
 
-    def __init__(self, text_dim: int, settings: IndexSettings, query_threads: int | None = None):
+    def __init__(self, text_dim: int, settings: IndexSettings, query_threads: int | None = None,
+                 background_add: bool = False):
         self.k = settings.k
-        self.index = CandidateIndex(index_dim(text_dim), m=settings.m, ef_construction=settings.ef_construction,
-                                    ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
-                                    query_threads=settings.query_threads or query_threads)
+        self._index = CandidateIndex(index_dim(text_dim), m=settings.m, ef_construction=settings.ef_construction,
+                                     ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
+                                     query_threads=settings.query_threads or query_threads)
+        self._background = background_add
+        self._adder: ThreadPoolExecutor | None = None
+        self._pending: Future[float] | None = None
+        #: Seconds spent inserting (on the add thread when in background) and waiting for an insert.
+        self.add_seconds = 0.0
+        self.wait_seconds = 0.0
+
+    @property
+    def index(self) -> CandidateIndex:
+        """The index with every submitted add applied."""
+        self.settle()
+        return self._index
+
+    def settle(self) -> None:
+        """Wait for a background add (re-raising its error, if any)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            t0 = time.perf_counter()
+            self.add_seconds += pending.result()
+            self.wait_seconds += time.perf_counter() - t0
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
         """Candidate rows per batch record (sorted, unique); `vecs` from `index_vectors`."""
         k = self.k
-        ids, sims = self.index.query(vecs, k)
+        ids, sims = self.index.query(vecs, k)  # `index` waits for the previous batch's insert
         local = vecs @ vecs.T
         n = len(rows)
         local[np.triu_indices(n)] = -np.inf  # only earlier records of the batch
@@ -69,4 +98,16 @@ class Blocker:
         return out
 
     def add(self, vecs: np.ndarray, rows: np.ndarray) -> None:
-        self.index.add(vecs, rows)
+        """Insert rows (after any earlier insert); returns at once with `background_add`."""
+        self.settle()
+        if not self._background:
+            self.add_seconds += self._timed_add(vecs, rows)
+            return
+        if self._adder is None:
+            self._adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-add")
+        self._pending = self._adder.submit(self._timed_add, vecs, rows)
+
+    def _timed_add(self, vecs: np.ndarray, rows: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        self._index.add(vecs, rows)
+        return time.perf_counter() - t0

@@ -11,6 +11,7 @@ already in the index and those earlier in its own batch, so batch boundaries do 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -126,12 +127,14 @@ class Pipeline:
                          BehaviourEncoder(), DeviceEncoder(enc.hash_key)]
         self.comparator = Comparator(self.encoders)
         self.fuser = Fuser(settings.fusion, model)
-        self.blocker = Blocker(self.text.dim, settings.index, query_threads=1 if encode_in_background else cores)
+        self.blocker = Blocker(self.text.dim, settings.index, query_threads=1 if encode_in_background else cores,
+                               background_add=encode_in_background)
         self.frequencies = FrequencyTable()
         self.store = SignatureStore()
         self.clusters = ClusterState()
         self.canonical: dict[int, int] = {}
         self.stage_seconds: dict[str, float] = defaultdict(float)
+        self._encode_lock = threading.Lock()
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):
         #: training data for `dedup train` and the input of candidate-recall measurement.
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
@@ -140,11 +143,14 @@ class Pipeline:
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record]) -> Columns:
+        # The encoders' caches are not thread-safe; the lock matters only when `process` has to encode
+        # (its batch was not encoded ahead) while the worker encodes the next one.
         cols: Columns = {}
-        for enc in self.encoders:
-            t0 = time.perf_counter()
-            cols.update(enc.encode(records))
-            self.stage_seconds[f"encode_{enc.name}"] += time.perf_counter() - t0
+        with self._encode_lock:
+            for enc in self.encoders:
+                t0 = time.perf_counter()
+                cols.update(enc.encode(records))
+                self.stage_seconds[f"encode_{enc.name}"] += time.perf_counter() - t0
         return cols
 
     def _fresh(self, records: Sequence[Record]) -> list[Record]:
@@ -204,6 +210,9 @@ class Pipeline:
             vecs = index_vectors(cols)
             cands = self.blocker.candidates(vecs, rows)
             t1 = time.perf_counter()
+            # Insert now: with a background blocker the graph grows while this thread scores and clusters.
+            self.blocker.add(vecs, rows)
+            ta = time.perf_counter()
             # Score every (record, candidate) pair of the batch in one vectorised pass...
             counts = np.array([len(c) for c in cands], np.int64)
             offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -219,7 +228,10 @@ class Pipeline:
             labels = self.fuser.label(fused)
             t3 = time.perf_counter()
             self.stage_seconds["candidates"] += t1 - t0
-            self.stage_seconds["compare"] += t2 - t1
+            self.stage_seconds["compare"] += t2 - ta
+            # Cumulative, not per thread: in the background these overlap the stages above.
+            self.stage_seconds["index_add"] = self.blocker.add_seconds
+            self.stage_seconds["index_wait"] = self.blocker.wait_seconds
             self.stage_seconds["fuse"] += t3 - t2
             # ...then decide record by record, in arrival order.
             for i, rec in enumerate(fresh):
@@ -229,9 +241,6 @@ class Pipeline:
                 by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
                                                     {m: v[sl] for m, v in mods.items()})
             self.stage_seconds["cluster"] += time.perf_counter() - t3
-            t0 = time.perf_counter()
-            self.blocker.add(vecs, rows)
-            self.stage_seconds["index_add"] += time.perf_counter() - t0
         out: list[Decision] = []
         for r in records:
             d = by_id.pop(r.record_id, None)

@@ -9,6 +9,10 @@ Per micro-batch, in this order, and nothing of a later step before the earlier o
 5. produce events (key = cluster id) and dead letters, wait until the broker acknowledged all of them;
 6. only then commit the batch's next offsets.
 
+While batch i goes through steps 2-6, batch i+1 is already polled, decoded and *encoded* on a worker
+thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest). Its offsets are not
+committed before its own step 6, so a crash or revoke just drops it and it is read again.
+
 A crash anywhere re-reads the batch from the last commit: records already in Redis come back as replays and
 re-send their stored events byte for byte (same event ids), records not in Redis are decided again from the
 same restored state, hence identically. So Redis never sees a merge twice and subscribers see repeated events
@@ -27,9 +31,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException
 
 from consumer.config import Settings
 from consumer.health import HealthServer, HealthState
@@ -69,7 +74,7 @@ _CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.inter
                   "auto.commit.", "queued.", "check.crcs", "enable.partition.eof")
 _STAGES = {"encode": ("encode_text", "encode_names", "encode_behaviour", "encode_device"),
            "candidates": ("candidates",), "score": ("compare",), "fuse": ("fuse",),
-           "cluster": ("cluster", "index_add")}
+           "cluster": ("cluster",)}
 
 
 class Abandoned(Exception):
@@ -105,6 +110,8 @@ class Service:
         self._stop = False
         self._stop_deadline = float("inf")
         self._inflight: Batch | None = None
+        #: Polled, decoded and being encoded while `_inflight` finishes.
+        self._pending: Batch | None = None
         self._reload_needed = False
         self._check_count = False
         self._next_idle_check = 0.0
@@ -136,21 +143,52 @@ class Service:
             except Abandoned:
                 return 1  # stopped before Redis ever answered
             self._connect_kafka()
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        """Poll batch i+1 and start encoding it, then finish batch i (see the module docstring)."""
+        from threadpoolctl import threadpool_limits
+
+        # The decide thread's BLAS/OpenMP pools would only spin against the encoder (Pipeline.__init__).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool, \
+                threadpool_limits(limits=1):
             while not self._stop:
                 self.health.beat()
                 if self._reload_needed or self._check_count:
                     try:
                         self._maybe_reload()
                     except Abandoned:
-                        break  # stopped while Redis was unreachable: nothing in flight, nothing to commit
-                msgs = self.member.collect(self.svc.max_batch, self.svc.max_wait_ms) if self.member else []
-                if msgs:
-                    self._handle(msgs)
-                else:
+                        break  # stopped while Redis was unreachable: nothing decided, nothing to commit
+                # With a batch waiting, poll only as long as a batch may wait to fill.
+                first_wait = self.svc.max_wait_ms / 1000 if self._pending is not None else 0.5
+                msgs = (self.member.collect(self.svc.max_batch, self.svc.max_wait_ms, first_wait)
+                        if self.member else [])
+                nxt = self._prefetch(Batch(msgs), pool) if msgs else None
+                current, self._pending = self._pending, nxt
+                if current is not None and not current.abandoned:
+                    self._handle(current)
+                elif nxt is None:
                     self._idle_checks()
-        finally:
-            self._shutdown()
-        return 0
+            last, self._pending = self._pending, None
+            if last is not None and not last.abandoned and time.monotonic() < self._stop_deadline:
+                self._handle(last)  # polled before the stop: finish it rather than re-read it
+
+    def _prefetch(self, batch: Batch, pool: ThreadPoolExecutor) -> Batch:
+        """Decode a polled batch and start encoding its good records on the worker thread."""
+        with self.metrics.time_stage("decode"):
+            for msg in batch.messages:
+                item = decode_message(msg, self.settings)
+                if isinstance(item, Record):
+                    batch.good.append((msg, item))
+                else:
+                    batch.dead.append(item)
+        batch.decoded = True
+        if batch.good and self.pipe is not None:
+            batch.encoded = pool.submit(self.pipe.encode_ahead, [r for _, r in batch.good])
+        return batch
 
     def _shutdown(self) -> None:
         if self.member is not None:
@@ -165,9 +203,9 @@ class Service:
     # -- state ------------------------------------------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:
         if self.pipe is None:
-            return Pipeline(self.settings, text_encoder=self._text_encoder)
+            return Pipeline(self.settings, text_encoder=self._text_encoder, encode_in_background=True)
         model = self.pipe.fuser.model if self.pipe.fuser.mode == "learned" else None
-        return Pipeline(self.settings, text_encoder=self.pipe.text, model=model)
+        return Pipeline(self.settings, text_encoder=self.pipe.text, model=model, encode_in_background=True)
 
     def _load_state(self) -> None:
         """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""
@@ -228,6 +266,9 @@ class Service:
 
     def _on_gone(self, gone: set[TP], lost: bool) -> None:
         """Partitions revoked or lost: an unfinished batch reading them is dropped, never committed."""
+        pending = self._pending
+        if pending is not None and any((m.topic(), m.partition()) in gone for m in pending.messages):
+            pending.abandoned = True  # not decided yet: nothing to undo
         batch = self._inflight
         if batch is not None and not batch.acked and any(
                 (m.topic(), m.partition()) in gone for m in batch.messages):
@@ -238,8 +279,8 @@ class Service:
         self.health.set_assigned(bool(remaining))
 
     # -- one batch ---------------------------------------------------------------------------------------
-    def _handle(self, msgs: list[Message]) -> None:
-        batch = Batch(msgs)
+    def _handle(self, batch: Batch) -> None:
+        msgs = batch.messages
         self._inflight = batch
         t0 = time.perf_counter()
         try:
@@ -262,13 +303,15 @@ class Service:
                 self.member.resume()
 
     def _decide(self, batch: Batch) -> None:
-        with self.metrics.time_stage("decode"):
-            for msg in batch.messages:
-                item = decode_message(msg, self.settings)
-                if isinstance(item, Record):
-                    batch.good.append((msg, item))
-                else:
-                    batch.dead.append(item)
+        if not batch.decoded:
+            with self.metrics.time_stage("decode"):
+                for msg in batch.messages:
+                    item = decode_message(msg, self.settings)
+                    if isinstance(item, Record):
+                        batch.good.append((msg, item))
+                    else:
+                        batch.dead.append(item)
+            batch.decoded = True
         for attempt in range(3):
             try:
                 self._decide_once(batch)
@@ -284,7 +327,10 @@ class Service:
         batch.events.clear()
         batch.replay_ids.clear()
         before = dict(pipe.stage_seconds)
-        batch.decisions = pipe.process([r for _, r in batch.good])
+        # The batch's ahead-of-time encoding stays valid across a state reload (encoders are deterministic);
+        # `process` re-encodes whatever it does not cover.
+        encoded = batch.encoded.result() if batch.encoded is not None else None
+        batch.decisions = pipe.process([r for _, r in batch.good], encoded)
         for stage, keys in _STAGES.items():
             delta = sum(pipe.stage_seconds.get(k, 0.0) - before.get(k, 0.0) for k in keys)
             self.metrics.stage_seconds.labels(stage=stage).observe(delta)

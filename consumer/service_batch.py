@@ -7,6 +7,7 @@ clocks other than the `now` it is given: what a batch *means* is decided here, h
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from confluent_kafka import Message
 from consumer.clustering import cluster_id_for
 from consumer.config import Settings
 from consumer.io.events import Source, build_events, encode_events
-from consumer.pipeline import Decision, Pipeline
+from consumer.pipeline import Decision, Encoded, Pipeline
 from consumer.records import Record, RejectError, parse_record
 from consumer.state import record_states
 from consumer.store.redis import BatchWrite
@@ -66,6 +67,9 @@ class Batch:
     stored: bool = False
     acked: bool = False
     abandoned: bool = False
+    decoded: bool = False
+    #: `Pipeline.encode_ahead` of the good records, running on the service's encode thread.
+    encoded: Future[Encoded] | None = None
 
     def outputs(self) -> list[Output]:
         """Events in input order, each record's events once per batch."""

@@ -44,6 +44,18 @@ def test_same_file_same_order_same_clusters_and_ids(crm_file: tuple[Path, Path])
     assert run(recs, s, 256) == run(recs, s, 256)
 
 
+def test_background_encoding_and_index_inserts_decide_identically(crm_file: tuple[Path, Path]) -> None:
+    """`process_stream` (encoder and HNSW inserts on their own threads, as `dedup batch` and `dedup run`
+    use it) gives exactly the decisions of plain batch-by-batch `process`."""
+    s = load_settings(env={})
+    recs = records(crm_file[0], s)
+    pipe = Pipeline(s, encode_in_background=True)
+    streamed = [d.to_dict() for _, ds in pipe.process_stream(recs[i: i + 128] for i in range(0, len(recs), 128))
+                for d in ds]
+    assert streamed == run(recs, s, 128)
+    assert len(pipe.blocker.index) == len(recs)
+
+
 def test_batch_boundaries_do_not_change_clusters(crm_file: tuple[Path, Path]) -> None:
     s = load_settings(env={})
     recs = records(crm_file[0], s)

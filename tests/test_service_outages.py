@@ -138,9 +138,9 @@ def test_stuck_consumer_fails_liveness(kafka_bootstrap: str, redis_url: str, red
         wait_for(lambda: http_get(svc.url + "/readyz")[0] == 200, 30, "ready")
         original = svc.pipe.process
 
-        def wedged(records: Any) -> Any:
+        def wedged(records: Any, *args: Any) -> Any:
             time.sleep(4)
-            return original(records)
+            return original(records, *args)
 
         svc.pipe.process = wedged
         with paced_producer(kafka_bootstrap, topic, rows[:1], 10):

@@ -162,9 +162,12 @@ class Service:
                         self._maybe_reload()
                     except Abandoned:
                         break  # stopped while Redis was unreachable: nothing decided, nothing to commit
-                # With a batch waiting, poll only as long as a batch may wait to fill.
-                first_wait = self.svc.max_wait_ms / 1000 if self._pending is not None else 0.5
-                msgs = (self.member.collect(self.svc.max_batch, self.svc.max_wait_ms, first_wait)
+                # With a batch waiting, deciding is the bottleneck: take only what has already arrived
+                # (waiting max_wait_ms here would delay the waiting batch; records that arrive meanwhile
+                # simply join the next batch). Otherwise wait for a record, then up to max_wait_ms to fill.
+                busy = self._pending is not None
+                msgs = (self.member.collect(self.svc.max_batch, 0 if busy else self.svc.max_wait_ms,
+                                            0.0 if busy else 0.5)
                         if self.member else [])
                 nxt = self._prefetch(Batch(msgs), pool) if msgs else None
                 current, self._pending = self._pending, nxt

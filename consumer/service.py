@@ -23,6 +23,10 @@ partition drops the unfinished batch without committing, and state not yet in Re
 Commits are asynchronous after each acknowledged batch (a synchronous commit blocks for up to the session
 timeout when the broker is unreachable, which would starve the liveness beat); they are synchronous on
 partition revoke and at shutdown. A failed asynchronous commit only means a later replay.
+
+This module is longer than most (~450 lines) on purpose: the ordering rules above, the retry/abandon rules
+and the rebalance callbacks that may interrupt them are one state machine, easier to check in one place.
+What a batch means (decode, events, Redis write set) lives in `service_batch`, the clients in `io/`.
 """
 
 from __future__ import annotations
@@ -50,8 +54,7 @@ from consumer.io.kafka import (
 )
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.records import Record
-from consumer.service_batch import Batch, assemble, decode_message
+from consumer.service_batch import Batch, assemble
 from consumer.state import restore
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
 from consumer.store.redis import RedisStateStore
@@ -182,13 +185,7 @@ class Service:
     def _prefetch(self, batch: Batch, pool: ThreadPoolExecutor) -> Batch:
         """Decode a polled batch and start encoding its good records on the worker thread."""
         with self.metrics.time_stage("decode"):
-            for msg in batch.messages:
-                item = decode_message(msg, self.settings)
-                if isinstance(item, Record):
-                    batch.good.append((msg, item))
-                else:
-                    batch.dead.append(item)
-        batch.decoded = True
+            batch.decode(self.settings)
         if batch.good and self.pipe is not None:
             batch.encoded = pool.submit(self.pipe.encode_ahead, [r for _, r in batch.good])
         return batch
@@ -308,13 +305,7 @@ class Service:
     def _decide(self, batch: Batch) -> None:
         if not batch.decoded:
             with self.metrics.time_stage("decode"):
-                for msg in batch.messages:
-                    item = decode_message(msg, self.settings)
-                    if isinstance(item, Record):
-                        batch.good.append((msg, item))
-                    else:
-                        batch.dead.append(item)
-            batch.decoded = True
+                batch.decode(self.settings)
         for attempt in range(3):
             try:
                 self._decide_once(batch)

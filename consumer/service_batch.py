@@ -71,6 +71,18 @@ class Batch:
     #: `Pipeline.encode_ahead` of the good records, running on the service's encode thread.
     encoded: Future[Encoded] | None = None
 
+    def decode(self, settings: Settings) -> None:
+        """Split the messages into good records and dead letters (once; a retried batch keeps them)."""
+        if self.decoded:
+            return
+        for msg in self.messages:
+            item = decode_message(msg, settings)
+            if isinstance(item, Record):
+                self.good.append((msg, item))
+            else:
+                self.dead.append(item)
+        self.decoded = True
+
     def outputs(self) -> list[Output]:
         """Events in input order, each record's events once per batch."""
         out: list[Output] = []

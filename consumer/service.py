@@ -31,6 +31,7 @@ What a batch means (decode, events, Redis write set) lives in `service_batch`, t
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -78,6 +79,18 @@ _CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.inter
 _STAGES = {"encode": ("encode_text", "encode_names", "encode_behaviour", "encode_device"),
            "candidates": ("candidates",), "score": ("compare",), "fuse": ("fuse",),
            "cluster": ("cluster",)}
+
+
+def _freeze_survivors(thaw: bool = False) -> None:
+    """Collect this batch's cyclic garbage, then move what survived (the growing cluster state) out of
+    the collector's reach. Why: CPython's full collections rescan every tracked object; with ~35k records
+    of state one took 140-150 ms, a whole batch's latency budget, several times a minute. After a freeze
+    a full collection sees only objects newer than the last batch (measured 0.02-3 ms). `thaw` first
+    (after a state reload) so the replaced state can still be collected."""
+    if thaw:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Abandoned(Exception):
@@ -222,6 +235,7 @@ class Service:
         self._retry("redis", "write meta", lambda: self.store.set_meta(
             {"model_version": pipe.model_version, "config_version": pipe.config_version}))
         self.metrics.index_size.set(len(pipe.store))
+        _freeze_survivors(thaw=True)  # the replaced pipeline, if any, is garbage now: collect it first
         self.health.set_index_loaded(True)
         self._reload_needed = self._check_count = False
         log.info("state loaded", extra={"records": n, "clusters": len(pipe.clusters.members),
@@ -290,6 +304,7 @@ class Service:
             assert self.member is not None
             self.member.mark_done(msgs)
             self.member.commit_done(sync=False)
+            _freeze_survivors()
             self._update_lag()
             log.debug("batch done", extra={"messages": len(msgs), "dead": len(batch.dead), "replays":
                                            len(batch.replay_ids), "first_offset": msgs[0].offset(),

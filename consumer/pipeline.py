@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,7 @@ class Pipeline:
         self.canonical: dict[int, int] = {}
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self._encode_lock = threading.Lock()
+        self._encode_pool: ThreadPoolExecutor | None = None
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):
         #: training data for `dedup train` and the input of candidate-recall measurement.
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
@@ -169,6 +171,19 @@ class Pipeline:
         fresh = self._fresh(records)
         return Encoded([r.record_id for r in fresh], self.encode(fresh) if fresh else {})
 
+    def encode_in_worker(self, records: Sequence[Record]) -> Future[Encoded]:
+        """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order."""
+        if self._encode_pool is None:
+            self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        return self._encode_pool.submit(self.encode_ahead, list(records))
+
+    def decide_thread_limits(self) -> AbstractContextManager[Any]:
+        """Where batches are encoded in the worker: cap BLAS/OpenMP pools (the fusion model's) at one
+        thread; between calls they spin, and with the encoder on the other core(s) only steal its time."""
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1 if self.encode_in_background else None)
+
     def process_stream(self, batches: Iterable[Sequence[Record]]) -> Iterator[tuple[Sequence[Record],
                                                                                    list[Decision]]]:
         """`process` over consecutive batches, encoding batch i+1 in a worker thread while batch i is
@@ -176,17 +191,11 @@ class Pipeline:
         batch-invariant and the worker encodes strictly in order); it overlaps the transformer, which
         releases the GIL, with the single-threaded deciding work, using the second core (~20% faster
         end to end on 2 cores, benchmarks/bench_batch.py)."""
-        from threadpoolctl import threadpool_limits
-
-        # BLAS and OpenMP pools of the deciding thread spin between calls; with the encoder on the other
-        # core(s) they only steal its time (see __init__).
-        limits = 1 if self.encode_in_background else None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool, \
-                threadpool_limits(limits=limits):
+        with self.decide_thread_limits():
             pending: tuple[Sequence[Record], Future[Encoded]] | None = None
             for batch in batches:
                 batch = list(batch)
-                nxt = (batch, pool.submit(self.encode_ahead, batch))
+                nxt = (batch, self.encode_in_worker(batch))
                 if pending is not None:
                     yield pending[0], self.process(pending[0], pending[1].result())
                 pending = nxt

@@ -36,7 +36,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -166,11 +165,8 @@ class Service:
 
     def _loop(self) -> None:
         """Poll batch i+1 and start encoding it, then finish batch i (see the module docstring)."""
-        from threadpoolctl import threadpool_limits
-
-        # The decide thread's BLAS/OpenMP pools would only spin against the encoder (Pipeline.__init__).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool, \
-                threadpool_limits(limits=1):
+        assert self.pipe is not None
+        with self.pipe.decide_thread_limits():
             while not self._stop:
                 self.health.beat()
                 if self._reload_needed or self._check_count:
@@ -185,7 +181,7 @@ class Service:
                 msgs = (self.member.collect(self.svc.max_batch, 0 if busy else self.svc.max_wait_ms,
                                             0.0 if busy else 0.5)
                         if self.member else [])
-                nxt = self._prefetch(Batch(msgs), pool) if msgs else None
+                nxt = self._prefetch(Batch(msgs)) if msgs else None
                 current, self._pending = self._pending, nxt
                 if current is not None and not current.abandoned:
                     self._handle(current)
@@ -195,12 +191,12 @@ class Service:
             if last is not None and not last.abandoned and time.monotonic() < self._stop_deadline:
                 self._handle(last)  # polled before the stop: finish it rather than re-read it
 
-    def _prefetch(self, batch: Batch, pool: ThreadPoolExecutor) -> Batch:
+    def _prefetch(self, batch: Batch) -> Batch:
         """Decode a polled batch and start encoding its good records on the worker thread."""
         with self.metrics.time_stage("decode"):
             batch.decode(self.settings)
         if batch.good and self.pipe is not None:
-            batch.encoded = pool.submit(self.pipe.encode_ahead, [r for _, r in batch.good])
+            batch.encoded = self.pipe.encode_in_worker([r for _, r in batch.good])
         return batch
 
     def _shutdown(self) -> None:
@@ -281,11 +277,10 @@ class Service:
     def _on_gone(self, gone: set[TP], lost: bool) -> None:
         """Partitions revoked or lost: an unfinished batch reading them is dropped, never committed."""
         pending = self._pending
-        if pending is not None and any((m.topic(), m.partition()) in gone for m in pending.messages):
+        if pending is not None and pending.reads(gone):
             pending.abandoned = True  # not decided yet: nothing to undo
         batch = self._inflight
-        if batch is not None and not batch.acked and any(
-                (m.topic(), m.partition()) in gone for m in batch.messages):
+        if batch is not None and not batch.acked and batch.reads(gone):
             batch.abandoned = True
             self._reload_needed |= not batch.stored  # its records are in memory but not in Redis
         self.metrics.forget_partitions(sorted(gone))

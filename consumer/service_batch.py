@@ -71,6 +71,10 @@ class Batch:
     #: `Pipeline.encode_ahead` of the good records, running on the service's encode thread.
     encoded: Future[Encoded] | None = None
 
+    def reads(self, partitions: set[tuple[str, int]]) -> bool:
+        """Whether any message of the batch comes from one of these (topic, partition)s."""
+        return any((m.topic(), m.partition()) in partitions for m in self.messages)
+
     def decode(self, settings: Settings) -> None:
         """Split the messages into good records and dead letters (once; a retried batch keeps them)."""
         if self.decoded:

@@ -201,6 +201,13 @@ class Pipeline:
                 pending = nxt
             if pending is not None:
                 yield pending[0], self.process(pending[0], pending[1].result())
+        self.blocker.settle()  # so the last batch's insert is done and counted when the stream ends
+        self._index_stages()
+
+    def _index_stages(self) -> None:
+        # Cumulative, not per thread: in the background these overlap the deciding stages.
+        self.stage_seconds["index_add"] = self.blocker.add_seconds
+        self.stage_seconds["index_wait"] = self.blocker.wait_seconds
 
     # -- the core path --------------------------------------------------------------------------------
     def process(self, records: Sequence[Record], encoded: Encoded | None = None) -> list[Decision]:
@@ -238,9 +245,7 @@ class Pipeline:
             t3 = time.perf_counter()
             self.stage_seconds["candidates"] += t1 - t0
             self.stage_seconds["compare"] += t2 - ta
-            # Cumulative, not per thread: in the background these overlap the stages above.
-            self.stage_seconds["index_add"] = self.blocker.add_seconds
-            self.stage_seconds["index_wait"] = self.blocker.wait_seconds
+            self._index_stages()
             self.stage_seconds["fuse"] += t3 - t2
             # ...then decide record by record, in arrival order.
             for i, rec in enumerate(fresh):

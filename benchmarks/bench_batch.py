@@ -31,13 +31,16 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--fusion", choices=["rule", "learned"], default="learned")
+    ap.add_argument("--text-backend", choices=["auto", "transformer", "static"], default=None,
+                    help="text model (default: the setting, i.e. auto)")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     args = ap.parse_args()
 
+    from consumer.artifacts import build_pipeline
     from consumer.batch import run_batch
     from consumer.config import load_settings
     from consumer.generate import write_crm
-    from consumer.pipeline import Pipeline
+    from consumer.stages import DECIDE_STAGES
 
     cache = ROOT / ".bench"
     cache.mkdir(exist_ok=True)
@@ -47,18 +50,20 @@ def main() -> None:
     settings = load_settings()  # DEDUP_* variables apply, so settings can be compared
     settings.fusion.mode = args.fusion
     settings.encoders.threads = args.threads
-    pipe = Pipeline(settings, encode_in_background=True)  # as run_batch builds it
+    if args.text_backend:
+        settings.encoders.text_backend = args.text_backend
+    pipe = build_pipeline(settings, encode_in_background=True)  # as run_batch builds it
     pipe.text.encode(["warm up"])  # load the model outside the timed run
     before = rss_bytes()
     t0 = time.perf_counter()
     summary, pipe = run_batch(data, cache / "out.jsonl", settings, progress=False, pipeline=pipe)
     seconds = time.perf_counter() - t0
     after = rss_bytes()
-    stages = dict(sorted(pipe.stage_seconds.items(), key=lambda kv: -kv[1]))
+    stages = dict(sorted(summary.stage_seconds.items(), key=lambda kv: -kv[1]))
     # Three threads: the encoder (encode_*), the index inserts (index_add) and the deciding thread, which
     # runs candidates/compare/fuse/cluster and, between them, reads, validates, writes and waits.
-    decide = sum(stages.get(k, 0.0) for k in ("candidates", "compare", "fuse", "cluster"))
-    encode = sum(v for k, v in stages.items() if k.startswith("encode_"))
+    decide = sum(stages.get(k, 0.0) for k in DECIDE_STAGES)
+    encode = sum(stages.get(k, 0.0) for k in pipe.encode_stages)
     print(json.dumps({
         "records": summary.records,
         "seconds": round(seconds, 2),
@@ -72,6 +77,7 @@ def main() -> None:
         "clusters": summary.clusters,
         "largest_cluster": summary.largest_cluster,
         "fusion": args.fusion,
+        "text_encoder": type(pipe.text).__name__,
         "cores": os.cpu_count(),
     }, indent=2))
 

@@ -1,4 +1,4 @@
-"""Throughput of the text encoder (tokenise + pad + ONNX run), in texts/s.
+"""Throughput of the text encoders (tokenise + pad + ONNX run; or the static table lookup), in texts/s.
 
     python benchmarks/bench_text_encoder.py            # committed artifact, batch 64 and 256, 2 threads
     python benchmarks/bench_text_encoder.py --json --variants all
@@ -8,6 +8,9 @@ Measures ``TextEncoder.encode`` end to end on two workloads built from generated
 (3-6 word pieces each) - and ``strings`` - whole "name, city" strings (8-15 pieces). If ``--scratch``
 holds output of ``export/export_text_encoder.py --out /tmp/onnx-scratch``, its other dims and the export
 candidates in ``work/`` (``--variants``, default fp32 and fp16w) are measured the same way.
+
+The static (distilled) encoder in ``models/static`` is measured in the same rounds (``--no-static`` to
+leave it out), so the ratio between the two is taken back to back under the same load.
 
 Wall-clock figures on a shared machine swing with neighbours' load: each number is the best of
 ``--repeats`` runs, and artifacts are interleaved round by round so drift hits all of them alike.
@@ -35,6 +38,7 @@ class Target:
     dim: int
     bytes: int
     sha256: str = ""
+    kind: str = "onnx"
 
 
 def workloads(n: int, seed: int) -> dict[str, list[str]]:
@@ -64,6 +68,19 @@ def manifest_targets(model_dir: Path, prefix: str) -> list[Target]:
     return out
 
 
+def static_targets(static_dir: Path | None) -> list[Target]:
+    """The distilled static encoders in ``static_dir`` (interleaved with the ONNX ones, same workloads)."""
+    from consumer.encoders.static_text import KIND, default_static_dir
+
+    d = static_dir or default_static_dir()
+    path = d / "manifest.json"
+    if not path.is_file():
+        return []
+    return [Target(f"static:{a['file']}", d, int(a["dim"]), int(a["bytes"]), a.get("sha256", ""), "static")
+            for a in json.loads(path.read_text(encoding="utf-8"))["artifacts"]
+            if a.get("kind") == KIND and (d / a["file"]).is_file()]
+
+
 def candidate_targets(work: Path, tokenizer: Path, tmp: Path, variants: set[str] | None) -> list[Target]:
     """Wrap each work/<stem>.<variant>.onnx in a one-entry model dir so TextEncoder loads it unchanged."""
     out = []
@@ -85,6 +102,9 @@ def candidate_targets(work: Path, tokenizer: Path, tmp: Path, variants: set[str]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", type=Path, default=None, help="default: the repo's models/onnx")
+    ap.add_argument("--static-dir", type=Path, default=None,
+                    help="static (distilled) model dir, measured beside the ONNX ones (default: models/static)")
+    ap.add_argument("--no-static", action="store_true", help="leave the static encoder out")
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/onnx-scratch"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-sizes", default="64,256")
@@ -100,6 +120,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args()
 
+    from consumer.encoders.static_text import StaticTextEncoder
     from consumer.encoders.text import TextEncoder, default_model_dir
 
     model_dir = args.model_dir or default_model_dir()
@@ -116,9 +137,12 @@ def main() -> None:
             work = args.scratch / "work"
             targets += candidate_targets(work, model_dir / "tokenizer.json", Path(tmp), variants)
 
+        if not args.no_static:
+            targets += static_targets(args.static_dir)
         encoders = {}
         for t in targets:
-            enc = TextEncoder(model_dir=t.model_dir, dim=t.dim, device="cpu", threads=args.threads)
+            enc = (StaticTextEncoder(t.model_dir, dim=t.dim) if t.kind == "static" else
+                   TextEncoder(model_dir=t.model_dir, dim=t.dim, device="cpu", threads=args.threads))
             for texts in data.values():
                 enc.encode(texts[:512])  # warm-up: session arenas, kernel selection
             encoders[t.label] = enc

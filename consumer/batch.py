@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumer.artifacts import build_pipeline
 from consumer.config import Settings
-from consumer.io.files import JsonlWriter, read_rows
+from consumer.io.files import InputError, JsonlWriter, check_input, check_outputs_distinct, read_rows
+from consumer.normalize import fold
 from consumer.pipeline import Pipeline
 from consumer.records import Record, Rejected, RejectError, parse_record
 
@@ -31,6 +33,8 @@ class BatchSummary:
     records: int = 0
     rejected: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
+    #: Kept records with a field that carries no comparable text (e.g. only emoji): `name_unreadable`, ...
+    warnings: Counter[str] = field(default_factory=Counter)
     clusters: int = 0
     duplicates: int = 0
     largest_cluster: int = 0
@@ -39,7 +43,7 @@ class BatchSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "rejected": self.rejected,
-                "reject_reasons": dict(self.reject_reasons), "clusters": self.clusters,
+                "reject_reasons": dict(self.reject_reasons), "warnings": dict(self.warnings), "clusters": self.clusters,
                 "records_in_duplicate_clusters": self.duplicates, "largest_cluster": self.largest_cluster,
                 "seconds": round(self.seconds, 3),
                 "records_per_second": round(self.records / self.seconds, 1) if self.seconds else None,
@@ -59,14 +63,33 @@ def iter_records(path: str | Path, settings: Settings, fmt: str | None = None
             yield pos, Rejected(exc.reason, exc.detail, exc.record_id, pos)
 
 
+def unreadable_fields(rec: Record) -> list[str]:
+    """Warnings for a name/city that is present yet folds to nothing (no letter or digit in any script).
+
+    Such a value cannot match anything; the record is still decided on its other fields, but the loss is
+    counted instead of silent.
+    """
+    out = []
+    if rec.name and not fold(rec.name):
+        out.append("name_unreadable")
+    if rec.city and not fold(rec.city):
+        out.append("city_unreadable")
+    return out
+
+
 def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, *,
               rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
               pipeline: Pipeline | None = None) -> tuple[BatchSummary, Pipeline]:
     """Process a whole file; returns the summary and the pipeline (its state, for evaluation)."""
-    pipe = pipeline or Pipeline(settings, encode_in_background=True)
+    pipe = pipeline or build_pipeline(settings, encode_in_background=True)
     summary = BatchSummary()
     if rejects_path is None:
         rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
+    # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
+    check_input(input_path, fmt)
+    check_outputs_distinct(input_path, out_path, rejects_path)
+    if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
+        raise InputError("--rejects is the same file as --out; choose another path")
     start = time.perf_counter()
     bar = _progress(progress)
     with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
@@ -80,6 +103,8 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
                     rejects.write({"line": pos, "record_id": item.record_id, "reason": item.reason,
                                    "detail": item.detail})
                     continue
+                for warning in unreadable_fields(item):
+                    summary.warnings[warning] += 1
                 batch.append(item)
                 if len(batch) >= settings.batch_size:
                     yield batch
@@ -100,7 +125,10 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     summary.clusters = len(pipe.clusters.members)
     summary.duplicates = sum(len(m) for m in pipe.clusters.members.values() if len(m) > 1)
     summary.largest_cluster = pipe.clusters.largest()
-    summary.stage_seconds = dict(pipe.stage_seconds)
+    summary.stage_seconds = pipe.timer.totals()  # the pipeline's stage names (consumer.stages)
+    if summary.warnings:
+        log.warning("records kept with fields that fold to no comparable text",
+                    extra={"warnings": dict(summary.warnings)})
     if summary.rejected:
         log.warning("rejected rows", extra={"rejected": summary.rejected,
                                             "reasons": dict(summary.reject_reasons)})

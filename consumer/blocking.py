@@ -1,6 +1,7 @@
 """Blocking (candidate generation): which earlier records a new record is compared with.
 
-One HNSW index over a *composite* vector, itself a small late fusion of modality embeddings:
+One HNSW index over a *composite* vector, itself a small late fusion of modality embeddings, built from
+the encoders' declared index vectors (`Contribution.index`); for the built-in encoders:
 
     v = normalise([0.5 * transformer, 1.0 * name char-grams, 0.5 * city char-grams, 0.6 * login hours])
 
@@ -19,40 +20,37 @@ same order as before, so the graph, and every candidate list, is the same as wit
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 from consumer.config import IndexSettings
-from consumer.encoders.base import Columns
+from consumer.encoders.base import Columns, IndexVector
 from consumer.index import CandidateIndex
 
-__all__ = ["WEIGHTS", "index_vectors", "Blocker"]
-
-WEIGHTS = {"text": 0.5, "name_vec": 1.0, "city_vec": 0.5, "hour": 0.6}
+__all__ = ["index_vectors", "Blocker"]
 
 
-def index_vectors(cols: Columns) -> np.ndarray:
-    parts = [cols[name].astype(np.float32) * w for name, w in WEIGHTS.items()]
+def index_vectors(cols: Columns, spec: Sequence[IndexVector]) -> np.ndarray:
+    """The composite, L2-normalised index vector of each record."""
+    parts = [cols[v.column].astype(np.float32) * v.weight for v in spec]
     v = np.hstack(parts)
     norm = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.where(norm > 0, norm, 1.0)
 
 
-def index_dim(text_dim: int) -> int:
-    from consumer.encoders.behaviour import BINS
-    from consumer.encoders.names import CITY_VEC, NAME_VEC
-
-    return text_dim + NAME_VEC + CITY_VEC + BINS
-
-
 class Blocker:
     """Top-k candidates from the index plus the top-k earlier records of the same batch."""
 
-    def __init__(self, text_dim: int, settings: IndexSettings, query_threads: int | None = None,
+    def __init__(self, spec: Sequence[IndexVector], settings: IndexSettings, query_threads: int | None = None,
                  background_add: bool = False):
+        if not spec:
+            raise ValueError("no encoder contributes an index vector: blocking needs at least one")
         self.k = settings.k
-        self._index = CandidateIndex(index_dim(text_dim), m=settings.m, ef_construction=settings.ef_construction,
+        self.spec = tuple(spec)
+        self._index = CandidateIndex(sum(v.size for v in self.spec), m=settings.m,
+                                     ef_construction=settings.ef_construction,
                                      ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
                                      query_threads=settings.query_threads or query_threads)
         self._background = background_add
@@ -61,6 +59,10 @@ class Blocker:
         #: Seconds spent inserting (on the add thread when in background) and waiting for an insert.
         self.add_seconds = 0.0
         self.wait_seconds = 0.0
+
+    def vectors(self, cols: Columns) -> np.ndarray:
+        """Index vectors of encoded records (the input of `candidates` and `add`)."""
+        return index_vectors(cols, self.spec)
 
     @property
     def index(self) -> CandidateIndex:
@@ -77,7 +79,7 @@ class Blocker:
             self.wait_seconds += time.perf_counter() - t0
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
-        """Candidate rows per batch record (sorted, unique); `vecs` from `index_vectors`."""
+        """Candidate rows per batch record (sorted, unique); `vecs` from `vectors`."""
         k = self.k
         ids, sims = self.index.query(vecs, k)  # `index` waits for the previous batch's insert
         local = vecs @ vecs.T
@@ -106,6 +108,12 @@ class Blocker:
         if self._adder is None:
             self._adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-add")
         self._pending = self._adder.submit(self._timed_add, vecs, rows)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the add thread (after any submitted insert; `wait=False` returns at once)."""
+        adder, self._adder = self._adder, None
+        if adder is not None:
+            adder.shutdown(wait=wait)
 
     def _timed_add(self, vecs: np.ndarray, rows: np.ndarray) -> float:
         t0 = time.perf_counter()

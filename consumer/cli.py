@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from consumer.config import BUILTIN_PROFILES, ConfigError, Settings, load_settings
+from consumer.config import BUILTIN_PROFILES, DEFAULT_HASH_KEY, ConfigError, Settings, load_settings
 from consumer.fusion import ModelError
 from consumer.io.files import InputError
 
@@ -26,6 +26,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         s.fusion.mode = args.fusion
     if getattr(args, "device", None):
         s.encoders.device = args.device
+    if getattr(args, "text_backend", None):
+        s.encoders.text_backend = args.text_backend
     if getattr(args, "model", None):
         s.fusion.learned_model = args.model
     return s
@@ -36,6 +38,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=sorted(BUILTIN_PROFILES), help="built-in input profile")
     p.add_argument("--fusion", choices=["rule", "learned"], help="fusion mode (default: learned)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the encoders run")
+    p.add_argument("--text-backend", choices=["auto", "transformer", "static"],
+                   help="text model: MiniLM transformer or its static distillation (default: auto)")
     p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: from extension)")
 
 
@@ -56,7 +60,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     s = _settings(args)
     summary, _ = run_batch(args.input, args.out, s, rejects_path=args.rejects, fmt=args.format,
                            progress=not args.quiet)
-    print(json.dumps(summary.as_dict()))
+    if s.encoders.hash_key == DEFAULT_HASH_KEY:  # after the run: an error stays the first (and only) line
+        print("warning: encoders.hash_key is the public default; outputs are not protected by a secret "
+              "key (set DEDUP_ENCODERS__HASH_KEY, see docs/security.md)", file=sys.stderr)
+    # With --out - the decisions own stdout; the summary must not end up among them.
+    print(json.dumps(summary.as_dict()), file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
 
 
@@ -69,10 +77,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     s = _settings(args)
     records = [r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)]
     truth = load_truth(args.truth, s.profile.id_field)
-    x, y, _ = collect_pairs(records, truth, s)
-    model = fit_model(x, y, seed=args.seed, source=Path(args.input).name)
+    x, y, pipe = collect_pairs(records, truth, s)
+    model = fit_model(x, y, pipe.comparator.features, pipe.comparator.monotone, seed=args.seed,
+                      source=Path(args.input).name)
     digest = model.save(args.out)
-    print(json.dumps({"model": args.out, "sha256": digest, **model.meta}))
+    from consumer.fusion import manifest_path
+
+    print(json.dumps({"model": args.out, "manifest": str(manifest_path(args.out)), "sha256": digest,
+                      **model.meta}))
     return 0
 
 
@@ -175,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         return int(args.func(args))
-    except (ConfigError, InputError, ModelError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, InputError, ModelError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # output path unwritable, disk full, ...: one line, no traceback
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

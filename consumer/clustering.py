@@ -16,16 +16,13 @@ cannot mint a new one.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from consumer.store.record_state import cluster_id_for
+
 __all__ = ["ClusterState", "Assignment", "cluster_id_for"]
-
-
-def cluster_id_for(record_id: str) -> str:
-    return "cl_" + hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:20]
 
 
 @dataclass

@@ -14,46 +14,44 @@ import numpy as np
 
 from consumer.encoders.base import Columns, Encoder
 
-__all__ = ["FEATURES", "Comparator"]
-
-#: Feature order for learned fusion; changing it invalidates trained models (they store it and check).
-FEATURES: tuple[str, ...] = (
-    "text_cos",
-    "name_cov_max",
-    "name_cov_min",
-    "name_grams",
-    "name_worst",
-    "city",
-    "keys",
-    "beh_hour",
-    "beh_weekend",
-    "beh_cadence",
-    "beh_evidence",
-    "device",
-    "name_rarity",
-    "city_rarity",
-    "device_rarity",
-)
+__all__ = ["Comparator"]
 
 
 class Comparator:
-    """Runs every encoder's `compare`; returns a [P, len(FEATURES)] matrix."""
+    """Runs every encoder's `compare`; returns a [P, len(features)] matrix.
+
+    The feature order is derived from the encoders: every encoder's declared comparison features in
+    encoder order, then their term-frequency (rarity) features. Learned models store the list they were
+    trained on and map columns by name, so a new encoder never shifts an old model's inputs."""
 
     def __init__(self, encoders: Sequence[Encoder]):
         self._encoders = list(encoders)
+        contribs = [enc.contribution for enc in self._encoders]
+        self._declared = [frozenset(f.name for f in c.features) for c in contribs]
+        self.features: tuple[str, ...] = tuple(
+            [f.name for c in contribs for f in c.features] + [r.feature for c in contribs for r in c.rarity])
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"two encoders declare the same feature: {self.features}")
+        #: +1: more similar -> more likely a duplicate; 0: no direction (evidence, rarity). For training.
+        self.monotone: dict[str, int] = {f.name: f.monotone for c in contribs for f in c.features}
+        self.monotone.update({r.feature: 0 for c in contribs for r in c.rarity})
         #: Columns no encoder compares (vectors that exist for the index only): not worth gathering for
         #: millions of pairs.
-        self.unused_columns: frozenset[str] = frozenset(
-            c for enc in self._encoders for c in getattr(enc, "index_only_columns", ()))
+        self.unused_columns: frozenset[str] = frozenset(c for con in contribs for c in con.index_only)
+        self._pos = {name: j for j, name in enumerate(self.features)}
 
     def compare(self, a: Columns, b: Columns, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """Feature matrix for pairs (a[i], b[i]); `extra` adds precomputed per-pair features."""
+        """Feature matrix for pairs (a[i], b[i]); `extra` adds precomputed per-pair features (rarity).
+        A declared feature an encoder does not return stays NaN (e.g. no key fields in the profile); one it
+        returns without declaring it is an error, never silently dropped."""
         p = next(iter(a.values())).shape[0]
-        feats: dict[str, np.ndarray] = dict(extra or {})
-        for enc in self._encoders:
-            feats.update(enc.compare(a, b))
-        out = np.full((p, len(FEATURES)), np.nan, np.float32)
-        for j, name in enumerate(FEATURES):
-            if name in feats:
-                out[:, j] = feats[name]
+        out = np.full((p, len(self.features)), np.nan, np.float32)
+        for name, values in (extra or {}).items():
+            out[:, self._pos[name]] = values
+        for enc, declared in zip(self._encoders, self._declared):
+            for name, values in enc.compare(a, b).items():
+                if name not in declared:
+                    raise ValueError(f"encoder {enc.name!r} returned feature {name!r} it does not declare "
+                                     "in its contribution")
+                out[:, self._pos[name]] = values
         return out

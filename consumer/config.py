@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import types
 import typing
@@ -23,6 +24,8 @@ from typing import Any, Literal
 import tomllib
 
 __all__ = [
+    "DEFAULT_HASH_KEY",
+    "key_id",
     "ConfigError",
     "ProfileSettings",
     "FusionSettings",
@@ -57,6 +60,12 @@ class ProfileSettings:
     os_field: str | None = "os"
     #: A JSON array (or Python-list string) of ISO timestamps; None when the input has no behaviour.
     login_times_field: str | None = "login_times"
+    #: Further roles for plug-in encoders: role -> input column (e.g. {"postcode": "zip"}); read with
+    #: `Record.role(role)`.
+    roles: dict[str, str] = field(default_factory=dict)
+    #: Encoders, in order: built-in names (text, names, behaviour, device) or plug-ins as
+    #: "package.module:Class" (docs/extending.md). None = the built-ins.
+    encoders: list[str] | None = None
 
 
 @dataclass
@@ -74,6 +83,20 @@ class FusionSettings:
     learned_match: float = 0.5
     learned_possible: float = 0.25
     learned_model: str | None = None
+    #: Rule-mode score formulas' coefficients ("<score>.<coefficient>"), declared by the encoders that use
+    #: them; set here so they are configurable and part of the fingerprint. A table in the TOML file
+    #: overrides single entries. Plug-in encoders declare their own defaults (`Contribution.coefficients`).
+    coefficients: dict[str, float] = field(default_factory=lambda: {
+        "name.cov_max": 0.5, "name.cov_min": 0.2, "name.worst": 0.3,  # soft token alignment
+        "semantic.floor": 0.5, "semantic.span": 0.45,  # unrelated short names already sit near 0.5
+        "behaviour.hour_floor": 0.55, "behaviour.hour_span": 0.4,  # random people overlap ~0.5
+        "behaviour.hour": 0.8, "behaviour.weekend": 0.2,
+    })
+    #: Weights of the parts of composite scores (the "text" score is name + semantic + city + keys).
+    parts: dict[str, float] = field(default_factory=lambda: {"name": 0.55, "semantic": 0.2, "city": 0.25,
+                                                              "keys": 0.25})
+    #: Rule weights of top-level modalities other than text/behaviour/device (plug-in encoders).
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,14 +126,32 @@ class ClusterSettings:
     keeper_alpha: float = 0.7
 
 
+#: The built-in `encoders.hash_key`: public, so it protects nothing (see EncoderSettings.hash_key).
+DEFAULT_HASH_KEY = "dedup-stream-default-key"
+
+
+def key_id(hash_key: str) -> str:
+    """A keyed identifier of the hash key (HMAC of a constant): tells two keys apart in Redis meta without
+    revealing the key to anyone who does not already hold it."""
+    import hmac
+
+    return hmac.new(hash_key.encode(), b"dedup-stream key id v1", hashlib.sha256).hexdigest()[:16]
+
+
 @dataclass
 class EncoderSettings:
     text_dim: int = 64  # measured: same F1 as 128 and 384 (README), least memory
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Text model: the MiniLM transformer (ONNX), its static distillation (token table, numpy), or "auto"
+    #: (= static on every host; consumer/encoders/static_text.py says why, README Speed shows the numbers).
+    text_backend: Literal["auto", "transformer", "static"] = "auto"
     threads: int | None = None
     model_dir: str | None = None
-    #: Key for hashing name/city fragments: stored signatures hold keyed hashes, never raw values.
-    hash_key: str = "dedup-stream-default-key"
+    static_model_dir: str | None = None
+    #: Key for hashing name/city fragments: stored signatures hold keyed hashes, never raw values. The
+    #: default is public (anyone can hash a name list with it): `dedup run` refuses it unless told
+    #: `--insecure-default-key`, `dedup batch` warns (docs/security.md: choosing and rotating the key).
+    hash_key: str = DEFAULT_HASH_KEY
 
 
 @dataclass
@@ -141,6 +182,11 @@ class ServiceSettings:
     http_port: int = 8000
     redis_prefix: str = "dedup"
     stall_seconds: float = 30.0
+    #: Duplicate-event schema emitted: "2" (per-modality score map); "1" for one more release, for
+    #: subscribers that have not migrated (docs/streaming-service.md, "Event schema v2").
+    event_schema: Literal["1", "2"] = "2"
+    #: Start even with the public default `encoders.hash_key` (demos and tests only; docs/security.md).
+    insecure_default_key: bool = False
 
 
 @dataclass
@@ -155,9 +201,14 @@ class Settings:
     batch_size: int = 256
 
     def fingerprint(self) -> str:
-        """Short stable hash of every setting that changes decisions (stamped on events)."""
+        """Short stable hash of every setting that changes decisions (stamped on events).
+
+        Secrets are left out: the hash is public (every event carries it), and a short unsalted hash over
+        the key would let anyone brute-force a weak key from one event. The key's identity is checked
+        through Redis meta instead (`key_id`)."""
         data = dataclasses.asdict(self)
         data.pop("service", None)
+        data["encoders"].pop("hash_key", None)
         return hashlib.sha256(repr(sorted(_flatten(data).items())).encode()).hexdigest()[:12]
 
 
@@ -180,25 +231,42 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Coerce a TOML or environment value to the dataclass field type, or raise ConfigError."""
+def _coerce(value: Any, tp: Any, where: str, from_env: bool = False) -> Any:
+    """Coerce a TOML or environment value to the dataclass field type, or raise ConfigError.
+
+    Strict for TOML (its values are typed: a list or table for a string setting, or `true` for a number,
+    is a mistake to report, not to stringify); environment values are text and are parsed.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+        # "" means "none" in both sources (README: `login_times_field = ""`); "none"/"null" only in env.
+        if value is None or value == "" or (from_env and isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        return _coerce(value, inner[0], where, from_env)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value
+    if origin is dict:
+        if from_env and isinstance(value, str):  # DEDUP_FUSION__WEIGHTS="postcode=0.2,email=0.1" (Helm's form)
+            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+            if any(not sep or not k.strip() for k, sep, _ in pairs):
+                raise ConfigError(f"{where}: expected key=value pairs separated by commas")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}", from_env) for k, v in value.items()}
     if origin is list:
-        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        items = [v.strip() for v in value.split(",") if v.strip()] if from_env and isinstance(value, str) \
+            else value
         if not isinstance(items, list):
-            raise ConfigError(f"{where}: expected a list")
-        return [_coerce(v, args[0], where) for v in items]
+            raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
+        return [_coerce(v, args[0], where, from_env) for v in items]
+    if tp in (bool, int, float, str) and not from_env and not _toml_fits(value, tp):
+        raise ConfigError(f"{where}: {_kind(value)} is not a valid {tp.__name__} (expected {_KINDS[tp]})")
     try:
         if tp is bool:
             if isinstance(value, str):
@@ -211,13 +279,38 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if tp in (int, float, str):
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
-            return tp(value)
+            out = tp(value)
+            if tp is float and not math.isfinite(out):
+                raise ValueError(value)
+            return out
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {value!r} is not a valid {tp.__name__}") from exc
     return value
 
 
-def _apply(obj: Any, values: Mapping[str, Any], where: str) -> None:
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _toml_fits(value: Any, tp: Any) -> bool:
+    """Whether a typed TOML value is acceptable for a field of type `tp` (an int is a fine float)."""
+    if tp is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if tp is int:
+        return isinstance(value, int)
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, str)
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "a table", list: "a list", bool: "a boolean", str: "a string", int: "an integer",
+             float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _apply(obj: Any, values: Mapping[str, Any], where: str, from_env: bool = False) -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in values.items():
@@ -227,22 +320,34 @@ def _apply(obj: Any, values: Mapping[str, Any], where: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}{key} must be a table")
-            _apply(current, value, f"{where}{key}.")
+            _apply(current, value, f"{where}{key}.", from_env)
+        elif isinstance(current, dict):  # tables override single entries of a default mapping
+            setattr(obj, key, {**current, **_coerce(value, hints[key], f"{where}{key}", from_env)})
         else:
-            setattr(obj, key, _coerce(value, hints[key], f"{where}{key}"))
+            setattr(obj, key, _coerce(value, hints[key], f"{where}{key}", from_env))
+
+
+#: DEDUP_* variables read elsewhere (librdkafka properties, the model folder, the load-test scripts).
+FOREIGN_ENV_PREFIXES = ("DEDUP_KAFKA_", "DEDUP_BENCH_")
+FOREIGN_ENV_NAMES = frozenset({"DEDUP_MODEL_DIR", "DEDUP_STATIC_MODEL_DIR"})
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """DEDUP_<SECTION>__<KEY> / DEDUP_<KEY> -> nested values; a name nobody reads is an error (a typo)."""
+    known = {f.name for f in dataclasses.fields(Settings)}
     out: dict[str, Any] = {}
     for name, value in env.items():
-        if not name.startswith("DEDUP_"):
+        if not name.startswith("DEDUP_") or name in FOREIGN_ENV_NAMES or name.startswith(FOREIGN_ENV_PREFIXES):
             continue
         rest = name[len("DEDUP_"):].lower()
-        if "__" in rest:
-            section, _, key = rest.partition("__")
+        section, _, key = rest.partition("__")
+        if section not in known:
+            raise ConfigError(f"unknown environment variable {name} (DEDUP_<SECTION>__<KEY> with a section of "
+                              f"{', '.join(sorted(known))}, or DEDUP_KAFKA_<PROPERTY>)")
+        if key:
             out.setdefault(section, {})[key] = value
         else:
-            out[rest] = value
+            out[section] = value
     return out
 
 
@@ -268,22 +373,49 @@ def load_settings(
     elif profile is not None:
         raise ConfigError(f"unknown profile {profile!r} (built in: {', '.join(BUILTIN_PROFILES)})")
     _apply(settings, data, "")
-    # Other DEDUP_* variables (DEDUP_KAFKA_* client properties, DEDUP_MODEL_DIR) belong to other readers.
-    known_sections = {f.name for f in dataclasses.fields(settings)}
-    overrides = {k: v for k, v in _env_overrides(os.environ if env is None else env).items()
-                 if k in known_sections}
-    _apply(settings, overrides, "DEDUP_ ")
+    # Other DEDUP_* variables (DEDUP_KAFKA_* client properties, DEDUP_[STATIC_]MODEL_DIR) belong to other readers.
+    _apply(settings, _env_overrides(os.environ if env is None else env), "DEDUP_ ", from_env=True)
     _validate(settings)
     return settings
 
 
+#: Ranges (inclusive; None = unbounded) of numeric settings. Out-of-range values would crash a library
+#: (hnswlib segfaults on m = 0) or silently mean nothing, so they are refused at load time.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "batch_size": (1, None),
+    "fusion.weight_text": (0, None), "fusion.weight_behaviour": (0, None), "fusion.weight_device": (0, None),
+    "index.k": (1, 4096), "index.ef": (1, 65536), "index.m": (2, 256), "index.ef_construction": (1, 65536),
+    "index.seed": (0, 2**63 - 1), "index.initial_capacity": (1, 2**31 - 1), "index.query_threads": (1, 4096),
+    "clustering.merge_margin": (0, None), "clustering.join_support": (0, None),
+    "clustering.keeper_alpha": (0, 1),
+    "encoders.text_dim": (1, 4096), "encoders.threads": (1, 4096),
+    "limits.max_field_chars": (1, None), "limits.max_record_bytes": (1, None), "limits.max_logins": (0, None),
+    "service.max_batch": (1, None), "service.max_wait_ms": (0, None), "service.http_port": (0, 65535),
+    "service.stall_seconds": (0.001, None),
+}
+
+
+def check_ranges(s: Settings) -> None:
+    """Every numeric setting within `RANGES` (a None value, where allowed, means 'auto')."""
+    for dotted, (lo, hi) in RANGES.items():
+        obj: Any = s
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+        if obj is None:
+            continue
+        if (lo is not None and obj < lo) or (hi is not None and obj > hi):
+            bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+            raise ConfigError(f"{dotted} = {obj!r} is out of range: must be {bounds}")
+
+
 def _validate(s: Settings) -> None:
+    check_ranges(s)
     f = s.fusion
     if not 0 <= f.possible_threshold <= f.match_threshold <= 1:
         raise ConfigError("fusion: need 0 <= possible_threshold <= match_threshold <= 1")
     if not 0 <= f.learned_possible <= f.learned_match <= 1:
         raise ConfigError("fusion: need 0 <= learned_possible <= learned_match <= 1")
-    if min(f.weight_text, f.weight_behaviour, f.weight_device) < 0:
+    if min(f.weight_text, f.weight_behaviour, f.weight_device, *f.weights.values(), *f.parts.values()) < 0:
         raise ConfigError("fusion: weights must be >= 0")
     if s.index.k < 1 or s.index.ef < s.index.k:
         raise ConfigError("index: need k >= 1 and ef >= k")
@@ -291,5 +423,5 @@ def _validate(s: Settings) -> None:
         raise ConfigError("batch_size must be >= 1")
     p = s.profile
     if not (p.name_fields or p.city_fields or p.key_fields or p.login_times_field or p.browser_field
-            or p.os_field):
+            or p.os_field or p.roles):
         raise ConfigError("profile maps no column to any modality")

@@ -12,35 +12,29 @@ Counts are keyed by the same keyed hashes the signatures hold, so this table is 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
-from consumer.encoders.base import Columns
+from consumer.encoders.base import Columns, Rarity
 
 __all__ = ["FrequencyTable"]
 
 
 class FrequencyTable:
-    def __init__(self) -> None:
-        self.records = 0
-        self.tokens: Counter[int] = Counter()
-        self.cities: Counter[int] = Counter()
-        self.devices: Counter[int] = Counter()
+    """One counter per declared rarity feature (`Contribution.rarity` of the pipeline's encoders)."""
 
-    @staticmethod
-    def _device_keys(cols: Columns) -> np.ndarray:
-        d = cols["device"].astype(np.uint64)
-        return (d[:, 0] << np.uint64(32)) | d[:, 1]
+    def __init__(self, rarities: Sequence[Rarity]) -> None:
+        self.records = 0
+        self._rarities = list(rarities)
+        self.counts: dict[str, Counter[int]] = {r.feature: Counter() for r in self._rarities}
 
     def observe(self, cols: Columns) -> None:
         """Count a batch of encoded records (before their pairs are scored, so a batch sees itself)."""
-        self.records += len(cols["city_key"])
-        toks = cols["tok_keys"][:, :, 0]
-        self.tokens.update(toks[toks != 0].tolist())
-        cities = cols["city_key"]
-        self.cities.update(cities[cities != 0].tolist())
-        dev = self._device_keys(cols)
-        self.devices.update(dev[dev != 0].tolist())
+        self.records += len(next(iter(cols.values()))) if cols else 0
+        for r in self._rarities:
+            keys = r.keys(cols)
+            self.counts[r.feature].update(keys[keys != 0].tolist())
 
     def _idf(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
         flat = keys.reshape(-1)
@@ -48,15 +42,18 @@ class FrequencyTable:
         return np.log1p(self.records / (1.0 + counts)).astype(np.float32)
 
     def features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
-        """Rarity of the values the pair's first record carries: its name tokens (mean over tokens),
-        its city, and its device combination; NaN where absent."""
-        toks = a["tok_keys"][:, :, 0]
-        valid = toks != 0
-        idf = np.where(valid, self._idf(self.tokens, toks), 0.0)
-        n = valid.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            name = np.where(n > 0, idf.sum(axis=1) / n, np.nan).astype(np.float32)
-        city = np.where(a["city_key"] != 0, self._idf(self.cities, a["city_key"]), np.nan).astype(np.float32)
-        dev_keys = self._device_keys(a)
-        device = np.where(dev_keys != 0, self._idf(self.devices, dev_keys), np.nan).astype(np.float32)
-        return {"name_rarity": name, "city_rarity": city, "device_rarity": device}
+        """Rarity of the values the pair's first record carries (for several keys per record, e.g. name
+        tokens, the mean over its non-zero keys); NaN where absent."""
+        out: dict[str, np.ndarray] = {}
+        for r in self._rarities:
+            keys = r.keys(a)
+            counter = self.counts[r.feature]
+            if keys.ndim == 1:
+                out[r.feature] = np.where(keys != 0, self._idf(counter, keys), np.nan).astype(np.float32)
+                continue
+            valid = keys != 0
+            idf = np.where(valid, self._idf(counter, keys), 0.0)
+            n = valid.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[r.feature] = np.where(n > 0, idf.sum(axis=1) / n, np.nan).astype(np.float32)
+        return out

@@ -15,8 +15,12 @@ Either way every decision keeps the per-modality scores as its explanation.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
+import json
 import pickle
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,77 +28,118 @@ from typing import Any
 
 import numpy as np
 
-from consumer.comparison import FEATURES
 from consumer.config import FusionSettings
+from consumer.encoders.base import Encoder, nanmean_weighted
 
-__all__ = ["MODALITIES", "Fuser", "modality_scores", "LearnedModel", "ModelError"]
+__all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "manifest_path"]
 
-MODALITIES = ("text", "name", "city", "behaviour", "device")
 NAME_GATE = 0.35
-_IDX = {name: i for i, name in enumerate(FEATURES)}
+#: Legacy per-modality rule weights (`fusion.weight_<modality>`); other modalities use `fusion.weights`.
+_LEGACY_WEIGHTS = ("text", "behaviour", "device")
 
 
 class ModelError(RuntimeError):
     """The learned model file is missing, corrupt or was trained on other features."""
 
 
-def _col(feats: np.ndarray, name: str) -> np.ndarray:
-    return feats[:, _IDX[name]]
+class ScoreLayout:
+    """How the encoders' per-modality scores combine, derived from their `Contribution.scores` and the
+    fusion settings: which composites exist (e.g. "text" = name + semantic + city + keys), their parts and
+    weights, the rule's top-level modalities and weights, and the reported order (decisions, events)."""
 
+    def __init__(self, encoders: Sequence[Encoder], settings: FusionSettings):
+        self.coefficients: dict[str, float] = {}
+        for enc in encoders:
+            self.coefficients.update(enc.contribution.coefficients)
+        self.coefficients.update(settings.coefficients)
+        composites: dict[str, list[str]] = {}
+        top: list[str] = []
+        reported: list[str] = []
+        for enc in encoders:
+            for sc in enc.contribution.scores:
+                if sc.part_of:
+                    if sc.part_of not in composites:
+                        composites[sc.part_of] = []
+                        top.append(sc.part_of)
+                    composites[sc.part_of].append(sc.name)
+                else:
+                    top.append(sc.name)
+                if sc.report:
+                    reported.append(sc.name)
+        # Parts in the configured order first (it fixes the floating-point summation order), then the rest.
+        self.parts: dict[str, list[tuple[str, float]]] = {}
+        for comp, names in composites.items():
+            ordered = [n for n in settings.parts if n in names] + [n for n in names if n not in settings.parts]
+            self.parts[comp] = [(n, self._weight(settings.parts, n)) for n in ordered]
+        legacy = {m: getattr(settings, f"weight_{m}") for m in _LEGACY_WEIGHTS}
+        self.rule: list[tuple[str, float]] = [
+            (m, settings.weights[m] if m in settings.weights else
+             legacy[m] if m in legacy else self._weight(settings.weights, m)) for m in top]
+        self.reported: tuple[str, ...] = tuple(list(composites) + reported)
 
-def _nanmean_weighted(parts: list[tuple[np.ndarray, float]]) -> np.ndarray:
-    """Weighted mean over the parts that are present (not NaN); NaN when none is."""
-    num = np.zeros(parts[0][0].shape, np.float64)
-    den = np.zeros(parts[0][0].shape, np.float64)
-    for values, weight in parts:
-        present = ~np.isnan(values)
-        num += np.where(present, values * weight, 0.0)
-        den += np.where(present, weight, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
+    def _weight(self, configured: Mapping[str, float], name: str) -> float:
+        if name in configured:
+            return float(configured[name])
+        if f"{name}.weight" in self.coefficients:
+            return float(self.coefficients[f"{name}.weight"])
+        raise ModelError(f"no fusion weight for score {name!r}: set fusion.weights/parts or declare "
+                         f"'{name}.weight' in the encoder's coefficients")
 
-
-def modality_scores(feats: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-modality similarities in [0, 1] (NaN = modality absent), the explanation of every decision.
-
-    name: the better of soft token alignment (nicknames, initials, order, typos within one edit, dropped
-    middle names, and the worst-covered token so a household member's other given name counts) and
-    whole-name trigram overlap (typos). semantic: the transformer cosine, rescaled because unrelated short
-    names already sit near 0.5. text: name, city, semantic and key fields combined. behaviour: overlap of
-    the login-hour densities (Bhattacharyya) with the weekend share; rescaled because two random people's
-    smooth hour densities already overlap ~0.5.
-    """
-    align = (0.5 * _col(feats, "name_cov_max") + 0.2 * _col(feats, "name_cov_min")
-             + 0.3 * _col(feats, "name_worst"))
-    name = np.fmax(align, _col(feats, "name_grams"))
-    semantic = np.clip((_col(feats, "text_cos") - 0.5) / 0.45, 0.0, 1.0)
-    city = _col(feats, "city")
-    text = _nanmean_weighted([(name, 0.55), (semantic, 0.2), (city, 0.25), (_col(feats, "keys"), 0.25)])
-    hour = np.clip((_col(feats, "beh_hour") - 0.55) / 0.4, 0.0, 1.0)
-    behaviour = _nanmean_weighted([(hour, 0.8), (_col(feats, "beh_weekend"), 0.2)])
-    return {"text": text.astype(np.float32), "name": name.astype(np.float32),
-            "city": city.astype(np.float32), "behaviour": behaviour.astype(np.float32),
-            "device": _col(feats, "device").astype(np.float32)}
+    def digest(self) -> str:
+        """Stable hash of everything the rule computes with (its version stamp)."""
+        raw = repr((sorted(self.coefficients.items()), sorted(self.parts.items()), self.rule))
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
 @dataclass
 class LearnedModel:
-    """A fitted classifier plus the feature order it was trained on."""
+    """A fitted classifier plus the feature list it was trained on (`features`, the comparator's at
+    training time) and the ones it uses (`meta["used_features"]`, those not all-NaN in training)."""
 
     estimator: Any
     features: tuple[str, ...]
     meta: dict[str, Any]
 
-    def predict(self, feats: np.ndarray) -> np.ndarray:
+    @property
+    def used_features(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("used_features", self.features))
+
+    def columns_for(self, pipeline_features: Sequence[str], absent: Collection[str] = ()) -> np.ndarray:
+        """Column indices of the used features in a pipeline's feature matrix (-1: `absent`, a modality the
+        profile does not have, fed as NaN like a record without it), or ModelError when the pipeline's
+        encoders do not produce the features this model was trained on (or add ones it never saw, whose
+        evidence it would silently ignore)."""
+        have = list(pipeline_features)
+        missing = [f for f in self.used_features if f not in have and f not in absent]
+        unknown = [f for f in have if f not in self.features]
+        if missing or unknown:
+            detail = []
+            if missing:
+                detail.append(f"it needs {missing}, which this profile's encoders do not produce")
+            if unknown:
+                detail.append(f"this profile's encoders add {unknown}, which it was not trained on")
+            raise ModelError("learned fusion model does not fit this pipeline: " + "; ".join(detail)
+                             + "; train one for this profile with `dedup train`, or use --fusion rule")
+        return np.array([have.index(f) if f in have else -1 for f in self.used_features], np.int64)
+
+    def predict(self, feats: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Duplicate probability per pair; `columns` from `columns_for`."""
         if len(feats) == 0:
             return np.zeros(0, np.float32)
-        used = [FEATURES.index(f) for f in self.meta.get("used_features", FEATURES)]
-        return self.estimator.predict_proba(feats[:, used])[:, 1].astype(np.float32)
+        x = feats[:, columns]
+        if (columns < 0).any():
+            x[:, columns < 0] = np.nan
+        return self.estimator.predict_proba(x)[:, 1].astype(np.float32)
 
     def save(self, path: str | Path) -> str:
+        """Write the model and its manifest (`manifest_path`: the meta plus the file's sha256, which `load`
+        requires before it unpickles anything)."""
         blob = pickle.dumps({"estimator": self.estimator, "features": self.features, "meta": self.meta})
         Path(path).write_bytes(blob)
-        return hashlib.sha256(blob).hexdigest()
+        digest = hashlib.sha256(blob).hexdigest()
+        manifest = {k: v for k, v in self.meta.items() if k != "sha256"}
+        manifest_path(path).write_text(json.dumps({**manifest, "sha256": digest}, indent=2) + "\n")
+        return digest
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> LearnedModel:
@@ -102,35 +147,80 @@ class LearnedModel:
         try:
             if path is None:
                 blob = (resources.files("consumer") / "data" / "fusion-default.pkl").read_bytes()
+                manifest = (resources.files("consumer") / "data" / "fusion-default.json").read_bytes()
             else:
                 blob = Path(path).read_bytes()
-            data = pickle.load(io.BytesIO(blob))  # noqa: S301 - our own artifact, sha256 in its meta file
+                manifest = _read_manifest(Path(path))
+            _check_manifest(blob, manifest, path)
+            data = pickle.load(io.BytesIO(blob))  # noqa: S301 - sha256 checked against its manifest above
+        except ModelError:
+            raise
         except FileNotFoundError as exc:
             raise ModelError(f"learned fusion model not found ({path or 'packaged default'}); "
                              "train one with `dedup train` or use --fusion rule") from exc
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to a user
             raise ModelError(f"cannot load learned fusion model {path or '(default)'}: {exc}; "
                              "retrain it with `dedup train`") from exc
-        if tuple(data["features"]) != FEATURES:
-            raise ModelError("learned fusion model was trained on other features; retrain with `dedup train`")
+        if not isinstance(data, dict) or not data.get("features"):
+            raise ModelError(f"learned fusion model {path or '(default)'} stores no feature list; "
+                             "retrain it with `dedup train`")
         model = cls(data["estimator"], tuple(data["features"]), dict(data.get("meta", {})))
         model.meta["sha256"] = hashlib.sha256(blob).hexdigest()
         return model
 
 
-class Fuser:
-    """Scores candidate pairs and labels them: 2 = match, 1 = possible, 0 = no match."""
+def manifest_path(model: str | Path) -> Path:
+    """Where a model file's manifest lives: `model.pkl` -> `model.json` (`dedup train` writes it)."""
+    p = Path(model)
+    return p.with_name(p.name + ".manifest.json") if p.suffix == ".json" else p.with_suffix(".json")
 
-    def __init__(self, settings: FusionSettings, model: LearnedModel | None = None):
+
+def _read_manifest(model: Path) -> bytes:
+    try:
+        return manifest_path(model).read_bytes()
+    except FileNotFoundError:
+        if not model.exists():
+            raise
+        raise ModelError(f"refusing to load {model}: no manifest {manifest_path(model)} with its sha256. A model "
+                         "file is a pickle and loading one runs code: only files written by `dedup train` "
+                         "(which writes the manifest) are loaded; see docs/security.md") from None
+
+
+def _check_manifest(blob: bytes, manifest: bytes, path: str | Path | None) -> None:
+    """Refuse, before unpickling, a model whose sha256 is not the one its manifest names."""
+    try:
+        expected = json.loads(manifest)["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelError(f"manifest of {path or 'the packaged model'} is not valid (needs \"sha256\")") from None
+    actual = hashlib.sha256(blob).hexdigest()
+    if not isinstance(expected, str) or not hmac.compare_digest(actual, expected.lower()):
+        raise ModelError(f"refusing to load {path or 'the packaged model'}: its sha256 {actual[:12]}... does not "
+                         f"match its manifest {manifest_path(path) if path else ''} (changed after training?); "
+                         "loading an unknown pickle runs code, see docs/security.md")
+
+
+class Fuser:
+    """Scores candidate pairs and labels them: 2 = match, 1 = possible, 0 = no match.
+
+    `encoders` and `features` (the comparator's feature order) define the per-modality scores and the
+    learned model's input; nothing here names a modality."""
+
+    def __init__(self, settings: FusionSettings, model: LearnedModel | None, encoders: Sequence[Encoder],
+                 features: Sequence[str], absent: Collection[str] = ()):
         self.settings = settings
         self.mode = settings.mode
+        self._encoders = list(encoders)
+        self.features = tuple(features)
+        self.layout = ScoreLayout(self._encoders, settings)
+        #: Per-modality score names, in the order decisions and events report them.
+        self.modalities = self.layout.reported
+        self._threads: Any = None  # threadpoolctl's controller, found once, dropped by close()
         if self.mode == "learned":
-            self.model = model or LearnedModel.load(settings.learned_model)
-            # scikit-learn's OpenMP pool fights onnxruntime's threads for the cores and makes each
-            # micro-batch prediction ~6x slower (measured); one thread predicts a batch in ~ms.
-            from threadpoolctl import threadpool_limits
-
-            self._limits = threadpool_limits(limits=1, user_api="openmp")
+            if model is None:
+                raise ValueError("learned fusion needs a loaded model (LearnedModel.load; "
+                                 "consumer.artifacts.build_pipeline loads the configured one)")
+            self.model: LearnedModel | None = model
+            self._columns = self.model.columns_for(self.features, absent)
             self.match_threshold = settings.learned_match
             self.possible_threshold = settings.learned_possible
             self.version = f"learned:{self.model.meta.get('sha256', 'unknown')[:12]}"
@@ -138,23 +228,52 @@ class Fuser:
             self.model = None
             self.match_threshold = settings.match_threshold
             self.possible_threshold = settings.possible_threshold
-            self.version = "rule:v1"
+            self.version = f"rule:{self.layout.digest()}"
+
+    def thread_limits(self) -> AbstractContextManager[Any]:
+        """One OpenMP thread while predicting, as a context manager the pipeline holds around its fuse step.
+
+        Why: scikit-learn's OpenMP pool fights onnxruntime's threads for the cores and makes each
+        micro-batch prediction ~6x slower (measured); one thread predicts a batch in ~ms. Scoped rather
+        than set once for the whole process (what this used to do, and never undo), so nothing else in
+        the process inherits the limit. Rule fusion runs no OpenMP: a no-op."""
+        if self.model is None:
+            return nullcontext()
+        if self._threads is None:  # scanning the loaded libraries costs ~ms: once per fuser
+            from threadpoolctl import ThreadpoolController
+
+            self._threads = ThreadpoolController()
+        return self._threads.limit(limits=1, user_api="openmp")
+
+    def close(self) -> None:
+        """Drop the thread-pool controller (the limit itself is only held inside `thread_limits`)."""
+        self._threads = None
+
+    def modality_scores(self, feats: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-modality similarities in [0, 1] (NaN = modality absent): every encoder's scores, then the
+        composites (weighted means over their present parts). The explanation of every decision."""
+        by_name = {name: feats[:, j] for j, name in enumerate(self.features)}
+        coef = self.layout.coefficients
+        mods: dict[str, np.ndarray] = {}
+        for enc in self._encoders:
+            mods.update(enc.scores(by_name, coef))
+        for comp, parts in self.layout.parts.items():
+            mods[comp] = nanmean_weighted([(mods[n], w) for n, w in parts]).astype(np.float32)
+        return mods
 
     def score(self, feats: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Fused score per pair plus the per-modality scores that explain it."""
-        mods = modality_scores(feats)
+        mods = self.modality_scores(feats)
         if self.model is not None:
             # Name gate: pairs whose names barely overlap are never duplicates for the model (measured:
             # none of ~180k such candidate pairs scored >= 0.25), and skipping them halves the cost.
-            name = mods["name"]
-            run = ~(name < NAME_GATE)  # NaN (no name on a side) still goes to the model
+            name = mods.get("name")
+            run = ~(name < NAME_GATE) if name is not None else np.ones(len(feats), bool)
             fused = np.zeros(len(feats), np.float32)
             if run.any():
-                fused[run] = self.model.predict(feats[run])
+                fused[run] = self.model.predict(feats[run], self._columns)
         else:
-            s = self.settings
-            fused = _nanmean_weighted([(mods["text"], s.weight_text), (mods["behaviour"], s.weight_behaviour),
-                                       (mods["device"], s.weight_device)])
+            fused = nanmean_weighted([(mods[m], w) for m, w in self.layout.rule])
             fused = np.nan_to_num(fused, nan=0.0).astype(np.float32)
         return fused, mods
 

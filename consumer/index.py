@@ -2,7 +2,7 @@
 
 Why a wrapper: hnswlib's `add_items` is not safe alongside `knn_query`, `knn_query` fails outright when
 asked for more neighbours than the index holds, and `mark_deleted` only hides vectors. Callers never touch
-hnswlib directly; they get `add`, `query` and `rebuild`.
+hnswlib directly; they get `add` and `query`.
 
 Determinism: a fixed `random_seed` and single-threaded adds in arrival order make the same input build the
 same graph, so the same file gives the same candidates and clusters.
@@ -10,13 +10,14 @@ same graph, so the same file gives the same candidates and clusters.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import hnswlib
 import numpy as np
+
+from consumer.cores import usable_cores
 
 __all__ = ["RWLock", "CandidateIndex"]
 
@@ -67,7 +68,7 @@ class CandidateIndex:
                  capacity: int = 16384, query_threads: int | None = None):
         self.dim = dim
         self._params = (m, ef_construction, ef, seed)
-        self._query_threads = query_threads if query_threads and query_threads > 0 else (os.cpu_count() or 1)
+        self._query_threads = query_threads if query_threads and query_threads > 0 else usable_cores()
         self._lock = RWLock()
         self._index = self._new(max(capacity, 16))
 
@@ -90,7 +91,7 @@ class CandidateIndex:
         """Add rows in the given order (single-threaded, so the graph is reproducible)."""
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = _finite(vectors)
         with self._lock.write():
             need = self._index.get_current_count() + len(ids)
             if need > self._index.get_max_elements():
@@ -107,24 +108,52 @@ class CandidateIndex:
                 return np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32)
             ef = max(self._params[2], kk)
             self._index.set_ef(ef)
-            # Queries are independent of each other, so running them on every core changes no result.
-            labels, dist = self._index.knn_query(np.ascontiguousarray(vectors, dtype=np.float32), k=kk,
-                                                 num_threads=self._query_threads)
+            queries = _finite(vectors)
+            try:
+                # Queries are independent of each other, so running them on every core changes no result.
+                labels, dist = self._index.knn_query(queries, k=kk, num_threads=self._query_threads)
+            except RuntimeError:
+                # hnswlib refuses the whole batch when one query reaches fewer than k points (seen after
+                # ~60k fuzzed records); per row, with growing ef and then a smaller k, never raise.
+                labels, dist = self._query_rows(queries, kk, ef, count)
         ids = np.full((n, k), -1, np.int64)
         sims = np.zeros((n, k), np.float32)
         ids[:, :kk] = labels
         sims[:, :kk] = 1.0 - dist  # hnswlib's "ip" distance is 1 - dot
+        ids[ids < 0] = -1
         return ids, sims
 
-    def rebuild(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        """Replace the whole index (start-up from the state store, or dropping deleted rows)."""
-        fresh = self._new(max(len(ids) * 2, 16))
-        with self._lock.write():
-            self._index = fresh
-        self.add(vectors, ids)
+    def _query_rows(self, queries: np.ndarray, kk: int, ef: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row-by-row fallback of `query` (caller holds the read lock); missing neighbours are -1 / dist 1."""
+        labels = np.full((len(queries), kk), -1, np.int64)
+        dist = np.ones((len(queries), kk), np.float32)
+        for i, row in enumerate(queries):
+            k_row, ef_row = kk, ef
+            while k_row > 0:
+                self._index.set_ef(ef_row)
+                try:
+                    lab, d = self._index.knn_query(row[None, :], k=k_row, num_threads=1)
+                except RuntimeError:
+                    if ef_row < count:
+                        ef_row = min(count, ef_row * 4)
+                    else:
+                        k_row //= 2
+                    continue
+                labels[i, :k_row], dist[i, :k_row] = lab[0], d[0]
+                break
+        self._index.set_ef(ef)
+        return labels, dist
 
     def memory_bytes(self) -> int:
         """Approximate resident size: vectors + graph links (hnswlib's own layout)."""
         m = self._params[0]
         per = self.dim * 4 + (2 * m) * 4 + 8 + 4 + m * 4 * 0.5
         return int(self.capacity * per)
+
+
+def _finite(vectors: np.ndarray) -> np.ndarray:
+    """Contiguous float32 with NaN/inf zeroed: one bad vector must not poison the shared graph."""
+    out = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not np.isfinite(out).all():
+        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return out

@@ -11,10 +11,13 @@ record id or a field value, both for cardinality and because metrics leave the t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from consumer.io.events import EVENT_TYPES
+from consumer.stages import DECIDE_STAGES, SERVICE_STAGES
 
 __all__ = ["LATENCY_BUCKETS", "STAGES", "EVENT_TYPES", "Metrics"]
 
@@ -23,8 +26,9 @@ __all__ = ["LATENCY_BUCKETS", "STAGES", "EVENT_TYPES", "Metrics"]
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )
-STAGES: tuple[str, ...] = ("decode", "encode", "candidates", "score", "fuse", "cluster", "redis", "produce")
-EVENT_TYPES: tuple[str, ...] = ("record.clustered", "clusters.merged", "duplicate.possible")
+#: Stage labels known before a pipeline exists: the pipeline's names (`consumer.stages`), no renaming.
+#: The encoders' stages (`encode_<name>`, one per encoder of the profile) are added by `declare_stages`.
+STAGES: tuple[str, ...] = (*SERVICE_STAGES, *DECIDE_STAGES)
 
 
 class Metrics:
@@ -63,6 +67,16 @@ class Metrics:
             self.stage_seconds.labels(stage=stage)
         for event_type in EVENT_TYPES:
             self.events.labels(type=event_type)
+
+    def declare_stages(self, stages: Iterable[str]) -> None:
+        """Pre-create series for a pipeline's stages (its encoders' names are known only once built)."""
+        for stage in stages:
+            self.stage_seconds.labels(stage=stage)
+
+    def observe_stages(self, seconds: Mapping[str, float]) -> None:
+        """One micro-batch's seconds per stage (`StageTimer.since`), under the pipeline's stage names."""
+        for stage, value in seconds.items():
+            self.stage_seconds.labels(stage=stage).observe(value)
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:

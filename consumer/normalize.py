@@ -42,10 +42,26 @@ _TITLES = frozenset(
 
 
 def fold(text: str) -> str:
-    """Lower-case, strip accents and punctuation (commas kept for name order), collapse spaces."""
+    """Lower-case, strip accents and punctuation (commas kept for name order), collapse spaces.
+
+    Letters of other scripts (CJK, Cyrillic, Greek, Arabic, Hangul, ...) are transliterated to ASCII
+    (王小明 -> wangxiaoming, Москва -> moskva), so duplicates written in them compare like Latin ones
+    instead of folding to nothing. Latin text never reaches the transliteration (accents are stripped
+    first), so its results are unchanged.
+    """
     text = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    return " ".join(_NON_ALNUM.sub(" ", text).split())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    if not text.isascii():
+        text = _transliterate(text)
+    return " ".join(_NON_ALNUM.sub(" ", text.lower()).split())
+
+
+def _transliterate(text: str) -> str:
+    """Non-ASCII letters and digits -> their ASCII transliteration (anyascii); symbols (emoji) -> space."""
+    from anyascii import anyascii  # local import: most inputs are ASCII after accent stripping
+
+    return "".join(ch if ch.isascii() else anyascii(ch) if unicodedata.category(ch)[0] in "LN" else " "
+                   for ch in text)
 
 
 def name_tokens(name: str) -> list[str]:

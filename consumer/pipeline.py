@@ -10,10 +10,8 @@ already in the index and those earlier in its own batch, so batch boundaries do 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -22,30 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from consumer.blocking import Blocker, index_vectors
+from consumer.blocking import Blocker
 from consumer.clustering import ClusterState, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
+from consumer.cores import usable_cores
+from consumer.encoders import build_encoders, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
-from consumer.encoders.behaviour import BehaviourEncoder
-from consumer.encoders.device import DeviceEncoder
-from consumer.encoders.names import NameEncoder
-from consumer.encoders.semantic import SemanticEncoder
 from consumer.frequencies import FrequencyTable
-from consumer.fusion import MODALITIES, Fuser, LearnedModel
+from consumer.fusion import Fuser, LearnedModel
 from consumer.keeper import choose_canonical
 from consumer.records import Record
+from consumer.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
+from consumer.store.record_state import RecordState, decode_payload, encode_rows
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline"]
-
-
-def _cores() -> int:
-    """Cores this process may use (cgroup/affinity aware, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS/Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def _num(x: float) -> float | None:
@@ -80,12 +70,11 @@ class Decision:
     record_id: str
     cluster_id: str
     canonical_id: str
+    #: The one outcome vocabulary: batch lines print it, events carry it (consumer.io.events.EVENTS_FOR_OUTCOME).
     outcome: str  # "new" | "joined" | "merged" | "replay"
     row: int
     merged_cluster_ids: list[str] = field(default_factory=list)
     matches: list[Match] = field(default_factory=list)
-    #: Clusters whose canonical record changed because of this decision (cluster id -> canonical id).
-    canonical_changes: dict[str, str] = field(default_factory=dict)
 
     @property
     def decision(self) -> str:
@@ -107,34 +96,40 @@ class Pipeline:
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
                  encode_in_background: bool = False):
-        """`encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker
+        """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
+        mode) are loaded outside and handed in (`consumer.artifacts.build_pipeline` does both).
+
+        `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker
         thread beside the deciding thread. Automatic thread counts then split the cores instead of letting
         both sides claim all of them: the transformer gets cores - 1 and the decide thread's knn queries,
         BLAS and OpenMP (the fusion model) get 1. Oversubscribing 2 cores that way measured ~15% slower
         (benchmarks/bench_batch.py). Thread counts change speed only, never results."""
         self.settings = settings
-        enc = settings.encoders
         self.encode_in_background = encode_in_background
-        cores = _cores()
-        if text_encoder is None:
-            from consumer.encoders.text import TextEncoder  # heavy (onnxruntime): load only when used
-
-            threads = enc.threads or (max(1, cores - 1) if encode_in_background else None)
-            text_encoder = TextEncoder(model_dir=enc.model_dir, dim=enc.text_dim, device=enc.device,
-                                       threads=threads)
+        cores = usable_cores()
+        if text_encoder is None and "text" in profile_encoders(settings):
+            raise ValueError("the profile uses the text encoder: pass a loaded one (text_encoder=) or build the "
+                             "pipeline with consumer.artifacts.build_pipeline, which loads it")
         self.text = text_encoder
-        self.encoders = [SemanticEncoder(text_encoder),
-                         NameEncoder(enc.hash_key, n_keys=len(settings.profile.key_fields)),
-                         BehaviourEncoder(), DeviceEncoder(enc.hash_key)]
+        #: The profile's modalities; everything below is derived from their contributions.
+        self.encoders = build_encoders(settings, {"text_encoder": text_encoder})
+        contribs = [e.contribution for e in self.encoders]
+        #: Stage-timer name per encoder ("encode_<name>" unless it declares one).
+        self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]
+        #: The stages a micro-batch passes through, in the one vocabulary (`consumer.stages`).
+        self.batch_stages: tuple[str, ...] = (*self.encode_stages, *DECIDE_STAGES)
         self.comparator = Comparator(self.encoders)
-        self.fuser = Fuser(settings.fusion, model)
-        self.blocker = Blocker(self.text.dim, settings.index, query_threads=1 if encode_in_background else cores,
+        absent = omitted_features(settings, profile_encoders(settings)) if settings.fusion.mode == "learned" else ()
+        self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent)
+        self.blocker = Blocker([v for c in contribs for v in c.index], settings.index,
+                               query_threads=1 if encode_in_background else cores,
                                background_add=encode_in_background)
-        self.frequencies = FrequencyTable()
+        self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
         self.store = SignatureStore()
         self.clusters = ClusterState()
         self.canonical: dict[int, int] = {}
-        self.stage_seconds: dict[str, float] = defaultdict(float)
+        #: Owns every stage time (`timer.totals()`; the service diffs it per batch with `timer.since`).
+        self.timer = StageTimer()
         self._encode_lock = threading.Lock()
         self._encode_pool: ThreadPoolExecutor | None = None
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):
@@ -149,10 +144,9 @@ class Pipeline:
         # (its batch was not encoded ahead) while the worker encodes the next one.
         cols: Columns = {}
         with self._encode_lock:
-            for enc in self.encoders:
-                t0 = time.perf_counter()
-                cols.update(enc.encode(records))
-                self.stage_seconds[f"encode_{enc.name}"] += time.perf_counter() - t0
+            for enc, stage in zip(self.encoders, self.encode_stages):
+                with self.timer.time(stage):
+                    cols.update(enc.encode(records))
         return cols
 
     def _fresh(self, records: Sequence[Record]) -> list[Record]:
@@ -176,6 +170,22 @@ class Pipeline:
         if self._encode_pool is None:
             self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         return self._encode_pool.submit(self.encode_ahead, list(records))
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the pipeline's threads (the encode worker and the index-add thread) once their submitted
+        work is done; `wait=False` returns at once and lets them finish in the background (a service
+        replacing its pipeline after a state reload). Idempotent; a closed pipeline may not be used."""
+        pool, self._encode_pool = self._encode_pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait)
+        self.blocker.close(wait=wait)
+        self.fuser.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def decide_thread_limits(self) -> AbstractContextManager[Any]:
         """Where batches are encoded in the worker: cap BLAS/OpenMP pools (the fusion model's) at one
@@ -206,8 +216,8 @@ class Pipeline:
 
     def _index_stages(self) -> None:
         # Cumulative, not per thread: in the background these overlap the deciding stages.
-        self.stage_seconds["index_add"] = self.blocker.add_seconds
-        self.stage_seconds["index_wait"] = self.blocker.wait_seconds
+        self.timer.set("index_add", self.blocker.add_seconds)
+        self.timer.set("index_wait", self.blocker.wait_seconds)
 
     # -- the core path --------------------------------------------------------------------------------
     def process(self, records: Sequence[Record], encoded: Encoded | None = None) -> list[Decision]:
@@ -223,7 +233,7 @@ class Pipeline:
             completeness = np.array([r.completeness() for r in fresh], np.float32)
             rows = self.store.append([r.record_id for r in fresh], cols, completeness, recency)
             t0 = time.perf_counter()
-            vecs = index_vectors(cols)
+            vecs = self.blocker.vectors(cols)
             cands = self.blocker.candidates(vecs, rows)
             t1 = time.perf_counter()
             # Insert now: with a background blocker the graph grows while this thread scores and clusters.
@@ -240,13 +250,14 @@ class Pipeline:
             feats = self.comparator.compare(self.store.gather(q_rows, skip), self.store.gather(c_rows, skip),
                                             rarity)
             t2 = time.perf_counter()
-            fused, mods = self.fuser.score(feats)
+            with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
+                fused, mods = self.fuser.score(feats)
             labels = self.fuser.label(fused)
             t3 = time.perf_counter()
-            self.stage_seconds["candidates"] += t1 - t0
-            self.stage_seconds["compare"] += t2 - ta
+            self.timer.add("candidates", t1 - t0)
+            self.timer.add("compare", t2 - ta)
             self._index_stages()
-            self.stage_seconds["fuse"] += t3 - t2
+            self.timer.add("fuse", t3 - t2)
             # ...then decide record by record, in arrival order.
             for i, rec in enumerate(fresh):
                 sl = slice(int(offsets[i]), int(offsets[i + 1]))
@@ -254,7 +265,7 @@ class Pipeline:
                     self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
                 by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
                                                     {m: v[sl] for m, v in mods.items()})
-            self.stage_seconds["cluster"] += time.perf_counter() - t3
+            self.timer.add("cluster", time.perf_counter() - t3)
         out: list[Decision] = []
         for r in records:
             d = by_id.pop(r.record_id, None)
@@ -278,7 +289,7 @@ class Pipeline:
         s = self.settings
         a = self.clusters.assign(row, cand_rows, fused, labels, self.fuser.match_threshold,
                                  s.clustering.merge_margin, s.clustering.join_support)
-        changes = self._update_canonical(a.cluster, a.merged)
+        self._update_canonical(a.cluster, a.merged)
         ids = self.store.record_ids
         matches = []
         for j in np.argsort(-fused, kind="stable"):
@@ -287,30 +298,68 @@ class Pipeline:
             cr = int(cand_rows[j])
             matches.append(Match(ids[cr], cluster_id_for(ids[self.clusters.cluster_of[cr]]), round(float(fused[j]), 4),
                                  "match" if labels[j] == 2 else "possible",
-                                 {m: _num(mods[m][j]) for m in MODALITIES}))
+                                 {m: _num(mods[m][j]) for m in self.fuser.modalities}))
         return Decision(rec.record_id, cluster_id_for(ids[a.cluster]), ids[self.canonical[a.cluster]], a.outcome,
-                        row, [cluster_id_for(ids[c]) for c in a.merged], matches, changes)
+                        row, [cluster_id_for(ids[c]) for c in a.merged], matches)
 
-    def _update_canonical(self, cluster: int, merged: list[int]) -> dict[str, str]:
+    def _update_canonical(self, cluster: int, merged: list[int]) -> None:
+        """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the
+        canonical of every cluster a batch touched)."""
         for c in merged:
             self.canonical.pop(c, None)
         if not merged and len(self.clusters.members[cluster]) == 1:  # a new cluster: its founder keeps it
             self.canonical[cluster] = cluster
-            return {}
+            return
         members = np.array(self.clusters.members[cluster], np.int64)
-        text = self.store.column("text")
-        new = choose_canonical(members, text[members], self.store.completeness[members],
+        # The keeper's centroid lives in the first declared index vector (the transformer's, by default).
+        vec = self.store.column(self.blocker.spec[0].column)
+        new = choose_canonical(members, vec[members], self.store.completeness[members],
                                self.store.recency[members], self.settings.clustering.keeper_alpha)
-        old = self.canonical.get(cluster)
         self.canonical[cluster] = new
-        ids = self.store.record_ids
-        return {} if old == new else {cluster_id_for(ids[cluster]): ids[new]}
 
     def _replay(self, record_id: str) -> Decision:
         row = self.store.row_of[record_id]
         c = self.clusters.cluster_of[row]
         ids = self.store.record_ids
         return Decision(record_id, cluster_id_for(ids[c]), ids[self.canonical[c]], "replay", row)
+
+    # -- state --------------------------------------------------------------------------------------------
+    def snapshot(self, rows: Iterable[int]) -> list[RecordState]:
+        """Persistable state of the given rows (after `process`): what a durable store keeps. One gather
+        for all rows: the service persists every new record of every micro-batch (measured)."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        idx = np.array(rows)
+        payloads = encode_rows(self.store.gather(idx), self.store.completeness[idx], self.store.recency[idx])
+        ids = self.store.record_ids
+        return [RecordState(ids[row], row, ids[self.clusters.cluster_of[row]], payload)
+                for row, payload in zip(rows, payloads)]
+
+    def restore(self, states: Iterable[RecordState]) -> int:
+        """Load persisted records into this (empty) pipeline in arrival order, rebuilding the index, the
+        clusters, the canonical records and the term frequencies; returns how many were loaded. Rebuilding
+        in arrival order reproduces the same rows, index and ids, so a restarted consumer decides exactly as
+        the one it replaces would have."""
+        if len(self.store):
+            raise ValueError("restore() needs an empty pipeline")
+        items = sorted(states, key=lambda s: s.seq)
+        if not items:
+            return 0
+        decoded = [decode_payload(s.payload) for s in items]
+        cols = {k: np.stack([d[0][k] for d in decoded]) for k in decoded[0][0]}
+        rows = self.store.append([s.record_id for s in items], cols,
+                                 np.array([d[1] for d in decoded], np.float32), np.array([d[2] for d in decoded]))
+        row_of = self.store.row_of
+        for s, row in zip(items, rows):
+            founder = row_of.get(s.founder_id, int(row))
+            self.clusters.cluster_of[int(row)] = founder
+            self.clusters.members.setdefault(founder, []).append(int(row))
+        for c in self.clusters.members:
+            self._update_canonical(c, [])
+        self.frequencies.observe(cols)
+        self.blocker.add(self.blocker.vectors(cols), rows)
+        return len(items)
 
     # -- reporting ------------------------------------------------------------------------------------
     def assignments(self) -> dict[str, str]:

@@ -23,6 +23,14 @@ from consumer.config import LimitSettings, ProfileSettings
 # Undecodable bytes surface as lone surrogates when files are read with errors="surrogateescape".
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
+#: Login times outside this window are not logins (year 1, year 9999, epoch -6e10): the core turns stamps
+#: into POSIX seconds, which a naive datetime near datetime.min/max cannot become, so validation rejects them.
+MIN_LOGIN = datetime(1970, 1, 2)
+MAX_LOGIN = datetime(2200, 1, 1)
+#: Integers in text fields and ids are decimal strings; longer ones are no real identifier (and Python
+#: refuses to print integers past 4,300 digits).
+_MAX_INT_DIGITS = 64
+
 __all__ = ["Record", "Rejected", "RejectError", "parse_record", "parse_login_times"]
 
 
@@ -38,6 +46,15 @@ class Record:
     os: str
     #: Login timestamps as naive local datetimes (the hour people log in is local habit).
     login_times: tuple[datetime, ...]
+    #: Values of the profile's further roles (`profile.roles`), as (role, value) pairs.
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def role(self, role: str) -> str:
+        """The value of a further role (plug-in encoders read their input this way); "" when absent."""
+        for name, value in self.extra:
+            if name == role:
+                return value
+        return ""
 
     def completeness(self) -> float:
         """Share of modality fields present; one input to the keeper's quality score."""
@@ -74,6 +91,9 @@ def _text(row: Mapping[str, Any], fields: list[str], limits: LimitSettings, rid:
             raise RejectError("wrong_type", f"field {f!r} must be a string, got {type(value).__name__}", rid)
         if isinstance(value, float) and not math.isfinite(value):
             raise RejectError("wrong_type", f"field {f!r} is not a finite number", rid)
+        if isinstance(value, int) and not _int_fits(value):
+            raise RejectError("oversized_field", f"field {f!r} is an integer of over {_MAX_INT_DIGITS} digits",
+                              rid)
         text = str(value).strip()
         if len(text) > limits.max_field_chars:
             raise RejectError("oversized_field", f"field {f!r} has {len(text)} chars "
@@ -98,6 +118,17 @@ def _parse_ts(item: Any) -> datetime:
     dt = datetime.fromisoformat(s)
     # Keep the wall-clock time as written: login-hour habits are local.
     return dt.replace(tzinfo=None)
+
+
+def _int_fits(value: int) -> bool:
+    return value.bit_length() <= _MAX_INT_DIGITS * 3  # 2**192 ~ 6e57: a generous bound, cheap to test
+
+
+def check_login_range(stamp: datetime) -> datetime:
+    """The stamp, if the core can turn it into POSIX seconds and it could be a real login; else ValueError."""
+    if not MIN_LOGIN <= stamp < MAX_LOGIN:
+        raise ValueError("login time out of range")
+    return stamp
 
 
 def parse_login_times(value: Any, limits: LimitSettings, rid: str | None = None) -> tuple[datetime, ...]:
@@ -127,9 +158,14 @@ def parse_login_times(value: Any, limits: LimitSettings, rid: str | None = None)
     out: list[datetime] = []
     for i, item in enumerate(items):
         try:
-            out.append(_parse_ts(item))
+            stamp = _parse_ts(item)
         except (ValueError, TypeError, OverflowError, OSError) as exc:
             raise RejectError("bad_timestamps", f"login_times[{i}] is not an ISO-8601 timestamp", rid) from exc
+        try:
+            out.append(check_login_range(stamp))
+        except ValueError as exc:
+            raise RejectError("bad_timestamps", f"login_times[{i}] is outside {MIN_LOGIN.year}.."
+                              f"{MAX_LOGIN.year - 1}", rid) from exc
     return tuple(sorted(out))
 
 
@@ -142,9 +178,14 @@ def parse_record(row: Any, profile: ProfileSettings, limits: LimitSettings) -> R
         raise RejectError("missing_id", f"no value in id field {profile.id_field!r}")
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         raise RejectError("wrong_type", f"id field {profile.id_field!r} must be a string or integer")
+    if isinstance(raw_id, int) and not _int_fits(raw_id):
+        raise RejectError("oversized_field", "record id longer than 256 chars")
     rid = str(raw_id).strip()
     if len(rid) > 256:
         raise RejectError("oversized_field", "record id longer than 256 chars")
+    if _SURROGATES.search(rid):
+        # No record_id on this reject: the id itself cannot be written to a UTF-8 rejects file or log.
+        raise RejectError("bad_encoding", f"id field {profile.id_field!r} is not valid UTF-8")
     name = _text(row, profile.name_fields, limits, rid)
     city = _text(row, profile.city_fields, limits, rid)
     keys = tuple(_text(row, [f], limits, rid) for f in profile.key_fields)
@@ -153,6 +194,7 @@ def parse_record(row: Any, profile: ProfileSettings, limits: LimitSettings) -> R
     logins: tuple[datetime, ...] = ()
     if profile.login_times_field:
         logins = parse_login_times(row.get(profile.login_times_field), limits, rid)
-    if not (name or city or any(keys) or browser or os_ or logins):
+    extra = tuple((role, _text(row, [f], limits, rid)) for role, f in profile.roles.items())
+    if not (name or city or any(keys) or browser or os_ or logins or any(v for _, v in extra)):
         raise RejectError("no_usable_fields", "every mapped field is empty", rid)
-    return Record(rid, name, city, keys, browser, os_, logins)
+    return Record(rid, name, city, keys, browser, os_, logins, extra)

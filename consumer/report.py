@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from consumer.artifacts import build_pipeline, load_text_encoder
 from consumer.batch import iter_records
 from consumer.config import Settings
 from consumer.evaluate import Scores, cluster_scores, load_truth, pair_scores, true_pairs
@@ -27,7 +28,7 @@ __all__ = ["evaluate_file", "run_engine"]
 
 def run_engine(records: list[Record], settings: Settings, text_encoder: Any = None,
                log_pairs: bool = False) -> tuple[Pipeline, float]:
-    pipe = Pipeline(settings, text_encoder=text_encoder)
+    pipe = build_pipeline(settings, text_encoder=text_encoder)
     if log_pairs:
         pipe.pair_log = []
     t0 = time.perf_counter()
@@ -49,14 +50,11 @@ def _table(rows: list[tuple[str, Scores]]) -> str:
 def evaluate_file(input_path: str | Path, truth_path: str | Path, settings: Settings,
                   model_path: str | None = None, plot: str | None = None, baselines: bool = True,
                   fmt: str | None = None) -> dict[str, Any]:
-    from consumer.encoders.text import TextEncoder
-
     records = [r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record)]
     truth = load_truth(truth_path, settings.profile.id_field)
     truth = {r.record_id: truth[r.record_id] for r in records if r.record_id in truth}
     records = [r for r in records if r.record_id in truth]
-    enc = settings.encoders
-    text = TextEncoder(model_dir=enc.model_dir, dim=enc.text_dim, device=enc.device, threads=enc.threads)
+    text = load_text_encoder(settings)  # loaded once, handed to every pipeline below
     rows: list[tuple[str, Scores]] = []
     out: dict[str, Any] = {"records": len(records), "true_pairs": len(true_pairs(truth))}
     ids = [r.record_id for r in records]
@@ -97,7 +95,8 @@ def _pair_scores(pipe: Pipeline, truth: dict[str, str]) -> tuple[np.ndarray, np.
     scores, labels = [], []
     for row, cands, feats in pipe.pair_log:
         if len(cands):
-            fused, _ = pipe.fuser.score(feats)
+            with pipe.fuser.thread_limits():
+                fused, _ = pipe.fuser.score(feats)
             scores.append(fused)
             labels.append(np.array([truth[ids[row]] == truth[ids[int(c)]] for c in cands]))
     return np.concatenate(scores), np.concatenate(labels)

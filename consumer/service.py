@@ -40,7 +40,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.config import Settings
+from consumer.artifacts import Artifacts, load_artifacts
+from consumer.config import DEFAULT_HASH_KEY, ConfigError, Settings, key_id
 from consumer.health import HealthServer, HealthState
 from consumer.io.events import utc_iso
 from consumer.io.group import TP, GroupMember
@@ -52,14 +53,24 @@ from consumer.io.kafka import (
     normalize_properties,
     properties_from_env,
 )
+from consumer.logs import kafka_logger
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
-from consumer.service_batch import Batch, assemble
+from consumer.records import Record
+from consumer.service_batch import Batch, assemble, outputs_of
+from consumer.service_guard import (
+    decide_guarded,
+    encoded_or_none,
+    fingerprint_key,
+    set_aside,
+    set_aside_id_conflicts,
+)
 from consumer.state import restore
+from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
 from consumer.store.redis import RedisStateStore
 
-__all__ = ["Service", "Abandoned", "DEFAULT_KAFKA_PROPERTIES"]
+__all__ = ["Service", "Abandoned", "DependencyRefused", "DEFAULT_KAFKA_PROPERTIES"]
 
 log = logging.getLogger("dedup.service")
 T = TypeVar("T")
@@ -75,11 +86,6 @@ _KAFKA_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
 _CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
                   "isolation.level", "partition.assignment.strategy", "group.", "fetch.", "enable.auto.",
                   "auto.commit.", "queued.", "check.crcs", "enable.partition.eof")
-_STAGES = {"encode": ("encode_text", "encode_names", "encode_behaviour", "encode_device"),
-           "candidates": ("candidates",), "score": ("compare",), "fuse": ("fuse",),
-           "cluster": ("cluster",)}
-
-
 def _freeze_survivors(thaw: bool = False) -> None:
     """Collect this batch's cyclic garbage, then move what survived (the growing cluster state) out of
     the collector's reach. Why: CPython's full collections rescan every tracked object; with ~35k records
@@ -96,6 +102,10 @@ class Abandoned(Exception):
     """The in-flight batch must be dropped uncommitted (partitions revoked/lost, or shutdown grace over)."""
 
 
+class DependencyRefused(Exception):
+    """A dependency answered but refused us (a wrong Redis password or user): retrying cannot help."""
+
+
 class _NeedsReload(Exception):
     """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
 
@@ -107,9 +117,12 @@ class Service:
                  text_encoder: Any = None, shutdown_grace: float = 30.0) -> None:
         self.settings = settings
         self.svc = settings.service
+        if settings.encoders.hash_key == DEFAULT_HASH_KEY and not self.svc.insecure_default_key:
+            raise ConfigError("encoders.hash_key is the public default: set a secret key (DEDUP_ENCODERS__HASH_KEY"
+                              " or [encoders] hash_key) or pass --insecure-default-key (docs/security.md)")
         # defaults <- DEDUP_KAFKA_* environment <- explicit properties (e.g. --kafka-property); the clients
         # are then built with an empty environment so the explicit ones really win.
-        self.kafka_properties = {**DEFAULT_KAFKA_PROPERTIES, **properties_from_env(),
+        self.kafka_properties = {**DEFAULT_KAFKA_PROPERTIES, "logger": kafka_logger(), **properties_from_env(),
                                  **normalize_properties(kafka_properties)}
         self.shutdown_grace = shutdown_grace
         self.metrics = Metrics()
@@ -118,6 +131,8 @@ class Service:
         self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port)
         self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix)
         self._text_encoder = text_encoder
+        self._artifacts: Artifacts | None = None
+        self._fp_key = fingerprint_key(settings.encoders.hash_key)
         self.pipe: Pipeline | None = None
         self.member: GroupMember | None = None
         self.producer: TrackedProducer | None = None
@@ -159,6 +174,9 @@ class Service:
                 return 1  # stopped before Redis ever answered
             self._connect_kafka()
             self._loop()
+        except DependencyRefused as exc:
+            log.error("dependency refused the credentials, stopping", extra={"reason": str(exc)})
+            return 3
         finally:
             self._shutdown()
         return 0
@@ -205,16 +223,21 @@ class Service:
         if self.producer is not None:
             self.producer.producer.flush(5)
         self.store.close()
+        if self.pipe is not None:
+            self.pipe.close()
         self.health.set_assigned(False)
         self.http.stop()
         log.info("stopped")
 
     # -- state ------------------------------------------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:
-        if self.pipe is None:
-            return Pipeline(self.settings, text_encoder=self._text_encoder, encode_in_background=True)
-        model = self.pipe.fuser.model if self.pipe.fuser.mode == "learned" else None
-        return Pipeline(self.settings, text_encoder=self.pipe.text, model=model, encode_in_background=True)
+        """A fresh pipeline around the artifacts loaded once (the first time), so a state reload never
+        reloads the transformer or unpickles the model again."""
+        if self._artifacts is None:
+            self._artifacts = load_artifacts(self.settings, text_encoder=self._text_encoder,
+                                             encode_in_background=True)
+        a = self._artifacts
+        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True)
 
     def _load_state(self) -> None:
         """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""
@@ -223,13 +246,20 @@ class Service:
         t0 = time.perf_counter()
         states = self._retry("redis", "load state", self.store.load_states)
         n = restore(pipe, states)
-        self.pipe = pipe
+        self.metrics.declare_stages(pipe.batch_stages)
+        old, self.pipe = self.pipe, pipe
+        if old is not None:
+            old.close(wait=False)  # its threads end after any in-flight work instead of idling forever
         meta = self._retry("redis", "read meta", self.store.get_meta)
         if meta.get("config_version") not in (None, pipe.config_version):
             log.warning("stored state was written with another config",
                         extra={"stored": meta.get("config_version"), "current": pipe.config_version})
+        kid = key_id(self.settings.encoders.hash_key)
+        if meta.get("key_id") not in (None, kid):  # new hashes would never match the stored ones
+            log.error("stored state was written with another hash_key: re-encode it (docs/security.md)",
+                      extra={"stored": meta.get("key_id"), "current": kid})
         self._retry("redis", "write meta", lambda: self.store.set_meta(
-            {"model_version": pipe.model_version, "config_version": pipe.config_version}))
+            {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid}))
         self.metrics.index_size.set(len(pipe.store))
         _freeze_survivors(thaw=True)  # the replaced pipeline, if any, is garbage now: collect it first
         self.health.set_index_loaded(True)
@@ -326,29 +356,38 @@ class Service:
         log.error("replayed records without stored events; sending none for them")
 
     def _decide_once(self, batch: Batch) -> None:
-        pipe = self.pipe
-        assert pipe is not None
+        assert self.pipe is not None
         batch.events.clear()
         batch.replay_ids.clear()
-        before = dict(pipe.stage_seconds)
+        before = self.pipe.timer.totals()
         # The batch's ahead-of-time encoding stays valid across a state reload (encoders are deterministic);
         # `process` re-encodes whatever it does not cover.
-        encoded = batch.encoded.result() if batch.encoded is not None else None
-        batch.decisions = pipe.process([r for _, r in batch.good], encoded)
-        for stage, keys in _STAGES.items():
-            delta = sum(pipe.stage_seconds.get(k, 0.0) - before.get(k, 0.0) for k in keys)
-            self.metrics.stage_seconds.labels(stage=stage).observe(delta)
+        encoded = encoded_or_none(batch.encoded)
+        guarded = decide_guarded(lambda: self.pipe, [r for _, r in batch.good], encoded, self._rollback)
+        set_aside(batch, guarded)  # poison -> dead letters (internal_error), the rest decided
+        set_aside_id_conflicts(batch, self._fp_key, lambda ids: self._retry(
+            "redis", "read fingerprints", lambda: self.store.stored_fingerprints(ids), batch))
+        pipe = self.pipe
+        self.metrics.observe_stages(pipe.timer.since(before, pipe.batch_stages))
         assemble(batch, pipe, time.time())
         if batch.replay_ids:
             stored = self._retry("redis", "read stored events",
                                  lambda: self.store.stored_events(batch.replay_ids), batch)
             missing = [r for r in batch.replay_ids if r not in stored]
-            batch.events.update(stored)
+            batch.events.update(outputs_of(stored))
             log.info("replayed records re-send their stored events",
                      extra={"records": len(stored), "missing": len(missing)})
             if missing:
                 self._reload_needed = True
                 raise _NeedsReload(f"{len(missing)} replayed records not in redis")
+
+    def _rollback(self, accepted: list[list[Record]]) -> None:
+        """Undo a failed decide attempt: the state from Redis (nothing of this batch is there yet), then
+        the sub-batches already accepted, decided again in the same calls (deterministic: same state)."""
+        self._load_state()
+        for chunk in accepted:
+            assert self.pipe is not None
+            self.pipe.process(chunk)
 
     def _store(self, batch: Batch) -> None:
         assert batch.write is not None and self.pipe is not None
@@ -358,8 +397,8 @@ class Service:
                                         lambda: self.store.write_batch(write, utc_iso(time.time())), batch)
             if conflicts:  # another member (or a dropped batch) got there first: its outcome stands
                 log.warning("records already stored by another batch", extra={"records": len(conflicts)})
-                batch.events.update(self._retry("redis", "read stored events",
-                                                lambda: self.store.stored_events(conflicts), batch))
+                batch.events.update(outputs_of(self._retry("redis", "read stored events",
+                                                           lambda: self.store.stored_events(conflicts), batch)))
                 self._reload_needed = True
         batch.stored = True
         self.metrics.index_size.set(len(self.pipe.store))
@@ -368,20 +407,26 @@ class Service:
         assert self.producer is not None and self.dlq is not None
         producer, dlq, topic = self.producer, self.dlq, self.svc.events_topic
         outputs = batch.outputs()
-        resend = [True]
+        # How many of outputs + dead letters were enqueued: a produce() that raises (queue full, a broker
+        # error) resumes from there, so no later message is skipped and offsets wait for all of them.
+        sent = [0]
 
         def send() -> int:
-            if resend[0]:
-                resend[0] = False
-                for out in outputs:
+            while sent[0] < len(outputs) + len(batch.dead):
+                i = sent[0]
+                if i < len(outputs):
+                    out = outputs[i]
                     producer.produce(topic, out.value, out.key, [("dedup.event.type", out.event_type),
                                                                  ("dedup.event.id", out.event_id)])
-                for dead in batch.dead:
+                else:
+                    dead = batch.dead[i - len(outputs)]
                     dlq.send(dead.message, dead.reason, dead.stage, dead.detail)
+                sent[0] = i + 1
             try:
                 return producer.flush_and_check(timeout=2.0)
             except DeliveryError as exc:
-                resend[0] = bool(exc.failures)  # failed ones are gone: send everything again (same ids)
+                if exc.failures:
+                    sent[0] = 0  # failed ones are gone: send everything again (same ids)
                 raise
 
         with self.metrics.time_stage("produce"):
@@ -408,6 +453,10 @@ class Service:
             try:
                 result = fn()
             except errors as exc:
+                if isinstance(exc, REDIS_AUTH_ERRORS):  # a wrong password stays wrong: say so, do not retry
+                    self._set_dep(dep, False, "authentication failed")
+                    raise DependencyRefused(f"redis: {type(exc).__name__} (check the password/user in the "
+                                            "redis URL or ACL)") from None
                 failing_since = failing_since or time.monotonic()
                 self._set_dep(dep, False, type(exc).__name__)
                 self._warn(f"{dep}:{what}", f"{what} failed, retrying", error=type(exc).__name__)

@@ -16,13 +16,13 @@ from confluent_kafka import Message
 
 from consumer.clustering import cluster_id_for
 from consumer.config import Settings
-from consumer.io.events import Source, build_events, encode_events
+from consumer.io.events import Source, build_events
 from consumer.pipeline import Decision, Encoded, Pipeline
 from consumer.records import Record, RejectError, parse_record
 from consumer.state import record_states
 from consumer.store.redis import BatchWrite
 
-__all__ = ["PROFILE_HEADER", "DeadLetter", "Output", "Batch", "decode_message", "source_of", "assemble"]
+__all__ = ["PROFILE_HEADER", "DeadLetter", "Output", "Batch", "decode_message", "source_of", "assemble", "outputs_of"]
 
 #: Optional header naming the input profile of a message; a name other than the service's -> dead letter.
 PROFILE_HEADER = "dedup.profile"
@@ -32,7 +32,7 @@ PROFILE_HEADER = "dedup.profile"
 class DeadLetter:
     message: Message
     reason: str  # short stable code (`malformed_json`, `missing_id`, ...), never a field value
-    stage: str  # decode | validate
+    stage: str  # decode | validate | decide (internal_error: the core raised, see service_guard)
     detail: str = ""
 
 
@@ -46,9 +46,20 @@ class Output:
     event_id: str
 
     @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Output:
+        """A freshly built event: serialised once, key and headers taken from the dict."""
+        return cls(str(event["cluster_id"]).encode(), orjson.dumps(event), event["event_type"], event["event_id"])
+
+    @classmethod
     def from_bytes(cls, value: bytes) -> Output:
+        """A stored event (a replay re-sends its first emission's exact bytes)."""
         e = orjson.loads(value)
         return cls(str(e["cluster_id"]).encode(), value, e["event_type"], e["event_id"])
+
+
+def outputs_of(stored: dict[str, list[bytes]]) -> dict[str, list[Output]]:
+    """Stored events (record id -> bytes) as outputs."""
+    return {rid: [Output.from_bytes(v) for v in values] for rid, values in stored.items()}
 
 
 @dataclass
@@ -61,13 +72,15 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     write: BatchWrite | None = None
-    #: record id -> its events' bytes (new records: built now; replays: from Redis)
-    events: dict[str, list[bytes]] = field(default_factory=dict)
+    #: record id -> its events (new records: built now; replays: from their bytes stored in Redis)
+    events: dict[str, list[Output]] = field(default_factory=dict)
     replay_ids: list[str] = field(default_factory=list)
     stored: bool = False
     acked: bool = False
     abandoned: bool = False
     decoded: bool = False
+    #: Keyed content fingerprint of each good record (aligned with `good`; service_guard.fingerprint).
+    fps: list[str] = field(default_factory=list)
     #: `Pipeline.encode_ahead` of the good records, running on the service's encode thread.
     encoded: Future[Encoded] | None = None
 
@@ -87,6 +100,13 @@ class Batch:
                 self.dead.append(item)
         self.decoded = True
 
+    def fingerprints(self) -> dict[str, str]:
+        """Content fingerprint of each record id's first occurrence in the batch (set by the service)."""
+        out: dict[str, str] = {}
+        for (_msg, rec), fp in zip(self.good, self.fps):
+            out.setdefault(rec.record_id, fp)
+        return out
+
     def outputs(self) -> list[Output]:
         """Events in input order, each record's events once per batch."""
         out: list[Output] = []
@@ -95,7 +115,7 @@ class Batch:
             if rec.record_id in seen:
                 continue
             seen.add(rec.record_id)
-            out.extend(Output.from_bytes(v) for v in self.events.get(rec.record_id, []))
+            out.extend(self.events.get(rec.record_id, []))
         return out
 
 
@@ -147,11 +167,13 @@ def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
             batch.replay_ids.append(d.record_id)
     states = record_states(pipe, [d.row for _, d in fresh])
     ids = pipe.store.record_ids
+    fps = batch.fingerprints()
     for (msg, d), st in zip(fresh, states):
-        events = encode_events(build_events(d, source_of(msg), model_version=pipe.model_version,
-                                            config_version=pipe.config_version, now=now))
+        events = [Output.from_event(e) for e in build_events(
+            d, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version, now=now,
+            schema_version=pipe.settings.service.event_schema)]
         batch.events[d.record_id] = events
-        write.add_record(st, st.cluster_id, events)
+        write.add_record(st, st.cluster_id, [e.value for e in events], fps.get(d.record_id, ""))
         if d.merged_cluster_ids:
             write.add_merge(d.cluster_id, d.merged_cluster_ids)
         founder_row = pipe.store.row_of[st.founder_id]

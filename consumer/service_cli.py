@@ -12,11 +12,10 @@ import json
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from consumer.config import BUILTIN_PROFILES, ConfigError, load_settings
-from consumer.io.kafka import normalize_properties
+from consumer.io.kafka import normalize_properties, properties_from_env
 
 __all__ = ["add_commands", "cmd_run", "cmd_export_clusters"]
 
@@ -34,6 +33,25 @@ def _kafka_properties(pairs: list[str] | None) -> dict[str, Any]:
     return normalize_properties(props)
 
 
+def check_kafka_properties(props: dict[str, Any]) -> None:
+    """Let librdkafka judge the properties now, so a typo is one clear line before anything connects.
+
+    A throwaway producer without bootstrap servers validates names, values and files (ssl.ca.location)
+    without touching the network; log_level 0 keeps its warnings (consumer-only keys) quiet.
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    merged = {**properties_from_env(), **props}
+    config = {k: v for k, v in merged.items() if not callable(v) and k != "bootstrap.servers"}
+    try:
+        probe = Producer({**config, "log_level": 0})
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        raise ConfigError(f"Kafka client properties (--kafka-property / DEDUP_KAFKA_*): "
+                          f"{getattr(err, 'str', lambda: str(err))()}") from None
+    probe.flush(0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from consumer.service import Service
 
@@ -48,9 +66,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             setattr(svc, attr, value)
+    if args.insecure_default_key:
+        svc.insecure_default_key = True
     if svc.max_batch < 1 or svc.max_wait_ms < 0:
         raise ConfigError("need --max-batch >= 1 and --max-wait-ms >= 0")
-    service = Service(s, kafka_properties=_kafka_properties(args.kafka_property),
+    props = _kafka_properties(args.kafka_property)
+    check_kafka_properties(props)
+    service = Service(s, kafka_properties=props,
                       shutdown_grace=args.shutdown_grace)
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -63,24 +85,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export_clusters(args: argparse.Namespace) -> int:
-    import orjson
+    from redis.exceptions import RedisError
 
+    from consumer.io.files import JsonlWriter
     from consumer.store.redis import RedisStateStore
 
     svc = load_settings(args.config).service
-    store = RedisStateStore(args.redis or svc.redis, args.redis_prefix or svc.redis_prefix)
-    n = 0
-    out = sys.stdout.buffer if args.out == "-" else open(Path(args.out), "wb")  # noqa: SIM115
+    url = args.redis or svc.redis
+    store = RedisStateStore(url, args.redis_prefix or svc.redis_prefix)
     try:
-        for rid, cid in store.export_clusters():
-            out.write(orjson.dumps({"record_id": rid, "cluster_id": cid}) + b"\n")
-            n += 1
+        # Written to a temporary file and renamed at the end: a failed export leaves an old one intact.
+        with JsonlWriter(args.out) as out:
+            for rid, cid in store.export_clusters():
+                out.write({"record_id": rid, "cluster_id": cid})
+    except RedisError as exc:
+        print(f"error: cannot export clusters from Redis at {_redact_url(url)}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
     finally:
-        if out is not sys.stdout.buffer:
-            out.close()
         store.close()
-    print(json.dumps({"records": n, "out": args.out}), file=sys.stderr if args.out == "-" else sys.stdout)
+    print(json.dumps({"records": out.count, "out": args.out}),
+          file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
+
+
+def _redact_url(url: str) -> str:
+    """redis://user:secret@host -> redis://user:***@host (URLs carry passwords)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def add_commands(sub: Any) -> None:
@@ -103,6 +140,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--kafka-property", action="append", metavar="KEY=VALUE",
                    help="librdkafka property, repeatable, e.g. security.protocol=SASL_SSL "
                         "(also DEDUP_KAFKA_SECURITY_PROTOCOL=...)")
+    p.add_argument("--insecure-default-key", action="store_true", default=None,
+                   help="start even with the public default encoders.hash_key (demos/tests only; "
+                        "env DEDUP_SERVICE__INSECURE_DEFAULT_KEY=true)")
     p.add_argument("--shutdown-grace", type=float, default=30.0,
                    help="seconds SIGTERM waits for an unreachable Redis/broker before exiting uncommitted")
     p.set_defaults(func=cmd_run)

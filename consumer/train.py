@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from consumer.comparison import FEATURES
+from consumer.artifacts import build_pipeline
 from consumer.config import Settings
 from consumer.fusion import LearnedModel
 from consumer.pipeline import Pipeline
@@ -28,15 +27,12 @@ from consumer.records import Record
 
 __all__ = ["collect_pairs", "fit_model", "candidate_recall"]
 
-#: +1: more similar -> more likely a duplicate. 0: no direction imposed (evidence counts, not similarity).
-_MONOTONE = {"beh_evidence": 0, "name_rarity": 0, "city_rarity": 0, "device_rarity": 0}
-
 
 def collect_pairs(records: Sequence[Record], truth: Mapping[str, str], settings: Settings,
                   text_encoder: Any = None) -> tuple[np.ndarray, np.ndarray, Pipeline]:
     """Run the pipeline (rule fusion, so no model is needed) and return (features, labels, pipeline)."""
     rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
-    pipe = Pipeline(rule, text_encoder=text_encoder)
+    pipe = build_pipeline(rule, text_encoder=text_encoder)
     pipe.pair_log = []
     for start in range(0, len(records), rule.batch_size):
         pipe.process(records[start: start + rule.batch_size])
@@ -48,13 +44,15 @@ def collect_pairs(records: Sequence[Record], truth: Mapping[str, str], settings:
         ent = truth.get(ids[row])
         xs.append(feats)
         ys.append(np.array([ent is not None and truth.get(ids[c]) == ent for c in cands], bool))
-    x = np.concatenate(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
+    x = np.concatenate(xs) if xs else np.zeros((0, len(pipe.comparator.features)), np.float32)
     y = np.concatenate(ys) if ys else np.zeros(0, bool)
     return x, y, pipe
 
 
-def fit_model(x: np.ndarray, y: np.ndarray, seed: int = 0, source: str = "",
-              learning_rate: float = 0.08) -> LearnedModel:
+def fit_model(x: np.ndarray, y: np.ndarray, features: Sequence[str], monotone: Mapping[str, int], seed: int = 0,
+              source: str = "", learning_rate: float = 0.08) -> LearnedModel:
+    """Fit on the feature matrix of `collect_pairs`; `features` and `monotone` are the pipeline
+    comparator's (its column names and their monotone directions, declared by the encoders)."""
     from sklearn import __version__ as sk_version
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -65,15 +63,15 @@ def fit_model(x: np.ndarray, y: np.ndarray, seed: int = 0, source: str = "",
     used = [j for j in range(x.shape[1]) if not np.isnan(x[:, j]).all()]
     est = HistGradientBoostingClassifier(
         max_iter=800, learning_rate=learning_rate, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
-        monotonic_cst=[_MONOTONE.get(FEATURES[j], 1) for j in used], random_state=seed,
+        monotonic_cst=[monotone.get(features[j], 1) for j in used], random_state=seed,
         early_stopping=True, validation_fraction=0.15, n_iter_no_change=20,
     )
     t0 = time.perf_counter()
     est.fit(x[:, used], y)
-    meta = {"used_features": [FEATURES[j] for j in used], "trained_on": source, "pairs": int(len(y)),
+    meta = {"used_features": [features[j] for j in used], "trained_on": source, "pairs": int(len(y)),
             "positives": int(y.sum()), "sklearn": sk_version, "fit_seconds": round(time.perf_counter() - t0, 2),
             "iterations": int(est.n_iter_), "learning_rate": learning_rate}
-    return LearnedModel(est, FEATURES, meta)
+    return LearnedModel(est, tuple(features), meta)
 
 
 def candidate_recall(pipe: Pipeline, truth: Mapping[str, str]) -> tuple[float, int, int]:
@@ -93,6 +91,3 @@ def candidate_recall(pipe: Pipeline, truth: Mapping[str, str]) -> tuple[float, i
     hit = len(gold & reached)
     return (hit / len(gold) if gold else 1.0), hit, len(gold)
 
-
-def save_model(model: LearnedModel, path: str | Path) -> str:
-    return model.save(path)

@@ -10,6 +10,7 @@ search (`consumer.train.collect_pairs`), so negatives are the hard ones producti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -42,6 +43,7 @@ def main() -> None:
     settings = load_settings(env={})
     text = TextEncoder()
     xs, ys = [], []
+    pipe = None
     cache = Path(args.pairs_cache) if args.pairs_cache else None
     if cache is not None and cache.exists():
         with np.load(cache) as z:
@@ -51,15 +53,20 @@ def main() -> None:
             data, truth = Path(tmp) / f"train-{seed}.csv", Path(tmp) / f"train-{seed}.truth.csv"
             write_crm(data, truth, args.records, seed)
             records = [r for _, r in iter_records(data, settings) if isinstance(r, Record)]
-            x, y, _ = collect_pairs(records, load_truth(truth), settings, text)
+            x, y, pipe = collect_pairs(records, load_truth(truth), settings, text)
             xs.append(x)
             ys.append(y)
             print(f"seed {seed}: {len(y)} pairs, {int(y.sum())} duplicates", file=sys.stderr)
     if cache is not None and not cache.exists():
         np.savez_compressed(cache, x=np.concatenate(xs), y=np.concatenate(ys))
     source = f"generated CRM, seeds {args.seeds}, {args.records} records each"
-    model = fit_model(np.concatenate(xs), np.concatenate(ys), seed=0, source=source,
-                      learning_rate=args.learning_rate)
+    if pipe is None:  # pairs from the cache: the feature list of a pipeline for these settings
+        from consumer.pipeline import Pipeline
+
+        pipe = Pipeline(dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule")),
+                        text_encoder=text)
+    model = fit_model(np.concatenate(xs), np.concatenate(ys), pipe.comparator.features,
+                      pipe.comparator.monotone, seed=0, source=source, learning_rate=args.learning_rate)
     digest = model.save(args.out)
     meta = {**model.meta, "sha256": digest, "command": "python export/train_fusion.py " + " ".join(sys.argv[1:]),
             "text_model": text.entry.get("file")}

@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from common import ServiceRun, hk, servers
+from common import ServiceRun, hk, paced_produce, producer, reading_events, scrape, servers
 
 HIST = "dedup_end_to_end_latency_seconds_bucket"
 STAGE_SUM = "dedup_stage_seconds_sum"
@@ -39,17 +34,12 @@ def quantiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.95, 0.99)) ->
 
 
 def scrape_buckets(url: str) -> dict[float, float]:
-    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-    out: dict[float, float] = {}
-    for le, value in re.findall(HIST + r'\{le="([^"]+)"\} ([0-9.e+]+)', text):
-        out[float("inf") if le == "+Inf" else float(le)] = float(value)
-    return out
+    return {float(labels["le"]): value for name, labels, value in scrape(url) if name == HIST}
 
 
 def scrape_stage_seconds(url: str) -> dict[str, float]:
     """Seconds the service spent per stage so far (sums of its per-batch stage histogram)."""
-    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-    return {stage: float(v) for stage, v in re.findall(STAGE_SUM + r'\{stage="([^"]+)"\} ([0-9.e+]+)', text)}
+    return {labels["stage"]: value for name, labels, value in scrape(url) if name == STAGE_SUM}
 
 
 def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -80,28 +70,6 @@ def generate(n: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def paced_produce(bootstrap: str, topic: str, rows: list[dict[str, Any]], rate: float) -> float:
-    """Produce at `rate` records/s with one producer; returns the achieved rate."""
-    from confluent_kafka import Producer
-
-    producer = Producer(hk.client_config(bootstrap, {"enable.idempotence": True, "acks": "all", "linger.ms": 2}))
-    # Connect and get the idempotent producer id before the clock starts: records stamped while the load
-    # generator itself is still starting would charge its start-up to the service.
-    warm = f"{topic}.warmup"
-    hk.create_topics(bootstrap, [warm])
-    producer.produce(warm, b"{}")
-    producer.flush(30)
-    t0 = time.monotonic()
-    for i, row in enumerate(rows):
-        ahead = t0 + i / rate - time.monotonic()
-        if ahead > 0.002:
-            time.sleep(ahead)
-        producer.produce(topic, orjson.dumps(row), str(row["customer_id"]).encode())
-        producer.poll(0)
-    producer.flush(30)
-    return len(rows) / (time.monotonic() - t0)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=20_000, help="phase 1 (max rate) records")
@@ -126,22 +94,22 @@ def main() -> int:
             url = f"http://127.0.0.1:{svc.port}"
             stages_1 = scrape_stage_seconds(url)
 
-            latencies: list[float] = []
             wanted = {str(r["customer_id"]) for r in second}
-            stop = threading.Event()
-            ready = threading.Event()
-            reader = threading.Thread(target=read_events, args=(bootstrap, svc.events, wanted, latencies, stop,
-                                                                ready), daemon=True)
-            reader.start()
-            ready.wait(30)
-            before = scrape_buckets(url)
-            stages_before = scrape_stage_seconds(url)
-            achieved = paced_produce(bootstrap, topic, second, args.rate)
-            deadline = time.monotonic() + 120
-            while len(latencies) < len(second) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            stop.set()
-            reader.join(10)
+            with reading_events(bootstrap, svc.events, wanted) as seen:
+                before = scrape_buckets(url)
+                stages_before = scrape_stage_seconds(url)
+                # Connect and get the idempotent producer id before the clock starts: records stamped while
+                # the load generator itself is still starting would charge its start-up to the service.
+                prod, warm_topic = producer(bootstrap), f"{topic}.warmup"
+                hk.create_topics(bootstrap, [warm_topic])
+                prod.produce(warm_topic, b"{}")
+                prod.flush(30)
+                sent = paced_produce(prod, topic, second, [i / args.rate for i in range(len(second))])
+                achieved = len(sent.sent_at) / sent.seconds
+                deadline = time.monotonic() + 120
+                while len(seen) < len(second) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            latencies = [at - stamped for stamped, at in seen.values()]  # in the order the events arrived
             after = scrape_buckets(url)
             stages_2 = _delta(stages_before, scrape_stage_seconds(url))
     warm = latencies[int(args.rate * 2):]  # steady state: without the first fetch after the idle period
@@ -157,37 +125,6 @@ def main() -> int:
         "service_log": str(svc.log),
     }, indent=2))
     return 0 if len(latencies) == len(second) else 1
-
-
-def read_events(bootstrap: str, topic: str, wanted: set[str], out: list[float], stop: threading.Event,
-                ready: threading.Event) -> None:
-    """Latency of each wanted record's `record.clustered` event, as seen by a subscriber."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(hk.client_config(bootstrap, {"group.id": f"bench-reader-{time.time_ns()}",
-                                                     "enable.auto.commit": False, "fetch.wait.max.ms": 10}))
-    # An explicit start offset: OFFSET_END would be resolved only at the first fetch, which can come after
-    # the first events of the phase and skip them.
-    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    consumer.assign([TopicPartition(topic, 0, high)])
-    seen: set[str] = set()
-    try:
-        while not stop.is_set():
-            for msg in consumer.consume(500, 0.05):
-                ready.set()
-                if msg.error() is not None:
-                    continue
-                now = time.time()
-                e = orjson.loads(msg.value())
-                rid = e["record_id"]
-                if e["event_type"] != "record.clustered" or rid not in wanted or rid in seen:
-                    continue
-                seen.add(rid)
-                sent = datetime.fromisoformat(e["record_time"].replace("Z", "+00:00")).timestamp()
-                out.append(now - sent)
-            ready.set()
-    finally:
-        consumer.close()
 
 
 if __name__ == "__main__":

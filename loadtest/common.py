@@ -13,11 +13,16 @@ import csv
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -26,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from harness import kafka as hk  # noqa: E402
 from harness import redis as hr  # noqa: E402
 
-__all__ = ["ROOT", "servers", "crm_file", "read_rows", "ServiceRun", "committed", "hk", "hr"]
+__all__ = ["ROOT", "servers", "crm_file", "read_rows", "ServiceRun", "committed", "hk", "hr", "producer",
+           "Produced", "paced_produce", "reading_events", "scrape"]
 
 
 @contextlib.contextmanager
@@ -79,7 +85,7 @@ class ServiceRun:
         self.argv = [sys.executable, "-m", "consumer.cli", "--log-level", level, "run", "--kafka", bootstrap,
                      "--redis", redis_url, "--input-topic", topic, "--events-topic", self.events,
                      "--group", self.group, "--redis-prefix", self.prefix, "--http-host", "127.0.0.1",
-                     "--http-port", str(self.port), *extra]
+                     "--http-port", str(self.port), "--insecure-default-key", *extra]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServiceRun:
@@ -111,3 +117,109 @@ class ServiceRun:
                 return time.monotonic()
             time.sleep(interval)
         raise TimeoutError(f"{n} records not committed within {timeout:.0f}s; see {self.log}")
+
+
+def producer(bootstrap: str) -> Any:
+    """The load generator's producer: idempotent, acks=all, a short linger (what a real upstream would use)."""
+    from confluent_kafka import Producer
+
+    return Producer(hk.client_config(bootstrap, {"enable.idempotence": True, "acks": "all", "linger.ms": 2}))
+
+
+@dataclass
+class Produced:
+    """What `paced_produce` handed to the producer: wall-clock send times (epoch s, in row order), the
+    indices whose delivery failed, and how long the whole call took (monotonic s)."""
+
+    sent_at: list[float] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def paced_produce(prod: Any, topic: str, rows: Sequence[dict[str, Any]], offsets: Sequence[float], *,
+                  key: str = "customer_id", stop: Callable[[], bool] | None = None) -> Produced:
+    """Produce rows[i] at `offsets[i]` seconds after the start (one producer, one thread), then flush.
+
+    Records are stamped by the producer when handed over (Kafka CreateTime), the `record_time` of their
+    events. Stops early, without producing the rest, once `stop()` is true (checked before each record)."""
+    out = Produced()
+
+    def delivered(index: int) -> Callable[[Any, Any], None]:
+        def cb(err: Any, _msg: Any) -> None:
+            if err is not None:
+                out.failed.append(index)
+        return cb
+
+    t0 = time.monotonic()
+    for i, row in enumerate(rows[: len(offsets)]):
+        ahead = t0 + offsets[i] - time.monotonic()
+        if ahead > 0.002:
+            time.sleep(ahead)
+        if stop is not None and stop():
+            break
+        out.sent_at.append(time.time())
+        prod.produce(topic, orjson.dumps(row), str(row[key]).encode(), on_delivery=delivered(i))
+        prod.poll(0)
+    prod.flush(30)
+    out.seconds = time.monotonic() - t0
+    return out
+
+
+@contextlib.contextmanager
+def reading_events(bootstrap: str, topic: str, wanted: Collection[str]) -> Iterator[dict[str, tuple[float, float]]]:
+    """While open, record id -> (record_time, seen at) of each wanted record's first `record.clustered`
+    event (epoch seconds), filled by a reader thread that starts at the topic's current end."""
+    seen: dict[str, tuple[float, float]] = {}
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=_read_events, args=(bootstrap, topic, wanted, seen, stop, ready), daemon=True)
+    thread.start()
+    ready.wait(30)
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def _read_events(bootstrap: str, topic: str, wanted: Collection[str], out: dict[str, tuple[float, float]],
+                 stop: threading.Event, ready: threading.Event) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(hk.client_config(bootstrap, {"group.id": f"loadtest-reader-{time.time_ns()}",
+                                                     "enable.auto.commit": False, "fetch.wait.max.ms": 10}))
+    try:
+        # Explicit start offsets: OFFSET_END would be resolved only at the first fetch, which can come after
+        # the first events of the run and skip them. (On tansu the "latest" offset can be a little early;
+        # older events are filtered out by id.)
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                                                 timeout=10)[1]) for p in parts])
+        while not stop.is_set():
+            for msg in consumer.consume(500, 0.05):
+                ready.set()
+                if msg.error() is not None:
+                    continue
+                now = time.time()
+                e = orjson.loads(msg.value())
+                rid = e.get("record_id")
+                if e.get("event_type") != "record.clustered" or rid not in wanted or rid in out:
+                    continue
+                out[rid] = (datetime.fromisoformat(e["record_time"].replace("Z", "+00:00")).timestamp(), now)
+            ready.set()
+    finally:
+        ready.set()
+        consumer.close()
+
+
+def scrape(url: str, timeout: float = 5.0) -> list[tuple[str, dict[str, str], float]]:
+    """(sample name, labels, value) of every sample `url`/metrics exposes (Prometheus text format).
+
+    Raises OSError (urllib's URLError is one) when nothing answers."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as resp:
+        text = resp.read().decode()
+    return [(s.name, dict(s.labels), float(s.value))
+            for family in text_string_to_metric_families(text) for s in family.samples]

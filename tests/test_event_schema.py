@@ -95,3 +95,39 @@ def test_bad_events_are_rejected(validator: Draft202012Validator, case: str) -> 
     event = copy.deepcopy(examples()[example])
     mutate(event)
     assert not validator.is_valid(event), case
+
+
+@pytest.fixture(scope="module")
+def validator_v2() -> Draft202012Validator:
+    text = (resources.files("consumer") / "schemas" / "duplicate-event.v2.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _v2(event: dict[str, Any]) -> dict[str, Any]:
+    from consumer.io.events import upgrade_event
+
+    return upgrade_event(copy.deepcopy(event))
+
+
+@pytest.mark.parametrize("name", list(examples()))
+def test_v2_events_validate_and_carry_any_modality(validator_v2: Draft202012Validator, name: str) -> None:
+    event = _v2(examples()[name])
+    assert [e.message for e in validator_v2.iter_errors(event)] == []
+    event["scores"]["postcode"] = 0.5  # a plug-in modality: the v2 map is open to score names
+    assert validator_v2.is_valid(event)
+
+
+@pytest.mark.parametrize("mutation", ["raw value as score", "field value as key", "raw field", "v1 version"])
+def test_v2_still_keeps_raw_fields_out(validator_v2: Draft202012Validator, mutation: str) -> None:
+    event = _v2(examples()["clustered"])
+    if mutation == "raw value as score":
+        event["scores"]["name"] = "Ada Lovelace"
+    elif mutation == "field value as key":
+        event["scores"]["Ada Lovelace"] = 1.0
+    elif mutation == "raw field":
+        event["matches"][0]["city"] = "London"
+    else:
+        event["schema_version"] = "1"
+    assert not validator_v2.is_valid(event)

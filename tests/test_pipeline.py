@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from consumer.artifacts import build_pipeline
 from consumer.batch import iter_records
 from consumer.config import Settings, load_settings
 from consumer.generate import write_crm
-from consumer.pipeline import Pipeline
 from consumer.records import Record
 from consumer.state import record_states, restore
 
@@ -31,7 +31,7 @@ def records(path: Path, settings: Settings) -> list[Record]:
 
 
 def run(recs: list[Record], settings: Settings, batch: int) -> list[dict[str, object]]:
-    pipe = Pipeline(settings)
+    pipe = build_pipeline(settings)
     out: list[dict[str, object]] = []
     for i in range(0, len(recs), batch):
         out += [d.to_dict() for d in pipe.process(recs[i: i + batch])]
@@ -49,7 +49,7 @@ def test_background_encoding_and_index_inserts_decide_identically(crm_file: tupl
     use it) gives exactly the decisions of plain batch-by-batch `process`."""
     s = load_settings(env={})
     recs = records(crm_file[0], s)
-    pipe = Pipeline(s, encode_in_background=True)
+    pipe = build_pipeline(s, encode_in_background=True)
     streamed = [d.to_dict() for _, ds in pipe.process_stream(recs[i: i + 128] for i in range(0, len(recs), 128))
                 for d in ds]
     assert streamed == run(recs, s, 128)
@@ -68,7 +68,7 @@ def test_batch_boundaries_do_not_change_clusters(crm_file: tuple[Path, Path]) ->
 def test_replayed_ids_change_nothing(crm_file: tuple[Path, Path]) -> None:
     s = load_settings(env={})
     recs = records(crm_file[0], s)[:400]
-    pipe = Pipeline(s)
+    pipe = build_pipeline(s)
     first = [d.to_dict() for d in pipe.process(recs)]
     again = pipe.process(recs[:50] + recs[:50])
     assert all(d.outcome == "replay" for d in again)
@@ -79,10 +79,10 @@ def test_replayed_ids_change_nothing(crm_file: tuple[Path, Path]) -> None:
 def test_restore_from_persisted_state_decides_identically(crm_file: tuple[Path, Path]) -> None:
     s = load_settings(env={})
     recs = records(crm_file[0], s)
-    a = Pipeline(s)
+    a = build_pipeline(s)
     for i in range(0, 1000, 200):
         a.process(recs[i: i + 200])
-    b = Pipeline(s, text_encoder=a.text)
+    b = build_pipeline(s, text_encoder=a.text)
     restore(b, record_states(a, range(len(a.store))))
     assert [d.to_dict() for d in a.process(recs[1000:])] == [d.to_dict() for d in b.process(recs[1000:])]
 
@@ -115,3 +115,31 @@ def test_seed_crm_all_23_pairs_and_no_false_pair(fusion: str) -> None:
     gold = {(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if truth[a] == truth[b]}
     assert len(gold) == 23
     assert pred == gold
+
+
+def test_pipeline_is_pure_and_its_thread_limit_is_scoped(crm_file: tuple[Path, Path]) -> None:
+    """`Pipeline(...)` loads nothing (artifacts are handed in by `consumer.artifacts`), and the learned
+    model's one-OpenMP-thread limit holds only while the pipeline fuses, not for the whole process."""
+    from threadpoolctl import threadpool_info
+
+    from consumer.artifacts import load_artifacts
+    from consumer.pipeline import Pipeline
+
+    s = load_settings(env={})
+    assert s.fusion.mode == "learned"
+    with pytest.raises(ValueError, match="text encoder"):
+        Pipeline(s)
+    art = load_artifacts(s)
+    with pytest.raises(ValueError, match="loaded model"):
+        Pipeline(s, art.text_encoder)
+
+    def omp() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+
+    before = omp()
+    with Pipeline(s, art.text_encoder, art.model) as pipe:
+        pipe.process(records(crm_file[0], s)[:64])
+        assert before and omp() == before  # nothing left behind by construction or by deciding
+        with pipe.fuser.thread_limits():
+            assert all(n == 1 for n in omp())
+        assert omp() == before

@@ -83,3 +83,35 @@ def test_every_bad_kind_is_dead_lettered_and_neighbours_processed(kafka_bootstra
     distinct = check_events([m.value for m in consume_all(kafka_bootstrap, events, timeout=20,
                                                           min_messages=n_good)])
     assert {e["record_id"] for e in distinct.values()} == {rid for rid, _ in store.export_clusters()}
+
+
+def test_dead_letter_over_the_producer_limit_is_sent_without_its_value(kafka_bootstrap: str, redis_url: str,
+                                                                       redis_prefix: str) -> None:
+    """A bad message larger than the producer's message.max.bytes used to make the DLQ produce() raise:
+    that dead letter and every later one of the batch were dropped, yet the offsets were committed and the
+    metric counted them. Now it goes out without its value (a header says so, the reason is kept), the
+    later dead letters still go out, and offsets are committed only after all were acknowledged."""
+    from harness.service import FAST_CLIENT
+
+    from consumer.io.kafka import HEADER_TRUNCATED
+
+    topic, events, group = unique_topic("in"), unique_topic("events"), unique_topic("g")
+    dlq = f"{topic}.dlq"
+    create_topics(kafka_bootstrap, [topic, events, dlq])
+    huge = b'{"customer_id": "big", "name": "' + b"A" * 40_000  # malformed, 40 kB > the 20 kB limit below
+    small = BAD["malformed_json"]
+    stream: list[dict[str, str] | bytes] = [good(1), huge, good(2), small, good(3)]
+    produce_json(kafka_bootstrap, topic, stream)
+    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
+    with running_service(settings, kafka_properties={**FAST_CLIENT, "message.max.bytes": "20000"}) as svc:
+        wait_for(lambda: committed_offset(kafka_bootstrap, group, topic) == len(stream), 60,
+                 "every message committed")
+        metrics = http_get(svc.url + "/metrics")[1]
+    dead = sorted(consume_all(kafka_bootstrap, dlq, timeout=20, min_messages=2),
+                  key=lambda m: int(m.header(HEADER_SOURCE_OFFSET)))
+    assert [int(m.header(HEADER_SOURCE_OFFSET)) for m in dead] == [1, 3]
+    assert [m.header(HEADER_REASON) for m in dead] == [b"malformed_json", b"malformed_json"]
+    assert dead[0].value in (None, b"") and dead[0].header(HEADER_TRUNCATED) == b"value:40032"
+    assert dead[1].value == small and dead[1].header(HEADER_TRUNCATED) is None
+    assert 'dedup_dead_letters_total{reason="malformed_json"} 2.0' in metrics
+    assert RedisStateStore(redis_url, redis_prefix).record_count() == 3

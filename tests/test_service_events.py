@@ -13,7 +13,7 @@ from confluent_kafka import Message
 from harness.service import event_validator
 
 from consumer.config import load_settings
-from consumer.io.events import Source, build_events, event_id
+from consumer.io.events import Source, build_events, event_id, upgrade_event
 from consumer.pipeline import Decision, Match
 from consumer.records import Record
 from consumer.service_batch import PROFILE_HEADER, DeadLetter, Output, decode_message
@@ -32,13 +32,16 @@ def decisions() -> dict[str, Decision]:
     }
 
 
-def events_of(d: Decision, source: Source = SRC, now: float = 1_700_000_001.5) -> list[dict]:
-    return build_events(d, source, model_version="learned:abc", config_version="cfg123", now=now)
+def events_of(d: Decision, source: Source = SRC, now: float = 1_700_000_001.5, version: str = "2") -> list[dict]:
+    return build_events(d, source, model_version="learned:abc", config_version="cfg123", now=now,
+                        schema_version=version)
 
 
+@pytest.mark.parametrize("version", ["1", "2"])
 @pytest.mark.parametrize("kind", ["new", "joined", "merged"])
-def test_events_validate_against_schema_file(kind: str) -> None:
-    evs = events_of(decisions()[kind])
+def test_events_validate_against_schema_file(kind: str, version: str) -> None:
+    evs = events_of(decisions()[kind], version=version)
+    assert {e["schema_version"] for e in evs} == {version}
     for e in evs:
         assert list(event_validator().iter_errors(e)) == [], e
     types = [e["event_type"] for e in evs]
@@ -50,14 +53,37 @@ def test_events_validate_against_schema_file(kind: str) -> None:
 def test_event_content() -> None:
     joined = events_of(decisions()["joined"])
     clustered, possible = joined
-    assert clustered["outcome"] == "joined" and clustered["scores"]["fused"] == 0.93
+    assert clustered["outcome"] == "joined" and clustered["fused"] == 0.93
     assert clustered["scores"]["behaviour"] is None and clustered["record_time"] == "2023-11-14T22:13:20.123Z"
     assert possible["candidate_record_id"] == "r7" and possible["scores"]["text"] == 1.0  # clamped
     merged = events_of(decisions()["merged"])
-    assert merged[0]["outcome"] == "joined"  # a bridging record joined the surviving cluster
+    assert merged[0]["outcome"] == "merged"  # v2: the decision's outcome, as in a dedup batch line
+    assert events_of(decisions()["merged"], version="1")[0]["outcome"] == "joined"  # v1 keeps its words
     assert merged[1]["surviving_cluster_id"] == "cl_a" and merged[1]["merged_cluster_ids"] == ["cl_b", "cl_c"]
     new = events_of(decisions()["new"], Source("signups", 0, 3, None))[0]
-    assert new["scores"] == dict.fromkeys(["fused", *MODS]) and new["record_time"] is None
+    assert new["fused"] is None and new["scores"] == {} and new["record_time"] is None
+
+
+def test_v2_scores_are_the_profiles_modalities() -> None:
+    """A plug-in modality (e.g. the postcode of docs/extending.md) reaches the events; v1 cannot carry it."""
+    match = Match("r1", "cl_a", 0.93, "match", {"text": 0.9, "name": 1.0, "city": 1.0, "postcode": 0.5})
+    d = Decision("r3", "cl_a", "r1", "joined", 3, matches=[match])
+    (v2,) = events_of(d)
+    assert v2["scores"]["postcode"] == 0.5 and v2["matches"][0]["scores"]["postcode"] == 0.5
+    assert list(event_validator().iter_errors(v2)) == []
+    (v1,) = events_of(d, version="1")
+    assert "postcode" not in v1["scores"] and v1["scores"]["behaviour"] is None
+
+
+@pytest.mark.parametrize("kind", ["new", "joined", "merged"])
+def test_v1_events_upgrade_to_v2_and_keep_their_ids(kind: str) -> None:
+    d = decisions()[kind]
+    for v1, v2 in zip(events_of(d, version="1"), events_of(d), strict=True):
+        assert v1["event_id"] == v2["event_id"]  # subscribers de-duplicate across the upgrade
+        if v2.get("outcome") == "merged":  # a v1 event alone cannot tell a bridge (its clusters.merged can)
+            v2 = {**v2, "outcome": "joined"}
+        assert upgrade_event(v1) == v2
+        assert upgrade_event(v2) is v2
 
 
 def test_event_ids_ignore_offsets_and_time_but_not_content() -> None:

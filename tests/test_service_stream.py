@@ -59,7 +59,8 @@ def test_stream_matches_batch_and_leaks_nothing(kafka_bootstrap: str, redis_url:
     for line in ("dedup_records_total 3000.0", "dedup_index_size 3000.0",
                  "dedup_end_to_end_latency_seconds_count 3000.0"):
         assert line in metrics, line
-    assert 'dedup_stage_seconds_count{stage="encode"}' in metrics
+    assert 'dedup_stage_seconds_count{stage="encode_text"}' in metrics  # the pipeline's stage names
+    assert 'dedup_stage_seconds_count{stage="compare"}' in metrics
 
     out = tmp_path / "clusters.jsonl"
     assert cli_main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix,

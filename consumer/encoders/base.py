@@ -12,7 +12,8 @@ disappear: every comparison is a handful of numpy operations over thousands of p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
@@ -20,15 +21,91 @@ import numpy as np
 
 from consumer.records import Record
 
-__all__ = ["Columns", "Encoder", "KeyedHasher"]
+__all__ = ["Columns", "Encoder", "KeyedHasher", "Contribution", "Feature", "IndexVector", "Rarity", "Score",
+           "text_batch"]
 
 Columns = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One comparison feature an encoder's `compare` returns (a column of the fusion input).
+
+    `monotone`: +1 when more similarity can only mean "more likely the same entity" (the learned model is
+    constrained that way), 0 when the feature is evidence *strength*, not similarity (no direction)."""
+
+    name: str
+    monotone: int = 1
+
+
+@dataclass(frozen=True)
+class IndexVector:
+    """A dense, L2-normalised column the encoder adds to the composite HNSW vector, with its weight
+    (the inner product of composites is the weighted sum of per-column cosines)."""
+
+    column: str
+    size: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class Rarity:
+    """A term-frequency feature: `keys(cols)` gives each record's hashed value(s) (uint, 0 = absent;
+    [n] or [n, t], a 2-D row's rarity is the mean over its non-zero keys). The streaming frequency
+    table counts them and gives each pair the inverse frequency of its first record's value(s)."""
+
+    feature: str
+    keys: Callable[[Columns], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A per-modality score in [0, 1] (NaN = absent) an encoder derives from its features.
+
+    `report`: shown in decisions and events (`scores`). `part_of`: the composite it feeds (e.g. "text",
+    weighted by `fusion.parts[name]`), else it is a top-level rule modality weighted by
+    `fusion.weights[name]`. Its formula's coefficients are `fusion.coefficients["<name>.<coef>"]`."""
+
+    name: str
+    report: bool = True
+    part_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """Everything an encoder adds to the engine; comparison, blocking, frequencies, fusion, training,
+    metrics and the event schema are all derived from the encoders' contributions, so a new modality is
+    one module (see docs/extending.md)."""
+
+    #: Input roles read from `Record.role()` (e.g. "name", "city", "login_times", "postcode").
+    roles: tuple[str, ...]
+    #: Columns `encode` returns (persisted per record; the privacy rule applies: no raw values).
+    columns: tuple[str, ...]
+    #: Features `compare` returns, in order.
+    features: tuple[Feature, ...] = ()
+    #: Per-modality scores `scores` returns, in order.
+    scores: tuple[Score, ...] = ()
+    #: Dense columns for the composite candidate-index vector.
+    index: tuple[IndexVector, ...] = ()
+    #: Columns used only by the index: never gathered for comparing pairs.
+    index_only: tuple[str, ...] = ()
+    #: Term-frequency (rarity) features.
+    rarity: tuple[Rarity, ...] = ()
+    #: Default score-formula coefficients ("<score>.<coef>" -> value), overridable in `fusion.coefficients`.
+    coefficients: Mapping[str, float] = field(default_factory=dict)
+    #: Stage name for timers and metrics (default "encode_<encoder name>").
+    stage: str = ""
 
 
 class Encoder(Protocol):
     """A modality: records -> columns; (query columns, candidate columns) -> named similarities."""
 
     name: str
+
+    @property
+    def contribution(self) -> Contribution:
+        """What this encoder adds (features, scores, index vectors, rarity, stage name)."""
+        ...
 
     def encode(self, records: Sequence[Record]) -> Columns:
         """Columns for `records`, first axis aligned with the input order."""
@@ -38,6 +115,23 @@ class Encoder(Protocol):
         """Similarities of pair-aligned rows (a[i] vs b[i]); float32 [P], NaN where a side lacks the
         modality."""
         ...
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """Per-modality scores (`contribution.scores`) from pair features (every encoder's, by name) and
+        the resolved coefficients."""
+        ...
+
+
+def nanmean_weighted(parts: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Weighted mean over the parts that are present (not NaN); NaN when none is."""
+    num = np.zeros(parts[0][0].shape, np.float64)
+    den = np.zeros(parts[0][0].shape, np.float64)
+    for values, weight in parts:
+        present = ~np.isnan(values)
+        num += np.where(present, values * weight, 0.0)
+        den += np.where(present, weight, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
 
 
 class KeyedHasher:
@@ -59,3 +153,17 @@ class KeyedHasher:
         h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4, key=self._key).digest(),
                            "little")
         return h or 1
+
+
+def text_batch(texts: Sequence[str], batch_size: int) -> list[str]:
+    """The argument checks every text encoder (transformer or static) applies, so both fail alike: a
+    single string passed where a sequence is meant would otherwise be embedded character by character."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(texts, str):
+        raise TypeError("encode() takes a sequence of strings, not a single string")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return texts

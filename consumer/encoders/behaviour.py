@@ -14,11 +14,13 @@ Similarity is high only when the habits overlap; with few logins the kernel keep
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from consumer.encoders.base import Columns
+from consumer.config import Settings
+from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Score, nanmean_weighted
 from consumer.records import Record
 
 __all__ = ["BehaviourEncoder"]
@@ -32,6 +34,19 @@ class BehaviourEncoder:
 
     def __init__(self, bandwidth_hours: float = 1.5):
         self._bw = bandwidth_hours
+
+    @classmethod
+    def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> BehaviourEncoder:
+        return cls()
+
+    @property
+    def contribution(self) -> Contribution:
+        return Contribution(
+            roles=("login_times",), columns=("hour", "weekend", "cadence", "logins"),
+            features=(Feature("beh_hour"), Feature("beh_weekend"), Feature("beh_cadence"),
+                      Feature("beh_evidence", monotone=0)),  # evidence strength, not similarity
+            scores=(Score("behaviour"),),
+            index=(IndexVector("hour", BINS, 0.6),))
 
     def _hour_density(self, hours: np.ndarray) -> np.ndarray:
         diff = np.abs(hours[:, None] - _CENTERS[None, :])
@@ -71,3 +86,11 @@ class BehaviourEncoder:
         for arr in (bc, week, cad, evidence):
             arr[missing] = np.nan
         return {"beh_hour": bc, "beh_weekend": week, "beh_cadence": cad, "beh_evidence": evidence}
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """Hour overlap (Bhattacharyya) with the weekend share; rescaled because two random people's
+        smooth hour densities already overlap ~0.5."""
+        hour = np.clip((feats["beh_hour"] - coef["behaviour.hour_floor"]) / coef["behaviour.hour_span"], 0.0, 1.0)
+        behaviour = nanmean_weighted([(hour, coef["behaviour.hour"]),
+                                      (feats["beh_weekend"], coef["behaviour.weekend"])])
+        return {"behaviour": behaviour.astype(np.float32)}

@@ -7,11 +7,13 @@ canonicalised first ("Google Chrome 120", "chrome" -> chrome; "Mac OS X", "MacOS
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from consumer.encoders.base import Columns, KeyedHasher
+from consumer.config import Settings
+from consumer.encoders.base import Columns, Contribution, Feature, KeyedHasher, Rarity, Score
 from consumer.normalize import browser_canonical, os_canonical, os_family
 from consumer.records import Record
 
@@ -42,11 +44,27 @@ def device_similarity(b1: np.ndarray, o1: np.ndarray, f1: np.ndarray, b2: np.nda
     return sim
 
 
+def device_keys(cols: Columns) -> np.ndarray:
+    """One 64-bit key per (browser, os) combination, for term frequencies (0 = no device)."""
+    d = cols["device"].astype(np.uint64)
+    return (d[:, 0] << np.uint64(32)) | d[:, 1]
+
+
 class DeviceEncoder:
     name = "device"
 
     def __init__(self, hash_key: str):
         self._hash = KeyedHasher(hash_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> DeviceEncoder:
+        return cls(settings.encoders.hash_key)
+
+    @property
+    def contribution(self) -> Contribution:
+        return Contribution(roles=("browser", "os"), columns=("device",), features=(Feature("device"),),
+                            scores=(Score("device"),),
+                            rarity=(Rarity("device_rarity", device_keys),))
 
     def encode(self, records: Sequence[Record]) -> Columns:
         n = len(records)
@@ -62,3 +80,6 @@ class DeviceEncoder:
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         x, y = a["device"], b["device"]
         return {"device": device_similarity(x[:, 0], x[:, 1], x[:, 2], y[:, 0], y[:, 1], y[:, 2])}
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        return {"device": feats["device"].astype(np.float32)}

@@ -15,13 +15,15 @@ coverage of the shorter name (a dropped middle name costs nothing), `name_cov_mi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import jellyfish
 import numpy as np
 
-from consumer.encoders.base import Columns, KeyedHasher
+from consumer.config import Settings
+from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Rarity, Score
 from consumer.normalize import city_canonical, fold, name_tokens, nickname_keys
 from consumer.records import Record
 
@@ -35,6 +37,9 @@ NAME_WORDS = 4  # 256-bit trigram signature per name
 CITY_WORDS = 2
 NAME_VEC = 128  # hashed character-gram count vector of the name, for the candidate index
 CITY_VEC = 32
+#: Stored token "length" is only the class comparison needs: 1 (an initial), 2, or 3 = three or more letters.
+#: The real length would be a clear-text fragment of the name in every stored signature.
+LEN_CLASSES = 3
 
 
 def _token_grams(token: str) -> list[str]:
@@ -87,8 +92,6 @@ class NameEncoder:
     """Encoder for the name, city and key fields (the non-semantic half of the text modality)."""
 
     name = "names"
-    #: Dense character-gram vectors feed the HNSW index only; pairs are compared on the exact columns.
-    index_only_columns = ("name_vec", "city_vec")
 
     def __init__(self, hash_key: str, n_keys: int = 0):
         self._hash = KeyedHasher(hash_key)
@@ -96,7 +99,28 @@ class NameEncoder:
         self._token = lru_cache(maxsize=200_000)(self._token_uncached)
         self._city = lru_cache(maxsize=50_000)(self._city_uncached)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> NameEncoder:
+        return cls(settings.encoders.hash_key, n_keys=len(settings.profile.key_fields))
+
+    @property
+    def contribution(self) -> Contribution:
+        return Contribution(
+            roles=("name", "city", "keys"),
+            columns=("tok_keys", "tok_phon", "tok_bits", "tok_nbits", "tok_dels", "tok_init", "tok_len",
+                     "name_bits", "city_key", "city_bits", "keys", "name_vec", "city_vec"),
+            features=tuple(Feature(f) for f in ("name_cov_max", "name_cov_min", "name_grams", "name_worst",
+                                                "city", "keys")),
+            scores=(Score("name", part_of="text"), Score("city", part_of="text"),
+                    Score("keys", report=False, part_of="text")),
+            # Dense character-gram vectors feed the HNSW index only; pairs are compared on the exact columns.
+            index=(IndexVector("name_vec", NAME_VEC, 1.0), IndexVector("city_vec", CITY_VEC, 0.5)),
+            index_only=("name_vec", "city_vec"),
+            rarity=(Rarity("name_rarity", lambda cols: cols["tok_keys"][:, :, 0]),
+                    Rarity("city_rarity", lambda cols: cols["city_key"])))
+
     def _token_uncached(self, token: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Signature of one name token: keyed hashes only (no letter, no length, in clear)."""
         h = self._hash
         keys = np.zeros(N_KEYS, np.uint32)
         nick = nickname_keys(token, N_KEYS - 1)
@@ -114,7 +138,8 @@ class NameEncoder:
             variants = [token] + [token[:i] + token[i + 1:] for i in range(len(token))]
             hs = sorted({(h("d:" + v) & 0xFFFF) or 1 for v in variants})[:N_DEL]
             dels[: len(hs)] = hs
-        return keys, phon, grams, dels, ord(token[0]) % 256
+        # The initial as a keyed hash (only equality is ever asked of it), never the letter itself.
+        return keys, phon, grams, dels, h("i:" + token[0]) or 1
 
     def _city_uncached(self, city: str) -> tuple[int, np.ndarray, np.ndarray]:
         canon = city_canonical(city)
@@ -141,7 +166,7 @@ class NameEncoder:
             "tok_bits": np.zeros((n, MAX_TOKENS, TOKEN_WORDS), np.uint64),
             "tok_nbits": np.zeros((n, MAX_TOKENS), np.int32),
             "tok_dels": np.zeros((n, MAX_TOKENS, N_DEL), np.uint16),
-            "tok_init": np.zeros((n, MAX_TOKENS), np.uint8),
+            "tok_init": np.zeros((n, MAX_TOKENS), np.uint32),
             "tok_len": np.zeros((n, MAX_TOKENS), np.uint8),
             "name_bits": np.zeros((n, NAME_WORDS), np.uint64),
             "city_key": np.zeros(n, np.uint32),
@@ -159,8 +184,8 @@ class NameEncoder:
                 cols["tok_phon"][i, t] = phon
                 cols["tok_bits"][i, t] = grams
                 cols["tok_nbits"][i, t] = _popcount(grams)
-                cols["tok_init"][i, t] = init or 1
-                cols["tok_len"][i, t] = min(len(token), 255)
+                cols["tok_init"][i, t] = init
+                cols["tok_len"][i, t] = min(len(token), LEN_CLASSES)
             if tokens:
                 cols["name_vec"][i] = self._name_vec(tuple(sorted(tokens)))
                 cols["name_bits"][i] = _bits([self._hash("t:" + g) for g in _trigrams(" ".join(sorted(tokens)))],
@@ -187,6 +212,17 @@ class NameEncoder:
             out["keys"] = np.where(n > 0, (score * present).sum(axis=1) / np.maximum(n, 1),
                                    np.nan).astype(np.float32)
         return out
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """name: the better of soft token alignment (nicknames, initials, order, typos within one edit,
+        dropped middle names, and the worst-covered token so a household member's other given name
+        counts) and whole-name trigram overlap (typos)."""
+        align = (coef["name.cov_max"] * feats["name_cov_max"] + coef["name.cov_min"] * feats["name_cov_min"]
+                 + coef["name.worst"] * feats["name_worst"])
+        keys = feats.get("keys")
+        return {"name": np.fmax(align, feats["name_grams"]).astype(np.float32),
+                "city": feats["city"].astype(np.float32),
+                "keys": keys if keys is not None else np.full(len(align), np.nan, np.float32)}
 
     @staticmethod
     def _compare_names(a: Columns, b: Columns) -> dict[str, np.ndarray]:

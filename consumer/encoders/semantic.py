@@ -16,12 +16,13 @@ order gives the same vectors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from consumer.encoders.base import Columns
+from consumer.config import Settings
+from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Score
 from consumer.normalize import city_canonical, name_tokens
 from consumer.records import Record
 
@@ -31,6 +32,7 @@ NAME_WEIGHT, CITY_WEIGHT = 0.75, 0.25
 
 
 class SemanticEncoder:
+    #: Stage name "encode_text" (metrics and benchmarks know it by that name).
     name = "text"
 
     def __init__(self, text_encoder: Any, cache_size: int = 200_000):
@@ -39,6 +41,18 @@ class SemanticEncoder:
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
         self.calls = 0  # strings sent to the transformer (for benchmarks)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> SemanticEncoder:
+        return cls(artifacts["text_encoder"])
+
+    @property
+    def contribution(self) -> Contribution:
+        return Contribution(
+            roles=("name", "city"), columns=("text",), features=(Feature("text_cos"),),
+            # Rescaled cosine: a part of the "text" score, not reported on its own.
+            scores=(Score("semantic", report=False, part_of="text"),),
+            index=(IndexVector("text", self.dim, 0.5),))
 
     def _fill(self, strings: set[str]) -> None:
         missing = sorted(s for s in strings if s not in self._cache)
@@ -69,3 +83,7 @@ class SemanticEncoder:
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         cos = np.einsum("ij,ij->i", a["text"], b["text"]).astype(np.float32)
         return {"text_cos": np.clip(cos, -1.0, 1.0)}
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        return {"semantic": np.clip((feats["text_cos"] - coef["semantic.floor"]) / coef["semantic.span"],
+                                    0.0, 1.0)}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from consumer.encoders.base import text_batch
 from consumer.onnx_runtime import Device, make_session
 
 __all__ = ["TextEncoder", "default_model_dir"]
@@ -100,14 +101,7 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed ``texts``; float32 [len(texts), dim], rows L2-normalised, in input order."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if isinstance(texts, str):
-            raise TypeError("encode() takes a sequence of strings, not a single string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+        texts = text_batch(texts, batch_size)
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         if not texts:
             return out

@@ -1,4 +1,8 @@
-"""Duplicate events (schema `consumer/schemas/duplicate-event.v1.json`) built from decisions: pure functions.
+"""Duplicate events (schema `consumer/schemas/duplicate-event.v2.json`) built from decisions: pure functions.
+
+Version 2 carries the per-modality scores as an open map (the profile's encoders decide which modalities
+exist) and the fused score as a top-level `fused`; version 1 (fixed text/name/city/behaviour/device keys)
+can still be emitted for one release (`service.event_schema = "1"`), and `upgrade_event` reads either.
 
 Why pure and deterministic: at-least-once delivery means a record can be processed again after a crash or a
 rebalance. The event id is a hash of *what the event is about* (record id, event type, and the merged
@@ -17,19 +21,32 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-
-from consumer.fusion import MODALITIES
 from consumer.pipeline import Decision, Match
 
-__all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "Source", "event_id", "build_events", "utc_iso", "event_key"]
+__all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "EVENTS_FOR_OUTCOME", "Source", "event_id", "build_events", "utc_iso",
+           "upgrade_event"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+#: Event ids hash this, not the schema version: ids stay the same across the v1 -> v2 upgrade, so
+#: subscribers de-duplicating on event_id see a replayed v1 event and its v2 re-emission as one.
+_ID_VERSION = "1"
 CLUSTERED = "record.clustered"
 MERGED = "clusters.merged"
 POSSIBLE = "duplicate.possible"
 EVENT_TYPES = (CLUSTERED, MERGED, POSSIBLE)
-_SCORE_KEYS = ("fused", *MODALITIES)
+#: One outcome vocabulary: the decision's (`Decision.outcome`, also each `dedup batch` line's `outcome`).
+#: The events each outcome produces besides `duplicate.possible` (one per review-band candidate). From
+#: schema v2 on, `record.clustered.outcome` *is* the decision's outcome, so `merged` means the same in a
+#: batch line and in an event: the record bridged clusters (and `clusters.merged` follows). v1 events
+#: keep v1's words (`merged` -> `joined`, see `_V1_OUTCOME`). A replay produces no new events: the stored
+#: ones are re-sent.
+EVENTS_FOR_OUTCOME: dict[str, tuple[str, ...]] = {
+    "new": (CLUSTERED,), "joined": (CLUSTERED,), "merged": (CLUSTERED, MERGED), "replay": (),
+}
+_V1_OUTCOME = {"new": "new", "joined": "joined", "merged": "joined"}
+#: The v1 schema's fixed score keys.
+V1_MODALITIES = ("text", "name", "city", "behaviour", "device")
+_SCORE_KEYS = ("fused", *V1_MODALITIES)
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,7 @@ class Source:
 
 def event_id(record_id: str, event_type: str, discriminator: str = "") -> str:
     """sha256 over (schema version, record id, event type, discriminator): stable across replays."""
-    raw = "\x1f".join(("dedup-event", SCHEMA_VERSION, record_id, event_type, discriminator))
+    raw = "\x1f".join(("dedup-event", _ID_VERSION, record_id, event_type, discriminator))
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -62,33 +79,64 @@ def _score(value: float | None) -> float | None:
     return None if value is None else min(max(float(value), 0.0), 1.0)
 
 
-def _scores(match: Match | None) -> dict[str, float | None]:
+def _scores_v1(match: Match | None) -> dict[str, float | None]:
     if match is None:
         return dict.fromkeys(_SCORE_KEYS)
     out: dict[str, float | None] = {"fused": _score(match.fused)}
-    out.update({m: _score(match.scores.get(m)) for m in MODALITIES})
+    out.update({m: _score(match.scores.get(m)) for m in V1_MODALITIES})
     return out
 
 
-def _match(m: Match) -> dict[str, Any]:
+def _mod_scores(match: Match, v1: bool) -> dict[str, float | None]:
+    if v1:
+        return {k: _score(match.scores.get(k)) for k in V1_MODALITIES}
+    return {k: _score(v) for k, v in match.scores.items()}
+
+
+def _match(m: Match, v1: bool) -> dict[str, Any]:
     return {"record_id": m.record_id, "cluster_id": m.cluster_id, "fused": _score(m.fused),
-            "scores": {k: _score(m.scores.get(k)) for k in MODALITIES}, "decision": m.decision}
+            "scores": _mod_scores(m, v1), "decision": m.decision}
+
+
+def _best(match: Match | None, v1: bool) -> dict[str, Any]:
+    """The scores of the event's subject pair: v1 one object with "fused", v2 `fused` + the map."""
+    if v1:
+        return {"scores": _scores_v1(match)}
+    if match is None:
+        return {"fused": None, "scores": {}}
+    return {"fused": _score(match.fused), "scores": _mod_scores(match, False)}
+
+
+def upgrade_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A v1 or v2 event in the v2 shape (for subscribers during the migration release)."""
+    if event.get("schema_version") != "1":
+        return event
+    out = dict(event)
+    scores = dict(event["scores"])
+    out["fused"] = scores.pop("fused", None)
+    out["scores"] = {} if out["fused"] is None and all(v is None for v in scores.values()) else scores
+    out["schema_version"] = "2"
+    return out
 
 
 def build_events(decision: Decision, source: Source, *, model_version: str, config_version: str,
-                 now: float) -> list[dict[str, Any]]:
+                 now: float, schema_version: str = SCHEMA_VERSION) -> list[dict[str, Any]]:
     """The events one (non-replay) decision produces, in a fixed order.
 
-    - `record.clustered` for every new record (outcome new, or joined; a bridging record is "joined");
-    - `clusters.merged` when the record bridged clusters (surviving id = its cluster);
+    - `record.clustered` for every new record, `outcome` = the decision's (new | joined | merged; v1: a
+      bridging record is "joined");
+    - `clusters.merged` when the record bridged clusters (outcome merged; surviving id = its cluster);
     - `duplicate.possible` for every candidate in the review band.
     """
     if decision.outcome == "replay":
         raise ValueError("replays re-send their stored events; build_events is for new decisions")
-    matches = [_match(m) for m in decision.matches]
+    if schema_version not in ("1", "2"):
+        raise ValueError(f"unknown event schema version {schema_version!r}")
+    v1 = schema_version == "1"
+    matches = [_match(m, v1) for m in decision.matches]
     best = decision.matches[0] if decision.matches else None  # the pipeline sorts matches by fused score
     common = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version,
         "record_id": decision.record_id,
         "cluster_id": decision.cluster_id,
         "canonical_id": decision.canonical_id,
@@ -101,26 +149,18 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
     }
     rid = decision.record_id
     events = [{"event_id": event_id(rid, CLUSTERED), "event_type": CLUSTERED, **common,
-               "scores": _scores(best), "outcome": "new" if decision.outcome == "new" else "joined"}]
-    if decision.merged_cluster_ids:
+               **_best(best, v1), "outcome": _V1_OUTCOME[decision.outcome] if v1 else decision.outcome}]
+    if MERGED in EVENTS_FOR_OUTCOME[decision.outcome]:
         merged = sorted(set(decision.merged_cluster_ids))
         events.append({"event_id": event_id(rid, MERGED, ",".join(merged)), "event_type": MERGED, **common,
-                       "scores": _scores(best), "surviving_cluster_id": decision.cluster_id,
+                       **_best(best, v1), "surviving_cluster_id": decision.cluster_id,
                        "merged_cluster_ids": merged})
     for m in decision.matches:
         if m.decision != "possible":
             continue
         events.append({"event_id": event_id(rid, POSSIBLE, m.record_id), "event_type": POSSIBLE, **common,
-                       "scores": _scores(m), "candidate_record_id": m.record_id,
+                       **_best(m, v1), "candidate_record_id": m.record_id,
                        "candidate_cluster_id": m.cluster_id})
     return events
 
 
-def encode_events(events: list[dict[str, Any]]) -> list[bytes]:
-    """The exact bytes produced (and stored for replays)."""
-    return [orjson.dumps(e) for e in events]
-
-
-def event_key(event_bytes: bytes) -> bytes:
-    """Kafka key of a stored event: its cluster id (the surviving one for merges)."""
-    return str(orjson.loads(event_bytes)["cluster_id"]).encode()

@@ -8,7 +8,9 @@ file as a whole (missing, empty, unknown format) raise `InputError` with a messa
 from __future__ import annotations
 
 import csv
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +19,7 @@ import orjson
 
 from consumer.records import Rejected
 
-__all__ = ["InputError", "detect_format", "read_rows", "JsonlWriter"]
+__all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter"]
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # huge fields become a reasoned reject, not a crash
 
@@ -39,9 +41,8 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
     raise InputError(f"cannot tell the format of {path.name!r} from its extension; pass --format csv|jsonl")
 
 
-def read_rows(path: str | Path, fmt: str | None = None,
-              max_record_bytes: int = 65536) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
-    """Yield (line number, row or Rejected). Raises InputError only for whole-file problems."""
+def check_input(path: str | Path, fmt: str | None = None) -> str:
+    """Whole-file checks, done before any output is opened; returns the format. Raises InputError."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"input file not found: {p}")
@@ -49,17 +50,113 @@ def read_rows(path: str | Path, fmt: str | None = None,
         raise InputError(f"input is a directory, not a file: {p}")
     if p.stat().st_size == 0:
         raise InputError(f"input file is empty: {p}")
-    kind = detect_format(p, fmt)
+    return detect_format(p, fmt)
+
+
+def check_outputs_distinct(input_path: str | Path, *outputs: str | Path | None) -> None:
+    """Refuse an output that is the input (same path, a symlink to it, or a hard link): it would be replaced."""
+    src = Path(input_path)
+    for out in outputs:
+        if out is None or str(out) == "-":
+            continue
+        dst = Path(out)
+        same = dst.resolve() == src.resolve()
+        if not same and dst.exists():
+            try:
+                same = os.path.samefile(src, dst)
+            except OSError:
+                same = False
+        if same:
+            raise InputError(f"output {dst} is the input file; choose another --out/--rejects path")
+
+
+def read_rows(path: str | Path, fmt: str | None = None,
+              max_record_bytes: int = 65536) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """Yield (line number, row or Rejected). Raises InputError only for whole-file problems."""
+    p = Path(path)
+    kind = check_input(p, fmt)
     # surrogateescape: undecodable bytes reach validation as lone surrogates and become a reasoned reject.
     fh = p.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
     with fh:
         yield from (_read_csv(fh, max_record_bytes) if kind == "csv" else _read_jsonl(fh, max_record_bytes))
 
 
+def _csv_records(fh: IO[str], ncols: int, max_bytes: int) -> Iterator[tuple[int, list[str] | Rejected]]:
+    """(first line number, values) per CSV record, recovering from an unterminated quote.
+
+    A quoted field may span lines, so a stray opening quote would swallow every following line into one
+    field. A record that spans lines yet has the wrong column count, outgrows `max_bytes`, or contains a
+    line that is a complete row by itself is taken to be such a stray quote: its first line is rejected
+    (`malformed_csv`) and parsing restarts on the next line.
+    """
+    pending: list[str] = []  # physical lines read ahead, pending[0] is line `first`
+    first = 2  # the header was line 1
+    eof = False
+    while True:
+        if not pending:
+            if eof:
+                return
+            line = fh.readline()
+            if not line:
+                return
+            pending.append(line)
+        used = 0
+        size = 0
+
+        def feed() -> Iterator[str]:
+            nonlocal used, size, eof
+            while size <= max_bytes:
+                if used == len(pending):
+                    nxt = "" if eof else fh.readline()
+                    if not nxt:
+                        eof = True
+                        return
+                    pending.append(nxt)
+                line = pending[used]
+                used += 1
+                size += len(line)
+                yield line
+
+        try:
+            values: list[str] | None = next(csv.reader(feed()), None)
+            error = ""
+        except csv.Error as exc:
+            values, error = None, str(exc)
+        if used > 1 and (values is None or len(values) != ncols or size > max_bytes
+                         or _swallows_a_row(pending[1:used], ncols)):
+            yield first, Rejected("malformed_csv", "unterminated quoted field", position=first)
+            used = 1
+        elif values is None:
+            if error:
+                yield first, Rejected("malformed_csv", error, position=first)
+            used = max(used, 1)
+        elif size > max_bytes:
+            yield first, Rejected("oversized_record", f"row longer than {max_bytes} chars", position=first)
+        else:
+            yield first, values
+        del pending[:used]
+        first += used
+
+
+def _swallows_a_row(continuation: list[str], ncols: int) -> bool:
+    """Whether a line inside a multi-line record is, on its own, a row of `ncols` fields (or more).
+
+    A real multi-line field continues with a fragment (`Apt 4",Oslo,...` has fewer fields than the header);
+    a stray quote that reached the next row's own quotes (`...,"[""2025..."`) has swallowed a whole row.
+    """
+    for line in continuation:
+        try:
+            if len(next(csv.reader([line]), [])) >= ncols:
+                return True
+        except csv.Error:
+            continue
+    return False
+
+
 def _read_csv(fh: IO[str], max_bytes: int) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
-    reader = csv.reader(fh)
+    header_line = fh.readline()
     try:
-        header = next(reader)
+        header = next(csv.reader([header_line]))
     except StopIteration:
         raise InputError("input file has no header row") from None
     except csv.Error as exc:
@@ -68,19 +165,14 @@ def _read_csv(fh: IO[str], max_bytes: int) -> Iterator[tuple[int, dict[str, Any]
     if not any(header):
         raise InputError("input file's header row is empty")
     seen_row = False
-    while True:
-        line = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            yield line, Rejected("malformed_csv", str(exc), position=line)
+    for line, values in _csv_records(fh, len(header), max_bytes):
+        if isinstance(values, Rejected):
+            seen_row = True
+            yield line, values
             continue
-        if not values or all(not v.strip() for v in values):
-            continue  # blank line
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue  # a blank line; a row of empty fields (",,,") is a row, and gets a reasoned reject
         seen_row = True
-        line = reader.line_num
         if sum(len(v) for v in values) > max_bytes:
             yield line, Rejected("oversized_record", f"row longer than {max_bytes} chars", position=line)
         elif len(values) != len(header):
@@ -116,13 +208,23 @@ def _read_jsonl(fh: IO[str], max_bytes: int) -> Iterator[tuple[int, dict[str, An
 
 
 class JsonlWriter:
-    """Write one JSON object per line; '-' means stdout."""
+    """Write one JSON object per line; '-' means stdout.
+
+    A file is written to a temporary sibling and renamed over `path` only by `close()`: a run that fails
+    half-way (or is interrupted) leaves an existing output as it was, never truncated or half-written.
+    """
 
     def __init__(self, path: str | Path):
         self._own = str(path) != "-"
+        self._tmp: Path | None = None
         if self._own:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[bytes] = open(path, "wb") if self._own else sys.stdout.buffer  # noqa: SIM115
+            self._path = Path(path)
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=self._path.parent)
+            self._tmp = Path(tmp)
+            self._fh: IO[bytes] = os.fdopen(fd, "wb")
+        else:
+            self._fh = sys.stdout.buffer
         self.count = 0
 
     def write(self, obj: Any) -> None:
@@ -130,13 +232,35 @@ class JsonlWriter:
         self.count += 1
 
     def close(self) -> None:
-        if self._own:
-            self._fh.close()
-        else:
+        """Finish: the file appears at its path (atomically replacing any old one)."""
+        if not self._own:
             self._fh.flush()
+            return
+        if self._tmp is None:
+            return
+        self._fh.close()
+        os.chmod(self._tmp, 0o666 & ~_umask())
+        os.replace(self._tmp, self._path)
+        self._tmp = None
+
+    def abort(self) -> None:
+        """Give up: remove the temporary file, leave any existing output untouched."""
+        if self._own and self._tmp is not None:
+            self._fh.close()
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
     def __enter__(self) -> JsonlWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

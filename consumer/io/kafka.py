@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 __all__ = [
     "ENV_PREFIX", "DLQ_SUFFIX", "DEFAULT_ASSIGNMENT_STRATEGY", "HEADER_REASON", "HEADER_STAGE",
     "HEADER_DETAIL", "HEADER_SOURCE_TOPIC", "HEADER_SOURCE_PARTITION", "HEADER_SOURCE_OFFSET",
-    "HEADER_SOURCE_TIMESTAMP",
+    "HEADER_SOURCE_TIMESTAMP", "HEADER_TRUNCATED",
     "DeliveryError", "DeliveryFailure", "TrackedProducer", "DeadLetterSink", "properties_from_env",
     "normalize_properties", "kafka_config", "consumer_config", "producer_config", "redacted", "make_consumer",
     "make_producer", "dlq_topic", "dead_letter_headers", "offsets_to_commit", "consumer_lag",
@@ -45,8 +45,12 @@ HEADER_SOURCE_TOPIC = "dedup.source.topic"
 HEADER_SOURCE_PARTITION = "dedup.source.partition"
 HEADER_SOURCE_OFFSET = "dedup.source.offset"
 HEADER_SOURCE_TIMESTAMP = "dedup.source.timestamp"
+#: Set on a dead letter sent without the original value (and maybe headers) because the original was over
+#: the producer's message.max.bytes: says what was left out and how large the value was.
+HEADER_TRUNCATED = "dedup.error.truncated"
 _DLQ_HEADERS = frozenset({HEADER_REASON, HEADER_STAGE, HEADER_DETAIL, HEADER_SOURCE_TOPIC,
-                          HEADER_SOURCE_PARTITION, HEADER_SOURCE_OFFSET, HEADER_SOURCE_TIMESTAMP})
+                          HEADER_SOURCE_PARTITION, HEADER_SOURCE_OFFSET, HEADER_SOURCE_TIMESTAMP,
+                          HEADER_TRUNCATED})
 _MAX_REASON_CHARS = 200
 
 #: Properties whose values must never reach a log line.
@@ -370,7 +374,24 @@ class DeadLetterSink:
                                        timestamp_ms, reason, stage)
         if detail:
             headers.append((HEADER_DETAIL, detail[:_MAX_REASON_CHARS].encode("utf-8", "replace")))
-        self.producer.produce(self.topic_for(topic), message.value(), message.key(), headers)
+        dlq = self.topic_for(topic)
+        try:
+            self.producer.produce(dlq, message.value(), message.key(), headers)
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise
+        # Too large for the producer: a dead letter without the value still says which offset failed and
+        # why (the original stays in the source topic for its retention); without the original headers
+        # and key too if those alone are over the limit. Never dropped silently.
+        size = str(len(message.value() or b"")).encode()
+        ours = [h for h in headers if h[0] in _DLQ_HEADERS]
+        try:
+            self.producer.produce(dlq, None, message.key(), [*headers, (HEADER_TRUNCATED, b"value:" + size)])
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise
+            self.producer.produce(dlq, None, None, [*ours, (HEADER_TRUNCATED, b"value,key,headers:" + size)])
 
     def flush_and_check(self, timeout: float = 30.0) -> int:
         """Block until every dead letter (and event sharing the producer) is acknowledged; raise otherwise."""

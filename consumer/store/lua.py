@@ -76,7 +76,7 @@ for _, r in ipairs(ops.recs) do
     end
     local seq = redis.call('INCR', p .. 'seq')
     redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', token,
-               'payload', ARGV[4 + r[4]], 'events', ARGV[4 + r[5]], 'written', now)
+               'payload', ARGV[4 + r[4]], 'events', ARGV[4 + r[5]], 'written', now, 'fp', r[6] or '')
     redis.call('SADD', p .. 'cl:' .. c, rid)
     touched[c] = true
     n_new = n_new + 1

@@ -11,7 +11,8 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from consumer.encoders.base import Columns
+#: name -> array whose first axis is the record (the encoders' output; defined here so stores import no engine).
+Columns = dict[str, np.ndarray]
 
 __all__ = ["SignatureStore"]
 

@@ -3,7 +3,8 @@
 Keys (prefix `p`, e.g. `dedup:`):
 
     p rec:<record id>      hash  seq, founder, cluster, payload (vectors/keyed hashes), events (JSON list
-                                 of the exact event bytes sent for it), batch (write token), written
+                                 of the exact event bytes sent for it), batch (write token), written,
+                                 fp (keyed content fingerprint: tells a replay from an id conflict)
     p cl:<cluster id>      set   member record ids
     p clmeta:<cluster id>  hash  founder, canonical, size, created, updated
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
@@ -25,14 +26,16 @@ from typing import Any
 import orjson
 import redis
 
-from consumer.state import RecordState
 from consumer.store.lua import APPLY_BATCH
+from consumer.store.record_state import RecordState
 
-__all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE"]
+__all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS"]
 
 #: Errors after which the same call can simply be retried later (server down, restarting, loading its AOF).
 RETRYABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError,
                                               redis.BusyLoadingError, redis.ReadOnlyError, OSError)
+#: Subclasses of ConnectionError (so also in RETRYABLE) that retrying cannot fix: wrong password or user.
+AUTH_ERRORS: tuple[type[BaseException], ...] = (redis.AuthenticationError,)
 
 
 class BatchWrite:
@@ -46,11 +49,11 @@ class BatchWrite:
         self.offsets: dict[str, int] = {}
         self.blobs: list[bytes] = []
 
-    def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes]) -> None:
+    def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "") -> None:
         self.blobs.append(state.payload)
         self.blobs.append(b"[" + b",".join(events) + b"]")
         n = len(self.blobs)
-        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n])
+        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp])
 
     def add_merge(self, surviving: str, absorbed: Sequence[str]) -> None:
         self.merges.append([surviving, list(absorbed)])
@@ -118,6 +121,14 @@ class RedisStateStore:
                 out[rid] = [orjson.dumps(e) for e in orjson.loads(raw)]
         return out
 
+    def stored_fingerprints(self, record_ids: Iterable[str]) -> dict[str, str]:
+        """Content fingerprint of each stored record (records written before fingerprints existed: left out)."""
+        ids = list(dict.fromkeys(record_ids))
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hget(self.key("rec", rid), "fp")
+        return {rid: raw.decode() for rid, raw in zip(ids, pipe.execute()) if raw}
+
     def record_count(self) -> int:
         """Records written so far (the global sequence counter)."""
         return int(self.client.get(self.key("seq")) or 0)
@@ -144,7 +155,7 @@ class RedisStateStore:
             yield from flush()
 
     def load_states(self) -> list[RecordState]:
-        """Every persisted record, for `consumer.state.restore` at start-up (any order; restore sorts)."""
+        """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""
         return [RecordState(rid, int(seq), founder.decode(), payload)
                 for rid, (seq, founder, payload) in self._scan_records(["seq", "founder", "payload"])]
 

@@ -114,8 +114,10 @@ class OwnedRedis:
 
     def __init__(self, port: int | None = None, data_dir: str | Path | None = None, *,
                  appendonly: bool = True, binary: str | None = None, host: str = "127.0.0.1",
-                 startup_timeout: float = 15.0) -> None:
+                 startup_timeout: float = 15.0, password: str | None = None) -> None:
         self.host = host
+        #: `requirepass`: the server then refuses every command until AUTH (url carries the password).
+        self.password = password
         self._fixed_port = port
         self.port = port or 0
         self._own_dir = data_dir is None
@@ -128,8 +130,9 @@ class OwnedRedis:
 
     @property
     def url(self) -> str:
-        """redis://host:port/0"""
-        return f"redis://{self.host}:{self.port}/0"
+        """redis://host:port/0 (redis://:password@host:port/0 with a password)"""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -150,6 +153,8 @@ class OwnedRedis:
                 "--appendonly", "yes" if self.appendonly else "no"]
         if self.appendonly:
             argv += ["--appendfsync", "everysec"]
+        if self.password:
+            argv += ["--requirepass", self.password]
         return argv
 
     def start(self) -> OwnedRedis:

@@ -41,16 +41,29 @@ FAST_CLIENT: dict[str, str] = {**FAST_GROUP_CONFIG, "reconnect.backoff.ms": "100
 
 @functools.lru_cache(maxsize=1)
 def shared_text_encoder() -> Any:
-    """The default text encoder, loaded once (what `Pipeline(settings)` would load)."""
-    from consumer.pipeline import Pipeline
+    """The default text encoder, loaded once (what `build_pipeline(settings)` would load)."""
+    from consumer.artifacts import load_text_encoder
 
-    return Pipeline(load_settings(env={})).text
+    return load_text_encoder(load_settings(env={}))
 
 
-@functools.lru_cache(maxsize=1)
-def event_validator() -> Draft202012Validator:
-    schema = json.loads((ROOT / "consumer" / "schemas" / "duplicate-event.v1.json").read_text("utf-8"))
+@functools.lru_cache(maxsize=2)
+def schema_validator(version: str) -> Draft202012Validator:
+    schema = json.loads((ROOT / "consumer" / "schemas" / f"duplicate-event.v{version}.json").read_text("utf-8"))
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+class _ByVersion:
+    """Validates each event against the schema file of its own `schema_version` (v1 and v2 coexist for
+    a release: replays re-send stored v1 bytes)."""
+
+    def iter_errors(self, event: Any) -> Any:
+        version = event.get("schema_version") if isinstance(event, dict) else None
+        return schema_validator(version if version in ("1", "2") else "2").iter_errors(event)
+
+
+def event_validator() -> _ByVersion:
+    return _ByVersion()
 
 
 def service_settings(kafka: str, redis_url: str, topics: Sequence[str], events: str, group: str,
@@ -59,6 +72,7 @@ def service_settings(kafka: str, redis_url: str, topics: Sequence[str], events: 
     svc = s.service
     svc.kafka, svc.redis, svc.input_topics, svc.events_topic = kafka, redis_url, list(topics), events
     svc.group, svc.redis_prefix, svc.http_host, svc.http_port = group, prefix, "127.0.0.1", 0
+    svc.insecure_default_key = True  # tests use the public default hash key on purpose
     for key, value in service.items():
         setattr(svc, key, value)
     return s
@@ -122,7 +136,7 @@ class ServiceProcess:
     def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.args = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", *args,
-                     "--http-host", "127.0.0.1", "--http-port", str(self.port),
+                     "--http-host", "127.0.0.1", "--http-port", str(self.port), "--insecure-default-key",
                      *[a for k, v in FAST_CLIENT.items() for a in ("--kafka-property", f"{k}={v}")]]
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}

@@ -1,0 +1,61 @@
+"""Issue 10 item 9 (CLI side): bad Kafka properties and Redis errors are one line and a non-zero exit.
+
+Before: an unknown --kafka-property surfaced only after Redis was reached, as a librdkafka traceback,
+and `export-clusters` against an unreachable Redis printed a redis-py traceback (and had already truncated
+its --out file).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from consumer.cli import main
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    (["--kafka-property", "foo.bar=1"], {}, 'No such configuration property: "foo.bar"'),
+    ([], {"DEDUP_KAFKA_SECURITY_PROTOCOL": "FOO"}, 'Invalid value "FOO"'),
+    (["--kafka-property", "security.protocol=SSL", "--kafka-property", "ssl.ca.location=/nonexistent/ca.pem"],
+     {}, "ssl.ca.location"),
+])
+def test_bad_kafka_properties_are_one_line_before_connecting(
+        argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    port = _closed_port()
+    rc = main(["run", "--kafka", f"127.0.0.1:{port}", "--redis", f"redis://127.0.0.1:{port}/0",
+               "--http-port", "0", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("error: Kafka client properties") and message in err
+
+
+def test_export_clusters_redis_down_is_one_line_and_keeps_old_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "clusters.jsonl"
+    out.write_text("previous export\n")
+    rc = main(["export-clusters", "--redis", f"redis://user:s3cret@127.0.0.1:{_closed_port()}/0",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and "cannot export clusters from Redis" in err and "Traceback" not in err
+    assert "s3cret" not in err and "user:***@" in err
+    assert out.read_text() == "previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clusters.jsonl"]
+
+
+def test_export_clusters_to_stdout_keeps_the_summary_off_stdout(
+        redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix, "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and '"records": 0' in captured.err

@@ -1,0 +1,113 @@
+"""Score one pair of records on demand: the core behind `POST /v1/score` and `dedup score A.json B.json`.
+
+Why a module of its own, and why so short: the pair goes through exactly the pipeline's own pieces, in the
+pipeline's order (the profile's encoders via `Pipeline.encode`, `Comparator.compare`, `Fuser.score`,
+`Fuser.label`), so an on-demand score can never drift from what the stream computes. Nothing here knows a
+modality or a profile: a listing profile's encoders (image, title) score the same way once they exist.
+
+Term-frequency (rarity) features need a population. Given the live `FrequencyTable` of a running service,
+the pair is judged against everything that service has seen, as the stream would judge it now. Without
+one (`dedup score`, a `dedup serve` with no state), the population is the pair itself, i.e. the score is
+the one `dedup batch` gives the second record on a two-line file holding the two. The response says which
+(`rarity`), because the two can differ for the learned model.
+
+Pure: no files, no network, no logging of values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.config import Settings
+from consumer.frequencies import FrequencyTable
+from consumer.pipeline import Pipeline
+from consumer.records import Record, RejectError, parse_record
+
+__all__ = ["PairScore", "LABELS", "score_pair", "parse_pair"]
+
+#: `Fuser.label` codes -> the words decisions use.
+LABELS = {2: "match", 1: "possible", 0: "no_match"}
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """The fused score, its label under the configured thresholds, and the per-modality explanation."""
+
+    fused: float
+    decision: str  # "match" | "possible" | "no_match"
+    scores: dict[str, float | None]  # None = the modality is absent on a side
+    features: dict[str, float | None]
+    fusion: str  # the fuser's version stamp, e.g. "learned:ab12cd34ef56"
+    thresholds: dict[str, float]
+    rarity: str  # "stream" (a running service's counts) | "pair" (the two records only)
+
+    def to_dict(self, *, with_features: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"fused": self.fused, "decision": self.decision, "scores": self.scores,
+                               "fusion": self.fusion, "thresholds": self.thresholds, "rarity": self.rarity}
+        if with_features:
+            out["features"] = self.features
+        return out
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)  # NaN -> None (absent)
+
+
+def parse_pair(a: Any, b: Any, settings: Settings) -> tuple[Record, Record]:
+    """Validate both sides with the profile (the same `parse_record` every input goes through).
+
+    Raises RejectError naming the side ("a: missing_id ..."): the caller turns it into a 4xx/exit 2."""
+    out: list[Record] = []
+    for side, row in (("a", a), ("b", b)):
+        try:
+            out.append(parse_record(row, settings.profile, settings.limits))
+        except RejectError as exc:
+            err = RejectError(exc.reason, f"record {side}: {exc.detail}", exc.record_id)
+            err.side = side  # type: ignore[attr-defined]
+            raise err from None
+    return out[0], out[1]
+
+
+def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable | None = None) -> PairScore:
+    """Score `b` against `a` as the pipeline scores a candidate pair (query = b, candidate = a).
+
+    `pipe` only lends its encoders, comparator and fuser: its index, store and clusters are not touched,
+    so this may run beside a service's decide thread (`Pipeline.encode` holds the encoder lock).
+    `frequencies`: the population for the rarity features (read only), else the pair itself."""
+    cols = pipe.encode([a, b], timed=False)
+    first = {k: v[0:1] for k, v in cols.items()}
+    second = {k: v[1:2] for k, v in cols.items()}
+    if frequencies is None:
+        frequencies = FrequencyTable(_rarities(pipe))
+        frequencies.observe(cols)
+        rarity_source = "pair"
+    else:
+        rarity_source = "stream"
+    rarity = frequencies.features(second, second)
+    skip = pipe.comparator.unused_columns
+    feats = pipe.comparator.compare({k: v for k, v in second.items() if k not in skip},
+                                    {k: v for k, v in first.items() if k not in skip}, rarity)
+    fused, mods = pipe.fuser.score(feats)
+    label = int(pipe.fuser.label(fused)[0])
+    fuser = pipe.fuser
+    return PairScore(
+        fused=round(float(fused[0]), 4), decision=LABELS[label],
+        scores={m: _num(mods[m][0]) for m in fuser.modalities},
+        features={name: _num(feats[0, j]) for j, name in enumerate(pipe.comparator.features)},
+        fusion=fuser.version,
+        thresholds={"match": float(fuser.match_threshold), "possible": float(fuser.possible_threshold)},
+        rarity=rarity_source)
+
+
+def _rarities(pipe: Pipeline) -> list[Any]:
+    return [r for e in pipe.encoders for r in e.contribution.rarity]
+
+
+def score_rows(pipe: Pipeline, a: Mapping[str, Any], b: Mapping[str, Any],
+               frequencies: FrequencyTable | None = None) -> PairScore:
+    """`parse_pair` then `score_pair`: raw rows (JSON objects) in, a score out; RejectError on bad rows."""
+    ra, rb = parse_pair(a, b, pipe.settings)
+    return score_pair(pipe, ra, rb, frequencies)
+

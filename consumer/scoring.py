@@ -89,7 +89,11 @@ def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable
     skip = pipe.comparator.unused_columns
     feats = pipe.comparator.compare({k: v for k, v in second.items() if k not in skip},
                                     {k: v for k, v in first.items() if k not in skip}, rarity)
-    fused, mods = pipe.fuser.score(feats)
+    # One OpenMP thread for one pair, as the pipeline's fuse step (the limit is per calling thread in
+    # OpenMP, so a server thread never changes the stream's): with a pool per request, a loaded host
+    # stalled single requests for seconds (benchmarks/bench_api.py).
+    with pipe.fuser.thread_limits():
+        fused, mods = pipe.fuser.score(feats)
     label = int(pipe.fuser.label(fused)[0])
     fuser = pipe.fuser
     return PairScore(

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -353,7 +354,23 @@ def test_api_beside_dedup_run(kafka_bootstrap: str, redis_url: str, redis_prefix
     settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
     store = RedisStateStore(redis_url, redis_prefix)
     with running_service(settings) as svc:
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def score_meanwhile() -> None:  # API threads share the encoders with the stream's worker
+            i = 0
+            while not stop.is_set():
+                statuses.append(call("POST", svc.url + "/v1/score", {"a": rows[i % 50], "b": rows[i % 50 + 1]})[0])
+                i += 1
+
+        scorer = threading.Thread(target=score_meanwhile, daemon=True)
+        scorer.start()
         wait_for(lambda: store.record_count() >= len(rows), 120, "records in redis")
+        stop.set()
+        scorer.join(30)
+        print(f"scored {len(statuses)} pairs while the stream ran: {sorted(set(statuses))}")
+        assert statuses and set(statuses) <= {200, 503} and 200 in statuses, statuses  # 503: still loading
+        assert store.verify() == []
         doc = call("GET", svc.url + "/openapi.json")[1]
         exported = dict(store.export_clusters())
         for rid in [r["customer_id"] for r in rows[:40]]:

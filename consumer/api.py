@@ -18,6 +18,7 @@ never their values, and nothing here logs a request body.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ import orjson
 from consumer.config import Settings
 from consumer.frequencies import FrequencyTable
 from consumer.health import HealthState, json_response
+from consumer.metrics import API_ROUTES, ApiMetrics
 from consumer.openapi import openapi_document
 from consumer.pipeline import Pipeline
 from consumer.records import RejectError
@@ -53,6 +55,8 @@ class ApiContext:
     store: RedisStateStore | None = None
     #: Where Redis reachability is reported (readiness of `dedup serve`).
     health: HealthState | None = None
+    #: Request counts and times per route (None: not measured).
+    metrics: ApiMetrics | None = None
 
 
 def _err(status: int, code: str, message: str, **extra: Any) -> falcon.HTTPError:
@@ -183,14 +187,31 @@ class _OpenApi:
         json_response(resp, 200, openapi_document(self.ctx.settings, modalities))
 
 
+class _Measure:
+    """Counts and times the API's requests (errors included) by route template; probes are left alone."""
+
+    def __init__(self, metrics: ApiMetrics) -> None:
+        self.metrics = metrics
+
+    def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
+        req.context.api_started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, _resource: Any,
+                         _req_succeeded: bool) -> None:
+        route = req.uri_template
+        if route in API_ROUTES:
+            self.metrics.observe(route, resp.status_code, time.perf_counter() - req.context.api_started)
+
+
 def api_routes(ctx: ApiContext) -> Callable[[falcon.App], Iterable[str]]:
     """A route adder for `consumer.health.HealthServer(routes=[...])`."""
+    resources = (_Score(ctx), _RecordCluster(ctx), _Cluster(ctx), _OpenApi(ctx))
 
     def add(app: falcon.App) -> list[str]:
-        app.add_route("/v1/score", _Score(ctx))
-        app.add_route("/v1/records/{record_id}/cluster", _RecordCluster(ctx))
-        app.add_route("/v1/clusters/{cluster_id}", _Cluster(ctx))
-        app.add_route("/openapi.json", _OpenApi(ctx))
-        return ["/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}", "/openapi.json"]
+        for route, resource in zip(API_ROUTES, resources):
+            app.add_route(route, resource)
+        if ctx.metrics is not None:
+            app.add_middleware(_Measure(ctx.metrics))
+        return list(API_ROUTES)
 
     return add

@@ -83,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from consumer.artifacts import build_pipeline
     from consumer.cli import _settings
     from consumer.health import HealthServer, HealthState
+    from consumer.metrics import ApiMetrics
     from consumer.store.redis import RedisStateStore
 
     s = _settings(args)
@@ -98,8 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     health = HealthState(float("inf"))
     health.set_assigned(True)
     health.set_index_loaded(True)
-    ctx = ApiContext(s, lambda: pipe, store=store, health=health)
-    server = HealthServer(health, CollectorRegistry(), svc.http_host, svc.http_port, routes=[api_routes(ctx)])
+    registry = CollectorRegistry()
+    ctx = ApiContext(s, lambda: pipe, store=store, health=health, metrics=ApiMetrics(registry))
+    server = HealthServer(health, registry, svc.http_host, svc.http_port, routes=[api_routes(ctx)])
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

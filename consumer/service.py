@@ -156,10 +156,11 @@ class Service:
         """The /v1 API on the health port: pairs are scored with this service's current pipeline and its
         term frequencies (the population it has seen), clusters read from its Redis (docs/api.md)."""
         from consumer.api import ApiContext, api_routes
+        from consumer.metrics import ApiMetrics
 
         return api_routes(ApiContext(self.settings, lambda: self.pipe,
                                      lambda: self.pipe.frequencies if self.pipe is not None else None,
-                                     store=self.store))
+                                     store=self.store, metrics=ApiMetrics(self.metrics.registry)))
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:

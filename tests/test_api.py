@@ -301,6 +301,18 @@ def test_logs_carry_no_field_values(served: Served) -> None:
         assert needle not in text  # ...but no value of a field
 
 
+def test_metrics_count_api_requests_by_route_and_status(served: Served) -> None:
+    call("POST", served.url + "/v1/score", {"a": _row(), "b": {"name": NAME}})
+    call("GET", served.url + "/v1/clusters/cl_nope")
+    with urllib.request.urlopen(served.url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    count = re.search(r'dedup_api_requests_total\{route="/v1/score",status="422"\} (\d+)', text)
+    assert count and int(count.group(1)) >= 1, text
+    assert 'dedup_api_requests_total{route="/v1/clusters/{cluster_id}",status="404"}' in text
+    assert 'dedup_api_request_seconds_count{route="/v1/score"}' in text
+    assert "cl_nope" not in text and "q1" not in text  # labels are templates and codes, never ids
+
+
 # --------------------------------------------------------------------------------------- document, stores
 def test_openapi_document_is_committed_and_describes_the_profile(served: Served, doc: dict[str, Any],
                                                                  tmp_path: Path) -> None:
@@ -383,6 +395,8 @@ def test_api_beside_dedup_run(kafka_bootstrap: str, redis_url: str, redis_prefix
         assert status == 200 and body["rarity"] == "stream", body
         conforms(doc, "ScoreResponse", body)
         assert call("GET", svc.url + "/readyz")[0] == 200
+        with urllib.request.urlopen(svc.url + "/metrics", timeout=10) as resp:
+            assert 'dedup_api_requests_total{route="/v1/score",status="200"}' in resp.read().decode()
     store.close()
     off = service_settings(kafka_bootstrap, redis_url, [topic], events, unique_topic("g"), redis_prefix, api=False)
     with running_service(off) as svc:

@@ -93,9 +93,12 @@ class _Score:
         body = self._body(req)
         if not isinstance(body, dict) or "a" not in body or "b" not in body:
             raise _err(400, "bad_request", 'expected a JSON object {"a": {...}, "b": {...}} with two records')
-        unknown = sorted(set(body) - {"a", "b", "explain"})
+        unknown = sorted(set(body) - {"a", "b", "explain", "profile"})
         if unknown:
-            raise _err(400, "bad_request", f"unknown request keys {unknown} (known: a, b, explain)")
+            raise _err(400, "bad_request", f"unknown request keys {unknown} (known: a, b, explain, profile)")
+        profile = self.ctx.settings.profile.name
+        if "profile" in body and body["profile"] != profile:  # as the Kafka path's dedup.profile header
+            raise _err(400, "unknown_profile", f"this server scores profile {profile!r} only")
         explain = body.get("explain", False)
         if not isinstance(explain, bool):
             raise _err(400, "bad_request", "explain must be true or false")

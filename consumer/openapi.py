@@ -28,7 +28,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    why = {400: "Malformed JSON, wrong request shape or a bad query parameter.",
+    why = {400: "Malformed JSON, wrong request shape, another profile or a bad query parameter.",
            404: "No such record or cluster in the state store.",
            413: "Body or a record over the size limits (`limits.max_record_bytes`).",
            415: "Body not sent as application/json.",
@@ -112,7 +112,11 @@ def openapi_document(settings: Settings, modalities: Sequence[str] | None = None
                 "type": "object", "required": ["a", "b"], "additionalProperties": False,
                 "properties": {"a": _ref("Record"), "b": _ref("Record"),
                                "explain": {"type": "boolean", "default": False,
-                                           "description": "Also return the comparison features."}}},
+                                           "description": "Also return the comparison features."},
+                               "profile": {"type": "string",
+                                           "description": "The profile the records follow; refused (400 "
+                                                          "`unknown_profile`) unless it is the server's, "
+                                                          f"`{settings.profile.name}`."}}},
             "ScoreResponse": {
                 "type": "object", "additionalProperties": False,
                 "required": ["profile", "a", "b", "fused", "decision", "scores", "fusion", "thresholds", "rarity"],

@@ -145,6 +145,8 @@ def test_score_is_the_pipelines_own_score(served: Served, doc: dict[str, Any], t
     assert status == 200, body
     conforms(doc, "ScoreResponse", body)
     assert (body["a"], body["b"], body["rarity"], body["profile"]) == (a_id, b_id, "pair", "crm-signup")
+    again = call("POST", served.url + "/v1/score", {"a": rows[a_id], "b": rows[b_id], "profile": "crm-signup"})[1]
+    assert again["fused"] == body["fused"]
     assert body["decision"] == "match" and body["fused"] >= body["thresholds"]["match"]
     assert set(body["scores"]) == {"text", "name", "city", "behaviour", "device"} and body["features"]
 
@@ -224,6 +226,7 @@ def _row(**kw: Any) -> dict[str, Any]:
     ({"a": _row()}, 400, "bad_request"),                                            # no b
     ({"a": _row(), "b": _row(), "c": 1}, 400, "bad_request"),                       # unknown key
     ({"a": _row(), "b": _row(), "explain": "yes"}, 400, "bad_request"),
+    ({"a": _row(), "b": _row(), "profile": "listing"}, 400, "unknown_profile"),
     ([_row(), _row()], 400, "bad_request"),                                         # not an object
     ({"a": _row(), "b": "Zebulon"}, 422, "invalid_record"),                          # a record not an object
     ({"a": _row(), "b": {"name": NAME}}, 422, "invalid_record"),                     # no id

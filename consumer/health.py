@@ -242,14 +242,37 @@ def make_app(state: HealthState, registry: CollectorRegistry, routes: Sequence[R
     return app
 
 
+class _ErrorsToLog:
+    """wsgiref's `wsgi.errors` stream (tracebacks of a failed response write, e.g. a client that hung up):
+    one DEBUG line with the exception's type only, since a message could quote what was being sent."""
+
+    def write(self, text: str) -> int:
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        if last and not last.startswith((" ", "Traceback")):
+            log.debug("http response not delivered", extra={"error": last.split(":", 1)[0][:80]})
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+    def get_stderr(self) -> Any:
+        return _ErrorsToLog()
 
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A broken connection: a DEBUG line, not a traceback on stderr (socketserver's default)."""
+        import sys
+
+        log.debug("http connection failed", extra={"error": type(sys.exc_info()[1]).__name__})
 
 
 class HealthServer:

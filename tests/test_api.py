@@ -405,3 +405,23 @@ def test_api_beside_dedup_run(kafka_bootstrap: str, redis_url: str, redis_prefix
     with running_service(off) as svc:
         status, body = call("GET", svc.url + "/v1/clusters/cl_1")
         assert status == 404 and "/v1/score" not in body["paths"]  # service.api = false: probes only
+
+
+def test_a_handler_bug_is_a_500_that_logs_no_value(caplog: pytest.LogCaptureFixture) -> None:
+    """The one 5xx a client can see for a bug: no detail in the answer, type and place in the log, never the
+    exception's message (which may quote a value)."""
+    from prometheus_client import CollectorRegistry
+
+    from consumer.api import ApiContext, api_routes
+
+    def broken() -> Pipeline:
+        raise ValueError(f"could not handle {NAME}")
+
+    health = HealthState(float("inf"))
+    ctx = ApiContext(load_settings(env={}), broken)
+    with caplog.at_level("DEBUG"), HealthServer(health, CollectorRegistry(), routes=[api_routes(ctx)]) as server:
+        status, body = call("POST", server.url + "/v1/score", {"a": _row(), "b": _row(customer_id="q2")})
+    assert (status, body["error"]) == (500, "internal_error") and NAME not in json.dumps(body)
+    failed = [r for r in caplog.records if r.getMessage() == "http handler failed"]
+    assert failed and failed[0].error == "ValueError" and "test_api.py" in failed[0].at
+    assert NAME not in caplog.text

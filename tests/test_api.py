@@ -329,10 +329,14 @@ def test_openapi_document_is_committed_and_describes_the_profile(served: Served,
     assert doc["components"]["schemas"]["Record"]["required"] == ["customer_id"]
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
+    from openapi_spec_validator import validate
+
+    validate(doc)  # a valid OpenAPI 3.1 document, not only JSON that looks like one
     person = load_settings(env={}, profile="person")
     from consumer.openapi import openapi_document
 
     assert openapi_document(person)["components"]["schemas"]["Record"]["required"] == ["id"]
+    validate(openapi_document(person))
 
 
 def test_unreachable_or_missing_state_store_is_503(tmp_path: Path) -> None:

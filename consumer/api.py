@@ -52,6 +52,8 @@ class ApiContext:
     pipeline: Callable[[], Pipeline | None]
     #: The population for rarity features (a running service's counts), None = the pair itself.
     frequencies: Callable[[], FrequencyTable | None] = lambda: None
+    #: What `frequencies` is, in answers: "stream" (a running service's) or "state" (loaded from Redis).
+    rarity_source: str = "stream"
     store: RedisStateStore | None = None
     #: Where Redis reachability is reported (readiness of `dedup serve`).
     health: HealthState | None = None
@@ -115,7 +117,7 @@ class _Score:
         except RejectError as exc:
             raise _err(422, "invalid_record", exc.detail, reason=exc.reason,
                        side=getattr(exc, "side", None)) from None
-        result = score_pair(pipe, a, b, self.ctx.frequencies())
+        result = score_pair(pipe, a, b, self.ctx.frequencies(), self.ctx.rarity_source)
         json_response(resp, 200, {"profile": pipe.settings.profile.name, "a": a.record_id, "b": b.record_id,
                                   **result.to_dict(with_features=explain)})
 

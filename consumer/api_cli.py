@@ -76,6 +76,30 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _population(pipe: Any, store: Any) -> Any:
+    """Term-frequency counts of the records in Redis, refusing state another profile or hash key wrote
+    (its columns or keyed hashes would not be this pipeline's: every value would look unseen)."""
+    from redis.exceptions import RedisError
+
+    from consumer.config import key_id
+    from consumer.scoring import population
+
+    try:
+        meta = store.get_meta()
+        if meta.get("config_version") not in (None, pipe.config_version):
+            raise ConfigError(f"Redis state was written with config {meta['config_version']}, this server runs "
+                              f"{pipe.config_version}: use the service's profile and settings, or drop "
+                              "--rarity-from-redis")
+        if meta.get("key_id") not in (None, key_id(pipe.settings.encoders.hash_key)):
+            raise ConfigError("Redis state was written with another encoders.hash_key: set the service's key, "
+                              "or drop --rarity-from-redis")
+        table = population(pipe, store.load_states())
+    except RedisError as exc:
+        raise ConfigError(f"--rarity-from-redis: cannot read the state from Redis ({type(exc).__name__})") from None
+    log.info("rarity counts loaded from redis", extra={"records": table.records})
+    return table
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
@@ -93,32 +117,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             setattr(svc, attr, value)
+    if args.rarity_from_redis and args.no_redis:
+        raise ConfigError("--rarity-from-redis needs a state store (drop --no-redis)")
     pipe = build_pipeline(s)
     store = None if args.no_redis else RedisStateStore(svc.redis, svc.redis_prefix)
-    # No poll loop to stall and no partitions: alive while serving, ready once the models are loaded.
-    health = HealthState(float("inf"))
-    health.set_assigned(True)
-    health.set_index_loaded(True)
-    registry = CollectorRegistry()
-    ctx = ApiContext(s, lambda: pipe, store=store, health=health, metrics=ApiMetrics(registry))
-    server = HealthServer(health, registry, svc.http_host, svc.http_port, routes=[api_routes(ctx)])
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("signal received, stopping", extra={"signal": signum})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.start()
     try:
-        # One line a supervisor (or a test with --port 0) can read the address from.
-        print(json.dumps({"url": server.url, "profile": s.profile.name, "fusion": pipe.fuser.version,
-                          "state_store": store is not None}), flush=True)
-        log.info("serving", extra={"port": server.port, "profile": s.profile.name})
-        stop.wait()
+        # No poll loop to stall and no partitions: alive while serving, ready once the models are loaded.
+        health = HealthState(float("inf"))
+        health.set_assigned(True)
+        health.set_index_loaded(True)
+        table = _population(pipe, store) if args.rarity_from_redis else None
+        registry = CollectorRegistry()
+        ctx = ApiContext(s, lambda: pipe, lambda: table, "state", store=store, health=health,
+                         metrics=ApiMetrics(registry))
+        server = HealthServer(health, registry, svc.http_host, svc.http_port, routes=[api_routes(ctx)])
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal received, stopping", extra={"signal": signum})
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        server.start()
+        try:
+            # One line a supervisor (or a test with --port 0) can read the address from.
+            print(json.dumps({"url": server.url, "profile": s.profile.name, "fusion": pipe.fuser.version,
+                              "state_store": store is not None, "rarity": "state" if table is not None else "pair"}),
+                  flush=True)
+            log.info("serving", extra={"port": server.port, "profile": s.profile.name})
+            stop.wait()
+        finally:
+            server.stop()
     finally:
-        server.stop()
         pipe.close()
         if store is not None:
             store.close()
@@ -133,6 +164,9 @@ def add_commands(sub: Any, common: Any) -> None:
     p.add_argument("--redis", metavar="URL", help="Redis of `dedup run` for cluster look-ups (service.redis)")
     p.add_argument("--redis-prefix", help="its key prefix (service.redis_prefix, default dedup)")
     p.add_argument("--no-redis", action="store_true", help="scoring only: cluster look-ups answer 503")
+    p.add_argument("--rarity-from-redis", action="store_true",
+                   help="judge pairs against the records stored in Redis at start-up (rarity \"state\"), "
+                        "not the pair alone; needs the service's profile, settings and hash key")
     p.add_argument("--model", help="learned fusion model file (default: the shipped one)")
     common(p)
     p.set_defaults(func=cmd_serve)

@@ -131,9 +131,10 @@ def openapi_document(settings: Settings, modalities: Sequence[str] | None = None
                     "fusion": {"type": "string", "description": "Fusion mode and model/rule version."},
                     "thresholds": {"type": "object", "required": ["match", "possible"],
                                    "properties": {"match": {"type": "number"}, "possible": {"type": "number"}}},
-                    "rarity": {"enum": ["stream", "pair"],
+                    "rarity": {"enum": ["stream", "state", "pair"],
                                "description": "Population of the term-frequency features: the running "
-                                              "service's records (`stream`) or the two records (`pair`)."},
+                                              "service's records (`stream`), the records stored in Redis "
+                                              "when the server started (`state`), or the two (`pair`)."},
                     "features": {"type": "object", "additionalProperties": {"type": ["number", "null"]},
                                  "description": "Comparison features (with `explain`)."}}},
             "Cluster": {"type": "object", "required": ["requested_id", *cluster_props], "additionalProperties": False,

@@ -6,26 +6,30 @@ pipeline's order (the profile's encoders via `Pipeline.encode`, `Comparator.comp
 modality or a profile: a listing profile's encoders (image, title) score the same way once they exist.
 
 Term-frequency (rarity) features need a population. Given the live `FrequencyTable` of a running service,
-the pair is judged against everything that service has seen, as the stream would judge it now. Without
-one (`dedup score`, a `dedup serve` with no state), the population is the pair itself, i.e. the score is
-the one `dedup batch` gives the second record on a two-line file holding the two. The response says which
-(`rarity`), because the two can differ for the learned model.
+the pair is judged against everything that service has seen, as the stream would judge it now
+(`dedup serve --rarity-from-redis` builds one from the stored records at start-up: `population`). Without
+one (`dedup score`, a plain `dedup serve`), the population is the pair itself, i.e. the score is the one
+`dedup batch` gives the second record on a two-line file holding the two. The response says which
+(`rarity`), because they can differ for the learned model.
 
 Pure: no files, no network, no logging of values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from consumer.config import Settings
 from consumer.frequencies import FrequencyTable
 from consumer.pipeline import Pipeline
 from consumer.records import Record, RejectError, parse_record
+from consumer.store.record_state import RecordState, decode_payload
 
-__all__ = ["PairScore", "LABELS", "score_pair", "parse_pair"]
+__all__ = ["PairScore", "LABELS", "score_pair", "parse_pair", "population"]
 
 #: `Fuser.label` codes -> the words decisions use.
 LABELS = {2: "match", 1: "possible", 0: "no_match"}
@@ -41,7 +45,7 @@ class PairScore:
     features: dict[str, float | None]
     fusion: str  # the fuser's version stamp, e.g. "learned:ab12cd34ef56"
     thresholds: dict[str, float]
-    rarity: str  # "stream" (a running service's counts) | "pair" (the two records only)
+    rarity: str  # "stream" (a running service's counts) | "state" (Redis, at start-up) | "pair" (the two)
 
     def to_dict(self, *, with_features: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"fused": self.fused, "decision": self.decision, "scores": self.scores,
@@ -70,12 +74,35 @@ def parse_pair(a: Any, b: Any, settings: Settings) -> tuple[Record, Record]:
     return out[0], out[1]
 
 
-def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable | None = None) -> PairScore:
+def population(pipe: Pipeline, states: Iterable[RecordState], chunk: int = 4096) -> FrequencyTable:
+    """Term-frequency counts over stored records (Redis `load_states`), for a server with no stream of its
+    own: its pairs are then judged against what the service had seen when this was built. Reads the same
+    keyed-hash columns the pipeline counts, so the states must come from the same profile and hash key."""
+    table = FrequencyTable(_rarities(pipe))
+    batch: list[RecordState] = []
+
+    def flush() -> None:
+        decoded = [decode_payload(s.payload)[0] for s in batch]
+        table.observe({k: np.stack([d[k] for d in decoded]) for k in decoded[0]})
+        batch.clear()
+
+    for state in states:
+        batch.append(state)
+        if len(batch) >= chunk:
+            flush()
+    if batch:
+        flush()
+    return table
+
+
+def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable | None = None,
+               source: str = "stream") -> PairScore:
     """Score `b` against `a` as the pipeline scores a candidate pair (query = b, candidate = a).
 
     `pipe` only lends its encoders, comparator and fuser: its index, store and clusters are not touched,
     so this may run beside a service's decide thread (`Pipeline.encode` holds the encoder lock).
-    `frequencies`: the population for the rarity features (read only), else the pair itself."""
+    `frequencies`: the population for the rarity features (read only; `source` names it in the answer),
+    else the pair itself."""
     cols = pipe.encode([a, b], timed=False)
     first = {k: v[0:1] for k, v in cols.items()}
     second = {k: v[1:2] for k, v in cols.items()}
@@ -84,7 +111,7 @@ def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable
         frequencies.observe(cols)
         rarity_source = "pair"
     else:
-        rarity_source = "stream"
+        rarity_source = source
     rarity = frequencies.features(second, second)
     skip = pipe.comparator.unused_columns
     feats = pipe.comparator.compare({k: v for k, v in second.items() if k not in skip},

@@ -173,6 +173,41 @@ def test_unrelated_records_and_missing_modalities(served: Served, doc: dict[str,
     assert body["scores"]["behaviour"] is None and body["scores"]["device"] is None  # absent, not zero
 
 
+def test_rarity_from_redis_judges_pairs_as_the_stream_did(served: Served, redis_url: str, tmp_path: Path) -> None:
+    """`dedup serve --rarity-from-redis` counts the stored records at start-up: its score of a pair equals
+    the score against the term frequencies of the pipeline that wrote that state."""
+    from consumer.scoring import score_pair
+
+    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                             "--redis", redis_url, "--redis-prefix", served.prefix, "--rarity-from-redis"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        rows = {r["customer_id"]: r for r in served.rows}
+        by_id = {r.record_id: r for r in served.records}
+        ids = served.pipe.store.record_ids
+        for a_id, b_id in [(ids[0], ids[1]), (ids[5], ids[9])] + [(ids[i], ids[i + 1]) for i in range(20, 60, 8)]:
+            status, body = call("POST", url + "/v1/score", {"a": rows[a_id], "b": rows[b_id]})
+            assert status == 200 and body["rarity"] == "state", body
+            want = score_pair(served.pipe, by_id[a_id], by_id[b_id], served.pipe.frequencies)
+            assert (body["fused"], body["scores"]) == (want.fused, want.scores)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_rarity_from_redis_refuses_state_of_another_key(redis_url: str, redis_prefix: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    store = RedisStateStore(redis_url, redis_prefix)
+    store.set_meta({"key_id": "0123456789abcdef"})
+    store.close()
+    assert cli_main(["serve", "--port", "0", "--redis", redis_url, "--redis-prefix", redis_prefix,
+                     "--rarity-from-redis"]) == 2
+    assert "another encoders.hash_key" in capsys.readouterr().err
+    assert cli_main(["serve", "--port", "0", "--no-redis", "--rarity-from-redis"]) == 2
+
+
 # --------------------------------------------------------------------------------------------- clusters
 def test_cluster_lookups_show_what_redis_holds(served: Served, doc: dict[str, Any]) -> None:
     pipe = served.pipe

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,8 @@ class ApiContext:
     frequencies: Callable[[], FrequencyTable | None] = lambda: None
     #: What `frequencies` is, in answers: "stream" (a running service's) or "state" (loaded from Redis).
     rarity_source: str = "stream"
+    #: Ids `frequencies` already counts (a pair's record among them is not counted again).
+    known: Callable[[], Container[str]] = lambda: ()
     store: RedisStateStore | None = None
     #: Where Redis reachability is reported (readiness of `dedup serve`).
     health: HealthState | None = None
@@ -117,7 +119,7 @@ class _Score:
         except RejectError as exc:
             raise _err(422, "invalid_record", exc.detail, reason=exc.reason,
                        side=getattr(exc, "side", None)) from None
-        result = score_pair(pipe, a, b, self.ctx.frequencies(), self.ctx.rarity_source)
+        result = score_pair(pipe, a, b, self.ctx.frequencies(), self.ctx.rarity_source, self.ctx.known())
         json_response(resp, 200, {"profile": pipe.settings.profile.name, "a": a.record_id, "b": b.record_id,
                                   **result.to_dict(with_features=explain)})
 

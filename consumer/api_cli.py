@@ -93,11 +93,11 @@ def _population(pipe: Any, store: Any) -> Any:
         if meta.get("key_id") not in (None, key_id(pipe.settings.encoders.hash_key)):
             raise ConfigError("Redis state was written with another encoders.hash_key: set the service's key, "
                               "or drop --rarity-from-redis")
-        table = population(pipe, store.load_states())
+        table, ids = population(pipe, store.load_states())
     except RedisError as exc:
         raise ConfigError(f"--rarity-from-redis: cannot read the state from Redis ({type(exc).__name__})") from None
     log.info("rarity counts loaded from redis", extra={"records": table.records})
-    return table
+    return table, ids
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -126,9 +126,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         health = HealthState(float("inf"))
         health.set_assigned(True)
         health.set_index_loaded(True)
-        table = _population(pipe, store) if args.rarity_from_redis else None
+        table, ids = _population(pipe, store) if args.rarity_from_redis else (None, set())
         registry = CollectorRegistry()
-        ctx = ApiContext(s, lambda: pipe, lambda: table, "state", store=store, health=health,
+        ctx = ApiContext(s, lambda: pipe, lambda: table, "state", lambda: ids, store=store, health=health,
                          metrics=ApiMetrics(registry))
         server = HealthServer(health, registry, svc.http_host, svc.http_port, routes=[api_routes(ctx)])
         stop = threading.Event()

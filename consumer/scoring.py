@@ -17,13 +17,14 @@ Pure: no files, no network, no logging of values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from consumer.config import Settings
+from consumer.encoders.base import Columns
 from consumer.frequencies import FrequencyTable
 from consumer.pipeline import Pipeline
 from consumer.records import Record, RejectError, parse_record
@@ -74,11 +75,13 @@ def parse_pair(a: Any, b: Any, settings: Settings) -> tuple[Record, Record]:
     return out[0], out[1]
 
 
-def population(pipe: Pipeline, states: Iterable[RecordState], chunk: int = 4096) -> FrequencyTable:
-    """Term-frequency counts over stored records (Redis `load_states`), for a server with no stream of its
-    own: its pairs are then judged against what the service had seen when this was built. Reads the same
-    keyed-hash columns the pipeline counts, so the states must come from the same profile and hash key."""
+def population(pipe: Pipeline, states: Iterable[RecordState], chunk: int = 4096) -> tuple[FrequencyTable, set[str]]:
+    """Term-frequency counts over stored records (Redis `load_states`) and their ids, for a server with no
+    stream of its own: its pairs are then judged against what the service had seen when this was built.
+    Reads the same keyed-hash columns the pipeline counts, so the states must come from the same profile
+    and hash key."""
     table = FrequencyTable(_rarities(pipe))
+    ids: set[str] = set()
     batch: list[RecordState] = []
 
     def flush() -> None:
@@ -87,31 +90,56 @@ def population(pipe: Pipeline, states: Iterable[RecordState], chunk: int = 4096)
         batch.clear()
 
     for state in states:
+        ids.add(state.record_id)
         batch.append(state)
         if len(batch) >= chunk:
             flush()
     if batch:
         flush()
-    return table
+    return table, ids
+
+
+class _Sum:
+    """Counts of a population plus a few more records, read through `.get` like a Counter (what
+    `FrequencyTable` reads), without copying or changing the population's own counters."""
+
+    def __init__(self, base: Mapping[int, int], extra: Mapping[int, int]) -> None:
+        self.base, self.extra = base, extra
+
+    def get(self, key: int, default: int = 0) -> int:
+        return self.base.get(key, default) + self.extra.get(key, 0)
+
+
+def _with(base: FrequencyTable, cols: Columns, take: list[int]) -> FrequencyTable:
+    """`base` plus the records at rows `take` of `cols`, as a new read-only table."""
+    extra = FrequencyTable(base.rarities)
+    if take:
+        extra.observe({k: v[take] for k, v in cols.items()})
+    view = FrequencyTable(base.rarities)
+    view.records = base.records + extra.records
+    view.counts = {f: _Sum(base.counts[f], extra.counts[f]) for f in base.counts}  # type: ignore[misc]
+    return view
 
 
 def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable | None = None,
-               source: str = "stream") -> PairScore:
+               source: str = "stream", known: Container[str] = ()) -> PairScore:
     """Score `b` against `a` as the pipeline scores a candidate pair (query = b, candidate = a).
 
     `pipe` only lends its encoders, comparator and fuser: its index, store and clusters are not touched,
     so this may run beside a service's decide thread (`Pipeline.encode` holds the encoder lock).
-    `frequencies`: the population for the rarity features (read only; `source` names it in the answer),
-    else the pair itself."""
+
+    Rarity: the population is `frequencies` (read only; `source` names it in the answer) plus those of
+    `a` and `b` whose ids are not in `known` (the ids it already counts), i.e. what the stream would
+    have counted had `b` arrived now, after `a`. With no `frequencies` the population is the pair."""
     cols = pipe.encode([a, b], timed=False)
     first = {k: v[0:1] for k, v in cols.items()}
     second = {k: v[1:2] for k, v in cols.items()}
     if frequencies is None:
-        frequencies = FrequencyTable(_rarities(pipe))
-        frequencies.observe(cols)
-        rarity_source = "pair"
+        frequencies, known, rarity_source = FrequencyTable(_rarities(pipe)), (), "pair"
     else:
         rarity_source = source
+    take = [i for i, r in enumerate((a, b)) if r.record_id not in known and (i == 0 or r.record_id != a.record_id)]
+    frequencies = _with(frequencies, cols, take)
     rarity = frequencies.features(second, second)
     skip = pipe.comparator.unused_columns
     feats = pipe.comparator.compare({k: v for k, v in second.items() if k not in skip},
@@ -134,11 +162,4 @@ def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable
 
 def _rarities(pipe: Pipeline) -> list[Any]:
     return [r for e in pipe.encoders for r in e.contribution.rarity]
-
-
-def score_rows(pipe: Pipeline, a: Mapping[str, Any], b: Mapping[str, Any],
-               frequencies: FrequencyTable | None = None) -> PairScore:
-    """`parse_pair` then `score_pair`: raw rows (JSON objects) in, a score out; RejectError on bad rows."""
-    ra, rb = parse_pair(a, b, pipe.settings)
-    return score_pair(pipe, ra, rb, frequencies)
 

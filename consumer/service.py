@@ -160,6 +160,7 @@ class Service:
 
         return api_routes(ApiContext(self.settings, lambda: self.pipe,
                                      lambda: self.pipe.frequencies if self.pipe is not None else None,
+                                     known=lambda: self.pipe.store.row_of if self.pipe is not None else (),
                                      store=self.store, metrics=ApiMetrics(self.metrics.registry)))
 
     # -- lifecycle ------------------------------------------------------------------------------------

@@ -190,7 +190,8 @@ def test_rarity_from_redis_judges_pairs_as_the_stream_did(served: Served, redis_
         for a_id, b_id in [(ids[0], ids[1]), (ids[5], ids[9])] + [(ids[i], ids[i + 1]) for i in range(20, 60, 8)]:
             status, body = call("POST", url + "/v1/score", {"a": rows[a_id], "b": rows[b_id]})
             assert status == 200 and body["rarity"] == "state", body
-            want = score_pair(served.pipe, by_id[a_id], by_id[b_id], served.pipe.frequencies)
+            want = score_pair(served.pipe, by_id[a_id], by_id[b_id], served.pipe.frequencies,
+                              known=served.pipe.store.row_of)
             assert (body["fused"], body["scores"]) == (want.fused, want.scores)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     _add_service_commands(sub)
+    from consumer.api_cli import add_commands as add_api_commands
+
+    add_api_commands(sub, _common)
     return ap
 
 

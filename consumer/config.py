@@ -187,6 +187,11 @@ class ServiceSettings:
     event_schema: Literal["1", "2"] = "2"
     #: Start even with the public default `encoders.hash_key` (demos and tests only; docs/security.md).
     insecure_default_key: bool = False
+    #: Serve the /v1 API (pair scoring, cluster look-ups, /openapi.json) beside /healthz on `http_port`
+    #: (docs/api.md). `dedup serve` always serves it.
+    api: bool = True
+    #: Most members a cluster look-up lists (`limit` may ask for fewer; `truncated` says when cut).
+    api_max_members: int = 1000
 
 
 @dataclass
@@ -391,7 +396,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "encoders.text_dim": (1, 4096), "encoders.threads": (1, 4096),
     "limits.max_field_chars": (1, None), "limits.max_record_bytes": (1, None), "limits.max_logins": (0, None),
     "service.max_batch": (1, None), "service.max_wait_ms": (0, None), "service.http_port": (0, 65535),
-    "service.stall_seconds": (0.001, None),
+    "service.stall_seconds": (0.001, None), "service.api_max_members": (1, 100_000),
 }
 
 

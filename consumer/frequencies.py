@@ -29,6 +29,11 @@ class FrequencyTable:
         self._rarities = list(rarities)
         self.counts: dict[str, Counter[int]] = {r.feature: Counter() for r in self._rarities}
 
+    @property
+    def rarities(self) -> list[Rarity]:
+        """The rarity features this table counts (for a table over the same features)."""
+        return list(self._rarities)
+
     def observe(self, cols: Columns) -> None:
         """Count a batch of encoded records (before their pairs are scored, so a batch sees itself)."""
         self.records += len(next(iter(cols.values()))) if cols else 0

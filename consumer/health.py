@@ -1,4 +1,8 @@
-"""Liveness, readiness and metrics over a tiny stdlib HTTP server (no web framework in the image).
+"""Liveness, readiness and metrics (and, beside them, the /v1 API) over HTTP.
+
+The app is Falcon (no dependencies of its own) on the standard library's threaded WSGI server: one port
+serves the probes, the metrics and the API (`consumer.api` adds its routes), so `dedup run` needs no
+second listener.
 
 - `/healthz` (liveness): 200 while the poll loop made progress within `stall_seconds`. A wedged loop (a
   deadlock, a native call that never returns) keeps the process alive but useless; failing liveness lets
@@ -18,14 +22,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import ThreadingMixIn
 from typing import Any, Protocol
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HealthState", "HealthServer", "DependencyStatus"]
+__all__ = ["HealthState", "HealthServer", "DependencyStatus", "make_app", "json_response"]
 
 log = logging.getLogger(__name__)
 _MAX_DETAIL_CHARS = 200
@@ -143,58 +149,140 @@ class HealthState:
             self.readiness()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _Liveness:
+    def __init__(self, state: HealthState) -> None:
+        self.state = state
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/metrics":
-                self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok, body = self.server.state.liveness()
-                self._json(200 if ok else 503, body)
-            elif path == "/readyz":
-                ok, body = self.server.state.readiness()
-                self._json(200 if ok else 503, body)
-            else:
-                self._json(404, {"status": "not found", "paths": ["/healthz", "/readyz", "/metrics"]})
-        except Exception:  # a probe must get an answer; the traceback goes to the log, not the body
-            log.exception("health endpoint %s failed", path)
-            self._json(500, {"status": "error"})
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        ok, body = self.state.liveness()
+        json_response(resp, 200 if ok else 503, body)
 
-    def _json(self, code: int, body: dict[str, Any]) -> None:
-        self._send(code, json.dumps(body, sort_keys=True).encode(), "application/json")
 
-    def _send(self, code: int, payload: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(payload)
+class _Readiness(_Liveness):
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        ok, body = self.state.readiness()
+        json_response(resp, 200 if ok else 503, body)
 
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = generate_latest(self.registry)
+        resp.content_type = CONTENT_TYPE_LATEST
+
+
+def json_response(resp: falcon.Response, status: int, body: Any) -> None:
+    """A JSON body with a numeric status (the one encoding every endpoint here uses)."""
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(body, sort_keys=True)
+
+
+class _NoStore:
+    """Probes, metrics and API answers describe a moment: no cache may keep them."""
+
+    def process_response(self, _req: falcon.Request, resp: falcon.Response, _resource: Any,
+                         _req_succeeded: bool) -> None:
+        resp.set_header("Cache-Control", "no-store")
+
+
+def _error_body(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Every error is JSON `{"error": code, "message": text}` whatever the client accepts (a 404 for an
+    unknown path lists the paths that exist)."""
+    status = str(exc.status)  # e.g. "405 Method Not Allowed" when Falcon raised it with no title of ours
+    code = exc.title if exc.title and " " not in exc.title else status.partition(" ")[2].lower().replace(" ", "_")
+    message = exc.description or status
+    if isinstance(exc, falcon.HTTPMethodNotAllowed):
+        message = f"{req.method} is not allowed here; allowed: {resp.get_header('Allow') or exc.headers.get('Allow')}"
+    body: dict[str, Any] = {"error": code or "error", "message": message}
+    body.update(getattr(exc, "extra", None) or {})
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(body, sort_keys=True)
+
+
+def _unexpected(req: falcon.Request, _resp: falcon.Response, exc: Exception, _params: dict[str, Any]) -> None:
+    """A bug must still get an answer: 500 with no detail, and a log line with the exception's type and
+    where it was raised, never its message (messages can quote the values being processed)."""
+    if isinstance(exc, falcon.HTTPError):
+        raise exc
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    log.error("http handler failed", extra={"path": req.path, "error": type(exc).__name__, "at": where})
+    raise falcon.HTTPInternalServerError(title="internal_error", description="the server failed to answer; "
+                                         "see its log") from None
+
+
+#: Adds routes to the app and returns the URI templates it added (listed in 404 answers).
+RouteAdder = Callable[[falcon.App], Iterable[str]]
+
+
+def make_app(state: HealthState, registry: CollectorRegistry, routes: Sequence[RouteAdder] = ()) -> falcon.App:
+    """The WSGI app: /healthz, /readyz, /metrics, plus whatever `routes` add (the /v1 API)."""
+    app = falcon.App(middleware=[_NoStore()])
+    app.req_options.strip_url_path_trailing_slash = True
+    paths = ["/healthz", "/readyz", "/metrics"]
+    app.add_route("/healthz", _Liveness(state))
+    app.add_route("/readyz", _Readiness(state))
+    app.add_route("/metrics", _Metrics(registry))
+    for add in routes:
+        paths.extend(add(app))
+    app.add_error_handler(Exception, _unexpected)
+
+    def not_found(req: falcon.Request, _resp: falcon.Response, _exc: Exception, _params: dict[str, Any]) -> None:
+        err = falcon.HTTPNotFound(title="not_found", description=f"no endpoint at {req.path}")
+        err.extra = {"paths": paths}  # type: ignore[attr-defined]
+        raise err
+
+    app.add_error_handler(falcon.HTTPRouteNotFound, not_found)
+    app.set_error_serializer(_error_body)
+    return app
+
+
+class _ErrorsToLog:
+    """wsgiref's `wsgi.errors` stream (tracebacks of a failed response write, e.g. a client that hung up):
+    one DEBUG line with the exception's type only, since a message could quote what was being sent."""
+
+    def write(self, text: str) -> int:
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        if last and not last.startswith((" ", "Traceback")):
+            log.debug("http response not delivered", extra={"error": last.split(":", 1)[0][:80]})
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
+    def get_stderr(self) -> Any:
+        return _ErrorsToLog()
 
-class _Server(ThreadingHTTPServer):
+
+class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: HealthState, registry: CollectorRegistry) -> None:
-        self.state = state
-        self.registry = registry
-        super().__init__(address, _Handler)
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A broken connection: a DEBUG line, not a traceback on stderr (socketserver's default)."""
+        import sys
+
+        log.debug("http connection failed", extra={"error": type(sys.exc_info()[1]).__name__})
 
 
 class HealthServer:
     """Serves the three endpoints from a daemon thread; `port=0` binds a free port (see `.port`)."""
 
     def __init__(self, state: HealthState, registry: CollectorRegistry, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, routes: Sequence[RouteAdder] = ()) -> None:
         self.state = state
         self.registry = registry
+        self.routes = list(routes)
         self.host = host
         self.requested_port = port
         self._server: _Server | None = None
@@ -217,7 +305,9 @@ class HealthServer:
         """Bind and serve in the background; raises OSError if the port is taken."""
         if self._server is not None:
             return self
-        self._server = _Server((self.host, self.requested_port), self.state, self.registry)
+        app = make_app(self.state, self.registry, self.routes)
+        self._server = make_server(self.host, self.requested_port, app, server_class=_Server,
+                                   handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="health-http", daemon=True)
         self._thread.start()

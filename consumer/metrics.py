@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from consumer.io.events import EVENT_TYPES
 from consumer.stages import DECIDE_STAGES, SERVICE_STAGES
 
-__all__ = ["LATENCY_BUCKETS", "STAGES", "EVENT_TYPES", "Metrics"]
+__all__ = ["LATENCY_BUCKETS", "STAGES", "EVENT_TYPES", "Metrics", "ApiMetrics", "API_ROUTES"]
 
 #: 1 ms .. 10 s, roughly 1-2.5-5 per decade, denser from 100 ms to 1 s where a micro-batch service's
 #: end-to-end p50..p99 lie (so the 250 ms objective can be read off the histogram, not interpolated).
@@ -112,3 +112,25 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in Prometheus text exposition format."""
         return generate_latest(self.registry)
+
+
+#: The /v1 API's routes (URI templates: a bounded label set, never an id).
+API_ROUTES: tuple[str, ...] = ("/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}",
+                               "/openapi.json")
+
+
+class ApiMetrics:
+    """Instruments of the /v1 API (`consumer.api`), on the registry of the server it is added to (the
+    service's own beside `dedup run`). Labels: the route's template and the status code."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("dedup_api_requests", "API requests answered, by route and status code.",
+                                ["route", "status"], registry=registry)
+        self.seconds = Histogram("dedup_api_request_seconds", "API request handling time, by route.", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        for route in API_ROUTES:
+            self.seconds.labels(route=route)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route=route, status=str(status)).inc()
+        self.seconds.labels(route=route).observe(seconds)

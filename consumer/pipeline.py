@@ -139,13 +139,18 @@ class Pipeline:
         self.config_version = settings.fingerprint()
 
     # -- encoding -------------------------------------------------------------------------------------
-    def encode(self, records: Sequence[Record]) -> Columns:
-        # The encoders' caches are not thread-safe; the lock matters only when `process` has to encode
-        # (its batch was not encoded ahead) while the worker encodes the next one.
+    def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
+        """Every encoder's columns for `records`. `timed=False` keeps the stage timers out of it: the HTTP
+        API scores pairs on a service's pipeline, and its encodes must not count as the stream's."""
+        # The encoders' caches are not thread-safe; the lock matters when `process` has to encode (its
+        # batch was not encoded ahead) while the worker encodes the next one, and for the API's threads.
         cols: Columns = {}
         with self._encode_lock:
             for enc, stage in zip(self.encoders, self.encode_stages):
-                with self.timer.time(stage):
+                if timed:
+                    with self.timer.time(stage):
+                        cols.update(enc.encode(records))
+                else:
                     cols.update(enc.encode(records))
         return cols
 

@@ -128,8 +128,9 @@ class Service:
         self.metrics = Metrics()
         self.health = HealthState(self.svc.stall_seconds, required_dependencies=("redis", "kafka"),
                                   ready_gauge=self.metrics.ready)
-        self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port)
         self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix)
+        self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port,
+                                 routes=[self._api_routes()] if self.svc.api else [])
         self._text_encoder = text_encoder
         self._artifacts: Artifacts | None = None
         self._fp_key = fingerprint_key(settings.encoders.hash_key)
@@ -150,6 +151,17 @@ class Service:
         self._kafka_ok = False
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
         self.started = threading.Event()
+
+    def _api_routes(self) -> Any:
+        """The /v1 API on the health port: pairs are scored with this service's current pipeline and its
+        term frequencies (the population it has seen), clusters read from its Redis (docs/api.md)."""
+        from consumer.api import ApiContext, api_routes
+        from consumer.metrics import ApiMetrics
+
+        return api_routes(ApiContext(self.settings, lambda: self.pipe,
+                                     lambda: self.pipe.frequencies if self.pipe is not None else None,
+                                     known=lambda: self.pipe.store.row_of if self.pipe is not None else (),
+                                     store=self.store, metrics=ApiMetrics(self.metrics.registry)))
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -252,6 +252,12 @@ def test_keda_and_hpa_are_alternatives(chart: Any) -> None:
     assert so["maxReplicaCount"] == 6
     svc_ports = {p["name"]: p["port"] for p in one(keda, "Service")["spec"]["ports"]}
     assert svc_ports == {"metrics": 8000, "api": 8080}
+    # The API shares the container port of the probes and /metrics: there is no second listener.
+    assert {p["name"]: p["targetPort"] for p in one(keda, "Service")["spec"]["ports"]} == {"metrics": "metrics",
+                                                                                          "api": "metrics"}
+    assert [p["name"] for p in one(keda, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]] == [
+        "metrics"]
+    assert one(keda, "ConfigMap")["data"]["DEDUP_SERVICE__API"] == "true"
     hpa = render(chart, VALUE_SETS["hpa+pvc"])
     assert "HorizontalPodAutoscaler" in kinds(hpa) and "ScaledObject" not in kinds(hpa)
     assert one(hpa, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 3

@@ -154,6 +154,44 @@ class RedisStateStore:
         if batch:
             yield from flush()
 
+    # -- lookups (the HTTP API) ---------------------------------------------------------------------------
+    def resolve_cluster(self, cluster_id: str) -> str:
+        """Follow merge forward pointers (fwd:<absorbed> -> survivor) to the cluster that exists now."""
+        for _ in range(64):  # the Lua script bounds chains the same way
+            nxt = self.client.get(self.key("fwd", cluster_id))
+            if nxt is None:
+                return cluster_id
+            cluster_id = nxt.decode()
+        return cluster_id
+
+    def record_cluster(self, record_id: str) -> str | None:
+        """The cluster a stored record is in now (None: no such record)."""
+        raw = self.client.hget(self.key("rec", record_id), "cluster")
+        return None if raw is None else self.resolve_cluster(raw.decode())
+
+    def cluster_info(self, cluster_id: str, max_members: int) -> dict[str, Any] | None:
+        """A cluster's metadata and members in arrival order (at most `max_members`), or None when it never
+        existed. An id absorbed by a merge answers for its survivor (`merged_into` says so). Ids, counts and
+        timestamps only: no field value is stored, so none can be returned."""
+        current = self.resolve_cluster(cluster_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self.key("clmeta", current))
+        pipe.smembers(self.key("cl", current))
+        meta_raw, members_raw = pipe.execute()
+        if not meta_raw:
+            return None
+        meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
+        members = sorted(m.decode() for m in members_raw)
+        seq_pipe = self.client.pipeline(transaction=False)
+        for rid in members:
+            seq_pipe.hget(self.key("rec", rid), "seq")
+        seqs = [int(s) if s is not None else 0 for s in seq_pipe.execute()]
+        ordered = [rid for _, rid in sorted(zip(seqs, members))]
+        return {"cluster_id": current, "merged_into": current if current != cluster_id else None,
+                "founder_id": meta.get("founder"), "canonical_id": meta.get("canonical") or meta.get("founder"),
+                "size": len(ordered), "members": ordered[:max_members], "truncated": len(ordered) > max_members,
+                "created": meta.get("created"), "updated": meta.get("updated")}
+
     def load_states(self) -> list[RecordState]:
         """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""
         return [RecordState(rid, int(seq), founder.decode(), payload)

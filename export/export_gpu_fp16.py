@@ -93,7 +93,8 @@ def main() -> None:
         "file": name,
         "sha256": base.sha256_file(dst),
         "bytes": dst.stat().st_size,
-        "precision": {"variant": "fp16", "description": "fp16 weights and activations, fp32 I/O and normalisation"},
+        "precision": {"variant": "fp16",
+                      "description": "fp16 weights and activations (onnxruntime float16 converter), fp32 I/O"},
         "parity": parity(dst, module, tok, args.parity_n),
         "command": shlex.join(["python", "export/export_gpu_fp16.py", "--dim", str(args.dim)]),
     }

@@ -97,3 +97,19 @@ def test_missing_cuda_artifact_is_logged(cuda_listed: None, caplog: pytest.LogCa
             a.get("device") == "cuda" for a in json.loads(
                 (default_model_dir() / "manifest.json").read_text(encoding="utf-8"))["artifacts"]):
         assert any("export_gpu_fp16" in r.reason for r in caplog.records if r.name == "consumer.onnx_runtime")
+
+
+def test_bench_gpu_runs_on_a_cpu_only_machine() -> None:
+    """The one-command GPU benchmark runs here too: CPU rows measured, CUDA rows skipped with the reason."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_gpu.py"), "--records", "150",
+                          "--batch", "64", "--seconds", "5", "--skip-end-to-end"],
+                         capture_output=True, text=True, timeout=300, check=True, cwd=root)
+    report = json.loads(out.stdout)
+    assert report["devices"]["cpu"]["encoder/transformer"]["per_second"] > 0
+    assert report["static_encoder_cpu"]["p99_ms"] is not None
+    if rt.CUDA not in ort.get_available_providers():
+        assert "skipped" in report["devices"]["cuda"]

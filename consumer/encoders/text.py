@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,7 @@ class TextEncoder:
         self.on_gpu = on_gpu(self._session)
         self.bucketed_io = self.on_gpu if bucketed_io is None else bool(bucketed_io)
         self._buffers: dict[tuple[int, ...], tuple[Any, Any, Any, Any]] = {}
+        self._buffers_lock = threading.Lock()  # the buffers are shared state; plain `run` is thread-safe
         out = self._session.get_outputs()[0]
         self._output = out.name
         if isinstance(out.shape[-1], int) and out.shape[-1] != self._dim:
@@ -188,6 +190,11 @@ class TextEncoder:
         """One session call: plain ``run``, or I/O binding into this bucket's reused device buffers."""
         if not self.bucketed_io:
             return self._session.run([self._output], {"input_ids": ids, "attention_mask": mask})[0]
+        with self._buffers_lock:
+            return self._run_bound(ids, mask)
+
+    def _run_bound(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """`_run` via I/O binding (caller holds the lock): buffers per bucket shape, at most a few dozen."""
         import onnxruntime as ort
 
         key = ids.shape

@@ -96,7 +96,7 @@ def main() -> None:
         "precision": {"variant": "fp16",
                       "description": "fp16 weights and activations (onnxruntime float16 converter), fp32 I/O"},
         "parity": parity(dst, module, tok, args.parity_n),
-        "command": shlex.join(["python", "export/export_gpu_fp16.py", "--dim", str(args.dim)]),
+        "export_command": shlex.join(["python", "export/export_gpu_fp16.py", "--dim", str(args.dim)]),
     }
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a.get("name") != entry["name"]] + [entry]
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -113,3 +113,13 @@ def test_bench_gpu_runs_on_a_cpu_only_machine() -> None:
     assert report["static_encoder_cpu"]["p99_ms"] is not None
     if rt.CUDA not in ort.get_available_providers():
         assert "skipped" in report["devices"]["cuda"]
+
+
+@pytest.mark.skipif(rt.CUDA not in ort.get_available_providers(), reason="needs onnxruntime-gpu and a GPU")
+def test_cuda_encoder_matches_cpu() -> None:
+    """On a GPU machine: the fp16 artifact on the CUDA provider, bucketed I/O binding, same embeddings."""
+    gpu = TextEncoder(dim=64, device="cuda")
+    assert gpu.on_gpu and gpu.bucketed_io and gpu.entry.get("device") == "cuda"
+    cpu = TextEncoder(dim=64, device="cpu", threads=2)
+    a, b = cpu.encode(TEXTS), gpu.encode(TEXTS)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.995

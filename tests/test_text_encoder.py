@@ -140,7 +140,8 @@ def test_manifest_matches_committed_files() -> None:
         assert a["parity"]["mean_cosine"] >= 0.999 and a["parity"]["min_cosine"] >= 0.995
         assert a["source"]["upstream_model"] == "sentence-transformers/all-MiniLM-L6-v2"
         assert a["source"]["license"] == "Apache-2.0"
-        assert a["export_command"].startswith("python export/export_text_encoder.py")
+        script = "export_gpu_fp16.py" if a.get("device") == "cuda" else "export_text_encoder.py"
+        assert a["export_command"].startswith(f"python export/{script}")
 
 
 def test_device_selection() -> None:

@@ -190,3 +190,19 @@ def test_tiny_file_falls_back_to_rule_fusion(tmp_path: Path) -> None:
     d = pipe.assignments()
     pipe.close()
     assert d["1"] == d["2"] != d["3"]
+
+
+def test_labels_still_train_a_model_for_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dedup train` takes labels when a user has some; `explain-model` says what kind of model it is."""
+    src, truth_csv = tmp_path / "people.csv", tmp_path / "truth.csv"
+    truth = febrl_like(src, seed=7)
+    truth_csv.write_text("id,entity_id\n" + "".join(f"{r},{e}\n" for r, e in truth.items()))
+    model = tmp_path / "gbt.pkl"
+    assert main(["train", str(src), str(truth_csv), "--profile", "person", "--out", str(model)]) == 0
+    capsys.readouterr()
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__LEARNED_MODEL": str(model)})
+    summary, pipe = run_batch(src, tmp_path / "o.jsonl", settings, progress=False)
+    assert summary.model == {} and cluster_scores(pipe.assignments(), truth).f1 >= 0.9
+    pipe.close()
+    assert main(["explain-model", str(model)]) == 0
+    assert "trained classifier" in capsys.readouterr().out

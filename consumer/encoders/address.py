@@ -90,7 +90,7 @@ class AddressEncoder:
             columns=(*[c for f in PARTS for c in field_columns(f)], "addr_vec"),
             features=tuple(Feature(f, levels=levels) for f, (_, levels) in PARTS.items()),
             scores=(Score("address"),),
-            index=(IndexVector("addr_vec", ADDR_VEC, 0.7),),
+            index=(IndexVector("addr_vec", ADDR_VEC, 1.0),),
             index_only=("addr_vec",),
             coefficients={"address.weight": 0.35, "address.number": 0.2, "address.street": 0.3,
                           "address.line2": 0.1, "address.suburb": 0.2, "address.postcode": 0.2})
@@ -103,7 +103,8 @@ class AddressEncoder:
         vec = np.zeros((len(records), ADDR_VEC), np.float16)
         for i, r in enumerate(records):
             text = " ".join(p for p in (_code(r.role("street_number")), street_canonical(r.role("address_1")),
-                                        city_canonical(r.role("suburb")), _code(r.role("postcode"))) if p)
+                                        street_canonical(r.role("address_2")), city_canonical(r.role("suburb")),
+                                        _code(r.role("postcode"))) if p)
             if text:
                 padded = f"  {text} "
                 hashes = np.array([self._hash("av:" + padded[j: j + 3]) for j in range(len(padded) - 2)], np.int64)

@@ -206,3 +206,13 @@ def test_labels_still_train_a_model_for_the_profile(tmp_path: Path, capsys: pyte
     pipe.close()
     assert main(["explain-model", str(model)]) == 0
     assert "trained classifier" in capsys.readouterr().out
+
+
+def test_eval_reports_the_fitted_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, truth_csv = tmp_path / "people.csv", tmp_path / "truth.csv"
+    truth = febrl_like(src, seed=11, n_people=150)
+    truth_csv.write_text("id,entity_id\n" + "".join(f"{r},{e}\n" for r, e in truth.items()))
+    assert main(["eval", str(src), str(truth_csv), "--profile", "person", "--no-baselines"]) == 0
+    out = capsys.readouterr().out
+    assert "learned fusion (Fellegi-Sunter fitted without labels)" in out
+    assert "Fellegi-Sunter match weights" in out and "addr_postcode" in out

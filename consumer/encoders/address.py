@@ -17,13 +17,14 @@ Roles (profile.roles): street_number, address_1, address_2, suburb, postcode, st
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Score, nanmean_weighted
-from consumer.encoders.fields import FIELD_LEVELS, encode_fields, field_columns, field_similarity
+from consumer.encoders.fields import FIELD_LEVELS, FieldCodec, field_columns, field_similarity
 from consumer.normalize import city_canonical, fold
 from consumer.records import Record
 
@@ -78,6 +79,8 @@ class AddressEncoder:
 
     def __init__(self, hash_key: str):
         self._hash = KeyedHasher(hash_key)
+        self._fields = FieldCodec(self._hash)
+        self._vec = lru_cache(maxsize=100_000)(self._vector)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> AddressEncoder:
@@ -99,19 +102,27 @@ class AddressEncoder:
         cols: Columns = {}
         for feature, (role, _) in PARTS.items():
             values = [r.role(role) for r in records]
-            cols.update(encode_fields(values, self._hash, feature, NORMALISE[role]))
+            cols.update(self._fields.encode(values, feature, NORMALISE[role]))
         vec = np.zeros((len(records), ADDR_VEC), np.float16)
         for i, r in enumerate(records):
-            text = " ".join(p for p in (_code(r.role("street_number")), street_canonical(r.role("address_1")),
-                                        street_canonical(r.role("address_2")), city_canonical(r.role("suburb")),
-                                        _code(r.role("postcode"))) if p)
-            if text:
-                padded = f"  {text} "
-                hashes = np.array([self._hash("av:" + padded[j: j + 3]) for j in range(len(padded) - 2)], np.int64)
-                v = np.bincount(hashes % ADDR_VEC, minlength=ADDR_VEC).astype(np.float32)
-                vec[i] = v / float(np.linalg.norm(v))
+            key = tuple(r.role(role) for role in ("street_number", "address_1", "address_2", "suburb", "postcode"))
+            if any(key):
+                vec[i] = self._vec(key)
         cols["addr_vec"] = vec
         return cols
+
+    def _vector(self, key: tuple[str, ...]) -> np.ndarray:
+        """Hashed character-trigram counts of the address (number, streets, suburb, postcode), L2-normed."""
+        number, line1, line2, suburb, postcode = key
+        text = " ".join(p for p in (_code(number), street_canonical(line1), street_canonical(line2),
+                                    city_canonical(suburb), _code(postcode)) if p)
+        v = np.zeros(ADDR_VEC, np.float32)
+        if text:
+            padded = f"  {text} "
+            hashes = np.array([self._hash("av:" + padded[j: j + 3]) for j in range(len(padded) - 2)], np.int64)
+            v = np.bincount(hashes % ADDR_VEC, minlength=ADDR_VEC).astype(np.float32)
+            v /= float(np.linalg.norm(v))
+        return v
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

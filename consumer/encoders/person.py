@@ -27,8 +27,8 @@ from consumer.encoders.base import Columns, Contribution, Feature, KeyedHasher, 
 from consumer.encoders.fields import (
     FIELD_LEVELS,
     ONE_EDIT,
+    FieldCodec,
     deletion_hashes,
-    encode_fields,
     field_columns,
     field_similarity,
     one_edit,
@@ -70,6 +70,7 @@ class PersonEncoder:
 
     def __init__(self, hash_key: str):
         self._hash = KeyedHasher(hash_key)
+        self._fields = FieldCodec(self._hash)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> PersonEncoder:
@@ -91,9 +92,9 @@ class PersonEncoder:
 
     def encode(self, records: Sequence[Record]) -> Columns:
         cols: Columns = {}
-        cols.update(encode_fields([r.role("given_name") for r in records], self._hash, "given", _name, "pname"))
-        cols.update(encode_fields([r.role("surname") for r in records], self._hash, "surname", _name, "pname"))
-        cols.update(encode_fields([r.role("phone") for r in records], self._hash, "phone", _phone))
+        cols.update(self._fields.encode([r.role("given_name") for r in records], "given", _name, "pname"))
+        cols.update(self._fields.encode([r.role("surname") for r in records], "surname", _name, "pname"))
+        cols.update(self._fields.encode([r.role("phone") for r in records], "phone", _phone))
         n = len(records)
         dob_h = np.zeros(n, np.uint32)
         dob_swap = np.zeros(n, np.uint32)

@@ -216,3 +216,25 @@ def test_eval_reports_the_fitted_weights(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "learned fusion (Fellegi-Sunter fitted without labels)" in out
     assert "Fellegi-Sunter match weights" in out and "addr_postcode" in out
+
+
+def test_person_columns_survive_the_state_store_round_trip(tmp_path: Path) -> None:
+    """The service persists every record's columns and rebuilds from them: the new columns must too."""
+    from consumer.artifacts import build_pipeline
+    from consumer.batch import iter_records
+    from consumer.records import Record
+
+    src = tmp_path / "people.csv"
+    febrl_like(src, n_people=40)
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"})
+    records = [r for _, r in iter_records(src, settings) if isinstance(r, Record)]
+    pipe = build_pipeline(settings)
+    pipe.process(records)
+    states = pipe.snapshot(range(len(pipe.store)))
+    again = build_pipeline(settings, text_encoder=pipe.text)
+    assert again.restore(states) == len(records)
+    for name in ("addr_street_dels", "given_h", "dob_dels", "addr_vec"):
+        assert np.array_equal(again.store.column(name), pipe.store.column(name))
+    assert again.assignments() == pipe.assignments()
+    pipe.close()
+    again.close()

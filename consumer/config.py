@@ -219,9 +219,16 @@ class Settings:
 
 BUILTIN_PROFILES: dict[str, ProfileSettings] = {
     "crm-signup": ProfileSettings(),
+    # FEBRL-style person files. The whole name feeds the index and the name score; the person and address
+    # plug-ins compare each field on its own (what fitting without labels needs, consumer/unsupervised.py).
+    # date_of_birth and phone are used when the file has them, never required.
     "person": ProfileSettings(
-        name="person", id_field="id", name_fields=["given_name", "surname"], city_fields=["suburb"],
-        key_fields=["postcode"], browser_field=None, os_field=None, login_times_field=None,
+        name="person", id_field="id", name_fields=["given_name", "surname"], city_fields=[],
+        key_fields=[], browser_field=None, os_field=None, login_times_field=None,
+        roles={r: r for r in ("given_name", "surname", "date_of_birth", "phone", "street_number", "address_1",
+                              "address_2", "suburb", "postcode", "state")},
+        encoders=["text", "names", "consumer.encoders.person:PersonEncoder",
+                  "consumer.encoders.address:AddressEncoder"],
     ),
 }
 

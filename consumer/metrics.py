@@ -63,6 +63,14 @@ class Metrics:
             ["topic", "partition"], registry=r,
         )
         self.ready = Gauge("dedup_ready", "1 when /readyz would answer 200, else 0.", registry=r)
+        self.replica_records = Counter(
+            "dedup_replica_records", "Records decided by other members and absorbed from the changelog.",
+            registry=r)
+        self.replica_seconds = Counter(
+            "dedup_replica_seconds", "Seconds spent reading and absorbing other members' records.", registry=r)
+        self.startup_seconds = Gauge(
+            "dedup_startup_seconds", "Seconds the last state load took (snapshot + changelog tail, or Redis).",
+            registry=r)
         for stage in STAGES:
             self.stage_seconds.labels(stage=stage)
         for event_type in EVENT_TYPES:
@@ -77,6 +85,11 @@ class Metrics:
         """One micro-batch's seconds per stage (`StageTimer.since`), under the pipeline's stage names."""
         for stage, value in seconds.items():
             self.stage_seconds.labels(stage=stage).observe(value)
+
+    def observe_sync(self, records: int, seconds: float) -> None:
+        """One changelog sync: how many foreign records it absorbed and how long it took."""
+        self.replica_records.inc(records)
+        self.replica_seconds.inc(seconds)
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:

@@ -57,6 +57,7 @@ from consumer.logs import kafka_logger
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.records import Record
+from consumer.replica import Replica
 from consumer.service_batch import Batch, assemble, outputs_of
 from consumer.service_guard import (
     decide_guarded,
@@ -65,6 +66,7 @@ from consumer.service_guard import (
     set_aside,
     set_aside_id_conflicts,
 )
+from consumer.service_sync import late_link_outputs, late_link_write
 from consumer.state import restore
 from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
@@ -134,6 +136,8 @@ class Service:
         self._artifacts: Artifacts | None = None
         self._fp_key = fingerprint_key(settings.encoders.hash_key)
         self.pipe: Pipeline | None = None
+        #: Where this member is in the changelog of the whole group's writes (consumer/replica.py).
+        self.replica = Replica()
         self.member: GroupMember | None = None
         self.producer: TrackedProducer | None = None
         self.dlq: DeadLetterSink | None = None
@@ -244,8 +248,12 @@ class Service:
         self.health.set_index_loaded(False)
         pipe = self._new_pipeline()
         t0 = time.perf_counter()
+        # The log position first: whatever is written during the scan is in the scan and/or the tail,
+        # and the tail skips records already held.
+        position = self._retry("redis", "read log position", self.store.log_length)
         states = self._retry("redis", "load state", self.store.load_states)
         n = restore(pipe, states)
+        self.replica = Replica(position)
         self.metrics.declare_stages(pipe.batch_stages)
         old, self.pipe = self.pipe, pipe
         if old is not None:
@@ -272,9 +280,8 @@ class Service:
         try:
             if not self._reload_needed:
                 self._check_count = False
-                stored = self._retry("redis", "count records", self.store.record_count)
-                if self.pipe is not None and stored == len(self.pipe.store):
-                    return
+                self._sync()  # another member may have written records meanwhile: the log has them
+                return
             self._load_state()
         finally:
             if self.member is not None:
@@ -323,6 +330,7 @@ class Service:
         self._inflight = batch
         t0 = time.perf_counter()
         try:
+            self._sync(batch)  # decide with everything the other members wrote so far
             self._decide(batch)
             self._store(batch)
             self._deliver(batch)
@@ -358,6 +366,7 @@ class Service:
     def _decide_once(self, batch: Batch) -> None:
         assert self.pipe is not None
         batch.events.clear()
+        batch.alt_events.clear()
         batch.replay_ids.clear()
         before = self.pipe.timer.totals()
         # The batch's ahead-of-time encoding stays valid across a state reload (encoders are deterministic);
@@ -400,7 +409,10 @@ class Service:
                 batch.events.update(outputs_of(self._retry("redis", "read stored events",
                                                            lambda: self.store.stored_events(conflicts), batch)))
                 self._reload_needed = True
+            for rid in write.demoted:  # its merges were done by another member a moment before
+                batch.events[rid] = batch.alt_events[rid]
         batch.stored = True
+        self.replica.note_own(d.row for d in batch.decisions if d.outcome != "replay")
         self.metrics.index_size.set(len(self.pipe.store))
 
     def _deliver(self, batch: Batch) -> None:
@@ -480,6 +492,55 @@ class Service:
         else:
             self.member.idle(seconds, self.health.beat)
 
+    # -- the group's other writes ------------------------------------------------------------------------
+    def _sync(self, batch: Batch | None = None) -> None:
+        """Tail the changelog: absorb the records and merges other members wrote, and link this member's
+        own recent records to simultaneous twins decided elsewhere (late links: Redis, then events)."""
+        pipe = self.pipe
+        if pipe is None or self._reload_needed:
+            return
+        t0 = time.perf_counter()
+        absorbed = 0
+        while True:
+            entries = self._retry("redis", "read changelog",
+                                  lambda: self.store.read_log(self.replica.position), batch)
+            if not entries:
+                break
+            need = Replica.unknown(pipe, entries)
+            states = (self._retry("redis", "fetch states", lambda n=need: self.store.fetch_states(n), batch)
+                      if need else {})
+            start = self.replica.position
+            result = self.replica.apply(pipe, entries, states)
+            absorbed += result.absorbed
+            applied = []
+            for link in result.links:
+                write = late_link_write(link)
+                self._retry("redis", "write late link",
+                            lambda w=write: self.store.write_batch(w, utc_iso(time.time())), batch)
+                if write.applied_merges:
+                    applied.append(link)
+            if applied:
+                self._send_now(late_link_outputs(applied, pipe, start, time.time()), batch)
+            if result.links:
+                log.info("late links", extra={"found": len(result.links), "applied": len(applied)})
+        if absorbed:
+            self.metrics.observe_sync(absorbed, time.perf_counter() - t0)
+            self.metrics.index_size.set(len(pipe.store))
+
+    def _send_now(self, outputs: list[Any], batch: Batch | None) -> None:
+        assert self.producer is not None
+        producer, topic = self.producer, self.svc.events_topic
+
+        def send() -> int:
+            for out in outputs:
+                producer.produce(topic, out.value, out.key, [("dedup.event.type", out.event_type),
+                                                             ("dedup.event.id", out.event_id)])
+            return producer.flush_and_check(timeout=2.0)
+
+        self._retry("kafka", "produce late-link events", send, batch)
+        for out in outputs:
+            self.metrics.events.labels(type=out.event_type).inc()
+
     def _update_lag(self) -> None:
         now = time.monotonic()
         if now >= self._next_lag and self.member is not None:
@@ -491,6 +552,10 @@ class Service:
 
     def _idle_checks(self) -> None:
         self._update_lag()
+        try:
+            self._sync()  # keep the replica current while idle (the consistency window stays short)
+        except Abandoned:
+            pass
         now = time.monotonic()
         if now < self._next_idle_check:
             return

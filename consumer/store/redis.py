@@ -9,6 +9,8 @@ Keys (prefix `p`, e.g. `dedup:`):
     p clmeta:<cluster id>  hash  founder, canonical, size, created, updated
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
     p seq                  int   records written so far (the global arrival sequence)
+    p log                  list  changelog: 'r<record id>' per new record, 'm<n>:<founder><founder>' per
+                                 applied merge (founder record ids), in write order (tailed by every consumer's replica)
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
     p meta                 hash  model_version, config_version of the last writer
 
@@ -48,15 +50,27 @@ class BatchWrite:
         self.canon: dict[str, str] = {}
         self.offsets: dict[str, int] = {}
         self.blobs: list[bytes] = []
+        #: Set by `write_batch`: how many of `merges` changed anything (the rest were already applied).
+        self.applied_merges = 0
+        #: Set by `write_batch`: records whose alternative events were stored (their merges were no-ops).
+        self.demoted: list[str] = []
 
-    def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "") -> None:
+    def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "",
+                   alt_events: Sequence[bytes] | None = None) -> None:
+        """`alt_events`: what to store instead when every merge this record's decision makes (added next
+        with `add_merge`) turns out to be done already (see the script's *demoted*)."""
         self.blobs.append(state.payload)
         self.blobs.append(b"[" + b",".join(events) + b"]")
         n = len(self.blobs)
-        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp])
+        alt = 0
+        if alt_events is not None:
+            self.blobs.append(b"[" + b",".join(alt_events) + b"]")
+            alt = len(self.blobs)
+        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp, alt])
 
-    def add_merge(self, surviving: str, absorbed: Sequence[str]) -> None:
-        self.merges.append([surviving, list(absorbed)])
+    def add_merge(self, surviving: str, absorbed: Sequence[str], of_last_record: bool = False) -> None:
+        """`of_last_record`: the merge is the decision of the record added last (it may be demoted)."""
+        self.merges.append([surviving, list(absorbed), len(self.recs) if of_last_record else 0])
 
     def set_canonical(self, cluster_id: str, canonical_id: str) -> None:
         self.canon[cluster_id] = canonical_id
@@ -100,7 +114,11 @@ class RedisStateStore:
         """
         args: list[Any] = [self.prefix, batch.token, now_iso, batch.ops_json(), *batch.blobs]
         out = self._apply(keys=[], args=args)
-        return int(out[0]), [x.decode() if isinstance(x, bytes) else str(x) for x in out[1:]]
+        batch.applied_merges = int(out[1])
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[3:]]
+        n_conflicts = int(out[2])
+        batch.demoted = ids[n_conflicts:]
+        return int(out[0]), ids[:n_conflicts]
 
     def set_meta(self, mapping: Mapping[str, str]) -> None:
         self.client.hset(self.key("meta"), mapping=dict(mapping))
@@ -132,6 +150,26 @@ class RedisStateStore:
     def record_count(self) -> int:
         """Records written so far (the global sequence counter)."""
         return int(self.client.get(self.key("seq")) or 0)
+
+    def log_length(self) -> int:
+        """Entries in the changelog (a position to tail from)."""
+        return int(self.client.llen(self.key("log")))
+
+    def read_log(self, start: int, limit: int = 5000) -> list[str]:
+        """Changelog entries from position `start` (0-based), at most `limit`."""
+        raw = self.client.lrange(self.key("log"), start, start + limit - 1)
+        return [x.decode() for x in raw]
+
+    def fetch_states(self, record_ids: Sequence[str]) -> dict[str, RecordState]:
+        """The stored state of these records (founder as of now: merges applied since are included)."""
+        pipe = self.client.pipeline(transaction=False)
+        for rid in record_ids:
+            pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload"])
+        out: dict[str, RecordState] = {}
+        for rid, (seq, founder, payload) in zip(record_ids, pipe.execute()):
+            if payload is not None:
+                out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
+        return out
 
     def _scan_records(self, fields: Sequence[str], count: int = 1000) -> Iterator[tuple[str, list[Any]]]:
         head = len(self.key("rec", ""))

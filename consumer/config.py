@@ -187,6 +187,11 @@ class ServiceSettings:
     event_schema: Literal["1", "2"] = "2"
     #: Start even with the public default `encoders.hash_key` (demos and tests only; docs/security.md).
     insecure_default_key: bool = False
+    #: Folder for replica snapshots (a volume; "" = none): a starting member loads the newest one plus the
+    #: changelog tail instead of rebuilding from Redis (docs/scale-out.md). Shared by members is fine.
+    snapshot_dir: str = ""
+    #: Seconds between snapshots while running (one is also written at a clean shutdown).
+    snapshot_interval_seconds: float = 300.0
 
 
 @dataclass

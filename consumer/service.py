@@ -67,6 +67,7 @@ from consumer.service_guard import (
     set_aside_id_conflicts,
 )
 from consumer.service_sync import late_link_outputs, late_link_write
+from consumer.snapshot import SnapshotInfo, load_snapshot, rss_bytes, save_snapshot
 from consumer.state import restore
 from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
@@ -150,6 +151,7 @@ class Service:
         self._check_count = False
         self._next_idle_check = 0.0
         self._next_lag = 0.0
+        self._next_snapshot = float("inf")
         self._last_warn: dict[str, float] = {}
         self._kafka_ok = False
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
@@ -222,6 +224,8 @@ class Service:
         return batch
 
     def _shutdown(self) -> None:
+        if self._stop and self._inflight is None and self._pending is None:
+            self._maybe_snapshot(force=True)  # a clean stop: the next start needs only the tail
         if self.member is not None:
             self.member.close()
         if self.producer is not None:
@@ -251,8 +255,15 @@ class Service:
         # The log position first: whatever is written during the scan is in the scan and/or the tail,
         # and the tail skips records already held.
         position = self._retry("redis", "read log position", self.store.log_length)
-        states = self._retry("redis", "load state", self.store.load_states)
-        n = restore(pipe, states)
+        snap = self._load_snapshot(pipe, position)
+        if snap is None and len(pipe.store):  # a snapshot half loaded, then refused: start clean
+            pipe.close(wait=False)
+            pipe = self._new_pipeline()
+        if snap is not None:
+            source, position = "snapshot", snap.position
+        else:
+            source = "redis"
+            restore(pipe, self._retry("redis", "load state", self.store.load_states))
         self.replica = Replica(position)
         self.metrics.declare_stages(pipe.batch_stages)
         old, self.pipe = self.pipe, pipe
@@ -268,12 +279,51 @@ class Service:
                       extra={"stored": meta.get("key_id"), "current": kid})
         self._retry("redis", "write meta", lambda: self.store.set_meta(
             {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid}))
+        self._reload_needed = self._check_count = False
+        self._sync()  # the changelog tail since the snapshot (or the scan): ready only once it is applied
         self.metrics.index_size.set(len(pipe.store))
         _freeze_survivors(thaw=True)  # the replaced pipeline, if any, is garbage now: collect it first
+        took = time.perf_counter() - t0
+        self.metrics.startup_seconds.set(took)
+        self._next_snapshot = time.monotonic() + self.svc.snapshot_interval_seconds
         self.health.set_index_loaded(True)
-        self._reload_needed = self._check_count = False
-        log.info("state loaded", extra={"records": n, "clusters": len(pipe.clusters.members),
-                                        "seconds": round(time.perf_counter() - t0, 3)})
+        log.info("state loaded", extra={"records": len(pipe.store), "clusters": len(pipe.clusters.members),
+                                        "source": source, "seconds": round(took, 3),
+                                        "rss_mb": round(rss_bytes() / 2**20)})
+
+    def _load_snapshot(self, pipe: Pipeline, log_length: int) -> SnapshotInfo | None:
+        """The newest usable snapshot into `pipe` (None: none, other settings, or newer than Redis's log,
+        i.e. Redis was reset since: then Redis is the truth)."""
+        if not self.svc.snapshot_dir:
+            return None
+        expect = {"config_version": pipe.config_version, "key_id": key_id(self.settings.encoders.hash_key),
+                  "redis_prefix": self.store.prefix}
+        try:
+            snap = load_snapshot(pipe, self.svc.snapshot_dir, expect)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("snapshot unreadable, loading from redis", extra={"error": type(exc).__name__})
+            snap = None
+        if snap is not None and snap.position > log_length:
+            log.warning("snapshot is ahead of redis (redis reset?), loading from redis")
+            return None
+        return snap
+
+    def _maybe_snapshot(self, force: bool = False) -> None:
+        """Write a snapshot when one is due (between batches: every row is in Redis then)."""
+        if (not self.svc.snapshot_dir or self.pipe is None or self._reload_needed
+                or not (force or time.monotonic() >= self._next_snapshot)):
+            return
+        self._next_snapshot = time.monotonic() + self.svc.snapshot_interval_seconds
+        t0 = time.perf_counter()
+        try:
+            info = save_snapshot(self.pipe, self.replica.position, self.svc.snapshot_dir, {
+                "config_version": self.pipe.config_version, "key_id": key_id(self.settings.encoders.hash_key),
+                "redis_prefix": self.store.prefix, "model_version": self.pipe.model_version})
+        except OSError as exc:
+            self._warn("snapshot", "snapshot not written", error=type(exc).__name__)
+            return
+        log.info("snapshot written", extra={"records": info.records, "position": info.position,
+                                            "seconds": round(time.perf_counter() - t0, 3)})
 
     def _maybe_reload(self) -> None:
         """Reload when this member's state diverged from Redis (a dropped batch, another member's writes)."""
@@ -338,6 +388,7 @@ class Service:
             self.member.mark_done(msgs)
             self.member.commit_done(sync=False)
             _freeze_survivors()
+            self._maybe_snapshot()
             self._update_lag()
             log.debug("batch done", extra={"messages": len(msgs), "dead": len(batch.dead), "replays":
                                            len(batch.replay_ids), "first_offset": msgs[0].offset(),

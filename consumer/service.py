@@ -152,6 +152,7 @@ class Service:
         self._next_idle_check = 0.0
         self._next_lag = 0.0
         self._next_snapshot = float("inf")
+        self.state_source = ""
         self._last_warn: dict[str, float] = {}
         self._kafka_ok = False
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
@@ -265,6 +266,8 @@ class Service:
             source = "redis"
             restore(pipe, self._retry("redis", "load state", self.store.load_states))
         self.replica = Replica(position)
+        #: Where the last state load came from: "snapshot" (+ changelog tail) or "redis" (a full rebuild).
+        self.state_source = source
         self.metrics.declare_stages(pipe.batch_stages)
         old, self.pipe = self.pipe, pipe
         if old is not None:

@@ -130,3 +130,36 @@ def test_simultaneous_twins_on_two_members_end_in_one_cluster(kafka_bootstrap: s
     assert store.verify() == []
     print(f"twin pairs {len(linked)}, late-link merge events {links}")
     assert not split, f"{len(split)}/{len(linked)} twin pairs in two clusters (merge events: {links})"
+
+
+def test_restart_from_snapshot_plus_changelog_tail(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                                   tmp_path: Path) -> None:
+    """A member stops (snapshot written), another member decides more records meanwhile, the first starts
+    again: it loads the snapshot, applies the changelog tail, and only then is ready, holding exactly what
+    Redis holds under the same cluster ids."""
+    _path, _truth, rows = crm_rows(700, 9, tmp_path)
+    topic, events, group = unique_topic("snap"), unique_topic("events"), unique_topic("g")
+    create_topics(kafka_bootstrap, [topic], partitions=2)
+    create_topics(kafka_bootstrap, [events])
+    store = RedisStateStore(redis_url, redis_prefix)
+    snaps = tmp_path / "snapshots"
+    with_snap = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix,
+                                 snapshot_dir=str(snaps))
+    plain = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
+    with running_service(with_snap):
+        produce_json(kafka_bootstrap, topic, rows[:400], key=_random_key)
+        wait_for(lambda: store.record_count() >= 400, 90, "400 records in redis")
+    assert (snaps / "CURRENT").exists()
+    with running_service(plain):
+        produce_json(kafka_bootstrap, topic, rows[400:600], key=_random_key)
+        wait_for(lambda: store.record_count() >= 600, 90, "600 records in redis")
+    with running_service(with_snap) as svc:
+        wait_for(lambda: http_get(svc.url + "/readyz")[0] == 200, 60, "ready")
+        assert svc.state_source == "snapshot"
+        assert len(svc.pipe.store) == 600  # 400 from the snapshot + 200 from the tail, before any input
+        assert svc.pipe.assignments() == dict(store.export_clusters())
+        produce_json(kafka_bootstrap, topic, rows[600:], key=_random_key)
+        wait_for(lambda: store.record_count() >= 700, 90, "700 records in redis")
+        startup = float(svc.metrics.startup_seconds._value.get())
+    assert store.verify() == []
+    print(f"start-up from snapshot + 200-record tail: {startup:.3f} s")

@@ -14,6 +14,7 @@ APPLY_BATCH = r"""
 --            record_number: 1-based position in recs of the record whose decision bridged, 0 = none)
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
+--   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
 -- Returns {new_records, merges applied (not already done), #conflicts, conflicting record ids...,
 -- demoted record ids...}. A record whose bridging merges were all done already (another member merged the
 -- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
@@ -127,6 +128,9 @@ for cid, canonical in pairs(ops.canon) do
 end
 for c, _ in pairs(touched) do
   redis.call('HSET', p .. 'clmeta:' .. c, 'size', redis.call('SCARD', p .. 'cl:' .. c), 'updated', now)
+end
+for lid, layout in pairs(ops.layouts or {}) do
+  redis.call('HSETNX', p .. 'layouts', lid, layout)
 end
 for tp, off in pairs(ops.offsets) do
   local cur = tonumber(redis.call('HGET', p .. 'offsets', tp) or '-1')

@@ -13,6 +13,7 @@ Keys (prefix `p`, e.g. `dedup:`):
                                  applied merge (founder record ids), in write order (tailed by every consumer's replica)
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
     p meta                 hash  model_version, config_version of the last writer
+    p layouts              hash  payload layout id -> column layout JSON (consumer/store/record_state.py)
 
 Why one Lua script per batch instead of MULTI/WATCH: the script runs atomically on the server and can resolve
 clusters that another consumer merged meanwhile (forward pointers), so concurrent writers never need a retry
@@ -22,6 +23,7 @@ is a no-op (each record carries its batch token). No raw field value is ever wri
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ import orjson
 import redis
 
 from consumer.store.lua import APPLY_BATCH
-from consumer.store.record_state import RecordState
+from consumer.store.record_state import LAYOUTS, RecordState, layout_of, register_layout
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS"]
 
@@ -50,6 +52,8 @@ class BatchWrite:
         self.canon: dict[str, str] = {}
         self.offsets: dict[str, int] = {}
         self.blobs: list[bytes] = []
+        #: Payload layouts the batch's records use (layout id -> JSON), stored once in `layouts`.
+        self.layouts: dict[str, str] = {}
         #: Set by `write_batch`: how many of `merges` changed anything (the rest were already applied).
         self.applied_merges = 0
         #: Set by `write_batch`: records whose alternative events were stored (their merges were no-ops).
@@ -59,12 +63,15 @@ class BatchWrite:
                    alt_events: Sequence[bytes] | None = None) -> None:
         """`alt_events`: what to store instead when every merge this record's decision makes (added next
         with `add_merge`) turns out to be done already (see the script's *demoted*)."""
+        lid = layout_of(state.payload)
+        if lid is not None and lid not in self.layouts:
+            self.layouts[str(lid)] = LAYOUTS[lid].decode()
         self.blobs.append(state.payload)
-        self.blobs.append(b"[" + b",".join(events) + b"]")
+        self.blobs.append(pack_events(events))
         n = len(self.blobs)
         alt = 0
         if alt_events is not None:
-            self.blobs.append(b"[" + b",".join(alt_events) + b"]")
+            self.blobs.append(pack_events(alt_events))
             alt = len(self.blobs)
         self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp, alt])
 
@@ -82,7 +89,17 @@ class BatchWrite:
     def ops_json(self) -> bytes:
         # cjson decodes {} and [] alike; an empty mapping must still iterate as a table in Lua.
         return orjson.dumps({"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
-                             "offsets": self.offsets or {}})
+                             "offsets": self.offsets or {}, "layouts": self.layouts or {}})
+
+
+def pack_events(events: Sequence[bytes]) -> bytes:
+    """A record's stored events: "Z" + zlib of the JSON list (event JSON compresses ~2x; replays only)."""
+    return b"Z" + zlib.compress(b"[" + b",".join(events) + b"]", 6)
+
+
+def unpack_events(raw: bytes) -> list[Any]:
+    """Stored events as parsed JSON (also the uncompressed "[...]" lists written before issue 12)."""
+    return orjson.loads(zlib.decompress(raw[1:]) if raw[:1] == b"Z" else raw)
 
 
 class RedisStateStore:
@@ -136,7 +153,7 @@ class RedisStateStore:
         out: dict[str, list[bytes]] = {}
         for rid, raw in zip(ids, pipe.execute()):
             if raw is not None:
-                out[rid] = [orjson.dumps(e) for e in orjson.loads(raw)]
+                out[rid] = [orjson.dumps(e) for e in unpack_events(raw)]
         return out
 
     def stored_fingerprints(self, record_ids: Iterable[str]) -> dict[str, str]:
@@ -160,8 +177,14 @@ class RedisStateStore:
         raw = self.client.lrange(self.key("log"), start, start + limit - 1)
         return [x.decode() for x in raw]
 
+    def load_layouts(self) -> None:
+        """Register every payload layout stored (so payloads written by other members can be decoded)."""
+        for lid, layout in self.client.hgetall(self.key("layouts")).items():
+            register_layout(int(lid), layout)
+
     def fetch_states(self, record_ids: Sequence[str]) -> dict[str, RecordState]:
         """The stored state of these records (founder as of now: merges applied since are included)."""
+        self.load_layouts()
         pipe = self.client.pipeline(transaction=False)
         for rid in record_ids:
             pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload"])
@@ -194,6 +217,7 @@ class RedisStateStore:
 
     def load_states(self) -> list[RecordState]:
         """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""
+        self.load_layouts()
         return [RecordState(rid, int(seq), founder.decode(), payload)
                 for rid, (seq, founder, payload) in self._scan_records(["seq", "founder", "payload"])]
 

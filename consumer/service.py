@@ -561,11 +561,12 @@ class Service:
             if not entries:
                 break
             need = Replica.unknown(pipe, entries)
-            states = (self._retry("redis", "fetch states", lambda n=need: self.store.fetch_states(n), batch)
-                      if need else {})
+            states, written = (self._retry("redis", "fetch states", lambda n=need: self.store.fetch_states(n),
+                                           batch) if need else ({}, {}))
             start = self.replica.position
             result = self.replica.apply(pipe, entries, states)
             absorbed += result.absorbed
+            self.metrics.observe_replica_lag(written.values(), time.time())
             applied = []
             for link in result.links:
                 write = late_link_write(link)

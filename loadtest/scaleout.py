@@ -75,6 +75,21 @@ def metric(port: int, name: str) -> float:
         return float("nan")
 
 
+def replica_lag(port: int) -> dict[str, float]:
+    """Mean and ~p50/p99 (histogram bucket upper bounds) of the member's consistency window."""
+    try:
+        samples = scrape(f"http://127.0.0.1:{port}")
+    except OSError:
+        return {}
+    total = sum(v for n, _l, v in samples if n == "dedup_replica_lag_seconds_sum")
+    count = sum(v for n, _l, v in samples if n == "dedup_replica_lag_seconds_count")
+    buckets = sorted((float(lab["le"]), v) for n, lab, v in samples if n == "dedup_replica_lag_seconds_bucket")
+    out = {"count": count, "mean_ms": round(1000 * total / count, 1) if count else float("nan")}
+    for q in (0.5, 0.99):
+        out[f"p{int(q * 100)}_ms_at_most"] = next((1000 * le for le, c in buckets if c >= q * count), float("nan"))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=6400)
@@ -159,7 +174,8 @@ def main() -> int:
             per_member = [{"port": port, "absorbed": metric(port, "dedup_replica_records_total"),
                            "absorb_seconds": round(metric(port, "dedup_replica_seconds_total"), 2),
                            "decided": metric(port, "dedup_records_total"),
-                           "startup_seconds": round(metric(port, "dedup_startup_seconds"), 2)} for p, port in alive]
+                           "startup_seconds": round(metric(port, "dedup_startup_seconds"), 2),
+                           "replica_lag": replica_lag(port)} for p, port in alive]
             problems = store.verify()
             final = dict(store.export_clusters())
         finally:

@@ -182,17 +182,20 @@ class RedisStateStore:
         for lid, layout in self.client.hgetall(self.key("layouts")).items():
             register_layout(int(lid), layout)
 
-    def fetch_states(self, record_ids: Sequence[str]) -> dict[str, RecordState]:
-        """The stored state of these records (founder as of now: merges applied since are included)."""
+    def fetch_states(self, record_ids: Sequence[str]) -> tuple[dict[str, RecordState], dict[str, str]]:
+        """The stored state of these records (founder as of now: merges applied since are included), and
+        when each was written (the writer's ISO time: the replica's consistency window is measured on it)."""
         self.load_layouts()
         pipe = self.client.pipeline(transaction=False)
         for rid in record_ids:
-            pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload"])
+            pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload", "written"])
         out: dict[str, RecordState] = {}
-        for rid, (seq, founder, payload) in zip(record_ids, pipe.execute()):
+        written: dict[str, str] = {}
+        for rid, (seq, founder, payload, when) in zip(record_ids, pipe.execute()):
             if payload is not None:
                 out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
-        return out
+                written[rid] = (when or b"").decode()
+        return out, written
 
     def _scan_records(self, fields: Sequence[str], count: int = 1000) -> Iterator[tuple[str, list[Any]]]:
         head = len(self.key("rec", ""))

@@ -86,6 +86,7 @@ class Replica:
         """Apply log entries in order; returns what was absorbed and the late links found on the way."""
         out = SyncResult()
         run: list[RecordState] = []
+        in_run: set[str] = set()
 
         def flush() -> None:
             if run:
@@ -94,6 +95,7 @@ class Replica:
                 if self.pending_own:
                     out.links.extend(self.late_links(pipe, rows))
                 run.clear()
+                in_run.clear()
 
         row_of = pipe.store.row_of
         for entry in entries:
@@ -106,8 +108,9 @@ class Replica:
                     if row in self.pending_own:
                         flush()  # the foreign records before it were written before it: score them first
                         self.pending_own.discard(row)
-                elif rid in states and all(s.record_id != rid for s in run):
+                elif rid in states and rid not in in_run:
                     run.append(states[rid])
+                    in_run.add(rid)
             elif kind == "m":
                 flush()
                 out.merges += self.apply_merge(pipe, *parse_merge(entry))

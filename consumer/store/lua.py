@@ -93,8 +93,13 @@ for ri, r in ipairs(ops.recs) do
       founder = redis.call('HGET', meta, 'founder')
     end
     local seq = redis.call('INCR', p .. 'seq')
+    -- Small fields only in the hash, so Redis keeps it in its compact listpack encoding (a hash with one
+    -- value over hash-max-listpack-value, 64 bytes by default, becomes a hashtable: ~800 bytes more);
+    -- the payload and the stored events are plain strings beside it.
     redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', token,
-               'payload', ARGV[4 + r[4]], 'events', ARGV[4 + r[5]], 'written', now, 'fp', r[6] or '')
+               'written', now, 'fp', r[6] or '')
+    redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
+    redis.call('SET', p .. 'ev:' .. rid, ARGV[4 + r[5]])
     redis.call('SADD', p .. 'cl:' .. c, rid)
     redis.call('RPUSH', p .. 'log', 'r' .. rid)
     touched[c] = true
@@ -115,7 +120,7 @@ local demoted = {}
 for i, n in pairs(bridged) do
   local r = ops.recs[i]
   if n == 0 and fresh[i] and (r[7] or 0) > 0 then
-    redis.call('HSET', p .. 'rec:' .. r[1], 'events', ARGV[4 + r[7]])
+    redis.call('SET', p .. 'ev:' .. r[1], ARGV[4 + r[7]])
     table.insert(demoted, r[1])
   end
 end

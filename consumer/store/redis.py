@@ -2,9 +2,12 @@
 
 Keys (prefix `p`, e.g. `dedup:`):
 
-    p rec:<record id>      hash  seq, founder, cluster, payload (vectors/keyed hashes), events (JSON list
-                                 of the exact event bytes sent for it), batch (write token), written,
+    p rec:<record id>      hash  seq, founder, cluster, batch (write token), written,
                                  fp (keyed content fingerprint: tells a replay from an id conflict)
+                                 (small values only: Redis keeps the hash in its compact encoding)
+    p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
+    p ev:<record id>       str   the exact event bytes sent for it (zlib JSON list; `pack_events`)
+                                 (before issue 12 payload and events were fields of rec:<id>: still read)
     p cl:<cluster id>      set   member record ids
     p clmeta:<cluster id>  hash  founder, canonical, size, created, updated
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
@@ -149,9 +152,12 @@ class RedisStateStore:
         ids = list(dict.fromkeys(record_ids))
         pipe = self.client.pipeline(transaction=False)
         for rid in ids:
-            pipe.hget(self.key("rec", rid), "events")
+            pipe.get(self.key("ev", rid))
+            pipe.hget(self.key("rec", rid), "events")  # where records written before issue 12 keep them
+        res = pipe.execute()
         out: dict[str, list[bytes]] = {}
-        for rid, raw in zip(ids, pipe.execute()):
+        for rid, raw, old in zip(ids, res[0::2], res[1::2]):
+            raw = raw if raw is not None else old
             if raw is not None:
                 out[rid] = [orjson.dumps(e) for e in unpack_events(raw)]
         return out
@@ -189,26 +195,41 @@ class RedisStateStore:
         pipe = self.client.pipeline(transaction=False)
         for rid in record_ids:
             pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload", "written"])
+            pipe.get(self.key("pl", rid))
+        res = pipe.execute()
         out: dict[str, RecordState] = {}
         written: dict[str, str] = {}
-        for rid, (seq, founder, payload, when) in zip(record_ids, pipe.execute()):
-            if payload is not None:
+        for rid, (seq, founder, old, when), payload in zip(record_ids, res[0::2], res[1::2]):
+            payload = payload if payload is not None else old
+            if payload is not None and seq is not None:
                 out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
                 written[rid] = (when or b"").decode()
         return out, written
 
-    def _scan_records(self, fields: Sequence[str], count: int = 1000) -> Iterator[tuple[str, list[Any]]]:
+    def _scan_records(self, fields: Sequence[str], count: int = 1000,
+                      payload: bool = False) -> Iterator[tuple[str, list[Any]]]:
+        """(record id, values of `fields`) per record; `payload`: the payload appended (its own key since
+        issue 12; the hash's `payload` field before)."""
         head = len(self.key("rec", ""))
         pattern = _glob_escape(self.key("rec", "")) + "*"
         batch: list[bytes] = []
+        names = [*fields, "payload"] if payload else list(fields)
 
         def flush() -> Iterator[tuple[str, list[Any]]]:
             pipe = self.client.pipeline(transaction=False)
             for k in batch:
-                pipe.hmget(k, list(fields))
-            for k, values in zip(batch, pipe.execute()):
-                if values[0] is not None:
-                    yield k[head:].decode(), values
+                pipe.hmget(k, names)
+                if payload:
+                    pipe.get(self.key("pl", k[head:].decode()))
+            res = pipe.execute()
+            step = 2 if payload else 1
+            for i, k in enumerate(batch):
+                values = res[i * step]
+                if values[0] is None:
+                    continue
+                if payload:
+                    values = [*values[:-1], res[i * step + 1] if res[i * step + 1] is not None else values[-1]]
+                yield k[head:].decode(), values
             batch.clear()
 
         for key in self.client.scan_iter(match=pattern, count=count):
@@ -222,7 +243,8 @@ class RedisStateStore:
         """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""
         self.load_layouts()
         return [RecordState(rid, int(seq), founder.decode(), payload)
-                for rid, (seq, founder, payload) in self._scan_records(["seq", "founder", "payload"])]
+                for rid, (seq, founder, payload) in self._scan_records(["seq", "founder"], payload=True)
+                if payload is not None]
 
     def export_clusters(self) -> Iterator[tuple[str, str]]:
         """(record id, cluster id) for every record (`dedup export-clusters`)."""

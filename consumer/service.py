@@ -66,7 +66,7 @@ from consumer.service_guard import (
     set_aside,
     set_aside_id_conflicts,
 )
-from consumer.service_sync import late_link_outputs, late_link_write
+from consumer.service_sync import clusters_to_resolve, freshen, late_link_outputs, late_link_write
 from consumer.snapshot import SnapshotInfo, load_snapshot, rss_bytes, save_snapshot
 from consumer.state import restore
 from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
@@ -432,6 +432,12 @@ class Service:
             "redis", "read fingerprints", lambda: self.store.stored_fingerprints(ids), batch))
         pipe = self.pipe
         self.metrics.observe_stages(pipe.timer.since(before, pipe.batch_stages))
+        fresh = [d for d in batch.decisions if d.outcome != "replay"]
+        ids = clusters_to_resolve(fresh)
+        if ids:  # name clusters as Redis knows them now (another member may have merged them meanwhile)
+            where = self._retry("redis", "resolve clusters", lambda: self.store.resolve_clusters(ids), batch)
+            if freshen(fresh, where):
+                log.debug("decisions renamed to current clusters")
         assemble(batch, pipe, time.time())
         if batch.replay_ids:
             stored = self._retry("redis", "read stored events",

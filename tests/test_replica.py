@@ -78,3 +78,24 @@ def test_twins_decided_apart_are_linked_by_the_later_writer(recs: list[Record]) 
     ra.apply(a, [merge_entry(x.record_id, y.record_id)], {})
     rb.apply(b, [merge_entry(x.record_id, y.record_id)], {})
     assert a.assignments()[y.record_id] == a.assignments()[x.record_id] == b.assignments()[x.record_id]
+
+
+def test_freshen_names_clusters_as_redis_knows_them() -> None:
+    """A bridge decided on a stale replica: ids resolved, Redis's survivor rule, nothing announced twice."""
+    from consumer.pipeline import Decision, Match
+    from consumer.service_sync import clusters_to_resolve, freshen
+
+    m = Match("r0", "cl_x", 0.97, "match", {})
+    bridge = Decision("r1", "cl_s", "r0", "merged", 5, ["cl_a", "cl_x"], [m])
+    join = Decision("r2", "cl_x", "r0", "joined", 6, [], [])
+    new = Decision("r3", "cl_r3", "r3", "new", 7, [], [])
+    assert clusters_to_resolve([bridge, join, new]) == {"cl_s", "cl_a", "cl_x"}
+    # cl_x was merged into cl_a elsewhere; cl_a's founder is older than cl_s's.
+    where = {"cl_s": ("cl_s", 40), "cl_a": ("cl_a", 3), "cl_x": ("cl_a", 3)}
+    assert freshen([bridge, join, new], where) == 2
+    assert (bridge.cluster_id, bridge.merged_cluster_ids, bridge.outcome) == ("cl_a", ["cl_s"], "merged")
+    assert (join.cluster_id, join.outcome) == ("cl_a", "joined") and m.cluster_id == "cl_a"
+    # Both sides already one cluster in Redis: the bridge becomes a join (no second merge event).
+    again = Decision("r4", "cl_s", "r0", "merged", 8, ["cl_a"], [])
+    freshen([again], {"cl_s": ("cl_a", 3), "cl_a": ("cl_a", 3)})
+    assert (again.cluster_id, again.merged_cluster_ids, again.outcome) == ("cl_a", [], "joined")

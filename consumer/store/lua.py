@@ -146,3 +146,25 @@ for _, rid in ipairs(conflicts) do table.insert(out, rid) end
 for _, rid in ipairs(demoted) do table.insert(out, rid) end
 return out
 """
+
+RESOLVE_CLUSTERS = r"""
+-- ARGV[1] prefix, ARGV[2..] cluster ids. Returns {resolved id, founder seq or -1, ...} per id: where each
+-- cluster lives now (after merges elsewhere: forward pointers) and how old its founder is (the merge rule:
+-- the older founder survives). Read-only.
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local c = ARGV[i]
+  for _ = 1, 64 do
+    local nxt = redis.call('GET', p .. 'fwd:' .. c)
+    if not nxt then break end
+    c = nxt
+  end
+  local seq = -1
+  local f = redis.call('HGET', p .. 'clmeta:' .. c, 'founder')
+  if f then seq = tonumber(redis.call('HGET', p .. 'rec:' .. f, 'seq') or '-1') end
+  table.insert(out, c)
+  table.insert(out, seq)
+end
+return out
+"""

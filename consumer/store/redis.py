@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import redis
 
-from consumer.store.lua import APPLY_BATCH
+from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
 from consumer.store.record_state import LAYOUTS, RecordState, layout_of, register_layout
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS"]
@@ -114,6 +114,7 @@ class RedisStateStore:
         self.client = client or redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                                      socket_connect_timeout=min(socket_timeout, 2.0))
         self._apply = self.client.register_script(APPLY_BATCH)
+        self._resolve = self.client.register_script(RESOLVE_CLUSTERS)
 
     def key(self, kind: str, ident: str | None = None) -> str:
         """`key("rec", rid)` -> "<prefix>rec:<rid>"; `key("rec", "")` -> the "<prefix>rec:" namespace."""
@@ -139,6 +140,15 @@ class RedisStateStore:
         n_conflicts = int(out[2])
         batch.demoted = ids[n_conflicts:]
         return int(out[0]), ids[:n_conflicts]
+
+    def resolve_clusters(self, cluster_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """cluster id -> (where it lives now, its founder's seq; -1 = not in Redis yet)."""
+        ids = list(dict.fromkeys(cluster_ids))
+        if not ids:
+            return {}
+        out = self._resolve(keys=[], args=[self.prefix, *ids])
+        return {cid: ((out[2 * i].decode() if isinstance(out[2 * i], bytes) else str(out[2 * i])), int(out[2 * i + 1]))
+                for i, cid in enumerate(ids)}
 
     def set_meta(self, mapping: Mapping[str, str]) -> None:
         self.client.hset(self.key("meta"), mapping=dict(mapping))

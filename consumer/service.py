@@ -284,6 +284,7 @@ class Service:
             {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid}))
         self._reload_needed = self._check_count = False
         self._sync()  # the changelog tail since the snapshot (or the scan): ready only once it is applied
+        pipe.blocker.settle()  # and the index holds all of it (inserts run on a background thread)
         self.metrics.index_size.set(len(pipe.store))
         _freeze_survivors(thaw=True)  # the replaced pipeline, if any, is garbage now: collect it first
         took = time.perf_counter() - t0

@@ -33,7 +33,7 @@ from consumer.keeper import choose_canonical
 from consumer.records import Record
 from consumer.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
-from consumer.store.record_state import RecordState, decode_payload, encode_rows
+from consumer.store.record_state import RecordState, decode_payloads, encode_rows
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline"]
 
@@ -352,10 +352,8 @@ class Pipeline:
         items = sorted(states, key=lambda s: s.seq)
         if not items:
             return np.zeros(0, np.int64)
-        decoded = [decode_payload(s.payload) for s in items]
-        cols = {k: np.stack([d[0][k] for d in decoded]) for k in decoded[0][0]}
-        rows = self.store.append([s.record_id for s in items], cols,
-                                 np.array([d[1] for d in decoded], np.float32), np.array([d[2] for d in decoded]))
+        cols, completeness, recency = decode_payloads([s.payload for s in items])
+        rows = self.store.append([s.record_id for s in items], cols, completeness, recency)
         row_of, cluster_of, members = self.store.row_of, self.clusters.cluster_of, self.clusters.members
         touched: set[int] = set()
         for s, row in zip(items, rows):

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-__all__ = ["RecordState", "cluster_id_for", "encode_rows", "decode_payload", "LAYOUTS", "register_layout",
-           "UnknownLayout"]
+__all__ = ["RecordState", "cluster_id_for", "encode_rows", "decode_payload", "decode_payloads", "LAYOUTS",
+           "register_layout", "UnknownLayout"]
 
 MAGIC = b"DP\x02\x00"
 _HEAD = struct.Struct("<4sIfd")
@@ -105,3 +105,40 @@ def decode_payload(payload: bytes) -> tuple[dict[str, np.ndarray], float, float]
         cols[name] = np.frombuffer(payload, dt, count=count, offset=offset).reshape(shape).copy()
         offset += count * dt.itemsize
     return cols, float(meta["c"]), float(meta["r"])
+
+
+_STRUCT: dict[int, np.dtype] = {}
+
+
+def _struct_of(lid: int) -> np.dtype:
+    """The packed record dtype of a layout (parsed once per layout, not once per record)."""
+    dt = _STRUCT.get(lid)
+    if dt is None:
+        layout = LAYOUTS.get(lid)
+        if layout is None:
+            raise UnknownLayout(lid)
+        dt = np.dtype([(name, np.dtype(dtype), tuple(shape)) for name, (dtype, shape) in orjson.loads(layout).items()])
+        _STRUCT[lid] = dt
+    return dt
+
+
+def decode_payloads(payloads: list[bytes]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Many payloads at once: (columns with the record on the first axis, completeness, recency).
+
+    Why: the replica absorbs every other member's records; decoding them one by one (a JSON layout and a
+    numpy view per column per record) cost more than deciding a record (benchmarks/absorb_cost.py). Format-2
+    payloads of one layout are decompressed and viewed as one packed array; anything else goes one by one."""
+    if not payloads:
+        return {}, np.zeros(0, np.float32), np.zeros(0)
+    heads = [_HEAD.unpack_from(p) if p[:4] == MAGIC else None for p in payloads]
+    lids = {h[1] for h in heads if h is not None}
+    if len(lids) == 1 and all(h is not None for h in heads):
+        dt = _struct_of(lids.pop())
+        body = b"".join(zlib.decompress(p[_HEAD.size:]) for p in payloads)
+        arr = np.frombuffer(body, dt)
+        cols = {name: np.ascontiguousarray(arr[name]) for name in dt.names or ()}
+        return (cols, np.array([h[2] for h in heads if h is not None], np.float32),
+                np.array([h[3] for h in heads if h is not None]))
+    decoded = [decode_payload(p) for p in payloads]
+    cols = {k: np.stack([d[0][k] for d in decoded]) for k in decoded[0][0]}
+    return cols, np.array([d[1] for d in decoded], np.float32), np.array([d[2] for d in decoded])

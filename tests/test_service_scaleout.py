@@ -8,15 +8,26 @@ elsewhere is a candidate here, and twins decided at the same moment by two membe
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from harness.kafka import consume_all, create_topics, produce_json, unique_topic
-from harness.service import check_events, crm_rows, http_get, running_service, service_settings, wait_for
+from harness.service import (
+    ServiceProcess,
+    check_events,
+    crm_rows,
+    http_get,
+    running_service,
+    service_settings,
+    wait_for,
+)
 
 from consumer.batch import run_batch
 from consumer.config import load_settings
@@ -30,10 +41,11 @@ def _random_key(_row: object) -> bytes:
     return uuid.uuid4().bytes
 
 
-def test_three_members_match_batch(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
-                                   tmp_path: Path) -> None:
-    """3 members ready before the first record, 6 partitions, random keys, paced: F1 close to batch, every
-    record in exactly one cluster, no merge applied twice."""
+def test_three_members_kill9_and_a_new_member_match_batch(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                                          tmp_path: Path) -> None:
+    """3 members ready before the first record, 6 partitions, random keys, ~500 records/s; one member (a real
+    process) is killed with SIGKILL at 40% and a new member joins at 60%: F1 close to batch, every record in
+    exactly one cluster, no cluster absorbed by two merge events, repeated events repeat their bytes."""
     n = 1200
     path, truth, rows = crm_rows(n, 12, tmp_path)
     _summary, pipe = run_batch(path, tmp_path / "batch.jsonl", load_settings(env={}), progress=False)
@@ -45,27 +57,40 @@ def test_three_members_match_batch(kafka_bootstrap: str, redis_url: str, redis_p
     create_topics(kafka_bootstrap, [events])
     store = RedisStateStore(redis_url, redis_prefix)
     s = [service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix) for _ in range(3)]
-    with running_service(s[0]) as a, running_service(s[1]) as b, running_service(s[2]) as c:
-        members = (a, b, c)
-        wait_for(lambda: all(m.member is not None and m.member.assigned for m in members), 60,
-                 "every member has partitions")
-        wait_for(lambda: all(http_get(m.url + "/readyz")[0] == 200 for m in members), 30, "all ready")
-        t0 = time.monotonic()
-        for i in range(0, n, 100):  # ~500 records/s
-            produce_json(kafka_bootstrap, topic, rows[i:i + 100], key=_random_key)
-            time.sleep(max(0.0, t0 + (i + 100) / 500 - time.monotonic()))
-        wait_for(lambda: store.record_count() >= n, 120, f"{n} records in redis")
-        wait_for(lambda: all(len(m.pipe.store) >= n for m in members if m.pipe is not None), 30,
-                 "every replica holds every record")
-        absorbed = [int(m.metrics.replica_records._value.get()) for m in members]
-        assert all(x > 0 for x in absorbed), absorbed  # each member absorbed the others' records
+    doomed = ServiceProcess(["--kafka", kafka_bootstrap, "--redis", redis_url, "--input-topic", topic,
+                             "--events-topic", events, "--group", group, "--redis-prefix", redis_prefix],
+                            tmp_path / "doomed.log").start()
+    try:
+        with contextlib.ExitStack() as stack:
+            a = stack.enter_context(running_service(s[0]))
+            b = stack.enter_context(running_service(s[1]))
+            wait_for(lambda: http_get(doomed.url + "/readyz")[0] == 200, 90,
+                     "the process member ready (" + doomed.log_tail(3) + ")")
+            wait_for(lambda: all(http_get(m.url + "/readyz")[0] == 200 for m in (a, b)), 60, "all ready")
+            members = [a, b]
+            t0 = time.monotonic()
+            for i in range(0, n, 100):  # ~500 records/s
+                if i == 500:
+                    doomed.signal(signal.SIGKILL)
+                if i == 700:
+                    members.append(stack.enter_context(running_service(s[2])))
+                produce_json(kafka_bootstrap, topic, rows[i:i + 100], key=_random_key)
+                time.sleep(max(0.0, t0 + (i + 100) / 500 - time.monotonic()))
+            wait_for(lambda: store.record_count() >= n, 120, f"{n} records in redis")
+            wait_for(lambda: all(m.pipe is not None and len(m.pipe.store) >= n for m in members), 60,
+                     "every replica holds every record")
+            absorbed = [int(m.metrics.replica_records._value.get()) for m in members]
+            assert all(x > 0 for x in absorbed), absorbed  # each member absorbed the others' records
+    finally:
+        doomed.stop()
     assert store.verify() == []
     final = dict(store.export_clusters())
     assert len(final) == n
     stream_f1 = cluster_scores(final, truth).f1
     values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=20) if m.value is not None]
     check_events(values)  # schema, same id -> same bytes, no cluster absorbed by two merge events
-    print(f"pairwise F1 batch {batch_f1:.4f} 3 members {stream_f1:.4f} absorbed {absorbed}")
+    assert {orjson.loads(v)["record_id"] for v in values} >= set(final)  # every record has its events
+    print(f"pairwise F1 batch {batch_f1:.4f} 3 members + kill -9 + new member {stream_f1:.4f} absorbed {absorbed}")
     assert stream_f1 >= batch_f1 - 0.02, (stream_f1, batch_f1)
 
 

@@ -618,6 +618,9 @@ class Service:
             self._sync()  # keep the replica current while idle (the consistency window stays short)
         except Abandoned:
             pass
+        finally:
+            if self.member is not None:
+                self.member.resume()  # a retry above paused the partitions while Redis was away
         now = time.monotonic()
         if now < self._next_idle_check:
             return

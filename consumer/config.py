@@ -192,6 +192,11 @@ class ServiceSettings:
     api: bool = True
     #: Most members a cluster look-up lists (`limit` may ask for fewer; `truncated` says when cut).
     api_max_members: int = 1000
+    #: Folder for replica snapshots (a volume; "" = none): a starting member loads the newest one plus the
+    #: changelog tail instead of rebuilding from Redis (docs/scale-out.md). Shared by members is fine.
+    snapshot_dir: str = ""
+    #: Seconds between snapshots while running (one is also written at a clean shutdown).
+    snapshot_interval_seconds: float = 300.0
 
 
 @dataclass

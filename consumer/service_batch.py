@@ -6,6 +6,7 @@ clocks other than the `now` it is given: what a batch *means* is decided here, h
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class Batch:
     #: record id -> its events (new records: built now; replays: from their bytes stored in Redis)
     events: dict[str, list[Output]] = field(default_factory=dict)
     replay_ids: list[str] = field(default_factory=list)
+    #: record id -> its events without `clusters.merged`, sent instead when Redis says every merge its
+    #: decision makes was already done by another member (`BatchWrite.demoted`).
+    alt_events: dict[str, list[Output]] = field(default_factory=dict)
     stored: bool = False
     acked: bool = False
     abandoned: bool = False
@@ -173,9 +177,17 @@ def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
             d, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version, now=now,
             schema_version=pipe.settings.service.event_schema)]
         batch.events[d.record_id] = events
-        write.add_record(st, st.cluster_id, [e.value for e in events], fps.get(d.record_id, ""))
+        alt = None
         if d.merged_cluster_ids:
-            write.add_merge(d.cluster_id, d.merged_cluster_ids)
+            joined = dataclasses.replace(d, outcome="joined", merged_cluster_ids=[])
+            alt = [Output.from_event(e) for e in build_events(
+                joined, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version,
+                now=now, schema_version=pipe.settings.service.event_schema)]
+            batch.alt_events[d.record_id] = alt
+        write.add_record(st, st.cluster_id, [e.value for e in events], fps.get(d.record_id, ""),
+                         None if alt is None else [e.value for e in alt])
+        if d.merged_cluster_ids:
+            write.add_merge(d.cluster_id, d.merged_cluster_ids, of_last_record=True)
         founder_row = pipe.store.row_of[st.founder_id]
         write.set_canonical(cluster_id_for(st.founder_id), ids[pipe.canonical[founder_row]])
     # In-batch repeats of a record decided in this batch are not replays from Redis.

@@ -161,3 +161,23 @@ def test_image_parity_with_torch(image_model) -> None:  # noqa: ANN001
         ref = head(torch.from_numpy(pix)).numpy()
     got = image_model.embed(pix)
     assert np.abs(ref - got).max() < 1e-4
+
+
+def test_keeper_keeps_the_better_listing(image_model) -> None:  # noqa: ANN001
+    """Q-SemDeDup: the canonical listing is the fuller one with the sharper photo, not the first."""
+    from consumer.artifacts import build_pipeline
+    from consumer.generate.photos import Look, draw_product, jpeg_bytes
+
+    s = load_settings(env={}, profile="listing")
+    photo = draw_product(Look("bottle", (200, 30, 40), (20, 20, 20), "Acme", 3))
+    poor = {"listing_id": "A", "title": "Acme AquaPure Water 500ml 6-Pack",
+            "image": base64.b64encode(jpeg_bytes(photo.resize((96, 96)), 40)).decode()}
+    good = {"listing_id": "B", "title": "ACME aquapure water 0.5 L (pack of 6)", "brand": "Acme", "price": "4.99",
+            "category": "drinks", "description": "Still mineral water.",
+            "image": base64.b64encode(jpeg_bytes(photo.resize((512, 512)), 95)).decode()}
+    recs = [attach_image(parse_record(r, s.profile, s.limits), None, s.limits.max_image_bytes)[0]
+            for r in (poor, good)]
+    with build_pipeline(s, image_encoder=image_model) as pipe:
+        decisions = pipe.process(recs)
+    assert decisions[1].cluster_id == decisions[0].cluster_id
+    assert decisions[1].canonical_id == "B"

@@ -2,9 +2,9 @@
 
 An *entity* is one product variant (a line in one capacity/size/colour). Its first listing has the
 variant's packshot; duplicate listings by other sellers rewrite the title (order, case, unit style
-"500ml"/"0.5 L", "1TB"/"1000 GB", colour synonyms, marketing noise, the brand left out), copy and edit
-the photo (resize, recompress, crop, colour shift, text overlay) or re-shoot it, or have none, and move
-the price. Hard negatives come for free and on purpose: variants of a line share the line's look (a
+"500ml"/"0.5 L", "1TB"/"1000 GB", colour synonyms, marketing noise, the brand left out), copy the photo
+as it is or edited (resize, recompress, crop, colour shift, text overlay) or re-shoot it, or have none,
+and move the price. Hard negatives come for free and on purpose: variants of a line share the line's look (a
 128GB and a 256GB phone have the same photo), and some sellers use a sibling variant's stock photo.
 
 Nothing from the matcher is imported (the title parser included): the benchmark must not share lookup
@@ -189,8 +189,8 @@ def generate_listings(out_dir: Path, n_records: int, seed: int, image_dir: str =
             img = draw_product(v.look)
             if v.sibling_looks and rng.random() < 0.08:  # a sibling variant's stock photo
                 img = draw_product(rng.choice(v.sibling_looks))
-            if k > 0:
-                for edit in rng.sample(EDITS, rng.choice((1, 1, 2))):
+            if k > 0:  # a copy: unedited (the same stock photo, recompressed below) or with 1-2 edits
+                for edit in rng.sample(EDITS, rng.choice((0, 1, 1, 2))):
                     img = edit_photo(img, edit, rng)
         elif pick < 0.8:
             img = draw_product(v.look, shot=k)

@@ -20,6 +20,7 @@ from typing import Any
 from consumer.artifacts import build_pipeline
 from consumer.config import Settings
 from consumer.io.files import InputError, JsonlWriter, check_input, check_outputs_distinct, read_rows
+from consumer.listing import IMAGE_ROLE, attach_image
 from consumer.normalize import fold
 from consumer.pipeline import Pipeline
 from consumer.records import Record, Rejected, RejectError, parse_record
@@ -54,17 +55,27 @@ class BatchSummary:
                 **({"model": self.model} if self.model else {})}
 
 
-def iter_records(path: str | Path, settings: Settings, fmt: str | None = None
-                 ) -> Iterator[tuple[int, Record | Rejected]]:
-    """Validated records (or reasoned rejects) from a file, in file order."""
+def iter_records(path: str | Path, settings: Settings, fmt: str | None = None,
+                 warnings: Counter[str] | None = None) -> Iterator[tuple[int, Record | Rejected]]:
+    """Validated records (or reasoned rejects) from a file, in file order. A profile with an `image` role
+    gets each listing's image attached (paths relative to the file's folder, `consumer.listing`); an image
+    that cannot be used is counted in `warnings` and leaves the modality absent."""
+    images = IMAGE_ROLE in settings.profile.roles
+    base_dir = Path(path).resolve().parent
     for pos, row in read_rows(path, fmt, settings.limits.max_record_bytes):
         if isinstance(row, Rejected):
             yield pos, row
             continue
         try:
-            yield pos, parse_record(row, settings.profile, settings.limits)
+            rec = parse_record(row, settings.profile, settings.limits)
         except RejectError as exc:
             yield pos, Rejected(exc.reason, exc.detail, exc.record_id, pos)
+            continue
+        if images:
+            rec, warning = attach_image(rec, base_dir, settings.limits.max_image_bytes)
+            if warning and warnings is not None:
+                warnings[warning] += 1
+        yield pos, rec
 
 
 def unreadable_fields(rec: Record) -> list[str]:
@@ -105,7 +116,7 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
 
         def batches() -> Iterator[list[Record]]:
             batch: list[Record] = []
-            for pos, item in iter_records(input_path, settings, fmt):
+            for pos, item in iter_records(input_path, settings, fmt, summary.warnings):
                 if isinstance(item, Rejected):
                     summary.rejected += 1
                     summary.reject_reasons[item.reason] += 1

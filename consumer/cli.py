@@ -44,11 +44,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from consumer.generate import write_crm
-
     out = Path(args.out)
     truth = Path(args.truth) if args.truth else out.with_suffix(".truth.csv")
-    write_crm(out, truth, args.n_records, args.seed)
+    if args.profile == "listing":  # photos are written beside the CSV, in <stem>-images/
+        from consumer.generate.listings import write_listings
+
+        write_listings(out, truth, args.n_records, args.seed)
+    else:
+        from consumer.generate import write_crm
+
+        write_crm(out, truth, args.n_records, args.seed)
     print(json.dumps({"records": str(out), "truth": str(truth), "n_records": args.n_records,
                       "seed": args.seed}))
     return 0
@@ -162,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-level", default="WARNING")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("generate", help="write synthetic CRM signups plus a ground-truth file")
+    p = sub.add_parser("generate", help="write synthetic CRM signups (or listings) plus a ground-truth file")
     p.add_argument("out", help="output CSV")
+    p.add_argument("--profile", choices=["crm-signup", "listing"], default="crm-signup",
+                   help="what to generate: CRM signups, or product listings with photos (in <OUT stem>-images/)")
     p.add_argument("--truth", help="truth CSV (default: OUT with .truth.csv)")
     p.add_argument("-n", "--n-records", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)

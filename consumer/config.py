@@ -161,6 +161,10 @@ class LimitSettings:
     max_field_chars: int = 512
     max_record_bytes: int = 65536
     max_logins: int = 5000
+    #: Largest image file (or decoded base64 image) a listing may carry; larger ones make the image modality
+    #: absent with a warning (consumer/listing.py). A base64 image in a message must also fit
+    #: `max_record_bytes`.
+    max_image_bytes: int = 10_000_000
 
 
 @dataclass
@@ -234,6 +238,15 @@ BUILTIN_PROFILES: dict[str, ProfileSettings] = {
                               "address_2", "suburb", "postcode", "state")},
         encoders=["text", "names", "consumer.encoders.person:PersonEncoder",
                   "consumer.encoders.address:AddressEncoder"],
+    ),
+    # Product listings (docs/listings.md): title/brand/category/price through the title encoder, the
+    # photo (a file path or base64 bytes) through the ONNX image encoder.
+    "listing": ProfileSettings(
+        name="listing", id_field="listing_id", name_fields=[], city_fields=[], key_fields=[],
+        browser_field=None, os_field=None, login_times_field=None,
+        roles={"title": "title", "description": "description", "brand": "brand", "price": "price",
+               "currency": "currency", "category": "category", "seller_id": "seller_id", "image": "image"},
+        encoders=["title", "image"],
     ),
 }
 
@@ -407,6 +420,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "clustering.keeper_alpha": (0, 1),
     "encoders.text_dim": (1, 4096), "encoders.threads": (1, 4096),
     "limits.max_field_chars": (1, None), "limits.max_record_bytes": (1, None), "limits.max_logins": (0, None),
+    "limits.max_image_bytes": (1, None),
     "service.max_batch": (1, None), "service.max_wait_ms": (0, None), "service.http_port": (0, 65535),
     "service.stall_seconds": (0.001, None), "service.api_max_members": (1, 100_000),
 }

@@ -34,6 +34,8 @@ from consumer.encoders.base import Encoder, nanmean_weighted
 __all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "manifest_path"]
 
 NAME_GATE = 0.35
+#: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json); others use the default.
+PACKAGED_MODELS = {"listing": "fusion-listing"}
 #: Legacy per-modality rule weights (`fusion.weight_<modality>`); other modalities use `fusion.weights`.
 _LEGACY_WEIGHTS = ("text", "behaviour", "device")
 
@@ -143,12 +145,14 @@ class LearnedModel:
         return digest
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> LearnedModel:
-        """Load a model file (None = the default shipped in the package)."""
+    def load(cls, path: str | Path | None = None, profile: str | None = None) -> LearnedModel:
+        """Load a model file (None = the default shipped in the package for `profile`: listings have their
+        own, `PACKAGED_MODELS`)."""
         try:
             if path is None:
-                blob = (resources.files("consumer") / "data" / "fusion-default.pkl").read_bytes()
-                manifest = (resources.files("consumer") / "data" / "fusion-default.json").read_bytes()
+                stem = PACKAGED_MODELS.get(profile or "", "fusion-default")
+                blob = (resources.files("consumer") / "data" / f"{stem}.pkl").read_bytes()
+                manifest = (resources.files("consumer") / "data" / f"{stem}.json").read_bytes()
             else:
                 blob = Path(path).read_bytes()
                 manifest = _read_manifest(Path(path))

@@ -25,7 +25,7 @@ from consumer.clustering import ClusterState, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.cores import usable_cores
-from consumer.encoders import build_encoders, omitted_features, profile_encoders
+from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.frequencies import FrequencyTable
 from consumer.fusion import Fuser, LearnedModel
@@ -95,7 +95,7 @@ class Pipeline:
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
-                 encode_in_background: bool = False):
+                 encode_in_background: bool = False, image_encoder: Any = None):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
         mode) are loaded outside and handed in (`consumer.artifacts.build_pipeline` does both).
 
@@ -107,12 +107,12 @@ class Pipeline:
         self.settings = settings
         self.encode_in_background = encode_in_background
         cores = usable_cores()
-        if text_encoder is None and "text" in profile_encoders(settings):
+        if text_encoder is None and needs_text_model(settings):
             raise ValueError("the profile uses the text encoder: pass a loaded one (text_encoder=) or build the "
                              "pipeline with consumer.artifacts.build_pipeline, which loads it")
         self.text = text_encoder
         #: The profile's modalities; everything below is derived from their contributions.
-        self.encoders = build_encoders(settings, {"text_encoder": text_encoder})
+        self.encoders = build_encoders(settings, {"text_encoder": text_encoder, "image_encoder": image_encoder})
         contribs = [e.contribution for e in self.encoders]
         #: Stage-timer name per encoder ("encode_<name>" unless it declares one).
         self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]

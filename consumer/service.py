@@ -259,7 +259,8 @@ class Service(ReplicaDuties):
             self._artifacts = load_artifacts(self.settings, text_encoder=self._text_encoder,
                                              encode_in_background=True)
         a = self._artifacts
-        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True)
+        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True,
+                        image_encoder=a.image_encoder)
 
     def _load_state(self) -> None:
         """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""

@@ -7,6 +7,7 @@ clocks other than the `now` it is given: what a batch *means* is decided here, h
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from confluent_kafka import Message
 from consumer.clustering import cluster_id_for
 from consumer.config import Settings
 from consumer.io.events import Source, build_events
+from consumer.listing import IMAGE_ROLE, attach_image
 from consumer.pipeline import Decision, Encoded, Pipeline
 from consumer.records import Record, RejectError, parse_record
 from consumer.state import record_states
 from consumer.store.redis import BatchWrite
+
+log = logging.getLogger("dedup.service")
 
 __all__ = ["PROFILE_HEADER", "DeadLetter", "Output", "Batch", "decode_message", "source_of", "assemble", "outputs_of"]
 
@@ -150,9 +154,15 @@ def decode_message(msg: Message, settings: Settings) -> Record | DeadLetter:
     except orjson.JSONDecodeError as exc:
         return DeadLetter(msg, "malformed_json", "decode", f"not valid JSON ({exc.msg})")
     try:
-        return parse_record(row, settings.profile, settings.limits)
+        rec = parse_record(row, settings.profile, settings.limits)
     except RejectError as exc:
         return DeadLetter(msg, exc.reason, "validate", exc.detail)
+    if IMAGE_ROLE in settings.profile.roles:
+        # An unusable image leaves the modality absent (consumer/listing.py says why); logged by code only.
+        rec, warning = attach_image(rec, None, settings.limits.max_image_bytes)
+        if warning:
+            log.warning("listing image not used", extra={"reason": warning, "record_id": rec.record_id})
+    return rec
 
 
 def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:

@@ -159,10 +159,10 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
                   save_model: str | Path | None) -> Pipeline:
     """The run's pipeline; fits match weights to the input first where `needs_fit` says so."""
     from consumer.artifacts import load_text_encoder
-    from consumer.encoders import profile_encoders
+    from consumer.encoders import needs_text_model
     from consumer.unsupervised import fit_unsupervised, needs_fit, sample_records
 
-    text = load_text_encoder(settings, encode_in_background=True) if "text" in profile_encoders(settings) else None
+    text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
     if not needs_fit(settings, text):
         return build_pipeline(settings, text_encoder=text, encode_in_background=True)
     records = sample_records(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))

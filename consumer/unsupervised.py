@@ -24,7 +24,7 @@ from consumer.config import Settings
 from consumer.encoders import build_encoders
 from consumer.encoders.base import Encoder
 from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_fellegi_sunter
-from consumer.fusion import LearnedModel, ModelError
+from consumer.fusion import PACKAGED_MODELS, LearnedModel, ModelError
 from consumer.pipeline import Pipeline
 from consumer.records import Record
 
@@ -66,6 +66,8 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
     """Whether a run should fit weights to its input: learned fusion with no model file named, a profile
     whose encoders declare comparison levels, and a shipped model that does not fit its features."""
     if settings.fusion.mode != "learned" or settings.fusion.learned_model is not None:
+        return False
+    if settings.profile.name in PACKAGED_MODELS:  # the package ships a model trained for this profile
         return False
     encoders = build_encoders(settings, {"text_encoder": text_encoder})
     if not comparisons_of(encoders):

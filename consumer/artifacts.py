@@ -13,7 +13,7 @@ from typing import Any
 
 from consumer.config import Settings
 from consumer.cores import usable_cores
-from consumer.encoders import profile_encoders
+from consumer.encoders import needs_image_model, needs_text_model
 from consumer.fusion import LearnedModel
 from consumer.pipeline import Pipeline
 
@@ -26,6 +26,7 @@ class Artifacts:
 
     text_encoder: Any = None
     model: LearnedModel | None = None
+    image_encoder: Any = None
 
 
 def load_text_encoder(settings: Settings, *, encode_in_background: bool = False) -> Any:
@@ -39,20 +40,34 @@ def load_text_encoder(settings: Settings, *, encode_in_background: bool = False)
     return make_text_encoder(enc, threads=threads)
 
 
+def load_image_encoder(settings: Settings, *, encode_in_background: bool = False) -> Any:
+    """The ONNX image model of the manifest in `encoders.model_dir` (sha256-checked; onnxruntime and Pillow
+    are imported only for profiles with images)."""
+    from consumer.encoders.image import ImageModel
+
+    enc = settings.encoders
+    threads = enc.threads or (max(1, usable_cores() - 1) if encode_in_background else None)
+    return ImageModel(enc.model_dir, device=enc.device, threads=threads)
+
+
 def load_artifacts(settings: Settings, *, text_encoder: Any = None, model: LearnedModel | None = None,
-                   encode_in_background: bool = False) -> Artifacts:
+                   image_encoder: Any = None, encode_in_background: bool = False) -> Artifacts:
     """Load what `settings` need that was not passed in: the text encoder when the profile uses it, the
-    learned model (manifest-checked, `LearnedModel.load`) in learned fusion mode."""
-    if text_encoder is None and "text" in profile_encoders(settings):
+    image model when it has images, the learned model (manifest-checked, `LearnedModel.load`; a profile's
+    packaged default when none is configured) in learned fusion mode."""
+    if text_encoder is None and needs_text_model(settings):
         text_encoder = load_text_encoder(settings, encode_in_background=encode_in_background)
+    if image_encoder is None and needs_image_model(settings):
+        image_encoder = load_image_encoder(settings, encode_in_background=encode_in_background)
     if model is None and settings.fusion.mode == "learned":
-        model = LearnedModel.load(settings.fusion.learned_model)
-    return Artifacts(text_encoder, model)
+        model = LearnedModel.load(settings.fusion.learned_model, profile=settings.profile.name)
+    return Artifacts(text_encoder, model, image_encoder)
 
 
 def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: LearnedModel | None = None,
-                   encode_in_background: bool = False) -> Pipeline:
+                   image_encoder: Any = None, encode_in_background: bool = False) -> Pipeline:
     """`load_artifacts`, then the pure `Pipeline` around them."""
-    a = load_artifacts(settings, text_encoder=text_encoder, model=model,
+    a = load_artifacts(settings, text_encoder=text_encoder, model=model, image_encoder=image_encoder,
                        encode_in_background=encode_in_background)
-    return Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background)
+    return Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
+                    image_encoder=a.image_encoder)

@@ -7,6 +7,7 @@ file order. Same file, same order, same settings -> same clusters and ids.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from consumer.artifacts import build_pipeline
 from consumer.config import Settings
 from consumer.io.files import InputError, JsonlWriter, check_input, check_outputs_distinct, read_rows
+from consumer.listing import IMAGE_ROLE, attach_image
 from consumer.normalize import fold
 from consumer.pipeline import Pipeline
 from consumer.records import Record, Rejected, RejectError, parse_record
@@ -40,6 +42,8 @@ class BatchSummary:
     largest_cluster: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: How the run's fusion came about when it was not simply the configured one (fitted to the input).
+    model: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "rejected": self.rejected,
@@ -47,20 +51,31 @@ class BatchSummary:
                 "records_in_duplicate_clusters": self.duplicates, "largest_cluster": self.largest_cluster,
                 "seconds": round(self.seconds, 3),
                 "records_per_second": round(self.records / self.seconds, 1) if self.seconds else None,
-                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}}
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                **({"model": self.model} if self.model else {})}
 
 
-def iter_records(path: str | Path, settings: Settings, fmt: str | None = None
-                 ) -> Iterator[tuple[int, Record | Rejected]]:
-    """Validated records (or reasoned rejects) from a file, in file order."""
+def iter_records(path: str | Path, settings: Settings, fmt: str | None = None,
+                 warnings: Counter[str] | None = None) -> Iterator[tuple[int, Record | Rejected]]:
+    """Validated records (or reasoned rejects) from a file, in file order. A profile with an `image` role
+    gets each listing's image attached (paths relative to the file's folder, `consumer.listing`); an image
+    that cannot be used is counted in `warnings` and leaves the modality absent."""
+    images = IMAGE_ROLE in settings.profile.roles
+    base_dir = Path(path).resolve().parent
     for pos, row in read_rows(path, fmt, settings.limits.max_record_bytes):
         if isinstance(row, Rejected):
             yield pos, row
             continue
         try:
-            yield pos, parse_record(row, settings.profile, settings.limits)
+            rec = parse_record(row, settings.profile, settings.limits)
         except RejectError as exc:
             yield pos, Rejected(exc.reason, exc.detail, exc.record_id, pos)
+            continue
+        if images:
+            rec, warning = attach_image(rec, base_dir, settings.limits.max_image_bytes)
+            if warning and warnings is not None:
+                warnings[warning] += 1
+        yield pos, rec
 
 
 def unreadable_fields(rec: Record) -> list[str]:
@@ -79,9 +94,13 @@ def unreadable_fields(rec: Record) -> list[str]:
 
 def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, *,
               rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
-              pipeline: Pipeline | None = None) -> tuple[BatchSummary, Pipeline]:
-    """Process a whole file; returns the summary and the pipeline (its state, for evaluation)."""
-    pipe = pipeline or build_pipeline(settings, encode_in_background=True)
+              pipeline: Pipeline | None = None, save_model: str | Path | None = None
+              ) -> tuple[BatchSummary, Pipeline]:
+    """Process a whole file; returns the summary and the pipeline (its state, for evaluation).
+
+    With learned fusion, no model file, and a profile the shipped model does not fit (the `person`
+    profile), match weights are first fitted to the file itself without labels (`consumer.unsupervised`;
+    `save_model` keeps them as a model file for `--model` or the service)."""
     summary = BatchSummary()
     if rejects_path is None:
         rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
@@ -90,13 +109,14 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     check_outputs_distinct(input_path, out_path, rejects_path)
     if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
         raise InputError("--rejects is the same file as --out; choose another path")
+    pipe = pipeline or _pipeline_for(input_path, settings, fmt, summary, save_model)
     start = time.perf_counter()
     bar = _progress(progress)
     with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
 
         def batches() -> Iterator[list[Record]]:
             batch: list[Record] = []
-            for pos, item in iter_records(input_path, settings, fmt):
+            for pos, item in iter_records(input_path, settings, fmt, summary.warnings):
                 if isinstance(item, Rejected):
                     summary.rejected += 1
                     summary.reject_reasons[item.reason] += 1
@@ -133,6 +153,31 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
         log.warning("rejected rows", extra={"rejected": summary.rejected,
                                             "reasons": dict(summary.reject_reasons)})
     return summary, pipe
+
+
+def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
+                  save_model: str | Path | None) -> Pipeline:
+    """The run's pipeline; fits match weights to the input first where `needs_fit` says so."""
+    from consumer.artifacts import load_text_encoder
+    from consumer.encoders import needs_text_model
+    from consumer.unsupervised import fit_unsupervised, needs_fit, sample_records
+
+    text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
+    if not needs_fit(settings, text):
+        return build_pipeline(settings, text_encoder=text, encode_in_background=True)
+    records = sample_records(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
+    try:
+        model = fit_unsupervised(records, settings, text, source=Path(input_path).name)
+    except ValueError as exc:  # too small a file: judge it by the rule instead of guessing weights
+        log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
+        summary.model = {"fusion": "rule", "reason": str(exc)}
+        rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
+        return build_pipeline(rule, text_encoder=text, encode_in_background=True)
+    if save_model is not None:
+        model.save(save_model)
+    summary.model = {"fusion": "fellegi-sunter fitted without labels", **{
+        k: model.meta[k] for k in ("records", "candidate_pairs", "iterations", "lambda") if k in model.meta}}
+    return build_pipeline(settings, text_encoder=text, model=model, encode_in_background=True)
 
 
 def _progress(enabled: bool) -> Any:

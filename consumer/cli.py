@@ -44,11 +44,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from consumer.generate import write_crm
-
     out = Path(args.out)
     truth = Path(args.truth) if args.truth else out.with_suffix(".truth.csv")
-    write_crm(out, truth, args.n_records, args.seed)
+    if args.profile == "listing":  # photos are written beside the CSV, in <stem>-images/
+        from consumer.generate.listings import write_listings
+
+        write_listings(out, truth, args.n_records, args.seed)
+    else:
+        from consumer.generate import write_crm
+
+        write_crm(out, truth, args.n_records, args.seed)
     print(json.dumps({"records": str(out), "truth": str(truth), "n_records": args.n_records,
                       "seed": args.seed}))
     return 0
@@ -59,7 +64,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     summary, _ = run_batch(args.input, args.out, s, rejects_path=args.rejects, fmt=args.format,
-                           progress=not args.quiet)
+                           progress=not args.quiet, save_model=args.save_model)
     if s.encoders.hash_key == DEFAULT_HASH_KEY:  # after the run: an error stays the first (and only) line
         print("warning: encoders.hash_key is the public default; outputs are not protected by a secret "
               "key (set DEDUP_ENCODERS__HASH_KEY, see docs/security.md)", file=sys.stderr)
@@ -85,6 +90,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(json.dumps({"model": args.out, "manifest": str(manifest_path(args.out)), "sha256": digest,
                       **model.meta}))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit match weights to a file without labels (Fellegi-Sunter by EM) and write them as a model file."""
+    from consumer.artifacts import load_text_encoder
+    from consumer.batch import iter_records
+    from consumer.encoders import profile_encoders
+    from consumer.fusion import manifest_path
+    from consumer.records import Record
+    from consumer.unsupervised import explain_model, fit_unsupervised, sample_records
+
+    s = _settings(args)
+    text = load_text_encoder(s) if "text" in profile_encoders(s) else None
+    records = sample_records((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
+                             args.sample, args.seed)
+    model = fit_unsupervised(records, s, text, sample=args.sample, seed=args.seed, source=Path(args.input).name)
+    digest = model.save(args.out)
+    print(explain_model(model), file=sys.stderr)
+    print(json.dumps({"model": args.out, "manifest": str(manifest_path(args.out)), "sha256": digest,
+                      **{k: v for k, v in model.meta.items() if k != "used_features"}}))
+    return 0
+
+
+def cmd_explain_model(args: argparse.Namespace) -> int:
+    """What a model file learned: match weights per comparison level (Fellegi-Sunter), like Splink's chart."""
+    from consumer.fusion import LearnedModel
+    from consumer.unsupervised import explain_model
+
+    model = LearnedModel.load(args.model)
+    if args.json:
+        est = model.estimator
+        rows = est.explain() if hasattr(est, "explain") else []
+        print(json.dumps({"meta": model.meta, "levels": rows}, indent=2))
+    else:
+        print(explain_model(model))
     return 0
 
 
@@ -126,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-level", default="WARNING")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("generate", help="write synthetic CRM signups plus a ground-truth file")
+    p = sub.add_parser("generate", help="write synthetic CRM signups (or listings) plus a ground-truth file")
     p.add_argument("out", help="output CSV")
+    p.add_argument("--profile", choices=["crm-signup", "listing"], default="crm-signup",
+                   help="what to generate: CRM signups, or product listings with photos (in <OUT stem>-images/)")
     p.add_argument("--truth", help="truth CSV (default: OUT with .truth.csv)")
     p.add_argument("-n", "--n-records", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)
@@ -146,8 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects", help="rejected rows with reasons (default: OUT.rejects.jsonl)")
     p.add_argument("--model", help="learned fusion model file (default: the shipped one)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--save-model", help="where match weights fitted to INPUT without labels are kept (profiles "
+                                        "the shipped model does not fit, e.g. person)")
     _common(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("fit", help="fit match weights to a file without labels (Fellegi-Sunter, EM)")
+    p.add_argument("input", help="records of the profile (a sample of the stream, for the service)")
+    p.add_argument("--out", required=True, help="model file to write (with its sha256 manifest)")
+    p.add_argument("--sample", type=int, default=50_000, help="records used at most (a seeded sample)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("explain-model", help="print what a model learned: match weights per comparison level")
+    p.add_argument("model", help="model file (from `dedup fit`, `dedup batch --save-model` or `dedup train`)")
+    p.add_argument("--json", action="store_true", help="the table as JSON")
+    p.set_defaults(func=cmd_explain_model)
 
     p = sub.add_parser("train", help="fit the learned fusion model on a labelled file")
     p.add_argument("input")

@@ -161,6 +161,10 @@ class LimitSettings:
     max_field_chars: int = 512
     max_record_bytes: int = 65536
     max_logins: int = 5000
+    #: Largest image file (or decoded base64 image) a listing may carry; larger ones make the image modality
+    #: absent with a warning (consumer/listing.py). A base64 image in a message must also fit
+    #: `max_record_bytes`.
+    max_image_bytes: int = 10_000_000
 
 
 @dataclass
@@ -192,6 +196,11 @@ class ServiceSettings:
     api: bool = True
     #: Most members a cluster look-up lists (`limit` may ask for fewer; `truncated` says when cut).
     api_max_members: int = 1000
+    #: Folder for replica snapshots (a volume; "" = none): a starting member loads the newest one plus the
+    #: changelog tail instead of rebuilding from Redis (docs/scale-out.md). Shared by members is fine.
+    snapshot_dir: str = ""
+    #: Seconds between snapshots while running (one is also written at a clean shutdown).
+    snapshot_interval_seconds: float = 300.0
 
 
 @dataclass
@@ -219,9 +228,25 @@ class Settings:
 
 BUILTIN_PROFILES: dict[str, ProfileSettings] = {
     "crm-signup": ProfileSettings(),
+    # FEBRL-style person files. The whole name feeds the index and the name score; the person and address
+    # plug-ins compare each field on its own (what fitting without labels needs, consumer/unsupervised.py).
+    # date_of_birth and phone are used when the file has them, never required.
     "person": ProfileSettings(
-        name="person", id_field="id", name_fields=["given_name", "surname"], city_fields=["suburb"],
-        key_fields=["postcode"], browser_field=None, os_field=None, login_times_field=None,
+        name="person", id_field="id", name_fields=["given_name", "surname"], city_fields=[],
+        key_fields=[], browser_field=None, os_field=None, login_times_field=None,
+        roles={r: r for r in ("given_name", "surname", "date_of_birth", "phone", "street_number", "address_1",
+                              "address_2", "suburb", "postcode", "state")},
+        encoders=["text", "names", "consumer.encoders.person:PersonEncoder",
+                  "consumer.encoders.address:AddressEncoder"],
+    ),
+    # Product listings (docs/listings.md): title/brand/category/price through the title encoder, the
+    # photo (a file path or base64 bytes) through the ONNX image encoder.
+    "listing": ProfileSettings(
+        name="listing", id_field="listing_id", name_fields=[], city_fields=[], key_fields=[],
+        browser_field=None, os_field=None, login_times_field=None,
+        roles={"title": "title", "description": "description", "brand": "brand", "price": "price",
+               "currency": "currency", "category": "category", "seller_id": "seller_id", "image": "image"},
+        encoders=["title", "image"],
     ),
 }
 
@@ -395,6 +420,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "clustering.keeper_alpha": (0, 1),
     "encoders.text_dim": (1, 4096), "encoders.threads": (1, 4096),
     "limits.max_field_chars": (1, None), "limits.max_record_bytes": (1, None), "limits.max_logins": (0, None),
+    "limits.max_image_bytes": (1, None),
     "service.max_batch": (1, None), "service.max_wait_ms": (0, None), "service.http_port": (0, 65535),
     "service.stall_seconds": (0.001, None), "service.api_max_members": (1, 100_000),
 }

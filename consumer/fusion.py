@@ -34,6 +34,8 @@ from consumer.encoders.base import Encoder, nanmean_weighted
 __all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "manifest_path"]
 
 NAME_GATE = 0.35
+#: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json); others use the default.
+PACKAGED_MODELS = {"listing": "fusion-listing"}
 #: Legacy per-modality rule weights (`fusion.weight_<modality>`); other modalities use `fusion.weights`.
 _LEGACY_WEIGHTS = ("text", "behaviour", "device")
 
@@ -119,7 +121,8 @@ class LearnedModel:
             if unknown:
                 detail.append(f"this profile's encoders add {unknown}, which it was not trained on")
             raise ModelError("learned fusion model does not fit this pipeline: " + "; ".join(detail)
-                             + "; train one for this profile with `dedup train`, or use --fusion rule")
+                             + "; train one for this profile with `dedup train` (labels) or `dedup fit` (no labels), "
+                             "or use --fusion rule")
         return np.array([have.index(f) if f in have else -1 for f in self.used_features], np.int64)
 
     def predict(self, feats: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -142,12 +145,14 @@ class LearnedModel:
         return digest
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> LearnedModel:
-        """Load a model file (None = the default shipped in the package)."""
+    def load(cls, path: str | Path | None = None, profile: str | None = None) -> LearnedModel:
+        """Load a model file (None = the default shipped in the package for `profile`: listings have their
+        own, `PACKAGED_MODELS`)."""
         try:
             if path is None:
-                blob = (resources.files("consumer") / "data" / "fusion-default.pkl").read_bytes()
-                manifest = (resources.files("consumer") / "data" / "fusion-default.json").read_bytes()
+                stem = PACKAGED_MODELS.get(profile or "", "fusion-default")
+                blob = (resources.files("consumer") / "data" / f"{stem}.pkl").read_bytes()
+                manifest = (resources.files("consumer") / "data" / f"{stem}.json").read_bytes()
             else:
                 blob = Path(path).read_bytes()
                 manifest = _read_manifest(Path(path))
@@ -224,8 +229,10 @@ class Fuser:
             self.match_threshold = settings.learned_match
             self.possible_threshold = settings.learned_possible
             self.version = f"learned:{self.model.meta.get('sha256', 'unknown')[:12]}"
+            self._name_gate = bool(self.model.meta.get("name_gate", True))
         else:
             self.model = None
+            self._name_gate = True
             self.match_threshold = settings.match_threshold
             self.possible_threshold = settings.possible_threshold
             self.version = f"rule:{self.layout.digest()}"
@@ -267,7 +274,8 @@ class Fuser:
         if self.model is not None:
             # Name gate: pairs whose names barely overlap are never duplicates for the model (measured:
             # none of ~180k such candidate pairs scored >= 0.25), and skipping them halves the cost.
-            name = mods.get("name")
+            # A model fitted without labels (Fellegi-Sunter) weighs the name fields itself: no gate.
+            name = mods.get("name") if self._name_gate else None
             run = ~(name < NAME_GATE) if name is not None else np.ones(len(feats), bool)
             fused = np.zeros(len(feats), np.float32)
             if run.any():

@@ -144,6 +144,21 @@ class CandidateIndex:
         self._index.set_ef(ef)
         return labels, dist
 
+    def save(self, path: str) -> None:
+        """hnswlib's own file of the graph (a snapshot: loading it is far faster than re-inserting)."""
+        with self._lock.read():
+            self._index.save_index(path)
+
+    def load(self, path: str, capacity: int) -> None:
+        """Replace the graph with a saved one (labels are the rows it was saved with)."""
+        m, efc, ef, seed = self._params
+        index = hnswlib.Index(space="ip", dim=self.dim)
+        index.load_index(path, max_elements=max(capacity, 16))
+        index.set_ef(ef)
+        index.set_num_threads(1)
+        with self._lock.write():
+            self._index = index
+
     def memory_bytes(self) -> int:
         """Approximate resident size: vectors + graph links (hnswlib's own layout)."""
         m = self._params[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -63,6 +64,17 @@ class Metrics:
             ["topic", "partition"], registry=r,
         )
         self.ready = Gauge("dedup_ready", "1 when /readyz would answer 200, else 0.", registry=r)
+        self.replica_records = Counter(
+            "dedup_replica_records", "Records decided by other members and absorbed from the changelog.",
+            registry=r)
+        self.replica_seconds = Counter(
+            "dedup_replica_seconds", "Seconds spent reading and absorbing other members' records.", registry=r)
+        self.replica_lag = Histogram(
+            "dedup_replica_lag_seconds", "Consistency window: a record written by another member -> absorbed "
+            "into this member's replica (a candidate here from then on).", buckets=LATENCY_BUCKETS, registry=r)
+        self.startup_seconds = Gauge(
+            "dedup_startup_seconds", "Seconds the last state load took (snapshot + changelog tail, or Redis).",
+            registry=r)
         for stage in STAGES:
             self.stage_seconds.labels(stage=stage)
         for event_type in EVENT_TYPES:
@@ -77,6 +89,19 @@ class Metrics:
         """One micro-batch's seconds per stage (`StageTimer.since`), under the pipeline's stage names."""
         for stage, value in seconds.items():
             self.stage_seconds.labels(stage=stage).observe(value)
+
+    def observe_sync(self, records: int, seconds: float) -> None:
+        """One changelog sync: how many foreign records it absorbed and how long it took."""
+        self.replica_records.inc(records)
+        self.replica_seconds.inc(seconds)
+
+    def observe_replica_lag(self, written_iso: Iterable[str], now: float) -> None:
+        """Per absorbed record: now - the time its writer stored it (same clock when on one host; across
+        hosts it includes their clock skew)."""
+        for when in written_iso:
+            if when:
+                t = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+                self.replica_lag.observe(max(now - t, 0.0))
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:

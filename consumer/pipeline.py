@@ -25,7 +25,7 @@ from consumer.clustering import ClusterState, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.cores import usable_cores
-from consumer.encoders import build_encoders, omitted_features, profile_encoders
+from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.frequencies import FrequencyTable
 from consumer.fusion import Fuser, LearnedModel
@@ -33,7 +33,7 @@ from consumer.keeper import choose_canonical
 from consumer.records import Record
 from consumer.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
-from consumer.store.record_state import RecordState, decode_payload, encode_rows
+from consumer.store.record_state import RecordState, decode_payloads, encode_rows
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline"]
 
@@ -95,7 +95,7 @@ class Pipeline:
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
-                 encode_in_background: bool = False):
+                 encode_in_background: bool = False, image_encoder: Any = None):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
         mode) are loaded outside and handed in (`consumer.artifacts.build_pipeline` does both).
 
@@ -107,12 +107,12 @@ class Pipeline:
         self.settings = settings
         self.encode_in_background = encode_in_background
         cores = usable_cores()
-        if text_encoder is None and "text" in profile_encoders(settings):
+        if text_encoder is None and needs_text_model(settings):
             raise ValueError("the profile uses the text encoder: pass a loaded one (text_encoder=) or build the "
                              "pipeline with consumer.artifacts.build_pipeline, which loads it")
         self.text = text_encoder
         #: The profile's modalities; everything below is derived from their contributions.
-        self.encoders = build_encoders(settings, {"text_encoder": text_encoder})
+        self.encoders = build_encoders(settings, {"text_encoder": text_encoder, "image_encoder": image_encoder})
         contribs = [e.contribution for e in self.encoders]
         #: Stage-timer name per encoder ("encode_<name>" unless it declares one).
         self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]
@@ -348,23 +348,30 @@ class Pipeline:
         the one it replaces would have."""
         if len(self.store):
             raise ValueError("restore() needs an empty pipeline")
+        return len(self.absorb(states))
+
+    def absorb(self, states: Iterable[RecordState]) -> np.ndarray:
+        """Append records decided elsewhere (another consumer, a snapshot, Redis) with the cluster their
+        decider gave them, in arrival order: no scoring, no events. Returns their rows. A founder this
+        pipeline does not know makes the record found its own cluster (as `restore` always did)."""
         items = sorted(states, key=lambda s: s.seq)
         if not items:
-            return 0
-        decoded = [decode_payload(s.payload) for s in items]
-        cols = {k: np.stack([d[0][k] for d in decoded]) for k in decoded[0][0]}
-        rows = self.store.append([s.record_id for s in items], cols,
-                                 np.array([d[1] for d in decoded], np.float32), np.array([d[2] for d in decoded]))
-        row_of = self.store.row_of
+            return np.zeros(0, np.int64)
+        cols, completeness, recency = decode_payloads([s.payload for s in items])
+        rows = self.store.append([s.record_id for s in items], cols, completeness, recency)
+        row_of, cluster_of, members = self.store.row_of, self.clusters.cluster_of, self.clusters.members
+        touched: set[int] = set()
         for s, row in zip(items, rows):
             founder = row_of.get(s.founder_id, int(row))
-            self.clusters.cluster_of[int(row)] = founder
-            self.clusters.members.setdefault(founder, []).append(int(row))
-        for c in self.clusters.members:
+            cluster = cluster_of.get(founder, founder)
+            cluster_of[int(row)] = cluster
+            members.setdefault(cluster, []).append(int(row))
+            touched.add(cluster)
+        for c in touched:
             self._update_canonical(c, [])
         self.frequencies.observe(cols)
         self.blocker.add(self.blocker.vectors(cols), rows)
-        return len(items)
+        return rows
 
     # -- reporting ------------------------------------------------------------------------------------
     def assignments(self) -> dict[str, str]:

@@ -48,6 +48,18 @@ class Record:
     login_times: tuple[datetime, ...]
     #: Values of the profile's further roles (`profile.roles`), as (role, value) pairs.
     extra: tuple[tuple[str, str], ...] = ()
+    #: Binary inputs by role (a listing's image bytes, attached by `consumer.listing.attach_image`).
+    blobs: tuple[tuple[str, bytes], ...] = ()
+    #: Keeper quality in [0, 1] when the profile defines one (listings); None = `completeness()` of the
+    #: person fields.
+    quality: float | None = None
+
+    def blob(self, role: str) -> bytes:
+        """The bytes of a binary role; b"" when absent."""
+        for name, value in self.blobs:
+            if name == role:
+                return value
+        return b""
 
     def role(self, role: str) -> str:
         """The value of a further role (plug-in encoders read their input this way); "" when absent."""
@@ -58,6 +70,8 @@ class Record:
 
     def completeness(self) -> float:
         """Share of modality fields present; one input to the keeper's quality score."""
+        if self.quality is not None:
+            return self.quality
         present = [bool(self.name), bool(self.city), bool(self.browser), bool(self.os),
                    bool(self.login_times)]
         return sum(present) / len(present)
@@ -81,7 +95,13 @@ class RejectError(ValueError):
         self.record_id = record_id
 
 
-def _text(row: Mapping[str, Any], fields: list[str], limits: LimitSettings, rid: str | None) -> str:
+#: Roles whose values may be long (a base64 image, a product description): bounded by `max_record_bytes`
+#: instead of `max_field_chars`.
+LONG_ROLES = frozenset({"image", "description"})
+
+
+def _text(row: Mapping[str, Any], fields: list[str], limits: LimitSettings, rid: str | None,
+          max_chars: int | None = None) -> str:
     parts: list[str] = []
     for f in fields:
         value = row.get(f)
@@ -95,9 +115,9 @@ def _text(row: Mapping[str, Any], fields: list[str], limits: LimitSettings, rid:
             raise RejectError("oversized_field", f"field {f!r} is an integer of over {_MAX_INT_DIGITS} digits",
                               rid)
         text = str(value).strip()
-        if len(text) > limits.max_field_chars:
-            raise RejectError("oversized_field", f"field {f!r} has {len(text)} chars "
-                              f"(limit {limits.max_field_chars})", rid)
+        limit = max_chars or limits.max_field_chars
+        if len(text) > limit:
+            raise RejectError("oversized_field", f"field {f!r} has {len(text)} chars (limit {limit})", rid)
         if _SURROGATES.search(text):
             raise RejectError("bad_encoding", f"field {f!r} is not valid UTF-8", rid)
         if text:
@@ -194,7 +214,8 @@ def parse_record(row: Any, profile: ProfileSettings, limits: LimitSettings) -> R
     logins: tuple[datetime, ...] = ()
     if profile.login_times_field:
         logins = parse_login_times(row.get(profile.login_times_field), limits, rid)
-    extra = tuple((role, _text(row, [f], limits, rid)) for role, f in profile.roles.items())
+    extra = tuple((role, _text(row, [f], limits, rid, limits.max_record_bytes if role in LONG_ROLES else None))
+                  for role, f in profile.roles.items())
     if not (name or city or any(keys) or browser or os_ or logins or any(v for _, v in extra)):
         raise RejectError("no_usable_fields", "every mapped field is empty", rid)
     return Record(rid, name, city, keys, browser, os_, logins, extra)

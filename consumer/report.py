@@ -27,8 +27,8 @@ __all__ = ["evaluate_file", "run_engine"]
 
 
 def run_engine(records: list[Record], settings: Settings, text_encoder: Any = None,
-               log_pairs: bool = False) -> tuple[Pipeline, float]:
-    pipe = build_pipeline(settings, text_encoder=text_encoder)
+               log_pairs: bool = False, model: Any = None) -> tuple[Pipeline, float]:
+    pipe = build_pipeline(settings, text_encoder=text_encoder, model=model)
     if log_pairs:
         pipe.pair_log = []
     t0 = time.perf_counter()
@@ -69,8 +69,11 @@ def evaluate_file(input_path: str | Path, truth_path: str | Path, settings: Sett
     for mode in ("rule", "learned"):
         fusion = dataclasses.replace(settings.fusion, mode=mode,
                                      learned_model=model_path or settings.fusion.learned_model)
-        pipe, seconds = run_engine(records, dataclasses.replace(settings, fusion=fusion), text, log_pairs=True)
-        rows.append((f"dedup-stream, {mode} fusion", cluster_scores(pipe.assignments(), truth)))
+        fitted = _fit_without_labels(records, dataclasses.replace(settings, fusion=fusion), text, out)
+        pipe, seconds = run_engine(records, dataclasses.replace(settings, fusion=fusion), text, log_pairs=True,
+                                   model=fitted)
+        label = f"dedup-stream, {mode} fusion" + (" (Fellegi-Sunter fitted without labels)" if fitted else "")
+        rows.append((label, cluster_scores(pipe.assignments(), truth)))
         recall, hit, total = candidate_recall(pipe, truth)
         out[f"{mode}_seconds"] = round(seconds, 2)
         out["candidate_recall"] = round(recall, 5)
@@ -82,10 +85,24 @@ def evaluate_file(input_path: str | Path, truth_path: str | Path, settings: Sett
     out["table"] = _table(rows) + (f"\ncandidate recall (true pairs reaching scoring): {out['candidate_recall']:.4f}"
                                    f" ({out['candidate_pairs_reached'][0]}/{out['candidate_pairs_reached'][1]}),"
                                    f" k={settings.index.k}, ef={settings.index.ef}\n")
+    out["table"] += out.pop("explain", "")
     if plot:
         _plot(curves, out["true_pairs"], plot, settings)
         out["plot"] = plot
     return out
+
+
+def _fit_without_labels(records: list[Record], settings: Settings, text: Any, out: dict[str, Any]) -> Any:
+    """Learned fusion on a profile the shipped model does not fit (person): fit Fellegi-Sunter weights to
+    the records as `dedup batch` would (the truth is not used), and add what it learned to the report."""
+    from consumer.unsupervised import explain_model, fit_unsupervised, needs_fit
+
+    if not needs_fit(settings, text):
+        return None
+    model = fit_unsupervised(records, settings, text, source="evaluated file, no labels")
+    out["explain"] = "\n" + explain_model(model) + "\n"
+    out["fitted_model"] = {k: v for k, v in model.meta.items() if k != "used_features"}
+    return model
 
 
 def _pair_scores(pipe: Pipeline, truth: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,7 @@ from consumer.logs import kafka_logger
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline
 from consumer.records import Record
+from consumer.replica import Replica
 from consumer.service_batch import Batch, assemble, outputs_of
 from consumer.service_guard import (
     decide_guarded,
@@ -65,6 +66,9 @@ from consumer.service_guard import (
     set_aside,
     set_aside_id_conflicts,
 )
+from consumer.service_replica import ReplicaDuties
+from consumer.service_sync import clusters_to_resolve, freshen
+from consumer.snapshot import rss_bytes
 from consumer.state import restore
 from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
@@ -110,7 +114,7 @@ class _NeedsReload(Exception):
     """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
 
 
-class Service:
+class Service(ReplicaDuties):
     """One consumer-group member. `run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI)."""
 
     def __init__(self, settings: Settings, *, kafka_properties: Mapping[str, Any] | None = None,
@@ -135,6 +139,8 @@ class Service:
         self._artifacts: Artifacts | None = None
         self._fp_key = fingerprint_key(settings.encoders.hash_key)
         self.pipe: Pipeline | None = None
+        #: Where this member is in the changelog of the whole group's writes (consumer/replica.py).
+        self.replica = Replica()
         self.member: GroupMember | None = None
         self.producer: TrackedProducer | None = None
         self.dlq: DeadLetterSink | None = None
@@ -147,6 +153,8 @@ class Service:
         self._check_count = False
         self._next_idle_check = 0.0
         self._next_lag = 0.0
+        self._next_snapshot = float("inf")
+        self.state_source = ""
         self._last_warn: dict[str, float] = {}
         self._kafka_ok = False
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
@@ -230,6 +238,8 @@ class Service:
         return batch
 
     def _shutdown(self) -> None:
+        if self._stop and self._inflight is None and self._pending is None:
+            self._maybe_snapshot(force=True)  # a clean stop: the next start needs only the tail
         if self.member is not None:
             self.member.close()
         if self.producer is not None:
@@ -249,15 +259,29 @@ class Service:
             self._artifacts = load_artifacts(self.settings, text_encoder=self._text_encoder,
                                              encode_in_background=True)
         a = self._artifacts
-        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True)
+        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True,
+                        image_encoder=a.image_encoder)
 
     def _load_state(self) -> None:
         """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""
         self.health.set_index_loaded(False)
         pipe = self._new_pipeline()
         t0 = time.perf_counter()
-        states = self._retry("redis", "load state", self.store.load_states)
-        n = restore(pipe, states)
+        # The log position first: whatever is written during the scan is in the scan and/or the tail,
+        # and the tail skips records already held.
+        position = self._retry("redis", "read log position", self.store.log_length)
+        snap = self._load_snapshot(pipe, position)
+        if snap is None and len(pipe.store):  # a snapshot half loaded, then refused: start clean
+            pipe.close(wait=False)
+            pipe = self._new_pipeline()
+        if snap is not None:
+            source, position = "snapshot", snap.position
+        else:
+            source = "redis"
+            restore(pipe, self._retry("redis", "load state", self.store.load_states))
+        self.replica = Replica(position)
+        #: Where the last state load came from: "snapshot" (+ changelog tail) or "redis" (a full rebuild).
+        self.state_source = source
         self.metrics.declare_stages(pipe.batch_stages)
         old, self.pipe = self.pipe, pipe
         if old is not None:
@@ -272,21 +296,26 @@ class Service:
                       extra={"stored": meta.get("key_id"), "current": kid})
         self._retry("redis", "write meta", lambda: self.store.set_meta(
             {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid}))
+        self._reload_needed = self._check_count = False
+        self._sync()  # the changelog tail since the snapshot (or the scan): ready only once it is applied
+        pipe.blocker.settle()  # and the index holds all of it (inserts run on a background thread)
         self.metrics.index_size.set(len(pipe.store))
         _freeze_survivors(thaw=True)  # the replaced pipeline, if any, is garbage now: collect it first
+        took = time.perf_counter() - t0
+        self.metrics.startup_seconds.set(took)
+        self._next_snapshot = time.monotonic() + self.svc.snapshot_interval_seconds
         self.health.set_index_loaded(True)
-        self._reload_needed = self._check_count = False
-        log.info("state loaded", extra={"records": n, "clusters": len(pipe.clusters.members),
-                                        "seconds": round(time.perf_counter() - t0, 3)})
+        log.info("state loaded", extra={"records": len(pipe.store), "clusters": len(pipe.clusters.members),
+                                        "source": source, "seconds": round(took, 3),
+                                        "rss_mb": round(rss_bytes() / 2**20)})
 
     def _maybe_reload(self) -> None:
         """Reload when this member's state diverged from Redis (a dropped batch, another member's writes)."""
         try:
             if not self._reload_needed:
                 self._check_count = False
-                stored = self._retry("redis", "count records", self.store.record_count)
-                if self.pipe is not None and stored == len(self.pipe.store):
-                    return
+                self._sync()  # another member may have written records meanwhile: the log has them
+                return
             self._load_state()
         finally:
             if self.member is not None:
@@ -335,6 +364,7 @@ class Service:
         self._inflight = batch
         t0 = time.perf_counter()
         try:
+            self._sync(batch)  # decide with everything the other members wrote so far
             self._decide(batch)
             self._store(batch)
             self._deliver(batch)
@@ -342,6 +372,7 @@ class Service:
             self.member.mark_done(msgs)
             self.member.commit_done(sync=False)
             _freeze_survivors()
+            self._maybe_snapshot()
             self._update_lag()
             log.debug("batch done", extra={"messages": len(msgs), "dead": len(batch.dead), "replays":
                                            len(batch.replay_ids), "first_offset": msgs[0].offset(),
@@ -370,6 +401,7 @@ class Service:
     def _decide_once(self, batch: Batch) -> None:
         assert self.pipe is not None
         batch.events.clear()
+        batch.alt_events.clear()
         batch.replay_ids.clear()
         before = self.pipe.timer.totals()
         # The batch's ahead-of-time encoding stays valid across a state reload (encoders are deterministic);
@@ -381,6 +413,12 @@ class Service:
             "redis", "read fingerprints", lambda: self.store.stored_fingerprints(ids), batch))
         pipe = self.pipe
         self.metrics.observe_stages(pipe.timer.since(before, pipe.batch_stages))
+        fresh = [d for d in batch.decisions if d.outcome != "replay"]
+        ids = clusters_to_resolve(fresh)
+        if ids:  # name clusters as Redis knows them now (another member may have merged them meanwhile)
+            where = self._retry("redis", "resolve clusters", lambda: self.store.resolve_clusters(ids), batch)
+            if freshen(fresh, where):
+                log.debug("decisions renamed to current clusters")
         assemble(batch, pipe, time.time())
         if batch.replay_ids:
             stored = self._retry("redis", "read stored events",
@@ -412,7 +450,10 @@ class Service:
                 batch.events.update(outputs_of(self._retry("redis", "read stored events",
                                                            lambda: self.store.stored_events(conflicts), batch)))
                 self._reload_needed = True
+            for rid in write.demoted:  # its merges were done by another member a moment before
+                batch.events[rid] = batch.alt_events[rid]
         batch.stored = True
+        self.replica.note_own(d.row for d in batch.decisions if d.outcome != "replay")
         self.metrics.index_size.set(len(self.pipe.store))
 
     def _deliver(self, batch: Batch) -> None:
@@ -503,6 +544,13 @@ class Service:
 
     def _idle_checks(self) -> None:
         self._update_lag()
+        try:
+            self._sync()  # keep the replica current while idle (the consistency window stays short)
+        except Abandoned:
+            pass
+        finally:
+            if self.member is not None:
+                self.member.resume()  # a retry above paused the partitions while Redis was away
         now = time.monotonic()
         if now < self._next_idle_check:
             return

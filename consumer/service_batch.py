@@ -6,6 +6,8 @@ clocks other than the `now` it is given: what a batch *means* is decided here, h
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -17,10 +19,13 @@ from confluent_kafka import Message
 from consumer.clustering import cluster_id_for
 from consumer.config import Settings
 from consumer.io.events import Source, build_events
+from consumer.listing import IMAGE_ROLE, attach_image
 from consumer.pipeline import Decision, Encoded, Pipeline
 from consumer.records import Record, RejectError, parse_record
 from consumer.state import record_states
 from consumer.store.redis import BatchWrite
+
+log = logging.getLogger("dedup.service")
 
 __all__ = ["PROFILE_HEADER", "DeadLetter", "Output", "Batch", "decode_message", "source_of", "assemble", "outputs_of"]
 
@@ -75,6 +80,9 @@ class Batch:
     #: record id -> its events (new records: built now; replays: from their bytes stored in Redis)
     events: dict[str, list[Output]] = field(default_factory=dict)
     replay_ids: list[str] = field(default_factory=list)
+    #: record id -> its events without `clusters.merged`, sent instead when Redis says every merge its
+    #: decision makes was already done by another member (`BatchWrite.demoted`).
+    alt_events: dict[str, list[Output]] = field(default_factory=dict)
     stored: bool = False
     acked: bool = False
     abandoned: bool = False
@@ -146,9 +154,15 @@ def decode_message(msg: Message, settings: Settings) -> Record | DeadLetter:
     except orjson.JSONDecodeError as exc:
         return DeadLetter(msg, "malformed_json", "decode", f"not valid JSON ({exc.msg})")
     try:
-        return parse_record(row, settings.profile, settings.limits)
+        rec = parse_record(row, settings.profile, settings.limits)
     except RejectError as exc:
         return DeadLetter(msg, exc.reason, "validate", exc.detail)
+    if IMAGE_ROLE in settings.profile.roles:
+        # An unusable image leaves the modality absent (consumer/listing.py says why); logged by code only.
+        rec, warning = attach_image(rec, None, settings.limits.max_image_bytes)
+        if warning:
+            log.warning("listing image not used", extra={"reason": warning, "record_id": rec.record_id})
+    return rec
 
 
 def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
@@ -173,9 +187,17 @@ def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
             d, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version, now=now,
             schema_version=pipe.settings.service.event_schema)]
         batch.events[d.record_id] = events
-        write.add_record(st, st.cluster_id, [e.value for e in events], fps.get(d.record_id, ""))
+        alt = None
         if d.merged_cluster_ids:
-            write.add_merge(d.cluster_id, d.merged_cluster_ids)
+            joined = dataclasses.replace(d, outcome="joined", merged_cluster_ids=[])
+            alt = [Output.from_event(e) for e in build_events(
+                joined, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version,
+                now=now, schema_version=pipe.settings.service.event_schema)]
+            batch.alt_events[d.record_id] = alt
+        write.add_record(st, st.cluster_id, [e.value for e in events], fps.get(d.record_id, ""),
+                         None if alt is None else [e.value for e in alt])
+        if d.merged_cluster_ids:
+            write.add_merge(d.cluster_id, d.merged_cluster_ids, of_last_record=True)
         founder_row = pipe.store.row_of[st.founder_id]
         write.set_canonical(cluster_id_for(st.founder_id), ids[pipe.canonical[founder_row]])
     # In-batch repeats of a record decided in this batch are not replays from Redis.

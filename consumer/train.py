@@ -29,10 +29,10 @@ __all__ = ["collect_pairs", "fit_model", "candidate_recall"]
 
 
 def collect_pairs(records: Sequence[Record], truth: Mapping[str, str], settings: Settings,
-                  text_encoder: Any = None) -> tuple[np.ndarray, np.ndarray, Pipeline]:
+                  text_encoder: Any = None, image_encoder: Any = None) -> tuple[np.ndarray, np.ndarray, Pipeline]:
     """Run the pipeline (rule fusion, so no model is needed) and return (features, labels, pipeline)."""
     rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
-    pipe = build_pipeline(rule, text_encoder=text_encoder)
+    pipe = build_pipeline(rule, text_encoder=text_encoder, image_encoder=image_encoder)
     pipe.pair_log = []
     for start in range(0, len(records), rule.batch_size):
         pipe.process(records[start: start + rule.batch_size])

@@ -24,7 +24,7 @@ def test_toml_file_then_env_override(tmp_path: Path) -> None:
     )
     s = load_settings(cfg, env={"DEDUP_INDEX__K": "40", "DEDUP_BATCH_SIZE": "64"})
     assert s.profile.name_fields == ["given", "family"]
-    assert s.profile.key_fields == ["postcode"]  # inherited from the built-in "person" profile
+    assert s.profile.roles["postcode"] == "postcode"  # inherited from the built-in "person" profile
     assert s.fusion.mode == "rule" and s.fusion.match_threshold == 0.8
     assert s.index.k == 40 and s.batch_size == 64
 

@@ -115,9 +115,13 @@ def test_a_learned_model_that_never_saw_the_modality_refuses(settings: Settings,
 
 
 def test_profile_without_behaviour_or_device_builds_neither(pipe: Pipeline) -> None:
-    person = load_settings(profile="person", env={})
-    p = build_pipeline(person, text_encoder=pipe.text)  # learned fusion: the shipped model still fits
-    assert [e.name for e in p.encoders] == ["text", "names"]
+    person = load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"})
+    p = build_pipeline(person, text_encoder=pipe.text)
+    assert [e.name for e in p.encoders] == ["text", "names", "person", "address"]
     cols = p.encode([parse_record(ROWS[0], person.profile, person.limits)])
     assert not {"hour", "weekend", "device"} & set(cols)
-    assert p.fuser.mode == "learned" and set(p.fuser.modalities) == {"text", "name", "city"}
+    assert set(p.fuser.modalities) == {"text", "name", "city", "dob", "phone", "address"}
+    # The shipped CRM model never saw the person fields: learned fusion needs a model for this profile
+    # (`dedup batch` fits one to its input without labels, `dedup fit` writes one).
+    with pytest.raises(ModelError, match="dedup fit"):
+        build_pipeline(load_settings(profile="person", env={}), text_encoder=pipe.text)

@@ -1,6 +1,6 @@
 """The encoder registry: a profile names its encoders, this builds them.
 
-A name is either a built-in (`text`, `names`, `behaviour`, `device`) or a plug-in given as
+A name is either a built-in (`text`, `names`, `behaviour`, `device`, `title`, `image`) or a plug-in given as
 `package.module:Class`. Every encoder class has `from_settings(settings, artifacts)`, where `artifacts`
 holds what was loaded outside the core and handed in (the ONNX text encoder as "text_encoder"). Nothing
 else in the engine names a modality: comparison, blocking, frequencies, fusion, training, metrics and
@@ -19,14 +19,16 @@ if TYPE_CHECKING:
     from consumer.config import Settings
     from consumer.encoders.base import Encoder
 
-__all__ = ["BUILTIN_ENCODERS", "DEFAULT_ENCODERS", "build_encoders", "encoder_class", "omitted_features",
-           "profile_encoders"]
+__all__ = ["BUILTIN_ENCODERS", "DEFAULT_ENCODERS", "build_encoders", "encoder_class", "needs_image_model",
+           "needs_text_model", "omitted_features", "profile_encoders"]
 
 BUILTIN_ENCODERS: dict[str, str] = {
     "text": "consumer.encoders.semantic:SemanticEncoder",
     "names": "consumer.encoders.names:NameEncoder",
     "behaviour": "consumer.encoders.behaviour:BehaviourEncoder",
     "device": "consumer.encoders.device:DeviceEncoder",
+    "title": "consumer.encoders.title:TitleEncoder",
+    "image": "consumer.encoders.image:ImageEncoder",
 }
 #: The encoders of a profile that names none (the order is the feature and index-vector order).
 DEFAULT_ENCODERS: tuple[str, ...] = ("text", "names", "behaviour", "device")
@@ -55,6 +57,16 @@ def profile_encoders(settings: Settings) -> list[str]:
     has = {"text": bool(p.name_fields or p.city_fields), "names": bool(p.name_fields or p.city_fields or p.key_fields),
            "behaviour": bool(p.login_times_field), "device": bool(p.browser_field or p.os_field)}
     return [name for name in DEFAULT_ENCODERS if has[name]]
+
+
+def needs_text_model(settings: Settings) -> bool:
+    """Whether the profile's encoders use the text model (the `text` and `title` encoders)."""
+    return bool({"text", "title"} & set(profile_encoders(settings)))
+
+
+def needs_image_model(settings: Settings) -> bool:
+    """Whether the profile's encoders use the ONNX image model."""
+    return "image" in profile_encoders(settings)
 
 
 def omitted_features(settings: Settings, built: list[str]) -> frozenset[str]:

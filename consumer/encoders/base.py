@@ -32,10 +32,20 @@ class Feature:
     """One comparison feature an encoder's `compare` returns (a column of the fusion input).
 
     `monotone`: +1 when more similarity can only mean "more likely the same entity" (the learned model is
-    constrained that way), 0 when the feature is evidence *strength*, not similarity (no direction)."""
+    constrained that way), 0 when the feature is evidence *strength*, not similarity (no direction).
+
+    `levels`: cut points (descending) that make the feature a Fellegi-Sunter *comparison* for fitting
+    without labels (`consumer/fellegi_sunter.py`): level i holds values >= levels[i], the last level the
+    rest, NaN is the null level (no evidence either way). Features without levels are not used by it, so
+    an encoder declares levels only on features that are not near-copies of another comparison (the
+    model assumes comparisons independent given match status). `tf`: the rarity feature
+    (`Contribution.rarity`) whose value frequency adjusts the exact level's weight (a rare surname agreeing
+    says more than "smith")."""
 
     name: str
     monotone: int = 1
+    levels: tuple[float, ...] = ()
+    tf: str | None = None
 
 
 @dataclass(frozen=True)

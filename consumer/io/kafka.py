@@ -33,9 +33,12 @@ __all__ = [
 
 ENV_PREFIX = "DEDUP_KAFKA_"
 DLQ_SUFFIX = ".dlq"
-#: Eager rebalancing: on_assign/on_revoke always receive the full assignment, the simplest model for
-#: "flush + commit before giving partitions up". `cooperative-sticky` also works (incremental callbacks).
-DEFAULT_ASSIGNMENT_STRATEGY = "range"
+#: Cooperative-sticky (incremental) rebalancing: adding or removing a member moves only the partitions
+#: that must move; the others keep being consumed through the rebalance (no stop-the-world). The callbacks
+#: receive only the partitions added or taken away (`GroupMember` keeps the union), and a revoked
+#: partition's done offsets are committed synchronously before it is given up. Every member holds the whole
+#: state (consumer/replica.py), so a moved partition needs no state hand-over. "range" (eager) still works.
+DEFAULT_ASSIGNMENT_STRATEGY = "cooperative-sticky"
 
 HEADER_REASON = "dedup.error.reason"
 HEADER_STAGE = "dedup.error.stage"

@@ -8,11 +8,23 @@ APPLY_BATCH = r"""
 --
 -- ARGV[1] prefix, ARGV[2] batch token, ARGV[3] now (ISO), ARGV[4] JSON ops, ARGV[5..] payloads and events
 -- (binary-safe, referenced by index from the ops). Ops:
---   recs:    [[record_id, cluster_id, founder_id, payload_index, events_index], ...]  (decision order)
---   merges:  [[surviving_cluster_id, [absorbed_cluster_id, ...]], ...]               (decision order)
+--   recs:    [[record_id, cluster_id, founder_id, payload_index, events_index, fp, alt_events_index], ...]
+--            (decision order; alt_events_index 0 = none)
+--   merges:  [[surviving_cluster_id, [absorbed_cluster_id, ...], record_number], ...] (decision order;
+--            record_number: 1-based position in recs of the record whose decision bridged, 0 = none)
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
--- Returns {new_records, conflicting record ids...}.
+--   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
+-- Returns {new_records, merges applied (not already done), #conflicts, conflicting record ids...,
+-- demoted record ids...}. A record whose bridging merges were all done already (another member merged the
+-- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
+-- so no absorbed cluster is ever announced by two merge events.
+--
+-- Every new record appends 'r<record id>' and every applied merge 'm<len>:<survivor founder><absorbed founder>'
+-- (founder record ids) to the list
+-- p log: the changelog every consumer tails to keep its replica of the whole state current
+-- (consumer/replica.py). Appended in the same script as the state itself, so the log can never miss a
+-- write or show one that did not happen; position i (1-based) of an 'r' entry is that record's seq.
 --
 -- Why server-side resolution: several consumers may decide on stale views of the same clusters. A cluster
 -- absorbed by a merge leaves a forward pointer (fwd:<id> -> survivor), and every write first resolves its
@@ -44,23 +56,29 @@ local touched = {}
 
 local function merge(survivor, absorbed)
   local s, a = resolve(survivor), resolve(absorbed)
-  if s == a then return end
+  if s == a then return 0 end
   local ss, sa = founder_seq(s), founder_seq(a)
   if ss and sa and sa < ss then s, a = a, s end
   local founder = redis.call('HGET', p .. 'clmeta:' .. s, 'founder')
+  local afounder = redis.call('HGET', p .. 'clmeta:' .. a, 'founder') or ''
   for _, rid in ipairs(redis.call('SMEMBERS', p .. 'cl:' .. a)) do
     redis.call('HSET', p .. 'rec:' .. rid, 'cluster', s, 'founder', founder or '')
     redis.call('SADD', p .. 'cl:' .. s, rid)
   end
   redis.call('DEL', p .. 'cl:' .. a, p .. 'clmeta:' .. a)
   redis.call('SET', p .. 'fwd:' .. a, s)
+  if founder and afounder ~= '' then
+    redis.call('RPUSH', p .. 'log', 'm' .. #founder .. ':' .. founder .. afounder)
+  end
   touched[a] = nil
   touched[s] = true
+  return 1
 end
 
 local n_new = 0
 local conflicts = {}
-for _, r in ipairs(ops.recs) do
+local fresh = {}
+for ri, r in ipairs(ops.recs) do
   local rid, cid, founder = r[1], r[2], r[3]
   local key = p .. 'rec:' .. rid
   local prev = redis.call('HGET', key, 'batch')
@@ -75,15 +93,36 @@ for _, r in ipairs(ops.recs) do
       founder = redis.call('HGET', meta, 'founder')
     end
     local seq = redis.call('INCR', p .. 'seq')
+    -- Small fields only in the hash, so Redis keeps it in its compact listpack encoding (a hash with one
+    -- value over hash-max-listpack-value, 64 bytes by default, becomes a hashtable: ~800 bytes more);
+    -- the payload and the stored events are plain strings beside it.
     redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', token,
-               'payload', ARGV[4 + r[4]], 'events', ARGV[4 + r[5]], 'written', now, 'fp', r[6] or '')
+               'written', now, 'fp', r[6] or '')
+    redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
+    redis.call('SET', p .. 'ev:' .. rid, ARGV[4 + r[5]])
     redis.call('SADD', p .. 'cl:' .. c, rid)
+    redis.call('RPUSH', p .. 'log', 'r' .. rid)
     touched[c] = true
     n_new = n_new + 1
+    fresh[ri] = true
   end
 end
+local applied = 0
+local bridged = {}
 for _, m in ipairs(ops.merges) do
-  for _, a in ipairs(m[2]) do merge(m[1], a) end
+  local n = 0
+  for _, a in ipairs(m[2]) do n = n + merge(m[1], a) end
+  applied = applied + n
+  local i = m[3] or 0
+  if i > 0 then bridged[i] = (bridged[i] or 0) + n end
+end
+local demoted = {}
+for i, n in pairs(bridged) do
+  local r = ops.recs[i]
+  if n == 0 and fresh[i] and (r[7] or 0) > 0 then
+    redis.call('SET', p .. 'ev:' .. r[1], ARGV[4 + r[7]])
+    table.insert(demoted, r[1])
+  end
 end
 for cid, canonical in pairs(ops.canon) do
   local c = resolve(cid)
@@ -95,11 +134,37 @@ end
 for c, _ in pairs(touched) do
   redis.call('HSET', p .. 'clmeta:' .. c, 'size', redis.call('SCARD', p .. 'cl:' .. c), 'updated', now)
 end
+for lid, layout in pairs(ops.layouts or {}) do
+  redis.call('HSETNX', p .. 'layouts', lid, layout)
+end
 for tp, off in pairs(ops.offsets) do
   local cur = tonumber(redis.call('HGET', p .. 'offsets', tp) or '-1')
   if off > cur then redis.call('HSET', p .. 'offsets', tp, off) end
 end
-local out = {n_new}
+local out = {n_new, applied, #conflicts}
 for _, rid in ipairs(conflicts) do table.insert(out, rid) end
+for _, rid in ipairs(demoted) do table.insert(out, rid) end
+return out
+"""
+
+RESOLVE_CLUSTERS = r"""
+-- ARGV[1] prefix, ARGV[2..] cluster ids. Returns {resolved id, founder seq or -1, ...} per id: where each
+-- cluster lives now (after merges elsewhere: forward pointers) and how old its founder is (the merge rule:
+-- the older founder survives). Read-only.
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local c = ARGV[i]
+  for _ = 1, 64 do
+    local nxt = redis.call('GET', p .. 'fwd:' .. c)
+    if not nxt then break end
+    c = nxt
+  end
+  local seq = -1
+  local f = redis.call('HGET', p .. 'clmeta:' .. c, 'founder')
+  if f then seq = tonumber(redis.call('HGET', p .. 'rec:' .. f, 'seq') or '-1') end
+  table.insert(out, c)
+  table.insert(out, seq)
+end
 return out
 """

@@ -68,6 +68,9 @@ class SignatureStore:
         """The columns of `rows`, but those in `skip` (comparison never reads the index-only vectors)."""
         return {name: arr[rows] for name, arr in self._cols.items() if name not in skip}
 
+    def column_names(self) -> list[str]:
+        return list(self._cols)
+
     def column(self, name: str) -> np.ndarray:
         return self._cols[name][: len(self)]
 

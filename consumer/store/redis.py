@@ -2,15 +2,21 @@
 
 Keys (prefix `p`, e.g. `dedup:`):
 
-    p rec:<record id>      hash  seq, founder, cluster, payload (vectors/keyed hashes), events (JSON list
-                                 of the exact event bytes sent for it), batch (write token), written,
+    p rec:<record id>      hash  seq, founder, cluster, batch (write token), written,
                                  fp (keyed content fingerprint: tells a replay from an id conflict)
+                                 (small values only: Redis keeps the hash in its compact encoding)
+    p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
+    p ev:<record id>       str   the exact event bytes sent for it (zlib JSON list; `pack_events`)
+                                 (before issue 12 payload and events were fields of rec:<id>: still read)
     p cl:<cluster id>      set   member record ids
     p clmeta:<cluster id>  hash  founder, canonical, size, created, updated
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
     p seq                  int   records written so far (the global arrival sequence)
+    p log                  list  changelog: 'r<record id>' per new record, 'm<n>:<founder><founder>' per
+                                 applied merge (founder record ids), in write order (tailed by every consumer's replica)
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
     p meta                 hash  model_version, config_version of the last writer
+    p layouts              hash  payload layout id -> column layout JSON (consumer/store/record_state.py)
 
 Why one Lua script per batch instead of MULTI/WATCH: the script runs atomically on the server and can resolve
 clusters that another consumer merged meanwhile (forward pointers), so concurrent writers never need a retry
@@ -20,14 +26,15 @@ is a no-op (each record carries its batch token). No raw field value is ever wri
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 import redis
 
-from consumer.store.lua import APPLY_BATCH
-from consumer.store.record_state import RecordState
+from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
+from consumer.store.record_state import LAYOUTS, RecordState, layout_of, register_layout
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS"]
 
@@ -48,15 +55,32 @@ class BatchWrite:
         self.canon: dict[str, str] = {}
         self.offsets: dict[str, int] = {}
         self.blobs: list[bytes] = []
+        #: Payload layouts the batch's records use (layout id -> JSON), stored once in `layouts`.
+        self.layouts: dict[str, str] = {}
+        #: Set by `write_batch`: how many of `merges` changed anything (the rest were already applied).
+        self.applied_merges = 0
+        #: Set by `write_batch`: records whose alternative events were stored (their merges were no-ops).
+        self.demoted: list[str] = []
 
-    def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "") -> None:
+    def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "",
+                   alt_events: Sequence[bytes] | None = None) -> None:
+        """`alt_events`: what to store instead when every merge this record's decision makes (added next
+        with `add_merge`) turns out to be done already (see the script's *demoted*)."""
+        lid = layout_of(state.payload)
+        if lid is not None and lid not in self.layouts:
+            self.layouts[str(lid)] = LAYOUTS[lid].decode()
         self.blobs.append(state.payload)
-        self.blobs.append(b"[" + b",".join(events) + b"]")
+        self.blobs.append(pack_events(events))
         n = len(self.blobs)
-        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp])
+        alt = 0
+        if alt_events is not None:
+            self.blobs.append(pack_events(alt_events))
+            alt = len(self.blobs)
+        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp, alt])
 
-    def add_merge(self, surviving: str, absorbed: Sequence[str]) -> None:
-        self.merges.append([surviving, list(absorbed)])
+    def add_merge(self, surviving: str, absorbed: Sequence[str], of_last_record: bool = False) -> None:
+        """`of_last_record`: the merge is the decision of the record added last (it may be demoted)."""
+        self.merges.append([surviving, list(absorbed), len(self.recs) if of_last_record else 0])
 
     def set_canonical(self, cluster_id: str, canonical_id: str) -> None:
         self.canon[cluster_id] = canonical_id
@@ -68,7 +92,17 @@ class BatchWrite:
     def ops_json(self) -> bytes:
         # cjson decodes {} and [] alike; an empty mapping must still iterate as a table in Lua.
         return orjson.dumps({"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
-                             "offsets": self.offsets or {}})
+                             "offsets": self.offsets or {}, "layouts": self.layouts or {}})
+
+
+def pack_events(events: Sequence[bytes]) -> bytes:
+    """A record's stored events: "Z" + zlib of the JSON list (event JSON compresses ~2x; replays only)."""
+    return b"Z" + zlib.compress(b"[" + b",".join(events) + b"]", 6)
+
+
+def unpack_events(raw: bytes) -> list[Any]:
+    """Stored events as parsed JSON (also the uncompressed "[...]" lists written before issue 12)."""
+    return orjson.loads(zlib.decompress(raw[1:]) if raw[:1] == b"Z" else raw)
 
 
 class RedisStateStore:
@@ -80,6 +114,7 @@ class RedisStateStore:
         self.client = client or redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                                      socket_connect_timeout=min(socket_timeout, 2.0))
         self._apply = self.client.register_script(APPLY_BATCH)
+        self._resolve = self.client.register_script(RESOLVE_CLUSTERS)
 
     def key(self, kind: str, ident: str | None = None) -> str:
         """`key("rec", rid)` -> "<prefix>rec:<rid>"; `key("rec", "")` -> the "<prefix>rec:" namespace."""
@@ -100,7 +135,20 @@ class RedisStateStore:
         """
         args: list[Any] = [self.prefix, batch.token, now_iso, batch.ops_json(), *batch.blobs]
         out = self._apply(keys=[], args=args)
-        return int(out[0]), [x.decode() if isinstance(x, bytes) else str(x) for x in out[1:]]
+        batch.applied_merges = int(out[1])
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[3:]]
+        n_conflicts = int(out[2])
+        batch.demoted = ids[n_conflicts:]
+        return int(out[0]), ids[:n_conflicts]
+
+    def resolve_clusters(self, cluster_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """cluster id -> (where it lives now, its founder's seq; -1 = not in Redis yet)."""
+        ids = list(dict.fromkeys(cluster_ids))
+        if not ids:
+            return {}
+        out = self._resolve(keys=[], args=[self.prefix, *ids])
+        return {cid: ((out[2 * i].decode() if isinstance(out[2 * i], bytes) else str(out[2 * i])), int(out[2 * i + 1]))
+                for i, cid in enumerate(ids)}
 
     def set_meta(self, mapping: Mapping[str, str]) -> None:
         self.client.hset(self.key("meta"), mapping=dict(mapping))
@@ -114,11 +162,14 @@ class RedisStateStore:
         ids = list(dict.fromkeys(record_ids))
         pipe = self.client.pipeline(transaction=False)
         for rid in ids:
-            pipe.hget(self.key("rec", rid), "events")
+            pipe.get(self.key("ev", rid))
+            pipe.hget(self.key("rec", rid), "events")  # where records written before issue 12 keep them
+        res = pipe.execute()
         out: dict[str, list[bytes]] = {}
-        for rid, raw in zip(ids, pipe.execute()):
+        for rid, raw, old in zip(ids, res[0::2], res[1::2]):
+            raw = raw if raw is not None else old
             if raw is not None:
-                out[rid] = [orjson.dumps(e) for e in orjson.loads(raw)]
+                out[rid] = [orjson.dumps(e) for e in unpack_events(raw)]
         return out
 
     def stored_fingerprints(self, record_ids: Iterable[str]) -> dict[str, str]:
@@ -133,18 +184,62 @@ class RedisStateStore:
         """Records written so far (the global sequence counter)."""
         return int(self.client.get(self.key("seq")) or 0)
 
-    def _scan_records(self, fields: Sequence[str], count: int = 1000) -> Iterator[tuple[str, list[Any]]]:
+    def log_length(self) -> int:
+        """Entries in the changelog (a position to tail from)."""
+        return int(self.client.llen(self.key("log")))
+
+    def read_log(self, start: int, limit: int = 5000) -> list[str]:
+        """Changelog entries from position `start` (0-based), at most `limit`."""
+        raw = self.client.lrange(self.key("log"), start, start + limit - 1)
+        return [x.decode() for x in raw]
+
+    def load_layouts(self) -> None:
+        """Register every payload layout stored (so payloads written by other members can be decoded)."""
+        for lid, layout in self.client.hgetall(self.key("layouts")).items():
+            register_layout(int(lid), layout)
+
+    def fetch_states(self, record_ids: Sequence[str]) -> tuple[dict[str, RecordState], dict[str, str]]:
+        """The stored state of these records (founder as of now: merges applied since are included), and
+        when each was written (the writer's ISO time: the replica's consistency window is measured on it)."""
+        self.load_layouts()
+        pipe = self.client.pipeline(transaction=False)
+        for rid in record_ids:
+            pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload", "written"])
+            pipe.get(self.key("pl", rid))
+        res = pipe.execute()
+        out: dict[str, RecordState] = {}
+        written: dict[str, str] = {}
+        for rid, (seq, founder, old, when), payload in zip(record_ids, res[0::2], res[1::2]):
+            payload = payload if payload is not None else old
+            if payload is not None and seq is not None:
+                out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
+                written[rid] = (when or b"").decode()
+        return out, written
+
+    def _scan_records(self, fields: Sequence[str], count: int = 1000,
+                      payload: bool = False) -> Iterator[tuple[str, list[Any]]]:
+        """(record id, values of `fields`) per record; `payload`: the payload appended (its own key since
+        issue 12; the hash's `payload` field before)."""
         head = len(self.key("rec", ""))
         pattern = _glob_escape(self.key("rec", "")) + "*"
         batch: list[bytes] = []
+        names = [*fields, "payload"] if payload else list(fields)
 
         def flush() -> Iterator[tuple[str, list[Any]]]:
             pipe = self.client.pipeline(transaction=False)
             for k in batch:
-                pipe.hmget(k, list(fields))
-            for k, values in zip(batch, pipe.execute()):
-                if values[0] is not None:
-                    yield k[head:].decode(), values
+                pipe.hmget(k, names)
+                if payload:
+                    pipe.get(self.key("pl", k[head:].decode()))
+            res = pipe.execute()
+            step = 2 if payload else 1
+            for i, k in enumerate(batch):
+                values = res[i * step]
+                if values[0] is None:
+                    continue
+                if payload:
+                    values = [*values[:-1], res[i * step + 1] if res[i * step + 1] is not None else values[-1]]
+                yield k[head:].decode(), values
             batch.clear()
 
         for key in self.client.scan_iter(match=pattern, count=count):
@@ -194,8 +289,10 @@ class RedisStateStore:
 
     def load_states(self) -> list[RecordState]:
         """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""
+        self.load_layouts()
         return [RecordState(rid, int(seq), founder.decode(), payload)
-                for rid, (seq, founder, payload) in self._scan_records(["seq", "founder", "payload"])]
+                for rid, (seq, founder, payload) in self._scan_records(["seq", "founder"], payload=True)
+                if payload is not None]
 
     def export_clusters(self) -> Iterator[tuple[str, str]]:
         """(record id, cluster id) for every record (`dedup export-clusters`)."""

@@ -32,7 +32,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.io.kafka import properties_from_env
+from consumer.io.kafka import DEFAULT_ASSIGNMENT_STRATEGY, properties_from_env
 
 __all__ = [
     "ENV_BOOTSTRAP",
@@ -455,7 +455,9 @@ def consume_all(
         "group.id": group or f"harness-reader-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False, "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
         "enable.partition.eof": True, "isolation.level": isolation_level,
-        **(FAST_GROUP_CONFIG if group else {}),
+        # With a group: the service's strategy (a group refuses members whose strategies differ; tansu
+        # keeps a group's protocol even once it is empty).
+        **({**FAST_GROUP_CONFIG, "partition.assignment.strategy": DEFAULT_ASSIGNMENT_STRATEGY} if group else {}),
     })
     consumer = Consumer(config)
     out: list[ConsumedMessage] = []

@@ -282,10 +282,15 @@ def rewind_group(bootstrap: str, group: str, topic: str, offset: int, timeout: f
     commit leaves behind, made larger. Joins once the dead member's session has expired (bounded)."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from consumer.io.kafka import DEFAULT_ASSIGNMENT_STRATEGY
+
     from .kafka import FAST_GROUP_CONFIG, client_config
 
+    # The service's assignment strategy: a member with another one is refused by the group (see
+    # docs/scale-out.md, "Upgrading from range").
     consumer = Consumer(client_config(bootstrap, {"group.id": group, "enable.auto.commit": False,
-                                                  "enable.auto.offset.store": False, **FAST_GROUP_CONFIG}))
+                                                  "enable.auto.offset.store": False, **FAST_GROUP_CONFIG,
+                                                  "partition.assignment.strategy": DEFAULT_ASSIGNMENT_STRATEGY}))
     try:
         consumer.subscribe([topic])
         wait_for(lambda: consumer.poll(0.2) is not None or consumer.assignment(), timeout, "joined the group")

@@ -1,0 +1,108 @@
+"""Redis bytes per record of the service's state, measured with `INFO memory` on a Redis owned by the run.
+
+    python benchmarks/redis_bytes.py --records 5000
+
+Decides a generated CRM file with the pipeline and writes each micro-batch exactly as `dedup run` does
+(`service_batch.assemble` -> `RedisStateStore.write_batch`: record hashes, payloads, stored events, member
+sets, cluster metadata, the changelog), then reports used_memory growth / records and a per-kind breakdown
+(`MEMORY USAGE` of sampled keys). No broker needed: the Kafka messages are stand-ins with the same
+topic/partition/offset/timestamp a real one carries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from harness import redis as hr  # noqa: E402
+
+
+class FakeMessage:
+    """What `assemble` reads of a confluent_kafka.Message."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def topic(self) -> str:
+        return "signups"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, int(time.time() * 1000)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=250)
+    args = ap.parse_args()
+
+    from consumer.artifacts import build_pipeline
+    from consumer.batch import iter_records
+    from consumer.config import load_settings
+    from consumer.generate import write_crm
+    from consumer.records import Record
+    from consumer.service_batch import Batch, assemble
+    from consumer.store.redis import RedisStateStore
+
+    work = Path(tempfile.mkdtemp(prefix="redis-bytes-"))
+    write_crm(work / "crm.csv", work / "truth.csv", args.records, args.seed)
+    settings = load_settings(env={})
+    recs = [r for _, r in iter_records(work / "crm.csv", settings) if isinstance(r, Record)]
+    pipe = build_pipeline(settings)
+    server = hr.OwnedRedis(data_dir=work / "redis", appendonly=False)
+    (work / "redis").mkdir()
+    server.start()
+    try:
+        client = server.client()
+        store = RedisStateStore(server.url, "dedup")
+        base = int(client.info("memory")["used_memory"])
+        offset = 0
+        for i in range(0, len(recs), args.batch):
+            chunk = recs[i: i + args.batch]
+            batch = Batch([FakeMessage(offset + j) for j in range(len(chunk))])  # type: ignore[arg-type]
+            offset += len(chunk)
+            batch.good = list(zip(batch.messages, chunk))  # type: ignore[arg-type]
+            batch.fps = ["f" * 32] * len(chunk)
+            batch.decisions = pipe.process(chunk)
+            assemble(batch, pipe, time.time())
+            assert batch.write is not None
+            store.write_batch(batch.write, "2026-01-01T00:00:00.000Z")
+        used = int(client.info("memory")["used_memory"]) - base
+        kinds: dict[str, list[int]] = defaultdict(list)
+        for n, key in enumerate(client.scan_iter(match="dedup:*", count=1000)):
+            kind = key.decode().split(":")[1]
+            if len(kinds[kind]) < 300 or n % 10 == 0:
+                kinds[kind].append(int(client.memory_usage(key, samples=0) or 0))
+        counts: dict[str, int] = defaultdict(int)
+        for key in client.scan_iter(match="dedup:*", count=1000):
+            counts[key.decode().split(":")[1]] += 1
+        n = len(recs)
+        breakdown = {k: {"keys": counts[k], "mean_bytes": round(sum(v) / len(v)),
+                         "per_record": round(counts[k] * sum(v) / len(v) / n)} for k, v in sorted(kinds.items())}
+        sample = client.hgetall(next(client.scan_iter(match="dedup:rec:*", count=10)))
+        fields = {k.decode(): len(v) for k, v in sample.items()}
+        print(json.dumps({"records": n, "used_memory_bytes": used, "bytes_per_record": round(used / n),
+                          "by_key_kind": breakdown, "one_record_hash_field_bytes": fields}, indent=2))
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Person fields compared one by one: given name, surname, date of birth, phone.
+
+A plug-in modality (docs/extending.md) used by the built-in `person` profile, beside `names` (which
+compares the whole name with nicknames and phonetics, and feeds the candidate index). Fitting without
+labels (Fellegi-Sunter, `consumer/fellegi_sunter.py`) needs each field as its own comparison: agreeing on
+a surname and disagreeing on a given name is a sibling, the reverse a spouse, and a rare surname says far
+more than a common one (`Feature.tf`: term-frequency adjustment from the streaming frequency table).
+
+- given name / surname: equal, one edit apart, trigram overlap; a pair whose two fields were swapped
+  ("smith john" vs "john smith") is compared crossed;
+- date of birth (optional): equal, one typo or day and month swapped, the same year, else;
+- phone (optional): the last 8 digits equal, one typo apart, else.
+
+A field either side lacks is NaN: never disagreement. Keyed hashes only, like every encoder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from consumer.config import Settings
+from consumer.encoders.base import Columns, Contribution, Feature, KeyedHasher, Rarity, Score
+from consumer.encoders.fields import (
+    FIELD_LEVELS,
+    ONE_EDIT,
+    FieldCodec,
+    deletion_hashes,
+    field_columns,
+    field_similarity,
+    one_edit,
+)
+from consumer.normalize import fold
+from consumer.records import Record
+
+__all__ = ["PersonEncoder", "dob_canonical"]
+
+ROLES = ("given_name", "surname", "date_of_birth", "phone")
+_DIGITS = re.compile(r"\D+")
+DOB_LEVELS = (1.0, 0.88, 0.45)
+PHONE_DIGITS = 8
+
+
+def _name(text: str) -> str:
+    return fold(text).replace(",", " ").strip()
+
+
+def dob_canonical(text: str) -> str:
+    """YYYYMMDD digits from "1990-12-09", "19901209", "09/12/1990" (day first); "" when not a date."""
+    digits = _DIGITS.sub("", text)
+    if len(digits) != 8:
+        return ""
+    if digits[:2] in ("19", "20"):
+        return digits
+    if digits[4:6] in ("19", "20"):  # DDMMYYYY
+        return digits[4:] + digits[2:4] + digits[:2]
+    return digits
+
+
+def _phone(text: str) -> str:
+    digits = _DIGITS.sub("", text)
+    return digits[-PHONE_DIGITS:] if len(digits) >= 6 else ""
+
+
+class PersonEncoder:
+    name = "person"
+
+    def __init__(self, hash_key: str):
+        self._hash = KeyedHasher(hash_key)
+        self._fields = FieldCodec(self._hash)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> PersonEncoder:
+        return cls(settings.encoders.hash_key)
+
+    @property
+    def contribution(self) -> Contribution:
+        return Contribution(
+            roles=ROLES,
+            columns=(*field_columns("given"), *field_columns("surname"), "dob_h", "dob_dels", "dob_swap",
+                     "dob_year", *field_columns("phone")),
+            features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity"),
+                      Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity"),
+                      Feature("dob", levels=DOB_LEVELS), Feature("phone", levels=(1.0, 0.88))),
+            rarity=(Rarity("given_rarity", lambda cols: cols["given_h"]),
+                    Rarity("surname_rarity", lambda cols: cols["surname_h"])),
+            scores=(Score("dob"), Score("phone")),
+            coefficients={"dob.weight": 0.3, "phone.weight": 0.2})
+
+    def encode(self, records: Sequence[Record]) -> Columns:
+        cols: Columns = {}
+        cols.update(self._fields.encode([r.role("given_name") for r in records], "given", _name, "pname"))
+        cols.update(self._fields.encode([r.role("surname") for r in records], "surname", _name, "pname"))
+        cols.update(self._fields.encode([r.role("phone") for r in records], "phone", _phone))
+        n = len(records)
+        dob_h = np.zeros(n, np.uint32)
+        dob_swap = np.zeros(n, np.uint32)
+        dob_year = np.zeros(n, np.uint32)
+        dob_dels = np.zeros((n, 9), np.uint16)
+        for i, r in enumerate(records):
+            d = dob_canonical(r.role("date_of_birth"))
+            if d:
+                dob_h[i] = self._hash("dob:" + d)
+                dob_swap[i] = self._hash("dob:" + d[:4] + d[6:] + d[4:6])  # day and month swapped
+                dob_year[i] = self._hash("doby:" + d[:4])
+                dob_dels[i] = deletion_hashes(self._hash, "dob:", d, 9)
+        cols.update({"dob_h": dob_h, "dob_swap": dob_swap, "dob_year": dob_year, "dob_dels": dob_dels})
+        return cols
+
+    def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        given = field_similarity(a, b, "given")
+        surname = field_similarity(a, b, "surname")
+        # Swapped fields: compare crossed where that fits both names better than the direct reading.
+        crossed_g = _cross(a, b, "given", "surname")
+        crossed_s = _cross(a, b, "surname", "given")
+        swap = (crossed_g >= 0.88) & (crossed_s >= 0.88) & (
+            np.nan_to_num(given) + np.nan_to_num(surname) < crossed_g + crossed_s)
+        given = np.where(swap, crossed_g, given).astype(np.float32)
+        surname = np.where(swap, crossed_s, surname).astype(np.float32)
+        return {"given_name": given, "surname": surname, "dob": self._dob(a, b),
+                "phone": field_similarity(a, b, "phone", code=True)}
+
+    @staticmethod
+    def _dob(a: Columns, b: Columns) -> np.ndarray:
+        ha, hb = a["dob_h"], b["dob_h"]
+        sim = np.where(a["dob_year"] == b["dob_year"], 0.5, 0.0).astype(np.float32)
+        idx = np.nonzero(ha != hb)[0]
+        close = np.zeros(len(ha), bool)
+        if len(idx):
+            close[idx] = one_edit(a["dob_dels"][idx], b["dob_dels"][idx])
+        close |= a["dob_swap"] == hb
+        sim[close] = ONE_EDIT
+        sim[ha == hb] = 1.0
+        sim[(ha == 0) | (hb == 0)] = np.nan
+        return sim
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        return {"dob": feats["dob"].astype(np.float32), "phone": feats["phone"].astype(np.float32)}
+
+
+def _cross(a: Columns, b: Columns, field_a: str, field_b: str) -> np.ndarray:
+    """Similarity of a's `field_a` with b's `field_b` (same columns, renamed)."""
+    ca, cb = field_columns(field_a), field_columns(field_b)
+    tmp = "cross"
+    ta = {c.replace(field_a, tmp, 1): a[c] for c in ca}
+    tb = {c.replace(field_b, tmp, 1): b[c] for c in cb}
+    return field_similarity(ta, tb, tmp)

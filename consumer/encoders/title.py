@@ -1,0 +1,133 @@
+"""Listing text: the product title (normalised, `consumer.titles`), its attributes, brand, category, price.
+
+Features (NaN where a side lacks the value):
+
+- `title_cos`: cosine of text-model embeddings of the core title (the attributes removed, so "500ml" vs
+  "0.5 L" cannot pull it apart and "1TB" vs "2TB" cannot hold it together: those are judged below);
+- `title_tok`: overlap of core tokens (keyed hashes) relative to the shorter title;
+- `title_tri`: cosine of hashed character-trigram counts (typos, merged words);
+- `attr_agree`: share of the attribute kinds both titles state that agree (1 = all agree, 0 = every one
+  differs): a 128GB and a 256GB phone are different products however alike the rest;
+- `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
+  currency (prices are compared relatively; another currency says nothing without a rate).
+
+Stored: keyed hashes, the trigram vector and the embedding; the price as a number (not personal data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from consumer.config import Settings
+from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Score, nanmean_weighted
+from consumer.normalize import fold
+from consumer.records import Record
+from consumer.titles import ATTRIBUTE_KINDS, parse_price, parse_title
+
+__all__ = ["TitleEncoder"]
+
+MAX_TOKENS = 16
+TRI_DIM = 256
+
+
+def _trigrams(text: str) -> list[str]:
+    padded = f"  {text} "
+    return [padded[i: i + 3] for i in range(len(padded) - 2)]
+
+
+class TitleEncoder:
+    name = "title"
+
+    def __init__(self, text_encoder: Any, hash_key: str):
+        self.text = text_encoder
+        self.dim: int = text_encoder.dim
+        self._hash = KeyedHasher(hash_key)
+        self._cache: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> TitleEncoder:
+        return cls(artifacts["text_encoder"], settings.encoders.hash_key)
+
+    @property
+    def contribution(self) -> Contribution:
+        return Contribution(
+            roles=("title", "brand", "category", "price", "currency"),
+            columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price"),
+            features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"), Feature("attr_agree"),
+                      Feature("brand"), Feature("category"), Feature("price")),
+            scores=(Score("title"), Score("price", report=True, part_of=None)),
+            index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0)),
+            coefficients={"title.weight": 0.65, "price.weight": 0.1, "title.semantic_floor": 0.5})
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        missing = sorted({t for t in texts if t not in self._cache})
+        if missing:
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache.update(zip(missing, self.text.encode(missing).astype(np.float32)))
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def encode(self, records: Sequence[Record]) -> Columns:
+        n = len(records)
+        titles = [parse_title(r.role("title")) for r in records]
+        vec = self._embed([t.text for t in titles])
+        vec[[not t.core for t in titles]] = 0.0
+        tri = np.zeros((n, TRI_DIM), np.float32)
+        tok = np.zeros((n, MAX_TOKENS), np.uint32)
+        attr = np.zeros((n, len(ATTRIBUTE_KINDS)), np.uint32)
+        keys = np.zeros((n, 3), np.uint32)  # brand, category, currency
+        price = np.full(n, np.nan, np.float32)
+        for i, (rec, t) in enumerate(zip(records, titles)):
+            if t.core:
+                grams = np.array([self._hash("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM
+                counts = np.bincount(grams, minlength=TRI_DIM).astype(np.float32)
+                tri[i] = counts / max(float(np.linalg.norm(counts)), 1e-9)
+                hashes = sorted({self._hash("tk:" + w) for w in t.core})[:MAX_TOKENS]
+                tok[i, :len(hashes)] = hashes
+            for j, kind in enumerate(ATTRIBUTE_KINDS):
+                if kind in t.attributes:
+                    attr[i, j] = self._hash(f"ta:{kind}:" + ",".join(t.attributes[kind]))
+            for j, role in enumerate(("brand", "category", "currency")):
+                value = fold(rec.role(role))
+                if value:
+                    keys[i, j] = self._hash(f"lk:{role}:" + value)
+            p = parse_price(rec.role("price"))
+            if p is not None:
+                price[i] = p
+        return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attr": attr, "listing_keys": keys,
+                "price": price}
+
+    def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        has = a["title_vec"].any(axis=1) & b["title_vec"].any(axis=1)
+        cos = np.where(has, np.einsum("ij,ij->i", a["title_vec"], b["title_vec"]), np.nan).astype(np.float32)
+        tri = np.where(has, np.einsum("ij,ij->i", a["title_tri"], b["title_tri"]), np.nan).astype(np.float32)
+        ta, tb = a["title_tok"], b["title_tok"]
+        inter = ((ta[:, :, None] == tb[:, None, :]) & (ta[:, :, None] != 0)).sum(axis=(1, 2))
+        na, nb = (ta != 0).sum(axis=1), (tb != 0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tok = np.where(has, inter / np.maximum(np.minimum(na, nb), 1), np.nan).astype(np.float32)
+            xa, xb = a["title_attr"], b["title_attr"]
+            shared = (xa != 0) & (xb != 0)
+            agree = (shared & (xa == xb)).sum(axis=1) / shared.sum(axis=1)
+        ka, kb = a["listing_keys"], b["listing_keys"]
+        same = np.where((ka == 0) | (kb == 0), np.nan, (ka == kb).astype(np.float32))
+        pa, pb = a["price"], b["price"]
+        with np.errstate(invalid="ignore"):
+            price = 1.0 - np.abs(pa - pb) / np.maximum(pa, pb)
+        price[np.isnan(same[:, 2]) | (same[:, 2] == 0)] = np.nan  # other or unknown currency
+        return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
+                "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32)}
+
+    def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
+        floor = coef["title.semantic_floor"]
+        semantic = np.clip((feats["title_cos"] - floor) / (1 - floor), 0.0, 1.0)
+        text = nanmean_weighted([(semantic, 0.3), (feats["title_tok"], 0.35), (feats["title_tri"], 0.35)])
+        agree = feats["attr_agree"]
+        # A conflicting attribute is hard evidence against: it scales the title score down to nothing.
+        text = np.where(np.isnan(agree), text, text * agree ** 2)
+        brand = feats["brand"]
+        text = np.where(brand == 0, text * 0.5, text)
+        return {"title": text.astype(np.float32), "price": feats["price"]}

@@ -1,0 +1,218 @@
+"""Acceptance run for scale-out (issue 12): several `dedup run` members in one group against `dedup batch`.
+
+    python loadtest/scaleout.py --records 6400 --rate 500 --members 3 --partitions 6
+
+Every member is a real `dedup run` process (own health port), all ready before the first record; records
+are produced with *random* keys at --rate, so a person's accounts land on different members. At
+--kill-at (fraction of the stream) one member is killed with SIGKILL, at --add-at a new member joins. At the
+end: pairwise F1 of the final cluster table (Redis, `export-clusters`) against `dedup batch` on the same
+file, every record in exactly one cluster (`verify`), no cluster absorbed by two merge events, throughput,
+each member's cost of absorbing the others' records, the new member's start-up time, and Redis bytes per
+record (`INFO memory` of a Redis owned by this run). Prints one JSON object; exit 1 when the F1 gap is over
+--tolerance or a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from common import ROOT, crm_file, hk, hr, producer, read_rows, scrape
+from stream_vs_batch import clusters
+
+FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.interval.ms": "30000"}
+
+
+def start_member(bootstrap: str, redis_url: str, topic: str, events: str, group: str, prefix: str,
+                 workdir: Path, n: int, snapshot_dir: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    port = hk.free_port()
+    argv = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", "--kafka", bootstrap,
+            "--redis", redis_url, "--input-topic", topic, "--events-topic", events, "--group", group,
+            "--redis-prefix", prefix, "--http-host", "127.0.0.1", "--http-port", str(port),
+            "--insecure-default-key", *[a for k, v in FAST.items() for a in ("--kafka-property", f"{k}={v}")]]
+    env = {**os.environ}
+    if snapshot_dir:
+        env["DEDUP_SERVICE__SNAPSHOT_DIR"] = snapshot_dir
+        env["DEDUP_SERVICE__SNAPSHOT_INTERVAL_SECONDS"] = "5"
+    with open(workdir / f"member-{n}.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    return proc, port
+
+
+def ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.25)
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        return sum(v for n, _labels, v in scrape(f"http://127.0.0.1:{port}") if n == name)
+    except OSError:
+        return float("nan")
+
+
+def replica_lag(port: int) -> dict[str, float]:
+    """Mean and ~p50/p99 (histogram bucket upper bounds) of the member's consistency window."""
+    try:
+        samples = scrape(f"http://127.0.0.1:{port}")
+    except OSError:
+        return {}
+    total = sum(v for n, _l, v in samples if n == "dedup_replica_lag_seconds_sum")
+    count = sum(v for n, _l, v in samples if n == "dedup_replica_lag_seconds_count")
+    buckets = sorted((float(lab["le"]), v) for n, lab, v in samples if n == "dedup_replica_lag_seconds_bucket")
+    out = {"count": count, "mean_ms": round(1000 * total / count, 1) if count else float("nan")}
+    for q in (0.5, 0.99):
+        out[f"p{int(q * 100)}_ms_at_most"] = next((1000 * le for le, c in buckets if c >= q * count), float("nan"))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=6400)
+    ap.add_argument("--seed", type=int, default=31)
+    ap.add_argument("--rate", type=float, default=500.0)
+    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--kill-at", type=float, default=0.4, help="fraction of the stream; <0: no kill")
+    ap.add_argument("--add-at", type=float, default=0.6, help="fraction of the stream; <0: no new member")
+    ap.add_argument("--snapshots", action="store_true", help="members share a snapshot folder (5 s interval)")
+    ap.add_argument("--tolerance", type=float, default=0.01)
+    ap.add_argument("--workdir")
+    args = ap.parse_args()
+
+    from consumer.evaluate import cluster_scores, load_truth
+    from consumer.store.redis import RedisStateStore
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="dedup-scaleout-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    data, truth_path = crm_file(args.records, args.seed, workdir)
+    truth = load_truth(truth_path)
+    rows = read_rows(data)
+    cli = [sys.executable, "-m", "consumer.cli"]
+    t0 = time.monotonic()
+    subprocess.run([*cli, "batch", str(data), "--out", str(workdir / "batch.jsonl"), "-q"], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    batch_seconds = time.monotonic() - t0
+    batch = cluster_scores(clusters(workdir / "batch.jsonl"), truth)
+
+    procs: list[tuple[subprocess.Popen[bytes], int]] = []
+    redis_server = hr.OwnedRedis(data_dir=workdir / "redis", appendonly=False)
+    (workdir / "redis").mkdir(exist_ok=True)
+    with hk.kafka_bootstrap(log_dir=workdir) as bootstrap:
+        redis_server.start()
+        try:
+            client = redis_server.client()
+            base_mem = int(client.info("memory")["used_memory"])
+            tag = uuid.uuid4().hex[:8]
+            topic, events, group, prefix = f"so-{tag}", f"so-{tag}-events", f"so-{tag}", f"so-{tag}:"
+            hk.create_topics(bootstrap, [topic], partitions=args.partitions)
+            hk.create_topics(bootstrap, [events])
+            snap = str(workdir / "snapshots") if args.snapshots else None
+            for i in range(args.members):
+                procs.append(start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir, i, snap))
+            wait(lambda: all(ready(p) for _, p in procs), 300, "every member ready (assigned, index loaded)")
+            store = RedisStateStore(redis_server.url, prefix)
+            prod = producer(bootstrap)
+            kill_i = int(args.kill_at * len(rows)) if args.kill_at >= 0 else -1
+            add_i = int(args.add_at * len(rows)) if args.add_at >= 0 else -1
+            added: dict[str, Any] = {}
+
+            def add_member() -> None:
+                t = time.monotonic()
+                proc, port = start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir,
+                                          len(procs), snap)
+                procs.append((proc, port))
+                wait(lambda: ready(port), 300, "new member ready")
+                added["ready_seconds"] = round(time.monotonic() - t, 2)
+
+            adder: threading.Thread | None = None
+            start = time.monotonic()
+            for i, row in enumerate(rows):
+                ahead = start + i / args.rate - time.monotonic()
+                if ahead > 0.002:
+                    time.sleep(ahead)
+                if i == kill_i:
+                    procs[0][0].send_signal(signal.SIGKILL)
+                if i == add_i:
+                    adder = threading.Thread(target=add_member, daemon=True)
+                    adder.start()
+                prod.produce(topic, orjson.dumps(row), uuid.uuid4().bytes)
+                prod.poll(0)
+            prod.flush(60)
+            produced_s = time.monotonic() - start
+            wait(lambda: store.record_count() >= len(rows), 900, "every record in redis")
+            done_s = time.monotonic() - start
+            if adder is not None:
+                adder.join(300)
+            time.sleep(3.0)  # the last syncs (late links) settle
+            used = int(client.info("memory")["used_memory"]) - base_mem
+            alive = [(p, port) for p, port in procs if p.poll() is None]
+            per_member = [{"port": port, "absorbed": metric(port, "dedup_replica_records_total"),
+                           "absorb_seconds": round(metric(port, "dedup_replica_seconds_total"), 2),
+                           "decided": metric(port, "dedup_records_total"),
+                           "startup_seconds": round(metric(port, "dedup_startup_seconds"), 2),
+                           "replica_lag": replica_lag(port)} for p, port in alive]
+            problems = store.verify()
+            final = dict(store.export_clusters())
+        finally:
+            for p, _port in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p, _port in procs:
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        merge_events: dict[str, set[str]] = {}
+        for m in hk.consume_all(bootstrap, events, timeout=60):
+            e = orjson.loads(m.value or b"{}")
+            for c in e.get("merged_cluster_ids", []):
+                merge_events.setdefault(c, set()).add(e["event_id"])
+        redis_server.stop()
+    stream = cluster_scores(final, truth)
+    twice = sorted(c for c, ids in merge_events.items() if len(ids) > 1)
+    gap = batch.f1 - stream.f1
+    ok = gap <= args.tolerance and len(final) == len(rows) and not problems and not twice
+    print(json.dumps({
+        "records": len(rows), "seed": args.seed, "rate": args.rate, "members": args.members,
+        "partitions": args.partitions, "killed_at": kill_i, "added_at": add_i,
+        "batch": {"f1": round(batch.f1, 4), "precision": round(batch.precision, 4),
+                  "recall": round(batch.recall, 4), "seconds": round(batch_seconds, 1)},
+        "stream": {"f1": round(stream.f1, 4), "precision": round(stream.precision, 4),
+                   "recall": round(stream.recall, 4), "records_in_clusters": len(final)},
+        "f1_gap": round(gap, 4), "tolerance": args.tolerance,
+        "verify_problems": problems[:5], "clusters_merged_by_two_events": twice[:5],
+        "seconds_producing": round(produced_s, 1), "seconds_until_all_stored": round(done_s, 1),
+        "throughput_records_per_s": round(len(rows) / done_s, 1),
+        "redis_bytes_per_record": round(used / len(rows)), "new_member": added, "members_at_end": per_member,
+        "ok": ok,
+    }, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

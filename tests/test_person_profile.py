@@ -1,0 +1,240 @@
+"""The `person` profile without labels: address comparison, Fellegi-Sunter fitting, model artifact, CLI.
+
+The end-to-end test uses a small FEBRL-like file made here (its own name and street lists, FEBRL's kinds
+of corruption: typos, abbreviations, missing values, swapped name fields), so CI needs no FEBRL download;
+benchmarks/febrl.py measures the real FEBRL files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumer.batch import run_batch
+from consumer.cli import main
+from consumer.config import load_settings
+from consumer.encoders.address import AddressEncoder, street_canonical
+from consumer.encoders.person import PersonEncoder, dob_canonical
+from consumer.evaluate import cluster_scores
+from consumer.fellegi_sunter import Comparison, fit_fellegi_sunter
+from consumer.fusion import LearnedModel
+from consumer.records import parse_record
+
+GIVEN = ["oliver", "charlotte", "jack", "amelia", "william", "isla", "noah", "mia", "thomas", "grace", "lucas",
+         "chloe", "henry", "zoe", "james", "ruby", "ethan", "ella", "samuel", "emily"]
+SURNAMES = ["nguyen", "kowalski", "abernethy", "papadopoulos", "fitzgerald", "okonkwo", "lindqvist", "moretti",
+            "harrington", "tanaka", "brennan", "castellano", "whitfield", "sandoval", "mcallister", "dubois",
+            "ferreira", "henderson", "yamamoto", "kaczmarek", "oconnell", "villanueva", "petrovic", "larsen"]
+STREETS = ["wattle", "banksia", "kurrajong", "jacaranda", "ironbark", "bottlebrush", "grevillea", "boronia",
+           "waratah", "melaleuca", "casuarina", "callistemon"]
+TYPES = [("street", "st"), ("road", "rd"), ("avenue", "ave"), ("crescent", "cres"), ("place", "pl")]
+SUBURBS = ["kensington", "brunswick", "footscray", "paddington", "toowong", "glenelg", "fremantle", "sandy bay",
+           "belconnen", "parramatta", "st kilda", "mount lawley"]
+STATES = ["nsw", "vic", "qld", "wa", "sa", "tas", "act"]
+
+
+def _typo(rng: random.Random, s: str) -> str:
+    if len(s) < 3:
+        return s
+    i = rng.randrange(1, len(s) - 1)
+    kind = rng.random()
+    if kind < 0.35:
+        return s[:i] + rng.choice("aeiourstln") + s[i + 1:]
+    if kind < 0.7:
+        return s[:i] + s[i + 1:]
+    return s[:i - 1] + s[i] + s[i - 1] + s[i + 1:]
+
+
+def febrl_like(path: Path, n_people: int = 300, seed: int = 3) -> dict[str, str]:
+    """A person file with 1-3 records per person; returns the truth (id -> person)."""
+    rng = random.Random(seed)
+    rows, truth = [], {}
+    for p in range(n_people):
+        street, (typ, abbr) = rng.choice(STREETS), rng.choice(TYPES)
+        base = {"given_name": rng.choice(GIVEN), "surname": rng.choice(SURNAMES),
+                "street_number": str(rng.randint(1, 250)), "address_1": f"{street} {typ}",
+                "address_2": rng.choice(["", "", "rosedale", "unit 4", "the elms"]), "suburb": rng.choice(SUBURBS),
+                "postcode": str(rng.randint(2000, 7999)), "state": rng.choice(STATES)}
+        for k in range(rng.choice([1, 1, 2, 2, 3])):
+            rec = dict(base)
+            if k:
+                for _ in range(rng.randint(1, 3)):
+                    what = rng.random()
+                    field = rng.choice(["given_name", "surname", "address_1", "suburb", "street_number",
+                                        "postcode", "address_2"])
+                    if what < 0.5:
+                        rec[field] = _typo(rng, rec[field])
+                    elif what < 0.7:
+                        rec[field] = ""
+                    elif what < 0.85:
+                        rec["address_1"] = f"{street} {abbr}"
+                    else:
+                        rec["given_name"], rec["surname"] = rec["surname"], rec["given_name"]
+            rid = f"rec-{p}-{k}"
+            rows.append({"id": rid, **rec})
+            truth[rid] = str(p)
+    rng.shuffle(rows)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return truth
+
+
+def _pair(enc, row_a: dict[str, str], row_b: dict[str, str]) -> dict[str, float]:  # noqa: ANN001
+    s = load_settings(profile="person", env={})
+    recs = [parse_record({"id": str(i), **r}, s.profile, s.limits) for i, r in enumerate((row_a, row_b))]
+    cols = enc.encode(recs)
+    a = {k: v[:1] for k, v in cols.items()}
+    b = {k: v[1:] for k, v in cols.items()}
+    return {k: float(v[0]) for k, v in enc.compare(a, b).items()}
+
+
+def test_street_abbreviations_fold_to_one_spelling() -> None:
+    assert street_canonical("42 Main St.") == "42 main street"
+    assert street_canonical("St Kilda Rd") == "saint kilda road"
+    assert street_canonical("wattle cres") == street_canonical("Wattle Crescent")
+    assert dob_canonical("1990-12-09") == dob_canonical("09/12/1990") == "19901209"
+
+
+def test_address_comparison_abbreviation_typo_and_missing() -> None:
+    enc = AddressEncoder("k")
+    f = _pair(enc, {"street_number": "12", "address_1": "wattle street", "suburb": "brunswick", "postcode": "3056"},
+              {"street_number": "12", "address_1": "wattle st", "suburb": "brunswik", "postcode": ""})
+    assert f["addr_number"] == 1.0 and f["addr_street"] == 1.0  # an abbreviation is no difference
+    assert f["addr_suburb"] == pytest.approx(0.9)  # one typo
+    assert np.isnan(f["addr_postcode"]) and np.isnan(f["addr_line2"])  # missing: no evidence, not 0
+    g = _pair(enc, {"street_number": "12", "postcode": "3056"}, {"street_number": "21", "postcode": "4056"})
+    assert g["addr_number"] == pytest.approx(0.9) and g["addr_postcode"] == pytest.approx(0.9)  # one edit
+    h = _pair(enc, {"street_number": "12", "postcode": "3056"}, {"street_number": "7", "postcode": "2600"})
+    assert h["addr_number"] == 0.0 and h["addr_postcode"] == 0.0
+
+
+def test_person_fields_swapped_names_and_dob() -> None:
+    enc = PersonEncoder("k")
+    f = _pair(enc, {"given_name": "oliver", "surname": "nguyen", "date_of_birth": "19800312"},
+              {"given_name": "nguyen", "surname": "oliver", "date_of_birth": "19801203"})
+    assert f["given_name"] == 1.0 and f["surname"] == 1.0  # swapped fields compared crossed
+    assert f["dob"] == pytest.approx(0.9)  # day and month swapped
+    assert np.isnan(f["phone"])
+
+
+def test_em_recovers_known_parameters() -> None:
+    """Synthetic comparison vectors drawn from known m/u: EM finds lambda and m without labels."""
+    rng = np.random.default_rng(0)
+    comps = [Comparison(f"c{k}", (1.0, 0.88)) for k in range(5)]
+    m = np.array([0.8, 0.15, 0.05])
+    u = np.array([0.02, 0.08, 0.90])
+    values = np.array([1.0, 0.9, 0.0])
+    n, lam = 40_000, 0.05
+    is_match = rng.random(n) < lam
+    x = np.stack([values[np.where(is_match, rng.choice(3, n, p=m), rng.choice(3, n, p=u))] for _ in comps], 1)
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values: null level
+    rand = np.stack([values[rng.choice(3, n, p=u)] for _ in comps], 1)
+    fs = fit_fellegi_sunter(x, rand, comps)
+    assert fs.lam == pytest.approx(lam, abs=0.01)
+    assert np.allclose(fs.m[0], m, atol=0.03)
+    p = fs.predict_proba(x)[:, 1]
+    assert ((p > 0.5) == is_match).mean() > 0.98
+
+
+def test_batch_fits_itself_without_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "people.csv"
+    truth = febrl_like(src)
+    settings = load_settings(profile="person", env={})
+    model_path = tmp_path / "fitted.pkl"
+    summary, pipe = run_batch(src, tmp_path / "out.jsonl", settings, progress=False, save_model=model_path)
+    assert summary.model["fusion"].startswith("fellegi-sunter")
+    scores = cluster_scores(pipe.assignments(), truth)
+    pipe.close()
+    assert scores.f1 >= 0.9, scores
+    # The fitted weights are an artifact like any model: sha256 manifest, loadable for the service.
+    manifest = json.loads(model_path.with_suffix(".json").read_text())
+    assert manifest["kind"] == "fellegi-sunter" and len(manifest["sha256"]) == 64
+    model = LearnedModel.load(model_path)
+    assert "addr_street" in model.used_features and "dob" not in model.used_features  # no DOB column here
+    # ... and what it learned is printed per comparison level.
+    assert main(["explain-model", str(model_path)]) == 0
+    table = capsys.readouterr().out
+    assert "addr_street" in table and "exact" in table and "lambda" in table
+    exact = [r for r in model.estimator.explain() if r["comparison"].startswith("addr_postcode")]
+    assert exact[0]["weight"] > 3 > exact[-1]["weight"]  # agreeing postcodes: evidence; differing: against
+
+
+def test_fit_command_then_stream_with_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "people.csv"
+    truth = febrl_like(src, seed=5)
+    out = tmp_path / "m.pkl"
+    assert main(["fit", str(src), "--profile", "person", "--out", str(out)]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["kind"] == "fellegi-sunter" and meta["labels"] is False
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__LEARNED_MODEL": str(out)})
+    summary, pipe = run_batch(src, tmp_path / "o.jsonl", settings, progress=False)
+    assert summary.model == {}  # the given model is used, nothing fitted
+    assert pipe.fuser.version.startswith("learned:")
+    assert cluster_scores(pipe.assignments(), truth).f1 >= 0.9
+    pipe.close()
+
+
+def test_tiny_file_falls_back_to_rule_fusion(tmp_path: Path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_text("id,given_name,surname,suburb,postcode\n1,Robert,Smith,Carlton,3053\n"
+                   "2,Bob,Smith,Carlton,3053\n3,Alice,Nguyen,Richmond,3121\n")
+    summary, pipe = run_batch(src, tmp_path / "o.jsonl", load_settings(profile="person", env={}), progress=False)
+    assert summary.model["fusion"] == "rule" and pipe.fuser.mode == "rule"
+    d = pipe.assignments()
+    pipe.close()
+    assert d["1"] == d["2"] != d["3"]
+
+
+def test_labels_still_train_a_model_for_the_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dedup train` takes labels when a user has some; `explain-model` says what kind of model it is."""
+    src, truth_csv = tmp_path / "people.csv", tmp_path / "truth.csv"
+    truth = febrl_like(src, seed=7)
+    truth_csv.write_text("id,entity_id\n" + "".join(f"{r},{e}\n" for r, e in truth.items()))
+    model = tmp_path / "gbt.pkl"
+    assert main(["train", str(src), str(truth_csv), "--profile", "person", "--out", str(model)]) == 0
+    capsys.readouterr()
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__LEARNED_MODEL": str(model)})
+    summary, pipe = run_batch(src, tmp_path / "o.jsonl", settings, progress=False)
+    assert summary.model == {} and cluster_scores(pipe.assignments(), truth).f1 >= 0.9
+    pipe.close()
+    assert main(["explain-model", str(model)]) == 0
+    assert "trained classifier" in capsys.readouterr().out
+
+
+def test_eval_reports_the_fitted_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, truth_csv = tmp_path / "people.csv", tmp_path / "truth.csv"
+    truth = febrl_like(src, seed=11, n_people=150)
+    truth_csv.write_text("id,entity_id\n" + "".join(f"{r},{e}\n" for r, e in truth.items()))
+    assert main(["eval", str(src), str(truth_csv), "--profile", "person", "--no-baselines"]) == 0
+    out = capsys.readouterr().out
+    assert "learned fusion (Fellegi-Sunter fitted without labels)" in out
+    assert "Fellegi-Sunter match weights" in out and "addr_postcode" in out
+
+
+def test_person_columns_survive_the_state_store_round_trip(tmp_path: Path) -> None:
+    """The service persists every record's columns and rebuilds from them: the new columns must too."""
+    from consumer.artifacts import build_pipeline
+    from consumer.batch import iter_records
+    from consumer.records import Record
+
+    src = tmp_path / "people.csv"
+    febrl_like(src, n_people=40)
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"})
+    records = [r for _, r in iter_records(src, settings) if isinstance(r, Record)]
+    pipe = build_pipeline(settings)
+    pipe.process(records)
+    states = pipe.snapshot(range(len(pipe.store)))
+    again = build_pipeline(settings, text_encoder=pipe.text)
+    assert again.restore(states) == len(records)
+    for name in ("addr_street_dels", "given_h", "dob_dels", "addr_vec"):
+        assert np.array_equal(again.store.column(name), pipe.store.column(name))
+    assert again.assignments() == pipe.assignments()
+    pipe.close()
+    again.close()

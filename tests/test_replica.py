@@ -1,0 +1,101 @@
+"""The replica core without a broker: snapshots decide identically, the changelog converges, late links.
+
+Why: a member restarted from a snapshot must decide exactly as the member that wrote it would have, and two
+replicas fed the same changelog must hold the same clusters under the same ids (consumer/replica.py,
+consumer/snapshot.py). Pure and fast; the group behaviour itself is in tests/test_service_scaleout.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from consumer.artifacts import build_pipeline
+from consumer.batch import iter_records
+from consumer.config import load_settings
+from consumer.generate import write_crm
+from consumer.records import Record
+from consumer.replica import Replica, merge_entry, parse_merge
+from consumer.snapshot import load_snapshot, save_snapshot
+
+
+@pytest.fixture(scope="module")
+def recs(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+    d = tmp_path_factory.mktemp("crm")
+    write_crm(d / "crm.csv", d / "truth.csv", 900, 8)
+    return [r for _, r in iter_records(d / "crm.csv", load_settings(env={})) if isinstance(r, Record)]
+
+
+def test_snapshot_restart_decides_identically(recs: list[Record], tmp_path: Path) -> None:
+    s = load_settings(env={})
+    a = build_pipeline(s)
+    for i in range(0, 600, 150):
+        a.process(recs[i: i + 150])
+    info = save_snapshot(a, 1234, tmp_path, {"config_version": a.config_version})
+    assert info.records == 600 and (tmp_path / "CURRENT").read_text() == info.path.name
+    b = build_pipeline(s, text_encoder=a.text)
+    assert load_snapshot(b, tmp_path, {"config_version": "other"}) is None  # other settings: refused
+    got = load_snapshot(b, tmp_path, {"config_version": a.config_version})
+    assert got is not None and got.position == 1234 and len(b.store) == 600
+    assert b.assignments() == a.assignments() and b.canonical == a.canonical
+    assert [d.to_dict() for d in a.process(recs[600:])] == [d.to_dict() for d in b.process(recs[600:])]
+
+
+def test_merge_entries_carry_any_record_id() -> None:
+    for s, a in [("a", "b"), ("ü:x y", "é"), ("12:3", "")]:
+        assert parse_merge(merge_entry(s, a)) == (s, a)
+
+
+def test_twins_decided_apart_are_linked_by_the_later_writer(recs: list[Record]) -> None:
+    """Two replicas decide a record each without seeing the other's (the race); the member whose record
+    was written second finds the link when it reads the first one's entry."""
+    s = load_settings(env={})
+    a, b = build_pipeline(s), build_pipeline(s)
+    base = recs[:300]
+    for p in (a, b):
+        p.process(base)
+    # A twin pair from the generator's truth is not needed: a record and a copy under another id match.
+    x = recs[300]
+    y = dataclasses.replace(x, record_id=x.record_id + "-twin")
+    (dx,) = a.process([x])
+    (dy,) = b.process([y])
+    assert dx.outcome == dy.outcome == "new"
+    ra, rb = Replica(), Replica()
+    ra.note_own([dx.row])
+    rb.note_own([dy.row])
+    states_x = {x.record_id: a.snapshot([dx.row])[0]}
+    states_y = {y.record_id: b.snapshot([dy.row])[0]}
+    log = [f"r{x.record_id}", f"r{y.record_id}"]  # x was written first
+    res_a = ra.apply(a, log, states_y)  # A reads its own x first: x is no longer pending when y comes
+    res_b = rb.apply(b, log, states_x)  # B reads x while its own y is still pending: the pair is its to link
+    assert not res_a.links and len(res_b.links) == 1
+    link = res_b.links[0]
+    assert link.record_id == y.record_id and link.match.record_id == x.record_id
+    assert b.assignments()[x.record_id] == b.assignments()[y.record_id]
+    # Redis then logs the merge (older founder survives); A applies it and converges on the same id.
+    ra.apply(a, [merge_entry(x.record_id, y.record_id)], {})
+    rb.apply(b, [merge_entry(x.record_id, y.record_id)], {})
+    assert a.assignments()[y.record_id] == a.assignments()[x.record_id] == b.assignments()[x.record_id]
+
+
+def test_freshen_names_clusters_as_redis_knows_them() -> None:
+    """A bridge decided on a stale replica: ids resolved, Redis's survivor rule, nothing announced twice."""
+    from consumer.pipeline import Decision, Match
+    from consumer.service_sync import clusters_to_resolve, freshen
+
+    m = Match("r0", "cl_x", 0.97, "match", {})
+    bridge = Decision("r1", "cl_s", "r0", "merged", 5, ["cl_a", "cl_x"], [m])
+    join = Decision("r2", "cl_x", "r0", "joined", 6, [], [])
+    new = Decision("r3", "cl_r3", "r3", "new", 7, [], [])
+    assert clusters_to_resolve([bridge, join, new]) == {"cl_s", "cl_a", "cl_x"}
+    # cl_x was merged into cl_a elsewhere; cl_a's founder is older than cl_s's.
+    where = {"cl_s": ("cl_s", 40), "cl_a": ("cl_a", 3), "cl_x": ("cl_a", 3)}
+    assert freshen([bridge, join, new], where) == 2
+    assert (bridge.cluster_id, bridge.merged_cluster_ids, bridge.outcome) == ("cl_a", ["cl_s"], "merged")
+    assert (join.cluster_id, join.outcome) == ("cl_a", "joined") and m.cluster_id == "cl_a"
+    # Both sides already one cluster in Redis: the bridge becomes a join (no second merge event).
+    again = Decision("r4", "cl_s", "r0", "merged", 8, ["cl_a"], [])
+    freshen([again], {"cl_s": ("cl_a", 3), "cl_a": ("cl_a", 3)})
+    assert (again.cluster_id, again.merged_cluster_ids, again.outcome) == ("cl_a", [], "joined")

@@ -1,0 +1,80 @@
+"""Listings through `dedup run` exactly like signups: real broker, real Redis, images as base64 in the
+message (or an absolute path the service can read), the same clusters as `dedup batch`, no title in Redis
+or in any event."""
+
+from __future__ import annotations
+
+import base64
+import csv
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from harness.kafka import consume_all, create_topics, produce_json, unique_topic
+from harness.service import (
+    check_events,
+    committed_offset,
+    leaked,
+    redis_dump,
+    running_service,
+    service_settings,
+    wait_for,
+)
+
+from consumer.batch import run_batch
+from consumer.cli import main as cli_main
+from consumer.config import load_settings
+from consumer.evaluate import cluster_scores, load_truth
+from consumer.generate.listings import write_listings
+from consumer.store.redis import RedisStateStore
+
+pytestmark = pytest.mark.integration
+N = 400
+
+
+def test_listings_stream_like_signups(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                      tmp_path: Path) -> None:
+    data, truth_path = tmp_path / "listings.csv", tmp_path / "listings.truth.csv"
+    write_listings(data, truth_path, N, seed=31)
+    truth = load_truth(truth_path, "listing_id")
+    batch_settings = load_settings(env={}, profile="listing")
+    _summary, pipe = run_batch(data, tmp_path / "batch.jsonl", batch_settings, progress=False)
+    batch_f1 = cluster_scores(pipe.assignments(), truth).f1
+    pipe.close()
+
+    rows = list(csv.DictReader(data.open(encoding="utf-8")))
+    for i, row in enumerate(rows):  # most images travel in the message, some as a path the service reads
+        if row["image"]:
+            path = tmp_path / row["image"]
+            row["image"] = str(path) if i % 5 == 0 else base64.b64encode(path.read_bytes()).decode()
+    topic, events, group = unique_topic("listings"), unique_topic("events"), unique_topic("g")
+    create_topics(kafka_bootstrap, [topic, events])
+    produce_json(kafka_bootstrap, topic, rows, key="listing_id")
+    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
+    settings.profile = batch_settings.profile
+    store = RedisStateStore(redis_url, redis_prefix)
+    with running_service(settings):
+        wait_for(lambda: store.record_count() >= N, 300, f"{N} listings in redis")
+        wait_for(lambda: committed_offset(kafka_bootstrap, group, topic) == N, 30, "offsets committed")
+
+    out = tmp_path / "clusters.jsonl"
+    assert cli_main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix,
+                     "--out", str(out)]) == 0
+    stream = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
+    assert len(stream) == N and store.verify() == []
+    stream_f1 = cluster_scores(stream, truth).f1
+    print(f"listings pairwise F1 batch {batch_f1:.4f} stream {stream_f1:.4f} ({N} records)")
+    assert abs(stream_f1 - batch_f1) <= 0.01
+
+    values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=30, min_messages=N)]
+    distinct = check_events(values)
+    clustered = [e for e in distinct.values() if e["event_type"] == "record.clustered"]
+    assert {e["record_id"] for e in clustered} == set(stream)
+    scored = [m for e in distinct.values() for m in e.get("matches", []) if m.get("scores")]
+    assert not scored or {"title", "image"} <= set(scored[0]["scores"])
+
+    needles = {r["title"].encode() for r in rows if len(r["title"]) > 12}
+    client = redis.Redis.from_url(redis_url)
+    assert leaked(redis_dump(client, redis_prefix), needles) == []
+    assert leaked(values, needles) == []

@@ -1,0 +1,47 @@
+"""Product-title normalisation and the attributes that tell similar titles apart (consumer/titles.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.titles import parse_price, parse_title
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Acme AquaPure Water 0.5 L, 6-Pack", "ACME aquapure water 500ml (pack of 6)"),
+    ("Portable SSD 1TB", "portable ssd 1000 GB"),
+    ("Nike Air Zoom UK 9 Black", "nike air zoom size 9 black"),
+    ("Sony WH-1000XM4 Silver", "SONY wh1000xm4 silver"),
+    ("Tablet (2nd generation) 64GB", "tablet gen 2 64 gb"),
+    ("Cotton Tee Medium Gray", "cotton tee size M grey"),
+    ("Coffee Beans 1kg", "coffee beans 1000g"),
+    ("Juice 33cl", "juice 330 ml"),
+])
+def test_equivalent_titles_normalise_alike(a: str, b: str) -> None:
+    ta, tb = parse_title(a), parse_title(b)
+    assert ta.attributes == tb.attributes
+    assert set(ta.core) == set(tb.core)
+
+
+@pytest.mark.parametrize(("a", "b", "kind"), [
+    ("Phone X 128GB Black", "Phone X 256GB Black", "cap"),
+    ("Water 500ml", "Water 1L", "vol"),
+    ("Runner UK 9", "Runner size 10", "size"),
+    ("Phone X 128GB Black", "Phone X 128GB Blue", "colour"),
+    ("Buds Gen 2", "Buds 3rd generation", "gen"),
+    ("Galaxy S23", "Galaxy S24", "model"),
+    ("Water 6-pack", "Water pack of 12", "pack"),
+])
+def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
+    ta, tb = parse_title(a), parse_title(b)
+    assert ta.attributes[kind] != tb.attributes[kind]
+
+
+def test_marketing_noise_is_dropped() -> None:
+    assert parse_title("NEW Genuine Acme Kettle - Free Shipping").core == ("acme", "kettle")
+
+
+@pytest.mark.parametrize(("text", "value"), [("1,299.00", 1299.0), ("19,99", 19.99), ("€ 20", 20.0),
+                                             ("1.299,50", 1299.5), ("", None), ("free", None), ("0", None)])
+def test_prices(text: str, value: float | None) -> None:
+    assert parse_price(text) == value

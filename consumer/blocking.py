@@ -29,7 +29,7 @@ from consumer.config import IndexSettings
 from consumer.encoders.base import Columns, IndexVector
 from consumer.index import CandidateIndex
 
-__all__ = ["index_vectors", "Blocker"]
+__all__ = ["index_vectors", "merge_candidates", "Blocker"]
 
 
 def index_vectors(cols: Columns, spec: Sequence[IndexVector]) -> np.ndarray:
@@ -38,6 +38,37 @@ def index_vectors(cols: Columns, spec: Sequence[IndexVector]) -> np.ndarray:
     v = np.hstack(parts)
     norm = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.where(norm > 0, norm, 1.0)
+
+
+#: Sort key of an empty slot: below any cosine (-1) and any NaN-mapped score, so it is never kept.
+_EMPTY = -np.inf
+#: Score of a real candidate whose similarity is NaN: kept only when there is room, as before.
+_NAN_SCORE = -2.0
+
+
+def merge_candidates(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: np.ndarray,
+                     k: int) -> list[np.ndarray]:
+    """Per batch record: the k most similar of its index neighbours (`ids`/`sims`, -1 = none) and the
+    earlier records of its batch (`vecs[:i]`, rows `rows[:i]`), as sorted unique row arrays."""
+    n = len(rows)
+    if n == 0:
+        return []
+    local = vecs @ vecs.T
+    earlier = np.tri(n, n, -1, dtype=bool)  # j < i: only earlier records of the batch
+    valid = np.hstack([ids >= 0, earlier])
+    score = np.hstack([sims.astype(np.float32, copy=False), local.astype(np.float32, copy=False)])
+    score = np.where(np.isnan(score), _NAN_SCORE, score)
+    score[~valid] = _EMPTY
+    pool = np.hstack([ids, np.broadcast_to(rows, (n, n))])
+    width = pool.shape[1]
+    if width > k:
+        top = np.argpartition(-score, k - 1, axis=1)[:, :k]
+        pool = np.take_along_axis(pool, top, axis=1)
+        valid = np.take_along_axis(valid, top, axis=1)
+    counts = valid.sum(axis=1)
+    # Empty slots sort last (max int), so each row's valid candidates are a sorted prefix.
+    keyed = np.sort(np.where(valid, pool, np.iinfo(np.int64).max), axis=1)
+    return [keyed[i, :c] for i, c in enumerate(counts.tolist())]
 
 
 class Blocker:
@@ -79,25 +110,16 @@ class Blocker:
             self.wait_seconds += time.perf_counter() - t0
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
-        """Candidate rows per batch record (sorted, unique); `vecs` from `vectors`."""
+        """Candidate rows per batch record (sorted, unique); `vecs` from `vectors`.
+
+        One pass over the whole batch, no per-record Python work: the index's top-k and every earlier
+        record of the batch are laid side by side, and each row keeps its k best valid entries. That is
+        the same set as "index top-k plus the batch's top-k, then the k best of both" (an entry of the
+        batch outside its own top-k can never be among the k best overall).
+        """
         k = self.k
         ids, sims = self.index.query(vecs, k)  # `index` waits for the previous batch's insert
-        local = vecs @ vecs.T
-        n = len(rows)
-        local[np.triu_indices(n)] = -np.inf  # only earlier records of the batch
-        out: list[np.ndarray] = []
-        for i in range(n):
-            found = ids[i] >= 0
-            cand, score = ids[i][found], sims[i][found]
-            if i:
-                kk = min(k, i)
-                top = np.argpartition(-local[i, :i], kk - 1)[:kk] if kk < i else np.arange(i)
-                cand = np.concatenate([cand, rows[top]])
-                score = np.concatenate([score, local[i, top]])
-            if len(cand) > k:  # keep the k best of both sources
-                cand = cand[np.argpartition(-score, k - 1)[:k]]
-            out.append(np.sort(cand))
-        return out
+        return merge_candidates(ids, sims, vecs, np.asarray(rows, np.int64), k)
 
     def add(self, vecs: np.ndarray, rows: np.ndarray) -> None:
         """Insert rows (after any earlier insert); returns at once with `background_add`."""

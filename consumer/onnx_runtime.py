@@ -6,11 +6,14 @@ mismatch there is the usual reason "the same model" is 3x slower in one process 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Literal
 
 import onnxruntime as ort
+
+log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda"]
 CUDA = "CUDAExecutionProvider"
@@ -69,4 +72,37 @@ def make_session(
     # The pool's threads otherwise spin after each run, stealing the cores from the Python work (index,
     # comparison, clustering) that runs between our small encode calls: measured 2x slower encoding.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=so, providers=resolve_providers(device))
+    providers = resolve_providers(device)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+    except Exception as exc:  # CUDA libraries present but unusable (driver, cuDNN, out of memory)
+        if CUDA not in providers or device == "cuda":
+            raise
+        cpu_fallback_log(path, device, f"CUDA session failed: {type(exc).__name__}: {_first_line(exc)}")
+        return ort.InferenceSession(str(path), sess_options=so, providers=[CPU])
+    if CUDA in providers and CUDA not in session.get_providers():
+        # onnxruntime drops a provider it cannot initialise and carries on with the CPU one, silently.
+        reason = "CUDAExecutionProvider did not initialise (driver, CUDA or cuDNN libraries missing?)"
+        if device == "cuda":
+            raise RuntimeError(f"device='cuda' requested but {reason}; use device='auto' to fall back to CPU")
+        cpu_fallback_log(path, device, reason)
+    elif device == "auto" and CUDA not in providers:
+        log.info("onnx session on cpu", extra={"model": path.name, "device": "cpu", "requested": device,
+                                              "reason": f"onnxruntime {ort.__version__} has no {CUDA}"})
+    return session
+
+
+def on_gpu(session: ort.InferenceSession) -> bool:
+    """Whether ``session`` runs on the CUDA provider (after any fallback)."""
+    return CUDA in session.get_providers()
+
+
+def cpu_fallback_log(path: Path, device: str, reason: str) -> None:
+    """The one structured line a GPU-to-CPU fallback writes (model file name only: no data in logs)."""
+    log.warning("onnx session falls back to cpu", extra={"model": Path(path).name, "device": "cpu",
+                                                          "requested": device, "reason": reason})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""

@@ -18,7 +18,14 @@ from typing import Any
 
 from consumer.artifacts import build_pipeline
 from consumer.config import Settings
-from consumer.io.files import InputError, JsonlWriter, check_input, check_outputs_distinct, read_rows
+from consumer.io.files import (
+    InputError,
+    JsonlWriter,
+    check_input,
+    check_outputs_distinct,
+    read_rows,
+    write_csv_table,
+)
 from consumer.normalize import fold
 from consumer.pipeline import Pipeline
 from consumer.records import Record, Rejected, RejectError, parse_record
@@ -79,17 +86,26 @@ def unreadable_fields(rec: Record) -> list[str]:
 
 def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, *,
               rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
-              pipeline: Pipeline | None = None) -> tuple[BatchSummary, Pipeline]:
-    """Process a whole file; returns the summary and the pipeline (its state, for evaluation)."""
+              pipeline: Pipeline | None = None, clusters_path: str | Path | None = None
+              ) -> tuple[BatchSummary, Pipeline]:
+    """Process a whole file; returns the summary and the pipeline (its state, for evaluation).
+
+    `clusters_path`: also write the final cluster table (record_id, cluster_id, canonical_id; every merge
+    applied, which the per-record decision lines, written at decision time, cannot show)."""
     pipe = pipeline or build_pipeline(settings, encode_in_background=True)
     summary = BatchSummary()
     if rejects_path is None:
         rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
     # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
     check_input(input_path, fmt)
-    check_outputs_distinct(input_path, out_path, rejects_path)
+    check_outputs_distinct(input_path, out_path, rejects_path, clusters_path)
     if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
         raise InputError("--rejects is the same file as --out; choose another path")
+    if clusters_path is not None and str(clusters_path) == "-":
+        raise InputError("--clusters needs a file path")
+    if clusters_path is not None and any(str(p) != "-" and Path(p).resolve() == Path(clusters_path).resolve()
+                                         for p in (out_path, rejects_path)):
+        raise InputError("--clusters is the same file as --out or --rejects; choose another path")
     start = time.perf_counter()
     bar = _progress(progress)
     with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
@@ -121,6 +137,8 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
                 bar.update(len(batch))
     if bar is not None:
         bar.close()
+    if clusters_path is not None:
+        write_csv_table(clusters_path, ("record_id", "cluster_id", "canonical_id"), pipe.final_clusters())
     summary.seconds = time.perf_counter() - start
     summary.clusters = len(pipe.clusters.members)
     summary.duplicates = sum(len(m) for m in pipe.clusters.members.values() if len(m) > 1)

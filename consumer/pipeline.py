@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from consumer.blocking import Blocker
-from consumer.clustering import ClusterState, cluster_id_for
+from consumer.clustering import ClusterState, Guards, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.cores import usable_cores
@@ -137,6 +137,10 @@ class Pipeline:
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
         self.model_version = self.fuser.version
         self.config_version = settings.fingerprint()
+        cl = settings.clustering
+        #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
+        self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
+                             cl.merge_support)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record]) -> Columns:
@@ -286,9 +290,7 @@ class Pipeline:
 
     def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
                 mods: dict[str, np.ndarray]) -> Decision:
-        s = self.settings
-        a = self.clusters.assign(row, cand_rows, fused, labels, self.fuser.match_threshold,
-                                 s.clustering.merge_margin, s.clustering.join_support)
+        a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs)
         self._update_canonical(a.cluster, a.merged)
         ids = self.store.record_ids
         matches = []
@@ -301,6 +303,20 @@ class Pipeline:
                                  {m: _num(mods[m][j]) for m in self.fuser.modalities}))
         return Decision(rec.record_id, cluster_id_for(ids[a.cluster]), ids[self.canonical[a.cluster]], a.outcome,
                         row, [cluster_id_for(ids[c]) for c in a.merged], matches)
+
+    def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
+        """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate
+        pairs (the rarity of `left`'s values as counted so far). The clustering's average linkage calls it
+        for cluster members a record's candidate search did not return; it is deterministic, so batch
+        boundaries still change no decision."""
+        if not len(left):
+            return np.zeros(0, np.float32)
+        a = self.store.gather(np.asarray(left, np.int64))
+        b = self.store.gather(np.asarray(right, np.int64))
+        feats = self.comparator.compare(a, b, self.frequencies.features(a, a))
+        with self.fuser.thread_limits():
+            fused, _ = self.fuser.score(feats)
+        return fused
 
     def _update_canonical(self, cluster: int, merged: list[int]) -> None:
         """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the
@@ -366,6 +382,14 @@ class Pipeline:
         """record id -> cluster id for every record seen (what `export-clusters` dumps)."""
         ids = self.store.record_ids
         return {ids[r]: cluster_id_for(ids[c]) for r, c in self.clusters.cluster_of.items()}
+
+    def final_clusters(self) -> Iterator[tuple[str, str, str]]:
+        """(record id, cluster id, canonical id) of every record seen, in arrival order, with every merge
+        applied: the table `dedup batch --clusters` writes, so nobody has to replay `merged` decisions."""
+        ids = self.store.record_ids
+        for row in range(len(self.store)):
+            c = self.clusters.cluster_of[row]
+            yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
 
     def memory_bytes(self) -> int:
         return self.store.memory_bytes() + self.blocker.index.memory_bytes()

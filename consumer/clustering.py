@@ -14,7 +14,13 @@ bridging pair:
   clears `merge_support` x the match threshold. A record that looks like two different people (a
   nickname, a common surname, a shared device) can then no longer glue them together; the link is
   reported as a possible duplicate for review instead of applied;
-- on a merge the older cluster (lower founding row) keeps its id, so ids are stable and deterministic.
+- on a merge the older cluster (lower founding row) keeps its id, so ids are stable and deterministic;
+- a cluster is *split* when later evidence shows it was wrong: a record joins it yet disagrees with some of
+  its members (a score below the merge bar), so the cluster (when small enough to re-check, up to
+  2 x `link_members`) is re-clustered from all its member pairs by average linkage, stopping at the bar a
+  merge needs. If it falls apart, the largest piece keeps the id and every other piece becomes a cluster
+  named after its earliest record (`Assignment.splits`; the service emits `cluster.split`). Ids derive
+  from founding records, so when the founder itself lands in a smaller piece, that piece keeps the id.
 
 Cluster ids are derived from the founding record id, so the same input gives the same ids, and a replay
 cannot mint a new one.
@@ -46,6 +52,8 @@ class Guards:
     link_members: int = 0
     #: A merge needs the mean cross-cluster score >= this share of the match threshold.
     merge_support: float = 0.0
+    #: Re-check (and split) a cluster when a record that joins it disagrees with some of its members.
+    split: bool = False
 
 
 @dataclass
@@ -57,6 +65,10 @@ class Assignment:
     merged: list[int] = field(default_factory=list)  # founding rows of clusters absorbed
     #: candidate rows whose link was not applied (review band, or a merge without enough evidence)
     held_back: list[int] = field(default_factory=list)
+    #: Pieces split off the record's cluster after it joined (later evidence): (new founding row, rows).
+    splits: list[tuple[int, list[int]]] = field(default_factory=list)
+    #: The cluster the pieces were split from (it keeps its id); None without a split.
+    split_from: int | None = None
 
 
 class ClusterState:
@@ -119,9 +131,14 @@ class ClusterState:
             return known + ([float(x) for x in scorer([row] * len(missing), missing)]  # type: ignore[misc]
                             if missing else [])
 
+        links: dict[int, list[float]] = {}
+
         def supported(c: int) -> bool:
             if use_scorer:
-                return self.size(c) < 2 or float(np.mean(linkage(c))) >= g.join_support * thr
+                if self.size(c) < 2:
+                    return True
+                links[c] = linkage(c)
+                return float(np.mean(links[c])) >= g.join_support * thr
             idx = by_cluster[c]
             if self.size(c) < 3 or len(idx) < 2:
                 return True
@@ -166,4 +183,46 @@ class ClusterState:
         self.cluster_of[row] = survivor
         self.members[survivor].append(row)
         absorbed = sorted(c for c in [target, *merged] if c != survivor)
-        return Assignment(survivor, "merged" if absorbed else "joined", absorbed, held)
+        splits: list[tuple[int, list[int]]] = []
+        if g.split and min(links.get(target, [1.0])) < g.merge_support * thr:
+            splits = self._split(survivor, scorer, g)  # type: ignore[arg-type]
+        return Assignment(self.cluster_of[row], "merged" if absorbed else "joined", absorbed, held, splits,
+                          survivor if splits else None)
+
+    def _split(self, cluster: int, scorer: PairScorer, g: Guards) -> list[tuple[int, list[int]]]:
+        """Re-check a cluster from all its member pairs (average linkage, stopping at the merge bar) and
+        split it when it falls apart; returns the pieces split off as (new founding row, rows)."""
+        members = sorted(self.members[cluster])
+        n = len(members)
+        if n < 3 or n > 2 * g.link_members:
+            return []
+        ii, jj = np.triu_indices(n, 1)
+        sim = np.zeros((n, n), np.float32)
+        sim[ii, jj] = sim[jj, ii] = scorer([members[i] for i in ii], [members[j] for j in jj])
+        groups = [[i] for i in range(n)]
+        bar = g.merge_support * g.match_threshold
+        while len(groups) > 1:
+            best, pair = -1.0, (0, 0)
+            for a in range(len(groups)):
+                for b in range(a + 1, len(groups)):
+                    v = float(sim[np.ix_(groups[a], groups[b])].mean())
+                    if v > best:
+                        best, pair = v, (a, b)
+            if best < bar:
+                break
+            groups[pair[0]] += groups.pop(pair[1])
+        if len(groups) == 1:
+            return []
+        pieces = sorted(([members[i] for i in grp] for grp in groups), key=lambda p: (-len(p), min(p)))
+        keep = next((p for p in pieces if cluster in p), pieces[0])
+        out = []
+        for piece in pieces:
+            if piece is keep:
+                continue
+            founder = min(piece)
+            for r in piece:
+                self.cluster_of[r] = founder
+            self.members[founder] = sorted(piece)
+            out.append((founder, sorted(piece)))
+        self.members[cluster] = [r for r in self.members[cluster] if self.cluster_of[r] == cluster]
+        return out

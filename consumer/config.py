@@ -129,6 +129,9 @@ class ClusterSettings:
     #: Bridging two clusters needs the mean score between their members >= this share of the match
     #: threshold (conflicting evidence, e.g. two different people behind one ambiguous record, vetoes it).
     merge_support: float = 0.5
+    #: Split a cluster (re-clustered from its member pairs) when a record that joins it disagrees with some
+    #: of its members; the pieces are announced as `cluster.split` events.
+    split: bool = True
     keeper_alpha: float = 0.7
 
 

@@ -35,7 +35,7 @@ from consumer.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
 from consumer.store.record_state import RecordState, decode_payload, encode_rows
 
-__all__ = ["Match", "Decision", "Encoded", "Pipeline"]
+__all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
 
 
 def _num(x: float) -> float | None:
@@ -66,6 +66,19 @@ class Encoded:
 
 
 @dataclass
+class Split:
+    """A piece split off a cluster when later evidence showed the cluster was wrong (a new cluster)."""
+
+    cluster_id: str
+    founder_id: str
+    canonical_id: str
+    record_ids: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id, "canonical_id": self.canonical_id, "record_ids": self.record_ids}
+
+
+@dataclass
 class Decision:
     record_id: str
     cluster_id: str
@@ -75,6 +88,11 @@ class Decision:
     row: int
     merged_cluster_ids: list[str] = field(default_factory=list)
     matches: list[Match] = field(default_factory=list)
+    #: After this record joined, its cluster was split: the cluster that kept its id, and the new pieces.
+    split_cluster_id: str | None = None
+    splits: list[Split] = field(default_factory=list)
+    #: The founding record of `split_cluster_id` (the service updates its keeper; not in the output line).
+    split_founder_id: str | None = None
 
     @property
     def decision(self) -> str:
@@ -88,7 +106,9 @@ class Decision:
         return {"record_id": self.record_id, "cluster_id": self.cluster_id, "canonical_id": self.canonical_id,
                 "decision": self.decision, "outcome": self.outcome,
                 "merged_cluster_ids": self.merged_cluster_ids,
-                "matches": [m.to_dict() for m in self.matches]}
+                "matches": [m.to_dict() for m in self.matches],
+                **({"split_cluster_id": self.split_cluster_id, "splits": [p.to_dict() for p in self.splits]}
+                   if self.splits else {})}
 
 
 class Pipeline:
@@ -140,7 +160,7 @@ class Pipeline:
         cl = settings.clustering
         #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
-                             cl.merge_support)
+                             cl.merge_support, cl.split)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record]) -> Columns:
@@ -293,6 +313,12 @@ class Pipeline:
         a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs)
         self._update_canonical(a.cluster, a.merged)
         ids = self.store.record_ids
+        splits: list[Split] = []
+        if a.split_from is not None:
+            for c in {a.split_from, *(f for f, _ in a.splits)} - {a.cluster}:
+                self._update_canonical(c, [])
+            splits = [Split(cluster_id_for(ids[f]), ids[f], ids[self.canonical[f]], [ids[r] for r in rows])
+                      for f, rows in a.splits]
         matches = []
         for j in np.argsort(-fused, kind="stable"):
             if labels[j] == 0:
@@ -302,7 +328,9 @@ class Pipeline:
                                  "match" if labels[j] == 2 else "possible",
                                  {m: _num(mods[m][j]) for m in self.fuser.modalities}))
         return Decision(rec.record_id, cluster_id_for(ids[a.cluster]), ids[self.canonical[a.cluster]], a.outcome,
-                        row, [cluster_id_for(ids[c]) for c in a.merged], matches)
+                        row, [cluster_id_for(ids[c]) for c in a.merged], matches,
+                        cluster_id_for(ids[a.split_from]) if a.split_from is not None else None, splits,
+                        ids[a.split_from] if a.split_from is not None else None)
 
     def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate

@@ -68,7 +68,7 @@ def linked(state: ClusterState, row: int, cands: list[int], scores: list[float],
 
     s = np.array(scores, np.float32)
     labels = np.where(s >= T, 2, np.where(s >= 0.3, 1, 0))
-    return state.assign(row, np.array(cands, np.int64), s, labels, Guards(T, MARGIN, SUPPORT, 8, 0.5),
+    return state.assign(row, np.array(cands, np.int64), s, labels, Guards(T, MARGIN, SUPPORT, 8, 0.5, True),
                         scorer=scorer)
 
 
@@ -110,3 +110,32 @@ def test_join_needs_the_members_the_candidate_search_missed_to_agree() -> None:
     a = linked(st, 3, [2], [0.7], pairs, calls)
     assert calls == [2]  # members 0 and 1, scored in one call
     assert a.outcome == "new" and a.held_back == [2]
+
+
+def test_later_evidence_splits_a_cluster_and_the_largest_piece_keeps_the_id() -> None:
+    """{0,1} and {2,3} were glued by weak evidence (cross score 0.3). Record 4 joins {0,1}'s side and
+    disagrees with 2 and 3: re-checked from all member pairs, the cluster splits; {0,1,4} keeps id 0 and
+    {2,3} becomes a cluster named after its earliest record."""
+    st = ClusterState()
+    for r in range(4):
+        st.cluster_of[r] = 0
+    st.members[0] = [0, 1, 2, 3]
+    pairs = {frozenset((0, 1)): 0.9, frozenset((2, 3)): 0.9, frozenset((4, 0)): 0.9, frozenset((4, 1)): 0.9}
+    pairs.update({frozenset((a, b)): 0.3 for a in (0, 1) for b in (2, 3)})
+    a = linked(st, 4, [0, 1], [0.9, 0.9], pairs)
+    assert a.outcome == "joined" and a.cluster == 0 and a.split_from == 0
+    assert a.splits == [(2, [2, 3])]
+    assert sorted(st.members[0]) == [0, 1, 4] and st.members[2] == [2, 3]
+    assert [st.cluster_of[r] for r in range(5)] == [0, 0, 2, 2, 0]
+
+
+def test_no_split_when_the_cluster_holds_together() -> None:
+    st = ClusterState()
+    for r in range(3):
+        st.cluster_of[r] = 0
+    st.members[0] = [0, 1, 2]
+    pairs = {frozenset((a, b)): 0.8 for a in range(3) for b in range(3) if a != b}
+    pairs.update({frozenset((3, 0)): 0.95, frozenset((3, 1)): 0.9, frozenset((3, 2)): 0.1})
+    a = linked(st, 3, [0, 1], [0.95, 0.9], pairs)
+    assert a.outcome == "joined" and a.splits == [] and a.split_from is None
+    assert sorted(st.members[0]) == [0, 1, 2, 3]

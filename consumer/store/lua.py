@@ -10,6 +10,8 @@ APPLY_BATCH = r"""
 -- (binary-safe, referenced by index from the ops). Ops:
 --   recs:    [[record_id, cluster_id, founder_id, payload_index, events_index], ...]  (decision order)
 --   merges:  [[surviving_cluster_id, [absorbed_cluster_id, ...]], ...]               (decision order)
+--            or, in the same ordered list, a split:
+--            {"split": cluster_id, "pieces": [[new_cluster_id, founder_id, [record_id, ...]], ...]}
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
 -- Returns {new_records, conflicting record ids...}.
@@ -58,6 +60,33 @@ local function merge(survivor, absorbed)
   touched[s] = true
 end
 
+-- A split moves every record of each piece into its new cluster (the split cluster keeps the rest and its
+-- id). A piece's id may be that of a cluster absorbed long ago (ids derive from founding records): its
+-- forward pointer is dropped, so the id names the new cluster again.
+local function split(m)
+  local old = resolve(m.split)
+  for _, piece in ipairs(m.pieces) do
+    local cid, founder = piece[1], piece[2]
+    redis.call('DEL', p .. 'fwd:' .. cid)
+    local meta = p .. 'clmeta:' .. cid
+    if redis.call('EXISTS', meta) == 0 then
+      redis.call('HSET', meta, 'founder', founder, 'created', now)
+    end
+    for _, rid in ipairs(piece[3]) do
+      local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
+      if cur then
+        cur = resolve(cur)
+        if cur ~= cid then redis.call('SREM', p .. 'cl:' .. cur, rid) end
+        redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
+        redis.call('SADD', p .. 'cl:' .. cid, rid)
+        if cur ~= cid then touched[cur] = true end
+      end
+    end
+    touched[cid] = true
+  end
+  touched[old] = true
+end
+
 local n_new = 0
 local conflicts = {}
 for _, r in ipairs(ops.recs) do
@@ -83,7 +112,11 @@ for _, r in ipairs(ops.recs) do
   end
 end
 for _, m in ipairs(ops.merges) do
-  for _, a in ipairs(m[2]) do merge(m[1], a) end
+  if m.split then
+    split(m)
+  else
+    for _, a in ipairs(m[2]) do merge(m[1], a) end
+  end
 end
 for cid, canonical in pairs(ops.canon) do
   local c = resolve(cid)

@@ -58,6 +58,12 @@ class BatchWrite:
     def add_merge(self, surviving: str, absorbed: Sequence[str]) -> None:
         self.merges.append([surviving, list(absorbed)])
 
+    def add_split(self, split_cluster: str, pieces: Sequence[tuple[str, str, Sequence[str]]]) -> None:
+        """Pieces (cluster id, founder id, record ids) split off `split_cluster`; applied in decision order
+        with the merges (the same ordered list), so a merge and a split in one batch replay as decided."""
+        self.merges.append({"split": split_cluster,
+                            "pieces": [[cid, founder, list(rids)] for cid, founder, rids in pieces]})
+
     def set_canonical(self, cluster_id: str, canonical_id: str) -> None:
         self.canon[cluster_id] = canonical_id
 

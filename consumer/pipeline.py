@@ -282,13 +282,15 @@ class Pipeline:
             self.timer.add("compare", t2 - ta)
             self._index_stages()
             self.timer.add("fuse", t3 - t2)
-            # ...then decide record by record, in arrival order.
-            for i, rec in enumerate(fresh):
-                sl = slice(int(offsets[i]), int(offsets[i + 1]))
-                if self.pair_log is not None:
-                    self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
-                by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
-                                                    {m: v[sl] for m, v in mods.items()})
+            # ...then decide record by record, in arrival order (under the fuser's thread limit: the
+            # clustering scores members on demand, `score_pairs`, and entering the limit per call costs more).
+            with self.fuser.thread_limits():
+                for i, rec in enumerate(fresh):
+                    sl = slice(int(offsets[i]), int(offsets[i + 1]))
+                    if self.pair_log is not None:
+                        self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
+                    by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
+                                                        {m: v[sl] for m, v in mods.items()})
             self.timer.add("cluster", time.perf_counter() - t3)
         out: list[Decision] = []
         for r in records:
@@ -335,16 +337,15 @@ class Pipeline:
     def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate
         pairs (the rarity of `left`'s values as counted so far). The clustering's average linkage calls it
-        for cluster members a record's candidate search did not return; it is deterministic, so batch
-        boundaries still change no decision."""
+        for cluster members a record's candidate search did not return; deterministic (same input and
+        batches, same scores), so a replay or a restored consumer decides the same. `process` calls it
+        under the fuser's thread limit."""
         if not len(left):
             return np.zeros(0, np.float32)
         a = self.store.gather(np.asarray(left, np.int64))
         b = self.store.gather(np.asarray(right, np.int64))
         feats = self.comparator.compare(a, b, self.frequencies.features(a, a))
-        with self.fuser.thread_limits():
-            fused, _ = self.fuser.score(feats)
-        return fused
+        return self.fuser.score(feats)[0]
 
     def _update_canonical(self, cluster: int, merged: list[int]) -> None:
         """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the

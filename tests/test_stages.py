@@ -260,3 +260,13 @@ def test_stage_timer_owns_one_vocabulary() -> None:
     delta = timer.since(before, ("compare", "fuse"))
     assert set(delta) == {"compare", "fuse"} and delta["fuse"] == 0.0 and 0.0 <= delta["compare"] < 0.5
     assert timer.totals()["index_add"] == 2.0 and "score" not in DECIDE_STAGES
+
+
+def test_gated_rarity_counts_only_where_values_agree() -> None:
+    """A gated rarity says how often *the pair's shared* value occurs: -1 where the values differ."""
+    from consumer.comparison import gate_rarity
+
+    x = np.array([[1.0, 2.0], [0.6, 2.0], [np.nan, 2.0], [1.0, np.nan]], np.float32)
+    out = gate_rarity(x.copy(), [(1, 0, 1.0)])
+    assert out[:, 1].tolist()[:3] == [2.0, -1.0, -1.0] and np.isnan(out[3, 1])
+    assert np.array_equal(gate_rarity(out.copy(), [(1, 0, 1.0)]), out, equal_nan=True)  # idempotent

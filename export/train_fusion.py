@@ -38,6 +38,8 @@ def main() -> None:
                          "calibration; balances the sizes and bounds the fit time)")
     ap.add_argument("--drop-features", nargs="*", default=[],
                     help="features left out of the model (their columns are set to NaN before fitting)")
+    ap.add_argument("--text-backend", choices=["auto", "transformer", "static"], default="auto",
+                    help="text model whose features the model learns (the shipped one: transformer)")
     ap.add_argument("--pairs-cache", help="folder of per-file npz pair caches: reused when present, written "
                     "when not")
     args = ap.parse_args()
@@ -51,6 +53,7 @@ def main() -> None:
     from consumer.train import collect_pairs, fit_model
 
     settings = load_settings(env={})
+    settings.encoders.text_backend = args.text_backend
     text = load_text_encoder(settings)  # the default backend: what production scores with
     sizes = args.records * len(args.seeds) if len(args.records) == 1 else args.records
     if len(sizes) != len(args.seeds):

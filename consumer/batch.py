@@ -19,7 +19,14 @@ from typing import Any
 
 from consumer.artifacts import build_pipeline
 from consumer.config import Settings
-from consumer.io.files import InputError, JsonlWriter, check_input, check_outputs_distinct, read_rows
+from consumer.io.files import (
+    InputError,
+    JsonlWriter,
+    check_input,
+    check_outputs_distinct,
+    read_rows,
+    write_csv_table,
+)
 from consumer.listing import IMAGE_ROLE, attach_image
 from consumer.normalize import fold
 from consumer.pipeline import Pipeline
@@ -94,21 +101,28 @@ def unreadable_fields(rec: Record) -> list[str]:
 
 def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, *,
               rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
-              pipeline: Pipeline | None = None, save_model: str | Path | None = None
-              ) -> tuple[BatchSummary, Pipeline]:
+              pipeline: Pipeline | None = None, save_model: str | Path | None = None,
+              clusters_path: str | Path | None = None) -> tuple[BatchSummary, Pipeline]:
     """Process a whole file; returns the summary and the pipeline (its state, for evaluation).
 
     With learned fusion, no model file, and a profile the shipped model does not fit (the `person`
     profile), match weights are first fitted to the file itself without labels (`consumer.unsupervised`;
-    `save_model` keeps them as a model file for `--model` or the service)."""
+    `save_model` keeps them as a model file for `--model` or the service).
+    `clusters_path`: also write the final cluster table (record_id, cluster_id, canonical_id; every merge
+    applied, which the per-record decision lines, written at decision time, cannot show)."""
     summary = BatchSummary()
     if rejects_path is None:
         rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
     # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
     check_input(input_path, fmt)
-    check_outputs_distinct(input_path, out_path, rejects_path)
+    check_outputs_distinct(input_path, out_path, rejects_path, clusters_path)
     if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
         raise InputError("--rejects is the same file as --out; choose another path")
+    if clusters_path is not None and str(clusters_path) == "-":
+        raise InputError("--clusters needs a file path")
+    if clusters_path is not None and any(str(p) != "-" and Path(p).resolve() == Path(clusters_path).resolve()
+                                         for p in (out_path, rejects_path)):
+        raise InputError("--clusters is the same file as --out or --rejects; choose another path")
     pipe = pipeline or _pipeline_for(input_path, settings, fmt, summary, save_model)
     start = time.perf_counter()
     bar = _progress(progress)
@@ -141,6 +155,8 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
                 bar.update(len(batch))
     if bar is not None:
         bar.close()
+    if clusters_path is not None:
+        write_csv_table(clusters_path, ("record_id", "cluster_id", "canonical_id"), pipe.final_clusters())
     summary.seconds = time.perf_counter() - start
     summary.clusters = len(pipe.clusters.members)
     summary.duplicates = sum(len(m) for m in pipe.clusters.members.values() if len(m) > 1)

@@ -15,6 +15,7 @@ from typing import Any
 
 from consumer.config import BUILTIN_PROFILES, DEFAULT_HASH_KEY, ConfigError, Settings, load_settings
 from consumer.fusion import ModelError
+from consumer.generate.variants import VARIANTS
 from consumer.io.files import InputError
 
 log = logging.getLogger("dedup")
@@ -53,9 +54,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         from consumer.generate import write_crm
 
-        write_crm(out, truth, args.n_records, args.seed)
+        write_crm(out, truth, args.n_records, args.seed, args.variant)
     print(json.dumps({"records": str(out), "truth": str(truth), "n_records": args.n_records,
-                      "seed": args.seed}))
+                      "seed": args.seed, "variant": args.variant}))
     return 0
 
 
@@ -64,7 +65,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     summary, _ = run_batch(args.input, args.out, s, rejects_path=args.rejects, fmt=args.format,
-                           progress=not args.quiet, save_model=args.save_model)
+                           progress=not args.quiet, save_model=args.save_model, clusters_path=args.clusters)
     if s.encoders.hash_key == DEFAULT_HASH_KEY:  # after the run: an error stays the first (and only) line
         print("warning: encoders.hash_key is the public default; outputs are not protected by a secret "
               "key (set DEDUP_ENCODERS__HASH_KEY, see docs/security.md)", file=sys.stderr)
@@ -133,11 +134,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from consumer.report import evaluate_file
 
     s = _settings(args)
+    if args.sizes:
+        return _eval_sizes(args, s)
+    if not (args.input and args.truth):
+        raise ValueError("eval needs INPUT and TRUTH, or --sizes to generate files of several sizes")
     result = evaluate_file(args.input, args.truth, s, model_path=args.model, plot=args.plot,
                            baselines=not args.no_baselines, fmt=args.format)
     print(result["table"])
     if args.json:
         Path(args.json).write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2))
+    return 0
+
+
+def _eval_sizes(args: argparse.Namespace, s: Settings) -> int:
+    """`dedup eval --sizes 10k,100k`: generated files of each size, final clusters scored (consumer.scale_eval)."""
+    import dataclasses
+
+    from consumer.scale_eval import evaluate_sizes, parse_sizes, plot_sizes, write_rows
+
+    sizes = parse_sizes(args.sizes)
+    if args.model:
+        s = dataclasses.replace(s, fusion=dataclasses.replace(s.fusion, learned_model=args.model))
+    rows = evaluate_sizes(sizes, s, seed=args.seed, variant=args.variant, workdir=args.workdir,
+                          candidate_recall=not args.no_candidate_recall)
+    if args.csv:
+        write_rows(args.csv, rows)
+    if args.plot and not plot_sizes(rows, args.plot):
+        print("warning: matplotlib is not installed; no plot written", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
 
 
@@ -174,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="truth CSV (default: OUT with .truth.csv)")
     p.add_argument("-n", "--n-records", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--variant", choices=sorted(VARIANTS), default="default",
+                   help="generator variation: 'heldout' draws other name/city tables, more households and "
+                        "namesakes; use it to measure, never to train or tune")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demo", help="try it: generate a sample, deduplicate it, show clusters and accuracy")
@@ -187,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--out", required=True, help="decisions, one JSON line per record ('-' = stdout)")
     p.add_argument("--rejects", help="rejected rows with reasons (default: OUT.rejects.jsonl)")
+    p.add_argument("--clusters", help="also write the final clusters (every merge applied) as CSV: "
+                   "record_id,cluster_id,canonical_id")
     p.add_argument("--model", help="learned fusion model file (default: the shipped one)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--save-model", help="where match weights fitted to INPUT without labels are kept (profiles "
@@ -216,10 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="precision/recall/F1 and B-cubed for baselines and this engine")
-    p.add_argument("input")
-    p.add_argument("truth")
+    p.add_argument("input", nargs="?")
+    p.add_argument("truth", nargs="?")
     p.add_argument("--model", help="learned model (train it on a differently seeded file)")
-    p.add_argument("--plot", help="write a PNG of precision and recall against the match threshold")
+    p.add_argument("--plot", help="write a PNG of precision and recall against the match threshold (with "
+                   "--sizes: quality and largest cluster against the file size)")
+    p.add_argument("--sizes", help="instead of INPUT/TRUTH: generate files of these sizes (10k,100k,1M) and "
+                   "score the engine's final clusters at each")
+    p.add_argument("--variant", choices=sorted(VARIANTS), default="default",
+                   help="with --sizes: generator variation ('heldout': measure only, never tune on it)")
+    p.add_argument("--seed", type=int, default=1, help="with --sizes: generator seed")
+    p.add_argument("--workdir", default="eval-sizes", help="with --sizes: where generated files are kept")
+    p.add_argument("--csv", help="with --sizes: write one row of figures per size")
+    p.add_argument("--no-candidate-recall", action="store_true",
+                   help="with --sizes: skip candidate recall (it keeps every scored pair in memory)")
     p.add_argument("--json", help="also write the figures as JSON")
     p.add_argument("--no-baselines", action="store_true", help="skip the string and paper baselines")
     _common(p)

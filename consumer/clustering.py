@@ -1,14 +1,26 @@
 """Incremental clustering in arrival order: join, start, or bridge (merge) clusters, with chaining guards.
 
 Single-link clustering over noisy matches builds giant clusters (one bad link glues two families
-together). So:
+together, and at 100k records one "James Johnson" links to the next across cities). So a link between a
+record and a cluster, or between two clusters, needs evidence that holds for the *clusters*, not for one
+bridging pair:
 
-- a record *joins* the cluster of its best match, but a cluster of 3+ members must also be supported on
-  average by the members the record was compared with (`join_support`);
+- a record *joins* the cluster of its best match only if its mean score over the cluster's members
+  (average linkage; members its candidate search did not return are scored on demand, up to
+  `link_members` of them) clears `join_support` x the match threshold;
 - a record *merges* a second cluster into the first only with more evidence than a join (best score at
-  least `match + merge_margin`, and the same support test); otherwise the link is reported as a
-  possible duplicate for review instead of applied;
-- on a merge the older cluster (lower founding row) keeps its id, so ids are stable and deterministic.
+  least `match + merge_margin`, the same average-linkage test for the second cluster) *and* when the two
+  clusters agree with each other: the mean score between their members (up to `link_members` a side)
+  clears `merge_support` x the match threshold. A record that looks like two different people (a
+  nickname, a common surname, a shared device) can then no longer glue them together; the link is
+  reported as a possible duplicate for review instead of applied;
+- on a merge the older cluster (lower founding row) keeps its id, so ids are stable and deterministic;
+- a cluster is *split* when later evidence shows it was wrong: a record joins it yet disagrees with some of
+  its members (a score below the merge bar), so the cluster (when small enough to re-check, up to
+  2 x `link_members`) is re-clustered from all its member pairs by average linkage, stopping at the bar a
+  merge needs. If it falls apart, the largest piece keeps the id and every other piece becomes a cluster
+  named after its earliest record (`Assignment.splits`; the service emits `cluster.split`). Ids derive
+  from founding records, so when the founder itself lands in a smaller piece, that piece keeps the id.
 
 Cluster ids are derived from the founding record id, so the same input gives the same ids, and a replay
 cannot mint a new one.
@@ -16,13 +28,32 @@ cannot mint a new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from consumer.store.record_state import cluster_id_for
 
-__all__ = ["ClusterState", "Assignment", "cluster_id_for"]
+__all__ = ["ClusterState", "Assignment", "Guards", "PairScorer", "cluster_id_for"]
+
+#: Fused scores of the pairs (left[i], right[i]) (`Pipeline` compares and fuses them on demand).
+PairScorer = Callable[[Sequence[int], Sequence[int]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Guards:
+    """The chaining guards of one `assign` call (thresholds in fused-score units)."""
+
+    match_threshold: float
+    merge_margin: float
+    join_support: float
+    #: Members a side scored for average linkage (0: only the members the candidate search returned).
+    link_members: int = 0
+    #: A merge needs the mean cross-cluster score >= this share of the match threshold.
+    merge_support: float = 0.0
+    #: Re-check (and split) a cluster when a record that joins it disagrees with some of its members.
+    split: bool = False
 
 
 @dataclass
@@ -34,6 +65,10 @@ class Assignment:
     merged: list[int] = field(default_factory=list)  # founding rows of clusters absorbed
     #: candidate rows whose link was not applied (review band, or a merge without enough evidence)
     held_back: list[int] = field(default_factory=list)
+    #: Pieces split off the record's cluster after it joined (later evidence): (new founding row, rows).
+    splits: list[tuple[int, list[int]]] = field(default_factory=list)
+    #: The cluster the pieces were split from (it keeps its id); None without a split.
+    split_from: int | None = None
 
 
 class ClusterState:
@@ -49,9 +84,24 @@ class ClusterState:
     def largest(self) -> int:
         return max((len(m) for m in self.members.values()), default=0)
 
+    def _sample(self, cluster: int, cap: int) -> list[int]:
+        """Up to `cap` members spread over the cluster's history, in arrival (row) order: the member lists'
+        own order depends on merge history, which a restored state does not keep."""
+        m = sorted(self.members[cluster])
+        if len(m) <= cap:
+            return list(m)
+        step = len(m) / cap
+        return [m[int(i * step)] for i in range(cap)]
+
     def assign(self, row: int, cand_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-               match_threshold: float, merge_margin: float, join_support: float) -> Assignment:
-        """Place `row` given its scored candidates (labels: 2 match, 1 possible, 0 no)."""
+               match_threshold: float | Guards, merge_margin: float = 0.0, join_support: float = 0.0,
+               scorer: PairScorer | None = None) -> Assignment:
+        """Place `row` given its scored candidates (labels: 2 match, 1 possible, 0 no).
+
+        `match_threshold` may be a `Guards` (the other thresholds then come from it); `scorer` scores the
+        row, or a cluster's members, against members its candidates did not cover (average linkage)."""
+        g = match_threshold if isinstance(match_threshold, Guards) else Guards(match_threshold, merge_margin,
+                                                                                join_support)
         if not (labels == 2).any():  # the common case (a record with no match): it founds a cluster
             self.cluster_of[row] = row
             self.members[row] = [row]
@@ -62,15 +112,46 @@ class ClusterState:
             c = cluster_of.get(cand)
             if c is not None:
                 by_cluster.setdefault(c, []).append(j)
+        thr = g.match_threshold
+        use_scorer = scorer is not None and g.link_members > 0
 
         def best(c: int) -> float:
             return float(max(scores[j] for j in by_cluster[c]))
 
+        def linkage(c: int) -> list[float]:
+            """The row's scores over the cluster's members: the scored candidates plus, with a scorer, up to
+            `link_members` members the candidate search missed, scored now."""
+            idx = by_cluster[c]
+            known = [float(scores[j]) for j in idx]
+            if not use_scorer or self.size(c) <= len(idx):
+                return known
+            seen = {int(cand_rows[j]) for j in idx}
+            missing = [m for m in self._sample(c, g.link_members) if m not in seen]
+            missing = missing[:max(0, g.link_members - len(known))] or missing[:1]
+            return known + ([float(x) for x in scorer([row] * len(missing), missing)]  # type: ignore[misc]
+                            if missing else [])
+
+        links: dict[int, list[float]] = {}
+
         def supported(c: int) -> bool:
+            if use_scorer:
+                if self.size(c) < 2:
+                    return True
+                links[c] = linkage(c)
+                return float(np.mean(links[c])) >= g.join_support * thr
             idx = by_cluster[c]
             if self.size(c) < 3 or len(idx) < 2:
                 return True
-            return float(np.mean([scores[j] for j in idx])) >= join_support * match_threshold
+            return float(np.mean([scores[j] for j in idx])) >= g.join_support * thr
+
+        def agree(a: list[int], c: int) -> bool:
+            """Do the clusters merged so far (`a`) and cluster `c` hold together (mean cross score)?"""
+            if not use_scorer or g.merge_support <= 0:
+                return True
+            left = [m for t in a for m in self._sample(t, g.link_members)][:g.link_members]
+            right = self._sample(c, g.link_members)
+            cross = scorer([m for m in left for _ in right], right * len(left))  # type: ignore[misc]
+            return float(np.mean(cross)) >= g.merge_support * thr
 
         matched = [c for c, idx in by_cluster.items() if any(labels[j] == 2 for j in idx)]
         # Strongest evidence first; ties go to the older cluster (lower founding row): deterministic.
@@ -84,7 +165,7 @@ class ClusterState:
                     target = c
                 else:
                     held.extend(int(cand_rows[j]) for j in by_cluster[c])
-            elif best(c) >= match_threshold + merge_margin and supported(c):
+            elif best(c) >= thr + g.merge_margin and supported(c) and agree([target, *merged], c):
                 merged.append(c)
             else:
                 held.extend(int(cand_rows[j]) for j in by_cluster[c] if labels[j] == 2)
@@ -102,4 +183,46 @@ class ClusterState:
         self.cluster_of[row] = survivor
         self.members[survivor].append(row)
         absorbed = sorted(c for c in [target, *merged] if c != survivor)
-        return Assignment(survivor, "merged" if absorbed else "joined", absorbed, held)
+        splits: list[tuple[int, list[int]]] = []
+        if g.split and min(links.get(target, [1.0])) < g.merge_support * thr:
+            splits = self._split(survivor, scorer, g)  # type: ignore[arg-type]
+        return Assignment(self.cluster_of[row], "merged" if absorbed else "joined", absorbed, held, splits,
+                          survivor if splits else None)
+
+    def _split(self, cluster: int, scorer: PairScorer, g: Guards) -> list[tuple[int, list[int]]]:
+        """Re-check a cluster from all its member pairs (average linkage, stopping at the merge bar) and
+        split it when it falls apart; returns the pieces split off as (new founding row, rows)."""
+        members = sorted(self.members[cluster])
+        n = len(members)
+        if n < 3 or n > 2 * g.link_members:
+            return []
+        ii, jj = np.triu_indices(n, 1)
+        sim = np.zeros((n, n), np.float32)
+        sim[ii, jj] = sim[jj, ii] = scorer([members[i] for i in ii], [members[j] for j in jj])
+        groups = [[i] for i in range(n)]
+        bar = g.merge_support * g.match_threshold
+        while len(groups) > 1:
+            best, pair = -1.0, (0, 0)
+            for a in range(len(groups)):
+                for b in range(a + 1, len(groups)):
+                    v = float(sim[np.ix_(groups[a], groups[b])].mean())
+                    if v > best:
+                        best, pair = v, (a, b)
+            if best < bar:
+                break
+            groups[pair[0]] += groups.pop(pair[1])
+        if len(groups) == 1:
+            return []
+        pieces = sorted(([members[i] for i in grp] for grp in groups), key=lambda p: (-len(p), min(p)))
+        keep = next((p for p in pieces if cluster in p), pieces[0])
+        out = []
+        for piece in pieces:
+            if piece is keep:
+                continue
+            founder = min(piece)
+            for r in piece:
+                self.cluster_of[r] = founder
+            self.members[founder] = sorted(piece)
+            out.append((founder, sorted(piece)))
+        self.members[cluster] = [r for r in self.members[cluster] if self.cluster_of[r] == cluster]
+        return out

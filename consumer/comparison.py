@@ -14,7 +14,7 @@ import numpy as np
 
 from consumer.encoders.base import Columns, Encoder
 
-__all__ = ["Comparator"]
+__all__ = ["Comparator", "gate_rarity"]
 
 
 class Comparator:
@@ -38,6 +38,9 @@ class Comparator:
         #: Columns no encoder compares (vectors that exist for the index only): not worth gathering for
         #: millions of pairs.
         self.unused_columns: frozenset[str] = frozenset(c for con in contribs for c in con.index_only)
+        #: (rarity column, agreement column, threshold) for rarity features that count only where values agree.
+        self.gated = [(self.features.index(r.feature), self.features.index(r.when_agree[0]), r.when_agree[1])
+                       for c in contribs for r in c.rarity if r.when_agree is not None]
         self._pos = {name: j for j, name in enumerate(self.features)}
 
     def compare(self, a: Columns, b: Columns, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
@@ -54,4 +57,14 @@ class Comparator:
                     raise ValueError(f"encoder {enc.name!r} returned feature {name!r} it does not declare "
                                      "in its contribution")
                 out[:, self._pos[name]] = values
-        return out
+        return gate_rarity(out, self.gated)
+
+
+def gate_rarity(x: np.ndarray, gated: Sequence[tuple[int, int, float]]) -> np.ndarray:
+    """Set each gated rarity column to -1 where its agreement column is below the threshold (or absent),
+    in place; `export/train_fusion.py` applies the same to cached pairs."""
+    for col, agree, thr in gated:
+        with np.errstate(invalid="ignore"):
+            off = ~(x[:, agree] >= thr)
+        x[off & ~np.isnan(x[:, col]), col] = -1.0
+    return x

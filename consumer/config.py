@@ -123,6 +123,15 @@ class ClusterSettings:
     #: Joining a cluster of >= 3 members needs the mean score over its scored members >= this share
     #: of the match threshold (a chaining guard).
     join_support: float = 1.0
+    #: Average linkage: cluster members scored per side when a record joins or bridges clusters (members
+    #: its candidate search missed are scored on demand); 0 = only the candidates (the pre-issue-11 rule).
+    link_members: int = 8
+    #: Bridging two clusters needs the mean score between their members >= this share of the match
+    #: threshold (conflicting evidence, e.g. two different people behind one ambiguous record, vetoes it).
+    merge_support: float = 0.5
+    #: Split a cluster (re-clustered from its member pairs) when a record that joins it disagrees with some
+    #: of its members; the pieces are announced as `cluster.split` events.
+    split: bool = True
     keeper_alpha: float = 0.7
 
 
@@ -417,6 +426,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "index.k": (1, 4096), "index.ef": (1, 65536), "index.m": (2, 256), "index.ef_construction": (1, 65536),
     "index.seed": (0, 2**63 - 1), "index.initial_capacity": (1, 2**31 - 1), "index.query_threads": (1, 4096),
     "clustering.merge_margin": (0, None), "clustering.join_support": (0, None),
+    "clustering.link_members": (0, 4096), "clustering.merge_support": (0, None),
     "clustering.keeper_alpha": (0, 1),
     "encoders.text_dim": (1, 4096), "encoders.threads": (1, 4096),
     "limits.max_field_chars": (1, None), "limits.max_record_bytes": (1, None), "limits.max_logins": (0, None),

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from consumer.blocking import Blocker
-from consumer.clustering import ClusterState, cluster_id_for
+from consumer.clustering import ClusterState, Guards, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.cores import usable_cores
@@ -35,7 +35,7 @@ from consumer.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
 from consumer.store.record_state import RecordState, decode_payloads, encode_rows
 
-__all__ = ["Match", "Decision", "Encoded", "Pipeline"]
+__all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
 
 
 def _num(x: float) -> float | None:
@@ -66,6 +66,19 @@ class Encoded:
 
 
 @dataclass
+class Split:
+    """A piece split off a cluster when later evidence showed the cluster was wrong (a new cluster)."""
+
+    cluster_id: str
+    founder_id: str
+    canonical_id: str
+    record_ids: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id, "canonical_id": self.canonical_id, "record_ids": self.record_ids}
+
+
+@dataclass
 class Decision:
     record_id: str
     cluster_id: str
@@ -75,6 +88,11 @@ class Decision:
     row: int
     merged_cluster_ids: list[str] = field(default_factory=list)
     matches: list[Match] = field(default_factory=list)
+    #: After this record joined, its cluster was split: the cluster that kept its id, and the new pieces.
+    split_cluster_id: str | None = None
+    splits: list[Split] = field(default_factory=list)
+    #: The founding record of `split_cluster_id` (the service updates its keeper; not in the output line).
+    split_founder_id: str | None = None
 
     @property
     def decision(self) -> str:
@@ -88,7 +106,9 @@ class Decision:
         return {"record_id": self.record_id, "cluster_id": self.cluster_id, "canonical_id": self.canonical_id,
                 "decision": self.decision, "outcome": self.outcome,
                 "merged_cluster_ids": self.merged_cluster_ids,
-                "matches": [m.to_dict() for m in self.matches]}
+                "matches": [m.to_dict() for m in self.matches],
+                **({"split_cluster_id": self.split_cluster_id, "splits": [p.to_dict() for p in self.splits]}
+                   if self.splits else {})}
 
 
 class Pipeline:
@@ -137,6 +157,10 @@ class Pipeline:
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
         self.model_version = self.fuser.version
         self.config_version = settings.fingerprint()
+        cl = settings.clustering
+        #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
+        self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
+                             cl.merge_support, cl.split)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
@@ -263,13 +287,15 @@ class Pipeline:
             self.timer.add("compare", t2 - ta)
             self._index_stages()
             self.timer.add("fuse", t3 - t2)
-            # ...then decide record by record, in arrival order.
-            for i, rec in enumerate(fresh):
-                sl = slice(int(offsets[i]), int(offsets[i + 1]))
-                if self.pair_log is not None:
-                    self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
-                by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
-                                                    {m: v[sl] for m, v in mods.items()})
+            # ...then decide record by record, in arrival order (under the fuser's thread limit: the
+            # clustering scores members on demand, `score_pairs`, and entering the limit per call costs more).
+            with self.fuser.thread_limits():
+                for i, rec in enumerate(fresh):
+                    sl = slice(int(offsets[i]), int(offsets[i + 1]))
+                    if self.pair_log is not None:
+                        self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
+                    by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
+                                                        {m: v[sl] for m, v in mods.items()})
             self.timer.add("cluster", time.perf_counter() - t3)
         out: list[Decision] = []
         for r in records:
@@ -291,11 +317,15 @@ class Pipeline:
 
     def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
                 mods: dict[str, np.ndarray]) -> Decision:
-        s = self.settings
-        a = self.clusters.assign(row, cand_rows, fused, labels, self.fuser.match_threshold,
-                                 s.clustering.merge_margin, s.clustering.join_support)
+        a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs)
         self._update_canonical(a.cluster, a.merged)
         ids = self.store.record_ids
+        splits: list[Split] = []
+        if a.split_from is not None:
+            for c in {a.split_from, *(f for f, _ in a.splits)} - {a.cluster}:
+                self._update_canonical(c, [])
+            splits = [Split(cluster_id_for(ids[f]), ids[f], ids[self.canonical[f]], [ids[r] for r in rows])
+                      for f, rows in a.splits]
         matches = []
         for j in np.argsort(-fused, kind="stable"):
             if labels[j] == 0:
@@ -305,7 +335,22 @@ class Pipeline:
                                  "match" if labels[j] == 2 else "possible",
                                  {m: _num(mods[m][j]) for m in self.fuser.modalities}))
         return Decision(rec.record_id, cluster_id_for(ids[a.cluster]), ids[self.canonical[a.cluster]], a.outcome,
-                        row, [cluster_id_for(ids[c]) for c in a.merged], matches)
+                        row, [cluster_id_for(ids[c]) for c in a.merged], matches,
+                        cluster_id_for(ids[a.split_from]) if a.split_from is not None else None, splits,
+                        ids[a.split_from] if a.split_from is not None else None)
+
+    def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
+        """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate
+        pairs (the rarity of `left`'s values as counted so far). The clustering's average linkage calls it
+        for cluster members a record's candidate search did not return; deterministic (same input and
+        batches, same scores), so a replay or a restored consumer decides the same. `process` calls it
+        under the fuser's thread limit."""
+        if not len(left):
+            return np.zeros(0, np.float32)
+        a = self.store.gather(np.asarray(left, np.int64))
+        b = self.store.gather(np.asarray(right, np.int64))
+        feats = self.comparator.compare(a, b, self.frequencies.features(a, a))
+        return self.fuser.score(feats)[0]
 
     def _update_canonical(self, cluster: int, merged: list[int]) -> None:
         """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the
@@ -378,6 +423,14 @@ class Pipeline:
         """record id -> cluster id for every record seen (what `export-clusters` dumps)."""
         ids = self.store.record_ids
         return {ids[r]: cluster_id_for(ids[c]) for r, c in self.clusters.cluster_of.items()}
+
+    def final_clusters(self) -> Iterator[tuple[str, str, str]]:
+        """(record id, cluster id, canonical id) of every record seen, in arrival order, with every merge
+        applied: the table `dedup batch --clusters` writes, so nobody has to replay `merged` decisions."""
+        ids = self.store.record_ids
+        for row in range(len(self.store)):
+            c = self.clusters.cluster_of[row]
+            yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
 
     def memory_bytes(self) -> int:
         return self.store.memory_bytes() + self.blocker.index.memory_bytes()

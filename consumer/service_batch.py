@@ -198,6 +198,14 @@ def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
                          None if alt is None else [e.value for e in alt])
         if d.merged_cluster_ids:
             write.add_merge(d.cluster_id, d.merged_cluster_ids, of_last_record=True)
+        if d.splits and d.split_cluster_id is not None:
+            write.add_split(d.split_cluster_id, [(p.cluster_id, p.founder_id, p.record_ids) for p in d.splits])
+            # Keepers as of the end of the batch (a later decision may have changed a piece again).
+            for founder_id in [d.split_founder_id or "", *(p.founder_id for p in d.splits)]:
+                row = pipe.store.row_of.get(founder_id)
+                if row is not None:
+                    c = pipe.clusters.cluster_of[row]
+                    write.set_canonical(cluster_id_for(ids[c]), ids[pipe.canonical[c]])
         founder_row = pipe.store.row_of[st.founder_id]
         write.set_canonical(cluster_id_for(st.founder_id), ids[pipe.canonical[founder_row]])
     # In-batch repeats of a record decided in this batch are not replays from Redis.

@@ -103,3 +103,24 @@ def test_person_profile_with_config_file(tmp_path: Path) -> None:
     run_batch(src, out, load_settings(cfg, env={}), progress=False)
     d = {x["record_id"]: x["cluster_id"] for x in map(json.loads, out.read_text().splitlines())}
     assert d["1"] == d["2"] != d["3"]
+
+
+def test_batch_writes_the_final_cluster_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--clusters`: one row per decided record with its final cluster and keeper (merges applied)."""
+    import csv
+
+    src = tmp_path / "in.csv"
+    write_csv(src, [])
+    out, table = tmp_path / "out.jsonl", tmp_path / "clusters.csv"
+    assert main(["batch", str(src), "--out", str(out), "--clusters", str(table), "-q"]) == 0
+    rows = list(csv.DictReader(table.open(encoding="utf-8", newline="")))
+    assert [r["record_id"] for r in rows] == ["g1", "g2", "g3", "g4"]
+    assert set(rows[0]) == {"record_id", "cluster_id", "canonical_id"}
+    by_id = {r["record_id"]: r for r in rows}
+    assert by_id["g1"]["cluster_id"] == by_id["g2"]["cluster_id"] != by_id["g3"]["cluster_id"]
+    assert by_id["g1"]["canonical_id"] == by_id["g2"]["canonical_id"] in {"g1", "g2"}
+    decided = {json.loads(line)["record_id"] for line in out.read_text().splitlines()}
+    assert decided == set(by_id)
+    capsys.readouterr()
+    assert main(["batch", str(src), "--out", str(out), "--clusters", str(out), "-q"]) == 2
+    assert "--clusters" in capsys.readouterr().err

@@ -53,3 +53,89 @@ def test_keeper_prefers_complete_recent_representative() -> None:
     recency = np.array([100.0, 300.0, 200.0])
     assert choose_canonical(rows, vecs, completeness, recency) == 11
     assert choose_canonical(rows[:1], vecs[:1], completeness[:1], recency[:1]) == 10
+
+
+# -- average linkage (issue 11): evidence that holds for the clusters, not one bridging pair ------------------
+def linked(state: ClusterState, row: int, cands: list[int], scores: list[float], truth: dict[frozenset[int], float],
+           calls: list[int] | None = None) -> object:
+    """`assign` with Guards and a scorer that reads pair scores from `truth` (0.0 when absent)."""
+    from consumer.clustering import Guards
+
+    def scorer(left: list[int], right: list[int]) -> np.ndarray:
+        if calls is not None:
+            calls.append(len(left))
+        return np.array([truth.get(frozenset((a, b)), 0.0) for a, b in zip(left, right)], np.float32)
+
+    s = np.array(scores, np.float32)
+    labels = np.where(s >= T, 2, np.where(s >= 0.3, 1, 0))
+    return state.assign(row, np.array(cands, np.int64), s, labels, Guards(T, MARGIN, SUPPORT, 8, 0.5, True),
+                        scorer=scorer)
+
+
+def test_a_record_that_resembles_two_people_cannot_bridge_them() -> None:
+    """Two Johnsons (clusters {0,1} and {2,3}) that do not resemble each other; record 4 matches one member
+    of each strongly. Single link would glue them; the cross-cluster mean score vetoes the merge."""
+    st = ClusterState()
+    pairs = {frozenset((0, 1)): 0.9, frozenset((2, 3)): 0.9, frozenset((4, 0)): 0.95, frozenset((4, 1)): 0.8,
+             frozenset((4, 2)): 0.95, frozenset((4, 3)): 0.8}
+    linked(st, 0, [], [], pairs)
+    linked(st, 1, [0], [0.9], pairs)
+    linked(st, 2, [], [], pairs)
+    linked(st, 3, [2], [0.9], pairs)
+    a = linked(st, 4, [0, 2], [0.95, 0.95], pairs)  # 1 and 3 not among its candidates: scored on demand
+    assert a.outcome == "joined" and a.merged == [] and a.held_back == [2]
+    assert st.cluster_of[2] == st.cluster_of[3] == 2 and st.cluster_of[4] == 0
+
+
+def test_clusters_that_agree_are_still_merged() -> None:
+    st = ClusterState()
+    pairs = {frozenset((a, b)): 0.85 for a in range(5) for b in range(5) if a != b}
+    for r in (0, 2):
+        linked(st, r, [], [], pairs)
+    linked(st, 1, [0], [0.9], pairs)
+    a = linked(st, 3, [0, 2], [0.95, 0.95], pairs)
+    assert a.outcome == "merged" and a.cluster == 0 and a.merged == [2]
+    assert {st.cluster_of[r] for r in range(4)} == {0}
+
+
+def test_join_needs_the_members_the_candidate_search_missed_to_agree() -> None:
+    """Record 3 matches the newest member of a 3-member cluster only; the two members it was not compared
+    with are scored on demand and disagree: it starts its own cluster instead of extending a chain."""
+    st = ClusterState()
+    pairs = {frozenset((0, 1)): 0.9, frozenset((1, 2)): 0.9, frozenset((0, 2)): 0.7, frozenset((3, 2)): 0.7}
+    linked(st, 0, [], [], pairs)
+    linked(st, 1, [0], [0.9], pairs)
+    linked(st, 2, [1, 0], [0.9, 0.7], pairs)
+    calls: list[int] = []
+    a = linked(st, 3, [2], [0.7], pairs, calls)
+    assert calls == [2]  # members 0 and 1, scored in one call
+    assert a.outcome == "new" and a.held_back == [2]
+
+
+def test_later_evidence_splits_a_cluster_and_the_largest_piece_keeps_the_id() -> None:
+    """{0,1} and {2,3} were glued by weak evidence (cross score 0.3). Record 4 joins {0,1}'s side and
+    disagrees with 2 and 3: re-checked from all member pairs, the cluster splits; {0,1,4} keeps id 0 and
+    {2,3} becomes a cluster named after its earliest record."""
+    st = ClusterState()
+    for r in range(4):
+        st.cluster_of[r] = 0
+    st.members[0] = [0, 1, 2, 3]
+    pairs = {frozenset((0, 1)): 0.9, frozenset((2, 3)): 0.9, frozenset((4, 0)): 0.9, frozenset((4, 1)): 0.9}
+    pairs.update({frozenset((a, b)): 0.3 for a in (0, 1) for b in (2, 3)})
+    a = linked(st, 4, [0, 1], [0.9, 0.9], pairs)
+    assert a.outcome == "joined" and a.cluster == 0 and a.split_from == 0
+    assert a.splits == [(2, [2, 3])]
+    assert sorted(st.members[0]) == [0, 1, 4] and st.members[2] == [2, 3]
+    assert [st.cluster_of[r] for r in range(5)] == [0, 0, 2, 2, 0]
+
+
+def test_no_split_when_the_cluster_holds_together() -> None:
+    st = ClusterState()
+    for r in range(3):
+        st.cluster_of[r] = 0
+    st.members[0] = [0, 1, 2]
+    pairs = {frozenset((a, b)): 0.8 for a in range(3) for b in range(3) if a != b}
+    pairs.update({frozenset((3, 0)): 0.95, frozenset((3, 1)): 0.9, frozenset((3, 2)): 0.1})
+    a = linked(st, 3, [0, 1], [0.95, 0.9], pairs)
+    assert a.outcome == "joined" and a.splits == [] and a.split_from is None
+    assert sorted(st.members[0]) == [0, 1, 2, 3]

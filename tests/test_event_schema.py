@@ -131,3 +131,28 @@ def test_v2_still_keeps_raw_fields_out(validator_v2: Draft202012Validator, mutat
     else:
         event["schema_version"] = "1"
     assert not validator_v2.is_valid(event)
+
+
+def _split_event() -> dict[str, Any]:
+    from consumer.io.events import Source, build_events
+    from consumer.pipeline import Decision, Match, Split
+
+    d = Decision("r9", "c-1", "r1", "joined", 9, [], [Match("r1", "c-1", 0.93, "match", {"name": 0.9, "city": 1.0})],
+                 "c-1", [Split("c-4", "r4", "r4", ["r4", "r6"])])
+    events = build_events(d, Source("signups", 0, 9, None), model_version="m", config_version="c", now=1.7e9)
+    assert [e["event_type"] for e in events] == ["record.clustered", "cluster.split"]
+    return events[1]
+
+
+def test_v2_split_event_validates_and_carries_ids_only(validator_v2: Draft202012Validator) -> None:
+    event = _split_event()
+    assert [e.message for e in validator_v2.iter_errors(event)] == []
+    assert event["split_cluster_id"] == "c-1"
+    assert event["pieces"] == [{"cluster_id": "c-4", "canonical_id": "r4", "record_ids": ["r4", "r6"]}]
+    for bad in ({"outcome": "joined"}, {"merged_cluster_ids": ["c-2"]}, {"pieces": []}):
+        assert not validator_v2.is_valid({**event, **bad})
+    raw = copy.deepcopy(event)
+    raw["pieces"][0]["name"] = "Ada Lovelace"
+    assert not validator_v2.is_valid(raw)
+    for other in examples().values():  # split fields belong to cluster.split only
+        assert not validator_v2.is_valid({**_v2(other), "split_cluster_id": "c-1"})

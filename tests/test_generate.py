@@ -172,3 +172,17 @@ def test_generator_is_self_contained() -> None:
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("consumer") and not a.name.startswith("consumer.generate")
                                for a in node.names)
+
+
+def test_heldout_variant_draws_other_tables_and_more_households() -> None:
+    """The measurement-only variant differs from the default in names, places and household share."""
+    from consumer.generate.crm import generate_crm_with_meta
+
+    rows_d, _, meta_d = generate_crm_with_meta(3000, 4)
+    rows_h, truth_h, meta_h = generate_crm_with_meta(3000, 4, "heldout")
+    assert len(rows_h) == len(truth_h) == 3000
+    names_d, names_h = {r["name"] for r in rows_d}, {r["name"] for r in rows_h}
+    assert len(names_d & names_h) < 0.2 * len(names_h)
+    share = [sum(m["household"] >= 0 for m in meta) / len(meta) for meta in (meta_d, meta_h)]
+    assert share[1] > 1.4 * share[0]
+    assert generate_crm_with_meta(500, 4, "heldout")[0] == generate_crm_with_meta(500, 4, "heldout")[0]

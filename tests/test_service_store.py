@@ -100,3 +100,31 @@ def test_concurrent_writers_keep_clusters_consistent(redis_url: str, redis_prefi
     exported = dict(store.export_clusters())
     assert len(exported) == store.record_count() == sum(1 for s in store.load_states())
     assert len(set(exported.values())) < len(exported) / 2  # merges and joins happened
+
+
+def test_split_moves_a_piece_into_its_own_cluster_consistently(redis_url: str, redis_prefix: str) -> None:
+    """`cluster.split` state: the piece's records (earlier batches and this one) move to the new cluster,
+    founders and sizes follow, a reused absorbed id is revived, and re-applying the batch is a no-op."""
+    store = RedisStateStore(redis_url, redis_prefix)
+    ca, cc = cluster_id_for("a"), cluster_id_for("c")
+    assert write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c"), ("d", "c")]) == (4, [])
+    assert write(store, "t2", [("e", "a")], [(ca, [cc])]) == (1, [])  # e bridged: c's cluster absorbed
+    assert set(dict(store.export_clusters()).values()) == {ca}
+    # f joins a's cluster, and the later evidence splits c and d (and f's batch-mate g) off again.
+    b = BatchWrite("t3")
+    for rid, founder in (("f", "a"), ("g", "c")):
+        b.add_record(rec(rid, founder), cluster_id_for(founder), [b"{}"])
+    b.add_split(ca, [(cc, "c", ["c", "d", "g"])])
+    b.set_canonical(ca, "a")
+    b.set_canonical(cc, "d")
+    assert store.write_batch(b, "2025-01-01T00:00:01.000Z") == (2, [])
+    assert store.write_batch(b, "2025-01-01T00:00:01.000Z") == (0, [])
+    exported = dict(store.export_clusters())
+    assert exported == {**dict.fromkeys("abef", ca), **dict.fromkeys("cdg", cc)}
+    assert store.verify() == []
+    client = redis.Redis.from_url(redis_url)
+    assert client.hget(f"{redis_prefix}clmeta:{ca}", "size") == b"4"
+    assert client.hget(f"{redis_prefix}clmeta:{cc}", "size") == b"3"
+    assert client.hget(f"{redis_prefix}clmeta:{cc}", "canonical") == b"d"
+    assert not client.exists(f"{redis_prefix}fwd:{cc}")
+    assert {s.record_id: s.founder_id for s in store.load_states()}["d"] == "c"

@@ -20,7 +20,7 @@ from consumer.blocking import Blocker
 from consumer.comparison import Comparator
 from consumer.config import FusionSettings, IndexSettings, Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Rarity, Score
-from consumer.frequencies import FrequencyTable
+from consumer.frequencies import MIN_RECORDS, FrequencyTable
 from consumer.fusion import Fuser, LearnedModel, ModelError
 from consumer.index import CandidateIndex, RWLock
 
@@ -87,17 +87,27 @@ def test_comparator_refuses_undeclared_and_duplicate_features() -> None:
 
 
 # -- FrequencyTable -----------------------------------------------------------------------------------------
-def test_frequency_table_rare_values_score_higher_and_absent_is_nan() -> None:
+def test_frequency_table_counts_other_records_sharing_a_value_and_absent_is_nan() -> None:
     table = FrequencyTable([Rarity("r1", lambda c: c["k"]), Rarity("r2", lambda c: c["toks"])])
     batch = {"k": np.array([1, 1, 1, 2, 0], np.uint32),
              "toks": np.array([[1, 9], [1, 0], [1, 0], [2, 0], [0, 0]], np.uint32)}
     table.observe(batch)
     assert table.records == 5 and table.counts["r1"] == {1: 3, 2: 1}
     f = table.features(batch, batch)
-    assert f["r1"][3] > f["r1"][0] and np.isnan(f["r1"][4])
-    assert f["r1"][0] == pytest.approx(np.log1p(5 / 4))
-    assert f["r2"][0] == pytest.approx((np.log1p(5 / 4) + np.log1p(5 / 2)) / 2)  # mean over non-zero keys
+    assert f["r1"][3] < f["r1"][0] and np.isnan(f["r1"][4])
+    scale = MIN_RECORDS / 5  # a 5-record index: counts extrapolated to MIN_RECORDS records
+    assert f["r1"][0] == pytest.approx(np.log1p(3 * scale - 1))
+    assert f["r2"][0] == pytest.approx((np.log1p(3 * scale - 1) + np.log1p(scale - 1)) / 2)  # mean over keys
     assert np.isnan(f["r2"][4])
+
+
+def test_frequency_feature_does_not_drift_with_index_size() -> None:
+    """Past MIN_RECORDS a value two others share reads the same whatever the index size (issue 11)."""
+    small, big = (FrequencyTable([Rarity("r", lambda c: c["k"])]) for _ in range(2))
+    small.observe({"k": np.array([7, 7, 7, *range(100, 100 + MIN_RECORDS)], np.uint32)})
+    big.observe({"k": np.array([7, 7, 7, *range(100, 100 + 5 * MIN_RECORDS)], np.uint32)})
+    q = {"k": np.array([7], np.uint32)}
+    assert small.features(q, q)["r"][0] == big.features(q, q)["r"][0] == pytest.approx(np.log1p(2))
 
 
 # -- Fuser: rule --------------------------------------------------------------------------------------------
@@ -260,3 +270,13 @@ def test_stage_timer_owns_one_vocabulary() -> None:
     delta = timer.since(before, ("compare", "fuse"))
     assert set(delta) == {"compare", "fuse"} and delta["fuse"] == 0.0 and 0.0 <= delta["compare"] < 0.5
     assert timer.totals()["index_add"] == 2.0 and "score" not in DECIDE_STAGES
+
+
+def test_gated_rarity_counts_only_where_values_agree() -> None:
+    """A gated rarity says how often *the pair's shared* value occurs: -1 where the values differ."""
+    from consumer.comparison import gate_rarity
+
+    x = np.array([[1.0, 2.0], [0.6, 2.0], [np.nan, 2.0], [1.0, np.nan]], np.float32)
+    out = gate_rarity(x.copy(), [(1, 0, 1.0)])
+    assert out[:, 1].tolist()[:3] == [2.0, -1.0, -1.0] and np.isnan(out[3, 1])
+    assert np.array_equal(gate_rarity(out.copy(), [(1, 0, 1.0)]), out, equal_nan=True)  # idempotent

@@ -66,6 +66,11 @@ class Rarity:
 
     feature: str
     keys: Callable[[Columns], np.ndarray]
+    #: (comparison feature, threshold): the rarity counts only for pairs whose values agree (that feature
+    #: >= threshold), as Fellegi-Sunter term-frequency adjustments do; elsewhere it is -1. Why: how often
+    #: *my* city occurs says nothing about a pair whose cities differ. Off for the shipped model (trained
+    #: without it); a retrained model may turn it on per rarity (issue 11).
+    when_agree: tuple[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from consumer.generate.perturb import (
     spell,
     titles_for,
 )
+from consumer.generate.variants import VARIANTS, Variant
 
 T = TypeVar("T")
 HEADER = ("customer_id", "name", "city", "browser", "os", "login_times")
@@ -144,40 +145,42 @@ Pools = dict[str, tuple[list[str], list[str], list[str], list[str]]]  # locale -
 
 
 @lru_cache(maxsize=4)
-def _pools(seed: int) -> Pools:
+def _pools(seed: int, v: Variant = VARIANTS["default"]) -> Pools:
     """Pre-sample Faker names and cities once per locale: a Faker call per record would be far too slow.
 
     Sampling with repetition keeps Faker's frequency weights (Smith, James ... are common), which is
     what makes unrelated people share names. Cached per seed (read-only) for repeated calls.
     """
     out = {}
+    n_male, n_female, n_last, n_city = v.pool_sizes
     for i, loc in enumerate(LOCALES):
         fk = Faker(loc)
-        fk.seed_instance(seed * 7919 + i)
+        fk.seed_instance(seed * 7919 + i + v.salt)
         address = fk.provider("faker.providers.address")
         if isinstance(getattr(address, "cities", None), list):  # it_IT builds it from a set: hash-seed order
             address.cities = sorted(address.cities)  # type: ignore[union-attr]
-        males = [fk.first_name_male() for _ in range(1500)]
-        females = [fk.first_name_female() for _ in range(1500)]
-        out[loc] = (males, females, [fk.last_name() for _ in range(2500)], [fk.city() for _ in range(400)])
+        males = [fk.first_name_male() for _ in range(n_male)]
+        females = [fk.first_name_female() for _ in range(n_female)]
+        out[loc] = (males, females, [fk.last_name() for _ in range(n_last)], [fk.city() for _ in range(n_city)])
     return out
 
 
-def _real_city(country: str, rng: random.Random) -> tuple[str, tuple[str, ...], str]:
-    entries = CITIES[country]
+def _real_city(country: str, rng: random.Random, v: Variant) -> tuple[str, tuple[str, ...], str]:
+    entries = CITIES[country][:v.cities_per_country or None]
     entry = rng.choices(entries, [1 / (k + 1) ** 0.8 for k in range(len(entries))])[0]
     head, *aliases = entry.split("|")
     name, _, state = head.partition("/")
     return name, tuple([name, *aliases]) if aliases else (), state
 
 
-def _place(country: str, fake: list[str], rng: random.Random) -> tuple[str, tuple[str, ...], str, str, int]:
+def _place(country: str, fake: list[str], rng: random.Random,
+           v: Variant = VARIANTS["default"]) -> tuple[str, tuple[str, ...], str, str, int]:
     """City (real with aliases, or a Faker city), aliases, state, country and tz offset in minutes."""
     roll = rng.random()
-    if roll < 0.10:
+    if roll < v.abroad_share:
         country = rng.choice(sorted(CITIES))
-    if roll < 0.62:
-        city, aliases, state = _real_city(country, rng)
+    if roll < v.real_city_share:
+        city, aliases, state = _real_city(country, rng, v)
     else:
         city, aliases, state = rng.choice(fake), (), ""
     if country == "US":
@@ -193,7 +196,7 @@ def _device(rng: random.Random) -> tuple[str, str]:
 
 
 def _new_person(idx: int, loc: str, pools: Pools, rng: random.Random, female: bool | None = None,
-                surname: str | None = None) -> Person:
+                surname: str | None = None, v: Variant = VARIANTS["default"]) -> Person:
     _w, country, p_double, p_middle, titles = LOCALES[loc]
     males, females, lasts, fakes = pools[loc]
     female = rng.random() < 0.5 if female is None else female
@@ -216,7 +219,7 @@ def _new_person(idx: int, loc: str, pools: Pools, rng: random.Random, female: bo
                       middle=_pick(rng, {"full": 0.45, "initial": 0.35, "hidden": 0.2}),
                       show_title=rng.random() < 0.7, show_suffix=rng.random() < 0.8,
                       case=_pick(rng, {"": 0.945, "lower": 0.04, "upper": 0.015}))
-    city, aliases, state, country, tz = _place(country, fakes, rng)
+    city, aliases, state, country, tz = _place(country, fakes, rng, v)
     os_, browser = _device(rng)
     extra = _pick(rng, EXTRA_WEIGHTS) if rng.random() < DUP_SHARE else 0
     person = Person(f"E{idx:07d}", loc, NameParts(given, surname, middle, title, suffix, female), style,
@@ -231,10 +234,10 @@ def _same_place(p: Person, other: Person) -> None:
 
 
 def _household_member(head: Person, idx: int, hid: int, pools: Pools, rng: random.Random,
-                      taken: set[str]) -> Person:
+                      taken: set[str], v: Variant = VARIANTS["default"]) -> Person:
     """A different person sharing surname, city, often the device and sometimes the login rhythm."""
     female = (not head.name.female) if rng.random() < 0.8 else rng.random() < 0.5
-    m = _new_person(idx, head.locale, pools, rng, female=female, surname=head.name.surname)
+    m = _new_person(idx, head.locale, pools, rng, female=female, surname=head.name.surname, v=v)
     for _ in range(20):
         if m.name.given not in taken:
             break
@@ -254,32 +257,35 @@ def _household_member(head: Person, idx: int, hid: int, pools: Pools, rng: rando
     return m
 
 
-def build_people(n_records: int, seed: int, pools: Pools | None = None) -> list[Person]:
+def build_people(n_records: int, seed: int, pools: Pools | None = None,
+                 v: Variant = VARIANTS["default"]) -> list[Person]:
     """Draw people (singletons and households) until their accounts add up to exactly ``n_records``."""
-    rng = random.Random(f"people-{seed}")
-    pools = pools or _pools(seed)
-    locales, weights = list(LOCALES), [v[0] for v in LOCALES.values()]
+    rng = random.Random(f"people-{seed}" + (f"-{v.name}" if v.salt else ""))
+    pools = pools or _pools(seed, v)
+    weights_of = dict(v.locale_weights) if v.locale_weights else {k: w[0] for k, w in LOCALES.items()}
+    locales, weights = list(weights_of), list(weights_of.values())
     people: list[Person] = []
     total = hid = 0
     while total < n_records:
-        head = _new_person(len(people), rng.choices(locales, weights)[0], pools, rng)
+        head = _new_person(len(people), rng.choices(locales, weights)[0], pools, rng, v=v)
         unit = [head]
-        if rng.random() < HOUSEHOLD_START:
+        if rng.random() < v.household_start:
             hid += 1
             taken = {head.name.given}
             for _ in range(_pick(rng, {1: 0.6, 2: 0.25, 3: 0.15})):
-                unit.append(_household_member(head, len(people) + len(unit), hid, pools, rng, taken))
+                unit.append(_household_member(head, len(people) + len(unit), hid, pools, rng, taken, v))
         for p in unit:
             if total >= n_records:
                 break
             p.n_accounts = min(p.n_accounts, n_records - total)
             total += p.n_accounts
             people.append(p)
-    _balance_names(people, rng, pools)
+    _balance_names(people, rng, pools, v.namesake_target)
     return people
 
 
-def _balance_names(people: list[Person], rng: random.Random, pools: Pools) -> None:
+def _balance_names(people: list[Person], rng: random.Random, pools: Pools,
+                   target: float = NAMESAKE_TARGET) -> None:
     """Make NAMESAKE_TARGET of people share given name + surname with an unrelated person, at any N.
 
     Faker's short weighted name lists collide far more than real names once N grows, so natural
@@ -293,7 +299,7 @@ def _balance_names(people: list[Person], rng: random.Random, pools: Pools) -> No
         groups.setdefault(k, []).append(i)
     rare = {loc: list(dict.fromkeys(pool[2])) for loc, pool in pools.items()}
     every = sorted({s for pool in rare.values() for s in pool})
-    kept, budget = 0, NAMESAKE_TARGET * len(people)
+    kept, budget = 0, target * len(people)
     for k, idxs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         if len(idxs) < 2:
             break
@@ -334,20 +340,21 @@ def _balance_names(people: list[Person], rng: random.Random, pools: Pools) -> No
             _same_place(tp, sp)
 
 
-def _account(p: Person, dup: bool, rng: random.Random, fakes: list[str]) -> tuple[dict[str, str], list[str]]:
+def _account(p: Person, dup: bool, rng: random.Random, fakes: list[str],
+             v: Variant = VARIANTS["default"]) -> tuple[dict[str, str], list[str]]:
     """Render one account of ``p``; duplicates get a per-account sloppiness factor on every rate.
 
     Independent per-operation draws leave ~17% of duplicates untouched; re-drawing some of those
     brings "verbatim" duplicates down to ~10%, which is closer to how real re-signups look.
     """
-    row, ops = _render_account(p, dup, rng, fakes)
+    row, ops = _render_account(p, dup, rng, fakes, v)
     if dup and not ops and rng.random() < 0.45:
-        row, ops = _render_account(p, dup, rng, fakes)
+        row, ops = _render_account(p, dup, rng, fakes, v)
     return row, ops
 
 
-def _render_account(p: Person, dup: bool, rng: random.Random,
-                    fakes: list[str]) -> tuple[dict[str, str], list[str]]:
+def _render_account(p: Person, dup: bool, rng: random.Random, fakes: list[str],
+                    v: Variant = VARIANTS["default"]) -> tuple[dict[str, str], list[str]]:
     scale = rng.gammavariate(3.0, 0.42) if dup else ORIGINAL_SCALE
     titles = LOCALES[p.locale][4]
     name, ops = render_name(p.name, p.style, rng, scale, titles)
@@ -366,7 +373,7 @@ def _render_account(p: Person, dup: bool, rng: random.Random,
         city = ""
         ops.append("city_blank")
     elif dup and roll < CITY_BLANK[dup] + CITY_MOVED:
-        city, aliases, state, _c, _tz = _place(p.country, fakes, rng)
+        city, aliases, state, _c, _tz = _place(p.country, fakes, rng, v)
         city = render_city(city, aliases, state, rng, 0.3)[0]
         ops.append("city_moved")
     else:
@@ -379,17 +386,19 @@ def _render_account(p: Person, dup: bool, rng: random.Random,
     return row, ops
 
 
-def generate_crm_with_meta(n_records: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+def generate_crm_with_meta(n_records: int, seed: int, variant: str = "default"
+                           ) -> tuple[list[dict], list[dict], list[dict]]:
     """Like :func:`generate_crm`, plus per-row metadata (household, duplicate flag, applied ops) for stats."""
-    pools = _pools(seed)
-    people = build_people(n_records, seed, pools)
-    rng = random.Random(f"accounts-{seed}")
+    v = VARIANTS[variant]
+    pools = _pools(seed, v)
+    people = build_people(n_records, seed, pools, v)
+    rng = random.Random(f"accounts-{seed}" + (f"-{v.name}" if v.salt else ""))
     fakes = {loc: pool[3] for loc, pool in pools.items()}
     rows: list[tuple[dict, dict, dict]] = []
     seen: set[str] = set()
     for p in people:
         for k in range(p.n_accounts):
-            row, ops = _account(p, k > 0, rng, fakes[p.locale])
+            row, ops = _account(p, k > 0, rng, fakes[p.locale], v)
             while row["login_times"] != "[]" and row["login_times"] in seen:  # never share a login list
                 row["login_times"] = json.dumps(login_times(p.habit, rng))
             seen.add(row["login_times"])
@@ -399,15 +408,16 @@ def generate_crm_with_meta(n_records: int, seed: int) -> tuple[list[dict], list[
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
-def generate_crm(n_records: int, seed: int) -> tuple[list[dict], list[dict]]:
+def generate_crm(n_records: int, seed: int, variant: str = "default") -> tuple[list[dict], list[dict]]:
     """Return (rows, truth): CRM rows with the published schema and their customer_id -> entity_id map."""
-    rows, truth, _meta = generate_crm_with_meta(n_records, seed)
+    rows, truth, _meta = generate_crm_with_meta(n_records, seed, variant)
     return rows, truth
 
 
-def write_crm(path_csv: str | Path, path_truth: str | Path, n_records: int, seed: int) -> None:
-    """Write the CRM CSV and its truth CSV; same seed gives byte-identical files."""
-    rows, truth = generate_crm(n_records, seed)
+def write_crm(path_csv: str | Path, path_truth: str | Path, n_records: int, seed: int,
+              variant: str = "default") -> None:
+    """Write the CRM CSV and its truth CSV; same seed (and variant) gives byte-identical files."""
+    rows, truth = generate_crm(n_records, seed, variant)
     for path, header, items in ((path_csv, HEADER, rows), (path_truth, ("customer_id", "entity_id"), truth)):
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(header), lineterminator="\n")

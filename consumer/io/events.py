@@ -33,7 +33,8 @@ _ID_VERSION = "1"
 CLUSTERED = "record.clustered"
 MERGED = "clusters.merged"
 POSSIBLE = "duplicate.possible"
-EVENT_TYPES = (CLUSTERED, MERGED, POSSIBLE)
+SPLIT = "cluster.split"
+EVENT_TYPES = (CLUSTERED, MERGED, POSSIBLE, SPLIT)
 #: One outcome vocabulary: the decision's (`Decision.outcome`, also each `dedup batch` line's `outcome`).
 #: The events each outcome produces besides `duplicate.possible` (one per review-band candidate). From
 #: schema v2 on, `record.clustered.outcome` *is* the decision's outcome, so `merged` means the same in a
@@ -126,7 +127,9 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
     - `record.clustered` for every new record, `outcome` = the decision's (new | joined | merged; v1: a
       bridging record is "joined");
     - `clusters.merged` when the record bridged clusters (outcome merged; surviving id = its cluster);
-    - `duplicate.possible` for every candidate in the review band.
+    - `duplicate.possible` for every candidate in the review band;
+    - `cluster.split` when, after the record joined, its cluster was split (v2 only: later evidence showed
+      it held different people; `pieces` lists every new cluster with all its record ids).
     """
     if decision.outcome == "replay":
         raise ValueError("replays re-send their stored events; build_events is for new decisions")
@@ -161,6 +164,11 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
         events.append({"event_id": event_id(rid, POSSIBLE, m.record_id), "event_type": POSSIBLE, **common,
                        **_best(m, v1), "candidate_record_id": m.record_id,
                        "candidate_cluster_id": m.cluster_id})
+    if decision.splits and not v1:  # v1 has no split event: its subscribers keep the pre-split view
+        pieces = [p.to_dict() for p in decision.splits]
+        events.append({"event_id": event_id(rid, SPLIT, ",".join(p["cluster_id"] for p in pieces)),
+                       "event_type": SPLIT, **common, **_best(best, v1),
+                       "split_cluster_id": decision.split_cluster_id, "pieces": pieces})
     return events
 
 

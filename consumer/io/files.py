@@ -11,7 +11,7 @@ import csv
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,7 +19,8 @@ import orjson
 
 from consumer.records import Rejected
 
-__all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter"]
+__all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter",
+           "write_csv_table"]
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # huge fields become a reasoned reject, not a crash
 
@@ -264,3 +265,25 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_csv_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+    """Write a CSV table atomically (temporary sibling, renamed when complete, like `JsonlWriter`), so a
+    failed run never leaves a half-written table; returns the number of rows."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow(row)
+                n += 1
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n

@@ -12,6 +12,9 @@ APPLY_BATCH = r"""
 --            (decision order; alt_events_index 0 = none)
 --   merges:  [[surviving_cluster_id, [absorbed_cluster_id, ...], record_number], ...] (decision order;
 --            record_number: 1-based position in recs of the record whose decision bridged, 0 = none)
+--            or, in the same ordered list, a split:
+--            {"split": cluster_id, "pieces": [[new_cluster_id, founder_id, [record_id, ...]], ...]}
+--            (not in the log: other members' replicas keep the unsplit cluster until they restart; scale-out.md)
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
 --   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
@@ -75,6 +78,33 @@ local function merge(survivor, absorbed)
   return 1
 end
 
+-- A split moves every record of each piece into its new cluster (the split cluster keeps the rest and its
+-- id). A piece's id may be that of a cluster absorbed long ago (ids derive from founding records): its
+-- forward pointer is dropped, so the id names the new cluster again.
+local function split(m)
+  local old = resolve(m.split)
+  for _, piece in ipairs(m.pieces) do
+    local cid, founder = piece[1], piece[2]
+    redis.call('DEL', p .. 'fwd:' .. cid)
+    local meta = p .. 'clmeta:' .. cid
+    if redis.call('EXISTS', meta) == 0 then
+      redis.call('HSET', meta, 'founder', founder, 'created', now)
+    end
+    for _, rid in ipairs(piece[3]) do
+      local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
+      if cur then
+        cur = resolve(cur)
+        if cur ~= cid then redis.call('SREM', p .. 'cl:' .. cur, rid) end
+        redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
+        redis.call('SADD', p .. 'cl:' .. cid, rid)
+        if cur ~= cid then touched[cur] = true end
+      end
+    end
+    touched[cid] = true
+  end
+  touched[old] = true
+end
+
 local n_new = 0
 local conflicts = {}
 local fresh = {}
@@ -110,11 +140,15 @@ end
 local applied = 0
 local bridged = {}
 for _, m in ipairs(ops.merges) do
-  local n = 0
-  for _, a in ipairs(m[2]) do n = n + merge(m[1], a) end
-  applied = applied + n
-  local i = m[3] or 0
-  if i > 0 then bridged[i] = (bridged[i] or 0) + n end
+  if m.split then
+    split(m)
+  else
+    local n = 0
+    for _, a in ipairs(m[2]) do n = n + merge(m[1], a) end
+    applied = applied + n
+    local i = m[3] or 0
+    if i > 0 then bridged[i] = (bridged[i] or 0) + n end
+  end
 end
 local demoted = {}
 for i, n in pairs(bridged) do

@@ -82,6 +82,12 @@ class BatchWrite:
         """`of_last_record`: the merge is the decision of the record added last (it may be demoted)."""
         self.merges.append([surviving, list(absorbed), len(self.recs) if of_last_record else 0])
 
+    def add_split(self, split_cluster: str, pieces: Sequence[tuple[str, str, Sequence[str]]]) -> None:
+        """Pieces (cluster id, founder id, record ids) split off `split_cluster`; applied in decision order
+        with the merges (the same ordered list), so a merge and a split in one batch replay as decided."""
+        self.merges.append({"split": split_cluster,
+                            "pieces": [[cid, founder, list(rids)] for cid, founder, rids in pieces]})
+
     def set_canonical(self, cluster_id: str, canonical_id: str) -> None:
         self.canon[cluster_id] = canonical_id
 

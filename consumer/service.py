@@ -132,7 +132,8 @@ class Service(ReplicaDuties):
         self.metrics = Metrics()
         self.health = HealthState(self.svc.stall_seconds, required_dependencies=("redis", "kafka"),
                                   ready_gauge=self.metrics.ready)
-        self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix)
+        self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix,
+                                     events_ttl=self.svc.replay_events_ttl_seconds)
         self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port,
                                  routes=[self._api_routes()] if self.svc.api else [])
         self._text_encoder = text_encoder

@@ -15,6 +15,8 @@ APPLY_BATCH = r"""
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
 --   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
+--   ev_ttl:  seconds the stored events (ev:<id>) are kept, 0 or absent = forever (replays only need them
+--            until the batch is committed in Kafka, plus a rewind margin)
 -- Returns {new_records, merges applied (not already done), #conflicts, conflicting record ids...,
 -- demoted record ids...}. A record whose bridging merges were all done already (another member merged the
 -- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
@@ -53,6 +55,15 @@ local function founder_seq(cid)
 end
 
 local touched = {}
+
+local ev_ttl = tonumber(ops.ev_ttl or 0) or 0
+local function set_events(rid, blob)
+  if ev_ttl > 0 then
+    redis.call('SET', p .. 'ev:' .. rid, blob, 'EX', ev_ttl)
+  else
+    redis.call('SET', p .. 'ev:' .. rid, blob)
+  end
+end
 
 local function merge(survivor, absorbed)
   local s, a = resolve(survivor), resolve(absorbed)
@@ -99,7 +110,7 @@ for ri, r in ipairs(ops.recs) do
     redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', token,
                'written', now, 'fp', r[6] or '')
     redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
-    redis.call('SET', p .. 'ev:' .. rid, ARGV[4 + r[5]])
+    set_events(rid, ARGV[4 + r[5]])
     redis.call('SADD', p .. 'cl:' .. c, rid)
     redis.call('RPUSH', p .. 'log', 'r' .. rid)
     touched[c] = true
@@ -120,7 +131,7 @@ local demoted = {}
 for i, n in pairs(bridged) do
   local r = ops.recs[i]
   if n == 0 and fresh[i] and (r[7] or 0) > 0 then
-    redis.call('SET', p .. 'ev:' .. r[1], ARGV[4 + r[7]])
+    set_events(r[1], ARGV[4 + r[7]])
     table.insert(demoted, r[1])
   end
 end

@@ -100,3 +100,48 @@ def test_concurrent_writers_keep_clusters_consistent(redis_url: str, redis_prefi
     exported = dict(store.export_clusters())
     assert len(exported) == store.record_count() == sum(1 for s in store.load_states())
     assert len(set(exported.values())) < len(exported) / 2  # merges and joins happened
+
+
+def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, redis_prefix: str) -> None:
+    """Issue 12's leaner state: stored events expire after `events_ttl`, are packed with the preset
+    dictionary and read back byte-identical (and so are the two formats written before); cluster metadata
+    leaves out the canonical id while it is the founder and `updated` while it is `created`, and the
+    look-ups answer as before."""
+    import zlib
+
+    from consumer.store.redis import pack_events, unpack_events
+
+    events = [b'{"event_id":"x","event_type":"record.clustered","scores":{"name":0.5}}', b'{"a":[1,2.5,null]}']
+    packed = pack_events(events)
+    assert packed[:2] == b"E1" and len(packed) < len(zlib.compress(b"[" + b",".join(events) + b"]", 6))
+    old_z, old_json = b"Z" + zlib.compress(b"[" + b",".join(events) + b"]"), b"[" + b",".join(events) + b"]"
+    assert unpack_events(packed) == unpack_events(old_z) == unpack_events(old_json)
+
+    store = RedisStateStore(redis_url, redis_prefix, events_ttl=3600)
+    client = redis.Redis.from_url(redis_url)
+    assert write(store, "t1", [("a", "a"), ("b", "b")]) == (2, [])
+    assert 0 < client.ttl(f"{redis_prefix}ev:a") <= 3600 and client.ttl(f"{redis_prefix}rec:a") == -1
+    meta = client.hgetall(f"{redis_prefix}clmeta:{cluster_id_for('a')}")
+    assert b"canonical" not in meta and b"updated" not in meta
+    info = store.cluster_info(cluster_id_for("a"), 10)
+    assert info is not None and info["canonical_id"] == "a" and info["updated"] == info["created"]
+    # A later batch: canonical moves to b's record after a merge, `updated` is now kept.
+    b = BatchWrite("t2")
+    b.add_record(rec("c", "a"), cluster_id_for("a"), [b'{"event_id":"c"}'])
+    b.add_merge(cluster_id_for("a"), [cluster_id_for("b")])
+    b.set_canonical(cluster_id_for("a"), "b")
+    assert store.write_batch(b, "2025-01-02T00:00:00.000Z") == (1, [])
+    info = store.cluster_info(cluster_id_for("b"), 10)
+    assert info is not None and info["canonical_id"] == "b" and info["merged_into"] == cluster_id_for("a")
+    assert info["updated"] == "2025-01-02T00:00:00.000Z" and info["members"] == ["a", "b", "c"]
+    b = BatchWrite("t3")  # canonical back to the founder: the field goes again
+    b.set_canonical(cluster_id_for("a"), "a")
+    store.write_batch(b, "2025-01-03T00:00:00.000Z")
+    assert not client.hexists(f"{redis_prefix}clmeta:{cluster_id_for('a')}", "canonical")
+    assert store.verify() == []
+    # Past the retention: the record is still stored, its events are gone.
+    client.delete(f"{redis_prefix}ev:a")
+    assert store.stored_events(["a", "c"]) == {"c": [b'{"event_id":"c"}']}
+    assert store.existing(["a", "zz"]) == {"a"}
+    plain = RedisStateStore(redis_url, redis_prefix)  # 0 = kept forever
+    assert write(plain, "t4", [("d", "d")]) == (1, []) and client.ttl(f"{redis_prefix}ev:d") == -1

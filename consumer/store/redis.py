@@ -10,7 +10,8 @@ Keys (prefix `p`, e.g. `dedup:`):
                                  `pack_events`), expiring after service.replay_events_ttl_seconds (0 = never)
                                  (before issue 12 payload and events were fields of rec:<id>: still read)
     p cl:<cluster id>      set   member record ids
-    p clmeta:<cluster id>  hash  founder, canonical, size, created, updated
+    p clmeta:<cluster id>  hash  founder, canonical, size, created, updated (canonical absent = the founder,
+                                 updated absent = created: most clusters are singletons, kept small)
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
     p seq                  int   records written so far (the global arrival sequence)
     p log                  list  changelog: 'r<record id>' per new record, 'm<n>:<founder><founder>' per
@@ -202,6 +203,14 @@ class RedisStateStore:
                 out[rid] = [orjson.dumps(e) for e in unpack_events(raw)]
         return out
 
+    def existing(self, record_ids: Iterable[str]) -> set[str]:
+        """The ids that are stored records (whether or not their stored events have expired)."""
+        ids = list(dict.fromkeys(record_ids))
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids:
+            pipe.exists(self.key("rec", rid))
+        return {rid for rid, n in zip(ids, pipe.execute()) if n}
+
     def stored_fingerprints(self, record_ids: Iterable[str]) -> dict[str, str]:
         """Content fingerprint of each stored record (records written before fingerprints existed: left out)."""
         ids = list(dict.fromkeys(record_ids))
@@ -315,7 +324,7 @@ class RedisStateStore:
         return {"cluster_id": current, "merged_into": current if current != cluster_id else None,
                 "founder_id": meta.get("founder"), "canonical_id": meta.get("canonical") or meta.get("founder"),
                 "size": len(ordered), "members": ordered[:max_members], "truncated": len(ordered) > max_members,
-                "created": meta.get("created"), "updated": meta.get("updated")}
+                "created": meta.get("created"), "updated": meta.get("updated") or meta.get("created")}
 
     def load_states(self) -> list[RecordState]:
         """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""

@@ -119,7 +119,7 @@ def pack_events(events: Sequence[bytes]) -> bytes:
     """A record's stored events: b"E1" + raw deflate of the JSON list with `EVENTS_ZDICT_1` (replays only).
 
     Why a preset dictionary: one record's events are too short for deflate to learn the field names, so
-    they were most of the compressed bytes (measured: 356 -> ~225 bytes per record, benchmarks/redis_bytes.py).
+    they were most of the compressed bytes (measured: 357 -> ~203 bytes per record, benchmarks/redis_bytes.py).
     Lossless either way: a replay re-sends byte-identical events."""
     comp = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, EVENTS_ZDICT_1)
     return b"E1" + comp.compress(b"[" + b",".join(events) + b"]") + comp.flush()

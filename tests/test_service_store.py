@@ -145,3 +145,33 @@ def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, re
     assert store.existing(["a", "zz"]) == {"a"}
     plain = RedisStateStore(redis_url, redis_prefix)  # 0 = kept forever
     assert write(plain, "t4", [("d", "d")]) == (1, []) and client.ttl(f"{redis_prefix}ev:d") == -1
+    # Write times read as ISO whether a record hash holds ISO or epoch ms (a later writer's format).
+    assert plain.fetch_states(["d"])[1] == {"d": "2025-01-01T00:00:00.000Z"}
+    client.hset(f"{redis_prefix}rec:d", "written", "1735689600001")
+    assert plain.fetch_states(["d"])[1] == {"d": "2025-01-01T00:00:00.001Z"}
+
+
+def test_member_sets_written_before_still_read_and_merged(redis_url: str, redis_prefix: str) -> None:
+    """Clusters written before issue 12's layout keep their members in a `cl:<id>` set; new members are
+    '.<id>' fields of `clmeta:<id>`. Joins, merges, look-ups and verify() see the union."""
+    store = RedisStateStore(redis_url, redis_prefix)
+    client = redis.Redis.from_url(redis_url)
+    old = cluster_id_for("o1")
+    client.sadd(f"{redis_prefix}cl:{old}", "o1", "o2")
+    client.hset(f"{redis_prefix}clmeta:{old}", mapping={"founder": "o1", "canonical": "o1", "size": 2,
+                                                         "created": "2024-01-01T00:00:00.000Z",
+                                                         "updated": "2024-01-01T00:00:00.000Z"})
+    for i, rid in enumerate(["o1", "o2"], 1):
+        client.hset(f"{redis_prefix}rec:{rid}", mapping={"seq": i, "founder": "o1", "cluster": old, "batch": "old"})
+        client.set(f"{redis_prefix}pl:{rid}", b"\x00\x01payload")
+    client.set(f"{redis_prefix}seq", 2)
+    assert store.verify() == []
+    assert write(store, "t1", [("o3", "o1"), ("n1", "n1")]) == (2, [])  # joins the old cluster; a new one
+    assert store.cluster_info(old, 10)["members"] == ["o1", "o2", "o3"]  # type: ignore[index]
+    assert client.hexists(f"{redis_prefix}clmeta:{old}", ".o3") and client.scard(f"{redis_prefix}cl:{old}") == 2
+    assert write(store, "t2", [("n2", "n1")], [(cluster_id_for("n1"), [old])]) == (1, [])  # old one survives
+    info = store.cluster_info(cluster_id_for("n1"), 10)
+    assert info is not None and info["cluster_id"] == old and info["size"] == 5
+    assert info["members"] == ["o1", "o2", "o3", "n1", "n2"]
+    assert store.verify() == [] and dict(store.export_clusters()) == dict.fromkeys(info["members"], old)
+    assert not client.exists(f"{redis_prefix}clmeta:{cluster_id_for('n1')}")

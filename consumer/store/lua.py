@@ -56,6 +56,32 @@ end
 
 local touched = {}
 
+-- Cluster membership: since issue 12 a cluster's members are fields '.<record id>' (empty values) of its
+-- clmeta hash, which Redis keeps in its compact listpack encoding (a one-member hashtable set cost 248
+-- bytes beside the 200 of its metadata); clusters written before keep a 'cl:<id>' set, still read, so
+-- members are the union of both. Every membership access goes through these helpers.
+local META_FIELDS = {'founder', 'canonical', 'size', 'created', 'updated'}
+local function members(c)
+  local out = redis.call('SMEMBERS', p .. 'cl:' .. c)
+  for _, f in ipairs(redis.call('HKEYS', p .. 'clmeta:' .. c)) do
+    if string.sub(f, 1, 1) == '.' then table.insert(out, string.sub(f, 2)) end
+  end
+  return out
+end
+local function add_member(c, rid)
+  if redis.call('SISMEMBER', p .. 'cl:' .. c, rid) == 0 then
+    redis.call('HSET', p .. 'clmeta:' .. c, '.' .. rid, '')
+  end
+end
+local function member_count(c)
+  local meta = p .. 'clmeta:' .. c
+  local n = redis.call('HLEN', meta)
+  for _, v in ipairs(redis.call('HMGET', meta, unpack(META_FIELDS))) do
+    if v then n = n - 1 end
+  end
+  return n + redis.call('SCARD', p .. 'cl:' .. c)
+end
+
 local ev_ttl = tonumber(ops.ev_ttl or 0) or 0
 local function set_events(rid, blob)
   if ev_ttl > 0 then
@@ -72,9 +98,9 @@ local function merge(survivor, absorbed)
   if ss and sa and sa < ss then s, a = a, s end
   local founder = redis.call('HGET', p .. 'clmeta:' .. s, 'founder')
   local afounder = redis.call('HGET', p .. 'clmeta:' .. a, 'founder') or ''
-  for _, rid in ipairs(redis.call('SMEMBERS', p .. 'cl:' .. a)) do
+  for _, rid in ipairs(members(a)) do
     redis.call('HSET', p .. 'rec:' .. rid, 'cluster', s, 'founder', founder or '')
-    redis.call('SADD', p .. 'cl:' .. s, rid)
+    add_member(s, rid)
   end
   redis.call('DEL', p .. 'cl:' .. a, p .. 'clmeta:' .. a)
   redis.call('SET', p .. 'fwd:' .. a, s)
@@ -111,7 +137,7 @@ for ri, r in ipairs(ops.recs) do
                'written', now, 'fp', r[6] or '')
     redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
     set_events(rid, ARGV[4 + r[5]])
-    redis.call('SADD', p .. 'cl:' .. c, rid)
+    add_member(c, rid)
     redis.call('RPUSH', p .. 'log', 'r' .. rid)
     touched[c] = true
     n_new = n_new + 1
@@ -152,7 +178,7 @@ for cid, canonical in pairs(ops.canon) do
 end
 for c, _ in pairs(touched) do
   local meta = p .. 'clmeta:' .. c
-  redis.call('HSET', meta, 'size', redis.call('SCARD', p .. 'cl:' .. c))
+  redis.call('HSET', meta, 'size', member_count(c))
   if redis.call('HGET', meta, 'created') ~= now then redis.call('HSET', meta, 'updated', now) end
 end
 for lid, layout in pairs(ops.layouts or {}) do

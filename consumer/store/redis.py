@@ -2,16 +2,18 @@
 
 Keys (prefix `p`, e.g. `dedup:`):
 
-    p rec:<record id>      hash  seq, founder, cluster, batch (write token), written,
+    p rec:<record id>      hash  seq, founder, cluster, batch (write token), written (ISO; epoch ms read too),
                                  fp (keyed content fingerprint: tells a replay from an id conflict)
                                  (small values only: Redis keeps the hash in its compact encoding)
     p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
     p ev:<record id>       str   the exact event bytes sent for it (deflate JSON list with a preset dictionary;
                                  `pack_events`), expiring after service.replay_events_ttl_seconds (0 = never)
                                  (before issue 12 payload and events were fields of rec:<id>: still read)
-    p cl:<cluster id>      set   member record ids
     p clmeta:<cluster id>  hash  founder, canonical, size, created, updated (canonical absent = the founder,
-                                 updated absent = created: most clusters are singletons, kept small)
+                                 updated absent = created: most clusters are singletons, kept small), and
+                                 one field '.<record id>' (empty value) per member: one listpack per cluster
+    p cl:<cluster id>      set   member record ids of clusters written before issue 12's leaner layout
+                                 (still read and merged; members = this set + the '.' fields above)
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
     p seq                  int   records written so far (the global arrival sequence)
     p log                  list  changelog: 'r<record id>' per new record, 'm<n>:<founder><founder>' per
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -252,7 +255,7 @@ class RedisStateStore:
             payload = payload if payload is not None else old
             if payload is not None and seq is not None:
                 out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
-                written[rid] = (when or b"").decode()
+                written[rid] = _iso_of((when or b"").decode())
         return out, written
 
     def _scan_records(self, fields: Sequence[str], count: int = 1000,
@@ -314,8 +317,8 @@ class RedisStateStore:
         meta_raw, members_raw = pipe.execute()
         if not meta_raw:
             return None
-        meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
-        members = sorted(m.decode() for m in members_raw)
+        meta, listed = _split_meta(meta_raw)
+        members = sorted({m.decode() for m in members_raw} | listed)
         seq_pipe = self.client.pipeline(transaction=False)
         for rid in members:
             seq_pipe.hget(self.key("rec", rid), "seq")
@@ -347,20 +350,28 @@ class RedisStateStore:
         for rid, (cluster, founder) in self._scan_records(["cluster", "founder"]):
             rec_cluster[rid], rec_founder[rid] = cluster.decode(), founder.decode()
         members: dict[str, set[str]] = {}
-        pattern = _glob_escape(self.key("cl", "")) + "*"
-        head = len(self.key("cl", ""))
-        for key in self.client.scan_iter(match=pattern, count=1000):
-            members[key[head:].decode()] = {m.decode() for m in self.client.smembers(key)}
+        metas: dict[str, dict[str, str]] = {}
+        for kind in ("cl", "clmeta"):  # member sets written before issue 12; members listed in the metadata
+            pattern = _glob_escape(self.key(kind, "")) + "*"
+            head = len(self.key(kind, ""))
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                cid = key[head:].decode()
+                if kind == "cl":
+                    members.setdefault(cid, set()).update(m.decode() for m in self.client.smembers(key))
+                else:
+                    metas[cid], listed = _split_meta(self.client.hgetall(key))
+                    if listed:
+                        members.setdefault(cid, set()).update(listed)
         seen: dict[str, str] = {}
         for cid, ms in members.items():
-            meta = self.client.hgetall(self.key("clmeta", cid))
-            if not meta:
+            meta = metas.get(cid) or {}
+            if not meta.get("founder"):
                 problems.append(f"cluster {cid} has members but no metadata")
-            elif int(meta.get(b"size", -1)) != len(ms):
-                problems.append(f"cluster {cid} size {meta.get(b'size')} != {len(ms)} members")
-            elif meta.get(b"founder", b"").decode() not in ms:
+            elif int(meta.get("size", -1)) != len(ms):
+                problems.append(f"cluster {cid} size {meta.get('size')} != {len(ms)} members")
+            elif meta["founder"] not in ms:
                 problems.append(f"cluster {cid}: founder is not a member")
-            elif any(rec_founder.get(m) != meta[b"founder"].decode() for m in ms):
+            elif any(rec_founder.get(m) != meta["founder"] for m in ms):
                 problems.append(f"cluster {cid}: a member names another founder")
             for m in ms:
                 if m in seen:
@@ -372,6 +383,29 @@ class RedisStateStore:
             if rid not in seen:
                 problems.append(f"record {rid} (cluster {cid}) is in no member set")
         return problems
+
+
+def _iso_of(written: str) -> str:
+    """A record hash's write time as ISO. Also reads epoch ms, which a later release may write (with a
+    16-digit batch token it takes the record hash one jemalloc size class down, 328 -> 296 bytes;
+    docs/scale-out.md): readers first, so members of mixed versions in a rolling upgrade understand each other."""
+    if not written.isdigit():
+        return written
+    secs, ms = divmod(int(written), 1000)  # integer split: a float division may round .001 down to .000
+    return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
+
+
+def _split_meta(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], set[str]]:
+    """A clmeta hash as (metadata, member ids listed in it as '.<record id>' fields since issue 12)."""
+    meta: dict[str, str] = {}
+    listed: set[str] = set()
+    for k, v in raw.items():
+        name = k.decode()
+        if name.startswith("."):
+            listed.add(name[1:])
+        else:
+            meta[name] = v.decode()
+    return meta, listed
 
 
 def _glob_escape(text: str) -> str:

@@ -145,9 +145,15 @@ def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, re
     assert store.existing(["a", "zz"]) == {"a"}
     plain = RedisStateStore(redis_url, redis_prefix)  # 0 = kept forever
     assert write(plain, "t4", [("d", "d")]) == (1, []) and client.ttl(f"{redis_prefix}ev:d") == -1
-    # Write times read as ISO whether a record hash holds ISO or epoch ms (a later writer's format).
-    assert plain.fetch_states(["d"])[1] == {"d": "2025-01-01T00:00:00.000Z"}
-    client.hset(f"{redis_prefix}rec:d", "written", "1735689600001")
+    # The record hash keeps 16 hex digits of the token and the time as epoch ms; a lost reply's batch
+    # re-applied is still recognised as itself, another batch still as a conflict; readers see ISO (also
+    # of the ISO times records written before hold).
+    token = "0123456789abcdef" * 2
+    assert write(plain, token, [("e", "e")]) == (1, []) and write(plain, token, [("e", "e")]) == (0, [])
+    assert write(plain, "f" * 32, [("e", "e")]) == (0, ["e"])
+    assert client.hmget(f"{redis_prefix}rec:e", ["batch", "written"]) == [b"0123456789abcdef", b"1735689600000"]
+    assert plain.fetch_states(["e"])[1] == {"e": "2025-01-01T00:00:00.000Z"}
+    client.hset(f"{redis_prefix}rec:d", "written", "2025-01-01T00:00:00.001Z")
     assert plain.fetch_states(["d"])[1] == {"d": "2025-01-01T00:00:00.001Z"}
 
 

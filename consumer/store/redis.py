@@ -2,7 +2,8 @@
 
 Keys (prefix `p`, e.g. `dedup:`):
 
-    p rec:<record id>      hash  seq, founder, cluster, batch (write token), written (ISO; epoch ms read too),
+    p rec:<record id>      hash  seq, founder, cluster, batch (write token: its first 16 hex digits),
+                                 written (epoch ms; ISO in records written before issue 12's leaner layout),
                                  fp (keyed content fingerprint: tells a replay from an id conflict)
                                  (small values only: Redis keeps the hash in its compact encoding)
     p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
@@ -94,12 +95,16 @@ class BatchWrite:
         key = f"{topic}:{partition}"
         self.offsets[key] = max(next_offset, self.offsets.get(key, -1))
 
-    def ops_json(self, events_ttl: int = 0) -> bytes:
-        """`events_ttl`: seconds the stored events are kept (0 = forever; see the script's `ev_ttl`)."""
+    def ops_json(self, events_ttl: int = 0, now_ms: str = "") -> bytes:
+        """`events_ttl`: seconds the stored events are kept (0 = forever; see the script's `ev_ttl`);
+        `now_ms`: the write time as epoch milliseconds, kept in each new record hash (shorter than ISO)."""
         # cjson decodes {} and [] alike; an empty mapping must still iterate as a table in Lua.
-        return orjson.dumps({"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
-                             "offsets": self.offsets or {}, "layouts": self.layouts or {},
-                             "ev_ttl": max(0, int(events_ttl))})
+        ops: dict[str, Any] = {"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
+                               "offsets": self.offsets or {}, "layouts": self.layouts or {},
+                               "ev_ttl": max(0, int(events_ttl))}
+        if now_ms:
+            ops["now_ms"] = now_ms
+        return orjson.dumps(ops)
 
 
 #: Preset deflate dictionary for stored events, version 1 (header b"E1"). Schema vocabulary only (field
@@ -167,7 +172,8 @@ class RedisStateStore:
         A conflicting record (written by another consumer, or before this consumer's last reload) keeps its
         stored assignment: the caller re-sends the stored events instead of its own and reloads its state.
         """
-        args: list[Any] = [self.prefix, batch.token, now_iso, batch.ops_json(self.events_ttl), *batch.blobs]
+        ops = batch.ops_json(self.events_ttl, _epoch_ms(now_iso))
+        args: list[Any] = [self.prefix, batch.token, now_iso, ops, *batch.blobs]
         out = self._apply(keys=[], args=args)
         batch.applied_merges = int(out[1])
         ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[3:]]
@@ -385,10 +391,16 @@ class RedisStateStore:
         return problems
 
 
+def _epoch_ms(iso: str) -> str:
+    """"2026-01-01T00:00:00.000Z" -> "1767225600000" ("" when it is not an ISO time: the script keeps ISO)."""
+    try:
+        return str(round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000))
+    except ValueError:
+        return ""
+
+
 def _iso_of(written: str) -> str:
-    """A record hash's write time as ISO. Also reads epoch ms, which a later release may write (with a
-    16-digit batch token it takes the record hash one jemalloc size class down, 328 -> 296 bytes;
-    docs/scale-out.md): readers first, so members of mixed versions in a rolling upgrade understand each other."""
+    """A record hash's write time as ISO: epoch ms since issue 12's leaner layout, ISO in records before."""
     if not written.isdigit():
         return written
     secs, ms = divmod(int(written), 1000)  # integer split: a float division may round .001 down to .000

@@ -5,7 +5,9 @@
 Decides a generated CRM file with the pipeline and writes each micro-batch exactly as `dedup run` does
 (`service_batch.assemble` -> `RedisStateStore.write_batch`: record hashes, payloads, stored events, member
 sets, cluster metadata, the changelog), then reports used_memory growth / records and a per-kind breakdown
-(`MEMORY USAGE` of sampled keys). No broker needed: the Kafka messages are stand-ins with the same
+(`MEMORY USAGE` of sampled keys), and the same once the stored events have expired
+(service.replay_events_ttl_seconds; the run deletes the ev:<id> keys, which is what their expiry does).
+No broker needed: the Kafka messages are stand-ins with the same
 topic/partition/offset/timestamp a real one carries.
 """
 
@@ -50,6 +52,8 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--events-ttl", type=int, default=86400,
+                    help="service.replay_events_ttl_seconds the writes use (0 = stored events never expire)")
     args = ap.parse_args()
 
     from consumer.artifacts import build_pipeline
@@ -70,7 +74,7 @@ def main() -> int:
     server.start()
     try:
         client = server.client()
-        store = RedisStateStore(server.url, "dedup")
+        store = RedisStateStore(server.url, "dedup", events_ttl=args.events_ttl)
         base = int(client.info("memory")["used_memory"])
         offset = 0
         for i in range(0, len(recs), args.batch):
@@ -97,7 +101,13 @@ def main() -> int:
                          "per_record": round(counts[k] * sum(v) / len(v) / n)} for k, v in sorted(kinds.items())}
         sample = client.hgetall(next(client.scan_iter(match="dedup:rec:*", count=10)))
         fields = {k.decode(): len(v) for k, v in sample.items()}
-        print(json.dumps({"records": n, "used_memory_bytes": used, "bytes_per_record": round(used / n),
+        ev_keys = list(client.scan_iter(match="dedup:ev:*", count=1000))
+        for i in range(0, len(ev_keys), 1000):
+            client.delete(*ev_keys[i: i + 1000])
+        after = int(client.info("memory")["used_memory"]) - base
+        print(json.dumps({"records": n, "events_ttl_seconds": args.events_ttl, "used_memory_bytes": used,
+                          "bytes_per_record": round(used / n),
+                          "bytes_per_record_after_events_expire": round(after / n),
                           "by_key_kind": breakdown, "one_record_hash_field_bytes": fields}, indent=2))
     finally:
         server.stop()

@@ -210,6 +210,11 @@ class ServiceSettings:
     snapshot_dir: str = ""
     #: Seconds between snapshots while running (one is also written at a clean shutdown).
     snapshot_interval_seconds: float = 300.0
+    #: How long Redis keeps a record's stored event bytes (`ev:<id>`), in seconds; 0 = forever. They are
+    #: only re-sent when a batch is replayed (written to Redis, not yet committed in Kafka) or a record id
+    #: arrives again; keep it well above the time an operator might rewind the input (docs/scale-out.md,
+    #: "Redis bytes per record"). A replay older than this re-sends no event for the record (logged).
+    replay_events_ttl_seconds: int = 86400
 
 
 @dataclass

@@ -132,7 +132,8 @@ class Service(ReplicaDuties):
         self.metrics = Metrics()
         self.health = HealthState(self.svc.stall_seconds, required_dependencies=("redis", "kafka"),
                                   ready_gauge=self.metrics.ready)
-        self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix)
+        self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix,
+                                     events_ttl=self.svc.replay_events_ttl_seconds)
         self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port,
                                  routes=[self._api_routes()] if self.svc.api else [])
         self._text_encoder = text_encoder
@@ -424,6 +425,12 @@ class Service(ReplicaDuties):
             stored = self._retry("redis", "read stored events",
                                  lambda: self.store.stored_events(batch.replay_ids), batch)
             missing = [r for r in batch.replay_ids if r not in stored]
+            if missing:  # stored but past service.replay_events_ttl_seconds: sent long ago, none re-sent
+                expired = self._retry("redis", "read records", lambda: self.store.existing(missing), batch)
+                missing = [r for r in missing if r not in expired]
+                if expired:
+                    log.info("replayed records past the stored-events retention re-send nothing",
+                             extra={"records": len(expired)})
             batch.events.update(outputs_of(stored))
             log.info("replayed records re-send their stored events",
                      extra={"records": len(stored), "missing": len(missing)})

@@ -128,3 +128,84 @@ def test_split_moves_a_piece_into_its_own_cluster_consistently(redis_url: str, r
     assert client.hget(f"{redis_prefix}clmeta:{cc}", "canonical") == b"d"
     assert not client.exists(f"{redis_prefix}fwd:{cc}")
     assert {s.record_id: s.founder_id for s in store.load_states()}["d"] == "c"
+
+
+def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, redis_prefix: str) -> None:
+    """Issue 12's leaner state: stored events expire after `events_ttl`, are packed with the preset
+    dictionary and read back byte-identical (and so are the two formats written before); cluster metadata
+    leaves out the canonical id while it is the founder and `updated` while it is `created`, and the
+    look-ups answer as before."""
+    import zlib
+
+    from consumer.store.redis import pack_events, unpack_events
+
+    events = [b'{"event_id":"x","event_type":"record.clustered","scores":{"name":0.5}}', b'{"a":[1,2.5,null]}']
+    packed = pack_events(events)
+    assert packed[:2] == b"E1" and len(packed) < len(zlib.compress(b"[" + b",".join(events) + b"]", 6))
+    old_z, old_json = b"Z" + zlib.compress(b"[" + b",".join(events) + b"]"), b"[" + b",".join(events) + b"]"
+    assert unpack_events(packed) == unpack_events(old_z) == unpack_events(old_json)
+
+    store = RedisStateStore(redis_url, redis_prefix, events_ttl=3600)
+    client = redis.Redis.from_url(redis_url)
+    assert write(store, "t1", [("a", "a"), ("b", "b")]) == (2, [])
+    assert 0 < client.ttl(f"{redis_prefix}ev:a") <= 3600 and client.ttl(f"{redis_prefix}rec:a") == -1
+    meta = client.hgetall(f"{redis_prefix}clmeta:{cluster_id_for('a')}")
+    assert b"canonical" not in meta and b"updated" not in meta
+    info = store.cluster_info(cluster_id_for("a"), 10)
+    assert info is not None and info["canonical_id"] == "a" and info["updated"] == info["created"]
+    # A later batch: canonical moves to b's record after a merge, `updated` is now kept.
+    b = BatchWrite("t2")
+    b.add_record(rec("c", "a"), cluster_id_for("a"), [b'{"event_id":"c"}'])
+    b.add_merge(cluster_id_for("a"), [cluster_id_for("b")])
+    b.set_canonical(cluster_id_for("a"), "b")
+    assert store.write_batch(b, "2025-01-02T00:00:00.000Z") == (1, [])
+    info = store.cluster_info(cluster_id_for("b"), 10)
+    assert info is not None and info["canonical_id"] == "b" and info["merged_into"] == cluster_id_for("a")
+    assert info["updated"] == "2025-01-02T00:00:00.000Z" and info["members"] == ["a", "b", "c"]
+    b = BatchWrite("t3")  # canonical back to the founder: the field goes again
+    b.set_canonical(cluster_id_for("a"), "a")
+    store.write_batch(b, "2025-01-03T00:00:00.000Z")
+    assert not client.hexists(f"{redis_prefix}clmeta:{cluster_id_for('a')}", "canonical")
+    assert store.verify() == []
+    # Past the retention: the record is still stored, its events are gone.
+    client.delete(f"{redis_prefix}ev:a")
+    assert store.stored_events(["a", "c"]) == {"c": [b'{"event_id":"c"}']}
+    assert store.existing(["a", "zz"]) == {"a"}
+    plain = RedisStateStore(redis_url, redis_prefix)  # 0 = kept forever
+    assert write(plain, "t4", [("d", "d")]) == (1, []) and client.ttl(f"{redis_prefix}ev:d") == -1
+    # The record hash keeps 16 hex digits of the token and the time as epoch ms; a lost reply's batch
+    # re-applied is still recognised as itself, another batch still as a conflict; readers see ISO (also
+    # of the ISO times records written before hold).
+    token = "0123456789abcdef" * 2
+    assert write(plain, token, [("e", "e")]) == (1, []) and write(plain, token, [("e", "e")]) == (0, [])
+    assert write(plain, "f" * 32, [("e", "e")]) == (0, ["e"])
+    assert client.hmget(f"{redis_prefix}rec:e", ["batch", "written"]) == [b"0123456789abcdef", b"1735689600000"]
+    assert plain.fetch_states(["e"])[1] == {"e": "2025-01-01T00:00:00.000Z"}
+    client.hset(f"{redis_prefix}rec:d", "written", "2025-01-01T00:00:00.001Z")
+    assert plain.fetch_states(["d"])[1] == {"d": "2025-01-01T00:00:00.001Z"}
+
+
+def test_member_sets_written_before_still_read_and_merged(redis_url: str, redis_prefix: str) -> None:
+    """Clusters written before issue 12's layout keep their members in a `cl:<id>` set; new members are
+    '.<id>' fields of `clmeta:<id>`. Joins, merges, look-ups and verify() see the union."""
+    store = RedisStateStore(redis_url, redis_prefix)
+    client = redis.Redis.from_url(redis_url)
+    old = cluster_id_for("o1")
+    client.sadd(f"{redis_prefix}cl:{old}", "o1", "o2")
+    client.hset(f"{redis_prefix}clmeta:{old}", mapping={"founder": "o1", "canonical": "o1", "size": 2,
+                                                         "created": "2024-01-01T00:00:00.000Z",
+                                                         "updated": "2024-01-01T00:00:00.000Z"})
+    for i, rid in enumerate(["o1", "o2"], 1):
+        client.hset(f"{redis_prefix}rec:{rid}", mapping={"seq": i, "founder": "o1", "cluster": old, "batch": "old"})
+        client.set(f"{redis_prefix}pl:{rid}", b"\x00\x01payload")
+    client.set(f"{redis_prefix}seq", 2)
+    assert store.verify() == []
+    assert write(store, "t1", [("o3", "o1"), ("n1", "n1")]) == (2, [])  # joins the old cluster; a new one
+    assert store.cluster_info(old, 10)["members"] == ["o1", "o2", "o3"]  # type: ignore[index]
+    assert client.hexists(f"{redis_prefix}clmeta:{old}", ".o3") and client.scard(f"{redis_prefix}cl:{old}") == 2
+    assert write(store, "t2", [("n2", "n1")], [(cluster_id_for("n1"), [old])]) == (1, [])  # old one survives
+    info = store.cluster_info(cluster_id_for("n1"), 10)
+    assert info is not None and info["cluster_id"] == old and info["size"] == 5
+    assert info["members"] == ["o1", "o2", "o3", "n1", "n2"]
+    assert store.verify() == [] and dict(store.export_clusters()) == dict.fromkeys(info["members"], old)
+    assert not client.exists(f"{redis_prefix}clmeta:{cluster_id_for('n1')}")

@@ -18,6 +18,8 @@ APPLY_BATCH = r"""
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
 --   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
+--   ev_ttl:  seconds the stored events (ev:<id>) are kept, 0 or absent = forever (replays only need them
+--            until the batch is committed in Kafka, plus a rewind margin)
 -- Returns {new_records, merges applied (not already done), #conflicts, conflicting record ids...,
 -- demoted record ids...}. A record whose bridging merges were all done already (another member merged the
 -- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
@@ -57,6 +59,41 @@ end
 
 local touched = {}
 
+-- Cluster membership: since issue 12 a cluster's members are fields '.<record id>' (empty values) of its
+-- clmeta hash, which Redis keeps in its compact listpack encoding (a one-member hashtable set cost 248
+-- bytes beside the 200 of its metadata); clusters written before keep a 'cl:<id>' set, still read, so
+-- members are the union of both. Every membership access goes through these helpers.
+local META_FIELDS = {'founder', 'canonical', 'size', 'created', 'updated'}
+local function members(c)
+  local out = redis.call('SMEMBERS', p .. 'cl:' .. c)
+  for _, f in ipairs(redis.call('HKEYS', p .. 'clmeta:' .. c)) do
+    if string.sub(f, 1, 1) == '.' then table.insert(out, string.sub(f, 2)) end
+  end
+  return out
+end
+local function add_member(c, rid)
+  if redis.call('SISMEMBER', p .. 'cl:' .. c, rid) == 0 then
+    redis.call('HSET', p .. 'clmeta:' .. c, '.' .. rid, '')
+  end
+end
+local function member_count(c)
+  local meta = p .. 'clmeta:' .. c
+  local n = redis.call('HLEN', meta)
+  for _, v in ipairs(redis.call('HMGET', meta, unpack(META_FIELDS))) do
+    if v then n = n - 1 end
+  end
+  return n + redis.call('SCARD', p .. 'cl:' .. c)
+end
+
+local ev_ttl = tonumber(ops.ev_ttl or 0) or 0
+local function set_events(rid, blob)
+  if ev_ttl > 0 then
+    redis.call('SET', p .. 'ev:' .. rid, blob, 'EX', ev_ttl)
+  else
+    redis.call('SET', p .. 'ev:' .. rid, blob)
+  end
+end
+
 local function merge(survivor, absorbed)
   local s, a = resolve(survivor), resolve(absorbed)
   if s == a then return 0 end
@@ -64,9 +101,9 @@ local function merge(survivor, absorbed)
   if ss and sa and sa < ss then s, a = a, s end
   local founder = redis.call('HGET', p .. 'clmeta:' .. s, 'founder')
   local afounder = redis.call('HGET', p .. 'clmeta:' .. a, 'founder') or ''
-  for _, rid in ipairs(redis.call('SMEMBERS', p .. 'cl:' .. a)) do
+  for _, rid in ipairs(members(a)) do
     redis.call('HSET', p .. 'rec:' .. rid, 'cluster', s, 'founder', founder or '')
-    redis.call('SADD', p .. 'cl:' .. s, rid)
+    add_member(s, rid)
   end
   redis.call('DEL', p .. 'cl:' .. a, p .. 'clmeta:' .. a)
   redis.call('SET', p .. 'fwd:' .. a, s)
@@ -76,6 +113,11 @@ local function merge(survivor, absorbed)
   touched[a] = nil
   touched[s] = true
   return 1
+end
+
+local function remove_member(c, rid)
+  redis.call('SREM', p .. 'cl:' .. c, rid)  -- a cluster written before the member fields
+  redis.call('HDEL', p .. 'clmeta:' .. c, '.' .. rid)
 end
 
 -- A split moves every record of each piece into its new cluster (the split cluster keeps the rest and its
@@ -94,9 +136,9 @@ local function split(m)
       local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
       if cur then
         cur = resolve(cur)
-        if cur ~= cid then redis.call('SREM', p .. 'cl:' .. cur, rid) end
+        if cur ~= cid then remove_member(cur, rid) end
         redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
-        redis.call('SADD', p .. 'cl:' .. cid, rid)
+        add_member(cid, rid)
         if cur ~= cid then touched[cur] = true end
       end
     end
@@ -105,6 +147,10 @@ local function split(m)
   touched[old] = true
 end
 
+-- The record hash keeps the token's first 16 hex digits and the write time as epoch ms (ops.now_ms): with
+-- both the hash fits the next jemalloc size class down (328 -> 296 bytes). Records written before hold the
+-- full token and the ISO time; both are still recognised (consumer/store/redis.py reads either time).
+local short_token = string.sub(token, 1, 16)
 local n_new = 0
 local conflicts = {}
 local fresh = {}
@@ -113,7 +159,7 @@ for ri, r in ipairs(ops.recs) do
   local key = p .. 'rec:' .. rid
   local prev = redis.call('HGET', key, 'batch')
   if prev then
-    if prev ~= token then table.insert(conflicts, rid) end
+    if prev ~= token and prev ~= short_token then table.insert(conflicts, rid) end
   else
     local c = resolve(cid)
     local meta = p .. 'clmeta:' .. c
@@ -126,11 +172,11 @@ for ri, r in ipairs(ops.recs) do
     -- Small fields only in the hash, so Redis keeps it in its compact listpack encoding (a hash with one
     -- value over hash-max-listpack-value, 64 bytes by default, becomes a hashtable: ~800 bytes more);
     -- the payload and the stored events are plain strings beside it.
-    redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', token,
-               'written', now, 'fp', r[6] or '')
+    redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', short_token,
+               'written', ops.now_ms or now, 'fp', r[6] or '')
     redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
-    redis.call('SET', p .. 'ev:' .. rid, ARGV[4 + r[5]])
-    redis.call('SADD', p .. 'cl:' .. c, rid)
+    set_events(rid, ARGV[4 + r[5]])
+    add_member(c, rid)
     redis.call('RPUSH', p .. 'log', 'r' .. rid)
     touched[c] = true
     n_new = n_new + 1
@@ -154,19 +200,29 @@ local demoted = {}
 for i, n in pairs(bridged) do
   local r = ops.recs[i]
   if n == 0 and fresh[i] and (r[7] or 0) > 0 then
-    redis.call('SET', p .. 'ev:' .. r[1], ARGV[4 + r[7]])
+    set_events(r[1], ARGV[4 + r[7]])
     table.insert(demoted, r[1])
   end
 end
+-- clmeta leaves out what readers default (consumer/store/redis.py, cluster_info): 'canonical' while it is the
+-- founder, 'updated' while it is 'created'. Most clusters are singletons: it keeps their hash small (the
+-- next jemalloc size class down, ~60 bytes per cluster).
 for cid, canonical in pairs(ops.canon) do
   local c = resolve(cid)
-  if redis.call('EXISTS', p .. 'clmeta:' .. c) == 1 then
-    redis.call('HSET', p .. 'clmeta:' .. c, 'canonical', canonical)
+  local meta = p .. 'clmeta:' .. c
+  if redis.call('EXISTS', meta) == 1 then
+    if canonical == redis.call('HGET', meta, 'founder') then
+      redis.call('HDEL', meta, 'canonical')
+    else
+      redis.call('HSET', meta, 'canonical', canonical)
+    end
     touched[c] = true
   end
 end
 for c, _ in pairs(touched) do
-  redis.call('HSET', p .. 'clmeta:' .. c, 'size', redis.call('SCARD', p .. 'cl:' .. c), 'updated', now)
+  local meta = p .. 'clmeta:' .. c
+  redis.call('HSET', meta, 'size', member_count(c))
+  if redis.call('HGET', meta, 'created') ~= now then redis.call('HSET', meta, 'updated', now) end
 end
 for lid, layout in pairs(ops.layouts or {}) do
   redis.call('HSETNX', p .. 'layouts', lid, layout)

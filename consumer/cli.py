@@ -21,7 +21,8 @@ from consumer.io.files import InputError
 log = logging.getLogger("dedup")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings a subcommand runs with: the file and `DEDUP_*` environment, then its CLI flags."""
     s = load_settings(getattr(args, "config", None), profile=getattr(args, "profile", None))
     if getattr(args, "fusion", None):
         s.fusion.mode = args.fusion
@@ -63,7 +64,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from consumer.batch import run_batch
 
-    s = _settings(args)
+    s = settings_from_args(args)
     summary, _ = run_batch(args.input, args.out, s, rejects_path=args.rejects, fmt=args.format,
                            progress=not args.quiet, save_model=args.save_model, clusters_path=args.clusters)
     if s.encoders.hash_key == DEFAULT_HASH_KEY:  # after the run: an error stays the first (and only) line
@@ -80,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from consumer.records import Record
     from consumer.train import collect_pairs, fit_model
 
-    s = _settings(args)
+    s = settings_from_args(args)
     records = [r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)]
     truth = load_truth(args.truth, s.profile.id_field)
     x, y, pipe = collect_pairs(records, truth, s)
@@ -103,7 +104,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from consumer.records import Record
     from consumer.unsupervised import explain_model, fit_unsupervised, sample_records
 
-    s = _settings(args)
+    s = settings_from_args(args)
     text = load_text_encoder(s) if "text" in profile_encoders(s) else None
     records = sample_records((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
                              args.sample, args.seed)
@@ -133,7 +134,7 @@ def cmd_explain_model(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from consumer.report import evaluate_file
 
-    s = _settings(args)
+    s = settings_from_args(args)
     if args.sizes:
         return _eval_sizes(args, s)
     if not (args.input and args.truth):
@@ -179,7 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"1/3 generating {args.n_records} synthetic CRM signups with ground truth -> {data}")
     write_crm(data, truth_path, args.n_records, args.seed)
     print(f"2/3 deduplicating in arrival order (embedded runner, no Kafka/Redis) -> {out / 'clusters.jsonl'}")
-    s = _settings(args)
+    s = settings_from_args(args)
     summary, pipe = run_batch(data, out / "clusters.jsonl", s, progress=True)
     scores = cluster_scores(pipe.assignments(), load_truth(truth_path))
     print("3/3 results")

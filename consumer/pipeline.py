@@ -318,12 +318,12 @@ class Pipeline:
     def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
                 mods: dict[str, np.ndarray]) -> Decision:
         a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs)
-        self._update_canonical(a.cluster, a.merged)
+        self.update_canonical(a.cluster, a.merged)
         ids = self.store.record_ids
         splits: list[Split] = []
         if a.split_from is not None:
             for c in {a.split_from, *(f for f, _ in a.splits)} - {a.cluster}:
-                self._update_canonical(c, [])
+                self.update_canonical(c, [])
             splits = [Split(cluster_id_for(ids[f]), ids[f], ids[self.canonical[f]], [ids[r] for r in rows])
                       for f, rows in a.splits]
         matches = []
@@ -352,7 +352,7 @@ class Pipeline:
         feats = self.comparator.compare(a, b, self.frequencies.features(a, a))
         return self.fuser.score(feats)[0]
 
-    def _update_canonical(self, cluster: int, merged: list[int]) -> None:
+    def update_canonical(self, cluster: int, merged: list[int]) -> None:
         """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the
         canonical of every cluster a batch touched)."""
         for c in merged:
@@ -413,7 +413,7 @@ class Pipeline:
             members.setdefault(cluster, []).append(int(row))
             touched.add(cluster)
         for c in touched:
-            self._update_canonical(c, [])
+            self.update_canonical(c, [])
         self.frequencies.observe(cols)
         self.blocker.add(self.blocker.vectors(cols), rows)
         return rows

@@ -191,4 +191,4 @@ def merge_rows(pipe: Pipeline, key: int, clusters: Sequence[int]) -> None:
     for r in members:
         cl.cluster_of[r] = key
     cl.members[key] = members
-    pipe._update_canonical(key, [])
+    pipe.update_canonical(key, [])

@@ -10,6 +10,9 @@ atomic script as the state, so it can neither miss a write nor show one that did
 - `m<len>:<survivor founder><absorbed founder>`: clusters were merged in Redis. Applied idempotently, and the
   survivor Redis chose (the older founder) becomes the cluster's key here too, so every replica converges on
   the same cluster ids.
+- `s[<founder>, [<record id>, ...]]` (JSON): a piece was split off its cluster (later evidence showed the
+  cluster held different people); the piece becomes the cluster keyed by its founder on every replica. The
+  member that decided the split already holds it and skips its own entry (`note_own_splits`).
 
 The race this module exists for: two twins decided at the same moment by two consumers never saw each
 other. For such a pair exactly one consumer can tell, without coordination: the one whose own record was
@@ -24,12 +27,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from consumer.clustering import cluster_id_for
 from consumer.pipeline import Match, Pipeline
 from consumer.store.record_state import RecordState
 
-__all__ = ["LateLink", "Replica", "merge_entry", "parse_merge"]
+__all__ = ["LateLink", "Replica", "merge_entry", "parse_merge", "parse_split", "split_entry"]
 
 
 def merge_entry(survivor_founder: str, absorbed_founder: str) -> str:
@@ -42,6 +46,17 @@ def parse_merge(entry: str) -> tuple[str, str]:
     n, rest = entry[1:].encode().split(b":", 1)
     k = int(n)
     return rest[:k].decode(), rest[k:].decode()
+
+
+def split_entry(founder: str, record_ids: Sequence[str]) -> str:
+    """The log entry of a split piece, as the Redis script writes it (tests and tools use this)."""
+    return "s" + orjson.dumps([founder, list(record_ids)]).decode()
+
+
+def parse_split(entry: str) -> tuple[str, list[str]]:
+    """(founder, record ids) of a split entry."""
+    founder, rids = orjson.loads(entry[1:])
+    return str(founder), [str(r) for r in rids]
 
 
 @dataclass
@@ -60,6 +75,7 @@ class LateLink:
 class SyncResult:
     absorbed: int = 0
     merges: int = 0
+    splits: int = 0
     links: list[LateLink] = field(default_factory=list)
 
 
@@ -71,10 +87,17 @@ class Replica:
         self.position = position
         #: Rows this consumer decided and wrote whose log entry it has not read yet.
         self.pending_own: set[int] = set()
+        #: Founders of split pieces this consumer decided whose log entry it has not read yet (it already
+        #: holds those splits; re-applying one could undo a later local join to the piece).
+        self.pending_splits: set[str] = set()
 
     def note_own(self, rows: Iterable[int]) -> None:
         """A batch decided here is in Redis: its records are pending until their entries are read."""
         self.pending_own.update(int(r) for r in rows)
+
+    def note_own_splits(self, founders: Iterable[str]) -> None:
+        """Split pieces decided here are in Redis: skip their log entries when they come round."""
+        self.pending_splits.update(founders)
 
     @staticmethod
     def unknown(pipe: Pipeline, entries: Sequence[str]) -> list[str]:
@@ -114,6 +137,13 @@ class Replica:
             elif kind == "m":
                 flush()
                 out.merges += self.apply_merge(pipe, *parse_merge(entry))
+            elif kind == "s":
+                flush()
+                founder, rids = parse_split(entry)
+                if founder in self.pending_splits:
+                    self.pending_splits.discard(founder)
+                else:
+                    out.splits += self.apply_split(pipe, founder, rids)
         flush()
         return out
 
@@ -130,6 +160,33 @@ class Replica:
         if cs == ca == rs:
             return 0
         merge_rows(pipe, rs, [cs, ca])
+        return 1
+
+    @staticmethod
+    def apply_split(pipe: Pipeline, founder: str, record_ids: Sequence[str]) -> int:
+        """Make `record_ids` the cluster keyed by `founder`'s row, taking them out of the clusters they are
+        in (as `ClusterState` did on the member that decided the split); 1 if anything changed."""
+        row_of, cl = pipe.store.row_of, pipe.clusters
+        key = row_of.get(founder)
+        rows = [r for r in (row_of.get(rid) for rid in record_ids) if r is not None]
+        if key is None or not rows:
+            return 0
+        moving = set(rows) | {key}
+        if all(cl.cluster_of[r] == key for r in moving):
+            return 0
+        for c in {cl.cluster_of[r] for r in moving} - {key}:
+            rest = [m for m in cl.members[c] if m not in moving]
+            if rest:
+                cl.members[c] = rest
+                pipe.update_canonical(c, [])
+            else:  # the whole cluster moved: it no longer exists under its old key
+                cl.members.pop(c, None)
+                pipe.canonical.pop(c, None)
+        kept = [m for m in cl.members.get(key, []) if m not in moving]
+        for r in moving:
+            cl.cluster_of[r] = key
+        cl.members[key] = sorted(kept + sorted(moving))
+        pipe.update_canonical(key, [])
         return 1
 
     def late_links(self, pipe: Pipeline, foreign: np.ndarray) -> list[LateLink]:

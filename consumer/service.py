@@ -461,6 +461,7 @@ class Service(ReplicaDuties):
                 batch.events[rid] = batch.alt_events[rid]
         batch.stored = True
         self.replica.note_own(d.row for d in batch.decisions if d.outcome != "replay")
+        self.replica.note_own_splits(p.founder_id for d in batch.decisions for p in d.splits)
         self.metrics.index_size.set(len(self.pipe.store))
 
     def _deliver(self, batch: Batch) -> None:

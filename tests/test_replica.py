@@ -17,7 +17,7 @@ from consumer.batch import iter_records
 from consumer.config import load_settings
 from consumer.generate import write_crm
 from consumer.records import Record
-from consumer.replica import Replica, merge_entry, parse_merge
+from consumer.replica import Replica, merge_entry, parse_merge, parse_split, split_entry
 from consumer.snapshot import load_snapshot, save_snapshot
 
 
@@ -99,3 +99,30 @@ def test_freshen_names_clusters_as_redis_knows_them() -> None:
     again = Decision("r4", "cl_s", "r0", "merged", 8, ["cl_a"], [])
     freshen([again], {"cl_s": ("cl_a", 3), "cl_a": ("cl_a", 3)})
     assert (again.cluster_id, again.merged_cluster_ids, again.outcome) == ("cl_a", [], "joined")
+
+
+def test_split_entries_split_the_replica_once(recs: list[Record]) -> None:
+    """A `cluster.split` decided on another member reaches this replica through the changelog: the piece
+    becomes the cluster of its founder, the rest keeps its id, keepers follow; applying it again changes
+    nothing, and the member that decided a split skips its own entry."""
+    pipe = build_pipeline(load_settings(env={}))
+    pipe.process(recs[:600])
+    cl, ids = pipe.clusters, pipe.store.record_ids
+    key = next(c for c, m in sorted(cl.members.items()) if len(m) >= 3)
+    members = sorted(cl.members[key])
+    piece = members[1:]  # everything but the founder splits off, founded by its earliest record
+    entry = split_entry(ids[piece[0]], [ids[r] for r in piece])
+    assert parse_split(entry) == (ids[piece[0]], [ids[r] for r in piece])
+    replica = Replica()
+    assert replica.apply(pipe, [entry], {}).splits == 1
+    assert cl.members[key] == [key] and cl.members[piece[0]] == piece
+    assert all(cl.cluster_of[r] == piece[0] for r in piece)
+    assert pipe.canonical[key] == key and pipe.canonical[piece[0]] in piece
+    before = pipe.assignments()
+    assert replica.apply(pipe, [entry], {}).splits == 0 and pipe.assignments() == before
+    own = Replica()
+    own.note_own_splits([ids[piece[0]]])
+    merged_back = split_entry(ids[key], [ids[r] for r in members])  # would undo the split if applied
+    own.note_own_splits([ids[key]])
+    assert own.apply(pipe, [merged_back], {}).splits == 0 and pipe.assignments() == before
+    assert own.pending_splits == {ids[piece[0]]}

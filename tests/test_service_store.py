@@ -128,6 +128,10 @@ def test_split_moves_a_piece_into_its_own_cluster_consistently(redis_url: str, r
     assert client.hget(f"{redis_prefix}clmeta:{cc}", "canonical") == b"d"
     assert not client.exists(f"{redis_prefix}fwd:{cc}")
     assert {s.record_id: s.founder_id for s in store.load_states()}["d"] == "c"
+    # The split is in the changelog (once: the replayed batch wrote nothing), so replicas split too.
+    from consumer.replica import parse_split
+    splits = [parse_split(e) for e in store.read_log(0) if e.startswith("s")]
+    assert splits == [("c", ["c", "d", "g"])]
 
 
 def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, redis_prefix: str) -> None:

@@ -14,7 +14,7 @@ APPLY_BATCH = r"""
 --            record_number: 1-based position in recs of the record whose decision bridged, 0 = none)
 --            or, in the same ordered list, a split:
 --            {"split": cluster_id, "pieces": [[new_cluster_id, founder_id, [record_id, ...]], ...]}
---            (not in the log: other members' replicas keep the unsplit cluster until they restart; scale-out.md)
+--            (each piece is logged as 's' .. JSON [founder_id, [record_id, ...]], so replicas split too)
 --   canon:   {cluster_id: canonical_record_id}
 --   offsets: {"topic:partition": next_offset}
 --   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
@@ -25,8 +25,8 @@ APPLY_BATCH = r"""
 -- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
 -- so no absorbed cluster is ever announced by two merge events.
 --
--- Every new record appends 'r<record id>' and every applied merge 'm<len>:<survivor founder><absorbed founder>'
--- (founder record ids) to the list
+-- Every new record appends 'r<record id>', every applied merge 'm<len>:<survivor founder><absorbed founder>'
+-- (founder record ids) and every split piece 's[<founder id>, [<record id>, ...]]' (JSON) to the list
 -- p log: the changelog every consumer tails to keep its replica of the whole state current
 -- (consumer/replica.py). Appended in the same script as the state itself, so the log can never miss a
 -- write or show one that did not happen; position i (1-based) of an 'r' entry is that record's seq.
@@ -132,6 +132,7 @@ local function split(m)
     if redis.call('EXISTS', meta) == 0 then
       redis.call('HSET', meta, 'founder', founder, 'created', now)
     end
+    local moved = false
     for _, rid in ipairs(piece[3]) do
       local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
       if cur then
@@ -139,10 +140,15 @@ local function split(m)
         if cur ~= cid then remove_member(cur, rid) end
         redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
         add_member(cid, rid)
-        if cur ~= cid then touched[cur] = true end
+        if cur ~= cid then
+          touched[cur] = true
+          moved = true
+        end
       end
     end
     touched[cid] = true
+    -- Logged only when it moved someone: a replayed batch (same token) re-applies it as a no-op.
+    if moved then redis.call('RPUSH', p .. 'log', 's' .. cjson.encode({founder, piece[3]})) end
   end
   touched[old] = true
 end

@@ -28,10 +28,10 @@ through the index rather than exactly, a difference only where HNSW misses a nei
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,14 +91,78 @@ def merge_candidates(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: 
     return [keyed[i, :c] for i, c in enumerate(counts.tolist())]
 
 
-@dataclass
 class Search:
-    """An index search run ahead of its batch's turn (`Blocker.search_ahead`)."""
+    """A batch's index search started ahead of its turn (`Blocker.search_ahead`), split into chunks of rows
+    that the add thread and, once it arrives, the deciding thread both take: when the add thread is the
+    busier one, the deciding thread helps instead of waiting. Each row's result depends only on the row and
+    the index, which does not change meanwhile (nothing is inserted until the batch's `advance`), so who
+    searched which chunk changes nothing."""
 
-    #: Rows the index held when searched: the result stands only if that is still the index's size.
-    indexed: int
-    ids: np.ndarray
-    sims: np.ndarray
+    CHUNK = 32
+
+    def __init__(self, vectors: Callable[[], np.ndarray | None]):
+        self._vectors = vectors
+        self._cond = threading.Condition()
+        self._ready = False  # the add thread has the vectors, and the index holds what it must search
+        self._next = 0  # first row not yet taken
+        self._busy = 0  # chunks taken and not finished
+        self.failed = False
+        self.vecs: np.ndarray | None = None
+        #: Rows the index held when searched: the result stands only if that is still the index's size.
+        self.indexed = -1
+        self.ids = np.zeros((0, 0), np.int64)
+        self.sims = np.zeros((0, 0), np.float32)
+
+    def start(self, index: CandidateIndex, k: int) -> float:
+        """On the add thread, after every insert submitted before it: fetch the vectors, then search."""
+        try:
+            vecs = self._vectors()
+        except Exception:  # noqa: BLE001 - the encoder failed: the deciding thread will encode (or raise) itself
+            vecs = None
+        with self._cond:
+            if vecs is None or not len(vecs):
+                self.failed = True
+            else:
+                self.vecs = vecs
+                # The add thread is the only writer, so the size read here is the size every chunk sees.
+                self.indexed = len(index)
+                self.ids = np.full((len(vecs), k), -1, np.int64)
+                self.sims = np.zeros((len(vecs), k), np.float32)
+            self._ready = True
+            self._cond.notify_all()
+        return self.work(index, k)
+
+    def work(self, index: CandidateIndex, k: int) -> float:
+        """Search chunks until none is left; returns the seconds spent searching."""
+        spent = 0.0
+        while True:
+            with self._cond:
+                if self.vecs is None or self._next >= len(self.vecs):
+                    return spent
+                lo = self._next
+                self._next = hi = min(lo + self.CHUNK, len(self.vecs))
+                self._busy += 1
+            t0 = time.perf_counter()
+            try:
+                self.ids[lo:hi], self.sims[lo:hi] = index.query(self.vecs[lo:hi], k)
+            except Exception:  # noqa: BLE001 - the deciding thread then searches itself, and raises if it must
+                self.failed = True
+            spent += time.perf_counter() - t0
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def finish(self, index: CandidateIndex, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """On the deciding thread: take the remaining chunks, wait for the ones taken by the add thread, and
+        return (ids, sims), or None when it could not be searched ahead."""
+        with self._cond:
+            while not self._ready:
+                self._cond.wait()
+        self.work(index, k)
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+        return None if self.failed or self.vecs is None else (self.ids, self.sims)
 
 
 class Blocker:
@@ -158,25 +222,19 @@ class Blocker:
         what is asked of HNSW, run on the deciding thread or ahead on the add thread alike."""
         return self._index.query(vecs, self.k)
 
-    def search_ahead(self, vectors: Callable[[], np.ndarray | None]) -> Future[Search | None] | None:
+    def search_ahead(self, vectors: Callable[[], np.ndarray | None]) -> Search | None:
         """Search a later batch on the add thread, after every insert submitted so far (None without
         `background_add`). `vectors` is called there (it may wait for the encoder); None = nothing to do."""
         if not self._background:
             return None
-        return self._thread().submit(self._search_job, vectors)
+        search = Search(vectors)
+        self._thread().submit(self._search_job, search)
+        return search
 
-    def _search_job(self, vectors: Callable[[], np.ndarray | None]) -> Search | None:
-        vecs = vectors()
-        if vecs is None or not len(vecs):
-            return None
-        t0 = time.perf_counter()
-        # The add thread is the only writer, so the size read here is the size the search saw.
-        indexed = len(self._index)
-        ids, sims = self._search(vecs)
-        self.search_seconds += time.perf_counter() - t0
-        return Search(indexed, ids, sims)
+    def _search_job(self, search: Search) -> None:
+        self.search_seconds += search.start(self._index, self.k)
 
-    def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Future[Search | None] | None = None,
+    def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Search | None = None,
                    take: np.ndarray | None = None) -> list[np.ndarray]:
         """Candidate rows per batch record (sorted, unique); `vecs` from `vectors`.
 
@@ -194,24 +252,18 @@ class Blocker:
         held_vecs, held_rows = self._held if self._held is not None else (None, None)
         return merge_candidates(*found, vecs, np.asarray(rows, np.int64), self.k, held_vecs, held_rows)
 
-    def _searched_ahead(self, ahead: Future[Search | None] | None,
-                        take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _searched_ahead(self, ahead: Search | None, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         if ahead is None:
             return None
         t0 = time.perf_counter()
-        try:
-            found = ahead.result()
-        except Exception:  # noqa: BLE001 - e.g. the encoder failed: the deciding thread searches (or raises) itself
-            found = None
+        self.settle()  # the inserts submitted before the search (done once the search has started)
         self.wait_seconds += time.perf_counter() - t0
-        self.settle()  # submitted before the search, so already done
-        if found is None or found.indexed != len(self._index):
+        found = ahead.finish(self._index, self.k)
+        if found is None or ahead.indexed != len(self._index):
             self.ahead_stale += found is not None
             return None
         self.ahead_used += 1
-        if take is None:
-            return found.ids, found.sims
-        return found.ids[take], found.sims[take]
+        return found if take is None else (found[0][take], found[1][take])
 
     def advance(self, vecs: np.ndarray, rows: np.ndarray) -> None:
         """This batch's candidates are found: insert the held batch (returns at once with `background_add`)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.blocking import Blocker
+from consumer.blocking import Blocker, Search
 from consumer.clustering import ClusterState, Guards, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
@@ -157,7 +157,7 @@ class Pipeline:
         #: The last batch handed to the encode worker, and the index search started ahead for one (see
         #: `_search_ahead`): the encode future it belongs to and the search's future.
         self._latest: Future[Encoded] | None = None
-        self._ahead: tuple[Future[Encoded], Future[Any]] | None = None
+        self._ahead: tuple[Future[Encoded], Search] | None = None
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):
         #: training data for `dedup train` and the input of candidate-recall measurement.
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
@@ -339,7 +339,7 @@ class Pipeline:
             return False
         return np.array([pos[rid] for rid in ids], np.int64)
 
-    def _ahead_for(self, encoded: Encoded | None) -> Future[Any] | None:
+    def _ahead_for(self, encoded: Encoded | None) -> Search | None:
         """The search started ahead for this batch, if any (used once)."""
         ahead = self._ahead
         if ahead is None or encoded is None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from consumer.config import FusionSettings
 from consumer.encoders.base import Encoder, nanmean_weighted
+from consumer.forest import SMALL_BATCH, SmallForest
 
 __all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "manifest_path"]
 
@@ -102,6 +103,10 @@ class LearnedModel:
     features: tuple[str, ...]
     meta: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        #: Exact numpy twin of the estimator for a few rows at a time (None: scikit-learn only).
+        self._small = SmallForest.of(self.estimator)
+
     @property
     def used_features(self) -> tuple[str, ...]:
         return tuple(self.meta.get("used_features", self.features))
@@ -132,6 +137,8 @@ class LearnedModel:
         x = feats[:, columns]
         if (columns < 0).any():
             x[:, columns < 0] = np.nan
+        if self._small is not None and len(x) <= SMALL_BATCH:
+            return self._small.proba(x).astype(np.float32)
         return self.estimator.predict_proba(x)[:, 1].astype(np.float32)
 
     def save(self, path: str | Path) -> str:

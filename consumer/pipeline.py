@@ -1,11 +1,13 @@
 """The core path every runner shares: records in, decisions out, no I/O.
 
-    encode (per modality) -> block (HNSW + same batch) -> compare -> fuse -> cluster -> keeper
+    encode (per modality) -> block (HNSW + previous batch + same batch) -> compare -> fuse -> cluster -> keeper
 
 `dedup batch` and `dedup run` differ only in the source and sink around `Pipeline.process`, which keeps
 batch and stream results identical. Records are *encoded* a micro-batch at a time (the transformer is far
 faster batched) but *decided* one by one in arrival order: each record sees every earlier record, those
-already in the index and those earlier in its own batch, so batch boundaries do not change who is compared.
+already in the index, those of the previous batch (compared exactly: the index lags one batch, so the next
+batch's search can run ahead, see `consumer.blocking`) and those earlier in its own batch, so batch
+boundaries do not change who is compared.
 """
 
 from __future__ import annotations

@@ -117,19 +117,19 @@ class Search:
         """On the add thread, after every insert submitted before it: fetch the vectors, then search."""
         try:
             vecs = self._vectors()
-        except Exception:  # noqa: BLE001 - the encoder failed: the deciding thread will encode (or raise) itself
-            vecs = None
-        with self._cond:
-            if vecs is None or not len(vecs):
-                self.failed = True
-            else:
-                self.vecs = vecs
+            if vecs is not None and len(vecs):
                 # The add thread is the only writer, so the size read here is the size every chunk sees.
                 self.indexed = len(index)
                 self.ids = np.full((len(vecs), k), -1, np.int64)
                 self.sims = np.zeros((len(vecs), k), np.float32)
-            self._ready = True
-            self._cond.notify_all()
+                self.vecs = vecs
+        except Exception:  # noqa: BLE001 - e.g. the encoder failed: the deciding thread encodes (or raises) itself
+            self.vecs = None
+        finally:
+            with self._cond:  # always, or the deciding thread would wait for ever
+                self.failed = self.vecs is None
+                self._ready = True
+                self._cond.notify_all()
         return self.work(index, k)
 
     def work(self, index: CandidateIndex, k: int) -> float:

@@ -96,3 +96,25 @@ def test_search_ahead_and_held_batch_give_the_synchronous_candidates() -> None:
     assert _blocker_steps(background=True, ahead=False) == sync
     # Batch 1 sees batch 0 only as the held batch (exact), batch 2 sees batch 0 in the index.
     assert any(r < 100 for c in sync[1] for r in c) and any(r < 100 for c in sync[2] for r in c)
+
+
+def test_a_failed_search_ahead_falls_back_to_searching_on_the_caller() -> None:
+    """The encoder raised (or had nothing) for the batch searched ahead: no hang, the caller searches."""
+    from consumer.blocking import Blocker
+    from consumer.config import IndexSettings
+    from consumer.encoders.base import IndexVector
+
+    def broken() -> np.ndarray:
+        raise RuntimeError("encoder failed")
+
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    blocker = Blocker([IndexVector("v", 8, 1.0)], IndexSettings(k=4, ef=8), query_threads=1, background_add=True)
+    blocker.advance(vecs[:25], np.arange(25))
+    expected = [c.tolist() for c in blocker.candidates(vecs[25:], np.arange(25, 50))]
+    for source in (broken, lambda: None):
+        got = blocker.candidates(vecs[25:], np.arange(25, 50), blocker.search_ahead(source))
+        assert [c.tolist() for c in got] == expected
+    assert blocker.ahead_used == 0
+    blocker.close()

@@ -110,18 +110,20 @@ class Search:
         self.vecs: np.ndarray | None = None
         #: Rows the index held when searched: the result stands only if that is still the index's size.
         self.indexed = -1
+        self.k = 0
         self.ids = np.zeros((0, 0), np.int64)
         self.sims = np.zeros((0, 0), np.float32)
 
-    def start(self, index: CandidateIndex, k: int) -> float:
+    def start(self, blocker: Blocker) -> float:
         """On the add thread, after every insert submitted before it: fetch the vectors, then search."""
         try:
             vecs = self._vectors()
             if vecs is not None and len(vecs):
                 # The add thread is the only writer, so the size read here is the size every chunk sees.
-                self.indexed = len(index)
-                self.ids = np.full((len(vecs), k), -1, np.int64)
-                self.sims = np.zeros((len(vecs), k), np.float32)
+                self.indexed = len(blocker._index)
+                self.k = blocker.k_for(self.indexed)
+                self.ids = np.full((len(vecs), self.k), -1, np.int64)
+                self.sims = np.zeros((len(vecs), self.k), np.float32)
                 self.vecs = vecs
         except Exception:  # noqa: BLE001 - e.g. the encoder failed: the deciding thread encodes (or raises) itself
             self.vecs = None
@@ -130,9 +132,9 @@ class Search:
                 self.failed = self.vecs is None
                 self._ready = True
                 self._cond.notify_all()
-        return self.work(index, k)
+        return self.work(blocker)
 
-    def work(self, index: CandidateIndex, k: int) -> float:
+    def work(self, blocker: Blocker) -> float:
         """Search chunks until none is left; returns the seconds spent searching."""
         spent = 0.0
         while True:
@@ -144,7 +146,7 @@ class Search:
                 self._busy += 1
             t0 = time.perf_counter()
             try:
-                self.ids[lo:hi], self.sims[lo:hi] = index.query(self.vecs[lo:hi], k)
+                self.ids[lo:hi], self.sims[lo:hi] = blocker.search(self.vecs[lo:hi], self.k)
             except Exception:  # noqa: BLE001 - the deciding thread then searches itself, and raises if it must
                 self.failed = True
             spent += time.perf_counter() - t0
@@ -152,13 +154,13 @@ class Search:
                 self._busy -= 1
                 self._cond.notify_all()
 
-    def finish(self, index: CandidateIndex, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def finish(self, blocker: Blocker) -> tuple[np.ndarray, np.ndarray] | None:
         """On the deciding thread: take the remaining chunks, wait for the ones taken by the add thread, and
         return (ids, sims), or None when it could not be searched ahead."""
         with self._cond:
             while not self._ready:
                 self._cond.wait()
-        self.work(index, k)
+        self.work(blocker)
         with self._cond:
             while self._busy:
                 self._cond.wait()
@@ -217,10 +219,16 @@ class Blocker:
             self._insert(*held)
         self.settle()
 
-    def _search(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The index search of a batch (ids, sims), against the index as it is: the one place that decides
-        what is asked of HNSW, run on the deciding thread or ahead on the add thread alike."""
-        return self._index.query(vecs, self.k)
+    def k_for(self, indexed: int) -> int:
+        """How many candidates a batch keeps when the index holds `indexed` rows (the held batch not counted).
+        Called once per batch with the size its search saw, on whichever thread searches."""
+        return self.k
+
+    def search(self, vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index search (ids, sims: [rows, k]) against the index as it is: the one place that decides
+        what is asked of HNSW, on the deciding thread or ahead on the add thread alike. Rows must not
+        depend on each other (a batch may be searched in chunks, by two threads)."""
+        return self._index.query(vecs, k)
 
     def search_ahead(self, vectors: Callable[[], np.ndarray | None]) -> Search | None:
         """Search a later batch on the add thread, after every insert submitted so far (None without
@@ -232,7 +240,7 @@ class Blocker:
         return search
 
     def _search_job(self, search: Search) -> None:
-        self.search_seconds += search.start(self._index, self.k)
+        self.search_seconds += search.start(self)
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Search | None = None,
                    take: np.ndarray | None = None) -> list[np.ndarray]:
@@ -248,9 +256,12 @@ class Blocker:
         found = self._searched_ahead(ahead, take)
         if found is None:
             self.settle()  # the previous batch's insert
-            found = self._search(vecs)
+            k = self.k_for(len(self._index))
+            found = self.search(vecs, k)
+        else:
+            k = found[0].shape[1]
         held_vecs, held_rows = self._held if self._held is not None else (None, None)
-        return merge_candidates(*found, vecs, np.asarray(rows, np.int64), self.k, held_vecs, held_rows)
+        return merge_candidates(*found, vecs, np.asarray(rows, np.int64), k, held_vecs, held_rows)
 
     def _searched_ahead(self, ahead: Search | None, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         if ahead is None:
@@ -258,7 +269,7 @@ class Blocker:
         t0 = time.perf_counter()
         self.settle()  # the inserts submitted before the search (done once the search has started)
         self.wait_seconds += time.perf_counter() - t0
-        found = ahead.finish(self._index, self.k)
+        found = ahead.finish(self)
         if found is None or ahead.indexed != len(self._index):
             self.ahead_stale += found is not None
             return None

@@ -1,30 +1,38 @@
-"""Exact small-batch prediction for the learned fusion model (a scikit-learn HistGradientBoosting forest).
+"""Exact, faster prediction for the learned fusion model (a scikit-learn HistGradientBoosting forest).
 
-Why: the clustering scores a handful of member pairs at a time (`Pipeline.score_pairs`), thousands of
-times per 100k records, and scikit-learn's `predict_proba` costs ~1.2-2.3 ms per call whatever the size
-(262 trees, one Python-level call each). This walks all trees at once with numpy, which is ~4-10x cheaper
-below ~30 rows and slower above, so `LearnedModel.predict` uses it only for small inputs.
+Why: fusion is ~30% of the deciding thread. Two paths, both bit-equal to `predict_proba`:
 
-Exact, not approximate: the same float64 thresholds and `x <= threshold` test, NaN following each node's
-`missing_go_to_left`, the leaf values added to the baseline one tree at a time in tree order (a
-sequential `cumsum`, like scikit-learn's `raw += predictor.predict(X)`), and scikit-learn's own loss for
-the probability; `tests/test_forest.py` checks bit-equality. Anything it does not reproduce (categorical
-splits, several trees per iteration, another estimator) gets no `SmallForest` and stays on scikit-learn.
+- few rows (the clustering scores a handful of member pairs at a time, `Pipeline.score_pairs`, thousands
+  of calls per 100k records, and `predict_proba` costs ~1.2-2.3 ms per call whatever the size: 262 trees,
+  one Python-level call each): all trees walked at once with numpy, ~4-10x cheaper up to ~30 rows.
+  Exact: the same float64 thresholds and `x <= threshold` test, NaN following each node's
+  `missing_go_to_left`, the leaf values added to the baseline one tree at a time in tree order (a
+  sequential `cumsum`, like scikit-learn's `raw += predictor.predict(X)`).
+- more rows (a micro-batch's candidate pairs): scikit-learn's own binned prediction, the path it uses on
+  training data: features mapped once to their uint8 bins, then each tree compares bins. ~20% faster
+  than the float path (fewer bytes per row per tree). Exact: a value's bin is the first whose upper
+  threshold is >= the value, and a split's float threshold is its bin's threshold, so `bin <= split bin`
+  iff `value <= threshold`; NaN goes to the missing bin, routed by the same `missing_go_to_left`.
+
+Both use scikit-learn's loss for the probability; `tests/test_forest.py` checks bit-equality. Anything it
+does not reproduce (categorical splits, several trees per iteration, another estimator) gets no
+`FastForest` and stays on `predict_proba`.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SmallForest", "SMALL_BATCH"]
+__all__ = ["FastForest", "SMALL_BATCH"]
 
-#: Rows up to which `SmallForest` is faster than scikit-learn (measured crossover ~30-50 on 2 cores).
+#: Rows up to which the numpy walk is faster than scikit-learn (measured crossover ~30-50 on 2 cores).
 SMALL_BATCH = 32
 
 
-class SmallForest:
+class FastForest:
     """All trees of a fitted binary HistGradientBoostingClassifier as flat node arrays."""
 
     def __init__(self, estimator: Any):
@@ -46,10 +54,14 @@ class SmallForest:
         self._depth = int(flat["depth"].max())
         self._baseline = float(np.asarray(estimator._baseline_prediction).ravel()[0])
         self._loss = estimator._loss
+        self._trees = [its[0] for its in estimator._predictors]
+        self._bins = copy.copy(estimator._bin_mapper)
+        self._bins.n_threads = 1  # binning threads as fitted would ignore the caller's OpenMP limit
+        self._missing_bin = estimator._bin_mapper.missing_values_bin_idx_
 
     @classmethod
-    def of(cls, estimator: Any) -> SmallForest | None:
-        """A SmallForest for `estimator`, or None where it would not reproduce scikit-learn exactly."""
+    def of(cls, estimator: Any) -> FastForest | None:
+        """A FastForest for `estimator`, or None where it would not reproduce scikit-learn exactly."""
         try:
             from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -62,7 +74,18 @@ class SmallForest:
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """P(duplicate) per row of `x` (the model's feature columns, NaN = missing), float64."""
-        x = np.asarray(x, np.float64)
+        x = np.ascontiguousarray(x, np.float64)
+        return self._walk(x) if len(x) <= SMALL_BATCH else self._binned(x)
+
+    def _binned(self, x: np.ndarray) -> np.ndarray:
+        binned = self._bins.transform(x)
+        raw = np.zeros((len(x), 1), np.float64, order="F")
+        raw += self._baseline
+        for tree in self._trees:
+            raw[:, 0] += tree.predict_binned(binned, self._missing_bin, 1)
+        return self._loss.predict_proba(raw)[:, 1]
+
+    def _walk(self, x: np.ndarray) -> np.ndarray:
         n, trees = len(x), len(self._roots)
         node = np.broadcast_to(self._roots, (n, trees)).copy()
         rows = np.arange(n)[:, None]

@@ -30,7 +30,7 @@ import numpy as np
 
 from consumer.config import FusionSettings
 from consumer.encoders.base import Encoder, nanmean_weighted
-from consumer.forest import SMALL_BATCH, SmallForest
+from consumer.forest import FastForest
 
 __all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "manifest_path"]
 
@@ -104,8 +104,8 @@ class LearnedModel:
     meta: dict[str, Any]
 
     def __post_init__(self) -> None:
-        #: Exact numpy twin of the estimator for a few rows at a time (None: scikit-learn only).
-        self._small = SmallForest.of(self.estimator)
+        #: Exact faster twin of the estimator's predict_proba (None: scikit-learn's own).
+        self._fast = FastForest.of(self.estimator)
 
     @property
     def used_features(self) -> tuple[str, ...]:
@@ -137,8 +137,8 @@ class LearnedModel:
         x = feats[:, columns]
         if (columns < 0).any():
             x[:, columns < 0] = np.nan
-        if self._small is not None and len(x) <= SMALL_BATCH:
-            return self._small.proba(x).astype(np.float32)
+        if self._fast is not None:
+            return self._fast.proba(x).astype(np.float32)
         return self.estimator.predict_proba(x)[:, 1].astype(np.float32)
 
     def save(self, path: str | Path) -> str:

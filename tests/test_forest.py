@@ -1,11 +1,12 @@
-"""`SmallForest` (numpy walk of the learned model's trees for small batches) is bit-equal to scikit-learn."""
+"""`FastForest` (numpy walk of the trees for small batches, binned prediction for larger ones) is bit-equal
+to scikit-learn's `predict_proba`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from consumer.forest import SMALL_BATCH, SmallForest
+from consumer.forest import SMALL_BATCH, FastForest
 from consumer.fusion import LearnedModel
 
 
@@ -16,10 +17,10 @@ def _rows(n: int, width: int, seed: int) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, SMALL_BATCH, 200])
+@pytest.mark.parametrize("n", [1, 2, 7, SMALL_BATCH, SMALL_BATCH + 1, 200, 3000])
 def test_packaged_model_bit_equal(n: int) -> None:
     model = LearnedModel.load()
-    forest = SmallForest.of(model.estimator)
+    forest = FastForest.of(model.estimator)
     assert forest is not None
     x = _rows(n, len(model.used_features), n)
     assert np.array_equal(forest.proba(x), model.estimator.predict_proba(x)[:, 1])
@@ -34,17 +35,25 @@ def test_fitted_with_missing_values_and_thresholds_hit_exactly() -> None:
     x = _rows(2000, 5, 1)
     y = (np.nan_to_num(x[:, 0], nan=0.9) + 0.3 * np.nan_to_num(x[:, 1], nan=0.1) > 0.7).astype(int)
     est = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=15, random_state=0).fit(x, y)
-    forest = SmallForest.of(est)
+    forest = FastForest.of(est)
     assert forest is not None
     probe = _rows(300, 5, 2)
-    # Values exactly on split thresholds (x <= threshold goes left): float32 casts of them and neighbours.
-    thr = np.concatenate([p[0].nodes["num_threshold"][~p[0].nodes["is_leaf"].astype(bool)] for p in est._predictors])
-    probe[: min(len(thr), 300), 0] = thr[:300].astype(np.float32)
-    assert np.array_equal(forest.proba(probe), est.predict_proba(probe)[:, 1])
+    # Values exactly on split thresholds (x <= threshold goes left), each in its split's feature column:
+    # as float32 (the pipeline's features) and as the float64 threshold itself.
+    splits = np.concatenate([p[0].nodes[~p[0].nodes["is_leaf"].astype(bool)] for p in est._predictors])[:300]
+    rows = np.arange(len(splits))
+    probe[rows, splits["feature_idx"]] = splits["num_threshold"].astype(np.float32)
+    exact = probe.astype(np.float64)
+    exact[rows, splits["feature_idx"]] = splits["num_threshold"]
+    for x in (probe, exact):
+        assert np.array_equal(forest.proba(x), est.predict_proba(x)[:, 1])  # binned
+        for lo in range(0, 300, SMALL_BATCH):  # the numpy walk
+            part = x[lo: lo + SMALL_BATCH]
+            assert np.array_equal(forest.proba(part), est.predict_proba(part)[:, 1])
 
 
 def test_other_estimators_keep_their_own_predict() -> None:
     from sklearn.linear_model import LogisticRegression
 
-    assert SmallForest.of(LogisticRegression()) is None
-    assert SmallForest.of(object()) is None
+    assert FastForest.of(LogisticRegression()) is None
+    assert FastForest.of(object()) is None

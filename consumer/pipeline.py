@@ -157,7 +157,7 @@ class Pipeline:
         self._encode_lock = threading.Lock()
         self._encode_pool: ThreadPoolExecutor | None = None
         #: The last batch handed to the encode worker, and the index search started ahead for one (see
-        #: `_search_ahead`): the encode future it belongs to and the search's future.
+        #: `_search_ahead`): the encode future it belongs to and the search.
         self._latest: Future[Encoded] | None = None
         self._ahead: tuple[Future[Encoded], Search] | None = None
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):

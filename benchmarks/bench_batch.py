@@ -60,7 +60,8 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     after = rss_bytes()
     stages = dict(sorted(summary.stage_seconds.items(), key=lambda kv: -kv[1]))
-    # Three threads: the encoder (encode_*), the index inserts (index_add) and the deciding thread, which
+    # Three threads: the encoder (encode_*), the index inserts and searches run ahead (index_add,
+    # index_search) and the deciding thread, which
     # runs candidates/compare/fuse/cluster and, between them, reads, validates, writes and waits.
     decide = sum(stages.get(k, 0.0) for k in DECIDE_STAGES)
     encode = sum(stages.get(k, 0.0) for k in pipe.encode_stages)
@@ -70,6 +71,7 @@ def main() -> None:
         "records_per_second": round(summary.records / seconds, 1),
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
         "thread_seconds": {"encoder": round(encode, 2), "index_add": round(stages.get("index_add", 0.0), 2),
+                           "index_search (ahead, on the index_add thread)": round(stages.get("index_search", 0.0), 2),
                            "decide": round(decide, 2),
                            "decide_thread_other (io, validation, waits)": round(seconds - decide, 2)},
         "rss_growth_bytes_per_record": round((after - before) / max(summary.records, 1)),

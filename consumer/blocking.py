@@ -11,16 +11,26 @@ character grams alone ~0.97, the composite >= 0.99. A record is also compared wi
 earlier records of its own micro-batch (exact, since they are not indexed yet), so batch boundaries never
 hide a duplicate.
 
-Inserting a batch into the HNSW graph is pure C++ that releases the GIL, and its result is first needed by
-the *next* batch's query. With `background_add`, `add` therefore runs on its own thread while the caller
-compares, fuses and clusters, and every later use of the index waits for it first: inserts happen in the
-same order as before, so the graph, and every candidate list, is the same as with synchronous adds.
+The index lags one micro-batch behind (issue 14): batch i's candidates are the HNSW top-k over every
+batch up to i-2, plus *exact* inner products with every record of batch i-1 (the held batch) and with the
+earlier records of batch i itself; the k best of all of them are kept. Batch i-1 is inserted while batch i
+is decided (`advance`). That fixed rule is what makes the search movable: with `background_add`, one
+thread (C++ that releases the GIL) inserts batch i-1 and then searches batch i+1, already encoded, against
+the index as it is then, while the deciding thread compares, fuses and clusters batch i. The search
+result is used only when the index held exactly the rows it must (`Search.indexed`); otherwise the
+deciding thread searches itself. Inserts happen in arrival order either way, so the graph, every
+candidate list and every decision are the same with or without the background thread.
+
+Anything that makes the index whole before the next batch (`add` for absorbed records, the `index`
+property a snapshot saves) inserts the held batch first; the following batch then finds those records
+through the index rather than exactly, a difference only where HNSW misses a neighbour.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -29,7 +39,7 @@ from consumer.config import IndexSettings
 from consumer.encoders.base import Columns, IndexVector
 from consumer.index import CandidateIndex
 
-__all__ = ["index_vectors", "merge_candidates", "Blocker"]
+__all__ = ["index_vectors", "merge_candidates", "Blocker", "Search"]
 
 
 def index_vectors(cols: Columns, spec: Sequence[IndexVector]) -> np.ndarray:
@@ -46,20 +56,30 @@ _EMPTY = -np.inf
 _NAN_SCORE = -2.0
 
 
-def merge_candidates(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: np.ndarray,
-                     k: int) -> list[np.ndarray]:
-    """Per batch record: the k most similar of its index neighbours (`ids`/`sims`, -1 = none) and the
+def merge_candidates(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: np.ndarray, k: int,
+                     held_vecs: np.ndarray | None = None,
+                     held_rows: np.ndarray | None = None) -> list[np.ndarray]:
+    """Per batch record: the k most similar of its index neighbours (`ids`/`sims`, -1 = none), every record
+    of the held batch (`held_vecs`, rows `held_rows`: not in the index yet, compared exactly) and the
     earlier records of its batch (`vecs[:i]`, rows `rows[:i]`), as sorted unique row arrays."""
     n = len(rows)
     if n == 0:
         return []
-    local = vecs @ vecs.T
-    earlier = np.tri(n, n, -1, dtype=bool)  # j < i: only earlier records of the batch
-    valid = np.hstack([ids >= 0, earlier])
-    score = np.hstack([sims.astype(np.float32, copy=False), local.astype(np.float32, copy=False)])
+    scores = [sims.astype(np.float32, copy=False)]
+    valids = [ids >= 0]
+    pools = [ids]
+    if held_rows is not None and held_vecs is not None and len(held_rows):
+        scores.append((vecs @ held_vecs.T).astype(np.float32, copy=False))
+        valids.append(np.ones((n, len(held_rows)), bool))
+        pools.append(np.broadcast_to(np.asarray(held_rows, np.int64), (n, len(held_rows))))
+    scores.append((vecs @ vecs.T).astype(np.float32, copy=False))
+    valids.append(np.tri(n, n, -1, dtype=bool))  # j < i: only earlier records of the batch
+    pools.append(np.broadcast_to(rows, (n, n)))
+    valid = np.hstack(valids)
+    score = np.hstack(scores)
     score = np.where(np.isnan(score), _NAN_SCORE, score)
     score[~valid] = _EMPTY
-    pool = np.hstack([ids, np.broadcast_to(rows, (n, n))])
+    pool = np.hstack(pools)
     width = pool.shape[1]
     if width > k:
         top = np.argpartition(-score, k - 1, axis=1)[:, :k]
@@ -71,8 +91,84 @@ def merge_candidates(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: 
     return [keyed[i, :c] for i, c in enumerate(counts.tolist())]
 
 
+class Search:
+    """A batch's index search started ahead of its turn (`Blocker.search_ahead`), split into chunks of rows
+    that the add thread and, once it arrives, the deciding thread both take: when the add thread is the
+    busier one, the deciding thread helps instead of waiting. Each row's result depends only on the row and
+    the index, which does not change meanwhile (nothing is inserted until the batch's `advance`), so who
+    searched which chunk changes nothing."""
+
+    CHUNK = 32
+
+    def __init__(self, vectors: Callable[[], np.ndarray | None]):
+        self._vectors = vectors
+        self._cond = threading.Condition()
+        self._ready = False  # the add thread has the vectors, and the index holds what it must search
+        self._next = 0  # first row not yet taken
+        self._busy = 0  # chunks taken and not finished
+        self.failed = False
+        self.vecs: np.ndarray | None = None
+        #: Rows the index held when searched: the result stands only if that is still the index's size.
+        self.indexed = -1
+        self.k = 0
+        self.ids = np.zeros((0, 0), np.int64)
+        self.sims = np.zeros((0, 0), np.float32)
+
+    def start(self, blocker: Blocker) -> float:
+        """On the add thread, after every insert submitted before it: fetch the vectors, then search."""
+        try:
+            vecs = self._vectors()
+            if vecs is not None and len(vecs):
+                # The add thread is the only writer, so the size read here is the size every chunk sees.
+                self.indexed = len(blocker._index)
+                self.k = blocker.k_for(self.indexed)
+                self.ids = np.full((len(vecs), self.k), -1, np.int64)
+                self.sims = np.zeros((len(vecs), self.k), np.float32)
+                self.vecs = vecs
+        except Exception:  # noqa: BLE001 - e.g. the encoder failed: the deciding thread encodes (or raises) itself
+            self.vecs = None
+        finally:
+            with self._cond:  # always, or the deciding thread would wait for ever
+                self.failed = self.vecs is None
+                self._ready = True
+                self._cond.notify_all()
+        return self.work(blocker)
+
+    def work(self, blocker: Blocker) -> float:
+        """Search chunks until none is left; returns the seconds spent searching."""
+        spent = 0.0
+        while True:
+            with self._cond:
+                if self.vecs is None or self._next >= len(self.vecs):
+                    return spent
+                lo = self._next
+                self._next = hi = min(lo + self.CHUNK, len(self.vecs))
+                self._busy += 1
+            t0 = time.perf_counter()
+            try:
+                self.ids[lo:hi], self.sims[lo:hi] = blocker.search(self.vecs[lo:hi], self.k)
+            except Exception:  # noqa: BLE001 - the deciding thread then searches itself, and raises if it must
+                self.failed = True
+            spent += time.perf_counter() - t0
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def finish(self, blocker: Blocker) -> tuple[np.ndarray, np.ndarray] | None:
+        """On the deciding thread: take the remaining chunks, wait for the ones taken by the add thread, and
+        return (ids, sims), or None when it could not be searched ahead."""
+        with self._cond:
+            while not self._ready:
+                self._cond.wait()
+        self.work(blocker)
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+        return None if self.failed or self.vecs is None else (self.ids, self.sims)
+
+
 class Blocker:
-    """Top-k candidates from the index plus the top-k earlier records of the same batch."""
+    """Top-k candidates from the index, the held (previous) batch and the earlier records of the same batch."""
 
     def __init__(self, spec: Sequence[IndexVector], settings: IndexSettings, query_threads: int | None = None,
                  background_add: bool = False):
@@ -86,10 +182,17 @@ class Blocker:
                                      query_threads=settings.query_threads or query_threads)
         self._background = background_add
         self._adder: ThreadPoolExecutor | None = None
-        self._pending: Future[float] | None = None
-        #: Seconds spent inserting (on the add thread when in background) and waiting for an insert.
+        self._pending: list[Future[float]] = []
+        #: The last decided batch (vectors, rows): compared exactly, inserted when the next one is decided.
+        self._held: tuple[np.ndarray, np.ndarray] | None = None
+        #: Seconds spent inserting (on the add thread when in background) and waiting for an insert or a
+        #: search run ahead; seconds of searches run ahead (on the add thread).
         self.add_seconds = 0.0
         self.wait_seconds = 0.0
+        self.search_seconds = 0.0
+        #: Batches whose search ran ahead and was used / ran ahead but the index had changed since.
+        self.ahead_used = 0
+        self.ahead_stale = 0
 
     def vectors(self, cols: Columns) -> np.ndarray:
         """Index vectors of encoded records (the input of `candidates` and `add`)."""
@@ -97,39 +200,107 @@ class Blocker:
 
     @property
     def index(self) -> CandidateIndex:
-        """The index with every submitted add applied."""
-        self.settle()
+        """The index with every record in it (the held batch is inserted first: see the module docstring)."""
+        self.flush()
         return self._index
 
     def settle(self) -> None:
-        """Wait for a background add (re-raising its error, if any)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        """Wait for the background adds (re-raising an error, if any)."""
+        pending, self._pending = self._pending, []
+        for fut in pending:
             t0 = time.perf_counter()
-            self.add_seconds += pending.result()
+            self.add_seconds += fut.result()
             self.wait_seconds += time.perf_counter() - t0
 
-    def candidates(self, vecs: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+    def flush(self) -> None:
+        """Insert the held batch now and wait for every insert."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._insert(*held)
+        self.settle()
+
+    def k_for(self, indexed: int) -> int:
+        """How many candidates a batch keeps when the index holds `indexed` rows (the held batch not counted).
+        Called once per batch with the size its search saw, on whichever thread searches."""
+        return self.k
+
+    def search(self, vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index search (ids, sims: [rows, k]) against the index as it is: the one place that decides
+        what is asked of HNSW, on the deciding thread or ahead on the add thread alike. Rows must not
+        depend on each other (a batch may be searched in chunks, by two threads)."""
+        return self._index.query(vecs, k)
+
+    def search_ahead(self, vectors: Callable[[], np.ndarray | None]) -> Search | None:
+        """Search a later batch on the add thread, after every insert submitted so far (None without
+        `background_add`). `vectors` is called there (it may wait for the encoder); None = nothing to do."""
+        if not self._background:
+            return None
+        search = Search(vectors)
+        self._thread().submit(self._search_job, search)
+        return search
+
+    def _search_job(self, search: Search) -> None:
+        self.search_seconds += search.start(self)
+
+    def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Search | None = None,
+                   take: np.ndarray | None = None) -> list[np.ndarray]:
         """Candidate rows per batch record (sorted, unique); `vecs` from `vectors`.
 
-        One pass over the whole batch, no per-record Python work: the index's top-k and every earlier
-        record of the batch are laid side by side, and each row keeps its k best valid entries. That is
-        the same set as "index top-k plus the batch's top-k, then the k best of both" (an entry of the
-        batch outside its own top-k can never be among the k best overall).
+        `ahead`: this batch's `search_ahead` (rows `take` of it, when the batch shrank since); used only if
+        the index still holds exactly what it searched, else the search runs here. One pass over the whole
+        batch, no per-record Python work: the index's top-k, the held batch and every earlier record of the
+        batch are laid side by side, and each row keeps its k best valid entries. That is the same set as
+        "index top-k plus the held and the batch's top-k, then the k best of all" (an exact entry outside
+        its own block's top-k can never be among the k best overall).
         """
-        k = self.k
-        ids, sims = self.index.query(vecs, k)  # `index` waits for the previous batch's insert
-        return merge_candidates(ids, sims, vecs, np.asarray(rows, np.int64), k)
+        found = self._searched_ahead(ahead, take)
+        if found is None:
+            self.settle()  # the previous batch's insert
+            k = self.k_for(len(self._index))
+            found = self.search(vecs, k)
+        else:
+            k = found[0].shape[1]
+        held_vecs, held_rows = self._held if self._held is not None else (None, None)
+        return merge_candidates(*found, vecs, np.asarray(rows, np.int64), k, held_vecs, held_rows)
+
+    def _searched_ahead(self, ahead: Search | None, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        if ahead is None:
+            return None
+        t0 = time.perf_counter()
+        self.settle()  # the inserts submitted before the search (done once the search has started)
+        self.wait_seconds += time.perf_counter() - t0
+        found = ahead.finish(self)
+        if found is None or ahead.indexed != len(self._index):
+            self.ahead_stale += found is not None
+            return None
+        self.ahead_used += 1
+        return found if take is None else (found[0][take], found[1][take])
+
+    def advance(self, vecs: np.ndarray, rows: np.ndarray) -> None:
+        """This batch's candidates are found: insert the held batch (returns at once with `background_add`)
+        and hold this one, compared exactly with the next batch."""
+        held, self._held = self._held, (vecs, np.asarray(rows, np.int64))
+        if held is not None:
+            self._insert(*held)
 
     def add(self, vecs: np.ndarray, rows: np.ndarray) -> None:
-        """Insert rows (after any earlier insert); returns at once with `background_add`."""
-        self.settle()
+        """Insert rows now, after the held batch (records decided elsewhere: absorbed, restored)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._insert(*held)
+        self._insert(vecs, rows)
+
+    def _insert(self, vecs: np.ndarray, rows: np.ndarray) -> None:
+        """Insert rows after any earlier insert (one thread, in order); returns at once with `background_add`."""
         if not self._background:
             self.add_seconds += self._timed_add(vecs, rows)
             return
+        self._pending.append(self._thread().submit(self._timed_add, vecs, rows))
+
+    def _thread(self) -> ThreadPoolExecutor:
         if self._adder is None:
             self._adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-add")
-        self._pending = self._adder.submit(self._timed_add, vecs, rows)
+        return self._adder
 
     def close(self, wait: bool = True) -> None:
         """Stop the add thread (after any submitted insert; `wait=False` returns at once)."""

@@ -99,29 +99,45 @@ class CandidateIndex:
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
 
     def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k."""
+        """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k.
+        Safe from several threads at once (the blocker's add thread and deciding thread share a batch)."""
         n = vectors.shape[0]
+        queries = _finite(vectors)
         with self._lock.read():
-            count = self._index.get_current_count()
-            kk = min(k, count)
-            if kk == 0 or n == 0:
-                return np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32)
-            ef = max(self._params[2], kk)
-            self._index.set_ef(ef)
-            queries = _finite(vectors)
-            try:
-                # Queries are independent of each other, so running them on every core changes no result.
-                labels, dist = self._index.knn_query(queries, k=kk, num_threads=self._query_threads)
-            except RuntimeError:
-                # hnswlib refuses the whole batch when one query reaches fewer than k points (seen after
-                # ~60k fuzzed records); per row, with growing ef and then a smaller k, never raise.
-                labels, dist = self._query_rows(queries, kk, ef, count)
+            out = self._query(queries, k, fallback=False)
+        if out is None:
+            # The row-by-row fallback changes the index's ef while it runs: alone, never beside a search.
+            with self._lock.write():
+                out = self._query(queries, k, fallback=True)
+        assert out is not None
+        labels, dist, kk = out
         ids = np.full((n, k), -1, np.int64)
         sims = np.zeros((n, k), np.float32)
-        ids[:, :kk] = labels
-        sims[:, :kk] = 1.0 - dist  # hnswlib's "ip" distance is 1 - dot
+        if kk:
+            ids[:, :kk] = labels
+            sims[:, :kk] = 1.0 - dist  # hnswlib's "ip" distance is 1 - dot
         ids[ids < 0] = -1
         return ids, sims
+
+    def _query(self, queries: np.ndarray, k: int, fallback: bool) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """hnswlib's knn_query under the caller's lock; None when it refused and `fallback` is off."""
+        count = self._index.get_current_count()
+        kk = min(k, count)
+        if kk == 0 or len(queries) == 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32), 0
+        ef = max(self._params[2], kk)
+        if self._index.ef != ef:
+            self._index.set_ef(ef)
+        try:
+            # Queries are independent of each other, so running them on every core changes no result.
+            labels, dist = self._index.knn_query(queries, k=kk, num_threads=self._query_threads)
+        except RuntimeError:
+            if not fallback:
+                return None
+            # hnswlib refuses the whole batch when one query reaches fewer than k points (seen after
+            # ~60k fuzzed records); per row, with growing ef and then a smaller k, never raise.
+            labels, dist = self._query_rows(queries, kk, ef, count)
+        return labels, dist, kk
 
     def _query_rows(self, queries: np.ndarray, kk: int, ef: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Row-by-row fallback of `query` (caller holds the read lock); missing neighbours are -1 / dist 1."""

@@ -1,11 +1,13 @@
 """The core path every runner shares: records in, decisions out, no I/O.
 
-    encode (per modality) -> block (HNSW + same batch) -> compare -> fuse -> cluster -> keeper
+    encode (per modality) -> block (HNSW + previous batch + same batch) -> compare -> fuse -> cluster -> keeper
 
 `dedup batch` and `dedup run` differ only in the source and sink around `Pipeline.process`, which keeps
 batch and stream results identical. Records are *encoded* a micro-batch at a time (the transformer is far
 faster batched) but *decided* one by one in arrival order: each record sees every earlier record, those
-already in the index and those earlier in its own batch, so batch boundaries do not change who is compared.
+already in the index, those of the previous batch (compared exactly: the index lags one batch, so the next
+batch's search can run ahead, see `consumer.blocking`) and those earlier in its own batch, so batch
+boundaries do not change who is compared.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.blocking import Blocker
+from consumer.blocking import Blocker, Search
 from consumer.clustering import ClusterState, Guards, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
@@ -63,6 +65,8 @@ class Encoded:
 
     record_ids: list[str]
     cols: Columns
+    #: The blocker's index vectors of `cols` (computed on the encode thread too; None when empty).
+    vecs: np.ndarray | None = None
 
 
 @dataclass
@@ -152,6 +156,10 @@ class Pipeline:
         self.timer = StageTimer()
         self._encode_lock = threading.Lock()
         self._encode_pool: ThreadPoolExecutor | None = None
+        #: The last batch handed to the encode worker, and the index search started ahead for one (see
+        #: `_search_ahead`): the encode future it belongs to and the search.
+        self._latest: Future[Encoded] | None = None
+        self._ahead: tuple[Future[Encoded], Search] | None = None
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):
         #: training data for `dedup train` and the input of candidate-recall measurement.
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
@@ -192,13 +200,17 @@ class Pipeline:
         """Encode a batch before its turn. Touches only the encoders (and their caches), never the index,
         store or clusters, so it may run in another thread while the previous batch is being decided."""
         fresh = self._fresh(records)
-        return Encoded([r.record_id for r in fresh], self.encode(fresh) if fresh else {})
+        if not fresh:
+            return Encoded([], {})
+        cols = self.encode(fresh)
+        return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols))
 
     def encode_in_worker(self, records: Sequence[Record]) -> Future[Encoded]:
         """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order."""
         if self._encode_pool is None:
             self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        return self._encode_pool.submit(self.encode_ahead, list(records))
+        self._latest = self._encode_pool.submit(self.encode_ahead, list(records))
+        return self._latest
 
     def close(self, wait: bool = True) -> None:
         """Stop the pipeline's threads (the encode worker and the index-add thread) once their submitted
@@ -240,13 +252,14 @@ class Pipeline:
                 pending = nxt
             if pending is not None:
                 yield pending[0], self.process(pending[0], pending[1].result())
-        self.blocker.settle()  # so the last batch's insert is done and counted when the stream ends
+        self.blocker.flush()  # so the last batches' inserts are done and counted when the stream ends
         self._index_stages()
 
     def _index_stages(self) -> None:
         # Cumulative, not per thread: in the background these overlap the deciding stages.
         self.timer.set("index_add", self.blocker.add_seconds)
         self.timer.set("index_wait", self.blocker.wait_seconds)
+        self.timer.set("index_search", self.blocker.search_seconds)
 
     # -- the core path --------------------------------------------------------------------------------
     def process(self, records: Sequence[Record], encoded: Encoded | None = None) -> list[Decision]:
@@ -256,17 +269,28 @@ class Pipeline:
         decided; records that batch made known are replays now and are dropped from it here."""
         fresh = self._fresh(records)
         by_id: dict[str, Decision] = {}
+        given = encoded
         if fresh:
-            cols = self._columns_for(fresh, encoded)
+            take = self._take(fresh, encoded)
+            if take is False or encoded is None:
+                cols, encoded = self.encode(fresh), None
+            else:
+                cols = encoded.cols if take is None else {n: a[take] for n, a in encoded.cols.items()}
             recency = np.array([r.login_times[-1].timestamp() if r.login_times else 0.0 for r in fresh])
             completeness = np.array([r.completeness() for r in fresh], np.float32)
             rows = self.store.append([r.record_id for r in fresh], cols, completeness, recency)
             t0 = time.perf_counter()
-            vecs = self.blocker.vectors(cols)
-            cands = self.blocker.candidates(vecs, rows)
+            if encoded is not None and encoded.vecs is not None:
+                vecs = encoded.vecs if take is None else encoded.vecs[take]
+            else:
+                vecs = self.blocker.vectors(cols)
+            cands = self.blocker.candidates(vecs, rows, self._ahead_for(encoded),
+                                           take if isinstance(take, np.ndarray) else None)
             t1 = time.perf_counter()
-            # Insert now: with a background blocker the graph grows while this thread scores and clusters.
-            self.blocker.add(vecs, rows)
+            # Insert the previous batch now (with a background blocker the graph grows while this thread
+            # scores and clusters) and search the next one after it, if it is already being encoded.
+            self.blocker.advance(vecs, rows)
+            self._search_ahead(given)
             ta = time.perf_counter()
             # Score every (record, candidate) pair of the batch in one vectorised pass...
             counts = np.array([len(c) for c in cands], np.int64)
@@ -303,17 +327,47 @@ class Pipeline:
             out.append(d if d is not None else self._replay(r.record_id))
         return out
 
-    def _columns_for(self, fresh: list[Record], encoded: Encoded | None) -> Columns:
+    @staticmethod
+    def _take(fresh: list[Record], encoded: Encoded | None) -> np.ndarray | None | bool:
+        """Which rows of `encoded` are `fresh`: None = all of them in order, False = not from this batch
+        (encode afresh rather than guess), else their positions."""
         if encoded is None:
-            return self.encode(fresh)
+            return False
         ids = [r.record_id for r in fresh]
         if ids == encoded.record_ids:
-            return encoded.cols
+            return None
         pos = {rid: i for i, rid in enumerate(encoded.record_ids)}
-        if any(rid not in pos for rid in ids):  # not from this batch: encode afresh rather than guess
-            return self.encode(fresh)
-        take = np.array([pos[rid] for rid in ids], np.int64)
-        return {name: arr[take] for name, arr in encoded.cols.items()}
+        if any(rid not in pos for rid in ids):
+            return False
+        return np.array([pos[rid] for rid in ids], np.int64)
+
+    def _ahead_for(self, encoded: Encoded | None) -> Search | None:
+        """The search started ahead for this batch, if any (used once)."""
+        ahead = self._ahead
+        if ahead is None or encoded is None:
+            return None
+        fut, search = ahead
+        if fut.done() and fut.exception() is None and fut.result() is encoded:
+            self._ahead = None
+            return search
+        return None  # started for a later batch
+
+    def _search_ahead(self, current: Encoded | None) -> None:
+        """Start the index search of the batch encoded after this one on the blocker's add thread, behind
+        the insert just submitted: the index then holds exactly what that batch must search (see
+        `consumer.blocking`), and the search leaves the deciding thread. Only with a background blocker."""
+        fut = self._latest
+        if fut is None or (self._ahead is not None and self._ahead[0] is fut):
+            return
+        if fut.done() and (fut.exception() is not None or fut.result() is current):
+            return  # this batch's own encoding (no next batch yet), or a failed one
+
+        def vectors(f: Future[Encoded] = fut) -> np.ndarray | None:
+            return f.result().vecs
+
+        search = self.blocker.search_ahead(vectors)
+        if search is not None:
+            self._ahead = (fut, search)
 
     def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
                 mods: dict[str, np.ndarray]) -> Decision:

@@ -6,12 +6,14 @@ summed again by hand in the benchmark. Now the pipeline's `StageTimer` owns the 
 are the only names, and the service's `dedup_stage_seconds{stage}` uses them unchanged.
 
     encode_<encoder>  one per encoder of the profile (or the encoder's declared `stage`)
-    candidates        HNSW knn + same-batch candidates
+    candidates        HNSW knn (unless run ahead) + held-batch and same-batch candidates
     compare           pair features (vectorised)
     fuse              rule or learned fusion
     cluster           incremental clustering and keeper, record by record
     index_add         index inserts (cumulative; on a background thread when the blocker runs one)
-    index_wait        time the deciding thread waited for a background insert (cumulative)
+    index_wait        time the deciding thread waited for a background insert or search (cumulative)
+    index_search      index searches run ahead on the insert thread (cumulative; the deciding thread's own
+                      searches, when one was not run ahead, count in `candidates`)
     decode, redis, produce   the service's own stages around the pipeline
 """
 
@@ -27,7 +29,7 @@ __all__ = ["DECIDE_STAGES", "INDEX_STAGES", "SERVICE_STAGES", "StageTimer", "enc
 #: Stages timed on the deciding thread, per micro-batch, in order.
 DECIDE_STAGES: tuple[str, ...] = ("candidates", "compare", "fuse", "cluster")
 #: Cumulative index-insert counters (set, not added: the blocker keeps the running totals).
-INDEX_STAGES: tuple[str, ...] = ("index_add", "index_wait")
+INDEX_STAGES: tuple[str, ...] = ("index_add", "index_wait", "index_search")
 #: Stages only the streaming service has (timed around the pipeline, straight into its histogram).
 SERVICE_STAGES: tuple[str, ...] = ("decode", "redis", "produce")
 

@@ -59,3 +59,62 @@ def test_nan_similarity_is_kept_only_when_there_is_room() -> None:
 def test_empty_batch() -> None:
     assert merge_candidates(np.zeros((0, 4), np.int64), np.zeros((0, 4), np.float32),
                             np.zeros((0, 3), np.float32), np.zeros(0, np.int64), 4) == []
+
+
+def _blocker_steps(background: bool, ahead: bool) -> list[list[list[int]]]:
+    """Five batches through a Blocker: candidates, then advance (as `Pipeline.process` does)."""
+    from consumer.blocking import Blocker
+    from consumer.config import IndexSettings
+    from consumer.encoders.base import IndexVector
+
+    rng = np.random.default_rng(3)
+    blocker = Blocker([IndexVector("v", 16, 1.0)], IndexSettings(k=8, ef=16, initial_capacity=64),
+                      query_threads=1, background_add=background)
+    batches = []
+    for b in range(5):
+        v = rng.normal(size=(100, 16)).astype(np.float32)
+        batches.append((v / np.linalg.norm(v, axis=1, keepdims=True), np.arange(100 * b, 100 * b + 100)))
+    out = []
+    search = None
+    for i, (vecs, rows) in enumerate(batches):
+        out.append([c.tolist() for c in blocker.candidates(vecs, rows, search)])
+        blocker.advance(vecs, rows)
+        nxt = batches[i + 1][0] if i + 1 < len(batches) else None
+        search = blocker.search_ahead(lambda nxt=nxt: nxt) if ahead and nxt is not None else None
+    assert len(blocker.index) == 500  # `index` inserts the held batch
+    if ahead:
+        assert blocker.ahead_used == 4 and blocker.ahead_stale == 0
+    blocker.close()
+    return out
+
+
+def test_search_ahead_and_held_batch_give_the_synchronous_candidates() -> None:
+    """The held batch is compared exactly and the next batch's search runs on the add thread (chunks
+    shared with the caller): the same candidates as searching on the caller's thread, batch by batch."""
+    sync = _blocker_steps(background=False, ahead=False)
+    assert _blocker_steps(background=True, ahead=True) == sync
+    assert _blocker_steps(background=True, ahead=False) == sync
+    # Batch 1 sees batch 0 only as the held batch (exact), batch 2 sees batch 0 in the index.
+    assert any(r < 100 for c in sync[1] for r in c) and any(r < 100 for c in sync[2] for r in c)
+
+
+def test_a_failed_search_ahead_falls_back_to_searching_on_the_caller() -> None:
+    """The encoder raised (or had nothing) for the batch searched ahead: no hang, the caller searches."""
+    from consumer.blocking import Blocker
+    from consumer.config import IndexSettings
+    from consumer.encoders.base import IndexVector
+
+    def broken() -> np.ndarray:
+        raise RuntimeError("encoder failed")
+
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    blocker = Blocker([IndexVector("v", 8, 1.0)], IndexSettings(k=4, ef=8), query_threads=1, background_add=True)
+    blocker.advance(vecs[:25], np.arange(25))
+    expected = [c.tolist() for c in blocker.candidates(vecs[25:], np.arange(25, 50))]
+    for source in (broken, lambda: None):
+        got = blocker.candidates(vecs[25:], np.arange(25, 50), blocker.search_ahead(source))
+        assert [c.tolist() for c in got] == expected
+    assert blocker.ahead_used == 0
+    blocker.close()

@@ -45,8 +45,8 @@ def test_same_file_same_order_same_clusters_and_ids(crm_file: tuple[Path, Path])
 
 
 def test_background_encoding_and_index_inserts_decide_identically(crm_file: tuple[Path, Path]) -> None:
-    """`process_stream` (encoder and HNSW inserts on their own threads, as `dedup batch` and `dedup run`
-    use it) gives exactly the decisions of plain batch-by-batch `process`."""
+    """`process_stream` (encoder, HNSW inserts and the next batch's HNSW search on their own threads, as
+    `dedup batch` and `dedup run` use it) gives exactly the decisions of plain batch-by-batch `process`."""
     s = load_settings(env={})
     recs = records(crm_file[0], s)
     pipe = build_pipeline(s, encode_in_background=True)
@@ -54,6 +54,9 @@ def test_background_encoding_and_index_inserts_decide_identically(crm_file: tupl
                 for d in ds]
     assert streamed == run(recs, s, 128)
     assert len(pipe.blocker.index) == len(recs)
+    # The index searches ran ahead on the insert thread (every batch but the first).
+    batches = -(-len(recs) // 128)
+    assert pipe.blocker.ahead_used == batches - 1 and pipe.blocker.ahead_stale == 0
 
 
 def test_batch_boundaries_do_not_change_clusters(crm_file: tuple[Path, Path]) -> None:

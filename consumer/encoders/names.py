@@ -76,7 +76,34 @@ def _count_vec(hashes: list[int], dim: int) -> np.ndarray:
 
 
 def _popcount(a: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(a).sum(axis=-1, dtype=np.int32)
+    # Word by word rather than `.sum(axis=-1)`: numpy reduces a 2-4 long last axis with per-row overhead
+    # (~2x slower on the [P, 4, 4, 2] token pairs); integer sums, so the same counts.
+    counts = np.bitwise_count(a)
+    out = counts[..., 0].astype(np.int32)
+    for w in range(1, a.shape[-1]):
+        out += counts[..., w]
+    return out
+
+
+def _max_over(x: np.ndarray, axis: int) -> np.ndarray:
+    """`x.max(axis=axis)` as pairwise maxima of the slices (exact; faster for a 4-long axis)."""
+    parts = np.moveaxis(x, axis, 0)
+    out = parts[0].copy()
+    for part in parts[1:]:
+        np.maximum(out, part, out=out)
+    return out
+
+
+def _any_equal(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """OR over slots i, j of x[..., i] == y[..., j] (broadcast over the leading axes): the same booleans
+    as `(x[..., :, None] == y[..., None, :]).any(axis=(-2, -1))`, one comparison of slot pairs at a time
+    instead of a reduction over a short last axis (2-3x faster on the [P, 4, 4] token pairs)."""
+    hit = x[..., 0] == y[..., 0]
+    for i in range(x.shape[-1]):
+        for j in range(y.shape[-1]):
+            if i or j:
+                hit |= x[..., i] == y[..., j]
+    return hit
 
 
 def _dice_bits(a: np.ndarray, b: np.ndarray, na: np.ndarray | None = None, nb: np.ndarray | None = None
@@ -234,12 +261,16 @@ class NameEncoder:
         # found among the other side's keys covers nickname <-> full name (bob/robert) and exact equality;
         # equal primary canonicals cover nickname <-> nickname (bob/rob). Cheaper than all-keys x all-keys.
         ka, kb = a["tok_keys"], b["tok_keys"]
-        key_hit = (ka[:, :, None, :1] == kb[:, None, :, :]).any(axis=3)
-        key_hit |= (ka[:, :, None, :] == kb[:, None, :, :1]).any(axis=3)
+        key_hit = _any_equal(ka[:, :, None, :1], kb[:, None, :, :])
+        key_hit |= _any_equal(ka[:, :, None, :], kb[:, None, :, :1])
         key_hit |= (ka[:, :, None, 1] == kb[:, None, :, 1]) & (ka[:, :, None, 1] != 0)
         pa, pb = a["tok_phon"], b["tok_phon"]
         long_enough = (la >= 3)[:, :, None] & (lb >= 3)[:, None, :]
-        phon_hit = ((pa[:, :, None, :] == pb[:, None, :, :]) & (pa != 0)[:, :, None, :]).any(axis=3) & long_enough
+        # Phonetic codes slot by slot (primary with primary, secondary with secondary), as before.
+        phon_hit = np.zeros_like(long_enough)
+        for c in range(pa.shape[-1]):
+            phon_hit |= (pa[:, :, None, c] == pb[:, None, :, c]) & (pa[:, :, None, c] != 0)
+        phon_hit &= long_enough
         init_hit = (a["tok_init"][:, :, None] == b["tok_init"][:, None, :]) & (
             (la == 1)[:, :, None] | (lb == 1)[:, None, :])
         dice = _dice_bits(a["tok_bits"][:, :, None, :], b["tok_bits"][:, None, :, :],
@@ -252,12 +283,16 @@ class NameEncoder:
             da = a["tok_dels"][p_idx, i_idx]
             db = b["tok_dels"][p_idx, j_idx]
             ed1[p_idx, i_idx, j_idx] = ((da[:, :, None] == db[:, None, :]) & (da != 0)[:, :, None]).any(axis=(1, 2))
-        sim = np.maximum.reduce([key_hit * np.float32(1.0), ed1 * np.float32(0.92), phon_hit * np.float32(0.88),
-                                 init_hit * np.float32(0.85), dice * np.float32(0.9)])
+        # Maxima pairwise and slot by slot (exact in any order) instead of stacking the five arrays and
+        # reducing over short axes: the same values, ~2x less time on [P, 4, 4].
+        sim = key_hit * np.float32(1.0)
+        for hit, weight in ((ed1, 0.92), (phon_hit, 0.88), (init_hit, 0.85)):
+            np.maximum(sim, hit * np.float32(weight), out=sim)
+        np.maximum(sim, dice * np.float32(0.9), out=sim)
         pair_valid = va[:, :, None] & vb[:, None, :]
         sim = np.where(pair_valid, sim, 0.0)
-        best_a = sim.max(axis=2)  # each of a's tokens: its best counterpart in b
-        best_b = sim.max(axis=1)
+        best_a = _max_over(sim, 2)  # each of a's tokens: its best counterpart in b
+        best_b = _max_over(sim, 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cov_a = best_a.sum(axis=1) / ta
             cov_b = best_b.sum(axis=1) / tb

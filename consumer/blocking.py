@@ -120,7 +120,7 @@ class Search:
             vecs = self._vectors()
             if vecs is not None and len(vecs):
                 # The add thread is the only writer, so the size read here is the size every chunk sees.
-                self.indexed = len(blocker._index)
+                self.indexed = blocker.inserted
                 self.k = blocker.k_for(self.indexed)
                 self.ids = np.full((len(vecs), self.k), -1, np.int64)
                 self.sims = np.zeros((len(vecs), self.k), np.float32)
@@ -203,6 +203,11 @@ class Blocker:
         """The index with every record in it (the held batch is inserted first: see the module docstring)."""
         self.flush()
         return self._index
+
+    @property
+    def inserted(self) -> int:
+        """Rows in the index right now, without waiting for anything (the add thread's own view)."""
+        return len(self._index)
 
     def settle(self) -> None:
         """Wait for the background adds (re-raising an error, if any)."""

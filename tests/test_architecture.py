@@ -19,6 +19,10 @@ STORE_ALLOWED = ("consumer.store",)
 OWN_RECEIVERS = {"self", "cls", "super"}
 #: librdkafka's local error codes are public constants with a leading underscore (`KafkaError._TRANSPORT`).
 LIBRARY_RECEIVERS = {"KafkaError"}
+#: Modules allowed to read a third-party object's internals, each for a stated reason: forest.py reproduces
+#: scikit-learn's HistGradientBoosting prediction from its fitted trees (bit-equal, tests/test_forest.py)
+#: and falls back to `predict_proba` for any layout it does not recognise.
+THIRD_PARTY_INTERNALS = {"consumer/forest.py"}
 PUBLIC_UNDERSCORE = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 
 
@@ -57,6 +61,8 @@ def _receiver(node: ast.expr) -> str | None:
 def test_no_module_reaches_into_another_objects_private_names() -> None:
     bad = []
     for path in _modules():
+        if str(path.relative_to(PACKAGE.parent)) in THIRD_PARTY_INTERNALS:
+            continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute):

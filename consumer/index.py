@@ -98,15 +98,16 @@ class CandidateIndex:
                 self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
 
-    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k."""
+    def query(self, vectors: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k.
+        `ef`: this query's search breadth (default: the one the index was built with; at least k)."""
         n = vectors.shape[0]
         with self._lock.read():
             count = self._index.get_current_count()
             kk = min(k, count)
             if kk == 0 or n == 0:
                 return np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32)
-            ef = max(self._params[2], kk)
+            ef = max(ef or self._params[2], kk)
             self._index.set_ef(ef)
             queries = _finite(vectors)
             try:

@@ -98,17 +98,19 @@ class CandidateIndex:
                 self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
 
-    def query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, vectors: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k.
-        Safe from several threads at once (the blocker's add thread and deciding thread share a batch)."""
+        `ef`: this query's search breadth (default: the one the index was built with; at least k). Safe from
+        several threads at once (the blocker's add thread and deciding thread share a batch, with one ef:
+        the search policy is a function of the index size, which does not change while a batch is searched)."""
         n = vectors.shape[0]
         queries = _finite(vectors)
         with self._lock.read():
-            out = self._query(queries, k, fallback=False)
+            out = self._query(queries, k, ef, fallback=False)
         if out is None:
             # The row-by-row fallback changes the index's ef while it runs: alone, never beside a search.
             with self._lock.write():
-                out = self._query(queries, k, fallback=True)
+                out = self._query(queries, k, ef, fallback=True)
         assert out is not None
         labels, dist, kk = out
         ids = np.full((n, k), -1, np.int64)
@@ -119,13 +121,14 @@ class CandidateIndex:
         ids[ids < 0] = -1
         return ids, sims
 
-    def _query(self, queries: np.ndarray, k: int, fallback: bool) -> tuple[np.ndarray, np.ndarray, int] | None:
+    def _query(self, queries: np.ndarray, k: int, ef: int | None,
+               fallback: bool) -> tuple[np.ndarray, np.ndarray, int] | None:
         """hnswlib's knn_query under the caller's lock; None when it refused and `fallback` is off."""
         count = self._index.get_current_count()
         kk = min(k, count)
         if kk == 0 or len(queries) == 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32), 0
-        ef = max(self._params[2], kk)
+        ef = max(ef or self._params[2], kk)
         if self._index.ef != ef:
             self._index.set_ef(ef)
         try:

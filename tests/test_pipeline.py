@@ -59,6 +59,21 @@ def test_background_encoding_and_index_inserts_decide_identically(crm_file: tupl
     assert pipe.blocker.ahead_used == batches - 1 and pipe.blocker.ahead_stale == 0
 
 
+def test_search_run_ahead_uses_the_grown_width_of_the_index_it_searched(crm_file: tuple[Path, Path]) -> None:
+    """With k and ef growing with the index (issue 11's `search_width`, here from a few hundred records so a
+    small file exercises it), the search run ahead on the insert thread asks exactly what the deciding
+    thread would: same decisions as plain `process`."""
+    s = load_settings(env={"DEDUP_INDEX__K_FROM": "200", "DEDUP_INDEX__EF_FROM": "100",
+                           "DEDUP_INDEX__K_GROWTH": "0.5", "DEDUP_INDEX__EF_GROWTH": "0.5"})
+    recs = records(crm_file[0], s)
+    pipe = build_pipeline(s, encode_in_background=True)
+    streamed = [d.to_dict() for _, ds in pipe.process_stream(recs[i: i + 128] for i in range(0, len(recs), 128))
+                for d in ds]
+    assert streamed == run(recs, s, 128)
+    assert pipe.blocker.ahead_used == -(-len(recs) // 128) - 1
+    assert pipe.blocker.k_for(len(recs)) > s.index.k  # the width did grow
+
+
 def test_batch_boundaries_do_not_change_clusters(crm_file: tuple[Path, Path]) -> None:
     s = load_settings(env={})
     recs = records(crm_file[0], s)

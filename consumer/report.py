@@ -27,13 +27,21 @@ __all__ = ["evaluate_file", "run_engine"]
 
 
 def run_engine(records: list[Record], settings: Settings, text_encoder: Any = None,
-               log_pairs: bool = False, model: Any = None) -> tuple[Pipeline, float]:
-    pipe = build_pipeline(settings, text_encoder=text_encoder, model=model)
+               log_pairs: bool = False, model: Any = None, stream: bool = False) -> tuple[Pipeline, float]:
+    """Records through the engine in arrival order, micro-batch by micro-batch. `stream`: the threaded path
+    of `dedup batch` (encoding, HNSW inserts and the next batch's search beside the deciding thread; the
+    same decisions, tests/test_pipeline.py), so a large evaluation runs at the batch runner's speed."""
+    pipe = build_pipeline(settings, text_encoder=text_encoder, model=model, encode_in_background=stream)
     if log_pairs:
         pipe.pair_log = []
     t0 = time.perf_counter()
-    for start in range(0, len(records), settings.batch_size):
-        pipe.process(records[start: start + settings.batch_size])
+    batches = (records[start: start + settings.batch_size] for start in range(0, len(records), settings.batch_size))
+    if stream:
+        for _ in pipe.process_stream(batches):
+            pass
+    else:
+        for batch in batches:
+            pipe.process(batch)
     return pipe, time.perf_counter() - t0
 
 

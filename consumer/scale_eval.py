@@ -4,8 +4,8 @@ Generated files of each size (the `default` generator or the held-out `heldout` 
 ever be measured, never tuned on) go through the engine in arrival order; the *final* clusters (every
 merge applied, `Pipeline.assignments`) are scored against the truth: pairwise and B-cubed precision /
 recall / F1, the largest predicted and the largest true cluster (the chaining symptom), candidate recall
-(true pairs that reached scoring) and records per second of the deciding core. Rows go to a CSV, and
-optionally to a plot of the curves for the README.
+(true pairs that reached scoring) and records per second (the threaded path of `dedup batch`). Rows go to
+a CSV, and optionally to a plot of the curves for the README.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def evaluate_sizes(sizes: list[int], settings: Settings, *, seed: int = 1, varia
         truth = load_truth(truth_path, settings.profile.id_field)
         truth = {r.record_id: truth[r.record_id] for r in records if r.record_id in truth}
         pipe, seconds = run_engine([r for r in records if r.record_id in truth], settings, text,
-                                   log_pairs=candidate_recall)
+                                   log_pairs=candidate_recall, stream=True)
         s = cluster_scores(pipe.assignments(), truth)
         row: dict[str, Any] = {"records": len(truth), "variant": variant, "seed": seed, **s.row(),
                                "largest_true_cluster": max(Counter(truth.values()).values(), default=0),

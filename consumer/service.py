@@ -24,24 +24,24 @@ Commits are asynchronous after each acknowledged batch (a synchronous commit blo
 timeout when the broker is unreachable, which would starve the liveness beat); they are synchronous on
 partition revoke and at shutdown. A failed asynchronous commit only means a later replay.
 
-This module is longer than most (~450 lines) on purpose: the ordering rules above, the retry/abandon rules
-and the rebalance callbacks that may interrupt them are one state machine, easier to check in one place.
-What a batch means (decode, events, Redis write set) lives in `service_batch`, the clients in `io/`.
+The ordering rules above and the rebalance callbacks that may interrupt them are one state machine, kept
+here to be checked in one place. Around it, as mixins of `Service`: retrying and waiting on Redis/Kafka
+while they are away, and connecting to Kafka (`service_deps`), loading and reloading the state
+(`service_state`), the changelog tail and snapshots (`service_replica`). What a batch means (decode,
+events, Redis write set) lives in `service_batch`, the poison-pill guard in `service_guard`, the clients
+in `io/`.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-
-from consumer.artifacts import Artifacts, load_artifacts
-from consumer.config import DEFAULT_HASH_KEY, ConfigError, Settings, key_id
+from consumer.artifacts import Artifacts
+from consumer.config import DEFAULT_HASH_KEY, ConfigError, Settings
 from consumer.health import HealthServer, HealthState
 from consumer.io.events import utc_iso
 from consumer.io.group import TP, GroupMember
@@ -49,7 +49,6 @@ from consumer.io.kafka import (
     DeadLetterSink,
     DeliveryError,
     TrackedProducer,
-    make_producer,
     normalize_properties,
     properties_from_env,
 )
@@ -59,6 +58,7 @@ from consumer.pipeline import Pipeline
 from consumer.records import Record
 from consumer.replica import Replica
 from consumer.service_batch import Batch, assemble, outputs_of
+from consumer.service_deps import DEFAULT_KAFKA_PROPERTIES, Abandoned, DependencyRefused, DependencyWaits
 from consumer.service_guard import (
     decide_guarded,
     encoded_or_none,
@@ -67,54 +67,20 @@ from consumer.service_guard import (
     set_aside_id_conflicts,
 )
 from consumer.service_replica import ReplicaDuties
+from consumer.service_state import StateLoading, freeze_survivors
 from consumer.service_sync import clusters_to_resolve, freshen
-from consumer.snapshot import rss_bytes
-from consumer.state import restore
-from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
-from consumer.store.redis import RETRYABLE as REDIS_ERRORS
 from consumer.store.redis import RedisStateStore
 
 __all__ = ["Service", "Abandoned", "DependencyRefused", "DEFAULT_KAFKA_PROPERTIES"]
 
 log = logging.getLogger("dedup.service")
-T = TypeVar("T")
-
-#: Client defaults the service prefers (all overridable): reconnect within ~2 s after an outage instead of
-#: librdkafka's backoff of up to 10 s; short fetch waits, because with the default 500 ms records reached
-#: the consumer in ~250 ms chunks on tansu (end-to-end p50 at 500 records/s: 335 ms -> 130-165 ms with 10 ms,
-#: loadtest/bench_service.py). The cost is more fetch requests while idle.
-DEFAULT_KAFKA_PROPERTIES = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "2000",
-                            "fetch.wait.max.ms": "10"}
-_KAFKA_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT}
-#: Consumer-only properties, kept away from the producer (which would warn about each on every start).
-_CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
-                  "isolation.level", "partition.assignment.strategy", "group.", "fetch.", "enable.auto.",
-                  "auto.commit.", "queued.", "check.crcs", "enable.partition.eof")
-def _freeze_survivors(thaw: bool = False) -> None:
-    """Collect this batch's cyclic garbage, then move what survived (the growing cluster state) out of
-    the collector's reach. Why: CPython's full collections rescan every tracked object; with ~35k records
-    of state one took 140-150 ms, a whole batch's latency budget, several times a minute. After a freeze
-    a full collection sees only objects newer than the last batch (measured 0.02-3 ms). `thaw` first
-    (after a state reload) so the replaced state can still be collected."""
-    if thaw:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-class Abandoned(Exception):
-    """The in-flight batch must be dropped uncommitted (partitions revoked/lost, or shutdown grace over)."""
-
-
-class DependencyRefused(Exception):
-    """A dependency answered but refused us (a wrong Redis password or user): retrying cannot help."""
 
 
 class _NeedsReload(Exception):
     """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
 
 
-class Service(ReplicaDuties):
+class Service(StateLoading, ReplicaDuties, DependencyWaits):
     """One consumer-group member. `run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI)."""
 
     def __init__(self, settings: Settings, *, kafka_properties: Mapping[str, Any] | None = None,
@@ -252,95 +218,7 @@ class Service(ReplicaDuties):
         self.http.stop()
         log.info("stopped")
 
-    # -- state ------------------------------------------------------------------------------------------
-    def _new_pipeline(self) -> Pipeline:
-        """A fresh pipeline around the artifacts loaded once (the first time), so a state reload never
-        reloads the transformer or unpickles the model again."""
-        if self._artifacts is None:
-            self._artifacts = load_artifacts(self.settings, text_encoder=self._text_encoder,
-                                             encode_in_background=True)
-        a = self._artifacts
-        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True,
-                        image_encoder=a.image_encoder)
-
-    def _load_state(self) -> None:
-        """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""
-        self.health.set_index_loaded(False)
-        pipe = self._new_pipeline()
-        t0 = time.perf_counter()
-        # The log position first: whatever is written during the scan is in the scan and/or the tail,
-        # and the tail skips records already held.
-        position = self._retry("redis", "read log position", self.store.log_length)
-        snap = self._load_snapshot(pipe, position)
-        if snap is None and len(pipe.store):  # a snapshot half loaded, then refused: start clean
-            pipe.close(wait=False)
-            pipe = self._new_pipeline()
-        if snap is not None:
-            source, position = "snapshot", snap.position
-        else:
-            source = "redis"
-            restore(pipe, self._retry("redis", "load state", self.store.load_states))
-        self.replica = Replica(position)
-        #: Where the last state load came from: "snapshot" (+ changelog tail) or "redis" (a full rebuild).
-        self.state_source = source
-        self.metrics.declare_stages(pipe.batch_stages)
-        old, self.pipe = self.pipe, pipe
-        if old is not None:
-            old.close(wait=False)  # its threads end after any in-flight work instead of idling forever
-        meta = self._retry("redis", "read meta", self.store.get_meta)
-        if meta.get("config_version") not in (None, pipe.config_version):
-            log.warning("stored state was written with another config",
-                        extra={"stored": meta.get("config_version"), "current": pipe.config_version})
-        kid = key_id(self.settings.encoders.hash_key)
-        if meta.get("key_id") not in (None, kid):  # new hashes would never match the stored ones
-            log.error("stored state was written with another hash_key: re-encode it (docs/security.md)",
-                      extra={"stored": meta.get("key_id"), "current": kid})
-        self._retry("redis", "write meta", lambda: self.store.set_meta(
-            {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid}))
-        self._reload_needed = self._check_count = False
-        self._sync()  # the changelog tail since the snapshot (or the scan): ready only once it is applied
-        pipe.blocker.settle()  # and the index holds all of it (inserts run on a background thread)
-        self.metrics.index_size.set(len(pipe.store))
-        _freeze_survivors(thaw=True)  # the replaced pipeline, if any, is garbage now: collect it first
-        took = time.perf_counter() - t0
-        self.metrics.startup_seconds.set(took)
-        self._next_snapshot = time.monotonic() + self.svc.snapshot_interval_seconds
-        self.health.set_index_loaded(True)
-        log.info("state loaded", extra={"records": len(pipe.store), "clusters": len(pipe.clusters.members),
-                                        "source": source, "seconds": round(took, 3),
-                                        "rss_mb": round(rss_bytes() / 2**20)})
-
-    def _maybe_reload(self) -> None:
-        """Reload when this member's state diverged from Redis (a dropped batch, another member's writes)."""
-        try:
-            if not self._reload_needed:
-                self._check_count = False
-                self._sync()  # another member may have written records meanwhile: the log has them
-                return
-            self._load_state()
-        finally:
-            if self.member is not None:
-                self.member.resume()  # a retry above paused the partitions while Redis was away
-
-    # -- kafka ------------------------------------------------------------------------------------------
-    def _connect_kafka(self) -> None:
-        props = self.kafka_properties
-        producer_props = {k: v for k, v in props.items() if not k.startswith(_CONSUMER_ONLY)}
-        self.producer = TrackedProducer(make_producer(self.svc.kafka, error_cb=self._on_error,
-                                                      extra=producer_props, environ={}))
-        self.dlq = DeadLetterSink(self.producer, self.svc.dlq_topic)
-        self.member = GroupMember(self.svc.kafka, self.svc.group, list(self.svc.input_topics), properties=props,
-                                  on_assigned=self._on_assigned, on_gone=self._on_gone,
-                                  error_cb=self._on_error, warn=self._warn)
-
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            log.error("fatal kafka error, stopping", extra={"error": err.str()})
-            self.stop()
-        if err.code() in _KAFKA_DOWN:
-            self._set_dep("kafka", False, err.name())
-            self._warn("kafka", "kafka unreachable", error=err.name())
-
+    # -- rebalance --------------------------------------------------------------------------------------
     def _on_assigned(self, assigned: set[TP]) -> None:
         self.health.set_assigned(bool(assigned))
         self._set_dep("kafka", True)
@@ -372,7 +250,7 @@ class Service(ReplicaDuties):
             assert self.member is not None
             self.member.mark_done(msgs)
             self.member.commit_done(sync=False)
-            _freeze_survivors()
+            freeze_survivors()
             self._maybe_snapshot()
             self._update_lag()
             log.debug("batch done", extra={"messages": len(msgs), "dead": len(batch.dead), "replays":
@@ -504,81 +382,3 @@ class Service(ReplicaDuties):
         for dead in batch.dead:
             self.metrics.dead_letters.labels(reason=dead.reason).inc()
         self.metrics.batch_size.set(len(batch.messages))
-
-    # -- waiting ------------------------------------------------------------------------------------------
-    def _retry(self, dep: str, what: str, fn: Callable[[], T], batch: Batch | None = None) -> T:
-        """Call `fn` until it succeeds: dependency down -> readiness false; keep beating and polling."""
-        delay, failing_since = 0.1, 0.0
-        errors = (*REDIS_ERRORS,) if dep == "redis" else (DeliveryError, KafkaException, BufferError)
-        while True:
-            try:
-                result = fn()
-            except errors as exc:
-                if isinstance(exc, REDIS_AUTH_ERRORS):  # a wrong password stays wrong: say so, do not retry
-                    self._set_dep(dep, False, "authentication failed")
-                    raise DependencyRefused(f"redis: {type(exc).__name__} (check the password/user in the "
-                                            "redis URL or ACL)") from None
-                failing_since = failing_since or time.monotonic()
-                self._set_dep(dep, False, type(exc).__name__)
-                self._warn(f"{dep}:{what}", f"{what} failed, retrying", error=type(exc).__name__)
-            else:
-                self._set_dep(dep, True)
-                if failing_since:
-                    took = round(time.monotonic() - failing_since, 1)
-                    log.info(f"{what} recovered", extra={"seconds": took})
-                return result
-            if batch is not None and batch.abandoned:
-                raise Abandoned("partitions revoked or lost")
-            if self._stop and (batch is None or time.monotonic() > self._stop_deadline):
-                raise Abandoned("stopping" if batch is None else "shutdown grace period over")
-            self._wait(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _wait(self, seconds: float) -> None:
-        if self.member is None:
-            self.health.beat()
-            time.sleep(seconds)
-        else:
-            self.member.idle(seconds, self.health.beat)
-
-    def _update_lag(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_lag and self.member is not None:
-            self._next_lag = now + 1.0
-            try:
-                self.metrics.set_lag(self.member.lag())
-            except KafkaException:
-                pass
-
-    def _idle_checks(self) -> None:
-        self._update_lag()
-        try:
-            self._sync()  # keep the replica current while idle (the consistency window stays short)
-        except Abandoned:
-            pass
-        finally:
-            if self.member is not None:
-                self.member.resume()  # a retry above paused the partitions while Redis was away
-        now = time.monotonic()
-        if now < self._next_idle_check:
-            return
-        self._next_idle_check = now + 2.0
-        try:
-            self.store.ping()
-            self._set_dep("redis", True)
-        except REDIS_ERRORS as exc:
-            self._set_dep("redis", False, type(exc).__name__)
-        if self.member is not None and not self._kafka_ok and self.member.probe():
-            self._set_dep("kafka", True)
-
-    def _set_dep(self, name: str, ok: bool, detail: str = "") -> None:
-        if name == "kafka":
-            self._kafka_ok = ok
-        self.health.set_dependency(name, ok, detail)
-
-    def _warn(self, kind: str, msg: str, **extra: Any) -> None:
-        """At most one warning per kind every 5 s (outages report many errors per second)."""
-        now = time.monotonic()
-        if now - self._last_warn.get(kind, 0.0) >= 5.0:
-            self._last_warn[kind] = now
-            log.warning(msg, extra=extra)

@@ -8,6 +8,9 @@ faster batched) but *decided* one by one in arrival order: each record sees ever
 already in the index, those of the previous batch (compared exactly: the index lags one batch, so the next
 batch's search can run ahead, see `consumer.blocking`) and those earlier in its own batch, so batch
 boundaries do not change who is compared.
+
+The answer types (`Decision`, `Match`, `Split`) live in the leaf module `consumer.decisions` and are
+re-exported here; `snapshot`/`restore`/`absorb` come from the `PersistedState` mixin (`consumer.pipeline_state`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,36 +30,22 @@ from consumer.clustering import ClusterState, Guards, cluster_id_for
 from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.cores import usable_cores
+from consumer.decisions import Decision, Match, Split
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.frequencies import FrequencyTable
 from consumer.fusion import Fuser, LearnedModel
 from consumer.keeper import choose_canonical
+from consumer.pipeline_state import PersistedState
 from consumer.records import Record
 from consumer.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
-from consumer.store.record_state import RecordState, decode_payloads, encode_rows
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
 
 
 def _num(x: float) -> float | None:
     return None if x != x else round(float(x), 4)  # NaN -> None (modality absent)
-
-
-@dataclass
-class Match:
-    """A scored link to an earlier record: the explanation travels with every decision."""
-
-    record_id: str
-    cluster_id: str
-    fused: float
-    decision: str  # "match" | "possible"
-    scores: dict[str, float | None]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "cluster_id": self.cluster_id, "fused": self.fused,
-                "decision": self.decision, "scores": self.scores}
 
 
 @dataclass
@@ -69,53 +58,7 @@ class Encoded:
     vecs: np.ndarray | None = None
 
 
-@dataclass
-class Split:
-    """A piece split off a cluster when later evidence showed the cluster was wrong (a new cluster)."""
-
-    cluster_id: str
-    founder_id: str
-    canonical_id: str
-    record_ids: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cluster_id": self.cluster_id, "canonical_id": self.canonical_id, "record_ids": self.record_ids}
-
-
-@dataclass
-class Decision:
-    record_id: str
-    cluster_id: str
-    canonical_id: str
-    #: The one outcome vocabulary: batch lines print it, events carry it (consumer.io.events.EVENTS_FOR_OUTCOME).
-    outcome: str  # "new" | "joined" | "merged" | "replay"
-    row: int
-    merged_cluster_ids: list[str] = field(default_factory=list)
-    matches: list[Match] = field(default_factory=list)
-    #: After this record joined, its cluster was split: the cluster that kept its id, and the new pieces.
-    split_cluster_id: str | None = None
-    splits: list[Split] = field(default_factory=list)
-    #: The founding record of `split_cluster_id` (the service updates its keeper; not in the output line).
-    split_founder_id: str | None = None
-
-    @property
-    def decision(self) -> str:
-        """replay | duplicate (joined or bridged a cluster) | possible_duplicate (links held for review) |
-        unique."""
-        if self.outcome in ("replay", "joined", "merged"):
-            return "duplicate" if self.outcome != "replay" else "replay"
-        return "possible_duplicate" if self.matches else "unique"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "cluster_id": self.cluster_id, "canonical_id": self.canonical_id,
-                "decision": self.decision, "outcome": self.outcome,
-                "merged_cluster_ids": self.merged_cluster_ids,
-                "matches": [m.to_dict() for m in self.matches],
-                **({"split_cluster_id": self.split_cluster_id, "splits": [p.to_dict() for p in self.splits]}
-                   if self.splits else {})}
-
-
-class Pipeline:
+class Pipeline(PersistedState):
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
@@ -426,51 +369,6 @@ class Pipeline:
         c = self.clusters.cluster_of[row]
         ids = self.store.record_ids
         return Decision(record_id, cluster_id_for(ids[c]), ids[self.canonical[c]], "replay", row)
-
-    # -- state --------------------------------------------------------------------------------------------
-    def snapshot(self, rows: Iterable[int]) -> list[RecordState]:
-        """Persistable state of the given rows (after `process`): what a durable store keeps. One gather
-        for all rows: the service persists every new record of every micro-batch (measured)."""
-        rows = [int(r) for r in rows]
-        if not rows:
-            return []
-        idx = np.array(rows)
-        payloads = encode_rows(self.store.gather(idx), self.store.completeness[idx], self.store.recency[idx])
-        ids = self.store.record_ids
-        return [RecordState(ids[row], row, ids[self.clusters.cluster_of[row]], payload)
-                for row, payload in zip(rows, payloads)]
-
-    def restore(self, states: Iterable[RecordState]) -> int:
-        """Load persisted records into this (empty) pipeline in arrival order, rebuilding the index, the
-        clusters, the canonical records and the term frequencies; returns how many were loaded. Rebuilding
-        in arrival order reproduces the same rows, index and ids, so a restarted consumer decides exactly as
-        the one it replaces would have."""
-        if len(self.store):
-            raise ValueError("restore() needs an empty pipeline")
-        return len(self.absorb(states))
-
-    def absorb(self, states: Iterable[RecordState]) -> np.ndarray:
-        """Append records decided elsewhere (another consumer, a snapshot, Redis) with the cluster their
-        decider gave them, in arrival order: no scoring, no events. Returns their rows. A founder this
-        pipeline does not know makes the record found its own cluster (as `restore` always did)."""
-        items = sorted(states, key=lambda s: s.seq)
-        if not items:
-            return np.zeros(0, np.int64)
-        cols, completeness, recency = decode_payloads([s.payload for s in items])
-        rows = self.store.append([s.record_id for s in items], cols, completeness, recency)
-        row_of, cluster_of, members = self.store.row_of, self.clusters.cluster_of, self.clusters.members
-        touched: set[int] = set()
-        for s, row in zip(items, rows):
-            founder = row_of.get(s.founder_id, int(row))
-            cluster = cluster_of.get(founder, founder)
-            cluster_of[int(row)] = cluster
-            members.setdefault(cluster, []).append(int(row))
-            touched.add(cluster)
-        for c in touched:
-            self.update_canonical(c, [])
-        self.frequencies.observe(cols)
-        self.blocker.add(self.blocker.vectors(cols), rows)
-        return rows
 
     # -- reporting ------------------------------------------------------------------------------------
     def assignments(self) -> dict[str, str]:

@@ -5,23 +5,23 @@ single source of truth (with a stable `fingerprint()` stamped on every event) ma
 
 Environment overrides use `DEDUP_<SECTION>__<KEY>` (double underscore between section and key), e.g.
 `DEDUP_FUSION__MODE=rule`, `DEDUP_INDEX__K=48`; top-level keys are `DEDUP_<KEY>`, e.g. `DEDUP_BATCH_SIZE`.
-List values in the environment are comma-separated.
+List values in the environment are comma-separated. How a TOML or environment value becomes a typed
+setting (and `ConfigError`) lives in `consumer.config_values`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
+
+from consumer.config_values import ConfigError, apply_values, flatten
 
 __all__ = [
     "DEFAULT_HASH_KEY",
@@ -39,9 +39,6 @@ __all__ = [
     "BUILTIN_PROFILES",
 ]
 
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type (message says which)."""
 
 
 @dataclass
@@ -251,7 +248,7 @@ class Settings:
         data = dataclasses.asdict(self)
         data.pop("service", None)
         data["encoders"].pop("hash_key", None)
-        return hashlib.sha256(repr(sorted(_flatten(data).items())).encode()).hexdigest()[:12]
+        return hashlib.sha256(repr(sorted(flatten(data).items())).encode()).hexdigest()[:12]
 
 
 BUILTIN_PROFILES: dict[str, ProfileSettings] = {
@@ -277,112 +274,6 @@ BUILTIN_PROFILES: dict[str, ProfileSettings] = {
         encoders=["title", "image"],
     ),
 }
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _coerce(value: Any, tp: Any, where: str, from_env: bool = False) -> Any:
-    """Coerce a TOML or environment value to the dataclass field type, or raise ConfigError.
-
-    Strict for TOML (its values are typed: a list or table for a string setting, or `true` for a number,
-    is a mistake to report, not to stringify); environment values are text and are parsed.
-    """
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        # "" means "none" in both sources (README: `login_times_field = ""`); "none"/"null" only in env.
-        if value is None or value == "" or (from_env and isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where, from_env)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin is dict:
-        if from_env and isinstance(value, str):  # DEDUP_FUSION__WEIGHTS="postcode=0.2,email=0.1" (Helm's form)
-            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
-            if any(not sep or not k.strip() for k, sep, _ in pairs):
-                raise ConfigError(f"{where}: expected key=value pairs separated by commas")
-            value = {k.strip(): v.strip() for k, _, v in pairs}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table")
-        return {str(k): _coerce(v, args[1], f"{where}.{k}", from_env) for k, v in value.items()}
-    if origin is list:
-        items = [v.strip() for v in value.split(",") if v.strip()] if from_env and isinstance(value, str) \
-            else value
-        if not isinstance(items, list):
-            raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
-        return [_coerce(v, args[0], where, from_env) for v in items]
-    if tp in (bool, int, float, str) and not from_env and not _toml_fits(value, tp):
-        raise ConfigError(f"{where}: {_kind(value)} is not a valid {tp.__name__} (expected {_KINDS[tp]})")
-    try:
-        if tp is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if tp in (int, float, str):
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            out = tp(value)
-            if tp is float and not math.isfinite(out):
-                raise ValueError(value)
-            return out
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {value!r} is not a valid {tp.__name__}") from exc
-    return value
-
-
-_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _toml_fits(value: Any, tp: Any) -> bool:
-    """Whether a typed TOML value is acceptable for a field of type `tp` (an int is a fine float)."""
-    if tp is bool:
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if tp is int:
-        return isinstance(value, int)
-    if tp is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, str)
-
-
-def _kind(value: Any) -> str:
-    kinds = {dict: "a table", list: "a list", bool: "a boolean", str: "a string", int: "an integer",
-             float: "a number"}
-    return kinds.get(type(value), type(value).__name__)
-
-
-def _apply(obj: Any, values: Mapping[str, Any], where: str, from_env: bool = False) -> None:
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in values.items():
-        if key not in names:
-            raise ConfigError(f"unknown setting {where}{key} (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}{key} must be a table")
-            _apply(current, value, f"{where}{key}.", from_env)
-        elif isinstance(current, dict):  # tables override single entries of a default mapping
-            setattr(obj, key, {**current, **_coerce(value, hints[key], f"{where}{key}", from_env)})
-        else:
-            setattr(obj, key, _coerce(value, hints[key], f"{where}{key}", from_env))
 
 
 #: DEDUP_* variables read elsewhere (librdkafka properties, the model folder, the load-test scripts).
@@ -430,9 +321,9 @@ def load_settings(
         settings.profile = dataclasses.replace(BUILTIN_PROFILES[base])
     elif profile is not None:
         raise ConfigError(f"unknown profile {profile!r} (built in: {', '.join(BUILTIN_PROFILES)})")
-    _apply(settings, data, "")
+    apply_values(settings, data, "")
     # Other DEDUP_* variables (DEDUP_KAFKA_* client properties, DEDUP_[STATIC_]MODEL_DIR) belong to other readers.
-    _apply(settings, _env_overrides(os.environ if env is None else env), "DEDUP_ ", from_env=True)
+    apply_values(settings, _env_overrides(os.environ if env is None else env), "DEDUP_ ", from_env=True)
     _validate(settings)
     return settings
 

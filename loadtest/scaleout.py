@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 from common import ROOT, crm_file, hk, hr, producer, read_rows, scrape
-from stream_vs_batch import clusters
+from stream_vs_batch import batch_baseline
 
 FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.interval.ms": "30000"}
 
@@ -112,12 +112,7 @@ def main() -> int:
     data, truth_path = crm_file(args.records, args.seed, workdir)
     truth = load_truth(truth_path)
     rows = read_rows(data)
-    cli = [sys.executable, "-m", "consumer.cli"]
-    t0 = time.monotonic()
-    subprocess.run([*cli, "batch", str(data), "--out", str(workdir / "batch.jsonl"), "-q"], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    batch_seconds = time.monotonic() - t0
-    batch = cluster_scores(clusters(workdir / "batch.jsonl"), truth)
+    batch, batch_seconds = batch_baseline(data, truth, workdir)
 
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     redis_server = hr.OwnedRedis(data_dir=workdir / "redis", appendonly=False)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import ROOT, ServiceRun, crm_file, hk, read_rows, servers
 
@@ -42,6 +43,18 @@ def clusters(path: Path) -> dict[str, str]:
     return {rid: final(c) for rid, c in assigned.items()}
 
 
+
+def batch_baseline(data: Path, truth: dict[str, str], workdir: Path) -> tuple[Any, float]:
+    """`dedup batch` on the same file, scored on its final clusters: the figure a stream must match.
+    Returns (Scores, seconds)."""
+    from consumer.evaluate import cluster_scores
+
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "consumer.cli", "batch", str(data), "--out", str(workdir / "batch.jsonl"),
+                    "-q"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - t0
+    return cluster_scores(clusters(workdir / "batch.jsonl"), truth), seconds
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=10_000)
@@ -61,11 +74,7 @@ def main() -> int:
     truth = load_truth(truth_path)
     cli = [sys.executable, "-m", "consumer.cli"]
 
-    t0 = time.monotonic()
-    subprocess.run([*cli, "batch", str(data), "--out", str(workdir / "batch.jsonl"), "-q"], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    batch_seconds = time.monotonic() - t0
-    batch = cluster_scores(clusters(workdir / "batch.jsonl"), truth)
+    batch, batch_seconds = batch_baseline(data, truth, workdir)
 
     with servers(workdir) as (bootstrap, redis_url):
         topic = hk.unique_topic("crm")

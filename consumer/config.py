@@ -76,9 +76,12 @@ class FusionSettings:
     weight_device: float = 0.25
     match_threshold: float = 0.75
     possible_threshold: float = 0.65
-    #: Learned mode: probability thresholds and the model file (None = the shipped default).
-    learned_match: float = 0.5
-    learned_possible: float = 0.25
+    #: Learned mode: probability thresholds and the model file (None = the shipped default). A threshold
+    #: left at None is the model's own operating point (`operating_point` in its manifest, chosen on
+    #: final clusters of its training distribution: a model's probabilities, not a global constant, say
+    #: where a pair becomes a match), else 0.5 / 0.25.
+    learned_match: float | None = None
+    learned_possible: float | None = None
     learned_model: str | None = None
     #: Rule-mode score formulas' coefficients ("<score>.<coefficient>"), declared by the encoders that use
     #: them; set here so they are configurable and part of the fingerprint. A table in the TOML file
@@ -366,7 +369,8 @@ def _validate(s: Settings) -> None:
     f = s.fusion
     if not 0 <= f.possible_threshold <= f.match_threshold <= 1:
         raise ConfigError("fusion: need 0 <= possible_threshold <= match_threshold <= 1")
-    if not 0 <= f.learned_possible <= f.learned_match <= 1:
+    lm, lp = f.learned_match, f.learned_possible
+    if not 0 <= (0 if lp is None else lp) <= (1 if lm is None else lm) <= 1:
         raise ConfigError("fusion: need 0 <= learned_possible <= learned_match <= 1")
     if min(f.weight_text, f.weight_behaviour, f.weight_device, *f.weights.values(), *f.parts.values()) < 0:
         raise ConfigError("fusion: weights must be >= 0")

@@ -32,7 +32,7 @@ from consumer.config import FusionSettings
 from consumer.encoders.base import Encoder, nanmean_weighted
 from consumer.forest import FastForest
 
-__all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "manifest_path"]
+__all__ = ["Fuser", "LearnedModel", "ModelError", "ScoreLayout", "learned_thresholds", "manifest_path"]
 
 NAME_GATE = 0.35
 #: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json); others use the default.
@@ -178,7 +178,32 @@ class LearnedModel:
                              "retrain it with `dedup train`")
         model = cls(data["estimator"], tuple(data["features"]), dict(data.get("meta", {})))
         model.meta["sha256"] = hashlib.sha256(blob).hexdigest()
+        point = json.loads(manifest).get("operating_point")
+        if point is not None:
+            model.meta["operating_point"] = _operating_point(point, path)
         return model
+
+
+def _operating_point(point: Any, path: str | Path | None) -> dict[str, float]:
+    """The manifest's `operating_point` ({"match": m, "possible": p}, 0 <= p <= m <= 1), or ModelError."""
+    try:
+        match, possible = float(point["match"]), float(point["possible"])
+    except (TypeError, KeyError, ValueError):
+        match = possible = float("nan")
+    if not 0 <= possible <= match <= 1:
+        raise ModelError(f"manifest of {path or 'the packaged model'}: operating_point needs numbers "
+                         "0 <= possible <= match <= 1")
+    return {"match": match, "possible": possible}
+
+
+def learned_thresholds(settings: Any, model: LearnedModel) -> tuple[float, float]:
+    """(match, possible) probability thresholds of a learned model: the configured ones, else the model's
+    operating point (its manifest), else 0.5 / 0.25. A setting below the model's possible threshold lowers
+    that too, so an explicit `learned_match` alone is always a valid pair."""
+    point = model.meta.get("operating_point") or {"match": 0.5, "possible": 0.25}
+    match = point["match"] if settings.learned_match is None else settings.learned_match
+    possible = point["possible"] if settings.learned_possible is None else settings.learned_possible
+    return float(match), float(min(possible, match))
 
 
 def manifest_path(model: str | Path) -> Path:
@@ -233,8 +258,7 @@ class Fuser:
                                  "consumer.artifacts.build_pipeline loads the configured one)")
             self.model: LearnedModel | None = model
             self._columns = self.model.columns_for(self.features, absent)
-            self.match_threshold = settings.learned_match
-            self.possible_threshold = settings.learned_possible
+            self.match_threshold, self.possible_threshold = learned_thresholds(settings, self.model)
             self.version = f"learned:{self.model.meta.get('sha256', 'unknown')[:12]}"
             self._name_gate = bool(self.model.meta.get("name_gate", True))
         else:

@@ -73,7 +73,7 @@ def evaluate_file(input_path: str | Path, truth_path: str | Path, settings: Sett
                                                                                 truth)))
         rows.append(("paper multimodal replica (0.4/0.35/0.25 > 0.75)",
                      pair_scores(paper_multimodal(records, text), ids, truth)))
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     for mode in ("rule", "learned"):
         fusion = dataclasses.replace(settings.fusion, mode=mode,
                                      learned_model=model_path or settings.fusion.learned_model)
@@ -88,14 +88,14 @@ def evaluate_file(input_path: str | Path, truth_path: str | Path, settings: Sett
         out["candidate_pairs_reached"] = [hit, total]
         out[f"{mode}_fusion_version"] = pipe.model_version
         if plot:
-            curves[mode] = _pair_scores(pipe, truth)
+            curves[mode] = (*_pair_scores(pipe, truth), pipe.fuser.match_threshold)
     out["methods"] = {name: s.row() for name, s in rows}
     out["table"] = _table(rows) + (f"\ncandidate recall (true pairs reaching scoring): {out['candidate_recall']:.4f}"
                                    f" ({out['candidate_pairs_reached'][0]}/{out['candidate_pairs_reached'][1]}),"
                                    f" k={settings.index.k}, ef={settings.index.ef}\n")
     out["table"] += out.pop("explain", "")
     if plot:
-        _plot(curves, out["true_pairs"], plot, settings)
+        _plot(curves, out["true_pairs"], plot)
         out["plot"] = plot
     return out
 
@@ -127,14 +127,14 @@ def _pair_scores(pipe: Pipeline, truth: dict[str, str]) -> tuple[np.ndarray, np.
     return np.concatenate(scores), np.concatenate(labels)
 
 
-def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], n_true: int, path: str, settings: Settings) -> None:
+def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], n_true: int, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
-    for ax, (mode, (scores, labels)) in zip(axes[0], curves.items()):
+    for ax, (mode, (scores, labels, thr)) in zip(axes[0], curves.items()):
         grid = np.linspace(0.0, 1.0, 101)
         prec = np.array([labels[scores >= t].mean() if (scores >= t).any() else 1.0 for t in grid])
         rec = np.array([labels[scores >= t].sum() / max(n_true, 1) for t in grid])
@@ -142,7 +142,6 @@ def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], n_true: int, path: s
         ax.plot(grid, prec, label="precision")
         ax.plot(grid, rec, label="recall")
         ax.plot(grid, f1, label="F1", linestyle="--")
-        thr = settings.fusion.learned_match if mode == "learned" else settings.fusion.match_threshold
         ax.axvline(thr, color="grey", linestyle=":", label=f"default threshold {thr}")
         ax.set_title(f"{mode} fusion: pairwise metrics of scored pairs")
         ax.set_xlabel("match threshold")

@@ -1,0 +1,101 @@
+"""Replay the clustering under other guard settings, without re-running the rest of the engine (issue 11).
+
+Candidates and their fused scores do not depend on the clustering, so one run of a generated file with the
+pair log on gives every record's scored candidates; the clustering is then replayed in arrival order for
+each setting (`clustering.*` and the learned thresholds), members scored on demand by the same pipeline,
+and the final clusters are scored against the truth. On-demand scores use the value counts of the whole
+file (the engine uses those counted so far), so confirm a chosen setting with `dedup eval --sizes`.
+
+Tune on the default generator with seeds the README does not report (never on the `heldout` variant):
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/cluster_sweep.py --n 200000 --seed 21 \
+        --grid join_support=0.8,1.0 merge_margin=0.2,0.3 learned_match=0.45,0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--seed", type=int, default=21)
+    ap.add_argument("--variant", default="default")
+    ap.add_argument("--workdir", default="/tmp/ev")
+    ap.add_argument("--grid", nargs="*", default=[],
+                    help="NAME=V1,V2 for join_support, merge_margin, merge_support, link_members, split, "
+                         "learned_match, learned_possible")
+    args = ap.parse_args()
+
+    from consumer.artifacts import load_text_encoder
+    from consumer.batch import iter_records
+    from consumer.clustering import ClusterState, Guards
+    from consumer.config import load_settings
+    from consumer.evaluate import cluster_scores, load_truth
+    from consumer.generate import write_crm
+    from consumer.records import Record
+    from consumer.report import run_engine
+
+    settings = load_settings(None)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    stem = f"crm-{args.variant}-s{args.seed}-{args.n}"
+    data, truth_path = work / f"{stem}.csv", work / f"{stem}.truth.csv"
+    if not (data.exists() and truth_path.exists()):
+        write_crm(data, truth_path, args.n, args.seed, args.variant)
+    records = [r for _, r in iter_records(data, settings) if isinstance(r, Record)]
+    truth = load_truth(truth_path, settings.profile.id_field)
+    records = [r for r in records if r.record_id in truth]
+    pipe, seconds = run_engine(records, settings, load_text_encoder(settings), log_pairs=True, stream=True)
+    print(json.dumps({"engine": cluster_scores(pipe.assignments(), truth).row(), "seconds": round(seconds, 1)}),
+          flush=True)
+    assert pipe.pair_log is not None
+    # One fusion call over every logged pair (per-row calls cost more than the replay itself).
+    fused_all = pipe.fuser.score(np.concatenate([f for _, _, f in pipe.pair_log]))[0]
+    ends = np.cumsum([len(c) for _, c, _ in pipe.pair_log])
+    log = [(row, cands, fused) for (row, cands, _), fused in zip(pipe.pair_log, np.split(fused_all, ends[:-1]))]
+    ids = pipe.store.record_ids
+    cl = settings.clustering
+    base = {"join_support": cl.join_support, "merge_margin": cl.merge_margin, "merge_support": cl.merge_support,
+            "link_members": cl.link_members, "split": cl.split, "learned_match": pipe.fuser.match_threshold,
+            "learned_possible": pipe.fuser.possible_threshold}
+    axes = []
+    for item in args.grid:
+        name, values = item.split("=", 1)
+        cast = type(base[name]) if not isinstance(base[name], bool) else (lambda v: v.lower() == "true")
+        axes.append([(name, cast(v)) for v in values.split(",")])
+    cache: dict[tuple[int, int], float] = {}
+
+    def scorer(left, right) -> np.ndarray:
+        keys = list(zip(left, right))
+        todo = [k for k in keys if k not in cache]
+        if todo:
+            got = pipe.score_pairs([k[0] for k in todo], [k[1] for k in todo])
+            cache.update(zip(todo, got.tolist()))
+        return np.array([cache[k] for k in keys], np.float32)
+
+    for combo in itertools.product(*axes) if axes else [()]:
+        p = {**base, **dict(combo)}
+        g = Guards(p["learned_match"], p["merge_margin"], p["join_support"], p["link_members"], p["merge_support"],
+                   p["split"])
+        state = ClusterState()
+        t0 = time.perf_counter()
+        for row, cands, fused in log:
+            labels = np.where(fused >= p["learned_match"], 2, np.where(fused >= p["learned_possible"], 1, 0))
+            state.assign(row, cands, fused, labels, g, scorer=scorer)
+        final = {ids[r]: ids[c] for r, c in state.cluster_of.items()}
+        s = cluster_scores(final, truth)
+        print(json.dumps({**dict(combo), "f1": round(s.f1, 4), "precision": round(s.precision, 4),
+                          "recall": round(s.recall, 4), "bcubed_f1": round(s.bcubed_f1, 4),
+                          "largest": s.largest_cluster, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

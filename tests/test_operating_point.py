@@ -1,0 +1,61 @@
+"""A learned model carries its operating point (match / possible thresholds) in its manifest (issue 11).
+
+Settings left unset use it; set ones win; a model without one keeps 0.5 / 0.25; a malformed one is refused
+at load, not discovered as odd decisions later."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from consumer.artifacts import build_pipeline
+from consumer.config import ConfigError, load_settings
+from consumer.fusion import LearnedModel, ModelError, learned_thresholds, manifest_path
+from tests.harness.service import shared_text_encoder
+
+
+def _with_point(tmp_path: Path, point: object) -> Path:
+    path = tmp_path / "m.pkl"
+    model = LearnedModel.load()
+    model.meta.pop("operating_point", None)
+    model.save(path)
+    manifest = json.loads(manifest_path(path).read_text())
+    if point is not None:
+        manifest["operating_point"] = point
+    manifest_path(path).write_text(json.dumps(manifest))
+    return path
+
+
+def test_the_shipped_model_decides_at_its_own_operating_point() -> None:
+    shipped = json.loads((Path(__file__).parents[1] / "consumer/data/fusion-default.json").read_text())
+    point = shipped["operating_point"]
+    pipe = build_pipeline(load_settings(env={}), text_encoder=shared_text_encoder())
+    assert (pipe.fuser.match_threshold, pipe.fuser.possible_threshold) == (point["match"], point["possible"])
+    assert pipe.guards.match_threshold == point["match"]  # the clustering's guards are in the same units
+
+
+def test_configured_thresholds_win_and_keep_a_valid_pair() -> None:
+    model = LearnedModel.load()
+    point = model.meta["operating_point"]
+    env = load_settings(env={"DEDUP_FUSION__LEARNED_MATCH": "0.6"}).fusion
+    assert learned_thresholds(env, model) == (0.6, point["possible"])
+    low = load_settings(env={"DEDUP_FUSION__LEARNED_MATCH": "0.1"}).fusion
+    assert learned_thresholds(low, model) == (0.1, 0.1)  # possible never above match
+    both = load_settings(env={"DEDUP_FUSION__LEARNED_MATCH": "0.7", "DEDUP_FUSION__LEARNED_POSSIBLE": "0.3"}).fusion
+    assert learned_thresholds(both, model) == (0.7, 0.3)
+    with pytest.raises(ConfigError, match="learned_possible <= learned_match"):
+        load_settings(env={"DEDUP_FUSION__LEARNED_MATCH": "0.3", "DEDUP_FUSION__LEARNED_POSSIBLE": "0.6"})
+
+
+def test_a_model_without_an_operating_point_keeps_even_odds(tmp_path: Path) -> None:
+    model = LearnedModel.load(_with_point(tmp_path, None))
+    assert learned_thresholds(load_settings(env={}).fusion, model) == (0.5, 0.25)
+
+
+@pytest.mark.parametrize("point", [{"match": 0.2, "possible": 0.4}, {"match": "high"}, [0.4, 0.2],
+                                   {"match": 1.5, "possible": 0.2}])
+def test_a_malformed_operating_point_is_refused_at_load(tmp_path: Path, point: object) -> None:
+    with pytest.raises(ModelError, match="operating_point"):
+        LearnedModel.load(_with_point(tmp_path, point))

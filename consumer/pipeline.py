@@ -344,8 +344,9 @@ class Pipeline(PersistedState):
         under the fuser's thread limit."""
         if not len(left):
             return np.zeros(0, np.float32)
-        a = self.store.gather(np.asarray(left, np.int64))
-        b = self.store.gather(np.asarray(right, np.int64))
+        skip = self.comparator.unused_columns  # the index-only vectors, as for candidate pairs
+        a = self.store.gather(np.asarray(left, np.int64), skip)
+        b = self.store.gather(np.asarray(right, np.int64), skip)
         feats = self.comparator.compare(a, b, self.frequencies.features(a, a))
         return self.fuser.score(feats)[0]
 

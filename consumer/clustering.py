@@ -201,16 +201,21 @@ class ClusterState:
         sim[ii, jj] = sim[jj, ii] = scorer([members[i] for i in ii], [members[j] for j in jj])
         groups = [[i] for i in range(n)]
         bar = g.merge_support * g.match_threshold
+        # Average linkage. The group means are kept in a matrix and only the merged group's row is recomputed
+        # after a merge (the others are unchanged), with the same block means as a full rescan; one argmax
+        # then finds the first best pair in row order, as the Python double loop over all pairs did.
+        means = np.where(np.triu(np.ones((n, n), bool), 1), sim.astype(np.float64), -1.0)
         while len(groups) > 1:
-            best, pair = -1.0, (0, 0)
-            for a in range(len(groups)):
-                for b in range(a + 1, len(groups)):
-                    v = float(sim[np.ix_(groups[a], groups[b])].mean())
-                    if v > best:
-                        best, pair = v, (a, b)
-            if best < bar:
+            m = len(groups)
+            a, b = divmod(int(np.argmax(means)), m)
+            if means[a, b] < bar:
                 break
-            groups[pair[0]] += groups.pop(pair[1])
+            groups[a] += groups.pop(b)
+            means = np.delete(np.delete(means, b, 0), b, 1)
+            for j in range(m - 1):
+                if j != a:
+                    v = float(sim[np.ix_(groups[min(a, j)], groups[max(a, j)])].mean())
+                    means[min(a, j), max(a, j)] = v
         if len(groups) == 1:
             return []
         pieces = sorted(([members[i] for i in grp] for grp in groups), key=lambda p: (-len(p), min(p)))

@@ -17,50 +17,31 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recall_loss import file_args, logged_run  # noqa: E402 - the sibling benchmark's run
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=200_000)
-    ap.add_argument("--seed", type=int, default=21)
-    ap.add_argument("--variant", default="default")
-    ap.add_argument("--workdir", default="/tmp/ev")
+    file_args(ap)
     ap.add_argument("--grid", nargs="*", default=[],
                     help="NAME=V1,V2 for join_support, merge_margin, merge_support, link_members, split, "
                          "learned_match, learned_possible")
     args = ap.parse_args()
 
-    from consumer.artifacts import load_text_encoder
-    from consumer.batch import iter_records
     from consumer.clustering import ClusterState, Guards
-    from consumer.config import load_settings
-    from consumer.evaluate import cluster_scores, load_truth
-    from consumer.generate import write_crm
-    from consumer.records import Record
-    from consumer.report import run_engine
+    from consumer.evaluate import cluster_scores
 
-    settings = load_settings(None)
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    stem = f"crm-{args.variant}-s{args.seed}-{args.n}"
-    data, truth_path = work / f"{stem}.csv", work / f"{stem}.truth.csv"
-    if not (data.exists() and truth_path.exists()):
-        write_crm(data, truth_path, args.n, args.seed, args.variant)
-    records = [r for _, r in iter_records(data, settings) if isinstance(r, Record)]
-    truth = load_truth(truth_path, settings.profile.id_field)
-    records = [r for r in records if r.record_id in truth]
-    pipe, seconds = run_engine(records, settings, load_text_encoder(settings), log_pairs=True, stream=True)
-    print(json.dumps({"engine": cluster_scores(pipe.assignments(), truth).row(), "seconds": round(seconds, 1)}),
-          flush=True)
-    assert pipe.pair_log is not None
-    # One fusion call over every logged pair (per-row calls cost more than the replay itself).
-    fused_all = pipe.fuser.score(np.concatenate([f for _, _, f in pipe.pair_log]))[0]
-    ends = np.cumsum([len(c) for _, c, _ in pipe.pair_log])
-    log = [(row, cands, fused) for (row, cands, _), fused in zip(pipe.pair_log, np.split(fused_all, ends[:-1]))]
+    t0 = time.perf_counter()
+    settings, truth, pipe, log = logged_run(args)
+    print(json.dumps({"engine": cluster_scores(pipe.assignments(), truth).row(),
+                      "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     ids = pipe.store.record_ids
     cl = settings.clustering
     base = {"join_support": cl.join_support, "merge_margin": cl.merge_margin, "merge_support": cl.merge_support,

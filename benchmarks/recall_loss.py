@@ -23,22 +23,27 @@ import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def file_args(ap: argparse.ArgumentParser) -> None:
+    """The generated file both scripts run (`cluster_sweep.py` shares these options and `logged_run`)."""
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--variant", default="default")
     ap.add_argument("--workdir", default="/tmp/ev")
-    args = ap.parse_args()
 
+
+def logged_run(args: argparse.Namespace) -> tuple[Any, dict[str, str], Any, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Generate (or reuse) the file, run it through the threaded engine with the pair log on, and return
+    (settings, truth, pipeline, [(row, candidate rows, fused scores)] in arrival order). The fusion runs
+    once over every logged pair: per-row calls cost more than what the callers do with the scores."""
     from consumer.artifacts import load_text_encoder
     from consumer.batch import iter_records
     from consumer.config import load_settings
-    from consumer.evaluate import cluster_scores, load_truth, true_pairs
+    from consumer.evaluate import load_truth
     from consumer.generate import write_crm
     from consumer.records import Record
     from consumer.report import run_engine
@@ -53,18 +58,30 @@ def main() -> None:
     records = [r for _, r in iter_records(data, settings) if isinstance(r, Record)]
     truth = load_truth(truth_path, settings.profile.id_field)
     records = [r for r in records if r.record_id in truth]
-    t0 = time.perf_counter()
     pipe, _ = run_engine(records, settings, load_text_encoder(settings), log_pairs=True, stream=True)
+    assert pipe.pair_log is not None
+    fused_all = pipe.fuser.score(np.concatenate([f for _, _, f in pipe.pair_log]))[0]
+    ends = np.cumsum([len(c) for _, c, _ in pipe.pair_log])
+    log = [(row, cands, fused) for (row, cands, _), fused in zip(pipe.pair_log, np.split(fused_all, ends[:-1]))]
+    return settings, truth, pipe, log
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    file_args(ap)
+    args = ap.parse_args()
+
+    from consumer.evaluate import cluster_scores, true_pairs
+
+    t0 = time.perf_counter()
+    settings, truth, pipe, log = logged_run(args)
     final = pipe.assignments()
     scores = cluster_scores(final, truth)
     ids = pipe.store.record_ids
     thr_match, thr_poss = pipe.fuser.match_threshold, pipe.fuser.possible_threshold
 
     best: dict[tuple[str, str], float] = {}
-    assert pipe.pair_log is not None
-    fused_all = pipe.fuser.score(np.concatenate([f for _, _, f in pipe.pair_log]))[0]
-    ends = np.cumsum([len(c) for _, c, _ in pipe.pair_log])
-    for (row, cands, _), fused in zip(pipe.pair_log, np.split(fused_all, ends[:-1])):
+    for row, cands, fused in log:
         a = ids[row]
         for c, s in zip(cands.tolist(), fused.tolist()):
             b = ids[c]
@@ -108,7 +125,7 @@ def main() -> None:
             s = best.get((a, b) if a < b else (b, a))
             piece_link["none" if s is None else f"{min(int(s * 10), 9) / 10:.1f}"] += 1
     missed = sum(v for k, v in why.items() if k != "kept")
-    out = {"records": len(records), "true_pairs": len(gold), "seconds": round(time.perf_counter() - t0, 1),
+    out = {"records": len(truth), "true_pairs": len(gold), "seconds": round(time.perf_counter() - t0, 1),
            "final": scores.row(), "single_link_over_matches": single.row(),
            "missed_pairs": missed, "why_missed": {k: (v, round(v / max(missed, 1), 3)) for k, v in why.items()
                                                    if k != "kept"},

@@ -196,7 +196,7 @@ def _operating_point(point: Any, path: str | Path | None) -> dict[str, float]:
     return {"match": match, "possible": possible}
 
 
-def learned_thresholds(settings: Any, model: LearnedModel) -> tuple[float, float]:
+def learned_thresholds(settings: FusionSettings, model: LearnedModel) -> tuple[float, float]:
     """(match, possible) probability thresholds of a learned model: the configured ones, else the model's
     operating point (its manifest), else 0.5 / 0.25. A setting below the model's possible threshold lowers
     that too, so an explicit `learned_match` alone is always a valid pair."""

@@ -9,8 +9,10 @@ Features (NaN where a side lacks the value):
 - `attr_agree`: share of the attribute kinds both titles state that agree (1 = all agree, 0 = every one
   differs): a 128GB and a 256GB phone are different products however alike the rest;
 - `code_match`: model/part numbers (`consumer.titles.product_codes`, from the title, else the description):
-  1 when the listings share one, 0.7 when they share one up to a letter suffix ("WFW8300SWH" vs
-  "WFW8300SW": a colour or region letter), 0 when both carry codes and none agree, NaN when a side has none;
+  1 when the listings share one, 0.7 when each also carries one the other lacks (a family code beside
+  the variant's own), 0.4 when they share one only up to a letter suffix ("WFW8300SWH" vs "WFW8300SW": a
+  colour or region letter, sometimes the same product), 0 when both carry codes and none agree, NaN when
+  a side has none;
 - `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
   sets weighted by how rare each token is in the file, so a shared "pslx350h" outweighs a shared "sony";
 - `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation;
@@ -57,7 +59,7 @@ _VARIANT_COLS = np.array([ATTRIBUTE_KINDS.index(k) for k in VARIANT_KINDS])
 #: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
 MAX_IDF_KEYS = 24
 #: Fellegi-Sunter levels (fitting without labels, `consumer/unsupervised.py`).
-CODE_LEVELS = (1.0, 0.7)
+CODE_LEVELS = (1.0, 0.7, 0.4)
 IDF_LEVELS = (0.8, 0.6, 0.4, 0.25)
 
 
@@ -71,10 +73,17 @@ def _shares(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
 
 
 def _code_match(a: Columns, b: Columns) -> np.ndarray:
-    """1 shared code, 0.7 shared up to a letter suffix, 0 both coded and none shared, NaN otherwise."""
+    """1 a shared code, 0.7 a shared code while each side also carries one the other lacks (a family code
+    plus a variant's own: "DVP-FX820 ... DVPFX820R" vs "DVP-FX820 ... DVPFX820LI"), 0.4 codes shared only
+    up to a letter suffix, 0 both coded and none shared, NaN when a side has none."""
     ca, cb = a["codes"], b["codes"]
     both = (ca != 0).any(axis=1) & (cb != 0).any(axis=1)
-    out = np.where(_shares(ca, cb), 1.0, np.where(_shares(a["code_stems"], b["code_stems"]), 0.7, 0.0))
+    eq = (ca[:, :, None] == cb[:, None, :]) & (ca[:, :, None] != 0)
+    extra_a = ((ca != 0) & ~eq.any(axis=2)).any(axis=1)
+    extra_b = ((cb != 0) & ~eq.any(axis=1)).any(axis=1)
+    shared = eq.any(axis=(1, 2))
+    out = np.where(shared & ~(extra_a & extra_b), 1.0,
+                   np.where(shared, 0.7, np.where(_shares(a["code_stems"], b["code_stems"]), 0.4, 0.0)))
     return np.where(both, out, np.nan).astype(np.float32)
 
 

@@ -173,27 +173,48 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
 
 def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
                   save_model: str | Path | None) -> Pipeline:
-    """The run's pipeline; fits match weights to the input first where `needs_fit` says so."""
-    from consumer.artifacts import load_text_encoder
-    from consumer.encoders import needs_text_model
-    from consumer.unsupervised import fit_unsupervised, needs_fit, sample_records
+    """The run's pipeline; fits match weights to the input first where `needs_fit` says so, or where a
+    shipped model should be checked against the input (`adapts`: it is used only if the two agree)."""
+    from consumer.artifacts import load_image_encoder, load_text_encoder
+    from consumer.encoders import needs_image_model, needs_text_model
+    from consumer.fusion import LearnedModel
+    from consumer.unsupervised import ADAPT_AGREEMENT, adapts, fit_unsupervised, needs_fit, sample_records
 
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
-    if not needs_fit(settings, text):
-        return build_pipeline(settings, text_encoder=text, encode_in_background=True)
+    image = load_image_encoder(settings, encode_in_background=True) if needs_image_model(settings) else None
+    adapt = adapts(settings)
+    if not adapt and not needs_fit(settings, text):
+        return build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True)
+    shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
     records = sample_records(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
     try:
-        model = fit_unsupervised(records, settings, text, source=Path(input_path).name)
-    except ValueError as exc:  # too small a file: judge it by the rule instead of guessing weights
+        model = fit_unsupervised(records, settings, text, source=Path(input_path).name, image_encoder=image,
+                                 reference=shipped)
+    except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
+        if shipped is not None:
+            summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc)}
+            return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
+                                  encode_in_background=True)
         log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
         summary.model = {"fusion": "rule", "reason": str(exc)}
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
-        return build_pipeline(rule, text_encoder=text, encode_in_background=True)
+        return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True)
+    fitted = {k: model.meta[k] for k in ("method", "records", "candidate_pairs", "iterations", "lambda")
+              if k in model.meta}
+    if shipped is not None:
+        agreement = model.meta.get("reference_agreement", 0.0)
+        if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
+            summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement}
+            return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
+                                  encode_in_background=True)
+        summary.model = {"fusion": "fitted without labels", "adapted": True, "agreement": agreement,
+                         "note": "this file looks unlike the shipped model's training data: its pairs are "
+                                 "judged by match weights fitted to the file", **fitted}
+    else:
+        summary.model = {"fusion": "fellegi-sunter fitted without labels", **fitted}
     if save_model is not None:
         model.save(save_model)
-    summary.model = {"fusion": "fellegi-sunter fitted without labels", **{
-        k: model.meta[k] for k in ("records", "candidate_pairs", "iterations", "lambda") if k in model.meta}}
-    return build_pipeline(settings, text_encoder=text, model=model, encode_in_background=True)
+    return build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
 
 
 def _progress(enabled: bool) -> Any:

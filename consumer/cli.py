@@ -97,18 +97,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit match weights to a file without labels (Fellegi-Sunter by EM) and write them as a model file."""
-    from consumer.artifacts import load_text_encoder
+    from consumer.artifacts import load_image_encoder, load_text_encoder
     from consumer.batch import iter_records
-    from consumer.encoders import profile_encoders
+    from consumer.encoders import needs_image_model, needs_text_model
     from consumer.fusion import manifest_path
     from consumer.records import Record
     from consumer.unsupervised import explain_model, fit_unsupervised, sample_records
 
     s = settings_from_args(args)
-    text = load_text_encoder(s) if "text" in profile_encoders(s) else None
+    text = load_text_encoder(s) if needs_text_model(s) else None
     records = sample_records((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
                              args.sample, args.seed)
-    model = fit_unsupervised(records, s, text, sample=args.sample, seed=args.seed, source=Path(args.input).name)
+    image = load_image_encoder(s) if needs_image_model(s) else None
+    model = fit_unsupervised(records, s, text, sample=args.sample, seed=args.seed, source=Path(args.input).name,
+                             image_encoder=image)
     digest = model.save(args.out)
     print(explain_model(model), file=sys.stderr)
     print(json.dumps({"model": args.out, "manifest": str(manifest_path(args.out)), "sha256": digest,

@@ -83,6 +83,13 @@ class FusionSettings:
     learned_match: float | None = None
     learned_possible: float | None = None
     learned_model: str | None = None
+    #: How weights are fitted to a file without labels: "em" (Fellegi-Sunter by EM), "reciprocal"
+    #: (self-training on pairs that are each other's best), "auto" (reciprocal for listings, else EM).
+    fit_method: Literal["auto", "em", "reciprocal"] = "auto"
+    #: A shipped model on a file unlike its training data: "auto" fits weights to the file too and uses them
+    #: when the two disagree on which pairs match (the summary says so); "always" uses the fit; "never"
+    #: trusts the shipped model (one pass over the file less).
+    adapt: Literal["auto", "always", "never"] = "auto"
     #: Rule-mode score formulas' coefficients ("<score>.<coefficient>"), declared by the encoders that use
     #: them; set here so they are configurable and part of the fingerprint. A table in the TOML file
     #: overrides single entries. Plug-in encoders declare their own defaults (`Contribution.coefficients`).

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Comparison", "FellegiSunterModel", "fit_fellegi_sunter", "levels_of", "estimate_u"]
+__all__ = ["Comparison", "FellegiSunterModel", "fit_fellegi_sunter", "fit_reciprocal", "levels_of", "estimate_u",
+           "reciprocal_best"]
 
 #: Smoothing of level counts (pseudo-pairs per level), so an unseen level never has probability 0.
 SMOOTH = 0.5
@@ -36,6 +37,8 @@ SMOOTH = 0.5
 TF_CLIP = 4.0
 #: Lambda is kept inside this range: a fit that collapses to "no matches" or "all matches" is no model.
 LAMBDA_RANGE = (1e-5, 0.5)
+#: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
+MIN_PRESENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -176,3 +179,69 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
             "candidate_pairs": int(len(cand_x)), "random_pairs": int(len(random_x)), "fix_u": fix_u,
             "lambda": round(lam, 6)}
     return FellegiSunterModel(comps, m, u, lam, u_random, share, info)
+
+
+def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Mask of pairs that are each side's best-scoring pair (ties: the first such pair)."""
+    best: dict[int, tuple[float, int]] = {}
+    for j in np.argsort(-weight, kind="stable"):
+        for r in (int(left[j]), int(right[j])):
+            if r not in best:
+                best[r] = (float(weight[j]), int(j))
+    return np.array([best[int(a)][1] == j and best[int(b)][1] == j for j, (a, b) in enumerate(zip(left, right))],
+                    bool)
+
+
+def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comps: Sequence[Comparison], *,
+                   rounds: int = 3, shrink: float = 0.05, first: np.ndarray | None = None
+                   ) -> FellegiSunterModel:
+    """Fellegi-Sunter weights by self-training on reciprocal best pairs, for files where plain EM finds
+    the wrong two classes.
+
+    Why: on product files the candidate pairs hold far more *siblings* (the same maker's other models,
+    the same title in another colour) than duplicates, and EM's two latent classes become "same product
+    family" and "unrelated" (Abt-Buy: lambda 0.035, a code conflict left as weak evidence). A listing's
+    duplicate, when it has one, is almost always its best candidate, and the best candidate of that one in
+    turn; a sibling rarely is both. So m is estimated from pairs that are each other's best (by the
+    current weights: first by the summed level ranks, then by the model itself, `rounds` times), u from
+    every other candidate pair (hard non-matches, not random ones), lambda as the share of reciprocal
+    pairs with positive evidence. `left`/`right`: the records of each candidate pair. Comparisons filled
+    on under `MIN_PRESENT` of the pairs are left out (`info["left_out"]`). `first`: another first ordering
+    (higher is better) instead of the summed level ranks."""
+    names = [c.feature for c in comps]
+    if len(cand_x) < 20:
+        raise ValueError(f"too few candidate pairs to fit on ({len(cand_x)})")
+    # A comparison most pairs cannot make (a brand column one shop fills and the other leaves empty) would
+    # make "both filled" look like a match: the reciprocal pairs drift to pairs within the shop that has it.
+    present = np.isnan(cand_x).mean(axis=0) <= 1 - MIN_PRESENT
+    if not present.any():
+        raise ValueError("no comparison is filled on enough candidate pairs to fit on")
+    comps = tuple(c for c, keep in zip(comps, present) if keep)
+    cand_x = cand_x[:, present]
+    g = _gamma(cand_x, comps)
+    # first ordering: fewer level steps from the best level is better; a null level counts as halfway
+    steps = np.where(g >= 0, g, (np.array([c.n_levels for c in comps]) - 1) / 2.0).sum(axis=1)
+    positive = reciprocal_best(-steps if first is None else first, left, right)
+    model: FellegiSunterModel | None = None
+    for _ in range(max(1, rounds)):
+        if positive.sum() < 5 or (~positive).sum() < 5:
+            raise ValueError("too few reciprocal best pairs to fit on")
+        u = [_level_probs(g[:, j], (~positive).astype(np.float64), c.n_levels) for j, c in enumerate(comps)]
+        # m shrunk toward u (toward "no evidence"): the reciprocal pairs are a pseudo-labelled sample, and
+        # a level they happen to lack must not become a veto of -9 bits (Amazon-Google: prices of two shops)
+        m = [(_level_probs(g[:, j], positive.astype(np.float64), c.n_levels) * (1 - shrink) + shrink * u[j])
+             for j, c in enumerate(comps)]
+        model = FellegiSunterModel(comps, m, u, float(np.clip(positive.mean(), *LAMBDA_RANGE)))
+        w = model.match_weight(cand_x)
+        nxt = reciprocal_best(w, left, right) & (w > 0)
+        if np.array_equal(nxt, positive):
+            break
+        positive = nxt
+    assert model is not None
+    model.share = [_level_probs(g[:, j], np.ones(len(g)), c.n_levels) for j, c in enumerate(comps)]
+    model.u_random = [p.copy() for p in model.u]
+    model.info = {"method": "reciprocal-best self-training", "iterations": rounds, "converged": True,
+                  "candidate_pairs": int(len(cand_x)), "reciprocal_pairs": int(positive.sum()),
+                  "left_out": [n for n in names if n not in {c.feature for c in comps}],
+                  "lambda": round(model.lam, 6)}
+    return model

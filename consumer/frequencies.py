@@ -62,11 +62,55 @@ class FrequencyTable:
         scale = max(1.0, MIN_RECORDS / max(self.records, 1))
         return np.log1p(np.maximum(counts * scale - 1.0, 0.0)).astype(np.float32)
 
+    def _weights(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
+        """Inverse document frequency of each key, log((N + 1) / (count + 1)) with N at least MIN_RECORDS
+        (a small population reads every key as rare, as `_idf` extrapolates); 0 for padding."""
+        flat = keys.reshape(-1)
+        counts = np.fromiter((counter.get(int(k), 0) for k in flat), np.float64, len(flat)).reshape(keys.shape)
+        n = max(self.records, MIN_RECORDS)
+        scale = n / max(self.records, 1)
+        w = np.log((n + 1.0) / (counts * scale + 1.0))
+        return np.where(keys != 0, np.maximum(w, 0.0), 0.0)
+
+    @property
+    def pairwise(self) -> list[Rarity]:
+        """The pairwise rarities (overlaps weighted by rarity), computed per pair by `pair_features`."""
+        return [r for r in self._rarities if r.pairwise]
+
+    def pair_features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        """Pairwise rarities of aligned pairs (a[i], b[i]): the IDF-weighted overlap of their key sets, in
+        [0, 1]: the shared keys' squared weights over the geometric mean of the smaller set's and the
+        cosine's norms."""
+        out: dict[str, np.ndarray] = {}
+        for r in self.pairwise:
+            ka, kb = r.keys(a), r.keys(b)
+            counter = self.counts[r.feature]
+            wa, wb = self._weights(counter, ka), self._weights(counter, kb)
+            shared = ((ka[:, :, None] == kb[:, None, :]) & (ka[:, :, None] != 0)).any(axis=2)
+            na2, nb2 = (wa ** 2).sum(axis=1), (wb ** 2).sum(axis=1)
+            # Between the cosine and containment (shared / the smaller set): a seller that prefixes the
+            # maker or appends "(pc)" adds words the other title lacks, which a cosine punishes and a pure
+            # containment ignores (a one-word title would then be "contained" in half the file).
+            den = np.sqrt(np.minimum(na2, nb2) * np.sqrt(na2 * nb2))
+            # cosine of IDF vectors: shared keys weigh w^2 (the same key has the same weight on both sides)
+            num = (wa ** 2 * shared).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[r.feature] = np.where(den > 0, np.minimum(num / den, 1.0), np.nan).astype(np.float32)
+        return out
+
+    def pair_rarity(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        """Every rarity feature of aligned pairs (a[i], b[i]): the first record's commonness and the
+        pairwise overlaps. For callers that score arbitrary pairs (not one query against candidates)."""
+        return {**self.features(a, a), **self.pair_features(a, b)}
+
     def features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         """Commonness of the values the pair's first record carries (for several keys per record, e.g. name
-        tokens, the mean over its non-zero keys); NaN where absent."""
+        tokens, the mean over its non-zero keys); NaN where absent. Pairwise rarities are not here: they
+        need both records (`pair_features`)."""
         out: dict[str, np.ndarray] = {}
         for r in self._rarities:
+            if r.pairwise:
+                continue
             keys = r.keys(a)
             counter = self.counts[r.feature]
             if keys.ndim == 1:

@@ -243,8 +243,9 @@ class Pipeline(PersistedState):
             self.frequencies.observe(cols)
             rarity = {k: np.repeat(v, counts) for k, v in self.frequencies.features(cols, cols).items()}
             skip = self.comparator.unused_columns
-            feats = self.comparator.compare(self.store.gather(q_rows, skip), self.store.gather(c_rows, skip),
-                                            rarity)
+            q_cols, c_cols = self.store.gather(q_rows, skip), self.store.gather(c_rows, skip)
+            rarity.update(self.frequencies.pair_features(q_cols, c_cols))
+            feats = self.comparator.compare(q_cols, c_cols, rarity)
             t2 = time.perf_counter()
             with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
                 fused, mods = self.fuser.score(feats)
@@ -347,7 +348,7 @@ class Pipeline(PersistedState):
         skip = self.comparator.unused_columns  # the index-only vectors, as for candidate pairs
         a = self.store.gather(np.asarray(left, np.int64), skip)
         b = self.store.gather(np.asarray(right, np.int64), skip)
-        feats = self.comparator.compare(a, b, self.frequencies.features(a, a))
+        feats = self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b))
         return self.fuser.score(feats)[0]
 
     def update_canonical(self, cluster: int, merged: list[int]) -> None:

@@ -208,7 +208,9 @@ class Replica:
         skip = pipe.comparator.unused_columns
         fcols = store.gather(foreign)
         rarity = {name: v[q_idx] for name, v in pipe.frequencies.features(fcols, fcols).items()}
-        feats = pipe.comparator.compare(store.gather(q_rows, skip), store.gather(c_rows, skip), rarity)
+        q_cols, c_cols = store.gather(q_rows, skip), store.gather(c_rows, skip)
+        rarity.update(pipe.frequencies.pair_features(q_cols, c_cols))
+        feats = pipe.comparator.compare(q_cols, c_cols, rarity)
         with pipe.fuser.thread_limits():
             fused, mods = pipe.fuser.score(feats)
         labels = pipe.fuser.label(fused)

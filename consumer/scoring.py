@@ -140,7 +140,7 @@ def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable
         rarity_source = source
     take = [i for i, r in enumerate((a, b)) if r.record_id not in known and (i == 0 or r.record_id != a.record_id)]
     frequencies = _with(frequencies, cols, take)
-    rarity = frequencies.features(second, second)
+    rarity = frequencies.pair_rarity(second, first)
     skip = pipe.comparator.unused_columns
     feats = pipe.comparator.compare({k: v for k, v in second.items() if k not in skip},
                                     {k: v for k, v in first.items() if k not in skip}, rarity)

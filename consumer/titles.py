@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from consumer.normalize import fold
 
-__all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price"]
+__all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price", "product_codes", "code_stem", "title_words"]
 
 #: Attribute kinds, in column order.
 ATTRIBUTE_KINDS = ("vol", "mass", "cap", "screen", "pack", "size", "colour", "gen", "model", "num")
@@ -32,13 +32,14 @@ _NUM = r"(\d+(?:[.,]\d+)?)"
 _UNITS: dict[str, tuple[str, float]] = {
     "ml": ("vol", 1), "cl": ("vol", 10), "dl": ("vol", 100), "l": ("vol", 1000), "ltr": ("vol", 1000),
     "litre": ("vol", 1000), "liter": ("vol", 1000), "litres": ("vol", 1000), "liters": ("vol", 1000),
-    "floz": ("vol", 29.5735),
+    "floz": ("vol", 29.5735), "cuft": ("vol", 28316.8), "cf": ("vol", 28316.8),
     "mg": ("mass", 0.001), "g": ("mass", 1), "gr": ("mass", 1), "kg": ("mass", 1000), "lb": ("mass", 453.592),
     "lbs": ("mass", 453.592), "oz": ("mass", 28.3495),
     "mb": ("cap", 0.001), "gb": ("cap", 1), "tb": ("cap", 1000),
     "in": ("screen", 1), "inch": ("screen", 1), "inches": ("screen", 1), '"': ("screen", 1),
 }
-_UNIT_RE = re.compile(_NUM + r"\s*(fl\.?\s?oz|" + "|".join(sorted((re.escape(u) for u in _UNITS if u != "floz"),
+_UNIT_RE = re.compile(_NUM + r"\s*(fl\.?\s?oz|cu\.?\s?ft\.?|"
+                      + "|".join(sorted((re.escape(u) for u in _UNITS if u != "floz"),
                                                                 key=len, reverse=True)) + r")(?![a-z])")
 _PACK_RE = re.compile(r"(?:pack of|set of|case of|box of)\s*(\d+)|(\d+)\s*-?\s*(?:pack|pk|pcs|pieces|count|ct)\b"
                       r"|\b(\d+)\s*x\b(?!\s*\d)|\bx\s*(\d+)\b")
@@ -101,7 +102,7 @@ def parse_title(title: str) -> Title:
 
     def unit(m: re.Match[str]) -> str:
         u = m.group(2).replace(".", "").replace(" ", "")
-        kind, factor = _UNITS["floz" if u.startswith("fl") else u]
+        kind, factor = _UNITS["floz" if u.startswith("fl") else "cuft" if u.startswith("cu") else u]
         return add(kind, _fmt(_num(m.group(1)) * factor))
 
     text = _PACK_RE.sub(lambda m: add("pack", str(int(next(g for g in m.groups() if g)))), text)
@@ -124,6 +125,54 @@ def parse_title(title: str) -> Title:
         elif tok not in NOISE and len(tok) > 1:
             core.append(tok)
     return Title(tuple(core), {k: tuple(sorted(v)) for k, v in attrs.items()})
+
+
+#: Quantities that look like codes (letters with digits) but measure something: 500ml, 55mm, 1080p, 2nd.
+_QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
+                       r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db)")
+_CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
+
+
+@lru_cache(maxsize=1 << 16)
+def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
+    """Model and part numbers in a title or description: tokens of at least four characters mixing letters
+    and digits, or of at least five digits (a part number or UPC), hyphens, slashes and dots inside them
+    removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml", "1080p") left
+    out. Why: a shared rare code is the strongest evidence two listings are one product, whatever the
+    sellers wrote around it; first `limit` distinct codes, in order."""
+    folded = fold(_CODE_JOIN.sub("", unicodedata.normalize("NFKC", text or "").lower()))
+    out: list[str] = []
+    for tok in re.findall(r"[a-z0-9]+", folded):
+        if tok in out:
+            continue
+        digits = sum(c.isdigit() for c in tok)
+        if tok.isdigit():
+            if len(tok) >= 5:
+                out.append(tok)
+        elif digits and len(tok) >= 4 and not _QUANTITY.fullmatch(tok):
+            out.append(tok)
+        if len(out) >= limit:
+            break
+    return tuple(out)
+
+
+@lru_cache(maxsize=1 << 16)
+def title_words(text: str, limit: int = 24) -> tuple[str, ...]:
+    """Every word of a title, folded, in order, codes joined as `product_codes` joins them, each once:
+    what the rarity-weighted title comparison weighs. Unlike the core tokens, numbers ("office 2007",
+    "qb pos 6 0"), colours and common words stay: the file's own counts say how much each is worth."""
+    folded = fold(_CODE_JOIN.sub("", unicodedata.normalize("NFKC", text or "").lower()))
+    return tuple(dict.fromkeys(re.findall(r"[a-z0-9]+", folded)))[:limit]
+
+
+def code_stem(code: str) -> str:
+    """The code without a trailing letter suffix of 1-3 letters after a digit ("wfw8300swh" -> "wfw8300",
+    "yas71bk" -> "yas71"): sellers append colour and region letters to one model; "" when nothing is cut
+    or the stem would be too short to mean anything."""
+    m = re.fullmatch(r"(.*\d)([a-z]{1,3})", code)
+    if not m or len(m.group(1)) < 4 or not any(c.isalpha() for c in m.group(1)):
+        return ""
+    return m.group(1)
 
 
 def parse_price(value: str) -> float | None:

@@ -23,13 +23,13 @@ from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.encoders import build_encoders
 from consumer.encoders.base import Encoder
-from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_fellegi_sunter
-from consumer.fusion import PACKAGED_MODELS, LearnedModel, ModelError
+from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_fellegi_sunter, fit_reciprocal
+from consumer.fusion import PACKAGED_MODELS, LearnedModel, ModelError, learned_thresholds
 from consumer.pipeline import Pipeline
 from consumer.records import Record
 
-__all__ = ["FIT_SAMPLE", "RANDOM_PAIRS", "MIN_RECORDS", "comparisons_of", "needs_fit", "fit_unsupervised",
-           "sample_records", "explain_model"]
+__all__ = ["ADAPT_AGREEMENT", "FIT_SAMPLE", "RANDOM_PAIRS", "MIN_RECORDS", "adapts", "comparisons_of",
+           "explain_model", "fit_method", "fit_unsupervised", "needs_fit", "reference_agreement", "sample_records"]
 
 log = logging.getLogger("dedup.unsupervised")
 
@@ -59,7 +59,29 @@ def sample_records(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int 
 def comparisons_of(encoders: Sequence[Encoder]) -> list[Comparison]:
     """The comparisons the encoders declare (features with levels), in encoder order."""
     return [Comparison(f.name, tuple(f.levels), f.tf) for e in encoders for f in e.contribution.features
-            if f.levels]
+            if f.levels] + [Comparison(r.feature, tuple(r.levels)) for e in encoders for r in e.contribution.rarity
+                            if r.levels]
+
+
+def fit_method(settings: Settings) -> str:
+    """"em" or "reciprocal" (`fusion.fit_method`; "auto": reciprocal best-pair self-training for product
+    listings, whose candidate pairs are mostly siblings of one product family, EM for the rest)."""
+    method = settings.fusion.fit_method
+    if method == "auto":
+        return "reciprocal" if settings.profile.name == "listing" else "em"
+    return method
+
+
+#: Below this agreement with the weights fitted to the file, a shipped model is not trusted on it.
+ADAPT_AGREEMENT = 0.5
+
+
+def adapts(settings: Settings) -> bool:
+    """Whether a run checks a shipped model against weights fitted to its input (`fusion.adapt`): learned
+    fusion with no model file named, a profile whose package ships a model and whose encoders declare
+    comparison levels. "auto" and "always" fit; "always" also uses the fit whatever the agreement."""
+    return (settings.fusion.adapt != "never" and settings.fusion.mode == "learned"
+            and settings.fusion.learned_model is None and settings.profile.name in PACKAGED_MODELS)
 
 
 def needs_fit(settings: Settings, text_encoder: Any) -> bool:
@@ -81,8 +103,12 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
 
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
                      sample: int = FIT_SAMPLE, random_pairs: int = RANDOM_PAIRS, seed: int = 0,
-                     fix_u: bool = False, source: str = "") -> LearnedModel:
-    """Fellegi-Sunter weights for `settings`' profile fitted on `records`; ValueError when too few."""
+                     fix_u: bool = False, source: str = "", image_encoder: Any = None,
+                     reference: LearnedModel | None = None) -> LearnedModel:
+    """Fellegi-Sunter weights for `settings`' profile fitted on `records`; ValueError when too few.
+
+    `reference`: a shipped model trained on other data; its agreement with the fitted weights on this
+    file's candidate pairs goes into the meta (`reference_agreement`, see `reference_agreement`)."""
     rng = np.random.default_rng(seed)
     if len(records) > sample:  # a seeded sample, kept in arrival order
         keep = np.sort(rng.choice(len(records), sample, replace=False))
@@ -90,7 +116,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     if len(records) < MIN_RECORDS:
         raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")
     rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
-    pipe = Pipeline(rule, text_encoder)
+    pipe = Pipeline(rule, text_encoder, image_encoder=image_encoder)
     try:
         comps = comparisons_of(pipe.encoders)
         if not comps:
@@ -105,6 +131,9 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         k = len(comps)
         cand = [feats[:, cols[:k]] for _, cands, feats in pipe.pair_log if len(cands)]
         cand_x = np.concatenate(cand) if cand else np.zeros((0, k), np.float32)
+        all_x = [feats for _, cands, feats in pipe.pair_log if len(cands)]
+        left = np.concatenate([np.full(len(c), r, np.int64) for r, c, _ in pipe.pair_log if len(c)] or [[]])
+        right = np.concatenate([np.asarray(c, np.int64) for _, c, _ in pipe.pair_log if len(c)] or [[]])
         # A comparison the file never fills (no date of birth column) carries no information: left out.
         present = [j for j in range(k) if not np.isnan(cand_x[:, j]).all()]
         if not present:
@@ -120,14 +149,39 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         a, b = a[a != b], b[a != b]
         skip = pipe.comparator.unused_columns
         ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
-        random_x = pipe.comparator.compare(ca, cb, pipe.frequencies.features(ca, cb))[:, cols[:k]]
+        random_x = pipe.comparator.compare(ca, cb, pipe.frequencies.pair_rarity(ca, cb))[:, cols[:k]]
     finally:
         pipe.close()
-    fs = fit_fellegi_sunter(cand_x, random_x, comps, fix_u=fix_u)
+    method = fit_method(settings)
+    if method == "reciprocal":
+        fs = fit_reciprocal(cand_x, left, right, comps)
+    else:
+        fs = fit_fellegi_sunter(cand_x, random_x, comps, fix_u=fix_u)
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
             "records": len(records), "labels": False, "name_gate": False, **fs.info}
+    if reference is not None and all_x:
+        fitted = LearnedModel(fs, tuple(features), dict(meta))
+        meta["reference_agreement"] = reference_agreement(np.concatenate(all_x), tuple(features), fitted,
+                                                          reference, settings)
     log.info("fitted match weights without labels", extra={k2: v for k2, v in fs.info.items()})
     return LearnedModel(fs, tuple(features), meta)
+
+
+def reference_agreement(x: np.ndarray, features: tuple[str, ...], fitted: LearnedModel, reference: LearnedModel,
+                        settings: Settings) -> float:
+    """How far a shipped model and the weights fitted to this file agree on which candidate pairs match:
+    |both| / |either| (1.0 when neither finds a match; 0.0 when the shipped model cannot read this
+    pipeline's features). Why: a model trained on generated data is right on files like its training data
+    and can be far off on others (Abt-Buy: it finds 18% of the duplicates); the fitted weights know this
+    file but less about the hard cases the shipped model was trained on. Agreement says which case this is."""
+    try:
+        ref_cols = reference.columns_for(features)
+    except ModelError:
+        return 0.0
+    ref = reference.predict(x, ref_cols) >= learned_thresholds(settings.fusion, reference)[0]
+    own = fitted.predict(x, fitted.columns_for(features)) >= learned_thresholds(settings.fusion, fitted)[0]
+    either = int((ref | own).sum())
+    return 1.0 if either == 0 else round(float((ref & own).sum()) / either, 4)
 
 
 def explain_model(model: LearnedModel) -> str:

@@ -71,6 +71,13 @@ class Rarity:
     #: *my* city occurs says nothing about a pair whose cities differ. Off for the shipped model (trained
     #: without it); a retrained model may turn it on per rarity (issue 11).
     when_agree: tuple[str, float] | None = None
+    #: A *pairwise* rarity: instead of the first record's commonness, the feature is the overlap of the
+    #: two records' key sets weighted by how rare each key is in the population (IDF-weighted,
+    #: in [0, 1]; NaN where a side has no key). Why: agreeing on "sony" says little, agreeing on
+    #: "pslx350h" says nearly everything, and only the population counts know which is which.
+    pairwise: bool = False
+    #: Fellegi-Sunter levels for a pairwise rarity (it is then a comparison, as `Feature.levels`).
+    levels: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,15 @@ Features (NaN where a side lacks the value):
 - `title_tri`: cosine of hashed character-trigram counts (typos, merged words);
 - `attr_agree`: share of the attribute kinds both titles state that agree (1 = all agree, 0 = every one
   differs): a 128GB and a 256GB phone are different products however alike the rest;
+- `code_match`: model/part numbers (`consumer.titles.product_codes`, from the title, else the description):
+  1 when the listings share one, 0.7 when each also carries one the other lacks (a family code beside
+  the variant's own), 0.4 when they share one only up to a letter suffix ("WFW8300SWH" vs "WFW8300SW": a
+  colour or region letter, sometimes the same product), 0 when both carry codes and none agree, NaN when
+  a side has none;
+- `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
+  sets weighted by how rare each token is in the file, so a shared "pslx350h" outweighs a shared "sony";
+- `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation;
+  not model or bare numbers): the comparison the fit without labels uses, since codes are judged apart;
 - `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
   currency (prices are compared relatively; another currency says nothing without a rate).
 
@@ -22,20 +31,60 @@ from typing import Any
 import numpy as np
 
 from consumer.config import Settings
-from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Score, nanmean_weighted
+from consumer.encoders.base import (
+    Columns,
+    Contribution,
+    Feature,
+    IndexVector,
+    KeyedHasher,
+    Rarity,
+    Score,
+    nanmean_weighted,
+)
 from consumer.normalize import fold
 from consumer.records import Record
-from consumer.titles import ATTRIBUTE_KINDS, parse_price, parse_title
+from consumer.titles import ATTRIBUTE_KINDS, code_stem, parse_price, parse_title, product_codes, title_words
 
 __all__ = ["TitleEncoder"]
 
 MAX_TOKENS = 16
 TRI_DIM = 256
+MAX_CODES = 4
+#: Buckets of the code vector in the candidate index (listings sharing a code meet in the index).
+CODE_DIM = 128
+#: Attribute kinds that name a variant of one product (another size or colour is another product); model
+#: numbers are judged by `code_match`, bare numbers are too ambiguous.
+VARIANT_KINDS = tuple(k for k in ATTRIBUTE_KINDS if k not in ("model", "num"))
+_VARIANT_COLS = np.array([ATTRIBUTE_KINDS.index(k) for k in VARIANT_KINDS])
+#: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
+MAX_IDF_KEYS = 24
+#: Fellegi-Sunter levels (fitting without labels, `consumer/unsupervised.py`).
+CODE_LEVELS = (1.0, 0.7, 0.4)
+IDF_LEVELS = (0.8, 0.6, 0.4, 0.25)
 
 
 def _trigrams(text: str) -> list[str]:
     padded = f"  {text} "
     return [padded[i: i + 3] for i in range(len(padded) - 2)]
+
+
+def _shares(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    return ((ka[:, :, None] == kb[:, None, :]) & (ka[:, :, None] != 0)).any(axis=(1, 2))
+
+
+def _code_match(a: Columns, b: Columns) -> np.ndarray:
+    """1 a shared code, 0.7 a shared code while each side also carries one the other lacks (a family code
+    plus a variant's own: "DVP-FX820 ... DVPFX820R" vs "DVP-FX820 ... DVPFX820LI"), 0.4 codes shared only
+    up to a letter suffix, 0 both coded and none shared, NaN when a side has none."""
+    ca, cb = a["codes"], b["codes"]
+    both = (ca != 0).any(axis=1) & (cb != 0).any(axis=1)
+    eq = (ca[:, :, None] == cb[:, None, :]) & (ca[:, :, None] != 0)
+    extra_a = ((ca != 0) & ~eq.any(axis=2)).any(axis=1)
+    extra_b = ((cb != 0) & ~eq.any(axis=1)).any(axis=1)
+    shared = eq.any(axis=(1, 2))
+    out = np.where(shared & ~(extra_a & extra_b), 1.0,
+                   np.where(shared, 0.7, np.where(_shares(a["code_stems"], b["code_stems"]), 0.4, 0.0)))
+    return np.where(both, out, np.nan).astype(np.float32)
 
 
 class TitleEncoder:
@@ -55,11 +104,18 @@ class TitleEncoder:
     def contribution(self) -> Contribution:
         return Contribution(
             roles=("title", "brand", "category", "price", "currency"),
-            columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price"),
-            features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"), Feature("attr_agree"),
-                      Feature("brand"), Feature("category"), Feature("price")),
+            columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price", "codes",
+                     "code_stems", "idf_keys", "code_vec"),
+            features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
+                      Feature("attr_agree"), Feature("variant_agree", levels=(1.0, 0.5)),
+                      Feature("brand", levels=(1.0,)),
+                      Feature("category", levels=(1.0,)), Feature("price", levels=(0.9, 0.6)),
+                      Feature("code_match", levels=CODE_LEVELS)),
+            rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
-            index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0)),
+            index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0),
+                   IndexVector("code_vec", CODE_DIM, 1.0)),
+            index_only=("code_vec",),
             coefficients={"title.weight": 0.65, "price.weight": 0.1, "title.semantic_floor": 0.5})
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -80,7 +136,22 @@ class TitleEncoder:
         attr = np.zeros((n, len(ATTRIBUTE_KINDS)), np.uint32)
         keys = np.zeros((n, 3), np.uint32)  # brand, category, currency
         price = np.full(n, np.nan, np.float32)
+        codes = np.zeros((n, MAX_CODES), np.uint32)
+        stems = np.zeros((n, MAX_CODES), np.uint32)
+        idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
+        code_vec = np.zeros((n, CODE_DIM), np.float32)
         for i, (rec, t) in enumerate(zip(records, titles)):
+            found = product_codes(rec.role("title"), MAX_CODES) or product_codes(rec.role("description"), MAX_CODES)
+            for j, code in enumerate(found):
+                codes[i, j] = self._hash("tk:" + code)
+                stems[i, j] = self._hash("tk:" + (code_stem(code) or code))
+            if found:
+                code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
+                code_vec[i] /= np.linalg.norm(code_vec[i])
+            words = list(dict.fromkeys([self._hash("tw:" + w) for w in title_words(rec.role("title"))]
+                                       + [self._hash("tw:" + w) for w in title_words(rec.role("brand"), 3)]
+                                       + [self._hash("tw:" + c) for c in found]))[:MAX_IDF_KEYS]
+            idf_keys[i, :len(words)] = words
             if t.core:
                 grams = np.array([self._hash("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM
                 counts = np.bincount(grams, minlength=TRI_DIM).astype(np.float32)
@@ -98,7 +169,8 @@ class TitleEncoder:
             if p is not None:
                 price[i] = p
         return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attr": attr, "listing_keys": keys,
-                "price": price}
+                "price": price, "codes": codes, "code_stems": stems, "idf_keys": idf_keys,
+                "code_vec": code_vec}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         has = a["title_vec"].any(axis=1) & b["title_vec"].any(axis=1)
@@ -112,14 +184,18 @@ class TitleEncoder:
             xa, xb = a["title_attr"], b["title_attr"]
             shared = (xa != 0) & (xb != 0)
             agree = (shared & (xa == xb)).sum(axis=1) / shared.sum(axis=1)
+            vs = shared[:, _VARIANT_COLS]
+            variant = (vs & (xa == xb)[:, _VARIANT_COLS]).sum(axis=1) / vs.sum(axis=1)
         ka, kb = a["listing_keys"], b["listing_keys"]
         same = np.where((ka == 0) | (kb == 0), np.nan, (ka == kb).astype(np.float32))
         pa, pb = a["price"], b["price"]
         with np.errstate(invalid="ignore"):
             price = 1.0 - np.abs(pa - pb) / np.maximum(pa, pb)
         price[np.isnan(same[:, 2]) | (same[:, 2] == 0)] = np.nan  # other or unknown currency
+        code = _code_match(a, b)
         return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
-                "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32)}
+                "variant_agree": variant.astype(np.float32),
+                "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code}
 
     def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
         floor = coef["title.semantic_floor"]

@@ -1,0 +1,154 @@
+"""Adapting to a file the shipped models never saw: product codes, rarity-weighted title overlap, weights
+fitted by reciprocal-best self-training, and the check of a shipped model against those weights."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumer.encoders.base import Rarity
+from consumer.fellegi_sunter import Comparison, fit_reciprocal, reciprocal_best
+from consumer.frequencies import FrequencyTable
+from consumer.titles import code_stem, parse_title, product_codes, title_words
+
+
+def test_product_codes_join_hyphens_and_skip_quantities() -> None:
+    assert product_codes("Sony Turntable - PSLX350H") == ("pslx350h",)
+    assert product_codes("Sony PS-LX350H Belt-Drive Turntable") == ("pslx350h",)
+    assert product_codes("Logitech V450 Nano Mouse - 910-000619") == ("v450", "910000619")
+    assert product_codes("Samsung 46in 1080p LCD 500GB 2nd gen") == ()  # quantities, not codes
+    assert product_codes("office 2007 version 3.0") == ()  # a year or a version is no part number
+    assert product_codes("") == ()
+
+
+def test_code_stem_drops_a_letter_suffix_only() -> None:
+    assert code_stem("wfw8300swh") == "wfw8300"
+    assert code_stem("yas71bk") == "yas71"
+    assert code_stem("ln46a550") == ""  # ends in a digit: nothing to cut
+    assert code_stem("a1b") == ""  # the stem would be too short to mean anything
+
+
+def test_title_words_keep_numbers_and_order() -> None:
+    assert title_words("Microsoft Office 2007 Basic (PC)") == ("microsoft", "office", "2007", "basic", "pc")
+    assert title_words("QB POS 6.0 Basic") == ("qb", "pos", "60", "basic")
+
+
+def test_cubic_feet_is_a_volume_attribute() -> None:
+    small, large = parse_title("LG 22.6 Cu.Ft. Refrigerator"), parse_title("LG 25 cu ft Refrigerator")
+    assert small.attributes["vol"] != large.attributes["vol"]
+
+
+def test_pair_features_weigh_rare_keys_over_common_ones() -> None:
+    table = FrequencyTable([Rarity("idf", lambda c: c["k"], pairwise=True)])
+    common, rare = 11, 99
+    population = np.array([[common, 1000 + i] for i in range(500)], np.uint32)
+    table.observe({"k": population})
+    table.observe({"k": np.array([[rare, 7], [rare, 8]], np.uint32)})
+    a = {"k": np.array([[common, rare, 5], [common, rare, 5], [1, 2, 3], [0, 0, 0]], np.uint32)}
+    b = {"k": np.array([[common, 6, 0], [rare, 9, 0], [1, 2, 3], [1, 2, 3]], np.uint32)}
+    out = table.pair_features(a, b)["idf"]
+    assert out[1] > 2 * out[0]  # sharing the rare key says far more than sharing the common one
+    assert out[2] == pytest.approx(1.0)
+    assert np.isnan(out[3])
+    assert "idf" not in table.features(a, a)  # the first-record rarities leave pairwise ones out
+
+
+def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Records 0..199 come in true pairs (2i, 2i+1); every record also has five sibling candidates that
+    share a product family (high title overlap) but conflict on the code."""
+    rows, left, right, truth = [], [], [], []
+    for i in range(100):
+        a, b = 2 * i, 2 * i + 1
+        rows.append([1.0, rng.uniform(0.6, 1.0)])
+        left.append(b)
+        right.append(a)
+        truth.append(True)
+        for s in rng.choice(200, 5, replace=False):
+            if s in (a, b):
+                continue
+            rows.append([0.0, rng.uniform(0.4, 0.9)])
+            left.append(b)
+            right.append(int(s))
+            truth.append(False)
+    return np.array(rows, np.float32), np.array(left), np.array(right), np.array(truth)
+
+
+def test_reciprocal_fit_learns_that_a_code_conflict_is_evidence_against() -> None:
+    x, left, right, truth = _pairs(np.random.default_rng(3))
+    comps = [Comparison("code_match", (1.0, 0.7)), Comparison("title_idf", (0.8, 0.6, 0.4, 0.25))]
+    model = fit_reciprocal(x, left, right, comps)
+    w = model.match_weight(x)
+    assert (w[truth] > 0).mean() > 0.95
+    assert (w[~truth] < 0).mean() > 0.95
+    assert model.info["method"] == "reciprocal-best self-training"
+    assert 0 < model.lam < 0.5
+
+
+def test_reciprocal_fit_leaves_out_a_comparison_most_pairs_lack() -> None:
+    x, left, right, _ = _pairs(np.random.default_rng(4))
+    brand = np.full((len(x), 1), np.nan, np.float32)
+    brand[:10] = 1.0
+    comps = [Comparison("code_match", (1.0, 0.7)), Comparison("title_idf", (0.8, 0.6)), Comparison("brand", (1.0,))]
+    model = fit_reciprocal(np.hstack([x, brand]), left, right, comps)
+    assert [c.feature for c in model.comparisons] == ["code_match", "title_idf"]
+    assert model.info["left_out"] == ["brand"]
+
+
+def test_reciprocal_best_marks_pairs_that_are_each_others_best() -> None:
+    w = np.array([5.0, 1.0, 4.0, 3.0])
+    left, right = np.array([1, 2, 3, 3]), np.array([0, 0, 2, 0])
+    assert reciprocal_best(w, left, right).tolist() == [True, False, True, False]
+
+
+def _write_listings(path: Path, n_products: int = 90) -> Path:
+    """A two-shop product file unlike the generator's: codes in the title, no brand, a few variants."""
+    rng = np.random.default_rng(11)
+    makers = ["Sony", "Canon", "Logitech", "Samsung", "Panasonic"]
+    kinds = ["Camera", "Mouse", "Receiver", "Printer", "Headphones", "Speaker"]
+    rows = []
+    for i in range(n_products):
+        maker, kind = makers[i % 5], kinds[(i // 5) % 6]
+        code = f"{maker[:2].upper()}{rng.integers(100, 999)}{chr(65 + i % 26)}{i}"
+        rows.append({"listing_id": f"a_{i}", "title": f"{maker} {kind} Series {i % 7} - {code}",
+                     "description": "", "brand": "", "price": "", "currency": ""})
+        rows.append({"listing_id": f"b_{i}", "title": f"{maker} {code[:2]}-{code[2:]} {kind}",
+                     "description": "", "brand": "", "price": "", "currency": ""})
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _run(tmp_path: Path, adapt: str) -> tuple[dict, int]:
+    from consumer.batch import run_batch
+    from consumer.config import load_settings
+
+    src = _write_listings(tmp_path / "shops.csv")
+    cfg = tmp_path / "shops.toml"
+    cfg.write_text(f'[profile]\nname = "listing"\nid_field = "listing_id"\n[fusion]\nadapt = "{adapt}"\n')
+    out, clusters = tmp_path / "d.jsonl", tmp_path / "c.csv"
+    summary, _ = run_batch(src, out, load_settings(str(cfg)), clusters_path=clusters, progress=False)
+    assert len(out.read_text().splitlines()) == 180
+    got = {r["record_id"]: r["cluster_id"] for r in csv.DictReader(clusters.open())}
+    return summary.model, sum(got[f"a_{i}"] == got[f"b_{i}"] for i in range(90))
+
+
+@pytest.mark.slow
+def test_batch_checks_the_shipped_model_against_a_fit_to_the_file(tmp_path: Path) -> None:
+    model, linked = _run(tmp_path, "auto")
+    assert 0.0 <= model["agreement"] <= 1.0
+    # the two agree on this easy file, so the shipped model is kept (and says why)
+    assert model["adapted"] is (model["agreement"] < 0.5), model
+    assert linked >= 80, linked
+
+
+@pytest.mark.slow
+def test_batch_uses_weights_fitted_to_the_file(tmp_path: Path) -> None:
+    model, linked = _run(tmp_path, "always")
+    assert model["adapted"] is True and model["method"] == "reciprocal-best self-training", model
+    assert "unlike the shipped model" in model["note"]
+    assert linked >= 80, linked

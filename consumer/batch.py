@@ -177,7 +177,7 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     shipped model should be checked against the input (`adapts`: it is used only if the two agree)."""
     from consumer.artifacts import load_image_encoder, load_text_encoder
     from consumer.encoders import needs_image_model, needs_text_model
-    from consumer.fusion import LearnedModel
+    from consumer.fusion import LearnedModel, either_of
     from consumer.unsupervised import ADAPT_AGREEMENT, adapts, fit_unsupervised, needs_fit, sample_records
 
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
@@ -207,9 +207,11 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement}
             return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
                                   encode_in_background=True)
-        summary.model = {"fusion": "fitted without labels", "adapted": True, "agreement": agreement,
-                         "note": "this file looks unlike the shipped model's training data: its pairs are "
-                                 "judged by match weights fitted to the file", **fitted}
+        summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
+                         "agreement": agreement,
+                         "note": "this file looks unlike the shipped model's training data: a pair is a match "
+                                 "when the match weights fitted to the file or the shipped model say so", **fitted}
+        model = either_of([model, shipped], {**model.meta, "kind": "either", "shipped": shipped.meta.get("sha256")})
     else:
         summary.model = {"fusion": "fellegi-sunter fitted without labels", **fitted}
     if save_model is not None:

@@ -24,7 +24,7 @@ from consumer.config import Settings
 from consumer.encoders import build_encoders
 from consumer.encoders.base import Encoder
 from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_fellegi_sunter, fit_reciprocal
-from consumer.fusion import PACKAGED_MODELS, LearnedModel, ModelError, learned_thresholds
+from consumer.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
 from consumer.pipeline import Pipeline
 from consumer.records import Record
 
@@ -188,12 +188,16 @@ def explain_model(model: LearnedModel) -> str:
     """A text table of what a model learned: Fellegi-Sunter weights per comparison level (like Splink's
     match-weight chart, bars in bits), or the feature list of a trained classifier."""
     est = model.estimator
+    if isinstance(est, EitherOf):
+        parts = [explain_model(m) for m in est.models]
+        return "a match when either model says so (the larger probability):\n\n" + "\n\n".join(parts)
     if not isinstance(est, FellegiSunterModel):
         used = ", ".join(model.used_features)
         return (f"trained classifier ({type(est).__name__}, {model.meta.get('pairs', '?')} labelled pairs); "
                 f"features: {used}\n(match weights per level exist only for Fellegi-Sunter models: `dedup fit`)")
     lines = [f"Fellegi-Sunter match weights fitted without labels on {model.meta.get('records', '?')} records "
-             f"({est.info.get('candidate_pairs')} candidate pairs, {est.info.get('iterations')} EM iterations, "
+             f"({est.info.get('candidate_pairs')} candidate pairs, {est.info.get('iterations')} "
+             f"{'self-training rounds' if str(est.info.get('method', '')).startswith('recip') else 'EM iterations'}, "
              f"lambda {est.lam:.5f})",
              f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits"]
     for row in est.explain():

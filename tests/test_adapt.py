@@ -97,6 +97,27 @@ def test_reciprocal_fit_leaves_out_a_comparison_most_pairs_lack() -> None:
     assert model.info["left_out"] == ["brand"]
 
 
+def test_either_of_takes_the_larger_probability_over_its_models_columns() -> None:
+    from consumer.fusion import EitherOf, LearnedModel, either_of
+
+    class Const:
+        def __init__(self, col: int) -> None:
+            self.col = col
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            p = x[:, self.col]
+            return np.stack([1 - p, p], axis=1)
+
+    feats = ("f1", "f2", "f3")
+    a = LearnedModel(Const(0), feats, {"used_features": ["f1"]})
+    b = LearnedModel(Const(0), feats, {"used_features": ["f3", "f2"]})  # reads f3
+    both = either_of([a, b], {"kind": "either"})
+    assert isinstance(both.estimator, EitherOf)
+    assert both.used_features == ("f1", "f3", "f2")
+    x = np.array([[0.9, 0.1, 0.2], [0.1, 0.3, 0.8], [0.0, 0.0, 0.0]], np.float32)
+    assert both.predict(x, both.columns_for(feats)).tolist() == pytest.approx([0.9, 0.8, 0.0], abs=1e-6)
+
+
 def test_reciprocal_best_marks_pairs_that_are_each_others_best() -> None:
     w = np.array([5.0, 1.0, 4.0, 3.0])
     left, right = np.array([1, 2, 3, 3]), np.array([0, 0, 2, 0])

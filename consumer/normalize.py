@@ -41,14 +41,59 @@ _TITLES = frozenset(
 )
 
 
+#: Cyrillic and Greek letters that look like Latin ones (Unicode's confusables for these scripts, the
+#: subset that is drawn alike in common fonts). Transliteration would read them by sound (Cyrillic "р" is
+#: "r", "с" is "s", "у" is "u"), which is right for Cyrillic words and wrong for a Latin word typed with a
+#: look-alike, by a spoofer or a keyboard layout: "Јоhn Ѕmіth" must compare as "John Smith".
+_HOMOGLYPHS = str.maketrans({
+    # Cyrillic
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s",
+    "ԁ": "d", "ӏ": "l", "ԛ": "q", "ԝ": "w", "һ": "h",
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T",
+    "Х": "X", "У": "Y", "І": "I", "Ј": "J", "Ѕ": "S", "Ԁ": "D", "Ԛ": "Q", "Ԝ": "W", "Ү": "Y",
+    # Greek
+    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "ι": "i", "κ": "k", "τ": "t", "υ": "u", "χ": "x", "ϲ": "c",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
+    "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ϲ": "C",
+})
+_LOOKALIKE = frozenset(chr(c) for c in _HOMOGLYPHS)
+#: Variation selectors: invisible, category Mn, yet not "combining" to unicodedata.
+_VARIATION = frozenset(chr(c) for c in (*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)))
+
+
+def _visible(text: str) -> str:
+    """Without invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi
+    controls: category Cf; variation selectors): "Jo\u200bhn" is "John", not "jo hn"."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf" and ch not in _VARIATION)
+
+
+def _unspoof(text: str) -> str:
+    """Look-alike letters folded to Latin in every word that mixes them with Latin letters ("Jоhn" with a
+    Cyrillic о), and in words made only of look-alikes in a text that is otherwise Latin ("Smith Јоѕе");
+    words of another script ("Москва", "Αθήνα") keep their letters and are transliterated."""
+    words = text.split(" ")
+    latin_elsewhere = any(any("a" <= c.lower() <= "z" for c in w) for w in words)
+    out = []
+    for w in words:
+        has_latin = any("a" <= c.lower() <= "z" for c in w)
+        foreign = [c for c in w if c.isalpha() and not c.isascii()]
+        if foreign and (has_latin or (latin_elsewhere and all(c in _LOOKALIKE for c in foreign))):
+            w = w.translate(_HOMOGLYPHS)  # the rest of a mixed word is transliterated after
+        out.append(w)
+    return " ".join(out)
+
+
 def fold(text: str) -> str:
     """Lower-case, strip accents and punctuation (commas kept for name order), collapse spaces.
 
-    Letters of other scripts (CJK, Cyrillic, Greek, Arabic, Hangul, ...) are transliterated to ASCII
-    (王小明 -> wangxiaoming, Москва -> moskva), so duplicates written in them compare like Latin ones
-    instead of folding to nothing. Latin text never reaches the transliteration (accents are stripped
-    first), so its results are unchanged.
+    Text as users type it: compatibility forms (fullwidth, ligatures) are unified (NFKD), invisible
+    characters removed, and Cyrillic/Greek look-alikes inside Latin words folded to the Latin letter
+    they imitate (`_unspoof`). Letters of other scripts (CJK, Cyrillic, Greek, Arabic, Hangul, ...) are
+    transliterated to ASCII (王小明 -> wangxiaoming, Москва -> moskva), so duplicates written in them
+    compare like Latin ones instead of folding to nothing. ASCII text takes none of these steps.
     """
+    if not text.isascii():
+        text = _unspoof(_visible(text))
     text = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     if not text.isascii():

@@ -35,3 +35,29 @@ def test_device_canonical_forms() -> None:
     assert os_canonical("Mac OS X") == os_canonical("MacOS") == "macos"
     assert os_canonical("Win10") == "windows"
     assert os_canonical("iPhone OS") == "ios"
+
+
+def test_invisible_characters_are_removed_not_spaced() -> None:
+    from consumer.normalize import fold, name_tokens
+
+    assert fold("Jo\u200bhn Sm\u00adith\u2060") == "john smith"
+    assert fold("\ufeffAnna\u200d") == "anna"
+    assert name_tokens("Jo\u200bhn Smith") == name_tokens("John Smith")
+
+
+def test_lookalike_letters_fold_to_latin_inside_latin_text() -> None:
+    from consumer.normalize import fold
+
+    assert fold("J\u043ehn Sm\u0456th") == "john smith"  # Cyrillic о, Ukrainian і
+    assert fold("\u0408\u043e\u0455\u0435 Garcia") == "jose garcia"  # a word of look-alikes beside Latin
+    assert fold("\u0391nna \u039f'Brien") == "anna o brien"  # Greek capitals
+    assert fold("\u0421arol") == "carol"  # Cyrillic С is C by sight, S by sound
+
+
+def test_real_cyrillic_and_greek_still_transliterate() -> None:
+    from consumer.normalize import fold
+
+    assert fold("\u041c\u043e\u0441\u043a\u0432\u0430") == "moskva"
+    assert fold("\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432") == "ivan petrov"
+    assert fold("\u0391\u03b8\u03ae\u03bd\u03b1") == "athina"
+    assert fold("\uff2a\uff4f\uff48\uff4e") == "john"  # fullwidth

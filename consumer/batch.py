@@ -22,8 +22,10 @@ from consumer.config import Settings
 from consumer.io.files import (
     InputError,
     JsonlWriter,
+    check_columns,
     check_input,
     check_outputs_distinct,
+    input_columns,
     read_rows,
     write_csv_table,
 )
@@ -114,7 +116,7 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     if rejects_path is None:
         rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
     # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
-    check_input(input_path, fmt)
+    check_columns(input_columns(input_path, check_input(input_path, fmt)), settings.profile)
     check_outputs_distinct(input_path, out_path, rejects_path, clusters_path)
     if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
         raise InputError("--rejects is the same file as --out; choose another path")

@@ -106,6 +106,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     s = settings_from_args(args)
     text = load_text_encoder(s) if needs_text_model(s) else None
+    from consumer.io.files import check_columns, check_input, input_columns
+
+    check_columns(input_columns(args.input, check_input(args.input, args.format)), s.profile)
     records = sample_records((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
                              args.sample, args.seed)
     image = load_image_encoder(s) if needs_image_model(s) else None

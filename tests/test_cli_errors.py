@@ -59,3 +59,21 @@ def test_export_clusters_to_stdout_keeps_the_summary_off_stdout(
     assert main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix, "--out", "-"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and '"records": 0' in captured.err
+
+
+@pytest.mark.parametrize(("header", "config", "message"), [
+    ("id,given_name,surname\n1,Ann,Lee\n", '[profile]\nname = "person"\nroles = { surname = "family_name" }\n',
+     "maps a role to 'family_name', which the file does not have"),
+    ("listing_id,title,price\n1,Sony TV,10\n", '[profile]\nname = "person"\n', "no id column 'id'"),
+    ("listing_id,foo,bar\n1,a,b\n", '[profile]\nname = "listing"\n', "none of the columns profile 'listing'"),
+])
+def test_a_file_the_profile_cannot_read_is_one_line_before_any_work(
+        header: str, config: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, cfg, out = tmp_path / "in.csv", tmp_path / "c.toml", tmp_path / "out.jsonl"
+    src.write_text(header)
+    cfg.write_text(config)
+    rc = main(["batch", str(src), "--config", str(cfg), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [err.splitlines()[-1]]
+    assert not out.exists()  # nothing written, nothing encoded

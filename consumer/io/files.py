@@ -13,11 +13,14 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from consumer.records import Rejected
+
+if TYPE_CHECKING:
+    from consumer.config import ProfileSettings
 
 __all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter",
            "write_csv_table"]
@@ -52,6 +55,49 @@ def check_input(path: str | Path, fmt: str | None = None) -> str:
     if p.stat().st_size == 0:
         raise InputError(f"input file is empty: {p}")
     return detect_format(p, fmt)
+
+
+def input_columns(path: str | Path, fmt: str, sample: int = 200) -> set[str]:
+    """The columns a file offers: a CSV's header, or the keys of a JSONL file's first `sample` objects."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        if fmt == "csv":
+            try:
+                return {h.strip() for h in next(csv.reader([fh.readline()]))}
+            except (StopIteration, csv.Error):
+                return set()
+        keys: set[str] = set()
+        for _, line in zip(range(sample), fh):
+            try:
+                obj = orjson.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                keys.update(str(k) for k in obj)
+        return keys
+
+
+def check_columns(columns: set[str], profile: ProfileSettings) -> None:
+    """InputError (one line) when the file cannot be what the profile reads, before any work: the id
+    column is missing; a column the configuration maps a role to *by another name* is missing (a mapping
+    the user wrote, e.g. `roles = { surname = "family_name" }`); or none of the profile's matching columns
+    is there (a listings file run with the person profile). A built-in role's own-named column may be
+    absent (a person file without phone)."""
+    if not columns:
+        return
+    have = ", ".join(sorted(columns)[:20]) + (" ..." if len(columns) > 20 else "")
+    if profile.id_field not in columns:
+        raise InputError(f"the file has no id column {profile.id_field!r} (profile {profile.name!r}; set "
+                         f"profile.id_field); its columns: {have}")
+    mapped = [c for r, c in profile.roles.items() if c != r and c not in columns]
+    if mapped:
+        raise InputError(f"the configuration maps a role to {', '.join(repr(c) for c in mapped)}, which the file "
+                         f"does not have; its columns: {have}")
+    wanted = [*profile.name_fields, *profile.city_fields, *profile.key_fields, *profile.roles.values(),
+              *(c for c in (profile.browser_field, profile.os_field, profile.login_times_field) if c)]
+    if wanted and not any(c in columns for c in wanted):
+        raise InputError(f"none of the columns profile {profile.name!r} matches on is in the file "
+                         f"(looked for {', '.join(sorted(set(wanted)))}); its columns: {have} - "
+                         "another --profile, or map them with profile.roles")
 
 
 def check_outputs_distinct(input_path: str | Path, *outputs: str | Path | None) -> None:

@@ -173,17 +173,21 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
 
 def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
                   save_model: str | Path | None) -> Pipeline:
-    """The run's pipeline; fits match weights to the input first where `needs_fit` says so."""
+    """The run's pipeline; fits match weights to the input first where `needs_fit` says so (on a sample
+    sized by `fit_sample_size`, so the fit stays a small share of the run)."""
     from consumer.artifacts import load_text_encoder
     from consumer.encoders import needs_text_model
-    from consumer.unsupervised import fit_unsupervised, needs_fit, sample_records
+    from consumer.unsupervised import bind_population, fit_sample_size, fit_unsupervised, needs_fit, sample_file
 
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
     if not needs_fit(settings, text):
-        return build_pipeline(settings, text_encoder=text, encode_in_background=True)
-    records = sample_records(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
+        pipe = build_pipeline(settings, text_encoder=text, encode_in_background=True)
+        bind_population(pipe)  # a given Fellegi-Sunter model reads this run's record count
+        return pipe
+    records, total = sample_file(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
     try:
-        model = fit_unsupervised(records, settings, text, source=Path(input_path).name)
+        model = fit_unsupervised(records, settings, text, sample=fit_sample_size(total), population=total,
+                                 source=Path(input_path).name)
     except ValueError as exc:  # too small a file: judge it by the rule instead of guessing weights
         log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
         summary.model = {"fusion": "rule", "reason": str(exc)}
@@ -192,8 +196,11 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     if save_model is not None:
         model.save(save_model)
     summary.model = {"fusion": "fellegi-sunter fitted without labels", **{
-        k: model.meta[k] for k in ("records", "candidate_pairs", "iterations", "lambda") if k in model.meta}}
-    return build_pipeline(settings, text_encoder=text, model=model, encode_in_background=True)
+        k: model.meta[k] for k in ("fit", "reasons", "notes", "records", "population", "candidate_pairs",
+                                   "iterations", "converged", "lambda", "matches_per_record") if k in model.meta}}
+    pipe = build_pipeline(settings, text_encoder=text, model=model, encode_in_background=True)
+    bind_population(pipe)
+    return pipe
 
 
 def _progress(enabled: bool) -> Any:

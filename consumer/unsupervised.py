@@ -23,37 +23,59 @@ from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.encoders import build_encoders
 from consumer.encoders.base import Encoder
-from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_fellegi_sunter
+from consumer.fellegi_sunter import Comparison, FellegiSunterModel
+from consumer.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
 from consumer.fusion import PACKAGED_MODELS, LearnedModel, ModelError
 from consumer.pipeline import Pipeline
 from consumer.records import Record
 
-__all__ = ["FIT_SAMPLE", "RANDOM_PAIRS", "MIN_RECORDS", "comparisons_of", "needs_fit", "fit_unsupervised",
-           "sample_records", "explain_model"]
+__all__ = ["FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "comparisons_of", "needs_fit",
+           "fit_unsupervised", "fit_sample_size", "sample_records", "sample_file", "bind_population", "explain_model"]
 
 log = logging.getLogger("dedup.unsupervised")
 
-#: Records the fit runs the engine over (a seeded sample beyond this): EM converges on tens of thousands
-#: of candidate pairs; more records only cost time.
+#: Most records the fit runs the engine over (a seeded sample beyond this): EM converges on tens of
+#: thousands of candidate pairs; more records only cost time.
 FIT_SAMPLE = 50_000
+#: Share of a large file the fit of `dedup batch` samples, and the floor below which the whole file is
+#: fitted. Why: the fit runs the engine over its sample before the real run, so a fixed 50,000-record
+#: sample doubled the time of a 50k-record batch; 15% (at least 10,000 records) keeps the fit near 15% of
+#: the batch time while every file up to 10,000 records (FEBRL, RLdata10000) is fitted whole.
+FIT_FRACTION = 0.15
+FIT_FLOOR = 10_000
 RANDOM_PAIRS = 200_000
 #: Below this the sample says too little about error rates; the caller falls back to rule fusion.
 MIN_RECORDS = 50
 
 
+def fit_sample_size(total: int) -> int:
+    """Records `dedup batch` fits on for a file of `total` records: the whole file up to `FIT_FLOOR`, then
+    `FIT_FRACTION` of it (at least the floor), at most `FIT_SAMPLE`."""
+    if total <= FIT_FLOOR:
+        return total
+    return int(min(FIT_SAMPLE, max(FIT_FLOOR, round(FIT_FRACTION * total))))
+
+
 def sample_records(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0) -> list[Record]:
     """A seeded uniform sample (reservoir) of at most `size` records, in arrival order: a file of any
     length is read once and never held whole."""
+    return sample_file(records, size, seed)[0]
+
+
+def sample_file(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0) -> tuple[list[Record], int]:
+    """`sample_records` plus the number of records read (a reservoir: uniform whatever the length)."""
     rng = np.random.default_rng(seed)
     kept: list[tuple[int, Record]] = []
+    total = 0
     for i, rec in enumerate(records):
+        total = i + 1
         if len(kept) < size:
             kept.append((i, rec))
         else:
             j = int(rng.integers(0, i + 1))
             if j < size:
                 kept[j] = (i, rec)
-    return [r for _, r in sorted(kept, key=lambda t: t[0])]
+    return [r for _, r in sorted(kept, key=lambda t: t[0])], total
 
 
 def comparisons_of(encoders: Sequence[Encoder]) -> list[Comparison]:
@@ -81,14 +103,35 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
 
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
                      sample: int = FIT_SAMPLE, random_pairs: int = RANDOM_PAIRS, seed: int = 0,
-                     fix_u: bool = False, source: str = "") -> LearnedModel:
-    """Fellegi-Sunter weights for `settings`' profile fitted on `records`; ValueError when too few."""
+                     population: int | None = None, source: str = "") -> LearnedModel:
+    """Fellegi-Sunter weights for `settings`' profile fitted on `records` (a seeded sample of `sample`
+    beyond that); `population`: records in the whole file, when `records` is a sample of it (the scale of
+    its value counts). ValueError when too few records or candidate pairs to fit on."""
     rng = np.random.default_rng(seed)
+    population = max(population or 0, len(records))
     if len(records) > sample:  # a seeded sample, kept in arrival order
         keep = np.sort(rng.choice(len(records), sample, replace=False))
         records = [records[i] for i in keep]
     if len(records) < MIN_RECORDS:
         raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")
+    comps, features, cand_x, random_x = _comparison_vectors(records, settings, text_encoder, random_pairs, rng)
+    fs = fit_fellegi_sunter(cand_x, random_x, comps, records=len(records))
+    fs.records = population
+    notes = _notes(fs, comps, len(records), population)
+    fs.info["notes"] = notes
+    meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
+            "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info}
+    # Numbers and comparison names only: a log line never carries a field value.
+    log.info("fitted match weights without labels", extra={k: v for k, v in fs.info.items() if k != "reasons"})
+    if fs.info["fit"] != FIT_OK:
+        log.warning("match-weight fit failed its checks", extra={"fit": fs.info["fit"], "reasons": fs.info["reasons"]})
+    return LearnedModel(fs, tuple(features), meta)
+
+
+def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
+                        rng: np.random.Generator) -> tuple[list[Comparison], list[str], np.ndarray, np.ndarray]:
+    """Run the engine (rule fusion) over `records`; the comparisons the file fills, the comparator's
+    feature names, and the comparison vectors of its candidate pairs and of random record pairs."""
     rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
     pipe = Pipeline(rule, text_encoder)
     try:
@@ -99,20 +142,17 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         pipe.pair_log = []
         for start in range(0, len(records), rule.batch_size):
             pipe.process(records[start: start + rule.batch_size])
-        features = pipe.comparator.features
-        model_inputs = [c.feature for c in comps] + [c.tf for c in comps if c.tf]
-        cols = [features.index(f) for f in model_inputs]
-        k = len(comps)
-        cand = [feats[:, cols[:k]] for _, cands, feats in pipe.pair_log if len(cands)]
-        cand_x = np.concatenate(cand) if cand else np.zeros((0, k), np.float32)
+        features = list(pipe.comparator.features)
+        cols = [features.index(c.feature) for c in comps]
+        cand = [feats[:, cols] for _, cands, feats in pipe.pair_log if len(cands)]
+        pipe.pair_log = None
+        cand_x = np.concatenate(cand) if cand else np.zeros((0, len(comps)), np.float32)
         # A comparison the file never fills (no date of birth column) carries no information: left out.
-        present = [j for j in range(k) if not np.isnan(cand_x[:, j]).all()]
+        present = [j for j in range(len(comps)) if not np.isnan(cand_x[:, j]).all()]
         if not present:
             raise ValueError("no comparison has a value on any candidate pair")
         comps = [comps[j] for j in present]
-        model_inputs = [c.feature for c in comps] + [c.tf for c in comps if c.tf]
-        cols = [features.index(f) for f in model_inputs]
-        k = len(comps)
+        cols = [cols[j] for j in present]
         cand_x = cand_x[:, present]
         n = len(pipe.store)
         a = rng.integers(0, n, random_pairs)
@@ -120,14 +160,43 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         a, b = a[a != b], b[a != b]
         skip = pipe.comparator.unused_columns
         ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
-        random_x = pipe.comparator.compare(ca, cb, pipe.frequencies.features(ca, cb))[:, cols[:k]]
+        random_x = pipe.comparator.compare(ca, cb, pipe.frequencies.features(ca, cb))[:, cols]
     finally:
         pipe.close()
-    fs = fit_fellegi_sunter(cand_x, random_x, comps, fix_u=fix_u)
-    meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
-            "records": len(records), "labels": False, "name_gate": False, **fs.info}
-    log.info("fitted match weights without labels", extra={k2: v for k2, v in fs.info.items()})
-    return LearnedModel(fs, tuple(features), meta)
+    return comps, features, cand_x, random_x
+
+
+def _notes(fs: FellegiSunterModel, comps: Sequence[Comparison], fitted: int, population: int) -> list[str]:
+    """What makes this file unlike the files the fit was developed on (FEBRL, RLdata10000): said in the
+    summary so a user reads the clusters with it in mind. Counts and comparison names only."""
+    notes = []
+    if len(comps) <= 3:
+        notes.append(f"only {len(comps)} comparisons have values ({', '.join(c.feature for c in comps)}): "
+                     "each pair is judged on few fields")
+    per_record = fs.info.get("matches_per_record", 0.0)
+    if per_record > 1.0:
+        notes.append(f"{per_record:.2f} matching pairs per record: more duplicates than in any file it was measured on")
+    elif per_record * fitted < 1:
+        notes.append("almost no duplicates found in the fitted records")
+    weak = [c.feature for j, c in enumerate(fs.comparisons)
+            if fs.u[j][0] < 0.5 and np.log2(fs.m[j][-1] / fs.u[j][-1]) > -1.0]
+    if weak and fs.info.get("fit") != FIT_FALLBACK:
+        notes.append(f"the fitted matches often differ on {', '.join(weak)} (disagreeing weighs under 1 bit): "
+                     "people who moved, or relatives sharing a household, may be among them")
+    if not fs.info.get("converged", True):
+        notes.append(f"EM did not converge in {fs.info.get('iterations')} iterations")
+    if fitted < population:
+        notes.append(f"fitted on a sample of {fitted} of {population} records")
+    return notes
+
+
+def bind_population(pipe: Pipeline) -> None:
+    """Let a Fellegi-Sunter model in `pipe` read how many records its rarity counts cover from the
+    pipeline's own frequency table (term-frequency adjustments are shares of the records seen so far;
+    without this, the fitted file's size stands in). Any other fusion: nothing to do."""
+    model = pipe.fuser.model
+    if model is not None and isinstance(model.estimator, FellegiSunterModel):
+        model.estimator.bind(pipe.frequencies)
 
 
 def explain_model(model: LearnedModel) -> str:
@@ -138,10 +207,13 @@ def explain_model(model: LearnedModel) -> str:
         used = ", ".join(model.used_features)
         return (f"trained classifier ({type(est).__name__}, {model.meta.get('pairs', '?')} labelled pairs); "
                 f"features: {used}\n(match weights per level exist only for Fellegi-Sunter models: `dedup fit`)")
+    info = est.info
     lines = [f"Fellegi-Sunter match weights fitted without labels on {model.meta.get('records', '?')} records "
-             f"({est.info.get('candidate_pairs')} candidate pairs, {est.info.get('iterations')} EM iterations, "
-             f"lambda {est.lam:.5f})",
-             f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits"]
+             f"({info.get('candidate_pairs')} candidate pairs, {info.get('iterations')} EM iterations, "
+             f"lambda {est.lam:.3g} = {info.get('matches_per_record', '?')} matching pairs per record)",
+             f"fit: {info.get('fit', 'ok (no checks: an older model file)')}"]
+    lines += [f"  because {r}" for r in info.get("reasons", [])] + [f"  note: {n}" for n in info.get("notes", [])]
+    lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():
         w = row["weight"]
         bar = ("+" * min(int(round(w)), 20)) if w > 0 else ("-" * min(int(round(-w)), 20))
@@ -149,6 +221,7 @@ def explain_model(model: LearnedModel) -> str:
         u = "" if row["u"] is None else f"{row['u']:.5f}"
         share = "" if row["share"] is None else f"{row['share']:.3f}"
         lines.append(f"{row['comparison']:<22}{row['level']:<10}{m:>9}{u:>10}{w:>8.2f}  {share:>6}  {bar}")
-    lines.append("weight = log2(m/u): bits of evidence for a match; a null level (value missing) adds 0. "
-                 "(tf): exact agreement is adjusted by how common the value is.")
+    lines.append("weight = log2(m/u): bits of evidence for a match; a null level (value missing) adds 0; the "
+                 "prior is log2 of the odds that two random records match. (tf): exact agreement is adjusted by "
+                 "how common the value is.")
     return "\n".join(lines)

@@ -176,22 +176,33 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
 def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
                   save_model: str | Path | None) -> Pipeline:
     """The run's pipeline; fits match weights to the input first where `needs_fit` says so, or where a
-    shipped model should be checked against the input (`adapts`: it is used only if the two agree)."""
+    shipped model should be checked against the input (`adapts`: it alone decides only if the two agree).
+    The fit reads a sample sized by `fit_sample_size`, so it stays a small share of the run."""
     from consumer.artifacts import load_image_encoder, load_text_encoder
     from consumer.encoders import needs_image_model, needs_text_model
     from consumer.fusion import LearnedModel, either_of
-    from consumer.unsupervised import ADAPT_AGREEMENT, adapts, fit_unsupervised, needs_fit, sample_records
+    from consumer.unsupervised import (
+        ADAPT_AGREEMENT,
+        adapts,
+        bind_population,
+        fit_sample_size,
+        fit_unsupervised,
+        needs_fit,
+        sample_file,
+    )
 
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
     image = load_image_encoder(settings, encode_in_background=True) if needs_image_model(settings) else None
     adapt = adapts(settings)
     if not adapt and not needs_fit(settings, text):
-        return build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True)
+        pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True)
+        bind_population(pipe)  # a given Fellegi-Sunter model reads this run's record count
+        return pipe
     shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
-    records = sample_records(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
+    records, total = sample_file(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
     try:
-        model = fit_unsupervised(records, settings, text, source=Path(input_path).name, image_encoder=image,
-                                 reference=shipped)
+        model = fit_unsupervised(records, settings, text, sample=fit_sample_size(total), population=total,
+                                 source=Path(input_path).name, image_encoder=image, reference=shipped)
     except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
         if shipped is not None:
             summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc)}
@@ -201,8 +212,9 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         summary.model = {"fusion": "rule", "reason": str(exc)}
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
         return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True)
-    fitted = {k: model.meta[k] for k in ("method", "records", "candidate_pairs", "iterations", "lambda")
-              if k in model.meta}
+    fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
+                                         "candidate_pairs", "iterations", "converged", "lambda",
+                                         "matches_per_record") if k in model.meta}
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
@@ -218,7 +230,9 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         summary.model = {"fusion": "fellegi-sunter fitted without labels", **fitted}
     if save_model is not None:
         model.save(save_model)
-    return build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
+    pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
+    bind_population(pipe)
+    return pipe
 
 
 def _progress(enabled: bool) -> Any:

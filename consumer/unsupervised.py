@@ -23,37 +23,60 @@ from consumer.comparison import Comparator
 from consumer.config import Settings
 from consumer.encoders import build_encoders
 from consumer.encoders.base import Encoder
-from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_fellegi_sunter, fit_reciprocal
+from consumer.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal
+from consumer.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
 from consumer.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
 from consumer.pipeline import Pipeline
 from consumer.records import Record
 
-__all__ = ["ADAPT_AGREEMENT", "FIT_SAMPLE", "RANDOM_PAIRS", "MIN_RECORDS", "adapts", "comparisons_of",
-           "explain_model", "fit_method", "fit_unsupervised", "needs_fit", "reference_agreement", "sample_records"]
+__all__ = ["ADAPT_AGREEMENT", "FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts",
+           "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised", "fit_sample_size", "sample_records",
+           "sample_file", "bind_population", "explain_model", "reference_agreement"]
 
 log = logging.getLogger("dedup.unsupervised")
 
-#: Records the fit runs the engine over (a seeded sample beyond this): EM converges on tens of thousands
-#: of candidate pairs; more records only cost time.
+#: Most records the fit runs the engine over (a seeded sample beyond this): EM converges on tens of
+#: thousands of candidate pairs; more records only cost time.
 FIT_SAMPLE = 50_000
+#: Share of a large file the fit of `dedup batch` samples, and the floor below which the whole file is
+#: fitted. Why: the fit runs the engine over its sample before the real run, so a fixed 50,000-record
+#: sample doubled the time of a 50k-record batch; 15% (at least 10,000 records) keeps the fit near 15% of
+#: the batch time while every file up to 10,000 records (FEBRL, RLdata10000) is fitted whole.
+FIT_FRACTION = 0.15
+FIT_FLOOR = 10_000
 RANDOM_PAIRS = 200_000
 #: Below this the sample says too little about error rates; the caller falls back to rule fusion.
 MIN_RECORDS = 50
 
 
+def fit_sample_size(total: int) -> int:
+    """Records `dedup batch` fits on for a file of `total` records: the whole file up to `FIT_FLOOR`, then
+    `FIT_FRACTION` of it (at least the floor), at most `FIT_SAMPLE`."""
+    if total <= FIT_FLOOR:
+        return total
+    return int(min(FIT_SAMPLE, max(FIT_FLOOR, round(FIT_FRACTION * total))))
+
+
 def sample_records(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0) -> list[Record]:
     """A seeded uniform sample (reservoir) of at most `size` records, in arrival order: a file of any
     length is read once and never held whole."""
+    return sample_file(records, size, seed)[0]
+
+
+def sample_file(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0) -> tuple[list[Record], int]:
+    """`sample_records` plus the number of records read (a reservoir: uniform whatever the length)."""
     rng = np.random.default_rng(seed)
     kept: list[tuple[int, Record]] = []
+    total = 0
     for i, rec in enumerate(records):
+        total = i + 1
         if len(kept) < size:
             kept.append((i, rec))
         else:
             j = int(rng.integers(0, i + 1))
             if j < size:
                 kept[j] = (i, rec)
-    return [r for _, r in sorted(kept, key=lambda t: t[0])]
+    return [r for _, r in sorted(kept, key=lambda t: t[0])], total
 
 
 def comparisons_of(encoders: Sequence[Encoder]) -> list[Comparison]:
@@ -103,18 +126,59 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
 
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
                      sample: int = FIT_SAMPLE, random_pairs: int = RANDOM_PAIRS, seed: int = 0,
-                     fix_u: bool = False, source: str = "", image_encoder: Any = None,
+                     population: int | None = None, source: str = "", image_encoder: Any = None,
                      reference: LearnedModel | None = None) -> LearnedModel:
-    """Fellegi-Sunter weights for `settings`' profile fitted on `records`; ValueError when too few.
+    """Fellegi-Sunter weights for `settings`' profile fitted on `records` (a seeded sample of `sample`
+    beyond that); `population`: records in the whole file, when `records` is a sample of it (the scale of
+    its value counts). ValueError when too few records or candidate pairs to fit on.
 
     `reference`: a shipped model trained on other data; its agreement with the fitted weights on this
-    file's candidate pairs goes into the meta (`reference_agreement`, see `reference_agreement`)."""
+    file's candidate pairs goes into the meta (`reference_agreement`)."""
     rng = np.random.default_rng(seed)
+    population = max(population or 0, len(records))
     if len(records) > sample:  # a seeded sample, kept in arrival order
         keep = np.sort(rng.choice(len(records), sample, replace=False))
         records = [records[i] for i in keep]
     if len(records) < MIN_RECORDS:
         raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")
+    vec = _comparison_vectors(records, settings, text_encoder, random_pairs, rng, image_encoder)
+    comps, features = vec.comps, vec.features
+    if fit_method(settings) == "reciprocal":
+        fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
+        fs.info.update({"fit": FIT_OK, "reasons": [], "notes": []})
+    else:
+        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
+        fs.info["notes"] = _notes(fs, comps, len(records), population)
+    fs.records = population
+    meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
+            "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info}
+    if reference is not None and len(vec.all_x):
+        fitted = LearnedModel(fs, tuple(features), dict(meta))
+        meta["reference_agreement"] = reference_agreement(vec.all_x, tuple(features), fitted, reference, settings)
+    # Numbers and comparison names only: a log line never carries a field value.
+    log.info("fitted match weights without labels", extra={k: v for k, v in fs.info.items() if k != "reasons"})
+    if fs.info["fit"] != FIT_OK:
+        log.warning("match-weight fit failed its checks", extra={"fit": fs.info["fit"], "reasons": fs.info["reasons"]})
+    return LearnedModel(fs, tuple(features), meta)
+
+
+@dataclasses.dataclass
+class _Vectors:
+    """What a fit reads from one run of the engine over the sample."""
+
+    comps: list[Comparison]  # the comparisons the file fills
+    features: list[str]  # the comparator's feature names
+    cand_x: np.ndarray  # comparison vectors of the candidate pairs
+    random_x: np.ndarray  # ... of random record pairs
+    left: np.ndarray  # the records of each candidate pair (query, candidate)
+    right: np.ndarray
+    all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
+
+
+def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
+                        rng: np.random.Generator, image_encoder: Any = None) -> _Vectors:
+    """Run the engine (rule fusion) over `records`; the comparisons the file fills, the comparator's
+    feature names, and the comparison vectors of its candidate pairs and of random record pairs."""
     rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
     pipe = Pipeline(rule, text_encoder, image_encoder=image_encoder)
     try:
@@ -125,23 +189,21 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         pipe.pair_log = []
         for start in range(0, len(records), rule.batch_size):
             pipe.process(records[start: start + rule.batch_size])
-        features = pipe.comparator.features
-        model_inputs = [c.feature for c in comps] + [c.tf for c in comps if c.tf]
-        cols = [features.index(f) for f in model_inputs]
-        k = len(comps)
-        cand = [feats[:, cols[:k]] for _, cands, feats in pipe.pair_log if len(cands)]
-        cand_x = np.concatenate(cand) if cand else np.zeros((0, k), np.float32)
-        all_x = [feats for _, cands, feats in pipe.pair_log if len(cands)]
-        left = np.concatenate([np.full(len(c), r, np.int64) for r, c, _ in pipe.pair_log if len(c)] or [[]])
-        right = np.concatenate([np.asarray(c, np.int64) for _, c, _ in pipe.pair_log if len(c)] or [[]])
+        features = list(pipe.comparator.features)
+        cols = [features.index(c.feature) for c in comps]
+        logged = [(r, c, f) for r, c, f in pipe.pair_log if len(c)]
+        pipe.pair_log = None
+        cand = [feats[:, cols] for _, _, feats in logged]
+        left = np.concatenate([np.full(len(c), r, np.int64) for r, c, _ in logged] or [np.zeros(0, np.int64)])
+        right = np.concatenate([np.asarray(c, np.int64) for _, c, _ in logged] or [np.zeros(0, np.int64)])
+        all_x = np.concatenate([f for _, _, f in logged]) if logged else np.zeros((0, len(features)), np.float32)
+        cand_x = np.concatenate(cand) if cand else np.zeros((0, len(comps)), np.float32)
         # A comparison the file never fills (no date of birth column) carries no information: left out.
-        present = [j for j in range(k) if not np.isnan(cand_x[:, j]).all()]
+        present = [j for j in range(len(comps)) if not np.isnan(cand_x[:, j]).all()]
         if not present:
             raise ValueError("no comparison has a value on any candidate pair")
         comps = [comps[j] for j in present]
-        model_inputs = [c.feature for c in comps] + [c.tf for c in comps if c.tf]
-        cols = [features.index(f) for f in model_inputs]
-        k = len(comps)
+        cols = [cols[j] for j in present]
         cand_x = cand_x[:, present]
         n = len(pipe.store)
         a = rng.integers(0, n, random_pairs)
@@ -149,22 +211,34 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         a, b = a[a != b], b[a != b]
         skip = pipe.comparator.unused_columns
         ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
-        random_x = pipe.comparator.compare(ca, cb, pipe.frequencies.pair_rarity(ca, cb))[:, cols[:k]]
+        random_x = pipe.comparator.compare(ca, cb, pipe.frequencies.pair_rarity(ca, cb))[:, cols]
     finally:
         pipe.close()
-    method = fit_method(settings)
-    if method == "reciprocal":
-        fs = fit_reciprocal(cand_x, left, right, comps)
-    else:
-        fs = fit_fellegi_sunter(cand_x, random_x, comps, fix_u=fix_u)
-    meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
-            "records": len(records), "labels": False, "name_gate": False, **fs.info}
-    if reference is not None and all_x:
-        fitted = LearnedModel(fs, tuple(features), dict(meta))
-        meta["reference_agreement"] = reference_agreement(np.concatenate(all_x), tuple(features), fitted,
-                                                          reference, settings)
-    log.info("fitted match weights without labels", extra={k2: v for k2, v in fs.info.items()})
-    return LearnedModel(fs, tuple(features), meta)
+    return _Vectors(comps, features, cand_x, random_x, left, right, all_x)
+
+
+def _notes(fs: FellegiSunterModel, comps: Sequence[Comparison], fitted: int, population: int) -> list[str]:
+    """What makes this file unlike the files the fit was developed on (FEBRL, RLdata10000): said in the
+    summary so a user reads the clusters with it in mind. Counts and comparison names only."""
+    notes = []
+    if len(comps) <= 3:
+        notes.append(f"only {len(comps)} comparisons have values ({', '.join(c.feature for c in comps)}): "
+                     "each pair is judged on few fields")
+    per_record = fs.info.get("matches_per_record", 0.0)
+    if per_record > 1.0:
+        notes.append(f"{per_record:.2f} matching pairs per record: more duplicates than in any file it was measured on")
+    elif per_record * fitted < 1:
+        notes.append("almost no duplicates found in the fitted records")
+    weak = [c.feature for j, c in enumerate(fs.comparisons)
+            if fs.u[j][0] < 0.5 and np.log2(fs.m[j][-1] / fs.u[j][-1]) > -1.0]
+    if weak and fs.info.get("fit") != FIT_FALLBACK:
+        notes.append(f"the fitted matches often differ on {', '.join(weak)} (disagreeing weighs under 1 bit): "
+                     "people who moved, or relatives sharing a household, may be among them")
+    if not fs.info.get("converged", True):
+        notes.append(f"EM did not converge in {fs.info.get('iterations')} iterations")
+    if fitted < population:
+        notes.append(f"fitted on a sample of {fitted} of {population} records")
+    return notes
 
 
 def reference_agreement(x: np.ndarray, features: tuple[str, ...], fitted: LearnedModel, reference: LearnedModel,
@@ -184,6 +258,15 @@ def reference_agreement(x: np.ndarray, features: tuple[str, ...], fitted: Learne
     return 1.0 if either == 0 else round(float((ref & own).sum()) / either, 4)
 
 
+def bind_population(pipe: Pipeline) -> None:
+    """Let a Fellegi-Sunter model in `pipe` read how many records its rarity counts cover from the
+    pipeline's own frequency table (term-frequency adjustments are shares of the records seen so far;
+    without this, the fitted file's size stands in). Any other fusion: nothing to do."""
+    model = pipe.fuser.model
+    if model is not None and isinstance(model.estimator, FellegiSunterModel):
+        model.estimator.bind(pipe.frequencies)
+
+
 def explain_model(model: LearnedModel) -> str:
     """A text table of what a model learned: Fellegi-Sunter weights per comparison level (like Splink's
     match-weight chart, bars in bits), or the feature list of a trained classifier."""
@@ -195,11 +278,14 @@ def explain_model(model: LearnedModel) -> str:
         used = ", ".join(model.used_features)
         return (f"trained classifier ({type(est).__name__}, {model.meta.get('pairs', '?')} labelled pairs); "
                 f"features: {used}\n(match weights per level exist only for Fellegi-Sunter models: `dedup fit`)")
+    info = est.info
     lines = [f"Fellegi-Sunter match weights fitted without labels on {model.meta.get('records', '?')} records "
-             f"({est.info.get('candidate_pairs')} candidate pairs, {est.info.get('iterations')} "
-             f"{'self-training rounds' if str(est.info.get('method', '')).startswith('recip') else 'EM iterations'}, "
-             f"lambda {est.lam:.5f})",
-             f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits"]
+             f"({info.get('candidate_pairs')} candidate pairs, {info.get('iterations')} "
+             f"{'self-training rounds' if str(info.get('method', '')).startswith('recip') else 'EM iterations'}, "
+             f"lambda {est.lam:.3g} = {info.get('matches_per_record', '?')} matching pairs per record)",
+             f"fit: {info.get('fit', 'ok (no checks: an older model file)')}"]
+    lines += [f"  because {r}" for r in info.get("reasons", [])] + [f"  note: {n}" for n in info.get("notes", [])]
+    lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():
         w = row["weight"]
         bar = ("+" * min(int(round(w)), 20)) if w > 0 else ("-" * min(int(round(-w)), 20))
@@ -207,6 +293,7 @@ def explain_model(model: LearnedModel) -> str:
         u = "" if row["u"] is None else f"{row['u']:.5f}"
         share = "" if row["share"] is None else f"{row['share']:.3f}"
         lines.append(f"{row['comparison']:<22}{row['level']:<10}{m:>9}{u:>10}{w:>8.2f}  {share:>6}  {bar}")
-    lines.append("weight = log2(m/u): bits of evidence for a match; a null level (value missing) adds 0. "
-                 "(tf): exact agreement is adjusted by how common the value is.")
+    lines.append("weight = log2(m/u): bits of evidence for a match; a null level (value missing) adds 0; the "
+                 "prior is log2 of the odds that two random records match. (tf): exact agreement is adjusted by "
+                 "how common the value is.")
     return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Fellegi-Sunter fitting without labels: EM over all record pairs, and the guards against a wrong fit.
+
+The comparison vectors are simulated as a file would give them: every record pair is a match, a household
+pair (same surname, address and phone; another given name and date of birth) or two strangers; the
+"blocking" proposes the pairs whose given name or surname agrees at least nearly (a name index), and u
+comes from random record pairs. Households break the model's assumption (comparisons independent among
+non-matches), which is what makes plain EM find the wrong split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consumer.fellegi_sunter import Comparison, FellegiSunterModel, default_m
+from consumer.fs_fit import (
+    DEFAULT_MATCHES_PER_RECORD,
+    FIT_FALLBACK,
+    FIT_OK,
+    FIT_REFIT,
+    check_fit,
+    fit_fellegi_sunter,
+)
+from consumer.unsupervised import FIT_FLOOR, fit_sample_size
+
+VALUES = np.array([1.0, 0.9, 0.0])  # exact, one typo, else
+U = np.array([0.01, 0.01, 0.98])
+M = np.array([0.85, 0.10, 0.05])
+COMPS = [Comparison(name, (1.0, 0.88)) for name in ("given", "surname", "address", "phone", "dob")]
+
+
+def _draw(rng: np.random.Generator, p: np.ndarray, n: int) -> np.ndarray:
+    return VALUES[rng.choice(3, n, p=p)]
+
+
+def simulate(records: int, matches_per_record: float, households_per_record: float = 0.0, seed: int = 1
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidate pair vectors, random pair vectors, which candidates are matches) of a simulated file."""
+    rng = np.random.default_rng(seed)
+    n_match, n_house = int(matches_per_record * records), int(households_per_record * records)
+    match = np.stack([_draw(rng, M, n_match) for _ in COMPS], 1)
+    house = np.stack([_draw(rng, U, n_house), *(_draw(rng, M, n_house) for _ in range(3)), _draw(rng, U, n_house)], 1)
+    # Strangers the name index proposes: a given name or surname at least nearly equal.
+    n_strangers = int(records * (records - 1) / 2 * (1 - U[2] ** 2))
+    strangers = np.zeros((0, len(COMPS)))
+    while len(strangers) < n_strangers:
+        more = np.stack([_draw(rng, U, n_strangers) for _ in COMPS], 1)
+        strangers = np.concatenate([strangers, more[(more[:, 0] > 0) | (more[:, 1] > 0)]])
+    blocked = [x[(x[:, 0] > 0) | (x[:, 1] > 0)] for x in (match, house)]
+    cand = np.concatenate([*blocked, strangers[:n_strangers]])
+    is_match = np.zeros(len(cand), bool)
+    is_match[: len(blocked[0])] = True
+    random = np.stack([_draw(rng, U, 100_000) for _ in COMPS], 1)
+    return cand, random, is_match
+
+
+def _precision(fs: FellegiSunterModel, cand: np.ndarray, is_match: np.ndarray) -> float:
+    said = fs.predict_proba(cand)[:, 1] >= 0.5
+    return float((said & is_match).sum() / max(said.sum(), 1))
+
+
+def test_em_recovers_known_parameters() -> None:
+    """No labels: lambda (matches among all pairs) and m of a comparison the blocking did not use."""
+    cand, random, is_match = simulate(3000, 0.5)
+    fs = fit_fellegi_sunter(cand, random, COMPS, records=3000)
+    assert fs.info["fit"] == FIT_OK and fs.info["reasons"] == []
+    assert fs.info["matches_per_record"] == pytest.approx(0.5, abs=0.03)
+    assert np.allclose(fs.m[4], M, atol=0.03) and np.allclose(fs.u[4], U, atol=0.01)
+    said = fs.predict_proba(cand)[:, 1] >= 0.5
+    assert (said == is_match).mean() > 0.999 and _precision(fs, cand, is_match) > 0.98
+
+
+@pytest.mark.parametrize("matches_per_record", [0.005, 0.1, 0.5])
+def test_clean_files_pass_the_guards(matches_per_record: float) -> None:
+    """Few duplicates or many: a file that fits the model's assumptions is fitted by EM ("ok")."""
+    cand, random, is_match = simulate(3000, matches_per_record, seed=2)
+    fs = fit_fellegi_sunter(cand, random, COMPS, records=3000)
+    assert fs.info["fit"] == FIT_OK, fs.info["reasons"]
+    assert _precision(fs, cand, is_match) > 0.9
+
+
+def test_the_rldata_collapse_fails_the_guards() -> None:
+    """The weights the old candidate-pair fit gave RLdata10000 (explain-model, 319,472 candidate pairs,
+    lambda 0.37): surname agreement weighed -11.3 bits and 12 matching pairs per record were claimed."""
+    comps = [Comparison("given_name", (1.0, 0.88, 0.6)), Comparison("surname", (1.0, 0.88, 0.6))]
+    m = [np.array([0.8548, 0.0305, 0.1139, 0.0008]), np.array([0.0003, 0.0368, 0.0070, 0.9559])]
+    u = [np.array([0.04557, 0.01749, 0.01781, 0.91913]), np.array([0.78029, 0.02857, 0.01573, 0.17542])]
+    reasons = check_fit(comps, m, u, claimed=0.37 * 319_472, records=10_000, rule=970)
+    assert any("per record, more than the plausible" in r for r in reasons)
+    assert any(r.startswith("surname: agreeing weighs -11.3 bits") for r in reasons)
+    assert any(r.startswith("surname: disagreeing weighs +2.4 bits") for r in reasons)
+    assert not any(r.startswith("given_name") for r in reasons)
+    # The same numbers from a sane fit pass.
+    sane_m = [np.array([0.62, 0.37, 0.005, 0.005])] * 2
+    assert check_fit(comps, sane_m, u, claimed=990, records=10_000, rule=970) == []
+
+
+def test_households_make_em_fail_and_the_rule_refit_is_taken() -> None:
+    """0.3 household pairs per record: plain EM takes households for matches (they agree on three of five
+    comparisons) and claims several times the pairs the deterministic rule finds; the refit (m and lambda
+    from the rule) is used instead, and its matches are matches."""
+    cand, random, is_match = simulate(3000, 0.1, households_per_record=0.3)
+    fs = fit_fellegi_sunter(cand, random, COMPS, records=3000)
+    assert fs.info["fit"] == FIT_REFIT
+    assert any("that agree on nearly every comparison" in r for r in fs.info["reasons"])
+    assert fs.info["matches_per_record"] == pytest.approx(0.1, abs=0.03)
+    assert _precision(fs, cand, is_match) > 0.8
+
+
+def test_a_fit_the_refit_cannot_save_falls_back_to_default_weights() -> None:
+    """One household pair per record: the refit's weights still claim the households, so the stated
+    default weights are used (and say so), and households are not merged."""
+    cand, random, is_match = simulate(3000, 0.1, households_per_record=1.0)
+    fs = fit_fellegi_sunter(cand, random, COMPS, records=3000)
+    assert fs.info["fit"] == FIT_FALLBACK
+    assert any(r.startswith("after the refit:") for r in fs.info["reasons"])
+    assert fs.info["matches_per_record"] == pytest.approx(DEFAULT_MATCHES_PER_RECORD)
+    assert all(np.allclose(m, default_m(c.n_levels)) for m, c in zip(fs.m, COMPS))
+    assert _precision(fs, cand, is_match) > 0.6
+
+
+def test_term_frequency_weighs_a_common_value_less() -> None:
+    """Exact agreement on a value shared by 1,000 of 10,000 records weighs less than on one shared by 2;
+    the share is read at the scale of the running population when one is bound."""
+    comp = Comparison("surname", (1.0, 0.88), tf="surname_rarity")
+    fs = FellegiSunterModel((comp,), [np.array([0.9, 0.05, 0.05])], [np.array([0.01, 0.01, 0.98])], 1e-4,
+                            records=10_000)
+    others = np.array([1.0, 999.0])
+    x = np.stack([np.ones(2), np.log1p(others)], 1)
+    rare, common = fs.match_weight(x)
+    assert rare > fs.match_weight(np.array([[1.0, np.nan]]))[0] > common  # no rarity: the average u
+    base = fs.match_weight(np.array([[1.0, np.nan]]))[0]
+    assert rare - base == pytest.approx(4.0)  # 2 in 10,000 against u 0.01: +5.6 bits, bounded to +4
+    assert common - base == pytest.approx(np.log2(0.01 / 0.1))  # 1,000 in 10,000
+
+    class Table:
+        records = 100_000
+
+    fs.bind(Table())  # 1,000 others among 100,000 records is a tenth as common as among 10,000
+    assert fs.match_weight(x)[1] == pytest.approx(common + np.log2(10))
+
+
+def test_fit_sample_scales_with_the_file() -> None:
+    assert fit_sample_size(5_000) == 5_000 and fit_sample_size(FIT_FLOOR) == FIT_FLOOR
+    assert fit_sample_size(40_000) == FIT_FLOOR
+    assert fit_sample_size(100_000) == 15_000
+    assert fit_sample_size(10_000_000) == 50_000

@@ -78,11 +78,15 @@ def febrl_like(path: Path, n_people: int = 300, seed: int = 3) -> dict[str, str]
             rows.append({"id": rid, **rec})
             truth[rid] = str(p)
     rng.shuffle(rows)
+    _write_rows(path, rows)
+    return truth
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    return truth
 
 
 def _pair(enc, row_a: dict[str, str], row_b: dict[str, str]) -> dict[str, float]:  # noqa: ANN001
@@ -253,10 +257,7 @@ def few_columns_file(path: Path, n_people: int = 1800, dup_share: float = 0.1, s
             rows.append({"id": rid, **rec})
             truth[rid] = str(p)
     rng.shuffle(rows)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    _write_rows(path, rows)
     return truth
 
 

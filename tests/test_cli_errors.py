@@ -66,6 +66,7 @@ def test_export_clusters_to_stdout_keeps_the_summary_off_stdout(
      "maps a role to 'family_name', which the file does not have"),
     ("listing_id,title,price\n1,Sony TV,10\n", '[profile]\nname = "person"\n', "no id column 'id'"),
     ("listing_id,foo,bar\n1,a,b\n", '[profile]\nname = "listing"\n', "none of the columns profile 'listing'"),
+    ("id,given_name,surname\n1,,\n2,,\n", '[profile]\nname = "person"\n', "are empty in every row read"),
 ])
 def test_a_file_the_profile_cannot_read_is_one_line_before_any_work(
         header: str, config: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

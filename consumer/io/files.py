@@ -57,31 +57,41 @@ def check_input(path: str | Path, fmt: str | None = None) -> str:
     return detect_format(p, fmt)
 
 
-def input_columns(path: str | Path, fmt: str, sample: int = 200) -> set[str]:
-    """The columns a file offers: a CSV's header, or the keys of a JSONL file's first `sample` objects."""
+def input_columns(path: str | Path, fmt: str, sample: int = 1000) -> tuple[set[str], set[str]]:
+    """The columns a file offers and those of them filled in at least one of its first `sample` rows:
+    a CSV's header, or the keys of a JSONL file's first objects."""
+    columns: set[str] = set()
+    filled: set[str] = set()
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
         if fmt == "csv":
             try:
-                return {h.strip() for h in next(csv.reader([fh.readline()]))}
+                reader = csv.reader(fh)
+                header = [h.strip() for h in next(reader)]
+                columns = set(header)
+                for _, row in zip(range(sample), reader):
+                    filled.update(h for h, v in zip(header, row) if v.strip())
             except (StopIteration, csv.Error):
-                return set()
-        keys: set[str] = set()
+                pass
+            return columns, filled
         for _, line in zip(range(sample), fh):
             try:
                 obj = orjson.loads(line)
             except ValueError:
                 continue
             if isinstance(obj, dict):
-                keys.update(str(k) for k in obj)
-        return keys
+                columns.update(str(k) for k in obj)
+                filled.update(str(k) for k, v in obj.items() if v not in (None, "", [], {}))
+        return columns, filled
 
 
-def check_columns(columns: set[str], profile: ProfileSettings) -> None:
+def check_columns(found: tuple[set[str], set[str]], profile: ProfileSettings) -> None:
     """InputError (one line) when the file cannot be what the profile reads, before any work: the id
     column is missing; a column the configuration maps a role to *by another name* is missing (a mapping
     the user wrote, e.g. `roles = { surname = "family_name" }`); or none of the profile's matching columns
     is there (a listings file run with the person profile). A built-in role's own-named column may be
-    absent (a person file without phone)."""
+    absent (a person file without phone). `found`: `input_columns` (the columns, those filled).
+    Also when the profile's columns are there but empty in every row read."""
+    columns, filled = found
     if not columns:
         return
     have = ", ".join(sorted(columns)[:20]) + (" ..." if len(columns) > 20 else "")
@@ -98,6 +108,10 @@ def check_columns(columns: set[str], profile: ProfileSettings) -> None:
         raise InputError(f"none of the columns profile {profile.name!r} matches on is in the file "
                          f"(looked for {', '.join(sorted(set(wanted)))}); its columns: {have} - "
                          "another --profile, or map them with profile.roles")
+    if filled and wanted and not any(c in filled for c in wanted):
+        raise InputError(f"the columns profile {profile.name!r} matches on "
+                         f"({', '.join(sorted(set(wanted) & columns))}) are empty in every row read; "
+                         "another --profile, or map filled columns with profile.roles")
 
 
 def check_outputs_distinct(input_path: str | Path, *outputs: str | Path | None) -> None:

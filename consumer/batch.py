@@ -164,6 +164,13 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     summary.duplicates = sum(len(m) for m in pipe.clusters.members.values() if len(m) > 1)
     summary.largest_cluster = pipe.clusters.largest()
     summary.stage_seconds = pipe.timer.totals()  # the pipeline's stage names (consumer.stages)
+    if not summary.model:  # a model given, not fitted here: say so when the file looks unlike its own
+        from consumer.unsupervised import drift_notes
+
+        notes = drift_notes(pipe)
+        if notes:
+            summary.model = {"fusion": "given Fellegi-Sunter model", "notes": notes}
+            log.warning("the input looks unlike the file the model was fitted on", extra={"notes": notes})
     if summary.warnings:
         log.warning("records kept with fields that fold to no comparable text",
                     extra={"warnings": dict(summary.warnings)})
@@ -199,6 +206,7 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         bind_population(pipe)  # a given Fellegi-Sunter model reads this run's record count
         return pipe
     shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
+    fit_start = time.perf_counter()
     records, total = sample_file(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
     try:
         model = fit_unsupervised(records, settings, text, sample=fit_sample_size(total), population=total,
@@ -230,6 +238,8 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         summary.model = {"fusion": "fellegi-sunter fitted without labels", **fitted}
     if save_model is not None:
         model.save(save_model)
+    if isinstance(summary.model, dict):
+        summary.model["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
     pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
     bind_population(pipe)
     return pipe

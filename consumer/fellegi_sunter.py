@@ -123,8 +123,17 @@ def pattern_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hundred patterns instead of hundreds of thousands of pairs gives the same fit, far faster."""
     if len(g) == 0:
         return g, np.zeros(0)
-    patterns, counts = np.unique(g, axis=0, return_counts=True)
-    return patterns, counts.astype(np.float64)
+    # One integer per pattern (levels + 1 in a mixed radix, null = 0): a 1-D unique is ~10x faster than
+    # np.unique(axis=0) on hundreds of thousands of rows.
+    radix = int(g.max()) + 2
+    if radix ** g.shape[1] >= 2 ** 62:
+        patterns, counts = np.unique(g, axis=0, return_counts=True)
+        return patterns, counts.astype(np.float64)
+    codes = np.zeros(len(g), np.int64)
+    for j in range(g.shape[1]):
+        codes = codes * radix + (g[:, j].astype(np.int64) + 1)
+    uniq, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    return g[first], counts.astype(np.float64)
 
 
 def _log_bf(patterns: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray]) -> np.ndarray:

@@ -275,3 +275,19 @@ def test_few_columns_and_common_surnames_make_no_giant_cluster(tmp_path: Path) -
     assert 0.05 < summary.model["matches_per_record"] < 0.15
     assert scores.largest_cluster <= 3 and summary.largest_cluster <= 3
     assert scores.f1 >= 0.85, scores  # 20 given names: many namesakes a digit apart in date of birth
+
+
+def test_a_given_model_on_an_unlike_file_is_flagged(tmp_path: Path) -> None:
+    """Weights fitted on a file with addresses, run on one without: the summary says the file looks unlike
+    the fitted one and which comparisons are missing (a model file given with --model is otherwise silent)."""
+    fitted, other = tmp_path / "with-address.csv", tmp_path / "names-dob.csv"
+    febrl_like(fitted, seed=5)
+    few_columns_file(other, n_people=400)
+    model = tmp_path / "m.pkl"
+    assert main(["fit", str(fitted), "--profile", "person", "--out", str(model)]) == 0
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__LEARNED_MODEL": str(model)})
+    summary, pipe = run_batch(other, tmp_path / "o.jsonl", settings, progress=False)
+    pipe.close()
+    notes = summary.model["notes"]
+    assert any(n.startswith("addr_street has no values in this file") for n in notes)
+    assert notes[-1].startswith("this file looks unlike the one the model was fitted on")

@@ -47,7 +47,9 @@ def _pools() -> dict[str, Counter[str]]:
             for c in ("given_name", "surname", "address_1", "suburb")}
 
 
-def _typo(rng: random.Random, s: str) -> str:
+def typo(rng: random.Random, s: str) -> str:
+    """One edit inside a value (never its first or last letter): a substitution, deletion or swap. Also the
+    error model of the person-profile tests' generated files."""
     if len(s) < 3:
         return s
     i = rng.randrange(1, len(s) - 1)
@@ -82,7 +84,7 @@ def make_file(path: Path, records: int, seed: int) -> dict[str, str]:
             for _ in range(rng.randint(1, 3) if k else 0):
                 what, field = rng.random(), rng.choice(list(base))
                 if what < 0.55:
-                    rec[field] = _typo(rng, rec[field])
+                    rec[field] = typo(rng, rec[field])
                 elif what < 0.75:
                     rec[field] = ""
                 elif what < 0.85:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from person_fit_cost import typo  # noqa: E402  (the benchmark's error model: one copy)
 
 from consumer.batch import run_batch
 from consumer.cli import main
@@ -37,18 +42,6 @@ SUBURBS = ["kensington", "brunswick", "footscray", "paddington", "toowong", "gle
 STATES = ["nsw", "vic", "qld", "wa", "sa", "tas", "act"]
 
 
-def _typo(rng: random.Random, s: str) -> str:
-    if len(s) < 3:
-        return s
-    i = rng.randrange(1, len(s) - 1)
-    kind = rng.random()
-    if kind < 0.35:
-        return s[:i] + rng.choice("aeiourstln") + s[i + 1:]
-    if kind < 0.7:
-        return s[:i] + s[i + 1:]
-    return s[:i - 1] + s[i] + s[i - 1] + s[i + 1:]
-
-
 def febrl_like(path: Path, n_people: int = 300, seed: int = 3) -> dict[str, str]:
     """A person file with 1-3 records per person; returns the truth (id -> person)."""
     rng = random.Random(seed)
@@ -67,7 +60,7 @@ def febrl_like(path: Path, n_people: int = 300, seed: int = 3) -> dict[str, str]
                     field = rng.choice(["given_name", "surname", "address_1", "suburb", "street_number",
                                         "postcode", "address_2"])
                     if what < 0.5:
-                        rec[field] = _typo(rng, rec[field])
+                        rec[field] = typo(rng, rec[field])
                     elif what < 0.7:
                         rec[field] = ""
                     elif what < 0.85:
@@ -242,7 +235,7 @@ def few_columns_file(path: Path, n_people: int = 1800, dup_share: float = 0.1, s
             what = rng.random()
             if what < 0.5:
                 field = rng.choice(["given_name", "surname"])
-                dup[field] = _typo(rng, dup[field])
+                dup[field] = typo(rng, dup[field])
             elif what < 0.75:
                 digits = list(dup["date_of_birth"].replace("-", ""))
                 i = rng.choice([3, 5, 7])

@@ -27,12 +27,12 @@ def main() -> int:
     ap.add_argument("--run", type=int, default=50)
     ap.add_argument("--pending", type=int, default=50)
     args = ap.parse_args()
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import iter_records
     from consumer.config import load_settings
+    from consumer.engine.records import Record
     from consumer.generate import write_crm
-    from consumer.records import Record
-    from consumer.replica import Replica
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import iter_records
+    from consumer.service.changelog import Replica
 
     work = Path(tempfile.mkdtemp(prefix="absorb-"))
     write_crm(work / "crm.csv", work / "truth.csv", args.records, 5)

@@ -35,11 +35,11 @@ def main() -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from consumer.api import ApiContext, api_routes
-    from consumer.artifacts import build_pipeline
+    from consumer.api.app import ApiContext, api_routes
+    from consumer.api.health import HealthServer, HealthState
     from consumer.config import load_settings
     from consumer.generate import write_crm
-    from consumer.health import HealthServer, HealthState
+    from consumer.io.artifacts import build_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "crm.csv"

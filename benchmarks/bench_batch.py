@@ -36,11 +36,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     args = ap.parse_args()
 
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import run_batch
     from consumer.config import load_settings
+    from consumer.engine.stages import DECIDE_STAGES
     from consumer.generate import write_crm
-    from consumer.stages import DECIDE_STAGES
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import run_batch
 
     cache = ROOT / ".bench"
     cache.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ reason, so the command is the same on any machine. Per device it measures
 
 The static encoder is numpy on the CPU whatever the device, so it is measured once. Bounded by
 ``--seconds`` per measurement (it stops early and reports what it measured). Prints one JSON object with
-the date, CPU model, GPU name (nvidia-smi) and onnxruntime version, for the README's performance table.
+the date, CPU model, GPU name (nvidia-smi) and onnxruntime version, for the performance tables (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def bench_encoder(enc: Any, texts: list[str], batch: int, budget: float) -> dict
 
 
 def bench_end_to_end(device: str, data: Path, budget: float) -> dict[str, Any]:
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import iter_records
     from consumer.config import load_settings
-    from consumer.records import Record
+    from consumer.engine.records import Record
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import iter_records
 
     settings = load_settings()
     settings.encoders.device = device  # type: ignore[assignment]
@@ -122,10 +122,10 @@ def main() -> None:
 
     import onnxruntime as ort
 
+    from consumer.encoders.onnx_runtime import CUDA
     from consumer.encoders.static_text import StaticTextEncoder
     from consumer.encoders.text import TextEncoder
     from consumer.generate import write_crm
-    from consumer.onnx_runtime import CUDA
 
     texts = strings(args.records, args.seed)
     cache = ROOT / ".bench"

@@ -57,11 +57,11 @@ def main() -> None:
     ap.add_argument("--dir", help="where to generate (default: a temporary folder)")
     args = ap.parse_args()
 
-    from consumer.artifacts import load_image_encoder, load_text_encoder
-    from consumer.batch import run_batch
     from consumer.config import load_settings
-    from consumer.evaluate import cluster_scores, load_truth
+    from consumer.evaluation.evaluate import cluster_scores, load_truth
     from consumer.generate.listings import write_listings
+    from consumer.io.artifacts import load_image_encoder, load_text_encoder
+    from consumer.io.batch import run_batch
 
     settings = load_settings(env={}, profile="listing")
     text, image = load_text_encoder(settings, encode_in_background=True), load_image_encoder(settings,
@@ -81,7 +81,7 @@ def main() -> None:
                                             Path(args.ablations) / f"fusion-listing-{name}.pkl")))
                 runs.append((f"{name}-only", s))
         out: dict[str, object] = {"records": args.records, "seed": args.seed}
-        from consumer.artifacts import build_pipeline
+        from consumer.io.artifacts import build_pipeline
 
         for name, s in runs:
             pipe = build_pipeline(s, text_encoder=text, image_encoder=image, encode_in_background=True)

@@ -43,8 +43,8 @@ class Target:
 
 def workloads(n: int, seed: int) -> dict[str, list[str]]:
     """n texts per workload from generated CRM rows (tokens: distinct, in first-seen order)."""
+    from consumer.engine.normalize import city_canonical, name_tokens
     from consumer.generate import generate_crm
-    from consumer.normalize import city_canonical, name_tokens
 
     rows, _ = generate_crm(n * 2, seed)
     strings = [f"{r['name']}, {r['city']}" if r["city"] else r["name"] for r in rows][:n]

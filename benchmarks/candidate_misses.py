@@ -33,12 +33,12 @@ PROBES: dict[str, dict[str, float]] = {
 
 
 def load(n: int, variant: str, seed: int, workdir: Path):
-    from consumer.artifacts import build_pipeline, load_text_encoder
-    from consumer.batch import iter_records
     from consumer.config import load_settings
-    from consumer.evaluate import load_truth
+    from consumer.engine.records import Record
+    from consumer.evaluation.evaluate import load_truth
     from consumer.generate import write_crm
-    from consumer.records import Record
+    from consumer.io.artifacts import build_pipeline, load_text_encoder
+    from consumer.io.batch import iter_records
 
     settings = load_settings(None)
     data, truth_path = workdir / f"crm-{variant}-s{seed}-{n}.csv", workdir / f"crm-{variant}-s{seed}-{n}.truth.csv"
@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     records, truth, spec, cols = load(args.n, args.variant, args.seed, Path(args.workdir))
-    from consumer.blocking import index_vectors
+    from consumer.engine.blocking import index_vectors
 
     V = index_vectors(cols, spec)  # stored vectors (normalised composite)
     segs, off = {}, 0

@@ -35,8 +35,8 @@ def main() -> None:
                          "learned_match, learned_possible")
     args = ap.parse_args()
 
-    from consumer.clustering import ClusterState, Guards
-    from consumer.evaluate import cluster_scores
+    from consumer.engine.clustering import ClusterState, Guards
+    from consumer.evaluation.evaluate import cluster_scores
 
     t0 = time.perf_counter()
     settings, truth, pipe, log = logged_run(args)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumer.batch import run_batch  # noqa: E402
 from consumer.config import load_settings  # noqa: E402
-from consumer.evaluate import cluster_scores  # noqa: E402
+from consumer.evaluation.evaluate import cluster_scores  # noqa: E402
+from consumer.io.batch import run_batch  # noqa: E402
 
 COLUMNS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state"]
 DEVELOPMENT = ("febrl1", "febrl2", "febrl4")

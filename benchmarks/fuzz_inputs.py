@@ -38,12 +38,12 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumer.artifacts import build_pipeline  # noqa: E402
-from consumer.batch import iter_records  # noqa: E402
 from consumer.config import load_settings  # noqa: E402
+from consumer.engine.pipeline import Pipeline  # noqa: E402
+from consumer.engine.records import Record, Rejected  # noqa: E402
+from consumer.io.artifacts import build_pipeline  # noqa: E402
+from consumer.io.batch import iter_records  # noqa: E402
 from consumer.io.files import InputError  # noqa: E402
-from consumer.pipeline import Pipeline  # noqa: E402
-from consumer.records import Record, Rejected  # noqa: E402
 
 FIELDS = ["customer_id", "name", "city", "browser", "os", "login_times"]
 NAMES = ["Kyle Roberts", "Pam Velasquez MD", "Smith, John A.", "José Müller", "王小明", "Иван Петров",

@@ -4,7 +4,7 @@ quality: a FEBRL-like person file of `--records` records, three `dedup batch` ru
     python benchmarks/person_fit_cost.py --records 100000
 
 1. `dedup batch FILE --profile person --save-model sample.pkl`: fits on its default sample
-   (`consumer.unsupervised.fit_sample_size`: 15% of a 100k file), then runs;
+   (`consumer.learn.unsupervised.fit_sample_size`: 15% of a 100k file), then runs;
 2. `dedup batch FILE --profile person --model sample.pkl`: the same weights, no fit: the batch alone;
 3. `dedup fit FILE --sample N` (the whole file), then `dedup batch --model whole.pkl`: the quality of a
    fit on every record, against which the sample's is compared.
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumer.evaluate import cluster_scores  # noqa: E402
+from consumer.evaluation.evaluate import cluster_scores  # noqa: E402
 
 STATES = ["nsw", "vic", "qld", "wa", "sa", "tas", "act", "nt"]
 

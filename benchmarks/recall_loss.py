@@ -40,13 +40,13 @@ def logged_run(args: argparse.Namespace) -> tuple[Any, dict[str, str], Any, list
     """Generate (or reuse) the file, run it through the threaded engine with the pair log on, and return
     (settings, truth, pipeline, [(row, candidate rows, fused scores)] in arrival order). The fusion runs
     once over every logged pair: per-row calls cost more than what the callers do with the scores."""
-    from consumer.artifacts import load_text_encoder
-    from consumer.batch import iter_records
     from consumer.config import load_settings
-    from consumer.evaluate import load_truth
+    from consumer.engine.records import Record
+    from consumer.evaluation.evaluate import load_truth
+    from consumer.evaluation.report import run_engine
     from consumer.generate import write_crm
-    from consumer.records import Record
-    from consumer.report import run_engine
+    from consumer.io.artifacts import load_text_encoder
+    from consumer.io.batch import iter_records
 
     settings = load_settings(None)
     work = Path(args.workdir)
@@ -71,7 +71,7 @@ def main() -> None:
     file_args(ap)
     args = ap.parse_args()
 
-    from consumer.evaluate import cluster_scores, true_pairs
+    from consumer.evaluation.evaluate import cluster_scores, true_pairs
 
     t0 = time.perf_counter()
     settings, truth, pipe, log = logged_run(args)

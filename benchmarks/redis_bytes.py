@@ -56,12 +56,12 @@ def main() -> int:
                     help="service.replay_events_ttl_seconds the writes use (0 = stored events never expire)")
     args = ap.parse_args()
 
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import iter_records
     from consumer.config import load_settings
+    from consumer.engine.records import Record
     from consumer.generate import write_crm
-    from consumer.records import Record
-    from consumer.service_batch import Batch, assemble
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import iter_records
+    from consumer.service.batch import Batch, assemble
     from consumer.store.redis import RedisStateStore
 
     work = Path(tempfile.mkdtemp(prefix="redis-bytes-"))

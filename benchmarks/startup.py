@@ -34,8 +34,8 @@ from harness import redis as hr  # noqa: E402
 
 def child(redis_url: str, prefix: str, snapshot_dir: str, write_snapshot: bool) -> None:
     from consumer.config import load_settings
-    from consumer.service import Service
-    from consumer.snapshot import rss_bytes
+    from consumer.service.runner import Service
+    from consumer.service.snapshot import rss_bytes
 
     s = load_settings(env={})
     s.service.redis, s.service.redis_prefix, s.service.snapshot_dir = redis_url, prefix, snapshot_dir
@@ -64,11 +64,11 @@ def build(n: int, synthetic: int, seed: int, redis_url: str, prefix: str, work: 
     """Decide records and write their state as the service would; returns seconds spent deciding."""
     import numpy as np
 
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import iter_records
     from consumer.config import load_settings
+    from consumer.engine.records import Record
     from consumer.generate import write_crm
-    from consumer.records import Record
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import iter_records
     from consumer.store.record_state import RecordState, decode_payload, encode_rows
     from consumer.store.redis import BatchWrite, RedisStateStore
 
@@ -117,12 +117,12 @@ def direct_snapshot(n: int, base: int, seed: int, snapshot_dir: str, work: Path)
     the slow path this benchmark is meant to avoid."""
     import numpy as np
 
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import iter_records
     from consumer.config import load_settings
+    from consumer.engine.records import Record
     from consumer.generate import write_crm
-    from consumer.records import Record
-    from consumer.snapshot import save_snapshot
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import iter_records
+    from consumer.service.snapshot import save_snapshot
 
     write_crm(work / "crm.csv", work / "truth.csv", base, seed)
     s = load_settings(env={})

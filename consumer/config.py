@@ -175,7 +175,8 @@ class EncoderSettings:
     text_dim: int = 64  # measured: same F1 as 128 and 384 (README), least memory
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: Text model: the MiniLM transformer (ONNX), its static distillation (token table, numpy), or "auto"
-    #: (= static on every host; consumer/encoders/static_text.py says why, README Speed shows the numbers).
+    #: (= static on every host; consumer/encoders/static_text.py says why, docs/benchmarks.md, *Speed and
+    #: memory*, shows the numbers).
     text_backend: Literal["auto", "transformer", "static"] = "auto"
     threads: int | None = None
     model_dir: str | None = None
@@ -194,7 +195,7 @@ class LimitSettings:
     max_record_bytes: int = 65536
     max_logins: int = 5000
     #: Largest image file (or decoded base64 image) a listing may carry; larger ones make the image modality
-    #: absent with a warning (consumer/listing.py). A base64 image in a message must also fit
+    #: absent with a warning (consumer/io/listing.py). A base64 image in a message must also fit
     #: `max_record_bytes`.
     max_image_bytes: int = 10_000_000
 
@@ -266,7 +267,7 @@ class Settings:
 BUILTIN_PROFILES: dict[str, ProfileSettings] = {
     "crm-signup": ProfileSettings(),
     # FEBRL-style person files. The whole name feeds the index and the name score; the person and address
-    # plug-ins compare each field on its own (what fitting without labels needs, consumer/unsupervised.py).
+    # plug-ins compare each field on its own (what fitting without labels needs, consumer/learn/unsupervised.py).
     # date_of_birth and phone are used when the file has them, never required.
     "person": ProfileSettings(
         name="person", id_field="id", name_fields=["given_name", "surname"], city_fields=[],

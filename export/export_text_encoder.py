@@ -20,6 +20,12 @@ Usage (from the repository root, with the ``export`` extra installed)::
     python export/export_text_encoder.py --dim 64,128,384 --out /tmp/onnx-scratch
 
 Intermediate files (fp32 graph, every candidate) go to ``--work-dir`` so they can be benchmarked.
+
+Why this module is long (~840 lines): it is the whole export procedure of the shipped artifact, read and run
+top to bottom when the model changes, in four marked sections (corpus, torch side, candidates, main);
+`export_static_encoder.py` and `export_gpu_fp16.py` import its corpus and torch helpers by name. Splitting
+it would scatter one procedure over files that are never used apart, and a change to it is only checked by
+re-running the export (hours of CPU), which this layout change did not do.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # runnable from anywhere: the corpus uses consumer.normalize
+if str(REPO_ROOT) not in sys.path:  # runnable from anywhere: the corpus uses consumer.engine.normalize
     sys.path.insert(0, str(REPO_ROOT))
 from consumer.encoders.static_text import sha256_file  # noqa: E402  (one hashing helper for runtime and export)
 
@@ -101,13 +107,13 @@ def make_corpus(n: int, seed: int) -> list[str]:
     Two kinds, because both reach the encoder: whole "name, city" strings as typed in signups (name
     order, initials, double first names, case, missing city, typos), and the pieces the pipeline's
     ``SemanticEncoder`` actually embeds - single folded name tokens and canonical cities, produced with
-    ``consumer.normalize`` exactly as at run time. Mix: 50% whole strings, 35% name tokens, 15% cities.
+    ``consumer.engine.normalize`` exactly as at run time. Mix: 50% whole strings, 35% name tokens, 15% cities.
     Faker's data tables change between releases, so the strings depend on the faker version (recorded in
     the manifest); the PCA itself is saved, so consumers never regenerate it.
     """
     from faker import Faker
 
-    from consumer.normalize import city_canonical, name_tokens
+    from consumer.engine.normalize import city_canonical, name_tokens
 
     rng = random.Random(seed)
     fakers = []

@@ -3,11 +3,12 @@
     python export/train_fusion.py            # seeds 101, 102, 103 at 10k, 50k and 200k records
 
 The training files are generated with seeds that evaluation never uses (README evaluates seeds 1 and 2),
-so the figures in the README are on data the model has not seen. They span 10k to 200k records because
+so the figures in the README and docs/benchmarks.md are on data the model has not seen. They span 10k to
+200k records because
 the frequency features (how many others share a name or city) and the density of namesakes grow with the
 index: a model that saw only 10k files is over-confident at 100k (issue 11). The `heldout` generator
 variant is never used here: it is for measurement only. Pairs come from the real candidate
-search (`consumer.train.collect_pairs`), so negatives are the hard ones production meets.
+search (`consumer.learn.train.collect_pairs`), so negatives are the hard ones production meets.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def main() -> None:
                     "when not")
     args = ap.parse_args()
 
-    from consumer.artifacts import load_text_encoder
-    from consumer.batch import iter_records
     from consumer.config import load_settings
-    from consumer.evaluate import load_truth
+    from consumer.engine.records import Record
+    from consumer.evaluation.evaluate import load_truth
     from consumer.generate import write_crm
-    from consumer.records import Record
-    from consumer.train import collect_pairs, fit_model
+    from consumer.io.artifacts import load_text_encoder
+    from consumer.io.batch import iter_records
+    from consumer.learn.train import collect_pairs, fit_model
 
     settings = load_settings(env={})
     settings.encoders.text_backend = args.text_backend
@@ -60,8 +61,8 @@ def main() -> None:
         ap.error("give one --records value, or one per seed")
     xs, ys = [], []
     pipe = None
-    from consumer.comparison import Comparator, gate_rarity
     from consumer.encoders import build_encoders
+    from consumer.engine.comparison import Comparator, gate_rarity
 
     comparator = Comparator(build_encoders(settings, {"text_encoder": text}))
     gated, features = comparator.gated, list(comparator.features)
@@ -93,7 +94,7 @@ def main() -> None:
     source = (f"generated CRM, seeds {args.seeds}, {sizes} records, at most {args.max_pairs_per_file} pairs "
               "per file")
     if pipe is None:  # pairs from the cache: the feature list of a pipeline for these settings
-        from consumer.pipeline import Pipeline
+        from consumer.engine.pipeline import Pipeline
 
         pipe = Pipeline(dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule")),
                         text_encoder=text)

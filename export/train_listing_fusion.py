@@ -4,7 +4,7 @@
     python export/train_listing_fusion.py --ablation-out DIR   # also title-only and image-only models
 
 Training listings are generated with seeds evaluation never uses (benchmarks/bench_listings.py evaluates
-seed 9), and the pairs are the real candidate pairs of the listing pipeline (`consumer.train.collect_pairs`),
+seed 9), and the pairs are the real candidate pairs of the listing pipeline (`consumer.learn.train.collect_pairs`),
 so the negatives are the hard ones: sibling variants with the same photo, the same line in another size.
 The single-modality models (for the text-only / image-only figures) are fitted on the same pairs, on the
 columns of one encoder.
@@ -37,13 +37,13 @@ def main() -> None:
     ap.add_argument("--pairs-cache", help="npz of labelled pairs: reused when present, written when not")
     args = ap.parse_args()
 
-    from consumer.artifacts import load_image_encoder, load_text_encoder
-    from consumer.batch import iter_records
     from consumer.config import load_settings
-    from consumer.evaluate import load_truth
+    from consumer.engine.records import Record
+    from consumer.evaluation.evaluate import load_truth
     from consumer.generate.listings import write_listings
-    from consumer.records import Record
-    from consumer.train import collect_pairs, fit_model
+    from consumer.io.artifacts import load_image_encoder, load_text_encoder
+    from consumer.io.batch import iter_records
+    from consumer.learn.train import collect_pairs, fit_model
 
     settings = load_settings(env={}, profile="listing")
     settings.fusion.mode = "rule"

@@ -104,7 +104,7 @@ def main() -> int:
     ap.add_argument("--workdir")
     args = ap.parse_args()
 
-    from consumer.evaluate import cluster_scores, load_truth
+    from consumer.evaluation.evaluate import cluster_scores, load_truth
     from consumer.store.redis import RedisStateStore
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="dedup-scaleout-"))

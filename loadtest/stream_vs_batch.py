@@ -47,7 +47,7 @@ def clusters(path: Path) -> dict[str, str]:
 def batch_baseline(data: Path, truth: dict[str, str], workdir: Path) -> tuple[Any, float]:
     """`dedup batch` on the same file, scored on its final clusters: the figure a stream must match.
     Returns (Scores, seconds)."""
-    from consumer.evaluate import cluster_scores
+    from consumer.evaluation.evaluate import cluster_scores
 
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "consumer.cli", "batch", str(data), "--out", str(workdir / "batch.jsonl"),
@@ -64,7 +64,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from consumer.config import load_settings
-    from consumer.evaluate import cluster_scores, load_truth
+    from consumer.evaluation.evaluate import cluster_scores, load_truth
 
     fingerprint = load_settings().fingerprint()  # both runs must use the same settings (checked at the end)
 

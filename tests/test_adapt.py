@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from consumer.encoders.base import Rarity
-from consumer.fellegi_sunter import Comparison, fit_reciprocal, reciprocal_best
-from consumer.frequencies import FrequencyTable
-from consumer.titles import code_stem, parse_title, product_codes, title_words
+from consumer.engine.frequencies import FrequencyTable
+from consumer.engine.titles import code_stem, parse_title, product_codes, title_words
+from consumer.learn.fellegi_sunter import Comparison, fit_reciprocal, reciprocal_best
 
 
 def test_product_codes_join_hyphens_and_skip_quantities() -> None:
@@ -98,7 +98,7 @@ def test_reciprocal_fit_leaves_out_a_comparison_most_pairs_lack() -> None:
 
 
 def test_either_of_takes_the_larger_probability_over_its_models_columns() -> None:
-    from consumer.fusion import EitherOf, LearnedModel, either_of
+    from consumer.engine.fusion import EitherOf, LearnedModel, either_of
 
     class Const:
         def __init__(self, col: int) -> None:
@@ -145,8 +145,8 @@ def _write_listings(path: Path, n_products: int = 90) -> Path:
 
 
 def _run(tmp_path: Path, adapt: str) -> tuple[dict, int]:
-    from consumer.batch import run_batch
     from consumer.config import load_settings
+    from consumer.io.batch import run_batch
 
     src = _write_listings(tmp_path / "shops.csv")
     cfg = tmp_path / "shops.toml"

@@ -29,13 +29,13 @@ from harness.kafka import create_topics, free_port, produce_json, unique_topic
 from harness.service import ROOT, crm_rows, running_service, service_settings, shared_text_encoder, wait_for
 from jsonschema import Draft202012Validator
 
-from consumer.artifacts import build_pipeline
+from consumer.api.health import HealthServer, HealthState
 from consumer.cli import main as cli_main
-from consumer.clustering import cluster_id_for
 from consumer.config import load_settings
-from consumer.health import HealthServer, HealthState
-from consumer.pipeline import Pipeline
-from consumer.records import Record, parse_record
+from consumer.engine.clustering import cluster_id_for
+from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record, parse_record
+from consumer.io.artifacts import build_pipeline
 from consumer.store.redis import BatchWrite, RedisStateStore
 
 pytestmark = pytest.mark.integration
@@ -176,7 +176,7 @@ def test_unrelated_records_and_missing_modalities(served: Served, doc: dict[str,
 def test_rarity_from_redis_judges_pairs_as_the_stream_did(served: Served, redis_url: str, tmp_path: Path) -> None:
     """`dedup serve --rarity-from-redis` counts the stored records at start-up: its score of a pair equals
     the score against the term frequencies of the pipeline that wrote that state."""
-    from consumer.scoring import score_pair
+    from consumer.api.scoring import score_pair
 
     proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "serve", "--host", "127.0.0.1", "--port", "0",
                              "--redis", redis_url, "--redis-prefix", served.prefix, "--rarity-from-redis"],
@@ -266,7 +266,8 @@ def _row(**kw: Any) -> dict[str, Any]:
     ([_row(), _row()], 400, "bad_request"),                                         # not an object
     ({"a": _row(), "b": "Zebulon"}, 422, "invalid_record"),                          # a record not an object
     ({"a": _row(), "b": {"name": NAME}}, 422, "invalid_record"),                     # no id
-    ({"a": _row(), "b": _row(name=[NAME])}, 422, "invalid_record"),                  # wrong type
+    ({"a": _row(), "b": _row(name=[NAME])}, 400, "invalid_record"),                  # wrong type (named)
+    ({"a": _row(), "b": _row(name=12345)}, 400, "invalid_record"),                   # a number for a name
     ({"a": _row(login_times="[\"Zebulon\"]"), "b": _row()}, 422, "invalid_record"),  # bad timestamps
     ({"a": _row(name="x" * 5000), "b": _row()}, 422, "invalid_record"),             # oversized field
     ({"a": _row(name="y" * 70000), "b": _row()}, 413, "oversized_record"),
@@ -369,7 +370,7 @@ def test_openapi_document_is_committed_and_describes_the_profile(served: Served,
 
     validate(doc)  # a valid OpenAPI 3.1 document, not only JSON that looks like one
     person = load_settings(env={}, profile="person")
-    from consumer.openapi import openapi_document
+    from consumer.api.openapi import openapi_document
 
     assert openapi_document(person)["components"]["schemas"]["Record"]["required"] == ["id"]
     validate(openapi_document(person))
@@ -379,7 +380,7 @@ def test_unreachable_or_missing_state_store_is_503(tmp_path: Path) -> None:
     """A scoring-only server and one whose Redis is down: look-ups say so (503), scoring still works."""
     from prometheus_client import CollectorRegistry
 
-    from consumer.api import ApiContext, api_routes
+    from consumer.api.app import ApiContext, api_routes
 
     settings = load_settings(env={})
     pipe = build_pipeline(settings, text_encoder=shared_text_encoder())
@@ -452,7 +453,7 @@ def test_a_handler_bug_is_a_500_that_logs_no_value(caplog: pytest.LogCaptureFixt
     exception's message (which may quote a value)."""
     from prometheus_client import CollectorRegistry
 
-    from consumer.api import ApiContext, api_routes
+    from consumer.api.app import ApiContext, api_routes
 
     def broken() -> Pipeline:
         raise ValueError(f"could not handle {NAME}")

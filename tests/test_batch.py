@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.batch import run_batch
 from consumer.cli import main
 from consumer.config import load_settings
+from consumer.io.batch import run_batch
 from consumer.io.files import InputError
 
 GOOD = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumer.blocking import merge_candidates
+from consumer.engine.blocking import merge_candidates
 
 
 def _reference(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: np.ndarray, k: int) -> list[list[int]]:
@@ -63,9 +63,9 @@ def test_empty_batch() -> None:
 
 def _blocker_steps(background: bool, ahead: bool) -> list[list[list[int]]]:
     """Five batches through a Blocker: candidates, then advance (as `Pipeline.process` does)."""
-    from consumer.blocking import Blocker
     from consumer.config import IndexSettings
     from consumer.encoders.base import IndexVector
+    from consumer.engine.blocking import Blocker
 
     rng = np.random.default_rng(3)
     blocker = Blocker([IndexVector("v", 16, 1.0)], IndexSettings(k=8, ef=16, initial_capacity=64),
@@ -100,9 +100,9 @@ def test_search_ahead_and_held_batch_give_the_synchronous_candidates() -> None:
 
 def test_a_failed_search_ahead_falls_back_to_searching_on_the_caller() -> None:
     """The encoder raised (or had nothing) for the batch searched ahead: no hang, the caller searches."""
-    from consumer.blocking import Blocker
     from consumer.config import IndexSettings
     from consumer.encoders.base import IndexVector
+    from consumer.engine.blocking import Blocker
 
     def broken() -> np.ndarray:
         raise RuntimeError("encoder failed")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from consumer.clustering import ClusterState
-from consumer.keeper import choose_canonical
+from consumer.engine.clustering import ClusterState
+from consumer.engine.keeper import choose_canonical
 
 T, MARGIN, SUPPORT = 0.5, 0.1, 0.85
 
@@ -59,7 +59,7 @@ def test_keeper_prefers_complete_recent_representative() -> None:
 def linked(state: ClusterState, row: int, cands: list[int], scores: list[float], truth: dict[frozenset[int], float],
            calls: list[int] | None = None) -> object:
     """`assign` with Guards and a scorer that reads pair scores from `truth` (0.0 when absent)."""
-    from consumer.clustering import Guards
+    from consumer.engine.clustering import Guards
 
     def scorer(left: list[int], right: list[int]) -> np.ndarray:
         if calls is not None:

@@ -9,9 +9,9 @@ from difflib import SequenceMatcher
 import numpy as np
 import pytest
 
-from consumer.baselines import string_baseline
-from consumer.evaluate import cluster_scores, pair_scores
-from consumer.records import Record
+from consumer.engine.records import Record
+from consumer.evaluation.baselines import string_baseline
+from consumer.evaluation.evaluate import cluster_scores, pair_scores
 
 
 def test_cluster_scores_toy() -> None:

@@ -134,8 +134,8 @@ def test_v2_still_keeps_raw_fields_out(validator_v2: Draft202012Validator, mutat
 
 
 def _split_event() -> dict[str, Any]:
+    from consumer.engine.pipeline import Decision, Match, Split
     from consumer.io.events import Source, build_events
-    from consumer.pipeline import Decision, Match, Split
 
     d = Decision("r9", "c-1", "r1", "joined", 9, [], [Match("r1", "c-1", 0.93, "match", {"name": 0.9, "city": 1.0})],
                  "c-1", [Split("c-4", "r4", "r4", ["r4", "r6"])])

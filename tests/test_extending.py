@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from harness.service import event_validator
 
-from consumer.artifacts import build_pipeline
 from consumer.config import Settings, load_settings
-from consumer.fusion import ModelError
+from consumer.engine.fusion import ModelError
+from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record, parse_record
+from consumer.io.artifacts import build_pipeline
 from consumer.io.events import Source, build_events
-from consumer.pipeline import Pipeline
-from consumer.records import Record, parse_record
 
 PROFILE = """
 [profile]

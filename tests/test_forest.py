@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumer.forest import SMALL_BATCH, FastForest
-from consumer.fusion import LearnedModel
+from consumer.engine.forest import SMALL_BATCH, FastForest
+from consumer.engine.fusion import LearnedModel
 
 
 def _rows(n: int, width: int, seed: int) -> np.ndarray:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumer.fellegi_sunter import Comparison, FellegiSunterModel, default_m
-from consumer.fs_fit import (
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m
+from consumer.learn.fs_fit import (
     DEFAULT_MATCHES_PER_RECORD,
     FIT_FALLBACK,
     FIT_OK,
@@ -21,7 +21,7 @@ from consumer.fs_fit import (
     check_fit,
     fit_fellegi_sunter,
 )
-from consumer.unsupervised import FIT_FLOOR, fit_sample_size
+from consumer.learn.unsupervised import FIT_FLOOR, fit_sample_size
 
 VALUES = np.array([1.0, 0.9, 0.0])  # exact, one typo, else
 U = np.array([0.01, 0.01, 0.98])

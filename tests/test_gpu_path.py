@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-import consumer.onnx_runtime as rt
+import consumer.encoders.onnx_runtime as rt
 from consumer.encoders.text import TextEncoder, bucket_rows, bucket_width, default_model_dir
 
 TEXTS = ["Anna Schmidt, Berlin", "", "J. Smith, London", "Jean-Baptiste Marie-Thérèse, Saint-Rémy-de-Provence",
@@ -55,10 +55,10 @@ def test_bucketed_io_binding_matches_plain_run() -> None:
 
 def test_auto_falls_back_to_cpu_with_one_log_line(cuda_listed: None, caplog: pytest.LogCaptureFixture) -> None:
     path = default_model_dir() / _cpu_entry()["file"]
-    with caplog.at_level(logging.INFO, logger="consumer.onnx_runtime"), pytest.warns(UserWarning):
+    with caplog.at_level(logging.INFO, logger="consumer.encoders.onnx_runtime"), pytest.warns(UserWarning):
         session = rt.make_session(path, device="auto", threads=1)
     assert session.get_providers() == [rt.CPU]
-    lines = [r for r in caplog.records if r.name == "consumer.onnx_runtime"]
+    lines = [r for r in caplog.records if r.name == "consumer.encoders.onnx_runtime"]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING
     assert lines[0].device == "cpu" and lines[0].requested == "auto" and "CUDA" in lines[0].reason
     assert lines[0].model == path.name
@@ -81,22 +81,22 @@ def test_encoder_tries_the_cuda_artifact_then_loads_the_cpu_one(
     shutil.copy(src / cpu["file"], tmp_path / "gpu.onnx")
     manifest["artifacts"].append(gpu)
     (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="consumer.onnx_runtime"), pytest.warns(UserWarning):
+    with caplog.at_level(logging.WARNING, logger="consumer.encoders.onnx_runtime"), pytest.warns(UserWarning):
         enc = TextEncoder(model_dir=tmp_path, dim=64, device="auto", threads=1)
     assert enc.entry["file"] == cpu["file"] and not enc.on_gpu and not enc.bucketed_io
     assert enc.providers == [rt.CPU]
-    assert len([r for r in caplog.records if r.name == "consumer.onnx_runtime"]) == 1
+    assert len([r for r in caplog.records if r.name == "consumer.encoders.onnx_runtime"]) == 1
     assert enc.encode(["Anna Schmidt, Berlin"]).shape == (1, 64)
 
 
 def test_missing_cuda_artifact_is_logged(cuda_listed: None, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="consumer.onnx_runtime"):
+    with caplog.at_level(logging.WARNING, logger="consumer.encoders.onnx_runtime"):
         enc = TextEncoder(dim=64, device="auto", threads=1)
     assert not enc.on_gpu
     if enc.entry.get("device") is None and not any(
             a.get("device") == "cuda" for a in json.loads(
                 (default_model_dir() / "manifest.json").read_text(encoding="utf-8"))["artifacts"]):
-        assert any("export_gpu_fp16" in r.reason for r in caplog.records if r.name == "consumer.onnx_runtime")
+        assert any("export_gpu_fp16" in r.reason for r in caplog.records if r.name == "consumer.encoders.onnx_runtime")
 
 
 def test_bench_gpu_runs_on_a_cpu_only_machine() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from consumer.health import HealthServer, HealthState
-from consumer.metrics import STAGES, Metrics
+from consumer.api.health import HealthServer, HealthState
+from consumer.telemetry.metrics import STAGES, Metrics
 
 
 class FakeClock:

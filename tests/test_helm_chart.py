@@ -203,7 +203,10 @@ def test_notes_warn_about_the_development_hash_key(chart: Any) -> None:
 
     assert "WARNING: hashKey.existingSecret is empty" in notes({})
     assert "WARNING" not in notes(SECRETS)
-    assert "issue 12" in notes({"replicaCount": 2, "kafka": {"partitions": 2}})
+    several = notes({"replicaCount": 2, "kafka": {"partitions": 2}})  # snapshots are on by default
+    assert "full copy of the state" in several and "Enable snapshots" not in several
+    assert "Enable snapshots.enabled" in notes({"replicaCount": 2, "kafka": {"partitions": 2},
+                                                "snapshots": {"enabled": False}})
 
 
 def test_restricted_security_context_and_writable_tmp(chart: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.index import CandidateIndex
+from consumer.engine.index import CandidateIndex
 
 
 class _Stingy:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from consumer.batch import run_batch
 from consumer.cli import main
 from consumer.config import load_settings
+from consumer.engine.records import RejectError, parse_record
+from consumer.io.batch import run_batch
 from consumer.io.files import InputError, read_rows
-from consumer.records import RejectError, parse_record
 
 HEADER = "customer_id,name,city,browser,os,login_times"
 GOOD = [
@@ -127,7 +127,7 @@ def test_failed_run_keeps_the_old_output(tmp_path: Path, monkeypatch: pytest.Mon
     def boom(*_a: object, **_k: object) -> None:
         raise RuntimeError("core failed")
 
-    monkeypatch.setattr("consumer.pipeline.Pipeline.process_stream", boom)
+    monkeypatch.setattr("consumer.engine.pipeline.Pipeline.process_stream", boom)
     with pytest.raises(RuntimeError):
         run_batch(src, out, load_settings(env={}), progress=False)
     assert out.read_text() == "previous run\n"

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from consumer.config import load_settings
-from consumer.listing import attach_image
-from consumer.records import parse_record
+from consumer.engine.records import parse_record
+from consumer.io.listing import attach_image
 
 
 def _jpeg(colour: tuple[int, int, int] = (200, 30, 40), side: int = 64) -> bytes:
@@ -165,8 +165,8 @@ def test_image_parity_with_torch(image_model) -> None:  # noqa: ANN001
 
 def test_keeper_keeps_the_better_listing(image_model) -> None:  # noqa: ANN001
     """Q-SemDeDup: the canonical listing is the fuller one with the sharper photo, not the first."""
-    from consumer.artifacts import build_pipeline
     from consumer.generate.photos import Look, draw_product, jpeg_bytes
+    from consumer.io.artifacts import build_pipeline
 
     s = load_settings(env={}, profile="listing")
     photo = draw_product(Look("bottle", (200, 30, 40), (20, 20, 20), "Acme", 3))

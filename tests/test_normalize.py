@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.normalize import browser_canonical, city_canonical, name_tokens, nickname_keys, os_canonical
+from consumer.engine.normalize import browser_canonical, city_canonical, name_tokens, nickname_keys, os_canonical
 
 
 def test_name_tokens_order_titles_accents() -> None:
@@ -38,7 +38,7 @@ def test_device_canonical_forms() -> None:
 
 
 def test_invisible_characters_are_removed_not_spaced() -> None:
-    from consumer.normalize import fold, name_tokens
+    from consumer.engine.normalize import fold, name_tokens
 
     assert fold("Jo\u200bhn Sm\u00adith\u2060") == "john smith"
     assert fold("\ufeffAnna\u200d") == "anna"
@@ -46,7 +46,7 @@ def test_invisible_characters_are_removed_not_spaced() -> None:
 
 
 def test_lookalike_letters_fold_to_latin_inside_latin_text() -> None:
-    from consumer.normalize import fold
+    from consumer.engine.normalize import fold
 
     assert fold("J\u043ehn Sm\u0456th") == "john smith"  # Cyrillic о, Ukrainian і
     assert fold("\u0408\u043e\u0455\u0435 Garcia") == "jose garcia"  # a word of look-alikes beside Latin
@@ -55,7 +55,7 @@ def test_lookalike_letters_fold_to_latin_inside_latin_text() -> None:
 
 
 def test_real_cyrillic_and_greek_still_transliterate() -> None:
-    from consumer.normalize import fold
+    from consumer.engine.normalize import fold
 
     assert fold("\u041c\u043e\u0441\u043a\u0432\u0430") == "moskva"
     assert fold("\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432") == "ivan petrov"

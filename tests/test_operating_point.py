@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.artifacts import build_pipeline
 from consumer.config import ConfigError, load_settings
-from consumer.fusion import LearnedModel, ModelError, learned_thresholds, manifest_path
+from consumer.engine.fusion import LearnedModel, ModelError, learned_thresholds, manifest_path
+from consumer.io.artifacts import build_pipeline
 from tests.harness.service import shared_text_encoder
 
 

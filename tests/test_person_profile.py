@@ -20,14 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from person_fit_cost import typo  # noqa: E402  (the benchmark's error model: one copy)
 
-from consumer.batch import run_batch
 from consumer.cli import main
 from consumer.config import load_settings
 from consumer.encoders.address import AddressEncoder, street_canonical
 from consumer.encoders.person import PersonEncoder, dob_canonical
-from consumer.evaluate import cluster_scores
-from consumer.fusion import LearnedModel
-from consumer.records import parse_record
+from consumer.engine.fusion import LearnedModel
+from consumer.engine.records import parse_record
+from consumer.evaluation.evaluate import cluster_scores
+from consumer.io.batch import run_batch
 
 GIVEN = ["oliver", "charlotte", "jack", "amelia", "william", "isla", "noah", "mia", "thomas", "grace", "lucas",
          "chloe", "henry", "zoe", "james", "ruby", "ethan", "ella", "samuel", "emily"]
@@ -197,9 +197,9 @@ def test_eval_reports_the_fitted_weights(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_person_columns_survive_the_state_store_round_trip(tmp_path: Path) -> None:
     """The service persists every record's columns and rebuilds from them: the new columns must too."""
-    from consumer.artifacts import build_pipeline
-    from consumer.batch import iter_records
-    from consumer.records import Record
+    from consumer.engine.records import Record
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import iter_records
 
     src = tmp_path / "people.csv"
     febrl_like(src, n_people=40)

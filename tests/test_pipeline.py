@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from consumer.artifacts import build_pipeline
-from consumer.batch import iter_records
 from consumer.config import Settings, load_settings
+from consumer.engine.records import Record
+from consumer.engine.state import record_states, restore
 from consumer.generate import write_crm
-from consumer.records import Record
-from consumer.state import record_states, restore
+from consumer.io.artifacts import build_pipeline
+from consumer.io.batch import iter_records
 
 SEED_CRM = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed-crm" / "Simulated_CRM_Dataset.csv"
 
@@ -136,12 +136,12 @@ def test_seed_crm_all_23_pairs_and_no_false_pair(fusion: str) -> None:
 
 
 def test_pipeline_is_pure_and_its_thread_limit_is_scoped(crm_file: tuple[Path, Path]) -> None:
-    """`Pipeline(...)` loads nothing (artifacts are handed in by `consumer.artifacts`), and the learned
+    """`Pipeline(...)` loads nothing (artifacts are handed in by `consumer.io.artifacts`), and the learned
     model's one-OpenMP-thread limit holds only while the pipeline fuses, not for the whole process."""
     from threadpoolctl import threadpool_info
 
-    from consumer.artifacts import load_artifacts
-    from consumer.pipeline import Pipeline
+    from consumer.engine.pipeline import Pipeline
+    from consumer.io.artifacts import load_artifacts
 
     s = load_settings(env={})
     assert s.fusion.mode == "learned"

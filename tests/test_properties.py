@@ -18,11 +18,11 @@ from confluent_kafka import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.artifacts import build_pipeline
 from consumer.config import Settings, load_settings
-from consumer.pipeline import Pipeline
-from consumer.records import Record, RejectError, parse_record
-from consumer.service_batch import DeadLetter, decode_message
+from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record, RejectError, parse_record
+from consumer.io.artifacts import build_pipeline
+from consumer.service.batch import DeadLetter, decode_message
 
 _PROFILE_FIELDS = ["customer_id", "name", "city", "browser", "os", "login_times"]
 

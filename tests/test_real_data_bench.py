@@ -32,3 +32,13 @@ def test_score_counts_pairs_of_final_clusters() -> None:
 def test_tfidf_baseline_links_near_identical_texts_only() -> None:
     got = tfidf_clusters(["1", "2", "3"], ["sony turntable pslx350h", "Sony Turntable PSLX350H", "bose speaker"])
     assert got["1"] == got["2"] != got["3"]
+
+
+def test_learning_curve_skips_what_is_absent_and_tabulates(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import learning_curve
+
+    assert learning_curve.main(["--data-dir", str(tmp_path), "--files", "abt-buy,rldata10000"]) == 0
+    assert sum(line.startswith("skipped ") for line in capsys.readouterr().out.splitlines()) == 2
+    rows = [{"file": "f", "labels": 0, "f1": 0.5}, {"file": "f", "labels": 25, "f1": 0.75}]
+    assert learning_curve.markdown(rows).splitlines()[2] == "| f | 0.5000 | 0.7500 |"

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from consumer.config import LimitSettings, ProfileSettings
-from consumer.records import RejectError, parse_record
+from consumer.engine.records import RejectError, parse_record
 
 P, L = ProfileSettings(), LimitSettings()
 

@@ -1,8 +1,8 @@
 """The replica core without a broker: snapshots decide identically, the changelog converges, late links.
 
 Why: a member restarted from a snapshot must decide exactly as the member that wrote it would have, and two
-replicas fed the same changelog must hold the same clusters under the same ids (consumer/replica.py,
-consumer/snapshot.py). Pure and fast; the group behaviour itself is in tests/test_service_scaleout.py.
+replicas fed the same changelog must hold the same clusters under the same ids (consumer/service/changelog.py,
+consumer/service/snapshot.py). Pure and fast; the group behaviour itself is in tests/test_service_scaleout.py.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from consumer.artifacts import build_pipeline
-from consumer.batch import iter_records
 from consumer.config import load_settings
+from consumer.engine.records import Record
 from consumer.generate import write_crm
-from consumer.records import Record
-from consumer.replica import Replica, merge_entry, parse_merge, parse_split, split_entry
-from consumer.snapshot import load_snapshot, save_snapshot
+from consumer.io.artifacts import build_pipeline
+from consumer.io.batch import iter_records
+from consumer.service.changelog import Replica, merge_entry, parse_merge, parse_split, split_entry
+from consumer.service.snapshot import load_snapshot, save_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_twins_decided_apart_are_linked_by_the_later_writer(recs: list[Record]) 
 
 def test_freshen_names_clusters_as_redis_knows_them() -> None:
     """A bridge decided on a stale replica: ids resolved, Redis's survivor rule, nothing announced twice."""
-    from consumer.pipeline import Decision, Match
-    from consumer.service_sync import clusters_to_resolve, freshen
+    from consumer.engine.pipeline import Decision, Match
+    from consumer.service.sync import clusters_to_resolve, freshen
 
     m = Match("r0", "cl_x", 0.97, "match", {})
     bridge = Decision("r1", "cl_s", "r0", "merged", 5, ["cl_a", "cl_x"], [m])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from consumer.cli import main
-from consumer.scale_eval import parse_sizes
+from consumer.evaluation.scale_eval import parse_sizes
 
 
 def test_parse_sizes() -> None:

@@ -1,4 +1,4 @@
-"""`consumer.scoring`: an on-demand pair score is the score the stream gives the same pair.
+"""`consumer.api.scoring`: an on-demand pair score is the score the stream gives the same pair.
 
 Why: the API and `dedup score` promise the pipeline's own judgement, not an approximation. Given the
 stream's term-frequency counts, scoring (earlier record, arriving record) *before* it arrives must give
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from harness.service import crm_rows, shared_text_encoder
 
-from consumer.artifacts import build_pipeline
+from consumer.api.scoring import score_pair
 from consumer.config import load_settings
-from consumer.records import parse_record
-from consumer.scoring import score_pair
+from consumer.engine.records import parse_record
+from consumer.io.artifacts import build_pipeline
 
 
 def test_score_before_arrival_equals_the_streams_score(tmp_path: Path) -> None:

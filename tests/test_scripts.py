@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from consumer.batch import run_batch, unreadable_fields
 from consumer.config import load_settings
-from consumer.normalize import city_canonical, fold, name_tokens
-from consumer.records import Record
+from consumer.engine.normalize import city_canonical, fold, name_tokens
+from consumer.engine.records import Record
+from consumer.io.batch import run_batch, unreadable_fields
 
 PEOPLE = [  # (name, city) in four scripts, plus a Korean and a Latin control
     ("王小明", "北京"), ("Иван Петров", "Москва"), ("Γιώργος Παπαδόπουλος", "Αθήνα"),

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from consumer.blocking import Blocker, search_width
 from consumer.config import IndexSettings
 from consumer.encoders.base import IndexVector
+from consumer.engine.blocking import Blocker, search_width
 
 
 def test_fixed_while_small_then_growing_and_capped() -> None:

@@ -17,8 +17,8 @@ import pytest
 from consumer.cli import main
 from consumer.config import DEFAULT_HASH_KEY, ConfigError, load_settings
 from consumer.encoders.names import NameEncoder
-from consumer.fusion import LearnedModel, ModelError, manifest_path
-from consumer.records import Record
+from consumer.engine.fusion import LearnedModel, ModelError, manifest_path
+from consumer.engine.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_saved_model_round_trips_through_its_manifest(tmp_path: Path) -> None:
 
 
 def test_service_refuses_the_default_hash_key_unless_told() -> None:
-    from consumer.service import Service
+    from consumer.service.runner import Service
 
     s = load_settings(env={})
     assert s.encoders.hash_key == DEFAULT_HASH_KEY

@@ -26,9 +26,9 @@ from harness.service import (
     wait_for,
 )
 
-from consumer.batch import run_batch
 from consumer.config import load_settings
-from consumer.evaluate import cluster_scores
+from consumer.evaluation.evaluate import cluster_scores
+from consumer.io.batch import run_batch
 from consumer.store.redis import RedisStateStore
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from harness.service import (
 )
 
 from consumer.io.kafka import HEADER_DETAIL, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_STAGE
-from consumer.service_batch import PROFILE_HEADER
+from consumer.service.batch import PROFILE_HEADER
 from consumer.store.redis import RedisStateStore
 
 pytestmark = pytest.mark.integration

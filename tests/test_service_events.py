@@ -13,10 +13,10 @@ from confluent_kafka import Message
 from harness.service import event_validator
 
 from consumer.config import load_settings
+from consumer.engine.pipeline import Decision, Match
+from consumer.engine.records import Record
 from consumer.io.events import Source, build_events, event_id, upgrade_event
-from consumer.pipeline import Decision, Match
-from consumer.records import Record
-from consumer.service_batch import PROFILE_HEADER, DeadLetter, Output, decode_message
+from consumer.service.batch import PROFILE_HEADER, DeadLetter, Output, decode_message
 
 MODS = {"text": 0.91, "name": 0.97, "city": 1.0, "behaviour": None, "device": 0.6}
 SRC = Source("signups", 0, 41, 1_700_000_000_123)

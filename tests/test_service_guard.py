@@ -1,4 +1,4 @@
-"""The poison-pill guard (consumer/service_guard.py) with injected failures on a real pipeline.
+"""The poison-pill guard (consumer/service/guard.py) with injected failures on a real pipeline.
 
 Why a unit test beside the service test: the service test uses a value that crashes the core today; once
 validation rejects that value, only an injected failure still exercises the guard. Both failure points
@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from harness.service import crm_rows, shared_text_encoder
 
-from consumer.artifacts import build_pipeline
-from consumer.batch import iter_records
 from consumer.config import load_settings
-from consumer.pipeline import Pipeline
-from consumer.records import Record
-from consumer.service_guard import decide_guarded, encoded_or_none
-from consumer.state import record_states, restore
+from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record
+from consumer.engine.state import record_states, restore
+from consumer.io.artifacts import build_pipeline
+from consumer.io.batch import iter_records
+from consumer.service.guard import decide_guarded, encoded_or_none
 
 
 @pytest.fixture(scope="module")

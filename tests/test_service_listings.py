@@ -22,11 +22,11 @@ from harness.service import (
     wait_for,
 )
 
-from consumer.batch import run_batch
 from consumer.cli import main as cli_main
 from consumer.config import load_settings
-from consumer.evaluate import cluster_scores, load_truth
+from consumer.evaluation.evaluate import cluster_scores, load_truth
 from consumer.generate.listings import write_listings
+from consumer.io.batch import run_batch
 from consumer.store.redis import RedisStateStore
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def test_wrong_redis_password_is_a_clear_error_and_exit_3(owned_redis: Callable[..., hr.OwnedRedis],
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    from consumer.service import Service
+    from consumer.service.runner import Service
 
     server = owned_redis(password="right-password", appendonly=False)
     wrong = server.url.replace("right-password", "wrong-password")

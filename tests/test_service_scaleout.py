@@ -1,7 +1,7 @@
 """Scale-out: several `dedup run` members in one group decide as one engine (issue 12).
 
 Why: with random message keys a person's second account lands on another member's partition. Each member
-keeps a replica of the whole state fed by the Redis changelog (consumer/replica.py), so a twin decided
+keeps a replica of the whole state fed by the Redis changelog (consumer/service/changelog.py), so a twin decided
 elsewhere is a candidate here, and twins decided at the same moment by two members are linked afterwards
 (late links). Real tansu broker and real Redis; the group timeouts are the harness's fast ones.
 """
@@ -29,9 +29,9 @@ from harness.service import (
     wait_for,
 )
 
-from consumer.batch import run_batch
 from consumer.config import load_settings
-from consumer.evaluate import cluster_scores
+from consumer.evaluation.evaluate import cluster_scores
+from consumer.io.batch import run_batch
 from consumer.store.redis import RedisStateStore
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import threading
 import pytest
 import redis
 
-from consumer.clustering import cluster_id_for
-from consumer.state import RecordState
+from consumer.engine.clustering import cluster_id_for
+from consumer.engine.state import RecordState
 from consumer.store.redis import BatchWrite, RedisStateStore
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ def test_split_moves_a_piece_into_its_own_cluster_consistently(redis_url: str, r
     assert not client.exists(f"{redis_prefix}fwd:{cc}")
     assert {s.record_id: s.founder_id for s in store.load_states()}["d"] == "c"
     # The split is in the changelog (once: the replayed batch wrote nothing), so replicas split too.
-    from consumer.replica import parse_split
+    from consumer.service.changelog import parse_split
     splits = [parse_split(e) for e in store.read_log(0) if e.startswith("s")]
     assert splits == [("c", ["c", "d", "g"])]
 

@@ -9,7 +9,7 @@ import numpy as np
 from consumer.encoders.behaviour import BehaviourEncoder
 from consumer.encoders.device import DeviceEncoder
 from consumer.encoders.names import NameEncoder
-from consumer.records import Record
+from consumer.engine.records import Record
 
 
 def rec(name: str = "", city: str = "", browser: str = "", os: str = "",

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumer.blocking import Blocker
-from consumer.comparison import Comparator
 from consumer.config import FusionSettings, IndexSettings, Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Rarity, Score
-from consumer.frequencies import MIN_RECORDS, FrequencyTable
-from consumer.fusion import Fuser, LearnedModel, ModelError
-from consumer.index import CandidateIndex, RWLock
+from consumer.engine.blocking import Blocker
+from consumer.engine.comparison import Comparator
+from consumer.engine.frequencies import MIN_RECORDS, FrequencyTable
+from consumer.engine.fusion import Fuser, LearnedModel, ModelError
+from consumer.engine.index import CandidateIndex, RWLock
 
 NAN = np.nan
 
@@ -259,7 +259,7 @@ def test_rwlock_readers_share_writers_exclude() -> None:
 
 def test_stage_timer_owns_one_vocabulary() -> None:
     """Pipeline, batch summary and the service's metric share the timer's names; `since` diffs a batch."""
-    from consumer.stages import DECIDE_STAGES, StageTimer
+    from consumer.engine.stages import DECIDE_STAGES, StageTimer
 
     timer = StageTimer()
     timer.add("compare", 0.5)
@@ -274,7 +274,7 @@ def test_stage_timer_owns_one_vocabulary() -> None:
 
 def test_gated_rarity_counts_only_where_values_agree() -> None:
     """A gated rarity says how often *the pair's shared* value occurs: -1 where the values differ."""
-    from consumer.comparison import gate_rarity
+    from consumer.engine.comparison import gate_rarity
 
     x = np.array([[1.0, 2.0], [0.6, 2.0], [np.nan, 2.0], [1.0, np.nan]], np.float32)
     out = gate_rarity(x.copy(), [(1, 0, 1.0)])

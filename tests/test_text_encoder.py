@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from consumer.encoders.onnx_runtime import CPU, CUDA, resolve_providers
 from consumer.encoders.text import TextEncoder, default_model_dir
-from consumer.onnx_runtime import CPU, CUDA, resolve_providers
 
 MODEL_DIR = default_model_dir()
 MAX_BYTES = 50_000_000
@@ -167,7 +167,7 @@ def _parity_sample(n: int, seed: int = 4242) -> list[str]:
     strings plus the folded name tokens and canonical cities the pipeline's SemanticEncoder embeds."""
     from faker import Faker
 
-    from consumer.normalize import city_canonical, name_tokens
+    from consumer.engine.normalize import city_canonical, name_tokens
 
     rng = random.Random(seed)
     fakers = [Faker(loc) for loc in ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "pt_BR")]

@@ -1,10 +1,10 @@
-"""Product-title normalisation and the attributes that tell similar titles apart (consumer/titles.py)."""
+"""Product-title normalisation and the attributes that tell similar titles apart (consumer/engine/titles.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from consumer.titles import parse_price, parse_title
+from consumer.engine.titles import parse_price, parse_title
 
 
 @pytest.mark.parametrize(("a", "b"), [

@@ -25,8 +25,8 @@ import numpy as np
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Score, nanmean_weighted
 from consumer.encoders.fields import FIELD_LEVELS, FieldCodec, field_columns, field_similarity
-from consumer.normalize import city_canonical, fold
-from consumer.records import Record
+from consumer.engine.normalize import city_canonical, fold
+from consumer.engine.records import Record
 
 __all__ = ["AddressEncoder", "street_canonical"]
 

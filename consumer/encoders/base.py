@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from consumer.records import Record
+from consumer.engine.records import Record
 
 __all__ = ["Columns", "Encoder", "KeyedHasher", "Contribution", "Feature", "IndexVector", "Rarity", "Score",
            "text_batch"]
@@ -35,7 +35,7 @@ class Feature:
     constrained that way), 0 when the feature is evidence *strength*, not similarity (no direction).
 
     `levels`: cut points (descending) that make the feature a Fellegi-Sunter *comparison* for fitting
-    without labels (`consumer/fellegi_sunter.py`): level i holds values >= levels[i], the last level the
+    without labels (`consumer/learn/fellegi_sunter.py`): level i holds values >= levels[i], the last level the
     rest, NaN is the null level (no evidence either way). Features without levels are not used by it, so
     an encoder declares levels only on features that are not near-copies of another comparison (the
     model assumes comparisons independent given match status). `tf`: the rarity feature

@@ -21,7 +21,7 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Score, nanmean_weighted
-from consumer.records import Record
+from consumer.engine.records import Record
 
 __all__ = ["BehaviourEncoder"]
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, KeyedHasher, Rarity, Score
-from consumer.normalize import browser_canonical, os_canonical, os_family
-from consumer.records import Record
+from consumer.engine.normalize import browser_canonical, os_canonical, os_family
+from consumer.engine.records import Record
 
 __all__ = ["DeviceEncoder", "device_similarity"]
 

@@ -5,7 +5,7 @@ The graph (`export/export_image_encoder.py`) takes decoded, resized uint8 pixels
 `manifest.json` beside the model names the file, its sha256, size, input size and parity figures, exactly
 as for the text model; a missing or altered file fails at load with the command that rebuilds it.
 
-A record's image arrives as bytes (`Record.blob("image")`, filled by `consumer.listing.attach_image` from
+A record's image arrives as bytes (`Record.blob("image")`, filled by `consumer.io.listing.attach_image` from
 a file path or base64); one that does not decode is *absent* (a zero vector, NaN features), never an error:
 the listing is still decided on its title, and the adapter has already counted why (`image_*` warnings).
 
@@ -27,8 +27,8 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Score
-from consumer.onnx_runtime import Device, make_session
-from consumer.records import Record
+from consumer.encoders.onnx_runtime import Device, make_session
+from consumer.engine.records import Record
 
 __all__ = ["INPUT_SIZE", "ImageModel", "ImageEncoder", "decode", "pixels"]
 
@@ -123,7 +123,7 @@ class ImageEncoder:
         model = artifacts.get("image_encoder")
         if model is None:
             raise ValueError("the profile uses the image encoder: build the pipeline with "
-                             "consumer.artifacts.build_pipeline, which loads it (or pass image_encoder=)")
+                             "consumer.io.artifacts.build_pipeline, which loads it (or pass image_encoder=)")
         return cls(model)
 
     @property

@@ -24,8 +24,8 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Rarity, Score
-from consumer.normalize import city_canonical, fold, name_tokens, nickname_keys
-from consumer.records import Record
+from consumer.engine.normalize import city_canonical, fold, name_tokens, nickname_keys
+from consumer.engine.records import Record
 
 __all__ = ["NameEncoder"]
 

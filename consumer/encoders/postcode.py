@@ -25,8 +25,8 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, KeyedHasher, Rarity, Score
-from consumer.normalize import fold
-from consumer.records import Record
+from consumer.engine.normalize import fold
+from consumer.engine.records import Record
 
 __all__ = ["PostcodeEncoder"]
 

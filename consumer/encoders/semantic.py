@@ -23,8 +23,8 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, Score
-from consumer.normalize import city_canonical, name_tokens
-from consumer.records import Record
+from consumer.engine.normalize import city_canonical, name_tokens
+from consumer.engine.records import Record
 
 __all__ = ["SemanticEncoder"]
 

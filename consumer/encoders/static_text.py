@@ -156,7 +156,8 @@ def cpu_has_vnni() -> bool:
 def resolve_backend(backend: str) -> str:
     """``auto`` -> ``static``, on every host.
 
-    Why not by hardware (transformer on CUDA, say): measured in the README (Speed), the static model keeps
+    Why not by hardware (transformer on CUDA, say): measured in docs/benchmarks.md (Speed and memory), the
+    static model keeps
     the learned-fusion F1 of the transformer on the CRM files and is two orders of magnitude faster on
     any CPU, VNNI or not, so a GPU is not needed for text at all; and the text vectors must not depend on
     the host, or replicas on mixed CPU/GPU nodes sharing one stored state would put two embedding spaces

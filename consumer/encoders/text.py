@@ -19,7 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from consumer.encoders.base import text_batch
-from consumer.onnx_runtime import CUDA, Device, cpu_fallback_log, make_session, on_gpu, resolve_providers
+from consumer.encoders.onnx_runtime import CUDA, Device, cpu_fallback_log, make_session, on_gpu, resolve_providers
 
 __all__ = ["TextEncoder", "default_model_dir"]
 
@@ -85,7 +85,7 @@ class TextEncoder:
     shapes. Padding rows are ``[CLS]`` only and their outputs are dropped; padding tokens are masked, so
     bucketing changes no embedding beyond float rounding. ``bucketed_io`` forces that path on or off (it is
     exercised on CPU in tests). If CUDA cannot start, the CPU artifact is loaded instead and one log line
-    says why (`consumer.onnx_runtime.make_session`).
+    says why (`consumer.encoders.onnx_runtime.make_session`).
     """
 
     def __init__(

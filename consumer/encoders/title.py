@@ -1,4 +1,4 @@
-"""Listing text: the product title (normalised, `consumer.titles`), its attributes, brand, category, price.
+"""Listing text: the product title (normalised, `consumer.engine.titles`), its attributes, brand, category, price.
 
 Features (NaN where a side lacks the value):
 
@@ -8,7 +8,7 @@ Features (NaN where a side lacks the value):
 - `title_tri`: cosine of hashed character-trigram counts (typos, merged words);
 - `attr_agree`: share of the attribute kinds both titles state that agree (1 = all agree, 0 = every one
   differs): a 128GB and a 256GB phone are different products however alike the rest;
-- `code_match`: model/part numbers (`consumer.titles.product_codes`, from the title, else the description):
+- `code_match`: model/part numbers (`consumer.engine.titles.product_codes`, from the title, else the description):
   1 when the listings share one, 0.7 when each also carries one the other lacks (a family code beside
   the variant's own), 0.4 when they share one only up to a letter suffix ("WFW8300SWH" vs "WFW8300SW": a
   colour or region letter, sometimes the same product), 0 when both carry codes and none agree, NaN when
@@ -41,9 +41,9 @@ from consumer.encoders.base import (
     Score,
     nanmean_weighted,
 )
-from consumer.normalize import fold
-from consumer.records import Record
-from consumer.titles import ATTRIBUTE_KINDS, code_stem, parse_price, parse_title, product_codes, title_words
+from consumer.engine.normalize import fold
+from consumer.engine.records import Record
+from consumer.engine.titles import ATTRIBUTE_KINDS, code_stem, parse_price, parse_title, product_codes, title_words
 
 __all__ = ["TitleEncoder"]
 
@@ -58,7 +58,7 @@ VARIANT_KINDS = tuple(k for k in ATTRIBUTE_KINDS if k not in ("model", "num"))
 _VARIANT_COLS = np.array([ATTRIBUTE_KINDS.index(k) for k in VARIANT_KINDS])
 #: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
 MAX_IDF_KEYS = 24
-#: Fellegi-Sunter levels (fitting without labels, `consumer/unsupervised.py`).
+#: Fellegi-Sunter levels (fitting without labels, `consumer/learn/unsupervised.py`).
 CODE_LEVELS = (1.0, 0.7, 0.4)
 IDF_LEVELS = (0.8, 0.6, 0.4, 0.25)
 

@@ -4,6 +4,10 @@ Quality is also measured on held-out data from another generator, so variation h
 from many independent, overlapping sources (namesakes, households, shared devices, similar login
 habits) rather than a fixed set of quirks a matcher could learn. Nothing from the rest of
 ``consumer`` is imported: the matcher must not share lookup tables with its benchmark.
+
+Why this module is long (~430 lines): it is one generative story (people, households, namesakes, accounts,
+devices, login habits) whose rates are tuned against each other; its field-level noise already lives apart
+(`perturb`), and the rest is read as a whole when the difficulty of the data is questioned.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Every function takes an explicit ``random.Random`` so generation stays byte-reproducible per seed.
 The alias and nickname tables live here on purpose: the matcher keeps its own tables, so a
 generated benchmark does not reward a matcher for knowing exactly the generator's quirks.
+
+Why this module is long (~410 lines): most of it is the alias, nickname and spelling tables the noise is
+drawn from; the functions that use them are short.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from consumer.pipeline import Decision, Match
+from consumer.engine.pipeline import Decision, Match
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "EVENTS_FOR_OUTCOME", "Source", "event_id", "build_events", "utc_iso",
            "upgrade_event"]

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from consumer.records import Rejected
+from consumer.engine.records import Rejected
 
 if TYPE_CHECKING:
     from consumer.config import ProfileSettings

@@ -1,6 +1,6 @@
 """The service's consumer-group membership: micro-batch polling, pausing during retries, offset bookkeeping.
 
-Kept apart from `consumer.service` so the loop there reads as batch semantics only. What lives here is the
+Kept apart from `consumer.service.runner` so the loop there reads as batch semantics only. What lives here is the
 Kafka-side state of one member and the rules that keep it safe:
 
 - offsets are recorded as *done* only by the caller, after a batch is in Redis and its output acknowledged;

@@ -9,6 +9,10 @@ variable can add security options but can never switch the safety settings off.
 Security and other client properties come from a settings mapping (keys like `security.protocol`, or
 `security_protocol` from a TOML table) and from `DEDUP_KAFKA_<PROPERTY_WITH_UNDERSCORES>` environment
 variables (`DEDUP_KAFKA_SASL_PASSWORD` -> `sasl.password`); the environment wins over the mapping.
+
+Why this module is long (~430 lines): the safety settings, the factories that apply them and the delivery
+tracking that enforces the commit rule must be read together to check the at-least-once contract; split,
+a reader would have to reassemble them.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ DLQ_SUFFIX = ".dlq"
 #: that must move; the others keep being consumed through the rebalance (no stop-the-world). The callbacks
 #: receive only the partitions added or taken away (`GroupMember` keeps the union), and a revoked
 #: partition's done offsets are committed synchronously before it is given up. Every member holds the whole
-#: state (consumer/replica.py), so a moved partition needs no state hand-over. "range" (eager) still works.
+#: state (consumer/service/changelog.py), so a moved partition needs no state hand-over. "range" (eager) still works.
 DEFAULT_ASSIGNMENT_STRATEGY = "cooperative-sticky"
 
 HEADER_REASON = "dedup.error.reason"

@@ -28,7 +28,7 @@ APPLY_BATCH = r"""
 -- Every new record appends 'r<record id>', every applied merge 'm<len>:<survivor founder><absorbed founder>'
 -- (founder record ids) and every split piece 's[<founder id>, [<record id>, ...]]' (JSON) to the list
 -- p log: the changelog every consumer tails to keep its replica of the whole state current
--- (consumer/replica.py). Appended in the same script as the state itself, so the log can never miss a
+-- (consumer/service/changelog.py). Appended in the same script as the state itself, so the log can never miss a
 -- write or show one that did not happen; position i (1-based) of an 'r' entry is that record's seq.
 --
 -- Why server-side resolution: several consumers may decide on stale views of the same clusters. A cluster

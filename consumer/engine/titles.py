@@ -1,0 +1,192 @@
+"""Product titles: normalisation and the attributes that make two similar titles different products.
+
+"Acme AquaPure Water 0.5 L, 6-Pack" and "ACME aquapure water 500ml (pack of 6)" are one product; "... 1L"
+is another. So a title is split into
+
+- *core* tokens: the words that name the product line (folded, marketing noise such as "new" or
+  "free shipping" dropped), compared softly (tokens, character trigrams, embeddings);
+- *attributes*, each normalised to a canonical value: volume (500ml = 0.5 L -> vol:500), mass (g),
+  storage (1TB = 1000 GB -> cap:1000), screen inches, pack count, clothing/shoe size (UK 9 = size 9),
+  colour (gray = grey), generation (2nd gen = gen 2 = Mk II) and model numbers (letters with digits,
+  "WH-1000XM4" = "wh1000xm4"), plus bare numbers ("iPhone 14").
+
+Two titles that state the same attribute kind with different values are different products, however
+similar the rest: that is hard evidence against a match (`attribute_conflicts`). Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from consumer.engine.normalize import fold
+
+__all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price", "product_codes", "code_stem", "title_words"]
+
+#: Attribute kinds, in column order.
+ATTRIBUTE_KINDS = ("vol", "mass", "cap", "screen", "pack", "size", "colour", "gen", "model", "num")
+
+_NUM = r"(\d+(?:[.,]\d+)?)"
+_UNITS: dict[str, tuple[str, float]] = {
+    "ml": ("vol", 1), "cl": ("vol", 10), "dl": ("vol", 100), "l": ("vol", 1000), "ltr": ("vol", 1000),
+    "litre": ("vol", 1000), "liter": ("vol", 1000), "litres": ("vol", 1000), "liters": ("vol", 1000),
+    "floz": ("vol", 29.5735), "cuft": ("vol", 28316.8), "cf": ("vol", 28316.8),
+    "mg": ("mass", 0.001), "g": ("mass", 1), "gr": ("mass", 1), "kg": ("mass", 1000), "lb": ("mass", 453.592),
+    "lbs": ("mass", 453.592), "oz": ("mass", 28.3495),
+    "mb": ("cap", 0.001), "gb": ("cap", 1), "tb": ("cap", 1000),
+    "in": ("screen", 1), "inch": ("screen", 1), "inches": ("screen", 1), '"': ("screen", 1),
+}
+_UNIT_RE = re.compile(_NUM + r"\s*(fl\.?\s?oz|cu\.?\s?ft\.?|"
+                      + "|".join(sorted((re.escape(u) for u in _UNITS if u != "floz"),
+                                                                key=len, reverse=True)) + r")(?![a-z])")
+_PACK_RE = re.compile(r"(?:pack of|set of|case of|box of)\s*(\d+)|(\d+)\s*-?\s*(?:pack|pk|pcs|pieces|count|ct)\b"
+                      r"|\b(\d+)\s*x\b(?!\s*\d)|\bx\s*(\d+)\b")
+_SIZE_RE = re.compile(r"\b(?:uk|size|sz|us|eu)\s*:?\s*(\d+(?:[.,]5)?|xxs|xs|s|m|l|xl|xxl|xxxl|[2-5]xl)\b")
+_LETTER_SIZES = {"xxs": "xxs", "xs": "xs", "xl": "xl", "xxl": "xxl", "2xl": "xxl", "xxxl": "xxxl", "3xl": "xxxl",
+                 "small": "s", "medium": "m", "large": "l", "x-large": "xl", "extra large": "xl"}
+_LETTER_SIZE_RE = re.compile(r"\b(extra large|x-large|xxs|xs|xxxl|xxl|xl|[23]xl|small|medium|large)\b")
+_GEN_RE = re.compile(r"\b(?:gen(?:eration)?\s*(\d+)|(\d+)(?:st|nd|rd|th)\s*gen(?:eration)?|mk\s*(i{1,3}|iv|v|\d+)"
+                     r"|v(\d+))\b")
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5}
+_COLOURS = {
+    "black": "black", "white": "white", "grey": "grey", "gray": "grey", "silver": "silver", "gold": "gold",
+    "red": "red", "blue": "blue", "navy": "navy", "green": "green", "yellow": "yellow", "orange": "orange",
+    "pink": "pink", "purple": "purple", "violet": "purple", "brown": "brown", "beige": "beige",
+    "graphite": "graphite", "midnight": "midnight", "teal": "teal", "rose": "rose", "olive": "olive",
+    "cream": "cream", "ivory": "cream", "charcoal": "charcoal", "khaki": "khaki", "burgundy": "burgundy",
+    "turquoise": "turquoise", "lilac": "lilac", "bronze": "bronze", "copper": "copper",
+}
+#: Words that say nothing about which product it is (sellers add them freely).
+NOISE = frozenset("""new brand genuine original authentic official sale hot deal offer free shipping delivery
+fast uk us eu seller stock in with for the and a an of by best price top quality latest edition
+limited boxed sealed unopened bnib bnwt nib item listing buy now cheap discount""".split())
+
+
+@dataclass(frozen=True)
+class Title:
+    """A parsed title: its core tokens and its normalised attributes (kind -> sorted values)."""
+
+    core: tuple[str, ...]
+    attributes: dict[str, tuple[str, ...]]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.core)
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", "."))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _prepare(title: str) -> str:
+    text = unicodedata.normalize("NFKC", title).lower()
+    text = text.replace("″", '"').replace("''", '"')
+    return re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", text)  # 1,000 -> 1000 (a comma decimal keeps 1-2 digits)
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_title(title: str) -> Title:
+    """Core tokens and attributes of a product title (cached: sellers repeat titles)."""
+    text = _prepare(title)
+    attrs: dict[str, set[str]] = {}
+
+    def add(kind: str, value: str) -> str:
+        attrs.setdefault(kind, set()).add(value)
+        return " "
+
+    def unit(m: re.Match[str]) -> str:
+        u = m.group(2).replace(".", "").replace(" ", "")
+        kind, factor = _UNITS["floz" if u.startswith("fl") else "cuft" if u.startswith("cu") else u]
+        return add(kind, _fmt(_num(m.group(1)) * factor))
+
+    text = _PACK_RE.sub(lambda m: add("pack", str(int(next(g for g in m.groups() if g)))), text)
+    text = _UNIT_RE.sub(unit, text)
+    text = _SIZE_RE.sub(lambda m: add("size", _fmt(_num(m.group(1))) if m.group(1)[0].isdigit()
+                                      else _LETTER_SIZES.get(m.group(1), m.group(1))), text)
+    text = _LETTER_SIZE_RE.sub(lambda m: add("size", _LETTER_SIZES[m.group(1)]), text)
+    text = _GEN_RE.sub(lambda m: add("gen", str(_ROMAN.get(g, g) if (g := next(x for x in m.groups() if x))
+                                                 in _ROMAN else int(g))), text)
+    text = re.sub(r"(?<=[a-z0-9])-(?=[a-z0-9])", "", text)  # WH-1000XM4 -> wh1000xm4
+    core: list[str] = []
+    for tok in fold(text).replace(",", " ").split():
+        if tok in _COLOURS:
+            add("colour", _COLOURS[tok])
+        elif tok.isdigit():
+            add("num", str(int(tok)))
+        elif any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok):
+            add("model", tok)
+            core.append(tok)
+        elif tok not in NOISE and len(tok) > 1:
+            core.append(tok)
+    return Title(tuple(core), {k: tuple(sorted(v)) for k, v in attrs.items()})
+
+
+#: Quantities that look like codes (letters with digits) but measure something: 500ml, 55mm, 1080p, 2nd.
+_QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
+                       r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db)")
+_CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
+
+
+@lru_cache(maxsize=1 << 16)
+def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
+    """Model and part numbers in a title or description: tokens of at least four characters mixing letters
+    and digits, or of at least five digits (a part number or UPC), hyphens, slashes and dots inside them
+    removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml", "1080p") left
+    out. Why: a shared rare code is the strongest evidence two listings are one product, whatever the
+    sellers wrote around it; first `limit` distinct codes, in order."""
+    folded = fold(_CODE_JOIN.sub("", unicodedata.normalize("NFKC", text or "").lower()))
+    out: list[str] = []
+    for tok in re.findall(r"[a-z0-9]+", folded):
+        if tok in out:
+            continue
+        digits = sum(c.isdigit() for c in tok)
+        if tok.isdigit():
+            if len(tok) >= 5:
+                out.append(tok)
+        elif digits and len(tok) >= 4 and not _QUANTITY.fullmatch(tok):
+            out.append(tok)
+        if len(out) >= limit:
+            break
+    return tuple(out)
+
+
+@lru_cache(maxsize=1 << 16)
+def title_words(text: str, limit: int = 24) -> tuple[str, ...]:
+    """Every word of a title, folded, in order, codes joined as `product_codes` joins them, each once:
+    what the rarity-weighted title comparison weighs. Unlike the core tokens, numbers ("office 2007",
+    "qb pos 6 0"), colours and common words stay: the file's own counts say how much each is worth."""
+    folded = fold(_CODE_JOIN.sub("", unicodedata.normalize("NFKC", text or "").lower()))
+    return tuple(dict.fromkeys(re.findall(r"[a-z0-9]+", folded)))[:limit]
+
+
+def code_stem(code: str) -> str:
+    """The code without a trailing letter suffix of 1-3 letters after a digit ("wfw8300swh" -> "wfw8300",
+    "yas71bk" -> "yas71"): sellers append colour and region letters to one model; "" when nothing is cut
+    or the stem would be too short to mean anything."""
+    m = re.fullmatch(r"(.*\d)([a-z]{1,3})", code)
+    if not m or len(m.group(1)) < 4 or not any(c.isalpha() for c in m.group(1)):
+        return ""
+    return m.group(1)
+
+
+def parse_price(value: str) -> float | None:
+    """A price field ("1,299.00", "19.99", "€ 20") as a float; None when absent or not a positive number."""
+    text = re.sub(r"[^\d.,]", "", value or "")
+    if not text:
+        return None
+    if "," in text and "." in text:
+        text = text.replace(",", "") if text.rfind(".") > text.rfind(",") else text.replace(".", "").replace(",", ".")
+    elif "," in text:
+        head, _, tail = text.rpartition(",")
+        text = f"{head.replace(',', '')}.{tail}" if len(tail) <= 2 else text.replace(",", "")
+    try:
+        price = float(text)
+    except ValueError:
+        return None
+    return price if 0 < price < 1e12 else None

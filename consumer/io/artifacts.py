@@ -1,0 +1,73 @@
+"""Loading what the core needs from disk, outside the core: the ONNX text encoder and the learned model.
+
+Why a separate step: `Pipeline(...)` is pure (it takes loaded encoder and model objects and reads no
+file), so tests, the service's state reloads and evaluation runs can build many pipelines around one
+loaded transformer and one unpickled model, and nothing surprising happens at construction. Runners call
+`build_pipeline`, which loads only what the profile and fusion mode use and was not handed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.config import Settings
+from consumer.encoders import needs_image_model, needs_text_model
+from consumer.engine.cores import usable_cores
+from consumer.engine.fusion import LearnedModel
+from consumer.engine.pipeline import Pipeline
+
+__all__ = ["Artifacts", "build_pipeline", "load_artifacts", "load_text_encoder"]
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What was loaded and is handed to `Pipeline`: None where the settings need none."""
+
+    text_encoder: Any = None
+    model: LearnedModel | None = None
+    image_encoder: Any = None
+
+
+def load_text_encoder(settings: Settings, *, encode_in_background: bool = False) -> Any:
+    """The text encoder of `encoders.text_backend` (the static table, or the ONNX transformer: onnxruntime is
+    heavy and imported only then). With `encode_in_background` the automatic thread count leaves one core to
+    the deciding thread (see `Pipeline.__init__`)."""
+    from consumer.encoders.static_text import make_text_encoder
+
+    enc = settings.encoders
+    threads = enc.threads or (max(1, usable_cores() - 1) if encode_in_background else None)
+    return make_text_encoder(enc, threads=threads)
+
+
+def load_image_encoder(settings: Settings, *, encode_in_background: bool = False) -> Any:
+    """The ONNX image model of the manifest in `encoders.model_dir` (sha256-checked; onnxruntime and Pillow
+    are imported only for profiles with images)."""
+    from consumer.encoders.image import ImageModel
+
+    enc = settings.encoders
+    threads = enc.threads or (max(1, usable_cores() - 1) if encode_in_background else None)
+    return ImageModel(enc.model_dir, device=enc.device, threads=threads)
+
+
+def load_artifacts(settings: Settings, *, text_encoder: Any = None, model: LearnedModel | None = None,
+                   image_encoder: Any = None, encode_in_background: bool = False) -> Artifacts:
+    """Load what `settings` need that was not passed in: the text encoder when the profile uses it, the
+    image model when it has images, the learned model (manifest-checked, `LearnedModel.load`; a profile's
+    packaged default when none is configured) in learned fusion mode."""
+    if text_encoder is None and needs_text_model(settings):
+        text_encoder = load_text_encoder(settings, encode_in_background=encode_in_background)
+    if image_encoder is None and needs_image_model(settings):
+        image_encoder = load_image_encoder(settings, encode_in_background=encode_in_background)
+    if model is None and settings.fusion.mode == "learned":
+        model = LearnedModel.load(settings.fusion.learned_model, profile=settings.profile.name)
+    return Artifacts(text_encoder, model, image_encoder)
+
+
+def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: LearnedModel | None = None,
+                   image_encoder: Any = None, encode_in_background: bool = False) -> Pipeline:
+    """`load_artifacts`, then the pure `Pipeline` around them."""
+    a = load_artifacts(settings, text_encoder=text_encoder, model=model, image_encoder=image_encoder,
+                       encode_in_background=encode_in_background)
+    return Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
+                    image_encoder=a.image_encoder)

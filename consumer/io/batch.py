@@ -1,0 +1,266 @@
+"""The embedded runner: a file in, one decision per record out, through the same core as the service.
+
+Rows are validated one by one (bad ones go to the rejects file with their line and reason; good rows are
+never dropped), grouped into micro-batches of `settings.batch_size`, and handed to `Pipeline.process` in
+file order. Same file, same order, same settings -> same clusters and ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consumer.config import Settings
+from consumer.engine.normalize import fold
+from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record, Rejected, RejectError, parse_record
+from consumer.io.artifacts import build_pipeline
+from consumer.io.files import (
+    InputError,
+    JsonlWriter,
+    check_columns,
+    check_input,
+    check_outputs_distinct,
+    input_columns,
+    read_rows,
+    write_csv_table,
+)
+from consumer.io.listing import IMAGE_ROLE, attach_image
+
+__all__ = ["BatchSummary", "run_batch", "iter_records", "micro_batches"]
+
+log = logging.getLogger("dedup.batch")
+
+
+@dataclass
+class BatchSummary:
+    records: int = 0
+    rejected: int = 0
+    reject_reasons: Counter[str] = field(default_factory=Counter)
+    #: Kept records with a field that carries no comparable text (e.g. only emoji): `name_unreadable`, ...
+    warnings: Counter[str] = field(default_factory=Counter)
+    clusters: int = 0
+    duplicates: int = 0
+    largest_cluster: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: How the run's fusion came about when it was not simply the configured one (fitted to the input).
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "rejected": self.rejected,
+                "reject_reasons": dict(self.reject_reasons), "warnings": dict(self.warnings), "clusters": self.clusters,
+                "records_in_duplicate_clusters": self.duplicates, "largest_cluster": self.largest_cluster,
+                "seconds": round(self.seconds, 3),
+                "records_per_second": round(self.records / self.seconds, 1) if self.seconds else None,
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                **({"model": self.model} if self.model else {})}
+
+
+def iter_records(path: str | Path, settings: Settings, fmt: str | None = None,
+                 warnings: Counter[str] | None = None) -> Iterator[tuple[int, Record | Rejected]]:
+    """Validated records (or reasoned rejects) from a file, in file order. A profile with an `image` role
+    gets each listing's image attached (paths relative to the file's folder, `consumer.io.listing`); an image
+    that cannot be used is counted in `warnings` and leaves the modality absent."""
+    images = IMAGE_ROLE in settings.profile.roles
+    base_dir = Path(path).resolve().parent
+    for pos, row in read_rows(path, fmt, settings.limits.max_record_bytes):
+        if isinstance(row, Rejected):
+            yield pos, row
+            continue
+        try:
+            rec = parse_record(row, settings.profile, settings.limits)
+        except RejectError as exc:
+            yield pos, Rejected(exc.reason, exc.detail, exc.record_id, pos)
+            continue
+        if images:
+            rec, warning = attach_image(rec, base_dir, settings.limits.max_image_bytes)
+            if warning and warnings is not None:
+                warnings[warning] += 1
+        yield pos, rec
+
+
+def micro_batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive lists of `size` records (the last may be shorter), in order: what `Pipeline.process_stream`
+    takes."""
+    batch: list[Record] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def unreadable_fields(rec: Record) -> list[str]:
+    """Warnings for a name/city that is present yet folds to nothing (no letter or digit in any script).
+
+    Such a value cannot match anything; the record is still decided on its other fields, but the loss is
+    counted instead of silent.
+    """
+    out = []
+    if rec.name and not fold(rec.name):
+        out.append("name_unreadable")
+    if rec.city and not fold(rec.city):
+        out.append("city_unreadable")
+    return out
+
+
+def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, *,
+              rejects_path: str | Path | None = None, fmt: str | None = None, progress: bool = True,
+              pipeline: Pipeline | None = None, save_model: str | Path | None = None,
+              clusters_path: str | Path | None = None) -> tuple[BatchSummary, Pipeline]:
+    """Process a whole file; returns the summary and the pipeline (its state, for evaluation).
+
+    With learned fusion, no model file, and a profile the shipped model does not fit (the `person`
+    profile), match weights are first fitted to the file itself without labels (`consumer.learn.unsupervised`;
+    `save_model` keeps them as a model file for `--model` or the service).
+    `clusters_path`: also write the final cluster table (record_id, cluster_id, canonical_id; every merge
+    applied, which the per-record decision lines, written at decision time, cannot show)."""
+    summary = BatchSummary()
+    if rejects_path is None:
+        rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
+    # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
+    check_columns(input_columns(input_path, check_input(input_path, fmt)), settings.profile)
+    check_outputs_distinct(input_path, out_path, rejects_path, clusters_path)
+    if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
+        raise InputError("--rejects is the same file as --out; choose another path")
+    if clusters_path is not None and str(clusters_path) == "-":
+        raise InputError("--clusters needs a file path")
+    if clusters_path is not None and any(str(p) != "-" and Path(p).resolve() == Path(clusters_path).resolve()
+                                         for p in (out_path, rejects_path)):
+        raise InputError("--clusters is the same file as --out or --rejects; choose another path")
+    pipe = pipeline or pipeline_for(input_path, settings, fmt, summary, save_model)
+    start = time.perf_counter()
+    bar = _progress(progress)
+    with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
+
+        def batches() -> Iterator[list[Record]]:
+            batch: list[Record] = []
+            for pos, item in iter_records(input_path, settings, fmt, summary.warnings):
+                if isinstance(item, Rejected):
+                    summary.rejected += 1
+                    summary.reject_reasons[item.reason] += 1
+                    rejects.write({"line": pos, "record_id": item.record_id, "reason": item.reason,
+                                   "detail": item.detail})
+                    continue
+                for warning in unreadable_fields(item):
+                    summary.warnings[warning] += 1
+                batch.append(item)
+                if len(batch) >= settings.batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        # Encoding of the next batch overlaps the deciding of this one (same decisions, see process_stream).
+        for batch, decisions in pipe.process_stream(batches()):
+            for d in decisions:
+                out.write(d.to_dict())
+            summary.records += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    if clusters_path is not None:
+        write_csv_table(clusters_path, ("record_id", "cluster_id", "canonical_id"), pipe.final_clusters())
+    summary.seconds = time.perf_counter() - start
+    summary.clusters = len(pipe.clusters.members)
+    summary.duplicates = sum(len(m) for m in pipe.clusters.members.values() if len(m) > 1)
+    summary.largest_cluster = pipe.clusters.largest()
+    summary.stage_seconds = pipe.timer.totals()  # the pipeline's stage names (consumer.engine.stages)
+    if not summary.model:  # a model given, not fitted here: say so when the file looks unlike its own
+        from consumer.learn.unsupervised import drift_notes
+
+        notes = drift_notes(pipe)
+        if notes:
+            summary.model = {"fusion": "given Fellegi-Sunter model", "notes": notes}
+            log.warning("the input looks unlike the file the model was fitted on", extra={"notes": notes})
+    if summary.warnings:
+        log.warning("records kept with fields that fold to no comparable text",
+                    extra={"warnings": dict(summary.warnings)})
+    if summary.rejected:
+        log.warning("rejected rows", extra={"rejected": summary.rejected,
+                                            "reasons": dict(summary.reject_reasons)})
+    return summary, pipe
+
+
+def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
+                  save_model: str | Path | None) -> Pipeline:
+    """The run's pipeline; fits match weights to the input first where `needs_fit` says so, or where a
+    shipped model should be checked against the input (`adapts`: it alone decides only if the two agree).
+    The fit reads a sample sized by `fit_sample_size`, so it stays a small share of the run."""
+    from consumer.encoders import needs_image_model, needs_text_model
+    from consumer.engine.fusion import LearnedModel, either_of
+    from consumer.io.artifacts import load_image_encoder, load_text_encoder
+    from consumer.learn.unsupervised import (
+        ADAPT_AGREEMENT,
+        adapts,
+        bind_population,
+        fit_sample_size,
+        fit_unsupervised,
+        needs_fit,
+        sample_file,
+    )
+
+    text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
+    image = load_image_encoder(settings, encode_in_background=True) if needs_image_model(settings) else None
+    adapt = adapts(settings)
+    if not adapt and not needs_fit(settings, text):
+        pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True)
+        bind_population(pipe)  # a given Fellegi-Sunter model reads this run's record count
+        return pipe
+    shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
+    fit_start = time.perf_counter()
+    records, total = sample_file(r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record))
+    try:
+        model = fit_unsupervised(records, settings, text, sample=fit_sample_size(total), population=total,
+                                 source=Path(input_path).name, image_encoder=image, reference=shipped)
+    except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
+        if shipped is not None:
+            summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc)}
+            return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
+                                  encode_in_background=True)
+        log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
+        summary.model = {"fusion": "rule", "reason": str(exc)}
+        rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
+        return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True)
+    fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
+                                         "candidate_pairs", "iterations", "converged", "lambda",
+                                         "matches_per_record") if k in model.meta}
+    if shipped is not None:
+        agreement = model.meta.get("reference_agreement", 0.0)
+        if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
+            summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement}
+            return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
+                                  encode_in_background=True)
+        summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
+                         "agreement": agreement,
+                         "note": "this file looks unlike the shipped model's training data: a pair is a match "
+                                 "when the match weights fitted to the file or the shipped model say so", **fitted}
+        model = either_of([model, shipped], {**model.meta, "kind": "either", "shipped": shipped.meta.get("sha256")})
+    else:
+        summary.model = {"fusion": "fellegi-sunter fitted without labels", **fitted}
+    if save_model is not None:
+        model.save(save_model)
+    if isinstance(summary.model, dict):
+        summary.model["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
+    pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
+    bind_population(pipe)
+    return pipe
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" rec", file=sys.stderr, mininterval=0.5)

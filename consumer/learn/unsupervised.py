@@ -1,0 +1,369 @@
+"""Fitting the engine to a user's file without labels: the adapter around `consumer.learn.fellegi_sunter`.
+
+It runs the real engine (rule fusion, so no model is needed) over a sample of the user's records to get
+the candidate pairs the blocking produces, draws random record pairs for the u estimates, compares both
+with the profile's own encoders, and fits Fellegi-Sunter weights by EM on the comparisons the encoders
+declare levels for (`Feature.levels`). The result is an ordinary `LearnedModel` (saved with its sha256
+manifest like any `dedup train` output), so batch, service and evaluation load and use it unchanged.
+
+`dedup batch FILE --profile person` with no model file fits on FILE first (`needs_fit`); a service fits
+once with `dedup fit FILE --out model.pkl` (a warm-up sample of its stream) and loads that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from consumer.config import Settings
+from consumer.encoders import build_encoders
+from consumer.encoders.base import Encoder
+from consumer.engine.comparison import Comparator
+from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
+from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
+from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
+
+__all__ = ["ADAPT_AGREEMENT", "FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts",
+           "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised", "fit_sample_size", "sample_records",
+           "sample_file", "bind_population", "drift_notes", "explain_model", "reference_agreement"]
+
+log = logging.getLogger("dedup.unsupervised")
+
+#: Most records the fit runs the engine over (a seeded sample beyond this): EM converges on tens of
+#: thousands of candidate pairs; more records only cost time.
+FIT_SAMPLE = 50_000
+#: Share of a large file the fit of `dedup batch` samples, and the floor below which the whole file is
+#: fitted. Why: the fit runs the engine over its sample before the real run, so a fixed 50,000-record
+#: sample doubled the time of a 50k-record batch; 15% (at least 10,000 records) keeps the fit near 15% of
+#: the batch time while every file up to 10,000 records (FEBRL, RLdata10000) is fitted whole.
+FIT_FRACTION = 0.15
+FIT_FLOOR = 10_000
+RANDOM_PAIRS = 200_000
+#: Below this the sample says too little about error rates; the caller falls back to rule fusion.
+MIN_RECORDS = 50
+
+
+def fit_sample_size(total: int) -> int:
+    """Records `dedup batch` fits on for a file of `total` records: the whole file up to `FIT_FLOOR`, then
+    `FIT_FRACTION` of it (at least the floor), at most `FIT_SAMPLE`."""
+    if total <= FIT_FLOOR:
+        return total
+    return int(min(FIT_SAMPLE, max(FIT_FLOOR, round(FIT_FRACTION * total))))
+
+
+def sample_records(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0) -> list[Record]:
+    """A seeded uniform sample (reservoir) of at most `size` records, in arrival order: a file of any
+    length is read once and never held whole."""
+    return sample_file(records, size, seed)[0]
+
+
+def sample_file(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0) -> tuple[list[Record], int]:
+    """`sample_records` plus the number of records read (a reservoir: uniform whatever the length)."""
+    rng = np.random.default_rng(seed)
+    kept: list[tuple[int, Record]] = []
+    total = 0
+    for i, rec in enumerate(records):
+        total = i + 1
+        if len(kept) < size:
+            kept.append((i, rec))
+        else:
+            j = int(rng.integers(0, i + 1))
+            if j < size:
+                kept[j] = (i, rec)
+    return [r for _, r in sorted(kept, key=lambda t: t[0])], total
+
+
+def comparisons_of(encoders: Sequence[Encoder]) -> list[Comparison]:
+    """The comparisons the encoders declare (features with levels), in encoder order."""
+    return [Comparison(f.name, tuple(f.levels), f.tf) for e in encoders for f in e.contribution.features
+            if f.levels] + [Comparison(r.feature, tuple(r.levels)) for e in encoders for r in e.contribution.rarity
+                            if r.levels]
+
+
+def fit_method(settings: Settings) -> str:
+    """"em" or "reciprocal" (`fusion.fit_method`; "auto": reciprocal best-pair self-training for product
+    listings, whose candidate pairs are mostly siblings of one product family, EM for the rest)."""
+    method = settings.fusion.fit_method
+    if method == "auto":
+        return "reciprocal" if settings.profile.name == "listing" else "em"
+    return method
+
+
+#: Below this agreement with the weights fitted to the file, a shipped model is not trusted on it.
+ADAPT_AGREEMENT = 0.5
+
+
+def adapts(settings: Settings) -> bool:
+    """Whether a run checks a shipped model against weights fitted to its input (`fusion.adapt`): learned
+    fusion with no model file named, a profile whose package ships a model and whose encoders declare
+    comparison levels. "auto" and "always" fit; "always" also uses the fit whatever the agreement."""
+    return (settings.fusion.adapt != "never" and settings.fusion.mode == "learned"
+            and settings.fusion.learned_model is None and settings.profile.name in PACKAGED_MODELS)
+
+
+def needs_fit(settings: Settings, text_encoder: Any) -> bool:
+    """Whether a run should fit weights to its input: learned fusion with no model file named, a profile
+    whose encoders declare comparison levels, and a shipped model that does not fit its features."""
+    if settings.fusion.mode != "learned" or settings.fusion.learned_model is not None:
+        return False
+    if settings.profile.name in PACKAGED_MODELS:  # the package ships a model trained for this profile
+        return False
+    encoders = build_encoders(settings, {"text_encoder": text_encoder})
+    if not comparisons_of(encoders):
+        return False
+    try:
+        LearnedModel.load(None).columns_for(Comparator(encoders).features)
+    except ModelError:
+        return True
+    return False
+
+
+def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
+                     sample: int = FIT_SAMPLE, random_pairs: int = RANDOM_PAIRS, seed: int = 0,
+                     population: int | None = None, source: str = "", image_encoder: Any = None,
+                     reference: LearnedModel | None = None) -> LearnedModel:
+    """Fellegi-Sunter weights for `settings`' profile fitted on `records` (a seeded sample of `sample`
+    beyond that); `population`: records in the whole file, when `records` is a sample of it (the scale of
+    its value counts). ValueError when too few records or candidate pairs to fit on.
+
+    `reference`: a shipped model trained on other data; its agreement with the fitted weights on this
+    file's candidate pairs goes into the meta (`reference_agreement`)."""
+    rng = np.random.default_rng(seed)
+    population = max(population or 0, len(records))
+    if len(records) > sample:  # a seeded sample, kept in arrival order
+        keep = np.sort(rng.choice(len(records), sample, replace=False))
+        records = [records[i] for i in keep]
+    if len(records) < MIN_RECORDS:
+        raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")
+    vec = _comparison_vectors(records, settings, text_encoder, random_pairs, rng, image_encoder)
+    comps, features = vec.comps, vec.features
+    if fit_method(settings) == "reciprocal":
+        fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
+        fs.info.update({"fit": FIT_OK, "reasons": [], "notes": []})
+        fs.records = population
+    else:
+        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
+        fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
+                                 for j, c in enumerate(comps)}
+        fs.records = population
+        # lambda does not change with uniform sampling (a sample keeps the same share of pairs and of
+        # matching pairs): the file's own expected matches follow from it.
+        fs.info["expected_matches"] = round(fs.lam * population * (population - 1) / 2, 1)
+        fs.info["matches_per_record"] = round(fs.lam * (population - 1) / 2, 4)
+        fs.info["notes"] = _notes(fs, comps, len(records), population)
+    meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
+            "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info}
+    if reference is not None and len(vec.all_x):
+        fitted = LearnedModel(fs, tuple(features), dict(meta))
+        meta["reference_agreement"] = reference_agreement(vec.all_x, tuple(features), fitted, reference, settings)
+    # Numbers and comparison names only: a log line never carries a field value.
+    log.info("fitted match weights without labels", extra={k: v for k, v in fs.info.items() if k != "reasons"})
+    if fs.info["fit"] != FIT_OK:
+        log.warning("match-weight fit failed its checks", extra={"fit": fs.info["fit"], "reasons": fs.info["reasons"]})
+    return LearnedModel(fs, tuple(features), meta)
+
+
+@dataclasses.dataclass
+class _Vectors:
+    """What a fit reads from one run of the engine over the sample."""
+
+    comps: list[Comparison]  # the comparisons the file fills
+    features: list[str]  # the comparator's feature names
+    cand_x: np.ndarray  # comparison vectors of the candidate pairs
+    random_x: np.ndarray  # ... of random record pairs
+    left: np.ndarray  # the records of each candidate pair (query, candidate)
+    right: np.ndarray
+    all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
+
+
+def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
+                        rng: np.random.Generator, image_encoder: Any = None) -> _Vectors:
+    """Run the engine (rule fusion) over `records`; the comparisons the file fills, the comparator's
+    feature names, and the comparison vectors of its candidate pairs and of random record pairs."""
+    rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
+    # Encoding the next batch in the background while this one is decided, as `dedup batch` runs: the fit
+    # is paid before every batch run, so it runs as fast as the run itself (measured: ~30% faster).
+    pipe = Pipeline(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder)
+    try:
+        comps = comparisons_of(pipe.encoders)
+        if not comps:
+            raise ValueError("no encoder of this profile declares comparison levels (Feature.levels); "
+                             "fitting without labels needs them (docs/extending.md)")
+        pipe.pair_log = []
+        batches = (records[start: start + rule.batch_size] for start in range(0, len(records), rule.batch_size))
+        for _ in pipe.process_stream(batches):
+            pass
+        features = list(pipe.comparator.features)
+        cols = [features.index(c.feature) for c in comps]
+        logged = [(r, c, f) for r, c, f in pipe.pair_log if len(c)]
+        pipe.pair_log = None
+        cand = [feats[:, cols] for _, _, feats in logged]
+        left = np.concatenate([np.full(len(c), r, np.int64) for r, c, _ in logged] or [np.zeros(0, np.int64)])
+        right = np.concatenate([np.asarray(c, np.int64) for _, c, _ in logged] or [np.zeros(0, np.int64)])
+        all_x = np.concatenate([f for _, _, f in logged]) if logged else np.zeros((0, len(features)), np.float32)
+        cand_x = np.concatenate(cand) if cand else np.zeros((0, len(comps)), np.float32)
+        # A comparison the file never fills (no date of birth column) carries no information: left out.
+        present = [j for j in range(len(comps)) if not np.isnan(cand_x[:, j]).all()]
+        if not present:
+            raise ValueError("no comparison has a value on any candidate pair")
+        comps = [comps[j] for j in present]
+        cols = [cols[j] for j in present]
+        cand_x = cand_x[:, present]
+        n = len(pipe.store)
+        a = rng.integers(0, n, random_pairs)
+        b = rng.integers(0, n, random_pairs)
+        a, b = a[a != b], b[a != b]
+        random_x = _compare_only(pipe, comps, a, b)
+    finally:
+        pipe.close()
+    return _Vectors(comps, features, cand_x, random_x, left, right, all_x)
+
+
+def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Comparison vectors of record pairs (a[i], b[i]) from the encoders that declare the comparisons
+    alone, gathering only their columns: the random pairs need nothing else (the name and text scores,
+    rarity), and skipping it halves the fit's random-pair step (measured, 200,000 pairs)."""
+    wanted = {c.feature for c in comps}
+    if wanted & {r.feature for r in pipe.frequencies.rarities}:  # a pairwise rarity: needs the population
+        skip = pipe.comparator.unused_columns
+        ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
+        x = pipe.comparator.compare(ca, cb, pipe.frequencies.pair_rarity(ca, cb))
+        return x[:, [pipe.comparator.features.index(c.feature) for c in comps]]
+    encoders = [e for e in pipe.encoders if wanted & {f.name for f in e.contribution.features}]
+    need = {col for e in encoders for col in e.contribution.columns}
+    skip = set(pipe.store.column_names()) - need
+    ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
+    got: dict[str, np.ndarray] = {}
+    for e in encoders:
+        got.update(e.compare(ca, cb))
+    return np.stack([np.asarray(got[c.feature], np.float32) for c in comps], axis=1)
+
+
+def _notes(fs: FellegiSunterModel, comps: Sequence[Comparison], fitted: int, population: int) -> list[str]:
+    """What makes this file unlike the files the fit was developed on (FEBRL, RLdata10000): said in the
+    summary so a user reads the clusters with it in mind. Counts and comparison names only."""
+    notes = []
+    if len(comps) <= 3:
+        notes.append(f"only {len(comps)} comparisons have values ({', '.join(c.feature for c in comps)}): "
+                     "each pair is judged on few fields")
+    per_record = fs.info.get("matches_per_record", 0.0)
+    if per_record > 1.5:
+        notes.append(f"{per_record:.2f} matching pairs per record: more duplicates than any file it was measured on "
+                     "(FEBRL3, the most: 1.3)")
+    elif fs.info.get("expected_matches", 0.0) < 1:
+        notes.append("almost no duplicates found")
+    weak = [c.feature for j, c in enumerate(fs.comparisons)
+            if fs.u[j][0] < 0.5 and np.log2(fs.m[j][-1] / fs.u[j][-1]) > -1.0]
+    if weak and fs.info.get("fit") != FIT_FALLBACK:
+        notes.append(f"the fitted matches often differ on {', '.join(weak)} (disagreeing weighs under 1 bit): "
+                     "people who moved, or relatives sharing a household, may be among them")
+    if not fs.info.get("converged", True):
+        notes.append(f"EM did not converge in {fs.info.get('iterations')} iterations")
+    if fitted < population:
+        notes.append(f"fitted on a sample of {fitted} of {population} records")
+    return notes
+
+
+def reference_agreement(x: np.ndarray, features: tuple[str, ...], fitted: LearnedModel, reference: LearnedModel,
+                        settings: Settings) -> float:
+    """How far a shipped model and the weights fitted to this file agree on which candidate pairs match:
+    |both| / |either| (1.0 when neither finds a match; 0.0 when the shipped model cannot read this
+    pipeline's features). Why: a model trained on generated data is right on files like its training data
+    and can be far off on others (Abt-Buy: it finds 18% of the duplicates); the fitted weights know this
+    file but less about the hard cases the shipped model was trained on. Agreement says which case this is."""
+    try:
+        ref_cols = reference.columns_for(features)
+    except ModelError:
+        return 0.0
+    ref = reference.predict(x, ref_cols) >= learned_thresholds(settings.fusion, reference)[0]
+    own = fitted.predict(x, fitted.columns_for(features)) >= learned_thresholds(settings.fusion, fitted)[0]
+    either = int((ref | own).sum())
+    return 1.0 if either == 0 else round(float((ref & own).sum()) / either, 4)
+
+
+def drift_notes(pipe: Pipeline, pairs: int = 20_000, seed: int = 0) -> list[str]:
+    """How the file a run processed differs from the one its Fellegi-Sunter model was fitted on, from
+    random record pairs of the run: a comparison the model counts on that has no values here, or whose
+    values agree between strangers far more or less often than in the fitted file (another population:
+    its u, and so its weights, do not hold). Empty for any other model, or a file like the fitted one."""
+    model = pipe.fuser.model
+    if model is None or not isinstance(model.estimator, FellegiSunterModel) or len(pipe.store) < MIN_RECORDS:
+        return []
+    fs = model.estimator
+    rng = np.random.default_rng(seed)
+    n = len(pipe.store)
+    a, b = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
+    a, b = a[a != b], b[a != b]
+    x = _compare_only(pipe, fs.comparisons, a, b)
+    fitted_null = fs.info.get("null_share", {})
+    notes = []
+    for j, c in enumerate(fs.comparisons):
+        null = float(np.isnan(x[:, j]).mean())
+        if null > 0.99 and fitted_null.get(c.feature, 0.0) < 0.5:
+            notes.append(f"{c.feature} has no values in this file; the model was fitted on a file that had them")
+            continue
+        top = float((levels_of(x[:, j], c) == 0).sum() + 0.5) / float((~np.isnan(x[:, j])).sum() + 1.0)
+        ratio = top / float(fs.u[j][0])
+        if ratio > 4 or ratio < 0.25:
+            notes.append(f"{c.feature}: strangers agree exactly {ratio:.1f} times as often as in the fitted file")
+    if notes:
+        notes.append("this file looks unlike the one the model was fitted on: refit it (`dedup fit`, or "
+                     "`dedup batch` without --model)")
+    return notes
+
+
+def bind_population(pipe: Pipeline) -> None:
+    """Let a Fellegi-Sunter model in `pipe` read how many records its rarity counts cover from the
+    pipeline's own frequency table (term-frequency adjustments are shares of the records seen so far;
+    without this, the fitted file's size stands in). A model corrected by labels forwards it to the model
+    it corrects (`LabelledModel.bind`). Any other fusion: nothing to do."""
+    model = pipe.fuser.model
+    if model is not None and hasattr(model.estimator, "bind"):
+        model.estimator.bind(pipe.frequencies)
+
+
+def explain_model(model: LearnedModel) -> str:
+    """A text table of what a model learned: Fellegi-Sunter weights per comparison level (like Splink's
+    match-weight chart, bars in bits), or the feature list of a trained classifier."""
+    est = model.estimator
+    corrected = getattr(est, "correction", None)
+    if corrected is not None:  # a LabelledModel: the answers' correction, then the model it corrects
+        rep = model.meta.get("labels", {})
+        coef = ", ".join(f"{f} {c:+.2f}" for f, c in zip(est.correction_features, corrected.coef) if abs(c) >= 0.01)
+        return (f"corrected by {rep.get('labels', '?')} answers ({rep.get('yes', '?')} yes, {rep.get('no', '?')} no; "
+                f"applied: {rep.get('applied', '?')}): log-odds = {corrected.intercept:+.2f} + "
+                f"{corrected.slope:.2f} x base (above even odds) / {corrected.slope_low:.2f} x base (below)"
+                f"{' + per standard deviation: ' + coef if coef else ''}; threshold {rep.get('threshold', '?')}\n\n"
+                "the model it corrects:\n" + explain_model(est.base))
+    if isinstance(est, EitherOf):
+        parts = [explain_model(m) for m in est.models]
+        return "a match when either model says so (the larger probability):\n\n" + "\n\n".join(parts)
+    if not isinstance(est, FellegiSunterModel):
+        used = ", ".join(model.used_features)
+        return (f"trained classifier ({type(est).__name__}, {model.meta.get('pairs', '?')} labelled pairs); "
+                f"features: {used}\n(match weights per level exist only for Fellegi-Sunter models: `dedup fit`)")
+    info = est.info
+    lines = [f"Fellegi-Sunter match weights fitted without labels on {model.meta.get('records', '?')} records "
+             f"({info.get('candidate_pairs')} candidate pairs, {info.get('iterations')} "
+             f"{'self-training rounds' if str(info.get('method', '')).startswith('recip') else 'EM iterations'}, "
+             f"lambda {est.lam:.3g} = {info.get('matches_per_record', '?')} matching pairs per record)",
+             f"fit: {info.get('fit', 'ok (no checks: an older model file)')}"]
+    lines += [f"  because {r}" for r in info.get("reasons", [])] + [f"  note: {n}" for n in info.get("notes", [])]
+    lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
+    for row in est.explain():
+        w = row["weight"]
+        bar = ("+" * min(int(round(w)), 20)) if w > 0 else ("-" * min(int(round(-w)), 20))
+        m = "" if row["m"] is None else f"{row['m']:.4f}"
+        u = "" if row["u"] is None else f"{row['u']:.5f}"
+        share = "" if row["share"] is None else f"{row['share']:.3f}"
+        lines.append(f"{row['comparison']:<22}{row['level']:<10}{m:>9}{u:>10}{w:>8.2f}  {share:>6}  {bar}")
+    lines.append("weight = log2(m/u): bits of evidence for a match; a null level (value missing) adds 0; the "
+                 "prior is log2 of the odds that two random records match. (tf): exact agreement is adjusted by "
+                 "how common the value is.")
+    return "\n".join(lines)

@@ -1,0 +1,288 @@
+"""Active labelling (issue 21): the model the answers make, the questions asked, the label file, the
+oracle, `dedup batch/train --labels`, and a session through a real terminal (tmux)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumer.cli import main
+from consumer.cli.label_terminal import diff_marks, render_pair
+from consumer.io.files import InputError
+from consumer.io.labels import LabelFile, file_sha256, read_labels, read_oracle
+from consumer.learn.labelling import YES, choose_next, cross_validate, fit_correction, label_warnings, logit
+
+DEDUP = str(Path(sys.executable).with_name("dedup"))
+
+
+# -- the model --------------------------------------------------------------------------------------------
+def test_no_answers_leave_the_unlabelled_model_unchanged() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 3, 500)
+    x = rng.random((500, 3))
+    corr = fit_correction(base[:0], x[:0], np.zeros(0))
+    np.testing.assert_allclose(corr.logits(base, x), base)
+
+
+def test_answers_correct_the_model_where_it_is_wrong() -> None:
+    """The base model calls pairs with feature 0 high a match; the answers say feature 1 decides."""
+    rng = np.random.default_rng(1)
+    x = rng.random((2000, 2))
+    base = logit(np.clip(x[:, 0], 0.05, 0.95))
+    truth = x[:, 1] > 0.5
+    idx = rng.choice(2000, 120, replace=False)
+    corr = fit_correction(base[idx], x[idx], truth[idx].astype(int), mean=x.mean(0), scale=x.std(0))
+    before = ((base > 0) == truth).mean()
+    after = ((corr.predict(base, x) >= 0.5) == truth).mean()
+    assert before < 0.6 < 0.85 < after
+
+
+def test_separable_answers_do_not_blow_up_the_fit() -> None:
+    base = np.array([-5.0, -4.0, 4.0, 5.0] * 10)
+    x = np.zeros((40, 1))
+    corr = fit_correction(base, x, (base > 0).astype(int), mean=np.zeros(1), scale=np.ones(1))
+    assert np.isfinite([corr.intercept, corr.slope]).all() and 0.5 < corr.slope < 5
+
+
+def test_cross_validation_and_warnings() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.normal(0, 3, 60)
+    y = (base + rng.normal(0, 1, 60) > 0).astype(int)
+    cv = cross_validate(base, np.zeros((60, 1)), y, np.zeros(1), np.ones(1))
+    assert cv is not None and cv["precision"] > 0.7 and cv["recall"] > 0.7
+    assert cross_validate(base[:3], np.zeros((3, 1)), np.array([1, 0, 0]), np.zeros(1), np.ones(1)) is None
+    assert any("one-sided" in w for w in label_warnings(["no"] * 30))
+    assert any("only 4" in w for w in label_warnings(["yes", "no", "yes", "no"]))
+    assert label_warnings(["yes"] * 15 + ["no"] * 15) == []
+
+
+def test_questions_span_the_score_range_and_depend_only_on_the_answers() -> None:
+    rng = np.random.default_rng(3)
+    p = 1 / (1 + np.exp(-rng.normal(-4, 4, 5000)))
+    left, right = rng.integers(0, 3000, 5000), rng.integers(3000, 6000, 5000)
+    asked: set[int] = set()
+    picks = []
+    for step in range(10):
+        i = choose_next(p, p, left, right, asked, set(), step)
+        assert i is not None
+        asked.add(i)
+        picks.append(p[i])
+    assert max(picks) > 0.95 and min(picks) < 0.1 and any(0.25 < q < 0.75 for q in picks)
+    again = [choose_next(p, p, left, right, set(), set(), s) for s in range(3)]
+    assert again == [choose_next(p, p, left, right, set(), set(), s) for s in range(3)]
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+def _labels(tmp_path: Path, body: str, sha: str = "abc") -> Path:
+    path = tmp_path / "labels.csv"
+    path.write_text(f"# dedup labels v1; input sha256={sha}; profile=person\nleft_id,right_id,label\n{body}")
+    return path
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("1,2,yes\n1,9,no\n", "line 4: unknown id '9'"),
+    ("1,2,yes\n2,1,yes\n", "line 4: the same pair labelled again"),
+    ("1,2,yes\n2,1,no\n", "line 4: conflicting label (yes on line 3)"),
+    ("1,2,maybe\n", "line 3: label must be yes, no or unsure"),
+    ("1,2\n", "line 3: expected 3 fields"),
+    ("1,1,yes\n", "line 3: a record paired with itself"),
+])
+def test_bad_label_files_name_the_line(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_labels(_labels(tmp_path, body), {"1", "2", "3"}, "abc")
+
+
+def test_label_file_of_another_input_or_with_wrong_columns_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="line 1: these labels were made for another input file"):
+        read_labels(_labels(tmp_path, "1,2,yes\n"), {"1", "2"}, "def")
+    path = tmp_path / "l.csv"
+    path.write_text("a,b,answer\n1,2,yes\n")
+    with pytest.raises(InputError, match="line 1: expected the columns left_id,right_id,label"):
+        read_labels(path, {"1", "2"})
+
+
+def test_label_file_appends_and_undoes_atomically(tmp_path: Path) -> None:
+    from consumer.io.labels import Label
+
+    path = tmp_path / "labels.csv"
+    lf = LabelFile(path, "abc", "person", {"1", "2", "3"})
+    lf.add(Label("1", "2", "yes"))
+    lf.add(Label("2", "3", "no"))
+    assert [lab.answer for lab in read_labels(path, {"1", "2", "3"}, "abc")] == ["yes", "no"]
+    assert lf.undo() == Label("2", "3", "no")
+    assert read_labels(path, {"1", "2", "3"}, "abc") == [Label("1", "2", "yes")]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_oracle_reads_entities_or_matching_pairs(tmp_path: Path) -> None:
+    ids = ["a", "b", "c", "d"]
+    (tmp_path / "t1.csv").write_text("id,entity\na,1\nb,1\nc,2\n")
+    e = read_oracle(tmp_path / "t1.csv", ids)
+    assert e["a"] == e["b"] != e["c"] and e["d"] == "d"
+    (tmp_path / "t2.csv").write_text("left_id,right_id\na,c\nc,d\n")
+    e = read_oracle(tmp_path / "t2.csv", ids)
+    assert e["a"] == e["c"] == e["d"] != e["b"]
+
+
+def test_render_marks_differing_characters() -> None:
+    assert diff_marks("Kingston upon Hull", "Hull")[1] == ""
+    screen = render_pair("r1", "r2", {"name": "Jon Smith"}, {"name": "John Smith"}, {"name": 0.9}, 0.8, "pair 1",
+                         {"yes": 3, "no": 12})
+    lines = screen.splitlines()
+    mark = lines[lines.index(next(ln for ln in lines if ln.startswith("name"))) + 1]
+    assert "^" in mark and "a no 12" in screen and "[b] undo" in screen
+
+
+# -- the commands --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("label")
+    assert main(["generate", str(d / "in.csv"), "-n", "300", "--seed", "3"]) == 0
+    return d
+
+
+def test_without_a_terminal_it_points_to_the_oracle(small: Path) -> None:
+    proc = subprocess.run([DEDUP, "label", str(small / "in.csv"), "--labels", str(small / "x.csv")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "stdin is not" in proc.stderr and "--oracle" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_oracle_labels_then_batch_and_train_use_them(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = small / "oracle.csv"
+    assert main(["label", str(small / "in.csv"), "--labels", str(labels), "--oracle", str(small / "in.truth.csv"),
+                 "--budget", "24"]) == 0
+    got = read_labels(labels, None, file_sha256(small / "in.csv"))
+    assert len(got) == 24 and {lab.answer for lab in got} == {"yes", "no"}
+    assert main(["batch", str(small / "in.csv"), "--labels", str(labels), "--out", str(small / "d.jsonl"),
+                 "--clusters", str(small / "c1.csv"), "-q"]) == 0
+    assert '"corrected by labels"' in capsys.readouterr().out
+    assert main(["train", str(small / "in.csv"), "--labels", str(labels), "--model-out", str(small / "m.pkl")]) == 0
+    assert main(["batch", str(small / "in.csv"), "--model", str(small / "m.pkl"), "--out", str(small / "d2.jsonl"),
+                 "--clusters", str(small / "c2.csv"), "-q"]) == 0
+    assert (small / "c1.csv").read_text() == (small / "c2.csv").read_text()
+    # labels made for another file are refused before any work
+    assert main(["generate", str(small / "other.csv"), "-n", "100", "--seed", "4"]) == 0
+    capsys.readouterr()
+    assert main(["batch", str(small / "other.csv"), "--labels", str(labels), "--out", str(small / "d3.jsonl")]) == 2
+    assert "made for another input file" in capsys.readouterr().err
+
+
+# -- through a real terminal ---------------------------------------------------------------------------------
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30).stdout
+
+
+class _Term:
+    """One `dedup label` in a detached tmux session, driven by send-keys and read by capture-pane."""
+
+    def __init__(self, name: str, cwd: Path, labels: Path) -> None:
+        self.name = name
+        _tmux("new-session", "-d", "-s", name, "-x", "150", "-y", "45",
+              f"cd {cwd} && {DEDUP} label in.csv --labels {labels}; echo EXITED $?; sleep 60")
+
+    def screen(self) -> str:
+        return _tmux("capture-pane", "-p", "-t", self.name)
+
+    def wait(self, text: str, timeout: float = 120) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            s = self.screen()
+            if text in s:
+                return s
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+
+    def answer(self, keys: str) -> None:
+        for k in keys:
+            count = self._answered()
+            _tmux("send-keys", "-t", self.name, "-l", k)
+            if k == "f":
+                return
+            self.wait(f"answered {count - 1 if k == 'b' else count + 1} (")
+
+    def _answered(self) -> int:
+        s = self.wait("answered ")
+        return int(s.split("answered ", 1)[1].split(" ", 1)[0])
+
+    def kill(self) -> None:  # the terminal closes under the session
+        _tmux("kill-session", "-t", self.name)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt install tmux)")
+def test_a_terminal_session_that_is_killed_and_resumed_keeps_every_answer(small: Path) -> None:
+    first, whole = small / "killed.csv", small / "whole.csv"
+    a = _Term("dedup-label-a", small, first)
+    try:
+        a.wait("answered 0 (")
+        screen = a.screen()
+        assert "p(duplicate)" in screen and "[y] yes" in screen and "a yes would change" in screen
+        a.answer("ynub" + "ny")  # undo takes back the 'unsure'
+    finally:
+        a.kill()
+    assert [lab.answer for lab in read_labels(first, None)] == ["yes", "no", "no", "yes"]
+    b = _Term("dedup-label-b", small, first)
+    try:
+        b.wait("resuming: 4 answers")
+        b.answer("nyf")
+        b.wait("EXITED 0")
+    finally:
+        b.kill()
+    c = _Term("dedup-label-c", small, whole)
+    try:
+        c.answer("ynubnynyf")
+        c.wait("EXITED 0")
+    finally:
+        c.kill()
+    assert first.read_text() == whole.read_text()
+    assert [lab.answer for lab in read_labels(whole, None)] == ["yes", "no", "no", "yes", "no", "yes"]
+    assert YES == "yes"
+
+
+class _Logistic:
+    """A stand-in base model: p = sigmoid(10 * (x0 - 0.5))."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        p = 1 / (1 + np.exp(-10 * (x[:, 0] - 0.5)))
+        return np.stack([1 - p, p], axis=1)
+
+
+def _pool(n: int = 400) -> tuple[object, list[str]]:
+    from consumer.engine.fusion import LearnedModel
+    from consumer.learn.label_session import PairPool
+
+    rng = np.random.default_rng(5)
+    x = rng.random((n, 2)).astype(np.float32)
+    base = LearnedModel(_Logistic(), ("f0", "f1"), {"used_features": ["f0", "f1"]})
+    ids = [f"r{i}" for i in range(2 * n)]
+    left, right = np.arange(0, 2 * n, 2), np.arange(1, 2 * n, 2)
+    p = base.predict(x, np.array([0, 1]))
+    pool = PairPool("sha", "person", ids, left, right, x, ("f0", "f1"), base, p.astype(np.float64), 0.5, {},
+                    {(int(a), int(b)): i for i, (a, b) in enumerate(zip(left, right))},
+                    lambda a, b: np.zeros((len(a), 2), np.float32), lambda f: {}, 0.0)
+    return pool, ids
+
+
+def test_answers_of_one_kind_leave_the_model_unchanged_and_say_so() -> None:
+    from consumer.io.labels import Label
+    from consumer.learn.label_session import fit_labels
+
+    pool, ids = _pool()
+    # the truth: f1 decides, not f0; a few yes answers only
+    order = np.argsort(-pool.x[:, 1])
+    few = [Label(ids[2 * i], ids[2 * i + 1], "yes") for i in order[:4]] + \
+          [Label(ids[2 * i], ids[2 * i + 1], "no") for i in order[-30:]]
+    fit = fit_labels(pool, few)
+    assert fit.report["applied"] is False and any("one-sided" in w for w in fit.report["warnings"])
+    np.testing.assert_allclose(fit.p, pool.base_p, rtol=1e-6)
+    enough = [Label(ids[2 * i], ids[2 * i + 1], "yes") for i in order[:15]] + few[4:]
+    fit = fit_labels(pool, enough)
+    assert fit.report["applied"] is True and fit.report["threshold"] <= 0.5
+    truth = pool.x[:, 1] > np.sort(pool.x[:, 1])[-40]
+    assert ((fit.p >= fit.report["threshold"]) == truth).mean() > ((pool.base_p >= 0.5) == truth).mean()

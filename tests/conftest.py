@@ -6,6 +6,7 @@ fixtures start real servers (tansu unless $KAFKA_BOOTSTRAP; Redis per harness.re
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,22 @@ import pytest
 import redis
 from harness import kafka as hk
 from harness import redis as hr
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_dedup_env() -> Iterator[None]:
+    """A test that sets a DEDUP_* variable in this process changes every later test's settings (a leaked
+    hash key once failed two unrelated tests far away): fail the test that leaked it, not its victims."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("DEDUP_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("DEDUP_")}
+    if after != before:
+        changed = sorted(k for k in set(after) | set(before) if after.get(k) != before.get(k))
+        for k in set(after) - set(before):
+            del os.environ[k]
+        os.environ.update(before)
+        pytest.fail(f"this test left DEDUP_* environment variables changed: {changed}"
+                    " (use monkeypatch.setenv or pass env= to load_settings)")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,10 @@ Environment overrides use `DEDUP_<SECTION>__<KEY>` (double underscore between se
 `DEDUP_FUSION__MODE=rule`, `DEDUP_INDEX__K=48`; top-level keys are `DEDUP_<KEY>`, e.g. `DEDUP_BATCH_SIZE`.
 List values in the environment are comma-separated. How a TOML or environment value becomes a typed
 setting (and `ConfigError`) lives in `consumer.config_values`.
+
+Why this module is long: it is the one place every setting is declared, with the comment a user reads for
+it (the settings reference in docs is checked against these dataclasses); splitting sections across
+modules would scatter that reference.
 """
 
 from __future__ import annotations
@@ -225,8 +229,10 @@ class ServiceSettings:
     #: Start even with the public default `encoders.hash_key` (demos and tests only; docs/security.md).
     insecure_default_key: bool = False
     #: Serve the /v1 API (pair scoring, cluster look-ups, /openapi.json) beside /healthz on `http_port`
-    #: (docs/api.md). `dedup serve` always serves it.
-    api: bool = True
+    #: (docs/api.md). Off by default: it needs `api.tokens_file` (or `api.auth = "off"` for local use), and a
+    #: stream consumer should not open a port nobody asked for. `dedup serve` always serves it; on `dedup
+    #: run`, `--tokens-file` or `--no-auth` turn it on.
+    api: bool = False
     #: Most members a cluster look-up lists (`limit` may ask for fewer; `truncated` says when cut).
     api_max_members: int = 1000
     #: Folder for replica snapshots (a volume; "" = none): a starting member loads the newest one plus the
@@ -242,6 +248,32 @@ class ServiceSettings:
 
 
 @dataclass
+class ApiSettings:
+    """The HTTP server of `dedup serve` and `dedup run` (docs/api.md) and who may call /v1 (docs/security.md)."""
+
+    #: "tokens": every /v1 request needs `Authorization: Bearer <token>` from `tokens_file`; "off" serves /v1
+    #: to anyone who reaches the port, for a laptop only (a warning at start).
+    auth: Literal["tokens", "off"] = "tokens"
+    #: Lines `<scope> <token> [<label>]`, scope read or write (docs/security.md). Re-read when it changes, so a
+    #: token is rotated by adding the new one, moving clients, then removing the old one: no restart.
+    tokens_file: str = ""
+    #: Worker threads answering requests. Connections do not hold threads: slow or idle clients wait in the
+    #: server's event loop, and a request reaches a thread only once it has fully arrived.
+    threads: int = 8
+    #: Open connections at most; beyond it new ones wait in the listen backlog.
+    connection_limit: int = 1000
+    #: A connection with no request in progress is closed after this many idle seconds.
+    idle_timeout_seconds: int = 30
+    #: A request's headers and body must arrive within this many seconds of its first byte (slow clients).
+    request_timeout_seconds: int = 10
+    #: Largest request head (request line plus headers); larger is answered 431/400 before any body is read.
+    max_header_bytes: int = 16384
+    #: Port of a second listener that serves only /healthz, /readyz and /metrics, with threads of its own so
+    #: probes answer while the API is saturated (the chart uses it); 0 = none (everything on http_port).
+    management_port: int = 0
+
+
+@dataclass
 class Settings:
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     fusion: FusionSettings = field(default_factory=FusionSettings)
@@ -250,6 +282,7 @@ class Settings:
     encoders: EncoderSettings = field(default_factory=EncoderSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     batch_size: int = 256
 
     def fingerprint(self) -> str:
@@ -260,6 +293,7 @@ class Settings:
         through Redis meta instead (`key_id`)."""
         data = dataclasses.asdict(self)
         data.pop("service", None)
+        data.pop("api", None)
         data["encoders"].pop("hash_key", None)
         return hashlib.sha256(repr(sorted(flatten(data).items())).encode()).hexdigest()[:12]
 
@@ -358,6 +392,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "limits.max_image_bytes": (1, None),
     "service.max_batch": (1, None), "service.max_wait_ms": (0, None), "service.http_port": (0, 65535),
     "service.stall_seconds": (0.001, None), "service.api_max_members": (1, 100_000),
+    "api.threads": (1, 256), "api.connection_limit": (1, 100_000), "api.idle_timeout_seconds": (1, 86_400),
+    "api.request_timeout_seconds": (1, 3_600), "api.max_header_bytes": (1024, 1_048_576),
+    "api.management_port": (0, 65535),
 }
 
 

@@ -103,7 +103,7 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     persist(pipe, decisions, store)
     log = tmp / "serve.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "--log-level", "DEBUG", "serve",
+        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "--log-level", "DEBUG", "serve", "--no-auth",
                                  "--host", "127.0.0.1", "--port", "0", "--redis", redis_url, "--redis-prefix", prefix],
                                 stdout=subprocess.PIPE, stderr=fh, cwd=ROOT, start_new_session=True)
     try:
@@ -178,8 +178,9 @@ def test_rarity_from_redis_judges_pairs_as_the_stream_did(served: Served, redis_
     the score against the term frequencies of the pipeline that wrote that state."""
     from consumer.api.scoring import score_pair
 
-    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--redis", redis_url, "--redis-prefix", served.prefix, "--rarity-from-redis"],
+    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "serve", "--no-auth", "--host", "127.0.0.1",
+                             "--port", "0", "--redis", redis_url, "--redis-prefix", served.prefix,
+                             "--rarity-from-redis"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
     try:
         assert proc.stdout is not None
@@ -382,7 +383,7 @@ def test_unreachable_or_missing_state_store_is_503(tmp_path: Path) -> None:
 
     from consumer.api.app import ApiContext, api_routes
 
-    settings = load_settings(env={})
+    settings = load_settings(env={"DEDUP_API__AUTH": "off"})
     pipe = build_pipeline(settings, text_encoder=shared_text_encoder())
     dead = RedisStateStore(f"redis://127.0.0.1:{free_port()}/0", "x", socket_timeout=0.5)
     health = HealthState(float("inf"))
@@ -407,7 +408,7 @@ def test_api_beside_dedup_run(kafka_bootstrap: str, redis_url: str, redis_prefix
     topic, events, group = unique_topic("crm"), unique_topic("events"), unique_topic("g")
     create_topics(kafka_bootstrap, [topic, events])
     produce_json(kafka_bootstrap, topic, rows, key="customer_id")
-    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
+    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix, api=True)
     store = RedisStateStore(redis_url, redis_prefix)
     with running_service(settings) as svc:
         statuses: list[int] = []
@@ -459,7 +460,7 @@ def test_a_handler_bug_is_a_500_that_logs_no_value(caplog: pytest.LogCaptureFixt
         raise ValueError(f"could not handle {NAME}")
 
     health = HealthState(float("inf"))
-    ctx = ApiContext(load_settings(env={}), broken)
+    ctx = ApiContext(load_settings(env={"DEDUP_API__AUTH": "off"}), broken)
     with caplog.at_level("DEBUG"), HealthServer(health, CollectorRegistry(), routes=[api_routes(ctx)]) as server:
         status, body = call("POST", server.url + "/v1/score", {"a": _row(), "b": _row(customer_id="q2")})
     assert (status, body["error"]) == (500, "internal_error") and NAME not in json.dumps(body)

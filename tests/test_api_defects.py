@@ -41,8 +41,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dedup serve --no-redis` (scoring only) as a child process; its /v1/score URL."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                                 "--no-redis"], stdout=subprocess.PIPE, stderr=fh, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "serve", "--no-auth", "--host", "127.0.0.1",
+                                 "--port", "0", "--no-redis"], stdout=subprocess.PIPE, stderr=fh, cwd=ROOT)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()

@@ -47,6 +47,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "kafka": {**SECRETS["kafka"], "partitions": 6, "inputTopics": ["signups", "listings"]},
         "keda": {"enabled": True, "maxReplicaCount": 6, "sasl": "scram_sha512", "tls": True},
         "serviceMonitor": {"enabled": True}, "metricsService": {"apiPort": 8080},
+        "service": {"api": True}, "api": {"tokens": {"existingSecret": "dedup-api-tokens"}},
+        "networkPolicy": {"enabled": True,
+                          "apiNamespaceSelectors": [{"matchLabels": {"dedup-stream/api-client": "true"}}],
+                          "metricsNamespaceSelectors": [
+                              {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}]},
     },
     "hpa+pvc": {"kafka": {"partitions": 3}, "hpa": {"enabled": True, "maxReplicas": 3},
                 "snapshots": {"type": "persistentVolumeClaim", "accessModes": ["ReadWriteMany"]}},
@@ -167,7 +172,8 @@ def test_environment_is_what_the_service_reads(chart: Any) -> None:
     assert props["security.protocol"] == "SASL_SSL" and props["sasl.mechanism"] == "SCRAM-SHA-512"
     assert props["ssl.ca.location"] == "/etc/dedup/kafka-tls/ca.crt" and props["client.rack"] == "az1"
     ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
-    assert ports == {"metrics": 9100}
+    assert ports == {"metrics": 8001}  # probes and /metrics on the management port; the API is off by default
+    assert (s.api.auth, s.api.management_port) == ("tokens", 8001)
 
 
 def test_secrets_are_references_never_configmap_values(chart: Any) -> None:
@@ -229,7 +235,9 @@ def test_probes_hit_healthz_and_readyz_on_the_metrics_port(chart: Any) -> None:
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert {"name": "metrics", "containerPort": 8000, "protocol": "TCP"} in c["ports"]
+    assert {"name": "metrics", "containerPort": 8001, "protocol": "TCP"} in c["ports"]  # api.managementPort
+    shared = container(render(chart, {"api": {"managementPort": 0}}))
+    assert shared["ports"] == [{"name": "metrics", "containerPort": 8000, "protocol": "TCP"}]
 
 
 def test_gpu_scheduling_only_when_enabled(chart: Any) -> None:
@@ -255,11 +263,11 @@ def test_keda_and_hpa_are_alternatives(chart: Any) -> None:
     assert so["maxReplicaCount"] == 6
     svc_ports = {p["name"]: p["port"] for p in one(keda, "Service")["spec"]["ports"]}
     assert svc_ports == {"metrics": 8000, "api": 8080}
-    # The API shares the container port of the probes and /metrics: there is no second listener.
+    # The API has its own container port; probes and /metrics the management port.
     assert {p["name"]: p["targetPort"] for p in one(keda, "Service")["spec"]["ports"]} == {"metrics": "metrics",
-                                                                                          "api": "metrics"}
+                                                                                          "api": "api"}
     assert [p["name"] for p in one(keda, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]] == [
-        "metrics"]
+        "metrics", "api"]
     assert one(keda, "ConfigMap")["data"]["DEDUP_SERVICE__API"] == "true"
     hpa = render(chart, VALUE_SETS["hpa+pvc"])
     assert "HorizontalPodAutoscaler" in kinds(hpa) and "ScaledObject" not in kinds(hpa)
@@ -277,6 +285,8 @@ def test_keda_and_hpa_are_alternatives(chart: Any) -> None:
     ({"kafka": {"sasl": {"existingSecret": "s"}}}, "SASL_SSL"),
     ({"kafka": {"securityProtocol": "SASL_PLAINTEXT", "tls": {"existingSecret": "ca"}}}, "SSL or SASL_SSL"),
     ({"kafka": {"securityProtocol": "SSL", "tls": {"existingSecret": "ca", "certKey": "tls.crt"}}}, "keyKey"),
+    ({"service": {"api": True}}, "api.tokens.existingSecret"),
+    ({"api": {"managementPort": 8000}}, "equals service.httpPort"),
 ])
 def test_render_time_guards(chart: Any, values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):
@@ -302,10 +312,34 @@ def test_schema_settings_match_consumer_config() -> None:
     hints = typing.get_type_hints(Settings)
     expected: dict[str, set[str] | None] = {}
     for f in dataclasses.fields(Settings):
-        if f.name == "service":
+        if f.name in ("service", "api"):  # the chart's own `service` and `api` values set these
             continue
         tp = hints[f.name]
         expected[f.name] = ({g.name for g in dataclasses.fields(tp)} - ({"hash_key"} if f.name == "encoders" else set())
                             if dataclasses.is_dataclass(tp) else None)
     got = {k: set(v["properties"]) if "properties" in v else None for k, v in schema.items()}
     assert got == expected, "update deploy/helm/dedup-stream/values.schema.json `settings` to match consumer/config.py"
+
+
+def test_api_tokens_come_from_a_mounted_secret_and_the_api_has_its_own_port(chart: Any) -> None:
+    """service.api with a token Secret: the tokens file is a read-only directory mount (so a Secret update
+    rotates tokens), the service reads it from where it is mounted, the API and the probes have separate
+    ports, and the NetworkPolicy admits the API port only from the labelled namespaces."""
+    docs = render(chart, VALUE_SETS["keda+servicemonitor+secrets"])
+    s = load_settings(env=pod_env(docs))
+    c = container(docs)
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "api-tokens")
+    assert mount["readOnly"] and "subPath" not in mount
+    assert s.api.tokens_file == mount["mountPath"] + "/tokens" and s.api.auth == "tokens" and s.service.api
+    volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volume = next(v for v in volumes if v["name"] == "api-tokens")
+    assert volume["secret"]["secretName"] == "dedup-api-tokens"
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 8001, "api": 8000}
+    ports = {p["name"]: p["targetPort"] for p in one(docs, "Service")["spec"]["ports"]}
+    assert ports == {"metrics": "metrics", "api": "api"}
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    by_port = {r["ports"][0]["port"]: r["from"] for r in rules}
+    assert by_port["api"] == [{"namespaceSelector": {"matchLabels": {"dedup-stream/api-client": "true"}}}]
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    assert by_port["metrics"] == [{"namespaceSelector": monitoring}]
+    assert "Secret" not in kinds(docs)

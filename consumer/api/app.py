@@ -27,6 +27,7 @@ from typing import Any
 import falcon
 import orjson
 
+from consumer.api.auth import authenticator
 from consumer.api.health import HealthState, json_response
 from consumer.api.openapi import openapi_document
 from consumer.api.scoring import parse_pair, score_pair
@@ -245,16 +246,20 @@ class _Measure:
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, _resource: Any,
                          _req_succeeded: bool) -> None:
-        route = req.uri_template
-        if route in API_ROUTES:
-            self.metrics.observe(route, resp.status_code, time.perf_counter() - req.context.api_started)
+        route, started = req.uri_template, getattr(req.context, "api_started", None)
+        if route in API_ROUTES and started is not None:  # None: refused before routing (no token)
+            self.metrics.observe(route, resp.status_code, time.perf_counter() - started)
 
 
 def api_routes(ctx: ApiContext) -> Callable[[falcon.App], Iterable[str]]:
-    """A route adder for `consumer.api.health.HealthServer(routes=[...])`."""
+    """A route adder for `consumer.api.health.HealthServer(routes=[...])`. Raises ConfigError when the
+    settings ask for tokens and name no usable tokens file (at start, not at the first request)."""
     resources = (_Score(ctx), _RecordCluster(ctx), _Cluster(ctx), _OpenApi(ctx))
+    auth = authenticator(ctx.settings.api)
 
     def add(app: falcon.App) -> list[str]:
+        if auth is not None:
+            app.add_middleware(auth)
         for route, resource in zip(API_ROUTES, resources):
             app.add_route(route, resource)
         if ctx.metrics is not None:

@@ -1,8 +1,9 @@
 """Liveness, readiness and metrics (and, beside them, the /v1 API) over HTTP.
 
-The app is Falcon (no dependencies of its own) on the standard library's threaded WSGI server: one port
-serves the probes, the metrics and the API (`consumer.api.app` adds its routes), so `dedup run` needs no
-second listener.
+The app is Falcon (no dependencies of its own) on a bounded waitress server (`consumer.api.server`): one
+port serves the probes, the metrics and the API (`consumer.api.app` adds its routes); a second, optional
+port (`api.management_port`) serves only the probes and the metrics with threads of their own, so they
+answer while the API is saturated.
 
 - `/healthz` (liveness): 200 while the poll loop made progress within `stall_seconds`. A wedged loop (a
   deadlock, a native call that never returns) keeps the process alive but useless; failing liveness lets
@@ -24,14 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from typing import Any, Protocol
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["HealthState", "HealthServer", "DependencyStatus", "make_app", "json_response"]
+from consumer.api.server import HttpServer, ServerLimits
+
+__all__ = ["HealthState", "HealthServer", "DependencyStatus", "make_app", "json_response", "listeners"]
 
 log = logging.getLogger(__name__)
 _MAX_DETAIL_CHARS = 200
@@ -188,6 +189,24 @@ class _NoStore:
         resp.set_header("Cache-Control", "no-store")
 
 
+class _AccessLog:
+    """One DEBUG line per request: method, route template (never the path: ids in it are data), status,
+    milliseconds, and the token's label when one was used."""
+
+    def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
+        req.context.http_started = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, _resource: Any,
+                         _req_succeeded: bool) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        started = getattr(req.context, "http_started", None)
+        log.debug("http request", extra={
+            "method": req.method, "route": req.uri_template or "(none)", "status": resp.status_code,
+            "ms": round((time.perf_counter() - started) * 1000, 2) if started is not None else None,
+            "token": getattr(req.context, "token_label", None)})
+
+
 def _error_body(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     """Every error is JSON `{"error": code, "message": text}` whatever the client accepts (a 404 for an
     unknown path lists the paths that exist)."""
@@ -222,7 +241,7 @@ RouteAdder = Callable[[falcon.App], Iterable[str]]
 
 def make_app(state: HealthState, registry: CollectorRegistry, routes: Sequence[RouteAdder] = ()) -> falcon.App:
     """The WSGI app: /healthz, /readyz, /metrics, plus whatever `routes` add (the /v1 API)."""
-    app = falcon.App(middleware=[_NoStore()])
+    app = falcon.App(middleware=[_NoStore(), _AccessLog()])
     app.req_options.strip_url_path_trailing_slash = True
     paths = ["/healthz", "/readyz", "/metrics"]
     app.add_route("/healthz", _Liveness(state))
@@ -242,58 +261,32 @@ def make_app(state: HealthState, registry: CollectorRegistry, routes: Sequence[R
     return app
 
 
-class _ErrorsToLog:
-    """wsgiref's `wsgi.errors` stream (tracebacks of a failed response write, e.g. a client that hung up):
-    one DEBUG line with the exception's type only, since a message could quote what was being sent."""
-
-    def write(self, text: str) -> int:
-        last = text.strip().splitlines()[-1] if text.strip() else ""
-        if last and not last.startswith((" ", "Traceback")):
-            log.debug("http response not delivered", extra={"error": last.split(":", 1)[0][:80]})
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def get_stderr(self) -> Any:
-        return _ErrorsToLog()
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A broken connection: a DEBUG line, not a traceback on stderr (socketserver's default)."""
-        import sys
-
-        log.debug("http connection failed", extra={"error": type(sys.exc_info()[1]).__name__})
-
-
 class HealthServer:
-    """Serves the three endpoints from a daemon thread; `port=0` binds a free port (see `.port`)."""
+    """Serves the three endpoints (plus `routes`) from background threads; `port=0` binds a free port."""
 
     def __init__(self, state: HealthState, registry: CollectorRegistry, host: str = "127.0.0.1",
-                 port: int = 0, routes: Sequence[RouteAdder] = ()) -> None:
+                 port: int = 0, routes: Sequence[RouteAdder] = (), limits: ServerLimits | None = None,
+                 name: str = "http") -> None:
         self.state = state
         self.registry = registry
         self.routes = list(routes)
         self.host = host
         self.requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.limits = limits
+        self.name = name
+        self._server: HttpServer | None = None
 
     @property
     def port(self) -> int:
         """The bound port (only meaningful after start())."""
         if self._server is None:
             raise RuntimeError("HealthServer not started")
-        return int(self._server.server_address[1])
+        return self._server.port
+
+    @property
+    def http(self) -> HttpServer | None:
+        """The listener (connection counts for tests and benchmarks)."""
+        return self._server
 
     @property
     def url(self) -> str:
@@ -306,26 +299,39 @@ class HealthServer:
         if self._server is not None:
             return self
         app = make_app(self.state, self.registry, self.routes)
-        self._server = make_server(self.host, self.requested_port, app, server_class=_Server,
-                                   handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="health-http", daemon=True)
-        self._thread.start()
+        self._server = HttpServer(app, self.host, self.requested_port, self.limits, self.name).start()
         return self
 
-    def stop(self) -> None:
-        """Stop serving and release the port (idempotent)."""
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to `grace` s), release the port (idempotent)."""
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if server is not None:
+            server.stop(grace)
 
     def __enter__(self) -> HealthServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: What a probe or metrics request may send: nothing (a GET). Caps what the management listener buffers.
+_MANAGEMENT_MAX_BODY = 64 * 1024
+
+
+def listeners(state: HealthState, registry: CollectorRegistry, settings: Any,
+              routes: Sequence[RouteAdder] = ()) -> tuple[HealthServer, HealthServer | None]:
+    """The main listener (`service.http_host:http_port`: probes, metrics and `routes`) with the `api`
+    settings' bounds, and the management listener (probes and metrics only, two threads of its own) when
+    `api.management_port` is set. Not started."""
+    svc, api = settings.service, settings.api
+    # Above the API's own JSON 413 (two records at their limit plus the envelope): this one only caps what a
+    # connection may buffer before the app sees it.
+    max_body = 2 * settings.limits.max_record_bytes + 4096 + 1024 * 1024
+    main = HealthServer(state, registry, svc.http_host, svc.http_port, routes,
+                        ServerLimits.from_settings(api, max_body), "http")
+    management = None
+    if api.management_port:
+        management = HealthServer(state, registry, svc.http_host, api.management_port, (),
+                                  ServerLimits.from_settings(api, _MANAGEMENT_MAX_BODY, threads=2), "management")
+    return main, management

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from consumer.cli.common import settings_from_args
+from consumer.cli.common import api_flags, apply_api_flags, settings_from_args
 from consumer.config import ConfigError, Settings
 
 __all__ = ["add_commands"]
@@ -103,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from consumer.api.app import ApiContext, api_routes
-    from consumer.api.health import HealthServer, HealthState
+    from consumer.api.health import HealthState, listeners
     from consumer.io.artifacts import build_pipeline
     from consumer.store.redis import RedisStateStore
     from consumer.telemetry.metrics import ApiMetrics
@@ -115,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             setattr(svc, attr, value)
+    apply_api_flags(args, s)
     if args.rarity_from_redis and args.no_redis:
         raise ConfigError("--rarity-from-redis needs a state store (drop --no-redis)")
     pipe = build_pipeline(s)
@@ -128,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         registry = CollectorRegistry()
         ctx = ApiContext(s, lambda: pipe, lambda: table, "state", lambda: ids, store=store, health=health,
                          metrics=ApiMetrics(registry))
-        server = HealthServer(health, registry, svc.http_host, svc.http_port, routes=[api_routes(ctx)])
+        server, management = listeners(health, registry, s, routes=[api_routes(ctx)])
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -138,6 +139,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         server.start()
+        if management is not None:
+            management.start()
         try:
             # One line a supervisor (or a test with --port 0) can read the address from.
             print(json.dumps({"url": server.url, "profile": s.profile.name, "fusion": pipe.fuser.version,
@@ -146,7 +149,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info("serving", extra={"port": server.port, "profile": s.profile.name})
             stop.wait()
         finally:
-            server.stop()
+            server.stop(grace=5.0)  # in-flight requests finish before the pipeline and Redis close
+            if management is not None:
+                management.stop(grace=1.0)
     finally:
         pipe.close()
         if store is not None:
@@ -166,6 +171,7 @@ def add_commands(sub: Any, common: Any) -> None:
                    help="judge pairs against the records stored in Redis at start-up (rarity \"state\"), "
                         "not the pair alone; needs the service's profile, settings and hash key")
     p.add_argument("--model", help="learned fusion model file (default: the shipped one)")
+    api_flags(p)
     common(p)
     p.set_defaults(func=cmd_serve)
 

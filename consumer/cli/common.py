@@ -34,3 +34,30 @@ def common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-backend", choices=["auto", "transformer", "static"],
                    help="text model: MiniLM transformer or its static distillation (default: auto)")
     p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: from extension)")
+
+
+def api_flags(p: argparse.ArgumentParser) -> None:
+    """Who may call /v1 and the probes' own port (`dedup serve`, `dedup run`)."""
+    p.add_argument("--tokens-file", metavar="PATH",
+                   help="bearer tokens for /v1, lines `read|write <token> [label]` (api.tokens_file, "
+                        "docs/security.md); on `dedup run` this also turns the API on")
+    p.add_argument("--no-auth", action="store_true", default=None,
+                   help="serve /v1 without tokens: local use only (api.auth = \"off\"; warned at start); on "
+                        "`dedup run` this also turns the API on")
+    p.add_argument("--management-port", type=int, metavar="PORT",
+                   help="also serve /healthz, /readyz, /metrics alone on this port (api.management_port)")
+
+
+def apply_api_flags(args: argparse.Namespace, s: Settings) -> None:
+    """The `api_flags` given on the command line, over the file and environment settings. Either of
+    `--tokens-file` / `--no-auth` also turns the API on beside `dedup run` (service.api): saying who may
+    call it is asking for it."""
+    if getattr(args, "tokens_file", None):
+        s.api.tokens_file = args.tokens_file
+        s.api.auth = "tokens"
+        s.service.api = True
+    if getattr(args, "no_auth", None):
+        s.api.auth = "off"
+        s.service.api = True
+    if getattr(args, "management_port", None) is not None:
+        s.api.management_port = args.management_port

@@ -14,6 +14,7 @@ import signal
 import sys
 from typing import Any
 
+from consumer.cli.common import api_flags, apply_api_flags
 from consumer.config import BUILTIN_PROFILES, ConfigError, load_settings
 from consumer.io.kafka import normalize_properties, properties_from_env
 
@@ -68,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             setattr(svc, attr, value)
     if args.insecure_default_key:
         svc.insecure_default_key = True
+    apply_api_flags(args, s)
     if svc.max_batch < 1 or svc.max_wait_ms < 0:
         raise ConfigError("need --max-batch >= 1 and --max-wait-ms >= 0")
     props = _kafka_properties(args.kafka_property)
@@ -145,6 +147,7 @@ def add_commands(sub: Any) -> None:
                         "env DEDUP_SERVICE__INSECURE_DEFAULT_KEY=true)")
     p.add_argument("--shutdown-grace", type=float, default=30.0,
                    help="seconds SIGTERM waits for an unreachable Redis/broker before exiting uncommitted")
+    api_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("export-clusters", help="dump record_id, cluster_id for every record in Redis (JSONL)")

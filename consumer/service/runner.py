@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from consumer.api.health import HealthServer, HealthState
+from consumer.api.health import HealthState, listeners
 from consumer.config import DEFAULT_HASH_KEY, ConfigError, Settings
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
@@ -100,8 +100,8 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
                                   ready_gauge=self.metrics.ready)
         self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix,
                                      events_ttl=self.svc.replay_events_ttl_seconds)
-        self.http = HealthServer(self.health, self.metrics.registry, self.svc.http_host, self.svc.http_port,
-                                 routes=[self._api_routes()] if self.svc.api else [])
+        self.http, self.management = listeners(self.health, self.metrics.registry, settings,
+                                               routes=[self._api_routes()] if self.svc.api else [])
         self._text_encoder = text_encoder
         self._artifacts: Artifacts | None = None
         self._fp_key = fingerprint_key(settings.encoders.hash_key)
@@ -151,6 +151,8 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
 
     def run(self) -> int:
         self.http.start()
+        if self.management is not None:
+            self.management.start()
         self.started.set()
         log.info("starting", extra={"topics": self.svc.input_topics, "group": self.svc.group,
                                     "events_topic": self.svc.events_topic, "http_port": self.http.port})
@@ -205,6 +207,9 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
         return batch
 
     def _shutdown(self) -> None:
+        # In-flight API requests finish first (they use the pipeline and Redis closed below); the
+        # management listener keeps answering probes until the end.
+        self.http.stop(grace=5.0)
         if self._stop and self._inflight is None and self._pending is None:
             self._maybe_snapshot(force=True)  # a clean stop: the next start needs only the tail
         if self.member is not None:
@@ -215,7 +220,8 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
         if self.pipe is not None:
             self.pipe.close()
         self.health.set_assigned(False)
-        self.http.stop()
+        if self.management is not None:
+            self.management.stop(grace=1.0)
         log.info("stopped")
 
     # -- rebalance --------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def service_settings(kafka: str, redis_url: str, topics: Sequence[str], events: 
     svc.kafka, svc.redis, svc.input_topics, svc.events_topic = kafka, redis_url, list(topics), events
     svc.group, svc.redis_prefix, svc.http_host, svc.http_port = group, prefix, "127.0.0.1", 0
     svc.insecure_default_key = True  # tests use the public default hash key on purpose
+    s.api.auth = "off"  # loopback only; tests/test_api_security.py covers the tokens
     for key, value in service.items():
         setattr(svc, key, value)
     return s
@@ -136,7 +137,7 @@ class ServiceProcess:
     def __init__(self, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.args = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", *args,
-                     "--http-host", "127.0.0.1", "--http-port", str(self.port), "--insecure-default-key",
+                     "--http-host", "127.0.0.1", "--http-port", str(self.port), "--insecure-default-key", "--no-auth",
                      *[a for k, v in FAST_CLIENT.items() for a in ("--kafka-property", f"{k}={v}")]]
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}

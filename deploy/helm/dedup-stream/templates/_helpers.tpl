@@ -97,6 +97,12 @@ alive, never ready, and holds a pod's resources for nothing (and blocks rollouts
 {{- fail "snapshots: a ReadWriteOnce claim is shared by every replica; use ReadWriteMany, emptyDir or one replica" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.service.api (eq .Values.api.auth "tokens") (not .Values.api.tokens.existingSecret) }}
+{{- fail "service.api is on and api.auth is tokens: set api.tokens.existingSecret (a Secret holding a tokens file, docs/security.md) or api.auth: off" }}
+{{- end }}
+{{- if and .Values.api.managementPort (eq (int .Values.api.managementPort) (int .Values.service.httpPort)) }}
+{{- fail "api.managementPort equals service.httpPort: use another port, or 0 to serve everything on httpPort" }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -35,10 +36,9 @@ from consumer.config import ConfigError, Settings, load_settings
 from consumer.engine.pipeline import Pipeline
 from consumer.io.artifacts import build_pipeline
 
-READ = "r" * 8 + "0123456789abcdef"
-WRITE = "w" * 8 + "fedcba9876543210"
-PAIR = {"a": {"customer_id": "a1", "name": "Ann Lee", "city": "Lisbon"},
-        "b": {"customer_id": "b1", "name": "Anne Lee", "city": "Lisbon"}}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from fuzz_http import PAIR, READ, SEED_CASES, WRITE  # noqa: E402  (one copy of the probe corpus)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -244,18 +244,7 @@ def test_probe_suite_answers_4xx_or_cuts_off_and_healthz_stays_fast(tokens: Path
                 assert s.recv(1) == b""
             s.close()
         # 3. Bodies and heads a careless client or an attacker sends.
-        cases: list[tuple[str, dict[str, str], bytes, set[int]]] = [
-            ("deep", {}, b'{"a":' + b"[" * 300 + b"]" * 300 + b',"b":{}}', {400}),
-            ("deep-256", {}, b'{"a":' + b"[" * 256 + b"]" * 256 + b',"b":{}}', {400}),
-            ("not json", {}, b"\xff\xfe not json", {400}),
-            ("empty", {}, b"", {400}),
-            ("form", {"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", {415}),
-            ("text", {"Content-Type": "text/plain"}, b"{}", {415}),
-            ("latin-1", {"Content-Type": "application/json; charset=latin-1"}, b'{"a":{}}', {415}),
-            ("numbers", {}, json.dumps({"a": {"customer_id": "1", "name": 7, "city": "x"},
-                                        "b": PAIR["b"]}).encode(), {400}),
-            ("huge", {}, b"{" * 300_000, {413}),
-        ]
+        cases = SEED_CASES  # the HTTP fuzzer starts from the same corpus (benchmarks/fuzz_http.py)
         for name, headers, raw, expected in cases:
             status, _, payload = request("POST", url + "/v1/score", token=READ, raw=raw, headers=headers)
             assert status in expected, (name, status, payload[:200])
@@ -349,3 +338,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_bounded_http_fuzz_run_finds_no_5xx(tmp_path: Path) -> None:
+    """`benchmarks/fuzz_http.py`: mutants of the probe corpus and of valid requests (flipped bytes, cut
+    requests, odd lengths, methods, paths and headers) never get a 5xx; /healthz stays under 1 s."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_http.py"),
+                          "--cases", "300", "--seconds", "60", "--keep", str(tmp_path / "failures")],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["cases"] >= 100 and summary["failures"] == 0, summary

@@ -108,12 +108,14 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def exchange(port: int, data: bytes, timeout: float) -> bytes:
-    """Send, half-close, read until the server closes (or the timeout)."""
+def exchange(port: int, data: bytes, timeout: float = 5, half_close: bool = True) -> bytes:
+    """Send bytes on a fresh connection, read until the server closes it (or the timeout). `half_close`
+    also ends the sending side, so a cut request ends at once instead of waiting for the request timeout."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         with contextlib.suppress(OSError):
             s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
         out = b""
         with contextlib.suppress(OSError):
             while chunk := s.recv(65536):

@@ -38,7 +38,7 @@ from consumer.io.artifacts import build_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from fuzz_http import PAIR, READ, SEED_CASES, WRITE  # noqa: E402  (one copy of the probe corpus)
+from fuzz_http import PAIR, READ, SEED_CASES, WRITE, exchange, rss_mb  # noqa: E402  (one copy of the probe corpus)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -61,19 +61,7 @@ def error_code(payload: bytes) -> str:
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 5) -> bytes:
-    """Send bytes on a fresh connection, read until the server closes it (or the timeout)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        with contextlib.suppress(OSError):
-            while chunk := s.recv(65536):
-                out += chunk
-        return out
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+    return exchange(port, data, timeout, half_close=False)
 
 
 @pytest.fixture(scope="module")

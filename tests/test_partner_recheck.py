@@ -112,3 +112,15 @@ def test_recheck_auto_means_partner_for_listings_only() -> None:
     assert not partner_mode("average", "listing") and partner_mode("partner", "person")
     s = load_settings(env={"DEDUP_CLUSTERING__RECHECK": "average"}, profile="listing")
     assert not partner_mode(s.clustering.recheck, s.profile.name)
+
+
+def test_the_pipeline_the_batch_runner_and_the_consumer_share_takes_the_mode_from_the_profile() -> None:
+    """`dedup batch` and `dedup run` both decide through `Pipeline.process`, so its guards are the mode."""
+    from consumer.io.artifacts import build_pipeline
+    from tests.harness.service import shared_text_encoder
+
+    listing = load_settings(env={}, profile="listing")
+    with build_pipeline(listing, text_encoder=shared_text_encoder()) as pipe:
+        assert pipe.guards.partner and pipe.guards.partner_margin == 0.1
+    with build_pipeline(load_settings(env={}), text_encoder=shared_text_encoder()) as pipe:
+        assert not pipe.guards.partner

@@ -36,7 +36,8 @@ decides the same):
   the cluster). A sibling that was the best match until a better partner arrived, and disagrees with it,
   is split off (the same `splits` and `cluster.split` events as above);
 - a record with no match whose best candidate is a *possible* pair with a record still alone, and which is
-  that record's best among the record's other possible candidates too (reciprocal best), joins it.
+  that record's best among the record's other possible candidates too (reciprocal best), joins it (its
+  decision line still lists the pair as `possible`: the link is the clustering's, not the score's).
 
 Cluster ids are derived from the founding record id, so the same input gives the same ids, and a replay
 cannot mint a new one.
@@ -78,8 +79,8 @@ class Guards:
     merge_support: float = 0.0
     #: Re-check (and split) a cluster when a record that joins it disagrees with some of its members.
     split: bool = False
-    #: The partner re-check (module docstring): re-check on every join, keep groups together only on
-    #: pairs that all match and one near-reciprocal pair; link reciprocal-best possible pairs.
+    #: The partner re-check (module docstring): re-check on every join, keep groups together only with no
+    #: pair below the merge bar and one near-reciprocal match; link reciprocal-best possible pairs.
     partner: bool = False
     #: How far below both ends' best partner (fused-score units) a pair still counts as near-reciprocal.
     partner_margin: float = 0.1
@@ -241,8 +242,8 @@ class ClusterState:
     def _split(self, cluster: int, scorer: PairScorer, g: Guards) -> list[tuple[int, list[int]]]:
         """Re-check a cluster from all its member pairs (average linkage, stopping at the merge bar) and
         split it when it falls apart; returns the pieces split off as (new founding row, rows). With
-        `g.partner`, two groups may only join when every pair between them matches and one pair between them
-        is near-reciprocal (module docstring)."""
+        `g.partner`, two groups may only join when no pair between them falls below the merge bar and one
+        pair between them is a near-reciprocal match (module docstring)."""
         members = sorted(self.members[cluster])
         n = len(members)
         if n < 3 or n > 2 * g.link_members:

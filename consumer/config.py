@@ -159,6 +159,12 @@ class ClusterSettings:
     #: Split a cluster (re-clustered from its member pairs) when a record that joins it disagrees with some
     #: of its members; the pieces are announced as `cluster.split` events.
     split: bool = True
+    #: "average": the split above; "partner": reciprocal best partners, re-checked on every join (one true
+    #: partner among near-identical siblings, e.g. two shops' listings; `consumer.engine.clustering`);
+    #: "auto": partner for the listing profile, average for the rest. `partner_margin`: how far (fused
+    #: score) below both ends' best partner a pair still counts as near-reciprocal.
+    recheck: Literal["auto", "average", "partner"] = "auto"
+    partner_margin: float = 0.1
     keeper_alpha: float = 0.7
 
 
@@ -386,7 +392,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "index.k_from": (1, None), "index.k_growth": (0, 4), "index.k_max": (1, 4096),
     "clustering.merge_margin": (0, None), "clustering.join_support": (0, None),
     "clustering.link_members": (0, 4096), "clustering.merge_support": (0, None),
-    "clustering.keeper_alpha": (0, 1),
+    "clustering.keeper_alpha": (0, 1), "clustering.partner_margin": (0, 1),
     "encoders.text_dim": (1, 4096), "encoders.threads": (1, 4096),
     "limits.max_field_chars": (1, None), "limits.max_record_bytes": (1, None), "limits.max_logins": (0, None),
     "limits.max_image_bytes": (1, None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from consumer.engine.titles import parse_price, parse_title
@@ -45,3 +46,27 @@ def test_marketing_noise_is_dropped() -> None:
                                              ("1.299,50", 1299.5), ("", None), ("free", None), ("0", None)])
 def test_prices(text: str, value: float | None) -> None:
     assert parse_price(text) == value
+
+
+def test_two_suffixes_on_one_stem_are_variants_a_bare_code_stays_ambiguous() -> None:
+    """"LRG30357WH" / "LRG30357SS": one model's colour slot, two products (0, as codes that disagree);
+    "LRG30357" or "LRG30357W" beside "LRG30357WH" may be the same product written short (0.4, as before)."""
+    from consumer.encoders.title import TitleEncoder, _code_match
+    from consumer.engine.records import Record
+
+    class Text:
+        dim = 4
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.ones((len(texts), 4), np.float32)
+
+    enc = TitleEncoder(Text(), "k")
+    titles = ["Fridge LRG30357WH", "Fridge LRG30357SS", "Fridge LRG30357", "Fridge LRG30357W", "Fridge LRG30357WH"]
+    cols = enc.encode([Record(f"r{i}", "", "", (), "", "", (), (("title", t),)) for i, t in enumerate(titles)])
+
+    def match(i: int, j: int) -> float:
+        return float(_code_match({k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()})[0])
+
+    assert match(0, 1) == 0.0 and match(1, 0) == 0.0
+    assert match(0, 2) == np.float32(0.4) and match(2, 1) == np.float32(0.4) and match(3, 0) == np.float32(0.4)
+    assert match(3, 1) == 0.0 and match(0, 4) == 1.0

@@ -10,9 +10,10 @@ Features (NaN where a side lacks the value):
   differs): a 128GB and a 256GB phone are different products however alike the rest;
 - `code_match`: model/part numbers (`consumer.engine.titles.product_codes`, from the title, else the description):
   1 when the listings share one, 0.7 when each also carries one the other lacks (a family code beside
-  the variant's own), 0.4 when they share one only up to a letter suffix ("WFW8300SWH" vs "WFW8300SW": a
-  colour or region letter, sometimes the same product), 0 when both carry codes and none agree, NaN when
-  a side has none;
+  the variant's own), 0.4 when they share one only up to a letter suffix that one side lacks or has cut
+  short ("WFW8300SWH" vs "WFW8300SW" or "WFW8300": a colour or region letter, sometimes the same product),
+  0 when both carry codes and none agree, two *different* suffixes on one stem included ("LRG30357WH" vs
+  "LRG30357SS": the colour slot of one model, two products), NaN when a side has none;
 - `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
   sets weighted by how rare each token is in the file, so a shared "pslx350h" outweighs a shared "sony";
 - `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation;
@@ -82,8 +83,15 @@ def _code_match(a: Columns, b: Columns) -> np.ndarray:
     extra_a = ((ca != 0) & ~eq.any(axis=2)).any(axis=1)
     extra_b = ((cb != 0) & ~eq.any(axis=1)).any(axis=1)
     shared = eq.any(axis=(1, 2))
-    out = np.where(shared & ~(extra_a & extra_b), 1.0,
-                   np.where(shared, 0.7, np.where(_shares(a["code_stems"], b["code_stems"]), 0.4, 0.0)))
+    # A code whose stem is the code itself carries no suffix ("bare"). Shared stems count (0.4) only when a
+    # side is bare or one suffix is the other cut short ("WFW8300SWH" / "WFW8300SW"): two different suffixes
+    # on one stem ("LRG30357WH" / "LRG30357SS") fill the variant slot of one model, two products.
+    sa, sb = a["code_stems"], b["code_stems"]
+    same_stem = (sa[:, :, None] == sb[:, None, :]) & (sa[:, :, None] != 0)
+    bare = (sa == ca)[:, :, None] | (sb == cb)[:, None, :]
+    cut = _shares(ca, b["code_cuts"]) | _shares(cb, a["code_cuts"])
+    near = (same_stem & bare).any(axis=(1, 2)) | cut
+    out = np.where(shared & ~(extra_a & extra_b), 1.0, np.where(shared, 0.7, np.where(near, 0.4, 0.0)))
     return np.where(both, out, np.nan).astype(np.float32)
 
 
@@ -105,7 +113,7 @@ class TitleEncoder:
         return Contribution(
             roles=("title", "brand", "category", "price", "currency"),
             columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price", "codes",
-                     "code_stems", "idf_keys", "code_vec"),
+                     "code_stems", "code_cuts", "idf_keys", "code_vec"),
             features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
                       Feature("attr_agree"), Feature("variant_agree", levels=(1.0, 0.5)),
                       Feature("brand", levels=(1.0,)),
@@ -138,13 +146,18 @@ class TitleEncoder:
         price = np.full(n, np.nan, np.float32)
         codes = np.zeros((n, MAX_CODES), np.uint32)
         stems = np.zeros((n, MAX_CODES), np.uint32)
+        cuts = np.zeros((n, 2 * MAX_CODES), np.uint32)  # each code with one / two suffix letters cut off
         idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
         code_vec = np.zeros((n, CODE_DIM), np.float32)
         for i, (rec, t) in enumerate(zip(records, titles)):
             found = product_codes(rec.role("title"), MAX_CODES) or product_codes(rec.role("description"), MAX_CODES)
             for j, code in enumerate(found):
                 codes[i, j] = self._hash("tk:" + code)
-                stems[i, j] = self._hash("tk:" + (code_stem(code) or code))
+                stem = code_stem(code)
+                stems[i, j] = self._hash("tk:" + (stem or code))
+                for k in (1, 2):
+                    if stem and len(code) - k > len(stem):
+                        cuts[i, 2 * j + k - 1] = self._hash("tk:" + code[:-k])
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])
@@ -169,7 +182,7 @@ class TitleEncoder:
             if p is not None:
                 price[i] = p
         return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attr": attr, "listing_keys": keys,
-                "price": price, "codes": codes, "code_stems": stems, "idf_keys": idf_keys,
+                "price": price, "codes": codes, "code_stems": stems, "code_cuts": cuts, "idf_keys": idf_keys,
                 "code_vec": code_vec}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from consumer.config import Settings
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.engine.blocking import Blocker, Search
-from consumer.engine.clustering import ClusterState, Guards, cluster_id_for
+from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode
 from consumer.engine.comparison import Comparator
 from consumer.engine.cores import usable_cores
 from consumer.engine.decisions import Decision, Match, Split
@@ -111,7 +111,8 @@ class Pipeline(PersistedState):
         cl = settings.clustering
         #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
-                             cl.merge_support, cl.split)
+                             cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
+                             cl.partner_margin)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:

@@ -1,0 +1,126 @@
+"""The partner re-check (issue 20): reciprocal best partners in the stream, for one-to-one product links.
+
+Two shops list one product each; one shop also lists the colour variants of the same model, which score
+almost as high as the true partner. Arriving in file order, the variants link to each other before the
+other shop's listing arrives; the partner re-check undoes that when the better partner comes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from consumer.config import ClusterSettings, load_settings
+from consumer.engine.clustering import Assignment, ClusterState, Guards, partner_mode
+
+T, POSSIBLE = 0.5, 0.25
+
+
+def guards(partner: bool) -> Guards:
+    return Guards(T, 0.3, 0.8, 8, 0.5, True, partner, 0.1)
+
+
+def place(state: ClusterState, row: int, cands: list[int], scores: list[float],
+          pairs: dict[frozenset[int], float], partner: bool = True) -> Assignment:
+    """`assign` with a scorer reading the pair scores from `pairs` (0.0 when absent)."""
+
+    def scorer(left: list[int], right: list[int]) -> np.ndarray:
+        return np.array([pairs.get(frozenset((a, b)), 0.0) for a, b in zip(left, right)], np.float32)
+
+    s = np.array(scores, np.float32)
+    labels = np.where(s >= T, 2, np.where(s >= POSSIBLE, 1, 0))
+    return state.assign(row, np.array(cands, np.int64), s, labels, guards(partner), scorer=scorer)
+
+
+def variants_then_partner(partner: bool) -> tuple[ClusterState, Assignment]:
+    """0 and 1: one shop's white and steel variant of a model (0.525, just a match); 2: the other shop's
+    white one (0.997 with 0, 0.018 with the steel one)."""
+    pairs = {frozenset((0, 1)): 0.525, frozenset((0, 2)): 0.997, frozenset((1, 2)): 0.018}
+    st = ClusterState()
+    place(st, 0, [], [], pairs, partner)
+    assert place(st, 1, [0], [0.525], pairs, partner).outcome == "joined"
+    return st, place(st, 2, [0, 1], [0.997, 0.018], pairs, partner)
+
+
+def test_a_better_partner_splits_the_sibling_off() -> None:
+    st, a = variants_then_partner(partner=True)
+    assert a.outcome == "joined" and a.cluster == 0 and a.split_from == 0
+    assert a.splits == [(1, [1])]
+    assert sorted(st.members[0]) == [0, 2] and st.members[1] == [1]
+
+
+def test_average_linkage_alone_keeps_the_sibling() -> None:
+    """The contrast: the plain re-check's average linkage (mean 0.27 >= the 0.25 bar) glues them back."""
+    st, a = variants_then_partner(partner=False)
+    assert a.splits == [] and sorted(st.members[0]) == [0, 1, 2]
+
+
+def test_a_cluster_whose_pairs_all_match_holds_together() -> None:
+    """Three listings of one product, every pair a match but none each other's exclusive best: kept."""
+    pairs = {frozenset((0, 1)): 0.95, frozenset((0, 2)): 0.9, frozenset((1, 2)): 0.6}
+    st = ClusterState()
+    place(st, 0, [], [], pairs)
+    place(st, 1, [0], [0.95], pairs)
+    a = place(st, 2, [0, 1], [0.9, 0.6], pairs)
+    assert a.outcome == "joined" and a.splits == [] and sorted(st.members[0]) == [0, 1, 2]
+
+
+def test_a_member_the_new_record_clearly_disagrees_with_is_split_off() -> None:
+    """Unlike average linkage, one pair below the merge bar (0.1) vetoes keeping two groups together."""
+    pairs = {frozenset((0, 1)): 0.8, frozenset((0, 2)): 0.95, frozenset((1, 2)): 0.1}
+    st = ClusterState()
+    place(st, 0, [], [], pairs)
+    place(st, 1, [0], [0.8], pairs)
+    a = place(st, 2, [0, 1], [0.95, 0.1], pairs)
+    assert a.splits == [(1, [1])] and sorted(st.members[0]) == [0, 2]
+
+
+def test_reciprocal_best_possible_pair_is_linked() -> None:
+    """No match, but the best candidate is a possible pair with a record still alone, and that record
+    scores lower with the other possible candidates: each is the other's best, so they link."""
+    pairs = {frozenset((0, 1)): 0.1, frozenset((0, 2)): 0.4, frozenset((1, 2)): 0.3}
+    st = ClusterState()
+    place(st, 0, [], [], pairs)
+    place(st, 1, [0], [0.1], pairs)
+    a = place(st, 2, [0, 1], [0.4, 0.3], pairs)
+    assert a.outcome == "joined" and a.cluster == 0 and sorted(st.members[0]) == [0, 2]
+
+
+def test_possible_pair_is_not_linked_when_the_candidate_has_a_better_partner() -> None:
+    pairs = {frozenset((0, 1)): 0.45, frozenset((0, 2)): 0.4, frozenset((1, 2)): 0.3}
+    st = ClusterState()
+    place(st, 0, [], [], pairs)
+    place(st, 1, [], [], pairs)  # 0 and 1 arrived apart (no candidates then)
+    a = place(st, 2, [0, 1], [0.4, 0.3], pairs)
+    assert a.outcome == "new" and st.members[2] == [2]
+
+
+def test_possible_pair_is_not_linked_without_the_partner_mode_or_into_a_cluster() -> None:
+    pairs = {frozenset((0, 1)): 0.9, frozenset((0, 2)): 0.4}
+    st = ClusterState()
+    place(st, 0, [], [], pairs)
+    place(st, 1, [0], [0.9], pairs)
+    assert place(st, 2, [0], [0.4], pairs).outcome == "new"  # 0 is already claimed by 1
+    st = ClusterState()
+    place(st, 0, [], [], pairs, partner=False)
+    assert place(st, 2, [0], [0.4], pairs, partner=False).outcome == "new"
+
+
+def test_recheck_auto_means_partner_for_listings_only() -> None:
+    auto = ClusterSettings().recheck
+    assert partner_mode(auto, "listing") and not partner_mode(auto, "person")
+    assert not partner_mode(auto, "crm-signup")
+    assert not partner_mode("average", "listing") and partner_mode("partner", "person")
+    s = load_settings(env={"DEDUP_CLUSTERING__RECHECK": "average"}, profile="listing")
+    assert not partner_mode(s.clustering.recheck, s.profile.name)
+
+
+def test_the_pipeline_the_batch_runner_and_the_consumer_share_takes_the_mode_from_the_profile() -> None:
+    """`dedup batch` and `dedup run` both decide through `Pipeline.process`, so its guards are the mode."""
+    from consumer.io.artifacts import build_pipeline
+    from tests.harness.service import shared_text_encoder
+
+    listing = load_settings(env={}, profile="listing")
+    with build_pipeline(listing, text_encoder=shared_text_encoder()) as pipe:
+        assert pipe.guards.partner and pipe.guards.partner_margin == 0.1
+    with build_pipeline(load_settings(env={}), text_encoder=shared_text_encoder()) as pipe:
+        assert not pipe.guards.partner

@@ -239,6 +239,13 @@ class ServiceSettings:
     #: arrives again; keep it well above the time an operator might rewind the input (docs/scale-out.md,
     #: "Redis bytes per record"). A replay older than this re-sends no event for the record (logged).
     replay_events_ttl_seconds: int = 86400
+    #: Topic of erasure requests (GDPR Art. 17), one record id per message ({"record_id": "..."} or a JSON
+    #: string); "" = none. Consumed by every `dedup run` member in the group beside the input topics;
+    #: malformed messages go to the dead-letter topic (docs/security.md, *Erasure*).
+    erasure_topic: str = ""
+    #: Within this many seconds of an erasure, no snapshot still holds the erased record (snapshots written
+    #: before it are rewritten or deleted) and the changelog no longer names it (trimmed).
+    erasure_bound_seconds: float = 3600.0
 
 
 @dataclass
@@ -358,6 +365,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "limits.max_image_bytes": (1, None),
     "service.max_batch": (1, None), "service.max_wait_ms": (0, None), "service.http_port": (0, 65535),
     "service.stall_seconds": (0.001, None), "service.api_max_members": (1, 100_000),
+    "service.erasure_bound_seconds": (1, None),
 }
 
 

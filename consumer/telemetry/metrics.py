@@ -141,7 +141,7 @@ class Metrics:
 
 #: The /v1 API's routes (URI templates: a bounded label set, never an id).
 API_ROUTES: tuple[str, ...] = ("/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}",
-                               "/openapi.json")
+                               "/openapi.json", "/v1/records/{record_id}")
 
 
 class ApiMetrics:

@@ -239,12 +239,9 @@ class ServiceSettings:
     #: arrives again; keep it well above the time an operator might rewind the input (docs/scale-out.md,
     #: "Redis bytes per record"). A replay older than this re-sends no event for the record (logged).
     replay_events_ttl_seconds: int = 86400
-    #: Topic of erasure requests (GDPR Art. 17), one record id per message ({"record_id": "..."} or a JSON
-    #: string); "" = none. Consumed by every `dedup run` member in the group beside the input topics;
-    #: malformed messages go to the dead-letter topic (docs/security.md, *Erasure*).
+    #: Erasure requests (GDPR Art. 17), one record id per message, consumed beside the input ("" = none);
+    #: within `erasure_bound_seconds` no snapshot or changelog entry holds an erased record (docs/security.md).
     erasure_topic: str = ""
-    #: Within this many seconds of an erasure, no snapshot still holds the erased record (snapshots written
-    #: before it are rewritten or deleted) and the changelog no longer names it (trimmed).
     erasure_bound_seconds: float = 3600.0
 
 

@@ -123,7 +123,7 @@ def upgrade_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_events(decision: Decision, source: Source, *, model_version: str, config_version: str,
-                 now: float, schema_version: str = SCHEMA_VERSION) -> list[dict[str, Any]]:
+                 now: float, schema_version: str = SCHEMA_VERSION, generation: int = 0) -> list[dict[str, Any]]:
     """The events one (non-replay) decision produces, in a fixed order.
 
     - `record.clustered` for every new record, `outcome` = the decision's (new | joined | merged; v1: a
@@ -132,6 +132,9 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
     - `duplicate.possible` for every candidate in the review band;
     - `cluster.split` when, after the record joined, its cluster was split (v2 only: later evidence showed
       it held different people; `pieces` lists every new cluster with all its record ids).
+
+    `generation`: how often the record id was erased before (an id sent again after its erasure is a new
+    record: its event ids must differ from the erased record's, or subscribers would drop them as repeats).
     """
     if decision.outcome == "replay":
         raise ValueError("replays re-send their stored events; build_events is for new decisions")
@@ -152,7 +155,7 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
         "event_time": utc_iso(now),
         "record_time": utc_iso(source.timestamp_ms / 1000) if source.timestamp_ms else None,
     }
-    rid = decision.record_id
+    rid = decision.record_id + (f"\x1egeneration {generation}" if generation else "")
     events = [{"event_id": event_id(rid, CLUSTERED), "event_type": CLUSTERED, **common,
                **_best(best, v1), "outcome": _V1_OUTCOME[decision.outcome] if v1 else decision.outcome}]
     if MERGED in EVENTS_FOR_OUTCOME[decision.outcome]:

@@ -305,7 +305,9 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, DependencyWaits):
             where = self._retry("redis", "resolve clusters", lambda: self.store.resolve_clusters(ids), batch)
             if freshen(fresh, where):
                 log.debug("decisions renamed to current clusters")
-        assemble(batch, pipe, time.time())
+        gens = self._retry("redis", "read generations", lambda: self.store.generations(
+            [d.record_id for d in fresh], self.settings.encoders.hash_key), batch)
+        assemble(batch, pipe, time.time(), gens)
         if batch.replay_ids:
             stored = self._retry("redis", "read stored events",
                                  lambda: self.store.stored_events(batch.replay_ids), batch)

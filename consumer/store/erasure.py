@@ -172,6 +172,7 @@ for i, e in ipairs(ops.ids) do
         end
         redis.call('HSET', meta, 'size', #rest, 'updated', now)
       end
+      redis.call('HINCRBY', p .. 'generations', e.h, 1)  -- the id sent again is a new record (new event ids)
       redis.call('RPUSH', p .. 'erasures', cjson.encode({h = e.h, t = now, door = ops.door, removed = removed}))
       out[i] = 1
     end
@@ -321,6 +322,14 @@ class ErasureOps:
         for lo in range(0, len(doomed), 500):
             self.client.delete(*doomed[lo: lo + 500])
         return len(doomed)
+
+    def generations(self, record_ids: Sequence[str], hash_key: str) -> dict[str, int]:
+        """How often each id was erased before (ids never erased are left out). One HMGET per batch."""
+        ids = list(dict.fromkeys(record_ids))
+        if not ids or not self.client.exists(self.key("generations")):
+            return {}
+        raw = self.client.hmget(self.key("generations"), [id_hash(hash_key, r) for r in ids])
+        return {rid: int(v) for rid, v in zip(ids, raw) if v is not None}
 
     def audit_trail(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The newest erasure audit entries: {"h", "t", "door", "removed"} (no id, no value)."""

@@ -23,6 +23,7 @@ Keys (prefix `p`, e.g. `dedup:`):
     p logbase              int   entries trimmed off the log's head (positions are absolute)
     p members, snapshots   hash  changelog position each live member / snapshot needs ("<pos>:<epoch ms>")
     p erasures             list  erasure audit trail (keyed id hash, time, door, what was removed)
+    p generations          hash  keyed id hash -> times erased (an id sent again gets new event ids)
     p eclaim:<position>    str   which member re-checks the cluster of an erasure (expires)
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
     p meta                 hash  model_version, config_version of the last writer

@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,7 @@ def leaked(blobs: Sequence[bytes], needles: set[bytes]) -> list[bytes]:
     return sorted(found)
 
 
-def check_events(values: Sequence[bytes]) -> dict[str, Any]:
+def check_events(values: Sequence[bytes], reborn: Collection[str] = ()) -> dict[str, Any]:
     """Schema-validate every event and check replay consistency; returns the distinct events by id.
 
     Asserts: each event id always carries identical bytes (a repeated event is the same event), one id per
@@ -256,7 +256,10 @@ def check_events(values: Sequence[bytes]) -> dict[str, Any]:
         eid = e["event_id"]
         assert by_id.setdefault(eid, value) == value, f"event {eid} repeated with another payload"
         disc = ",".join(e.get("merged_cluster_ids", [])) or e.get("candidate_record_id", "")
-        key = (e["record_id"], e["event_type"], disc)
+        if e["source"]["topic"] == "dedup.erasure":  # an erasure's events: one set per erasure
+            disc += f"@erasure {e['source']['offset']}"
+        # `reborn`: ids erased and sent again (a new record: new event ids, issue 23)
+        key = (e["record_id"] + (f"@{eid}" if e["record_id"] in reborn else ""), e["event_type"], disc)
         assert ident.setdefault(key, eid) == eid, f"{key} has two event ids"
         for c in e.get("merged_cluster_ids", []):
             assert absorbed_by.setdefault(c, eid) == eid, f"cluster {c} merged by two events"

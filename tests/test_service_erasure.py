@@ -72,6 +72,15 @@ def _signature_needles(store: RedisStateStore, ids: list[str]) -> dict[str, list
     return out
 
 
+def _unique(store: RedisStateStore, needles: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+    """The needles no remaining record shares (generated twins can carry identical vectors)."""
+    shared: set[bytes] = set()
+    for state in store.load_states():
+        cols, _c, _r = decode_payload(state.payload)
+        shared.update(v.tobytes() for v in cols.values())
+    return {rid: [x for x in sig if x not in shared] for rid, sig in needles.items()}
+
+
 def _redis_blobs(store: RedisStateStore) -> list[bytes]:
     """Every key and value under the prefix: hashes, sets, strings, lists (the changelog, the audit
     trail), stored events decompressed."""
@@ -253,8 +262,17 @@ def test_three_members_erase_mid_stream_with_kill_and_snapshot_restart(
             for m in (a, b):
                 held = set(m.pipe.store.record_ids)
                 assert not held & set(gone)
-            assert _found(_redis_blobs(store), needles) == []
-            assert _found(_files(snaps), needles) == [], sorted(p.name for p in snaps.iterdir())
+            blobs = _redis_blobs(store)
+            where = [b[:80] for b in blobs if gone[0].encode() in b or any(x in b for x in needles[gone[0]])]
+            assert _found(blobs, needles) == [], (where, store.log_base(), store.log_length(),
+                                                  store.client.hgetall(store.key("members")),
+                                                  store.client.hgetall(store.key("snapshots")))
+            needles = _unique(store, needles)
+            files = {str(p.relative_to(snaps)): p.read_bytes() for p in snaps.rglob("*") if p.is_file()}
+            hits = [(rid, name, rid.encode() in b, [i for i, x in enumerate(needles[rid]) if x in b])
+                    for rid in gone for name, b in files.items()
+                    if rid.encode() in b or any(x in b for x in needles[rid])]
+            assert not hits, hits[:5]
             assert store.log_base() > 0, "changelog never trimmed"
     finally:
         proc.stop()
@@ -264,7 +282,7 @@ def test_three_members_erase_mid_stream_with_kill_and_snapshot_restart(
     stream_f1 = cluster_scores(final, {k: v for k, v in truth.items() if k not in gone}).f1
     batch_f1 = _batch_without(rows, set(gone), tmp_path, truth)
     values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=20) if m.value is not None]
-    check_events(values)
+    check_events(values, late_link_races=True)
     erased_ev = {orjson.loads(v)["record_id"] for v in values if b'"record.erased"' in v}
     print(f"erasure scenario: F1 stream {stream_f1:.4f} batch-without {batch_f1:.4f}, "
           f"record.erased {len(erased_ev)}/{len(gone)}, log base {store.log_base()} head {store.log_length()}")

@@ -181,8 +181,11 @@ class ErasureDuties:
             self.store.publish_position("members", self.member_name, self.replica.position, int(time.time() * 1000))
         if now >= self._next_trim:
             self._next_trim = now + 5.0
-            live_ms = int(1000 * max(60.0, 2 * self.svc.stall_seconds))
-            fresh_ms = int(1000 * (2 * self.svc.snapshot_interval_seconds + 60))
+            # A member silent for longer (killed, hung) or a snapshot older than this no longer holds the
+            # log: both are bounded by the erasure bound, or an erased id could outlive it in the log.
+            bound = self.svc.erasure_bound_seconds
+            live_ms = int(1000 * max(2.0, min(60.0, 2 * self.svc.stall_seconds, bound / 4)))
+            fresh_ms = int(1000 * max(4.0, min(2 * self.svc.snapshot_interval_seconds + 60, bound / 2)))
             before, after, head = self.store.trim_log(int(time.time() * 1000), live_ms, fresh_ms)
             if after > before:
                 log.info("changelog trimmed", extra={"from": before, "to": after, "head": head})
@@ -194,6 +197,11 @@ class ErasureDuties:
         root = Path(self.svc.snapshot_dir)
         handle = f"{root.resolve()}/{name}"
         self.store.publish_position("snapshots", handle, position, int(time.time() * 1000))
+        prefix = f"{root.resolve()}/"
+        for raw in self.store.client.hkeys(self.store.key("snapshots")):  # folders pruned since
+            other = raw.decode()
+            if other.startswith(prefix) and not Path(other).is_dir():
+                self.store.withdraw_position("snapshots", other)
         if self._erasure_snapshot_due == float("inf"):
             return
         self._erasure_snapshot_due = float("inf")

@@ -362,7 +362,8 @@ def test_openapi_document_is_committed_and_describes_the_profile(served: Served,
     assert generated == committed, "regenerate docs/api/openapi.json with `dedup openapi --out docs/api/openapi.json`"
     assert doc == committed  # the default profile's server serves exactly that
     assert doc["openapi"] == "3.1.0" and set(doc["paths"]) == {
-        "/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}", "/openapi.json"}
+        "/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}", "/openapi.json",
+        "/v1/records/{record_id}"}
     assert doc["components"]["schemas"]["Record"]["required"] == ["customer_id"]
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)

@@ -91,6 +91,17 @@ class ErasureDuties:
         self._erasure_snapshot_due = float("inf")
         #: The highest changelog position of an erasure this member applied (older snapshots hold it).
         self._erased_upto = -1
+        #: Erasures applied before the producer existed (the state loads before Kafka connects): their
+        #: re-check and events wait for the first sync after it.
+        self._deferred_erasures: list[tuple[int, Erased]] = []
+
+    def _hold_log(self) -> None:
+        """Before a (possibly long) state load: hold the changelog from its current base for a lease, or
+        the others would trim past the position this member is about to start from, and it would reload for
+        ever. Its regular publishing replaces the lease once it runs."""
+        lease = min(600.0, self.svc.erasure_bound_seconds / 4)
+        self.store.publish_position("members", self.member_name, self.store.log_base(),
+                                    int((time.time() + lease) * 1000))
 
     # -- the topic door -----------------------------------------------------------------------------------
     def _erase_messages(self, msgs: list[Message]) -> None:
@@ -130,6 +141,11 @@ class ErasureDuties:
         """Claim and re-check the clusters the erased records left; audit this member's removals."""
         pipe = self.pipe
         found = [(pos, e) for pos, e in erased if e.found]
+        if self.producer is None:  # still loading: no events can go out yet
+            self._deferred_erasures.extend(found)
+            return
+        if self._deferred_erasures:
+            found, self._deferred_erasures = [*self._deferred_erasures, *found], []
         if pipe is None or not found:
             return
         now = time.time()

@@ -47,6 +47,7 @@ class ReplicaDuties:
     _after_erasures: Callable[[list[tuple[int, Erased]], Batch | None], None]
     _housekeeping: Callable[[], None]
     _snapshot_written: Callable[[str, int], None]
+    _deferred_erasures: list[tuple[int, Erased]]
 
     def _load_snapshot(self, pipe: Pipeline, log_length: int) -> SnapshotInfo | None:
         """The newest usable snapshot into `pipe` (None: none, other settings, or newer than Redis's log,
@@ -134,6 +135,8 @@ class ReplicaDuties:
         if absorbed:
             self.metrics.observe_sync(absorbed, time.perf_counter() - t0)
             self.metrics.index_size.set(len(pipe.store))
+        if self._deferred_erasures and self.producer is not None:  # applied while loading: re-check now
+            self._after_erasures([], batch)
         try:
             self._housekeeping()
         except RETRYABLE as exc:  # positions and trimming wait for the next turn

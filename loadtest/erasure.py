@@ -143,7 +143,8 @@ def main() -> int:  # noqa: C901 - one scenario, in order
     ap.add_argument("--topic-erasures", type=int, default=200)
     ap.add_argument("--api-erasures", type=int, default=50)
     ap.add_argument("--erase-at", type=float, default=0.4, help="fraction of the stream stored before erasing")
-    ap.add_argument("--bound", type=float, default=30.0, help="service.erasure_bound_seconds for the run")
+    ap.add_argument("--bound", type=float, default=60.0,
+                    help="service.erasure_bound_seconds for the run (snapshots every 10 s: at least 2 x 10 s + margin)")
     ap.add_argument("--throughput-ids", type=int, default=2000)
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--workdir")

@@ -204,7 +204,7 @@ class ErasureDuties:
             fresh_ms = int(1000 * max(4.0, min(2 * self.svc.snapshot_interval_seconds + 60, bound / 2)))
             before, after, head = self.store.trim_log(int(time.time() * 1000), live_ms, fresh_ms)
             if after > before:
-                log.info("changelog trimmed", extra={"from": before, "to": after, "head": head})
+                log.debug("changelog trimmed", extra={"from": before, "to": after, "head": head})
         if self.svc.snapshot_dir and now >= self._erasure_snapshot_due:
             self._maybe_snapshot(force=True)
 

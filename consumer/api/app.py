@@ -65,6 +65,8 @@ class ApiContext:
     health: HealthState | None = None
     #: Request counts and times per route (None: not measured).
     metrics: ApiMetrics | None = None
+    #: Served beside `dedup run`: a member follows each erasure (re-check, events, stored-events scrub).
+    erasure_follows: bool = False
 
 
 #: Deepest JSON nesting a request may have (a stated limit: the body plus two records whose deepest field
@@ -237,8 +239,11 @@ class _Record(_StoreRoute):
         if not record_id or len(record_id) > self.ctx.settings.limits.max_field_chars:
             raise _err(400, "bad_request", "record id missing or too long")
         key = self.ctx.settings.encoders.hash_key
+        # Inside `dedup run` the member that re-checks the erasure deletes other records' stored events
+        # naming it (batched); `dedup serve` has no member, so it does that here.
         done = self._call(lambda store: store.erase([record_id], door="api", hash_key=key,
-                                                    now_iso=utc_iso(time.time())))
+                                                    now_iso=utc_iso(time.time()),
+                                                    scrub=not self.ctx.erasure_follows))
         if not done.get(record_id):
             raise _err(404, "not_found", "no record with this id in the state store (never stored, or "
                        "erased already)")

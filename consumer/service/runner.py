@@ -138,7 +138,8 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, DependencyWaits):
         return api_routes(ApiContext(self.settings, lambda: self.pipe,
                                      lambda: self.pipe.frequencies if self.pipe is not None else None,
                                      known=lambda: self.pipe.store.row_of if self.pipe is not None else (),
-                                     store=self.store, metrics=ApiMetrics(self.metrics.registry)))
+                                     store=self.store, metrics=ApiMetrics(self.metrics.registry),
+                                     erasure_follows=True))
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import redis
 
-from consumer.store.event_codec import unpack_events
+from consumer.store.event_codec import events_json
 from consumer.store.record_state import cluster_id_for
 
 __all__ = ["ChangelogTrimmed", "ErasureOps", "id_hash", "ERASE", "READ_LOG", "TRIM_LOG"]
@@ -235,9 +235,11 @@ class ErasureOps:
 
     # -- erasure ---------------------------------------------------------------------------------------
     def erase(self, record_ids: Sequence[str], *, door: str, hash_key: str, now_iso: str,
-              chunk: int = 500) -> dict[str, bool]:
+              chunk: int = 500, scrub: bool = True) -> dict[str, bool]:
         """Erase records everywhere in Redis; record id -> True (erased) / False (not stored). Ids are
-        de-duplicated; a chunk whose clusters moved meanwhile (another writer) is read again and retried."""
+        de-duplicated; a chunk whose clusters moved meanwhile (another writer) is read again and retried.
+        `scrub`: also delete other records' stored events naming them now (one pass over `ev:*`); a running
+        member's doors leave it to the member that re-checks the erasure, which batches it."""
         ids = list(dict.fromkeys(record_ids))
         result: dict[str, bool] = {}
         for lo in range(0, len(ids), chunk):
@@ -256,37 +258,41 @@ class ErasureOps:
                 if not todo:
                     break
         erased = [rid for rid, ok in result.items() if ok]
-        if erased:
+        if erased and scrub:
             self.scrub_events(erased)
         return result
 
     def _plan(self, ids: Sequence[str], hash_key: str) -> list[dict[str, Any]]:
-        """Where each stored record's cluster is now and its members' would-be cluster ids."""
+        """Where each stored record's cluster is now and its members' would-be cluster ids (a few round
+        trips per chunk, not per id: the topic door erases hundreds of ids a poll)."""
         pipe = self.client.pipeline(transaction=False)
         for rid in ids:
             pipe.hget(self.key("rec", rid), "cluster")
-        clusters = pipe.execute()
-        plan: list[dict[str, Any]] = []
-        for rid, raw in zip(ids, clusters):
-            if raw is None:
-                continue
-            c = self._resolve_one(raw.decode())
+        found = [(rid, raw.decode()) for rid, raw in zip(ids, pipe.execute()) if raw is not None]
+        where = {c: c for _, c in found}
+        todo = list(where)
+        for _ in range(64):  # follow merge forward pointers, all clusters at once
+            if not todo:
+                break
             pipe = self.client.pipeline(transaction=False)
+            for c in todo:
+                pipe.get(self.key("fwd", where[c]))
+            nxt = []
+            for c, raw in zip(todo, pipe.execute()):
+                if raw is not None:
+                    where[c] = raw.decode()
+                    nxt.append(c)
+            todo = nxt
+        clusters = list(dict.fromkeys(where.values()))
+        pipe = self.client.pipeline(transaction=False)
+        for c in clusters:
             pipe.hkeys(self.key("clmeta", c))
             pipe.smembers(self.key("cl", c))
-            fields, old = pipe.execute()
-            members = {f.decode()[1:] for f in fields if f.startswith(b".")} | {m.decode() for m in old}
-            plan.append({"id": rid, "cluster": c, "h": id_hash(hash_key, rid),
-                         "cids": {m: cluster_id_for(m) for m in members if m != rid}})
-        return plan
-
-    def _resolve_one(self, cluster_id: str) -> str:
-        for _ in range(64):
-            nxt = self.client.get(self.key("fwd", cluster_id))
-            if nxt is None:
-                return cluster_id
-            cluster_id = nxt.decode()
-        return cluster_id
+        res = pipe.execute()
+        members = {c: {f.decode()[1:] for f in res[2 * i] if f.startswith(b".")} | {m.decode() for m in res[2 * i + 1]}
+                   for i, c in enumerate(clusters)}
+        return [{"id": rid, "cluster": where[c], "h": id_hash(hash_key, rid),
+                 "cids": {m: cluster_id_for(m) for m in members[where[c]] if m != rid}} for rid, c in found]
 
     def scrub_events(self, record_ids: Iterable[str], count: int = 500) -> int:
         """Delete the stored events of other records that name an erased id (as a candidate or in a split
@@ -304,7 +310,7 @@ class ErasureOps:
                 if raw is None:
                     continue
                 try:
-                    body = b"".join(orjson.dumps(e) for e in unpack_events(raw))
+                    body = events_json(raw)
                 except Exception:  # noqa: BLE001 - an unreadable blob cannot be checked: drop it to be safe
                     doomed.append(k)
                     continue

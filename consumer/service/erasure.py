@@ -136,6 +136,9 @@ class ErasureDuties:
         self.member.mark_done(msgs)
         self.member.commit_done(sync=False)
         erased = sum(done.values())
+        for result, count in (("erased", erased), ("not_found", len(done) - erased), ("malformed", len(dead))):
+            if count:
+                self.metrics.erasures.labels(result=result).inc(count)
         log.info("erasure requests", extra={"door": "topic", "erased": erased, "not_found": len(done) - erased,
                                             "malformed": len(dead)})
 
@@ -152,6 +155,7 @@ class ErasureDuties:
         if pipe is None or not found:
             return
         now = time.time()
+        self.metrics.erasures.labels(result="applied").inc(len(found))
         bound = self.svc.erasure_bound_seconds
         self._erasure_snapshot_due = min(self._erasure_snapshot_due, time.monotonic() + bound / 2)
         self._erased_upto = max(self._erased_upto, max(pos for pos, _ in found))

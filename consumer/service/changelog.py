@@ -127,9 +127,19 @@ class Replica:
                 in_run.clear()
 
         row_of = pipe.store.row_of
+        erasing: list[tuple[int, str]] = []
+
+        def erase_run() -> None:
+            if erasing:
+                done = pipe.erase([rid for _, rid in erasing])
+                out.erased.extend((pos, e) for (pos, _), e in zip(erasing, done))
+                erasing.clear()
+
         for entry in entries:
             self.position += 1
             kind = entry[:1]
+            if kind != "e":
+                erase_run()
             if kind == "r":
                 rid = entry[1:]
                 row = row_of.get(rid)
@@ -143,12 +153,13 @@ class Replica:
             elif kind == "m":
                 flush()
                 out.merges += self.apply_merge(pipe, *parse_merge(entry))
-            elif kind == "e":
+            elif kind == "e":  # consecutive erasures are forgotten together (`erase_run`)
                 flush()
                 row = row_of.get(entry[1:])
                 if row is not None:
                     self.pending_own.discard(row)
-                out.erased.extend((self.position - 1, e) for e in pipe.erase([entry[1:]]))
+                erasing.append((self.position - 1, entry[1:]))
+                continue
             elif kind == "s":
                 flush()
                 founder, rids = parse_split(entry)
@@ -156,6 +167,7 @@ class Replica:
                     self.pending_splits.discard(founder)
                 else:
                     out.splits += self.apply_split(pipe, founder, rids)
+        erase_run()
         flush()
         return out
 

@@ -7,6 +7,8 @@ Decides a generated CRM file with the pipeline and writes each micro-batch exact
 sets, cluster metadata, the changelog), then reports used_memory growth / records and a per-kind breakdown
 (`MEMORY USAGE` of sampled keys), and the same once the stored events have expired
 (service.replay_events_ttl_seconds; the run deletes the ev:<id> keys, which is what their expiry does).
+The changelog is trimmed as a live member trims it (issue 23: it publishes its position after each batch);
+`--no-trim` keeps every entry, as before.
 No broker needed: the Kafka messages are stand-ins with the same
 topic/partition/offset/timestamp a real one carries.
 """
@@ -52,6 +54,9 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--no-trim", action="store_true",
+                    help="leave the changelog untrimmed (before issue 23); by default one member publishes its "
+                         "position after every batch and trims the log, as `dedup run` members do")
     ap.add_argument("--events-ttl", type=int, default=86400,
                     help="service.replay_events_ttl_seconds the writes use (0 = stored events never expire)")
     args = ap.parse_args()
@@ -87,6 +92,10 @@ def main() -> int:
             assemble(batch, pipe, time.time())
             assert batch.write is not None
             store.write_batch(batch.write, "2026-01-01T00:00:00.000Z")
+            if not args.no_trim:  # a live member that has applied everything, as `dedup run` publishes it
+                now_ms = int(time.time() * 1000)
+                store.publish_position("members", "bench", store.log_length(), now_ms)
+                store.trim_log(now_ms, 60_000, 60_000)
         used = int(client.info("memory")["used_memory"]) - base
         kinds: dict[str, list[int]] = defaultdict(list)
         for n, key in enumerate(client.scan_iter(match="dedup:*", count=1000)):
@@ -108,6 +117,8 @@ def main() -> int:
         print(json.dumps({"records": n, "events_ttl_seconds": args.events_ttl, "used_memory_bytes": used,
                           "bytes_per_record": round(used / n),
                           "bytes_per_record_after_events_expire": round(after / n),
+                          "changelog_trimmed": not args.no_trim, "changelog_entries_left": client.llen("dedup:log"),
+                          "changelog_head": store.log_length(),
                           "by_key_kind": breakdown, "one_record_hash_field_bytes": fields}, indent=2))
     finally:
         server.stop()

@@ -251,6 +251,10 @@ class ServiceSettings:
     #: arrives again; keep it well above the time an operator might rewind the input (docs/scale-out.md,
     #: "Redis bytes per record"). A replay older than this re-sends no event for the record (logged).
     replay_events_ttl_seconds: int = 86400
+    #: Erasure requests (GDPR Art. 17), one record id per message, consumed beside the input ("" = none);
+    #: within `erasure_bound_seconds` no snapshot or changelog entry holds an erased record (docs/security.md).
+    erasure_topic: str = ""
+    erasure_bound_seconds: float = 3600.0
 
 
 @dataclass
@@ -401,6 +405,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "api.threads": (1, 256), "api.connection_limit": (1, 100_000), "api.idle_timeout_seconds": (1, 86_400),
     "api.request_timeout_seconds": (1, 3_600), "api.max_header_bytes": (1024, 1_048_576),
     "api.management_port": (0, 65535),
+    "service.erasure_bound_seconds": (1, None),
 }
 
 

@@ -363,7 +363,8 @@ def test_openapi_document_is_committed_and_describes_the_profile(served: Served,
     assert generated == committed, "regenerate docs/api/openapi.json with `dedup openapi --out docs/api/openapi.json`"
     assert doc == committed  # the default profile's server serves exactly that
     assert doc["openapi"] == "3.1.0" and set(doc["paths"]) == {
-        "/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}", "/openapi.json"}
+        "/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}", "/openapi.json",
+        "/v1/records/{record_id}"}
     assert doc["components"]["schemas"]["Record"]["required"] == ["customer_id"]
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
@@ -467,3 +468,24 @@ def test_a_handler_bug_is_a_500_that_logs_no_value(caplog: pytest.LogCaptureFixt
     failed = [r for r in caplog.records if r.getMessage() == "http handler failed"]
     assert failed and failed[0].error == "ValueError" and "test_api.py" in failed[0].at
     assert NAME not in caplog.text
+
+
+def test_delete_erases_a_record_and_answers_404_for_unknown_ids(served: Served, redis_url: str) -> None:
+    """The API's erasure door (issue 23; last in this module: it changes the shared state). `dedup serve` has
+    no member to follow the erasure, so it also drops other records' stored events that name the id."""
+    rid = served.pipe.store.record_ids[-1]
+    status, body = call("DELETE", f"{served.url}/v1/records/{rid}")
+    assert (status, body) == (200, {"record_id": rid, "erased": True})
+    assert call("GET", f"{served.url}/v1/records/{rid}/cluster")[0] == 404
+    status, body = call("DELETE", f"{served.url}/v1/records/{rid}")
+    assert status == 404 and body["error"] == "not_found"  # idempotent: erased already, nothing changes
+    assert call("DELETE", f"{served.url}/v1/records/never-stored")[0] == 404
+    store = RedisStateStore(redis_url, served.prefix)
+    try:
+        assert store.verify() == [] and not store.existing([rid])
+        assert f"e{rid}" in store.read_log(store.log_base())  # members would forget it from here
+        erased_lines = [x for x in served.log.read_text().splitlines() if '"record erased"' in x]
+        assert erased_lines and rid not in erased_lines[-1]  # logged as a keyed hash only (the debug
+        # access log of the HTTP server does print request paths: not this module's line)
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
     POST /v1/score                    two records in -> fused + per-modality scores + decision
     GET  /v1/records/{id}/cluster     the record's cluster now: id, canonical record, members (Redis)
     GET  /v1/clusters/{id}            a cluster: canonical record, members (an absorbed id answers for its survivor)
+    DELETE /v1/records/{id}           erase a record everywhere (GDPR Art. 17; docs/security.md, *Erasure*)
     GET  /openapi.json                the OpenAPI 3.1 document of all of the above
 
 Served by `dedup serve` and beside `dedup run` on its HTTP port (`consumer.api.health` hosts the routes).
@@ -35,6 +36,8 @@ from consumer.config import Settings
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import RejectError
+from consumer.io.events import utc_iso
+from consumer.store.erasure import id_hash
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
 from consumer.store.redis import RedisStateStore
 from consumer.telemetry.metrics import API_ROUTES, ApiMetrics
@@ -63,6 +66,8 @@ class ApiContext:
     health: HealthState | None = None
     #: Request counts and times per route (None: not measured).
     metrics: ApiMetrics | None = None
+    #: Served beside `dedup run`: a member follows each erasure (re-check, events, stored-events scrub).
+    erasure_follows: bool = False
 
 
 #: Deepest JSON nesting a request may have (a stated limit: the body plus two records whose deepest field
@@ -225,6 +230,28 @@ class _Cluster(_StoreRoute):
         json_response(resp, 200, {"requested_id": cluster_id, **info})
 
 
+class _Record(_StoreRoute):
+    """DELETE: the erasure door of the API (the CLI's `dedup erase` and the erasure topic are the others).
+    Redis forgets the record at once; every member's replica, the cluster re-check, the events and the
+    snapshots follow through the changelog (consumer/store/erasure.py). A write-scope token guards it
+    where the API authenticates (every non-GET request but /v1/score needs write)."""
+
+    def on_delete(self, _req: falcon.Request, resp: falcon.Response, record_id: str) -> None:
+        if not record_id or len(record_id) > self.ctx.settings.limits.max_field_chars:
+            raise _err(400, "bad_request", "record id missing or too long")
+        key = self.ctx.settings.encoders.hash_key
+        # Inside `dedup run` the member that re-checks the erasure deletes other records' stored events
+        # naming it (batched); `dedup serve` has no member, so it does that here.
+        done = self._call(lambda store: store.erase([record_id], door="api", hash_key=key,
+                                                    now_iso=utc_iso(time.time()),
+                                                    scrub=not self.ctx.erasure_follows))
+        if not done.get(record_id):
+            raise _err(404, "not_found", "no record with this id in the state store (never stored, or "
+                       "erased already)")
+        log.info("record erased", extra={"door": "api", "id_hash": id_hash(key, record_id)})
+        json_response(resp, 200, {"record_id": record_id, "erased": True})
+
+
 class _OpenApi:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
@@ -254,7 +281,7 @@ class _Measure:
 def api_routes(ctx: ApiContext) -> Callable[[falcon.App], Iterable[str]]:
     """A route adder for `consumer.api.health.HealthServer(routes=[...])`. Raises ConfigError when the
     settings ask for tokens and name no usable tokens file (at start, not at the first request)."""
-    resources = (_Score(ctx), _RecordCluster(ctx), _Cluster(ctx), _OpenApi(ctx))
+    resources = (_Score(ctx), _RecordCluster(ctx), _Cluster(ctx), _OpenApi(ctx), _Record(ctx))
     auth = authenticator(ctx.settings.api)
 
     def add(app: falcon.App) -> list[str]:

@@ -105,6 +105,17 @@ def openapi_document(settings: Settings, modalities: Sequence[str] | None = None
                 "responses": {"200": _json(_ref("Cluster"), "The cluster (an absorbed id answers for its "
                                                             "survivor: `merged_into`)."),
                               **_errors(400, 404, 503)}}},
+            "/v1/records/{record_id}": {"delete": {
+                "operationId": "eraseRecord", "summary": "Erase a record everywhere (GDPR Art. 17)",
+                "description": "Redis forgets the record at once; every member's replica, the cluster re-check "
+                               "(record.erased / cluster.split events) and the snapshots follow within "
+                               "service.erasure_bound_seconds (docs/security.md, Erasure). 404 when the id is "
+                               "not stored (never, or erased already): nothing changes.",
+                "parameters": [{"name": "record_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object", "required": ["record_id", "erased"],
+                                            "properties": {"record_id": {"type": "string"},
+                                                           "erased": {"const": True}}}, "Erased."),
+                              **_errors(400, 404, 503)}}},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")}}},

@@ -290,12 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_service_commands(sub: Any) -> None:
-    """`run` and `export-clusters` live with the service; absent until it is installed."""
+    """`run`, `export-clusters` and `erase` live with the service; absent until it is installed."""
     try:
+        from consumer.cli.erase import add_command as add_erase
         from consumer.cli.service import add_commands
     except ImportError:
         return
     add_commands(sub)
+    add_erase(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`dedup run` and `dedup export-clusters` (registered by `consumer.cli` when this module is present).
+"""`dedup run`, `dedup export-clusters` and `dedup erase` (registered by `consumer.cli` when this module is present).
 
 Service settings: built-in defaults <- --config TOML [service] <- DEDUP_SERVICE__* env <- flags.
 Kafka client properties (security etc.): DEDUP_KAFKA_* env (io/kafka.py) and repeatable --kafka-property;
@@ -101,7 +101,7 @@ def cmd_export_clusters(args: argparse.Namespace) -> int:
             for rid, cid in store.export_clusters():
                 out.write({"record_id": rid, "cluster_id": cid})
     except RedisError as exc:
-        print(f"error: cannot export clusters from Redis at {_redact_url(url)}: {type(exc).__name__}: {exc}",
+        print(f"error: cannot export clusters from Redis at {redact_url(url)}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 1
     finally:
@@ -111,7 +111,7 @@ def cmd_export_clusters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """redis://user:secret@host -> redis://user:***@host (URLs carry passwords)."""
     from urllib.parse import urlsplit
 

@@ -138,6 +138,8 @@ class Search:
         self.vecs: np.ndarray | None = None
         #: Rows the index held when searched: the result stands only if that is still the index's size.
         self.indexed = -1
+        #: The blocker's erasure count when searched (an erasure since makes the result stale).
+        self.removals = -1
         self.k = 0
         self.ids = np.zeros((0, 0), np.int64)
         self.sims = np.zeros((0, 0), np.float32)
@@ -149,6 +151,7 @@ class Search:
             if vecs is not None and len(vecs):
                 # The add thread is the only writer, so the size read here is the size every chunk sees.
                 self.indexed = blocker.inserted
+                self.removals = blocker.removals
                 self.k = blocker.k_for(self.indexed)
                 self.ids = np.full((len(vecs), self.k), -1, np.int64)
                 self.sims = np.zeros((len(vecs), self.k), np.float32)
@@ -222,6 +225,8 @@ class Blocker:
         #: Batches whose search ran ahead and was used / ran ahead but the index had changed since.
         self.ahead_used = 0
         self.ahead_stale = 0
+        #: Erasures so far (`remove` calls): a search run ahead across one is not used.
+        self.removals = 0
 
     def vectors(self, cols: Columns) -> np.ndarray:
         """Index vectors of encoded records (the input of `candidates` and `add`)."""
@@ -307,7 +312,7 @@ class Blocker:
         self.settle()  # the inserts submitted before the search (done once the search has started)
         self.wait_seconds += time.perf_counter() - t0
         found = ahead.finish(self)
-        if found is None or ahead.indexed != len(self._index):
+        if found is None or ahead.indexed != len(self._index) or ahead.removals != self.removals:
             self.ahead_stale += found is not None
             return None
         self.ahead_used += 1
@@ -333,6 +338,13 @@ class Blocker:
             self.add_seconds += self._timed_add(vecs, rows)
             return
         self._pending.append(self._thread().submit(self._timed_add, vecs, rows))
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Erase rows from the index (after inserting the held batch, which may hold them). A search run
+        ahead before this is stale from now on (it may return them): `removals` tells `_searched_ahead`."""
+        self.flush()
+        self._index.remove(np.asarray(rows, np.int64))
+        self.removals += 1
 
     def _thread(self) -> ThreadPoolExecutor:
         if self._adder is None:

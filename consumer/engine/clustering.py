@@ -239,14 +239,35 @@ class ClusterState:
         out[j] = 2
         return out
 
-    def _split(self, cluster: int, scorer: PairScorer, g: Guards) -> list[tuple[int, list[int]]]:
+    def remove(self, row: int) -> tuple[int, list[int]]:
+        """Take an erased row out of its cluster: (the cluster it was in, the rows left there). When it
+        founded the cluster and others remain, they are re-keyed under the earliest of them (cluster ids
+        derive from founding records, and the erased record's id must not name a cluster any more)."""
+        cluster = self.cluster_of.pop(row)
+        rest = [r for r in self.members.pop(cluster) if r != row]
+        if not rest:
+            return cluster, []
+        key = cluster if cluster != row else min(rest)
+        for r in rest:
+            self.cluster_of[r] = key
+        self.members[key] = rest
+        return cluster, rest
+
+    def recheck(self, cluster: int, scorer: PairScorer, g: Guards) -> list[tuple[int, list[int]]]:
+        """Re-check a cluster after one of its records was erased: the same average-linkage split as after
+        a disagreeing join (`_split`), down to two members (the erased record may have been the only thing
+        holding a pair together). Returns the pieces split off as (new founding row, rows)."""
+        return self._split(cluster, scorer, g, min_size=2)
+
+    def _split(self, cluster: int, scorer: PairScorer, g: Guards,
+               min_size: int = 3) -> list[tuple[int, list[int]]]:
         """Re-check a cluster from all its member pairs (average linkage, stopping at the merge bar) and
         split it when it falls apart; returns the pieces split off as (new founding row, rows). With
         `g.partner`, two groups may only join when no pair between them falls below the merge bar and one
         pair between them is a near-reciprocal match (module docstring)."""
         members = sorted(self.members[cluster])
         n = len(members)
-        if n < 3 or n > 2 * g.link_members:
+        if n < min_size or n > 2 * g.link_members:
             return []
         ii, jj = np.triu_indices(n, 1)
         sim = np.zeros((n, n), np.float32)

@@ -54,6 +54,16 @@ class FrequencyTable:
             keys = r.keys(cols)
             self.counts[r.feature].update(keys[keys != 0].tolist())
 
+    def forget(self, cols: Columns) -> None:
+        """Un-count erased records (GDPR erasure): their values must stop weighing on anyone's score."""
+        self.records = max(0, self.records - (len(next(iter(cols.values()))) if cols else 0))
+        for r in self._rarities:
+            keys = r.keys(cols)
+            counter = self.counts[r.feature]
+            counter.subtract(keys[keys != 0].tolist())
+            for k in [k for k in set(keys[keys != 0].tolist()) if counter[k] <= 0]:
+                del counter[k]
+
     def _idf(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
         """log(1 + estimated number of *other* records with the key; the record itself is already counted,
         `observe` runs before the batch's pairs are scored), extrapolated below MIN_RECORDS records."""

@@ -70,18 +70,25 @@ class CandidateIndex:
         self._params = (m, ef_construction, ef, seed)
         self._query_threads = query_threads if query_threads and query_threads > 0 else usable_cores()
         self._lock = RWLock()
+        #: Slots of erased rows not yet reused (inserts replace them first).
+        self._deleted = 0
+        self._added = 0
         self._index = self._new(max(capacity, 16))
 
     def _new(self, capacity: int) -> hnswlib.Index:
         m, efc, ef, seed = self._params
         index = hnswlib.Index(space="ip", dim=self.dim)
-        index.init_index(max_elements=capacity, ef_construction=efc, M=m, random_seed=seed)
+        # allow_replace_deleted: the slots of erased rows are reused by later inserts (`remove`).
+        index.init_index(max_elements=capacity, ef_construction=efc, M=m, random_seed=seed,
+                         allow_replace_deleted=True)
         index.set_ef(ef)
         index.set_num_threads(1)
         return index
 
     def __len__(self) -> int:
-        return self._index.get_current_count()
+        """Rows ever inserted (erased ones included): monotonic, so a search run ahead can tell that an
+        insert happened since even when it reused an erased row's slot."""
+        return self._added
 
     @property
     def capacity(self) -> int:
@@ -96,7 +103,27 @@ class CandidateIndex:
             need = self._index.get_current_count() + len(ids)
             if need > self._index.get_max_elements():
                 self._index.resize_index(max(need, 2 * self._index.get_max_elements()))
-            self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
+            self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1,
+                                  replace_deleted=self._deleted > 0)
+            self._deleted = max(0, self._deleted - len(ids))
+            self._added += len(ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Erase rows from the graph (GDPR erasure); returns how many were there. hnswlib's `mark_deleted`
+        only hides a vector, so each one is first overwritten with zeros (a saved graph, i.e. a snapshot,
+        then holds nothing of it) and then marked deleted; its slot is reused by a later insert."""
+        zero = np.zeros((1, self.dim), np.float32)
+        done = 0
+        with self._lock.write():
+            for row in (int(r) for r in ids):
+                try:  # a row never inserted, or deleted already, is refused by hnswlib: nothing to erase
+                    self._index.add_items(zero, np.array([row], np.int64), num_threads=1)
+                    self._index.mark_deleted(row)
+                except RuntimeError:
+                    continue
+                done += 1
+            self._deleted += done
+        return done
 
     def query(self, vectors: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ids, similarities) per query row; -1 ids pad rows when the index holds fewer than k.
@@ -172,12 +199,13 @@ class CandidateIndex:
         """Replace the graph with a saved one (labels are the rows it was saved with)."""
         m, efc, ef, seed = self._params
         index = hnswlib.Index(space="ip", dim=self.dim)
-        index.load_index(path, max_elements=max(capacity, 16))
+        index.load_index(path, max_elements=max(capacity, 16), allow_replace_deleted=True)
         index.set_ef(ef)
         index.set_num_threads(1)
         with self._lock.write():
             self._index = index
-
+            self._deleted = 0  # a saved graph's deleted slots are simply not reused
+            self._added = index.get_current_count()
     def memory_bytes(self) -> int:
         """Approximate resident size: vectors + graph links (hnswlib's own layout)."""
         m = self._params[0]

@@ -10,7 +10,8 @@ batch's search can run ahead, see `consumer.engine.blocking`) and those earlier 
 boundaries do not change who is compared.
 
 The answer types (`Decision`, `Match`, `Split`) live in the leaf module `consumer.engine.decisions` and are
-re-exported here; `snapshot`/`restore`/`absorb` come from the `PersistedState` mixin (`consumer.engine.pipeline_state`).
+re-exported here; `snapshot`/`restore`/`absorb` come from the `PersistedState` mixin (`consumer.engine.pipeline_state`),
+`erase`/`recheck` from `Erasure` (`consumer.engine.erasure`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, par
 from consumer.engine.comparison import Comparator
 from consumer.engine.cores import usable_cores
 from consumer.engine.decisions import Decision, Match, Split
+from consumer.engine.erasure import Erasure
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.fusion import Fuser, LearnedModel
 from consumer.engine.keeper import choose_canonical
@@ -58,7 +60,7 @@ class Encoded:
     vecs: np.ndarray | None = None
 
 
-class Pipeline(PersistedState):
+class Pipeline(PersistedState, Erasure):
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
@@ -389,7 +391,9 @@ class Pipeline(PersistedState):
         applied: the table `dedup batch --clusters` writes, so nobody has to replay `merged` decisions."""
         ids = self.store.record_ids
         for row in range(len(self.store)):
-            c = self.clusters.cluster_of[row]
+            c = self.clusters.cluster_of.get(row)
+            if c is None:  # an erased row's tombstone
+                continue
             yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
 
     def memory_bytes(self) -> int:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from consumer.engine.erasure import Rechecked
 from consumer.engine.pipeline import Decision, Match
 
 __all__ = ["SCHEMA_VERSION", "EVENT_TYPES", "EVENTS_FOR_OUTCOME", "Source", "event_id", "build_events", "utc_iso",
-           "upgrade_event"]
+           "upgrade_event", "erasure_events"]
 
 SCHEMA_VERSION = "2"
 #: Event ids hash this, not the schema version: ids stay the same across the v1 -> v2 upgrade, so
@@ -34,7 +35,8 @@ CLUSTERED = "record.clustered"
 MERGED = "clusters.merged"
 POSSIBLE = "duplicate.possible"
 SPLIT = "cluster.split"
-EVENT_TYPES = (CLUSTERED, MERGED, POSSIBLE, SPLIT)
+ERASED = "record.erased"
+EVENT_TYPES = (CLUSTERED, MERGED, POSSIBLE, SPLIT, ERASED)
 #: One outcome vocabulary: the decision's (`Decision.outcome`, also each `dedup batch` line's `outcome`).
 #: The events each outcome produces besides `duplicate.possible` (one per review-band candidate). From
 #: schema v2 on, `record.clustered.outcome` *is* the decision's outcome, so `merged` means the same in a
@@ -121,7 +123,7 @@ def upgrade_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_events(decision: Decision, source: Source, *, model_version: str, config_version: str,
-                 now: float, schema_version: str = SCHEMA_VERSION) -> list[dict[str, Any]]:
+                 now: float, schema_version: str = SCHEMA_VERSION, generation: int = 0) -> list[dict[str, Any]]:
     """The events one (non-replay) decision produces, in a fixed order.
 
     - `record.clustered` for every new record, `outcome` = the decision's (new | joined | merged; v1: a
@@ -130,6 +132,9 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
     - `duplicate.possible` for every candidate in the review band;
     - `cluster.split` when, after the record joined, its cluster was split (v2 only: later evidence showed
       it held different people; `pieces` lists every new cluster with all its record ids).
+
+    `generation`: how often the record id was erased before (an id sent again after its erasure is a new
+    record: its event ids must differ from the erased record's, or subscribers would drop them as repeats).
     """
     if decision.outcome == "replay":
         raise ValueError("replays re-send their stored events; build_events is for new decisions")
@@ -150,7 +155,7 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
         "event_time": utc_iso(now),
         "record_time": utc_iso(source.timestamp_ms / 1000) if source.timestamp_ms else None,
     }
-    rid = decision.record_id
+    rid = decision.record_id + (f"\x1egeneration {generation}" if generation else "")
     events = [{"event_id": event_id(rid, CLUSTERED), "event_type": CLUSTERED, **common,
                **_best(best, v1), "outcome": _V1_OUTCOME[decision.outcome] if v1 else decision.outcome}]
     if MERGED in EVENTS_FOR_OUTCOME[decision.outcome]:
@@ -172,3 +177,29 @@ def build_events(decision: Decision, source: Source, *, model_version: str, conf
     return events
 
 
+
+
+def erasure_events(done: Rechecked, cluster_id: str, source: Source, *, model_version: str, config_version: str,
+                   now: float) -> list[dict[str, Any]]:
+    """The events of one erasure (v2 only): `record.erased` (the cluster it was in, the cluster's keeper
+    now and, when the erased record was the keeper, `previous_canonical_id`), then `cluster.split` when
+    records changed cluster (the erased record founded it, or held it together). Ids only: an erased
+    record's values were never in an event, and its signature is gone. The event id hashes the record id
+    and the erasure's changelog position, so an id erased, sent again and erased again gets new ids."""
+    rid = done.record_id
+    canonical = done.canonical_id or rid  # nothing left: the cluster ended with the erased record
+    common = {"schema_version": SCHEMA_VERSION, "record_id": rid, "canonical_id": canonical, "fused": None,
+              "scores": {}, "matches": [], "model_version": model_version, "config_version": config_version,
+              "source": source.as_dict(), "event_time": utc_iso(now), "record_time": None}
+    erased: dict[str, Any] = {"event_id": event_id(rid, ERASED, str(source.offset)), "event_type": ERASED,
+                              **common, "cluster_id": cluster_id}
+    if done.previous_canonical_id and done.previous_canonical_id != canonical:
+        erased["previous_canonical_id"] = done.previous_canonical_id
+    events = [erased]
+    if done.split_cluster_id and done.pieces:
+        pieces = [p.to_dict() for p in done.pieces]
+        events.append({"event_id": event_id(rid, SPLIT, str(source.offset) + ":" + ",".join(
+            p["cluster_id"] for p in pieces)), "event_type": SPLIT, **common,
+            "cluster_id": done.cluster_id or cluster_id, "split_cluster_id": done.split_cluster_id,
+            "pieces": pieces})
+    return events

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,13 +166,14 @@ def decode_message(msg: Message, settings: Settings) -> Record | DeadLetter:
     return rec
 
 
-def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
+def assemble(batch: Batch, pipe: Pipeline, now: float, generations: Mapping[str, int] | None = None) -> None:
     """Build events for the batch's new decisions and the Redis write that persists them.
 
     Replays (ids the pipeline already holds from an earlier batch) are listed in `replay_ids`: their stored
     events must be fetched from Redis by the caller. A record seen twice in one batch reuses the events built
-    for its first occurrence.
+    for its first occurrence. `generations`: record id -> times it was erased before (see `build_events`).
     """
+    gens = generations or {}
     write = BatchWrite(batch.token)
     fresh: list[tuple[Message, Decision]] = []
     for (msg, _rec), d in zip(batch.good, batch.decisions):
@@ -185,14 +187,14 @@ def assemble(batch: Batch, pipe: Pipeline, now: float) -> None:
     for (msg, d), st in zip(fresh, states):
         events = [Output.from_event(e) for e in build_events(
             d, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version, now=now,
-            schema_version=pipe.settings.service.event_schema)]
+            schema_version=pipe.settings.service.event_schema, generation=gens.get(d.record_id, 0))]
         batch.events[d.record_id] = events
         alt = None
         if d.merged_cluster_ids:
             joined = dataclasses.replace(d, outcome="joined", merged_cluster_ids=[])
             alt = [Output.from_event(e) for e in build_events(
                 joined, source_of(msg), model_version=pipe.model_version, config_version=pipe.config_version,
-                now=now, schema_version=pipe.settings.service.event_schema)]
+                now=now, schema_version=pipe.settings.service.event_schema, generation=gens.get(d.record_id, 0))]
             batch.alt_events[d.record_id] = alt
         write.add_record(st, st.cluster_id, [e.value for e in events], fps.get(d.record_id, ""),
                          None if alt is None else [e.value for e in alt])

@@ -10,6 +10,9 @@ atomic script as the state, so it can neither miss a write nor show one that did
 - `m<len>:<survivor founder><absorbed founder>`: clusters were merged in Redis. Applied idempotently, and the
   survivor Redis chose (the older founder) becomes the cluster's key here too, so every replica converges on
   the same cluster ids.
+- `e<record id>`: the record was erased (GDPR Art. 17; consumer/store/erasure.py): every replica forgets
+  it (`Pipeline.erase`); one member, which claims the entry in Redis, re-checks the cluster it left and
+  writes any split as `s` entries (consumer/service/erasure.py).
 - `s[<founder>, [<record id>, ...]]` (JSON): a piece was split off its cluster (later evidence showed the
   cluster held different people); the piece becomes the cluster keyed by its founder on every replica. The
   member that decided the split already holds it and skips its own entry (`note_own_splits`).
@@ -30,6 +33,7 @@ import numpy as np
 import orjson
 
 from consumer.engine.clustering import cluster_id_for
+from consumer.engine.erasure import Erased
 from consumer.engine.pipeline import Match, Pipeline
 from consumer.store.record_state import RecordState
 
@@ -77,6 +81,8 @@ class SyncResult:
     merges: int = 0
     splits: int = 0
     links: list[LateLink] = field(default_factory=list)
+    #: Erasures applied here: (absolute log position of the `e` entry, what the erasure did).
+    erased: list[tuple[int, Erased]] = field(default_factory=list)
 
 
 class Replica:
@@ -121,9 +127,19 @@ class Replica:
                 in_run.clear()
 
         row_of = pipe.store.row_of
+        erasing: list[tuple[int, str]] = []
+
+        def erase_run() -> None:
+            if erasing:
+                done = pipe.erase([rid for _, rid in erasing])
+                out.erased.extend((pos, e) for (pos, _), e in zip(erasing, done))
+                erasing.clear()
+
         for entry in entries:
             self.position += 1
             kind = entry[:1]
+            if kind != "e":
+                erase_run()
             if kind == "r":
                 rid = entry[1:]
                 row = row_of.get(rid)
@@ -137,6 +153,13 @@ class Replica:
             elif kind == "m":
                 flush()
                 out.merges += self.apply_merge(pipe, *parse_merge(entry))
+            elif kind == "e":  # consecutive erasures are forgotten together (`erase_run`)
+                flush()
+                row = row_of.get(entry[1:])
+                if row is not None:
+                    self.pending_own.discard(row)
+                erasing.append((self.position - 1, entry[1:]))
+                continue
             elif kind == "s":
                 flush()
                 founder, rids = parse_split(entry)
@@ -144,6 +167,7 @@ class Replica:
                     self.pending_splits.discard(founder)
                 else:
                     out.splits += self.apply_split(pipe, founder, rids)
+        erase_run()
         flush()
         return out
 

@@ -81,7 +81,8 @@ class DependencyWaits:
         self.producer = TrackedProducer(make_producer(self.svc.kafka, error_cb=self._on_error,
                                                       extra=producer_props, environ={}))
         self.dlq = DeadLetterSink(self.producer, self.svc.dlq_topic)
-        self.member = GroupMember(self.svc.kafka, self.svc.group, list(self.svc.input_topics), properties=props,
+        topics = [*self.svc.input_topics, *([self.svc.erasure_topic] if self.svc.erasure_topic else [])]
+        self.member = GroupMember(self.svc.kafka, self.svc.group, topics, properties=props,
                                   on_assigned=self._on_assigned, on_gone=self._on_gone,
                                   error_cb=self._on_error, warn=self._warn)
 

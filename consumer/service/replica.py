@@ -8,11 +8,13 @@ so `consumer.service.runner` stays the one place for the ordering rules of a bat
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
 from consumer.config import ServiceSettings, Settings, key_id
+from consumer.engine.erasure import Erased
 from consumer.engine.pipeline import Pipeline
 from consumer.io.events import utc_iso
 from consumer.io.kafka import TrackedProducer
@@ -20,7 +22,7 @@ from consumer.service.batch import Batch
 from consumer.service.changelog import Replica
 from consumer.service.snapshot import SnapshotInfo, load_snapshot, save_snapshot
 from consumer.service.sync import late_link_outputs, late_link_write
-from consumer.store.redis import RedisStateStore
+from consumer.store.redis import RETRYABLE, ChangelogTrimmed, RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
 __all__ = ["ReplicaDuties"]
@@ -42,6 +44,10 @@ class ReplicaDuties:
     _next_snapshot: float
     _retry: Callable[..., Any]
     _warn: Callable[..., None]
+    _after_erasures: Callable[[list[tuple[int, Erased]], Batch | None], None]
+    _housekeeping: Callable[[], None]
+    _snapshot_written: Callable[[str, int], None]
+    _deferred_erasures: list[tuple[int, Erased]]
 
     def _load_snapshot(self, pipe: Pipeline, log_length: int) -> SnapshotInfo | None:
         """The newest usable snapshot into `pipe` (None: none, other settings, or newer than Redis's log,
@@ -57,6 +63,11 @@ class ReplicaDuties:
             snap = None
         if snap is not None and snap.position > log_length:
             log.warning("snapshot is ahead of redis (redis reset?), loading from redis")
+            return None
+        if snap is not None and snap.position < self._retry("redis", "read log base", self.store.log_base):
+            # The changelog it needs was trimmed: useless from now on, and it may hold erased records.
+            log.warning("snapshot older than the trimmed changelog, loading from redis; deleting it")
+            shutil.rmtree(snap.path, ignore_errors=True)
             return None
         return snap
 
@@ -76,6 +87,10 @@ class ReplicaDuties:
             return
         log.info("snapshot written", extra={"records": info.records, "position": info.position,
                                             "seconds": round(time.perf_counter() - t0, 3)})
+        try:
+            self._snapshot_written(info.path.name, info.position)
+        except (*RETRYABLE, OSError) as exc:
+            self._warn("snapshot", "snapshot position not published", error=type(exc).__name__)
 
 
     # -- the group's other writes ------------------------------------------------------------------------
@@ -88,8 +103,13 @@ class ReplicaDuties:
         t0 = time.perf_counter()
         absorbed = 0
         while True:
-            entries = self._retry("redis", "read changelog",
-                                  lambda: self.store.read_log(self.replica.position), batch)
+            try:
+                entries = self._retry("redis", "read changelog",
+                                      lambda: self.store.read_log(self.replica.position), batch)
+            except ChangelogTrimmed:  # this member fell behind the trimmed log: rebuild instead of failing
+                log.warning("changelog position trimmed, reloading state", extra={"position": self.replica.position})
+                self._reload_needed = True
+                return
             if not entries:
                 break
             need = Replica.unknown(pipe, entries)
@@ -110,9 +130,17 @@ class ReplicaDuties:
                 self._send_now(late_link_outputs(applied, pipe, start, time.time()), batch)
             if result.links:
                 log.info("late links", extra={"found": len(result.links), "applied": len(applied)})
+            if result.erased:
+                self._after_erasures(result.erased, batch)
         if absorbed:
             self.metrics.observe_sync(absorbed, time.perf_counter() - t0)
             self.metrics.index_size.set(len(pipe.store))
+        if self._deferred_erasures and self.producer is not None:  # applied while loading: re-check now
+            self._after_erasures([], batch)
+        try:
+            self._housekeeping()
+        except RETRYABLE as exc:  # positions and trimming wait for the next turn
+            self._warn("redis", "changelog housekeeping skipped", error=type(exc).__name__)
 
     def _send_now(self, outputs: list[Any], batch: Batch | None) -> None:
         assert self.producer is not None

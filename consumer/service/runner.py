@@ -57,6 +57,7 @@ from consumer.io.kafka import (
 from consumer.service.batch import Batch, assemble, outputs_of
 from consumer.service.changelog import Replica
 from consumer.service.deps import DEFAULT_KAFKA_PROPERTIES, Abandoned, DependencyRefused, DependencyWaits
+from consumer.service.erasure import ErasureDuties
 from consumer.service.guard import (
     decide_guarded,
     encoded_or_none,
@@ -80,7 +81,7 @@ class _NeedsReload(Exception):
     """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
 
 
-class Service(StateLoading, ReplicaDuties, DependencyWaits):
+class Service(StateLoading, ReplicaDuties, ErasureDuties, DependencyWaits):
     """One consumer-group member. `run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI)."""
 
     def __init__(self, settings: Settings, *, kafka_properties: Mapping[str, Any] | None = None,
@@ -126,6 +127,7 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
         self._kafka_ok = False
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
         self.started = threading.Event()
+        self._erasure_init()
 
     def _api_routes(self) -> Any:
         """The /v1 API on the health port: pairs are scored with this service's current pipeline and its
@@ -136,7 +138,8 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
         return api_routes(ApiContext(self.settings, lambda: self.pipe,
                                      lambda: self.pipe.frequencies if self.pipe is not None else None,
                                      known=lambda: self.pipe.store.row_of if self.pipe is not None else (),
-                                     store=self.store, metrics=ApiMetrics(self.metrics.registry)))
+                                     store=self.store, metrics=ApiMetrics(self.metrics.registry),
+                                     erasure_follows=True))
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -188,11 +191,15 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
                 msgs = (self.member.collect(self.svc.max_batch, 0 if busy else self.svc.max_wait_ms,
                                             0.0 if busy else 0.5)
                         if self.member else [])
+                erasures = [m for m in msgs if m.topic() == self.svc.erasure_topic] if self.svc.erasure_topic else []
+                if erasures:  # the erasure door: erased in Redis now, replicas follow via the changelog
+                    msgs = [m for m in msgs if m.topic() != self.svc.erasure_topic]
+                    self._erase_messages(erasures)
                 nxt = self._prefetch(Batch(msgs)) if msgs else None
                 current, self._pending = self._pending, nxt
                 if current is not None and not current.abandoned:
                     self._handle(current)
-                elif nxt is None:
+                elif nxt is None and not erasures:
                     self._idle_checks()
             last, self._pending = self._pending, None
             if last is not None and not last.abandoned and time.monotonic() < self._stop_deadline:
@@ -212,6 +219,7 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
         self.http.stop(grace=5.0)
         if self._stop and self._inflight is None and self._pending is None:
             self._maybe_snapshot(force=True)  # a clean stop: the next start needs only the tail
+        self._withdraw()
         if self.member is not None:
             self.member.close()
         if self.producer is not None:
@@ -304,7 +312,9 @@ class Service(StateLoading, ReplicaDuties, DependencyWaits):
             where = self._retry("redis", "resolve clusters", lambda: self.store.resolve_clusters(ids), batch)
             if freshen(fresh, where):
                 log.debug("decisions renamed to current clusters")
-        assemble(batch, pipe, time.time())
+        gens = self._retry("redis", "read generations", lambda: self.store.generations(
+            [d.record_id for d in fresh], self.settings.encoders.hash_key), batch)
+        assemble(batch, pipe, time.time(), gens)
         if batch.replay_ids:
             stored = self._retry("redis", "read stored events",
                                  lambda: self.store.stored_events(batch.replay_ids), batch)

@@ -51,7 +51,8 @@ def save_snapshot(pipe: Pipeline, position: int, directory: str | Path, meta: di
     store, n = pipe.store, len(pipe.store)
     ids = [rid.encode("utf-8", "surrogatepass") for rid in store.record_ids]
     lengths = np.fromiter((len(b) for b in ids), np.int64, count=n)
-    cluster_of = np.fromiter((pipe.clusters.cluster_of[r] for r in range(n)), np.int64, count=n)
+    # -1: an erased row's tombstone (no id, zeroed columns, deleted in the graph: nothing of it is written)
+    cluster_of = np.fromiter((pipe.clusters.cluster_of.get(r, -1) for r in range(n)), np.int64, count=n)
     canonical = np.full(n, -1, np.int64)
     for c, k in pipe.canonical.items():
         canonical[c] = k
@@ -116,13 +117,14 @@ def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any])
     if n:
         pipe.store.append(ids, cols, completeness, recency)
         cl = pipe.clusters
-        cl.cluster_of.update(zip(range(n), cluster_of.tolist()))
-        order = np.argsort(cluster_of, kind="stable")
+        live = np.flatnonzero(cluster_of >= 0)
+        cl.cluster_of.update(zip(live.tolist(), cluster_of[live].tolist()))
+        order = live[np.argsort(cluster_of[live], kind="stable")]
         keys, starts = np.unique(cluster_of[order], return_index=True)
         for key, part in zip(keys.tolist(), np.split(order, starts[1:])):
             cl.members[key] = part.tolist()
         has = np.flatnonzero(canonical >= 0)
         pipe.canonical.update(zip(has.tolist(), canonical[has].tolist()))
-        pipe.frequencies.observe(cols)
+        pipe.frequencies.observe({k: v[live] for k, v in cols.items()})
         pipe.blocker.index.load(str(path / "index.bin"), capacity=max(2 * n, 16384))
     return SnapshotInfo(path, int(meta["position"]), n, meta)

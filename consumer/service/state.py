@@ -62,6 +62,7 @@ class StateLoading:
     _retry: Callable[..., Any]
     _sync: Callable[..., None]
     _load_snapshot: Callable[[Pipeline, int], SnapshotInfo | None]
+    _hold_log: Callable[[], None]
 
     # -- state ------------------------------------------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:
@@ -82,6 +83,7 @@ class StateLoading:
         # The log position first: whatever is written during the scan is in the scan and/or the tail,
         # and the tail skips records already held.
         position = self._retry("redis", "read log position", self.store.log_length)
+        self._retry("redis", "hold the changelog", self._hold_log)  # nobody trims past us while we load
         snap = self._load_snapshot(pipe, position)
         if snap is None and len(pipe.store):  # a snapshot half loaded, then refused: start clean
             pipe.close(wait=False)

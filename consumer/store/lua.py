@@ -8,8 +8,9 @@ APPLY_BATCH = r"""
 --
 -- ARGV[1] prefix, ARGV[2] batch token, ARGV[3] now (ISO), ARGV[4] JSON ops, ARGV[5..] payloads and events
 -- (binary-safe, referenced by index from the ops). Ops:
---   recs:    [[record_id, cluster_id, founder_id, payload_index, events_index, fp, alt_events_index], ...]
---            (decision order; alt_events_index 0 = none)
+--   recs:    [[record_id, cluster_id, founder_id, payload_index, events_index, fp, alt_events_index,
+--             own_cluster_id], ...] (decision order; alt_events_index 0 = none; own_cluster_id: the
+--             record's cluster id were it to found one, used when its founder was erased meanwhile)
 --   merges:  [[surviving_cluster_id, [absorbed_cluster_id, ...], record_number], ...] (decision order;
 --            record_number: 1-based position in recs of the record whose decision bridged, 0 = none)
 --            or, in the same ordered list, a split:
@@ -167,8 +168,18 @@ for ri, r in ipairs(ops.recs) do
   if prev then
     if prev ~= token and prev ~= short_token then table.insert(conflicts, rid) end
   else
-    local c = resolve(cid)
+    -- A record founding its own cluster names it after itself: never forwarded (an id erased earlier, sent
+    -- again, is a new record; the pointer left by its old cluster must not capture it).
+    local c = cid
+    if founder == rid then redis.call('DEL', p .. 'fwd:' .. cid) else c = resolve(cid) end
     local meta = p .. 'clmeta:' .. c
+    if founder ~= rid and r[8] and redis.call('EXISTS', meta) == 0
+        and redis.call('EXISTS', p .. 'rec:' .. founder) == 0 then
+      -- Decided into a cluster whose founder was erased a moment ago: the record founds its own
+      -- (r[8] = its own cluster id) rather than write the erased id back as a founder.
+      founder, c = rid, r[8]
+      meta = p .. 'clmeta:' .. c
+    end
     if redis.call('EXISTS', meta) == 0 then
       redis.call('HSET', meta, 'founder', founder, 'created', now)
     else
@@ -216,7 +227,8 @@ end
 for cid, canonical in pairs(ops.canon) do
   local c = resolve(cid)
   local meta = p .. 'clmeta:' .. c
-  if redis.call('EXISTS', meta) == 1 then
+  -- (a keeper erased since the batch was decided is not written back: the founder stands in)
+  if redis.call('EXISTS', meta) == 1 and redis.call('EXISTS', p .. 'rec:' .. canonical) == 1 then
     if canonical == redis.call('HGET', meta, 'founder') then
       redis.call('HDEL', meta, 'canonical')
     else

@@ -60,9 +60,23 @@ class SignatureStore:
         self.completeness[start: start + n] = completeness
         self.recency[start: start + n] = recency
         for i, rid in enumerate(record_ids):
-            self.row_of[rid] = start + i
+            if rid:  # "" is an erased row's tombstone (a snapshot keeps the row, not the id)
+                self.row_of[rid] = start + i
         self.record_ids.extend(record_ids)
         return np.arange(start, start + n, dtype=np.int64)
+
+    def erase(self, row: int) -> None:
+        """Forget a row (GDPR erasure): its id leaves `row_of` and `record_ids` (an empty string marks the
+        tombstone) and its columns and keeper inputs are zeroed, so no later snapshot or gather holds them.
+        The row number itself stays: rows are positions, and the other rows must keep theirs."""
+        rid = self.record_ids[row]
+        if self.row_of.get(rid) == row:
+            del self.row_of[rid]
+        self.record_ids[row] = ""
+        for arr in self._cols.values():
+            arr[row] = 0
+        self.completeness[row] = 0.0
+        self.recency[row] = 0.0
 
     def gather(self, rows: np.ndarray, skip: Collection[str] = ()) -> Columns:
         """The columns of `rows`, but those in `skip` (comparison never reads the index-only vectors)."""

@@ -18,7 +18,13 @@ Keys (prefix `p`, e.g. `dedup:`):
     p fwd:<cluster id>     str   survivor of a merge that absorbed this cluster
     p seq                  int   records written so far (the global arrival sequence)
     p log                  list  changelog: 'r<record id>' per new record, 'm<n>:<founder><founder>' per
-                                 applied merge (founder record ids), in write order (tailed by every consumer's replica)
+                                 applied merge (founder record ids), 's[...]' per split piece, 'e<record id>'
+                                 per erasure, in write order (tailed by every consumer's replica); trimmed
+    p logbase              int   entries trimmed off the log's head (positions are absolute)
+    p members, snapshots   hash  changelog position each live member / snapshot needs ("<pos>:<epoch ms>")
+    p erasures             list  erasure audit trail (keyed id hash, time, door, what was removed)
+    p generations          hash  keyed id hash -> times erased (an id sent again gets new event ids)
+    p eclaim:<position>    str   which member re-checks the cluster of an erasure (expires)
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
     p meta                 hash  model_version, config_version of the last writer
     p layouts              hash  payload layout id -> column layout JSON (consumer/store/record_state.py)
@@ -38,12 +44,13 @@ from typing import Any
 import orjson
 import redis
 
+from consumer.store.erasure import ChangelogTrimmed, ErasureOps
 from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
 from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
-from consumer.store.record_state import LAYOUTS, RecordState, layout_of, register_layout
+from consumer.store.record_state import LAYOUTS, RecordState, cluster_id_for, layout_of, register_layout
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS", "pack_events", "unpack_events",
-           "EVENTS_ZDICT_1"]
+           "EVENTS_ZDICT_1", "ChangelogTrimmed"]
 
 #: Errors after which the same call can simply be retried later (server down, restarting, loading its AOF).
 RETRYABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError,
@@ -83,7 +90,8 @@ class BatchWrite:
         if alt_events is not None:
             self.blobs.append(pack_events(alt_events))
             alt = len(self.blobs)
-        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp, alt])
+        self.recs.append([state.record_id, cluster_id, state.founder_id, n - 1, n, fp, alt,
+                          cluster_id_for(state.record_id)])
 
     def add_merge(self, surviving: str, absorbed: Sequence[str], of_last_record: bool = False) -> None:
         """`of_last_record`: the merge is the decision of the record added last (it may be demoted)."""
@@ -114,8 +122,9 @@ class BatchWrite:
         return orjson.dumps(ops)
 
 
-class RedisStateStore:
-    """The service's view of Redis. Methods raise `RETRYABLE` errors; the caller decides how long to retry."""
+class RedisStateStore(ErasureOps):
+    """The service's view of Redis. Methods raise `RETRYABLE` errors; the caller decides how long to retry.
+    Erasure, the changelog reads (absolute positions) and its trimming: `consumer.store.erasure`."""
 
     def __init__(self, url: str, prefix: str = "dedup", *, socket_timeout: float = 5.0,
                  client: redis.Redis | None = None, events_ttl: int = 0) -> None:
@@ -203,15 +212,6 @@ class RedisStateStore:
     def record_count(self) -> int:
         """Records written so far (the global sequence counter)."""
         return int(self.client.get(self.key("seq")) or 0)
-
-    def log_length(self) -> int:
-        """Entries in the changelog (a position to tail from)."""
-        return int(self.client.llen(self.key("log")))
-
-    def read_log(self, start: int, limit: int = 5000) -> list[str]:
-        """Changelog entries from position `start` (0-based), at most `limit`."""
-        raw = self.client.lrange(self.key("log"), start, start + limit - 1)
-        return [x.decode() for x in raw]
 
     def load_layouts(self) -> None:
         """Register every payload layout stored (so payloads written by other members can be decoded)."""

@@ -69,6 +69,9 @@ class Metrics:
             registry=r)
         self.replica_seconds = Counter(
             "dedup_replica_seconds", "Seconds spent reading and absorbing other members' records.", registry=r)
+        self.erasures = Counter(
+            "dedup_erasures", "Erasure requests of the erasure topic, by result (erased, not_found, malformed), and "
+            "erasures this member's replica applied (applied).", ["result"], registry=r)
         self.replica_lag = Histogram(
             "dedup_replica_lag_seconds", "Consistency window: a record written by another member -> absorbed "
             "into this member's replica (a candidate here from then on).", buckets=LATENCY_BUCKETS, registry=r)
@@ -141,7 +144,7 @@ class Metrics:
 
 #: The /v1 API's routes (URI templates: a bounded label set, never an id).
 API_ROUTES: tuple[str, ...] = ("/v1/score", "/v1/records/{record_id}/cluster", "/v1/clusters/{cluster_id}",
-                               "/openapi.json")
+                               "/openapi.json", "/v1/records/{record_id}")
 
 
 class ApiMetrics:

@@ -41,7 +41,7 @@ FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.
 def start_member(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = hk.free_port()
     argv = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", *args, "--http-host", "127.0.0.1",
-            "--http-port", str(port), "--insecure-default-key",
+            "--http-port", str(port), "--insecure-default-key", "--no-auth",  # loopback only
             *[a for k, v in FAST.items() for a in ("--kafka-property", f"{k}={v}")]]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env})

@@ -121,11 +121,11 @@ def test_v1_needs_a_token_and_writes_need_the_write_scope(tokens: Path, pipe: Pi
             assert status == 200 and "fused" in json.loads(payload)
         status, _, payload = request("GET", url + "/v1/clusters/cl_1", token=READ)
         assert status == 503  # no state store here: past the auth check
-        # A read token may not write (any non-read method under /v1; erasure will be DELETE /v1/records/{id}).
+        # A read token may not write (any non-read method under /v1, erasure included).
         status, _, payload = request("DELETE", url + "/v1/records/a1", token=READ)
         assert (status, error_code(payload)) == (403, "forbidden")
-        status, _, _ = request("DELETE", url + "/v1/records/a1", token=WRITE)
-        assert status in (404, 405)  # authorised; no such write route yet
+        status, _, payload = request("DELETE", url + "/v1/records/a1", token=WRITE)
+        assert status == 503, payload  # authorised: the erasure reaches the (here missing) state store
         # The probes, /metrics and the OpenAPI document stay open: they carry no record data.
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert request("GET", url + path)[0] == 200, path

@@ -117,7 +117,7 @@ def test_erasure_doors_one_member(kafka_bootstrap: str, redis_url: str, redis_pr
     create_topics(kafka_bootstrap, [topic, events, erasures])
     store = RedisStateStore(redis_url, redis_prefix)
     s = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix, erasure_topic=erasures,
-                         dlq_topic=erasures + ".dlq")
+                         dlq_topic=erasures + ".dlq", api=True)
     with running_service(s) as svc:
         wait_for(lambda: http_get(svc.url + "/readyz")[0] == 200, 60, "ready")
         produce_json(kafka_bootstrap, topic, rows, key="customer_id")
@@ -221,7 +221,7 @@ def test_three_members_erase_mid_stream_with_kill_and_snapshot_restart(
     snaps = tmp_path / "snapshots"
     store = RedisStateStore(redis_url, redis_prefix)
     extra = {"erasure_topic": erasures, "snapshot_dir": str(snaps), "snapshot_interval_seconds": 3.0,
-             "erasure_bound_seconds": bound}
+             "erasure_bound_seconds": bound, "api": True}
     s = [service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix, **extra) for _ in range(2)]
     args = ["--kafka", kafka_bootstrap, "--redis", redis_url, "--input-topic", topic, "--events-topic", events,
             "--group", group, "--redis-prefix", redis_prefix]

@@ -35,8 +35,10 @@ def _errors(*codes: int) -> dict[str, Any]:
            413: "Body or a record over the size limits (`limits.max_record_bytes`).",
            415: "Body not sent as application/json, or in a charset other than UTF-8.",
            422: "A record the profile rejects; `reason` is the stable reject code, `side` says which.",
-           503: "The pipeline is loading, or the state store (Redis) is unreachable or not configured."}
-    return {str(c): _json(_ref("Error"), why[c]) for c in codes}
+           503: "The pipeline is loading, or the state store (Redis) is unreachable or not configured.",
+           401: "No bearer token, or one the server does not accept (`api.auth = \"tokens\"`).",
+           403: "The token's scope does not allow this request (a `read` token on a write or an erasure)."}
+    return {str(c): _json(_ref("Error"), why[c]) for c in (*codes, 401, 403)}
 
 
 def _record_schema(settings: Settings) -> dict[str, Any]:
@@ -117,10 +119,14 @@ def openapi_document(settings: Settings, modalities: Sequence[str] | None = None
                                                            "erased": {"const": True}}}, "Erased."),
                               **_errors(400, 404, 503)}}},
             "/openapi.json": {"get": {
-                "operationId": "openapi", "summary": "This document",
+                "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")}}},
         },
-        "components": {"schemas": {
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "A token from `api.tokens_file` (docs/security.md); `read` scope for GET and "
+                           "/v1/score, `write` for writes and erasure."}}, "schemas": {
             "Record": _record_schema(settings),
             "ScoreRequest": {
                 "type": "object", "required": ["a", "b"], "additionalProperties": False,

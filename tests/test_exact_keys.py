@@ -3,6 +3,8 @@ names rewritten that the index never proposed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -92,5 +94,24 @@ def test_both_names_rewritten_same_address_is_scored_and_restored_tables_agree()
     probe = {k: v[1:] for k, v in pipe.encode(recs).items()}
     assert [c.tolist() for c in again.keys.candidates(probe, [2])] == \
         [c.tolist() for c in pipe.keys.candidates(probe, [2])] == [[0, 1]]
+    pipe.close()
+    again.close()
+
+
+def test_a_replica_snapshot_rebuilds_the_key_table(tmp_path: Path) -> None:
+    """The service's snapshot (`consumer.service.snapshot`) loads rows without `absorb`: the keys must
+    come back too, or a restarted replica would stop proposing the pairs only the keys find."""
+    from consumer.io.artifacts import build_pipeline
+    from consumer.service.snapshot import load_snapshot, save_snapshot
+
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"})
+    pipe = build_pipeline(settings)
+    pipe.process(_people())
+    save_snapshot(pipe, 7, tmp_path, {"config_version": pipe.config_version})
+    again = build_pipeline(settings, text_encoder=pipe.text)
+    assert load_snapshot(again, tmp_path, {"config_version": pipe.config_version}) is not None
+    assert again.keys is not None and pipe.keys is not None and len(again.keys) == len(pipe.keys) > 0
+    probe = {k: v[1:] for k, v in pipe.encode(_people()).items()}
+    assert [c.tolist() for c in again.keys.candidates(probe, [2])] == [[0, 1]]
     pipe.close()
     again.close()

@@ -124,5 +124,7 @@ def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any])
         has = np.flatnonzero(canonical >= 0)
         pipe.canonical.update(zip(has.tolist(), canonical[has].tolist()))
         pipe.frequencies.observe(cols)
+        if pipe.keys is not None:  # exact-key candidates: the table rebuilds from the stored key columns
+            pipe.keys.add(cols, range(n))
         pipe.blocker.index.load(str(path / "index.bin"), capacity=max(2 * n, 16384))
     return SnapshotInfo(path, int(meta["position"]), n, meta)

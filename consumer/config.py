@@ -137,6 +137,12 @@ class IndexSettings:
     k_from: int = 100000
     k_growth: float = 0.3
     k_max: int = 128
+    #: Exact-key candidates (`consumer.engine.keys`): earlier records sharing a key an encoder declares
+    #: (person profile: date of birth; two of postcode, street number, street) are candidates beside the
+    #: index. A key held by more than `key_cap` records (a default date, a placeholder postcode) is too
+    #: common to identify anyone and proposes nothing from then on, so a record gets at most `key_cap`
+    #: extra candidates per key. 0 = off. Profiles whose encoders declare no key (CRM) pay nothing.
+    key_cap: int = 8
 
 
 @dataclass
@@ -394,6 +400,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "index.seed": (0, 2**63 - 1), "index.initial_capacity": (1, 2**31 - 1), "index.query_threads": (1, 4096),
     "index.ef_from": (1, None), "index.ef_growth": (0, 4), "index.ef_max": (1, 65536),
     "index.k_from": (1, None), "index.k_growth": (0, 4), "index.k_max": (1, 4096),
+    "index.key_cap": (0, 4096),
     "clustering.merge_margin": (0, None), "clustering.join_support": (0, None),
     "clustering.link_members": (0, 4096), "clustering.merge_support": (0, None),
     "clustering.keeper_alpha": (0, 1), "clustering.partner_margin": (0, 1),

@@ -95,6 +95,11 @@ class AddressEncoder:
             scores=(Score("address"),),
             index=(IndexVector("addr_vec", ADDR_VEC, 1.0),),
             index_only=("addr_vec",),
+            # Two of postcode, street number and street name together are a household-level identity that
+            # survives a rewrite of both names (consumer/engine/keys.py); any two, so one typo'd part
+            # still leaves a key.
+            keys=(("addr_postcode_h", "addr_number_h"), ("addr_postcode_h", "addr_street_h"),
+                  ("addr_number_h", "addr_street_h")),
             coefficients={"address.weight": 0.35, "address.number": 0.2, "address.street": 0.3,
                           "address.line2": 0.1, "address.suburb": 0.2, "address.postcode": 0.2})
 

@@ -111,6 +111,9 @@ class Contribution:
     index: tuple[IndexVector, ...] = ()
     #: Columns used only by the index: never gathered for comparing pairs.
     index_only: tuple[str, ...] = ()
+    #: Exact blocking keys (`consumer.engine.keys`): each a tuple of this encoder's keyed-hash columns
+    #: (uint, 0 = missing); earlier records sharing every part of one become candidates beside the index.
+    keys: tuple[tuple[str, ...], ...] = ()
     #: Term-frequency (rarity) features.
     rarity: tuple[Rarity, ...] = ()
     #: Default score-formula coefficients ("<score>.<coef>" -> value), overridable in `fusion.coefficients`.

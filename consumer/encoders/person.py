@@ -104,6 +104,7 @@ class PersonEncoder:
             scores=(Score("dob"), Score("phone")),
             index=(IndexVector("dob_vec", DOB_VEC, 1.0),),
             index_only=("dob_vec",),
+            keys=(("dob_h",),),
             coefficients={"dob.weight": 0.3, "phone.weight": 0.2})
 
     def encode(self, records: Sequence[Record]) -> Columns:

@@ -28,6 +28,7 @@ from consumer.engine.blocking import Blocker
 from consumer.engine.clustering import ClusterState, Guards, cluster_id_for
 from consumer.engine.decisions import Split
 from consumer.engine.frequencies import FrequencyTable
+from consumer.engine.keys import KeyBlocker
 from consumer.store.memory import SignatureStore
 
 __all__ = ["Erased", "Rechecked", "Erasure"]
@@ -73,6 +74,7 @@ class Erasure:
     clusters: ClusterState
     frequencies: FrequencyTable
     blocker: Blocker
+    keys: KeyBlocker | None
     canonical: dict[int, int]
     guards: Guards
     fuser: Any
@@ -101,7 +103,10 @@ class Erasure:
             out.append(Erased(rid, True, old_id, cluster == row, previous, [ids[r] for r in rest]))
         if rows:  # the per-row work batched: one gather, one index pass (the topic erases hundreds a poll)
             idx = np.array(rows, np.int64)
-            self.frequencies.forget(self.store.gather(idx))
+            gathered = self.store.gather(idx)
+            self.frequencies.forget(gathered)
+            if self.keys is not None:
+                self.keys.remove(gathered, rows)
             self.blocker.remove(idx)
             for row in rows:
                 self.store.erase(row)

@@ -38,6 +38,7 @@ from consumer.engine.erasure import Erasure
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.fusion import Fuser, LearnedModel
 from consumer.engine.keeper import choose_canonical
+from consumer.engine.keys import key_blocker, key_bytes, merge
 from consumer.engine.pipeline_state import PersistedState
 from consumer.engine.records import Record
 from consumer.engine.stages import DECIDE_STAGES, StageTimer, encode_stage
@@ -93,6 +94,8 @@ class Pipeline(PersistedState, Erasure):
         self.blocker = Blocker([v for c in contribs for v in c.index], settings.index,
                                query_threads=1 if encode_in_background else cores,
                                background_add=encode_in_background)
+        #: Exact-key candidates beside the index (None when no encoder declares a key, or `index.key_cap` 0).
+        self.keys = key_blocker([k for c in contribs for k in c.keys], settings.index.key_cap)
         self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
         self.store = SignatureStore()
         self.clusters = ClusterState()
@@ -232,6 +235,7 @@ class Pipeline(PersistedState, Erasure):
                 vecs = self.blocker.vectors(cols)
             cands = self.blocker.candidates(vecs, rows, self._ahead_for(encoded),
                                            take if isinstance(take, np.ndarray) else None)
+            cands = cands if self.keys is None else merge(cands, self.keys.candidates(cols, rows))
             t1 = time.perf_counter()
             # Insert the previous batch now (with a background blocker the graph grows while this thread
             # scores and clusters) and search the next one after it, if it is already being encoded.
@@ -397,4 +401,4 @@ class Pipeline(PersistedState, Erasure):
             yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
 
     def memory_bytes(self) -> int:
-        return self.store.memory_bytes() + self.blocker.index.memory_bytes()
+        return self.store.memory_bytes() + self.blocker.index.memory_bytes() + key_bytes(self.keys)

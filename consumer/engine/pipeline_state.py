@@ -14,6 +14,7 @@ import numpy as np
 from consumer.engine.blocking import Blocker
 from consumer.engine.clustering import ClusterState
 from consumer.engine.frequencies import FrequencyTable
+from consumer.engine.keys import KeyBlocker
 from consumer.store.memory import SignatureStore
 from consumer.store.record_state import RecordState, decode_payloads, encode_rows
 
@@ -27,6 +28,7 @@ class PersistedState:
     clusters: ClusterState
     frequencies: FrequencyTable
     blocker: Blocker
+    keys: KeyBlocker | None
     update_canonical: Callable[[int, list[int]], None]
 
     # -- state --------------------------------------------------------------------------------------------
@@ -72,4 +74,6 @@ class PersistedState:
             self.update_canonical(c, [])
         self.frequencies.observe(cols)
         self.blocker.add(self.blocker.vectors(cols), rows)
+        if self.keys is not None:  # the key columns are stored columns: the table rebuilds from them
+            self.keys.add(cols, rows)
         return rows

@@ -125,6 +125,9 @@ def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any])
             cl.members[key] = part.tolist()
         has = np.flatnonzero(canonical >= 0)
         pipe.canonical.update(zip(has.tolist(), canonical[has].tolist()))
-        pipe.frequencies.observe({k: v[live] for k, v in cols.items()})
+        live_cols = {k: v[live] for k, v in cols.items()}
+        pipe.frequencies.observe(live_cols)
+        if pipe.keys is not None:  # exact-key candidates: the table rebuilds from the live rows' key columns
+            pipe.keys.add(live_cols, live.tolist())
         pipe.blocker.index.load(str(path / "index.bin"), capacity=max(2 * n, 16384))
     return SnapshotInfo(path, int(meta["position"]), n, meta)

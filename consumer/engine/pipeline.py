@@ -9,9 +9,8 @@ already in the index, those of the previous batch (compared exactly: the index l
 batch's search can run ahead, see `consumer.engine.blocking`) and those earlier in its own batch, so batch
 boundaries do not change who is compared.
 
-The answer types (`Decision`, `Match`, `Split`) live in the leaf module `consumer.engine.decisions` and are
-re-exported here; `snapshot`/`restore`/`absorb` come from the `PersistedState` mixin (`consumer.engine.pipeline_state`),
-`erase`/`recheck` from `Erasure` (`consumer.engine.erasure`).
+Answer types live in `consumer.engine.decisions` (re-exported); `snapshot`/`restore`/`absorb` come from the
+`PersistedState` mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`.
 """
 
 from __future__ import annotations
@@ -69,11 +68,9 @@ class Pipeline(PersistedState, Erasure):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
         mode) are loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both).
 
-        `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker
-        thread beside the deciding thread. Automatic thread counts then split the cores instead of letting
-        both sides claim all of them: the transformer gets cores - 1 and the decide thread's knn queries,
-        BLAS and OpenMP (the fusion model) get 1. Oversubscribing 2 cores that way measured ~15% slower
-        (benchmarks/bench_batch.py). Thread counts change speed only, never results."""
+        `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker thread
+        beside the deciding thread, and automatic thread counts split the cores (transformer cores - 1; knn,
+        BLAS and the fusion's OpenMP 1): letting both claim all 2 cores measured ~15% slower. Speed only."""
         self.settings = settings
         self.encode_in_background = encode_in_background
         cores = usable_cores()
@@ -104,8 +101,7 @@ class Pipeline(PersistedState, Erasure):
         self.timer = StageTimer()
         self._encode_lock = threading.Lock()
         self._encode_pool: ThreadPoolExecutor | None = None
-        #: The last batch handed to the encode worker, and the index search started ahead for one (see
-        #: `_search_ahead`): the encode future it belongs to and the search.
+        #: The last batch handed to the encode worker; the index search started ahead for one (`_search_ahead`).
         self._latest: Future[Encoded] | None = None
         self._ahead: tuple[Future[Encoded], Search] | None = None
         #: When a list, every scored candidate set is appended as (row, candidate rows, features):

@@ -34,6 +34,7 @@ from consumer.learn.labelling import (
     cross_validate,
     f1_threshold,
     fit_correction,
+    held_out_gain,
     label_warnings,
     logit,
 )
@@ -167,6 +168,10 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     # 5 yes: the corrected model scored pairwise F1 0.17 against 0.31 without labels): below
     # `MIN_PER_CLASS` of either kind the unlabelled model is used unchanged, and the report says so.
     balanced = answers.count(YES) >= MIN_PER_CLASS and answers.count(NO) >= MIN_PER_CLASS
+    # And only when the correction predicts answers it did not see better than the unlabelled model.
+    gain = held_out_gain(base_logit[idx], pool.x[idx], y, mean, scale) if balanced else None
+    if gain is not None and gain <= 0.0:
+        balanced = False
     corr = fit_correction(base_logit[idx], pool.x[idx], y, mean=mean, scale=scale) if balanced else \
         fit_correction(base_logit[:0], pool.x[:0], y[:0], mean=mean, scale=scale)
     p = corr.predict(base_logit, pool.x)
@@ -174,7 +179,11 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
                               "unsure": answers.count(UNSURE),
                               "intercept": round(corr.intercept, 4), "slope": round(corr.slope, 4),
                               "slope_low": round(corr.slope_low, 4),
-                              "applied": balanced, "warnings": label_warnings(answers)}
+                              "applied": balanced, "warnings": label_warnings(answers),
+                              "held_out_gain": None if gain is None else round(gain, 4)}
+    if gain is not None and gain <= 0.0:
+        report["warnings"].append("the corrected model predicts held-out answers no better than the model "
+                                  "without labels, so that one is used; label more pairs")
     # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold
     # that maximises the expected F1 over the file's pairs; with fewer, the base model's own threshold.
     threshold = f1_threshold(p) if balanced else pool.threshold
@@ -221,8 +230,9 @@ class Session:
         fit = fit_labels(self.pool, self.labels, validate=False)
         asked = {self.pool.pair(lab) for lab in self.labels}
         shown = {r for i in asked for r in (int(self.pool.left[i]), int(self.pool.right[i]))}
+        answers = [lab.answer for lab in self.labels]
         nxt = choose_next(fit.p, self.pool.base_p, self.pool.left, self.pool.right, asked, shown,
-                          len(self.labels), self.seed)
+                          len(self.labels), self.seed, (answers.count(YES), answers.count(NO)))
         return Progress(nxt, fit, len(self.labels))
 
     def answer(self, pair: int, answer: str) -> None:

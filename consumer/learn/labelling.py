@@ -95,6 +95,16 @@ class Correction:
     def predict(self, base_logit: np.ndarray, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-np.clip(self.logits(base_logit, x), -60, 60)))
 
+    def predict_standardised(self, base_logit: np.ndarray, design: np.ndarray) -> np.ndarray:
+        """`predict` from features already standardised with this correction's mean and scale (`design`):
+        a session refits after every answer over millions of candidate pairs, whose standardised features
+        never change, and standardising them again took over a second per answer at 100k records."""
+        out = (self.intercept + self.slope_low * np.minimum(base_logit, 0.0)
+               + self.slope * np.maximum(base_logit, 0.0))
+        if len(self.coef):
+            out = out + design @ self.coef.astype(design.dtype)
+        return 1.0 / (1.0 + np.exp(-np.clip(out, -60, 60)))
+
 
 def fit_correction(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, *, mean: np.ndarray | None = None,
                    scale: np.ndarray | None = None, iterations: int = 50) -> Correction:
@@ -149,8 +159,8 @@ def f1_threshold(p: np.ndarray, floor: float = 0.05) -> float:
     matches the sum of all p. Why not 0.5: 0.5 is right for one pair (more likely a match than not), but on
     a file where even the best pairs are uncertain (Amazon-Google: a third of the pairs the unlabelled model
     is sure of are matches) it keeps nothing, and F1, recall included, is what a user judges the clusters by."""
-    q = np.sort(np.asarray(p, np.float64))[::-1]
-    q = q[q >= floor]
+    q = np.asarray(p, np.float64)
+    q = np.sort(q[q >= floor])[::-1]  # filter first: most candidate pairs are far below the floor
     # The expected number of matches counts pairs above the floor only: a hundred thousand unrelated
     # candidate pairs at p = 0.02 each are the corrected model's extrapolation, not 2,000 matches.
     total = float(q.sum())
@@ -264,9 +274,14 @@ def choose_next(p_now: np.ndarray, p_base: np.ndarray, left: np.ndarray, right: 
     comes from the side of the threshold that kind is likely on (the most likely matches first when yes
     answers trail): the model is corrected only from `MIN_PER_CLASS` answers of each kind, and the bin
     cycle alone gave Abt-Buy and Amazon-Google 4 yes in 25 answers, so 25 labels bought nothing."""
-    z = logit(p_now)
-    bins = np.searchsorted(np.asarray(BIN_EDGES), z)
-    open_ = np.ones(len(z), bool)
+    # Bins from the probabilities directly (the edges mapped once), log-odds only for the pairs in play:
+    # the same bins as logit + searchsorted, a few passes fewer over millions of pairs.
+    p_now = np.asarray(p_now)
+    edges = 1.0 / (1.0 + np.exp(-np.asarray(BIN_EDGES)))
+    bins = np.zeros(len(p_now), np.int8)
+    for e in edges:
+        bins += p_now > e
+    open_ = np.ones(len(p_now), bool)
     if asked:
         open_[np.fromiter(asked, np.int64)] = False
     if not open_.any():
@@ -274,11 +289,12 @@ def choose_next(p_now: np.ndarray, p_base: np.ndarray, left: np.ndarray, right: 
     rng = np.random.default_rng(seed + step)
     idx = np.zeros(0, np.int64)
     if answered is not None and min(answered) < MIN_PER_CLASS and abs(answered[0] - answered[1]) > BALANCE_LEAD:
-        side = open_ & ((z >= BALANCE_LOGIT) if answered[0] < answered[1] else (z <= -BALANCE_LOGIT))
+        edge = 1.0 / (1.0 + np.exp(-BALANCE_LOGIT))
+        side = open_ & ((p_now >= edge) if answered[0] < answered[1] else (p_now <= 1.0 - edge))
         idx = np.flatnonzero(side)
         if len(idx):
             # Nearest the threshold on that side: the likely matches the model is least sure of.
-            near = np.abs(z[idx])
+            near = np.abs(logit(p_now[idx]))
             idx = idx[near <= np.partition(near, min(BALANCE_POOL, len(near)) - 1)[min(BALANCE_POOL, len(near)) - 1]]
     if not len(idx):
         for k in range(len(BIN_CYCLE)):

@@ -6,7 +6,8 @@
 The file is run once (`build_pool`, the one-off cost before the first question); then an oracle (the
 generator's truth file next to the input, `X.truth.csv`, else random answers) answers `--answers`
 questions, and each step is timed: the fit of the answers so far over every candidate pair (`fit_labels`)
-and the choice of the next pair (`choose_next`). Acceptance (issue 21): choosing the next pair < 200 ms
+and the choice of the next pair (`choose_next`), and the terminal's "a yes would change N decisions" line
+(`impact`, two refits over every pair). Acceptance (issue 21): choosing the next pair < 200 ms
 on a 100k-record file after the first fit. Prints milliseconds and the CPU model.
 """
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from consumer.config import load_settings
     from consumer.io.labels import Label, read_oracle
     from consumer.learn.label_session import build_pool, fit_labels
-    from consumer.learn.labelling import NO, YES, choose_next
+    from consumer.learn.labelling import NO, YES, choose_next, impact
 
     env = dict(os.environ)
     if args.profile:
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     entity = read_oracle(truth, pool.ids) if truth.is_file() else None
     rng = np.random.default_rng(0)
     labels: list[Label] = []
-    fit_ms, choose_ms = [], []
+    fit_ms, choose_ms, impact_ms = [], [], []
+    applied = 0
     for step in range(args.answers):
         t1 = time.perf_counter()
         fit = fit_labels(pool, labels, validate=False)
@@ -62,19 +64,26 @@ def main(argv: list[str] | None = None) -> int:
         nxt = choose_next(fit.p, pool.base_p, pool.left, pool.right, asked, shown, step, 0,
                           (yes, len(labels) - yes))
         t3 = time.perf_counter()
+        if nxt is None:
+            break
+        labelled = {pool.pair(lab): int(lab.answer == YES) for lab in labels}
+        impact(pool.base_logit, pool.x, labelled, nxt, pool.mean, pool.scale, fit.p, design=pool.design)
+        t4 = time.perf_counter()
         if step:  # after the first fit
             fit_ms.append(1000 * (t2 - t1))
             choose_ms.append(1000 * (t3 - t2))
-        if nxt is None:
-            break
+            impact_ms.append(1000 * (t4 - t3))
+            applied += bool(fit.report["applied"])
         a, b = pool.ids[int(pool.left[nxt])], pool.ids[int(pool.right[nxt])]
         if entity is not None:
             answer = YES if entity.get(a, a) == entity.get(b, b) else NO
         else:  # no truth file: a random answer (the timing does not depend on it)
             answer = YES if rng.random() < 0.5 else NO
         labels.append(Label(a, b, answer))
+    print(f"# steps timed: {len(fit_ms)}, with the correction applied (answers of both kinds): {applied}")
     for name, ms in (("fit_labels", fit_ms), ("choose_next", choose_ms),
-                     ("next pair (fit + choose)", [a + b for a, b in zip(fit_ms, choose_ms)])):
+                     ("next pair (fit + choose)", [a + b for a, b in zip(fit_ms, choose_ms)]),
+                     ("terminal's impact line", impact_ms)):
         if ms:
             print(f"{name:26s} median {statistics.median(ms):7.1f} ms   max {max(ms):7.1f} ms   "
                   f"({len(ms)} steps)")

@@ -314,9 +314,11 @@ def choose_next(p_now: np.ndarray, p_base: np.ndarray, left: np.ndarray, right: 
 
 
 def impact(base_logit: np.ndarray, x: np.ndarray, labelled: Mapping[int, int], candidate: int,
-           mean: np.ndarray, scale: np.ndarray, current: np.ndarray, threshold: float = 0.5) -> dict[str, int]:
+           mean: np.ndarray, scale: np.ndarray, current: np.ndarray, threshold: float = 0.5,
+           design: np.ndarray | None = None) -> dict[str, int]:
     """How many candidate pairs would change side of the threshold if `candidate` were answered yes, or no:
-    the answer that changes the model most is the one worth thinking about."""
+    the answer that changes the model most is the one worth thinking about. `design`: `x` standardised
+    with `mean` and `scale` already (`PairPool.design`), so a large file is not standardised twice a pair."""
     idx = np.fromiter(labelled, np.int64, len(labelled))
     yv = np.fromiter(labelled.values(), np.int64, len(labelled))
     now = current >= threshold
@@ -324,5 +326,6 @@ def impact(base_logit: np.ndarray, x: np.ndarray, labelled: Mapping[int, int], c
     for name, answer in ((YES, 1), (NO, 0)):
         i, y = np.append(idx, candidate), np.append(yv, answer)
         corr = fit_correction(base_logit[i], x[i], y, mean=mean, scale=scale)
-        out[name] = int(((corr.predict(base_logit, x) >= threshold) != now).sum())
+        p = corr.predict(base_logit, x) if design is None else corr.predict_standardised(base_logit, design)
+        out[name] = int(((p >= threshold) != now).sum())
     return out

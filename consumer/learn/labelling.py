@@ -306,9 +306,11 @@ def choose_next(p_now: np.ndarray, p_base: np.ndarray, left: np.ndarray, right: 
             idx = np.flatnonzero(open_)
     p = p_now[idx]
     # Vectorised: a bin of a 100k-record file holds hundreds of thousands of pairs, and a Python loop over
-    # them took most of the time budget of a question.
-    shown = np.fromiter(shown_records, np.int64, len(shown_records))
-    novel = (~np.isin(left[idx], shown)).astype(np.float64) + (~np.isin(right[idx], shown))
+    # them took most of the time budget of a question; a mask over records, not `np.isin` (one pass per
+    # shown record).
+    seen = np.zeros(int(max(left.max(initial=0), right.max(initial=0), max(shown_records, default=0))) + 1, bool)
+    seen[np.fromiter(shown_records, np.int64, len(shown_records))] = True
+    novel = (~seen[left[idx]]).astype(np.float64) + (~seen[right[idx]])
     priority = 4 * p * (1 - p) + np.abs(p - p_base[idx]) + 0.25 * novel + 0.1 * rng.random(len(idx))
     return int(idx[int(np.argmax(priority))])
 

@@ -78,6 +78,18 @@ def test_questions_span_the_score_range_and_depend_only_on_the_answers() -> None
     assert again == [choose_next(p, p, left, right, set(), set(), s) for s in range(3)]
 
 
+def test_questions_ask_the_trailing_kind_until_both_can_correct_the_model() -> None:
+    rng = np.random.default_rng(4)
+    p = 1 / (1 + np.exp(-rng.normal(-4, 4, 5000)))
+    left, right = rng.integers(0, 3000, 5000), rng.integers(3000, 6000, 5000)
+    z = np.log(p / (1 - p))
+    # Yes answers trail: a likely match; no answers trail: a likely non-match; both at 10: the bin cycle.
+    assert z[choose_next(p, p, left, right, set(), set(), 7, answered=(1, 6))] >= 1.0
+    assert z[choose_next(p, p, left, right, set(), set(), 7, answered=(6, 1))] <= -1.0
+    both = choose_next(p, p, left, right, set(), set(), 7, answered=(10, 30))
+    assert both == choose_next(p, p, left, right, set(), set(), 7)
+
+
 # -- files ---------------------------------------------------------------------------------------------------
 def _labels(tmp_path: Path, body: str, sha: str = "abc") -> Path:
     path = tmp_path / "labels.csv"

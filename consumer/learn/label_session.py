@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,17 @@ from consumer.io.files import InputError
 from consumer.io.labels import Label, LabelFile, file_sha256, read_labels, read_oracle
 from consumer.learn.labelling import (
     MIN_PER_CLASS,
+    MIN_SCALE,
     NO,
     UNSURE,
     YES,
+    Correction,
     LabelledModel,
     choose_next,
     cross_validate,
     f1_threshold,
     fit_correction,
+    held_out_gain,
     label_warnings,
     logit,
 )
@@ -63,19 +66,39 @@ class PairPool:
     #: Per-modality similarities of feature rows (the fuser's explanation of a decision).
     modalities: Callable[[np.ndarray], dict[str, np.ndarray]]
     seconds: float = 0.0
+    #: Per-pool statistics every question needs, computed once per pool size (a 100k-record file has 3.2M
+    #: candidate pairs: recomputing them took most of a question's 200 ms budget ten times over).
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def _cached(self, name: str, make: Callable[[], Any]) -> Any:
+        key = (name, len(self.left))
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     @property
     def row_of(self) -> dict[str, int]:
-        return {rid: i for i, rid in enumerate(self.ids)}
+        return self._cached("row_of", lambda: {rid: i for i, rid in enumerate(self.ids)})
 
     @property
     def mean(self) -> np.ndarray:
         """Per-feature mean over the candidate pairs (0 for a feature no pair has)."""
-        return _column_stat(self.x, np.nanmean, 0.0)
+        return self._cached("mean", lambda: _column_stat(self.x, np.nanmean, 0.0))
 
     @property
     def scale(self) -> np.ndarray:
-        return _column_stat(self.x, np.nanstd, 1.0)
+        return self._cached("scale", lambda: _column_stat(self.x, np.nanstd, 1.0))
+
+    @property
+    def design(self) -> np.ndarray:
+        """The standardised features every correction of this pool predicts from (float32: 3.2M pairs of
+        a 100k-record file hold 140 MB so)."""
+        std = Correction(mean=self.mean, scale=np.maximum(self.scale, MIN_SCALE))
+        return self._cached("design", lambda: std.design(self.x).astype(np.float32))
+
+    @property
+    def base_logit(self) -> np.ndarray:
+        return self._cached("base_logit", lambda: logit(self.base_p))
 
     def pair(self, label: Label) -> int:
         """The pool index of a labelled pair, adding it (compared now) when the search never proposed it."""
@@ -160,21 +183,30 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     pairs = [(pool.pair(lab), lab.answer) for lab in labels if lab.answer in (YES, NO)]
     idx = np.array([i for i, _ in pairs], np.int64)
     y = np.array([a == YES for _, a in pairs], np.int64)
-    base_logit = logit(pool.base_p)
+    base_logit = pool.base_logit
     mean, scale = pool.mean, pool.scale
     answers = [lab.answer for lab in labels]
     # Too few answers of one kind say how wrong the model is, not how to fix it (Amazon-Google, 25 answers,
     # 5 yes: the corrected model scored pairwise F1 0.17 against 0.31 without labels): below
     # `MIN_PER_CLASS` of either kind the unlabelled model is used unchanged, and the report says so.
     balanced = answers.count(YES) >= MIN_PER_CLASS and answers.count(NO) >= MIN_PER_CLASS
+    # And only when the correction predicts answers it did not see better than the unlabelled model.
+    gain = held_out_gain(base_logit[idx], pool.x[idx], y, mean, scale) if balanced else None
+    if gain is not None and gain <= 0.0:
+        balanced = False
     corr = fit_correction(base_logit[idx], pool.x[idx], y, mean=mean, scale=scale) if balanced else \
         fit_correction(base_logit[:0], pool.x[:0], y[:0], mean=mean, scale=scale)
-    p = corr.predict(base_logit, pool.x)
+    # Uncorrected: the unlabelled run's probabilities as they are (no pass over every pair).
+    p = corr.predict_standardised(base_logit, pool.design) if balanced else pool.base_p
     report: dict[str, Any] = {"labels": len(labels), "yes": answers.count(YES), "no": answers.count(NO),
                               "unsure": answers.count(UNSURE),
                               "intercept": round(corr.intercept, 4), "slope": round(corr.slope, 4),
                               "slope_low": round(corr.slope_low, 4),
-                              "applied": balanced, "warnings": label_warnings(answers)}
+                              "applied": balanced, "warnings": label_warnings(answers),
+                              "held_out_gain": None if gain is None else round(gain, 4)}
+    if gain is not None and gain <= 0.0:
+        report["warnings"].append("the corrected model predicts held-out answers no better than the model "
+                                  "without labels, so that one is used; label more pairs")
     # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold
     # that maximises the expected F1 over the file's pairs; with fewer, the base model's own threshold.
     threshold = f1_threshold(p) if balanced else pool.threshold
@@ -221,8 +253,9 @@ class Session:
         fit = fit_labels(self.pool, self.labels, validate=False)
         asked = {self.pool.pair(lab) for lab in self.labels}
         shown = {r for i in asked for r in (int(self.pool.left[i]), int(self.pool.right[i]))}
+        answers = [lab.answer for lab in self.labels]
         nxt = choose_next(fit.p, self.pool.base_p, self.pool.left, self.pool.right, asked, shown,
-                          len(self.labels), self.seed)
+                          len(self.labels), self.seed, (answers.count(YES), answers.count(NO)))
         return Progress(nxt, fit, len(self.labels))
 
     def answer(self, pair: int, answer: str) -> None:

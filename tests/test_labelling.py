@@ -3,6 +3,7 @@ oracle, `dedup batch/train --labels`, and a session through a real terminal (tmu
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -187,8 +188,13 @@ def test_oracle_labels_then_batch_and_train_use_them(small: Path, capsys: pytest
 
 
 # -- through a real terminal ---------------------------------------------------------------------------------
+#: A tmux server of this test process's own (`-L`): session names cannot collide with another run's (two
+#: suites on one machine once shared `dedup-label-a` on the default server and read each other's screens).
+_TMUX_SOCKET = f"dedup-test-{os.getpid()}"
+
+
 def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30).stdout
+    return subprocess.run(["tmux", "-L", _TMUX_SOCKET, *args], capture_output=True, text=True, timeout=30).stdout
 
 
 class _Term:

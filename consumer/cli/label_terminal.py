@@ -10,11 +10,12 @@ Raw field values go to the terminal only, never to a log.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
 from consumer.io.files import InputError
@@ -74,18 +75,26 @@ def render_pair(left_id: str, right_id: str, left: Mapping[str, str], right: Map
 
 
 def read_key(stream: IO[str]) -> str:
-    """One key press, without Enter (the terminal in cbreak mode for that read only); "" at end of input."""
+    """One key press, without Enter ("" at end of input). The terminal is in cbreak mode for the whole
+    session (`cbreak`): switching per read discarded keys typed while a pair was drawn (TCSAFLUSH) and
+    echoed them in between."""
+    return os.read(stream.fileno(), 1).decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def cbreak(stream: IO[str]) -> Iterator[None]:
+    """Keys arrive one by one, unechoed, and none typed ahead is dropped (TCSANOW, not the flushing
+    default); the terminal's settings come back on any exit, Ctrl-C included (cbreak keeps signals)."""
     import termios
     import tty
 
     fd = stream.fileno()
     old = termios.tcgetattr(fd)
+    tty.setcbreak(fd, termios.TCSANOW)
     try:
-        tty.setcbreak(fd)
-        data = os.read(fd, 1)
+        yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
-    return data.decode("utf-8", "replace")
 
 
 def run_terminal(pool: PairPool, labels_path: str, rows: Mapping[str, Mapping[str, str]], *,
@@ -99,7 +108,9 @@ def run_terminal(pool: PairPool, labels_path: str, rows: Mapping[str, Mapping[st
         if not stdin.isatty():
             raise InputError("dedup label asks questions at a terminal and stdin is not one; to label from a "
                              "truth file instead, use --oracle TRUTH --budget N")
-        key = lambda: read_key(stdin)  # noqa: E731 - a one-line adapter
+        with cbreak(stdin):
+            return run_terminal(pool, labels_path, rows, stdin=stdin, out=out, seed=seed,
+                                key=lambda: read_key(stdin))
     session = Session(pool, labels_path, seed)
     base_logit = logit(pool.base_p)
     mean, scale = pool.mean, pool.scale

@@ -28,25 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from harness import redis as hr  # noqa: E402
-
-
-class FakeMessage:
-    """What `assemble` reads of a confluent_kafka.Message."""
-
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def topic(self) -> str:
-        return "signups"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, int(time.time() * 1000)
+from harness.kafka import FakeMessage  # noqa: E402
 
 
 def main() -> int:

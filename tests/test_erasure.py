@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from harness.kafka import FakeMessage
 from harness.service import schema_validator
 
 from consumer.config import load_settings
@@ -132,7 +133,7 @@ def test_redis_erase_script_removes_and_refounds(recs: list[Record], redis_url: 
     pipe = build_pipeline(s)
     store = RedisStateStore(redis_url, redis_prefix)
     for i in range(0, 300, 100):
-        batch = Batch([_Msg(j) for j in range(i, i + 100)])  # type: ignore[list-item]
+        batch = Batch([FakeMessage(j) for j in range(i, i + 100)])  # type: ignore[list-item]
         batch.good = list(zip(batch.messages, recs[i: i + 100]))  # type: ignore[arg-type]
         batch.fps = ["f" * 32] * 100
         batch.decisions = pipe.process(recs[i: i + 100])
@@ -169,22 +170,3 @@ def test_redis_erase_script_removes_and_refounds(recs: list[Record], redis_url: 
     assert store.erase([founder], door="api", hash_key="k", now_iso="2026-01-02T00:00:00Z") == {founder: False}
     assert store.log_length() == head + 3  # an unknown id appends nothing
     assert store.generations([founder, other, "nope"], "k") == {founder: 1, other: 1}
-
-
-class _Msg:
-    """What `assemble` reads of a Kafka message."""
-
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def topic(self) -> str:
-        return "signups"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, int(time.time() * 1000)

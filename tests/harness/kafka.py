@@ -498,3 +498,23 @@ def consume_all(
     finally:
         consumer.close()
     return sorted(out, key=lambda m: (m.partition, m.offset))
+
+
+class FakeMessage:
+    """What `consumer.service.batch.assemble` reads of a confluent_kafka.Message: a stand-in with the
+    topic/partition/offset/timestamp a real one carries (no broker needed to write a batch to Redis)."""
+
+    def __init__(self, offset: int, topic: str = "signups") -> None:
+        self._offset, self._topic = offset, topic
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, int(time.time() * 1000)

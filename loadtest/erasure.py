@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 from common import ROOT, crm_file, hk, hr, producer, read_rows
+from scaleout import ready, wait
 from stream_vs_batch import batch_baseline
 
 FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.interval.ms": "30000"}
@@ -46,22 +47,6 @@ def start_member(args: list[str], env: dict[str, str], log: Path) -> tuple[subpr
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env})
     return proc, port
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def wait(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.25)
 
 
 def delete(port: int, rid: str) -> int:

@@ -3,6 +3,19 @@
 Kept as a Python string (not a .lua file) so it ships with the package without package-data rules.
 """
 
+#: Follows forward pointers (fwd:<id> -> survivor) from an absorbed cluster to the one that holds it now;
+#: shared by the batch script and the erasure script (`consumer.store.erasure`). Needs `p` (the prefix).
+RESOLVE_FWD = r"""
+local function resolve(cid)
+  for _ = 1, 64 do
+    local nxt = redis.call('GET', p .. 'fwd:' .. cid)
+    if not nxt then return cid end
+    cid = nxt
+  end
+  return cid
+end
+"""
+
 APPLY_BATCH = r"""
 -- Apply one micro-batch to the dedup state, atomically (a Lua script runs alone on the server).
 --
@@ -43,15 +56,7 @@ local token = ARGV[2]
 local now = ARGV[3]
 local ops = cjson.decode(ARGV[4])
 
-local function resolve(cid)
-  for _ = 1, 64 do
-    local nxt = redis.call('GET', p .. 'fwd:' .. cid)
-    if not nxt then return cid end
-    cid = nxt
-  end
-  return cid
-end
-
+""" + RESOLVE_FWD + r"""
 local function founder_seq(cid)
   local f = redis.call('HGET', p .. 'clmeta:' .. cid, 'founder')
   if not f then return nil end

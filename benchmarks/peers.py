@@ -12,6 +12,7 @@ Both return record id -> cluster label. Benchmark code only: neither is a runtim
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -32,8 +33,9 @@ def _components(n: int, pairs: np.ndarray) -> np.ndarray:
 
 
 def tfidf_clusters(ids: Sequence[str], texts: Sequence[str], threshold: float = TFIDF_THRESHOLD,
-                   k: int = 10) -> dict[str, str]:
-    """Clusters of the TF-IDF baseline (see the module docstring)."""
+                   k: int = 10, sources: Sequence[str] | None = None) -> dict[str, str]:
+    """Clusters of the TF-IDF baseline (see the module docstring). `sources`: each record's source, for a
+    file that joins sources: only pairs across sources link (as every method is run on such a file)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.neighbors import NearestNeighbors
 
@@ -43,6 +45,9 @@ def tfidf_clusters(ids: Sequence[str], texts: Sequence[str], threshold: float = 
     dist, nb = NearestNeighbors(n_neighbors=k, metric="cosine").fit(x).kneighbors(x)
     rows = np.repeat(np.arange(len(ids)), k)
     keep = (1.0 - dist.ravel() >= threshold) & (nb.ravel() != rows)
+    if sources is not None:
+        src = np.asarray(sources)
+        keep &= src[rows] != src[nb.ravel()]
     labels = _components(len(ids), np.stack([rows[keep], nb.ravel()[keep]], axis=1))
     return {rid: str(labels[i]) for i, rid in enumerate(ids)}
 
@@ -85,10 +90,16 @@ def _listing_settings(columns: Sequence[str]):  # noqa: ANN202
                            blocking_rules_to_generate_predictions=blocking)
 
 
-def splink_clusters(rows: list[dict[str, str]], id_field: str, kind: str, threshold: float = 0.5
-                    ) -> dict[str, str]:
+def _linking(settings, sources: Sequence[str] | None):  # noqa: ANN001, ANN202
+    """The settings as a link across sources (Splink's `link_only`) when the file joins sources."""
+    return settings if sources is None else dataclasses.replace(settings, link_type="link_only")
+
+
+def splink_clusters(rows: list[dict[str, str]], id_field: str, kind: str, threshold: float = 0.5,
+                    sources: Sequence[str] | None = None) -> dict[str, str]:
     """Clusters Splink 5 finds, EM-trained without labels as its tutorials train a deduplication model.
-    `kind`: "person" or "listing" (which comparisons fit the columns)."""
+    `kind`: "person" or "listing" (which comparisons fit the columns). `sources`: each row's source, for a
+    file that joins sources: Splink then links them (`link_only`, one table per source)."""
     import pandas as pd
     from splink import DuckDBAPI, Linker, block_on
 
@@ -117,7 +128,13 @@ def splink_clusters(rows: list[dict[str, str]], id_field: str, kind: str, thresh
                           block_on("given_name", "date_of_birth")] if "date_of_birth" in columns
                          else [block_on("given_name", "surname")])
     db = DuckDBAPI()
-    linker = Linker(db.register(df), settings)
+    if sources is None:
+        linker = Linker(db.register(df), settings)
+    else:
+        df["_source"] = list(sources)
+        tables = [db.register(part.drop(columns="_source"), dataset_display_name=f"source_{name}")
+                  for name, part in df.groupby("_source", sort=True)]
+        linker = Linker(tables, _linking(settings, sources))
     linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
     for rule in rules:

@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -49,10 +50,25 @@ class RealFile:
     kind: str  # "listing" | "person"
     #: (data dir, work dir) -> (records CSV, truth: record id -> entity), or None when absent
     load: Callable[[Path, Path], tuple[Path, dict[str, str]] | None]
+    #: A file that joins two sources says so (its README: ids are prefixed by source, "a_..." / "b_..."):
+    #: the pattern cutting the source out of the id. Every method is then run as a link across the sources
+    #: (each source is a shop's own catalogue); dedup-stream also as one pool, for reference.
+    source_pattern: str | None = None
 
     @property
     def config(self) -> str:
+        return self.pooled_config + (f'source_field = "{self.id_field}"\nsource_pattern = "{self.source_pattern}"\n'
+                                     if self.source_pattern else "")
+
+    @property
+    def pooled_config(self) -> str:
+        """The configuration without the sources: the file deduplicated as one pool."""
         return LISTING_CONFIG if self.kind == "listing" else PERSON_CONFIG
+
+    def source(self, record_id: str) -> str:
+        """The record's source ("" without a `source_pattern`)."""
+        m = re.search(self.source_pattern, record_id) if self.source_pattern else None
+        return m.group(1) if m else ""
 
     @property
     def id_field(self) -> str:
@@ -79,8 +95,10 @@ def _febrl(name: str) -> Callable[[Path, Path], tuple[Path, dict[str, str]] | No
     return load
 
 
-FILES = [RealFile("abt-buy", "listing", _shared("abt-buy", "listings.csv")),
-         RealFile("amazon-google", "listing", _shared("amazon-google", "listings.csv")),
+#: How the shared README says two-source files write their ids ("a_12", "b_7").
+ID_PREFIX = "^([^_]+)_"
+FILES = [RealFile("abt-buy", "listing", _shared("abt-buy", "listings.csv"), ID_PREFIX),
+         RealFile("amazon-google", "listing", _shared("amazon-google", "listings.csv"), ID_PREFIX),
          RealFile("rldata10000", "person", _shared("rldata10000", "people.csv")),
          *(RealFile(f, "person", _febrl(f)) for f in ("febrl1", "febrl2", "febrl3", "febrl4"))]
 
@@ -108,10 +126,12 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def run_dedup(f: RealFile, records: Path, work: Path, extra: list[str]) -> tuple[dict[str, str], float, dict]:
-    """`dedup batch` as a user runs it; (record -> cluster, seconds, the summary's model entry)."""
+def run_dedup(f: RealFile, records: Path, work: Path, extra: list[str], pooled: bool = False
+              ) -> tuple[dict[str, str], float, dict]:
+    """`dedup batch` as a user runs it; (record -> cluster, seconds, the summary's model entry).
+    `pooled`: without the file's sources (one pool deduplicated)."""
     cfg = work / f"{f.name}.toml"
-    cfg.write_text(f.config)
+    cfg.write_text(f.pooled_config if pooled else f.config)
     out, clusters = work / f"{f.name}.jsonl", work / f"{f.name}.clusters.csv"
     env = {**os.environ, "DEDUP_ENCODERS__HASH_KEY": os.environ.get("DEDUP_ENCODERS__HASH_KEY", "real-data-bench")}
     dedup = Path(sys.executable).with_name("dedup")
@@ -169,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                 model.update(m)
                 return got
             methods.append(("dedup-stream", ours))
+            if f.source_pattern:
+                methods.append(("dedup-stream, one pool",
+                                lambda f=f, records=records: run_dedup(f, records, work, args.dedup_arg, True)[0]))
             source_rows = _read_rows(records)
             if not args.no_splink:
                 methods.append(("splink 5 (EM)", lambda f=f, r=source_rows: _splink(r, f)))
@@ -205,13 +228,15 @@ def _splink(rows: list[dict[str, str]], f: RealFile) -> dict[str, str]:
         from peers import splink_clusters
     except ImportError as exc:
         raise RuntimeError("splink is not installed (pip install -e '.[bench]')") from exc
-    return splink_clusters(rows, f.id_field, f.kind)
+    sources = [f.source(r[f.id_field]) for r in rows] if f.source_pattern else None
+    return splink_clusters(rows, f.id_field, f.kind, sources=sources)
 
 
 def _tfidf(rows: list[dict[str, str]], f: RealFile) -> dict[str, str]:
     from peers import tfidf_clusters
 
-    return tfidf_clusters([r[f.id_field] for r in rows], [_text(r, f) for r in rows])
+    sources = [f.source(r[f.id_field]) for r in rows] if f.source_pattern else None
+    return tfidf_clusters([r[f.id_field] for r in rows], [_text(r, f) for r in rows], sources=sources)
 
 
 def markdown(rows: list[dict]) -> str:

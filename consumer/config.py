@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,14 @@ class ProfileSettings:
     #: Encoders, in order: built-in names (text, names, behaviour, device) or plug-ins as
     #: "package.module:Class" (docs/extending.md). None = the built-ins.
     encoders: list[str] | None = None
+    #: A file that joins sources (two shops' catalogues, two registers): the column naming each record's
+    #: source. Set, records are linked only *across* sources (Splink's `link_only`): each source is taken
+    #: to hold no duplicates of its own, so two records of one source are never candidates for each other.
+    #: Records whose source is empty are compared with everyone. None = one file deduplicated in itself.
+    source_field: str | None = None
+    #: A regular expression with one group that cuts the source out of `source_field` (e.g. "^([^_]+)_"
+    #: for ids written "a_123" / "b_456"); None = the whole value.
+    source_pattern: str | None = None
 
 
 @dataclass
@@ -447,3 +456,12 @@ def _validate(s: Settings) -> None:
     if not (p.name_fields or p.city_fields or p.key_fields or p.login_times_field or p.browser_field
             or p.os_field or p.roles):
         raise ConfigError("profile maps no column to any modality")
+    if p.source_pattern is not None:
+        try:
+            groups = re.compile(p.source_pattern).groups
+        except re.error as exc:
+            raise ConfigError(f"profile.source_pattern is not a regular expression: {exc}") from None
+        if groups != 1:
+            raise ConfigError("profile.source_pattern needs exactly one group (the source), e.g. \"^([^_]+)_\"")
+        if p.source_field is None:
+            raise ConfigError("profile.source_pattern is set without profile.source_field")

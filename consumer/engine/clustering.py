@@ -84,6 +84,9 @@ class Guards:
     partner: bool = False
     #: How far below both ends' best partner (fused-score units) a pair still counts as near-reciprocal.
     partner_margin: float = 0.1
+    #: Linking across sources (`consumer.engine.sources`): rows -> their source hashes (0 = unknown). A
+    #: cluster then never holds two records of one source (each source holds no duplicates of its own).
+    sources: Callable[[list[int]], np.ndarray] | None = None
 
 
 @dataclass
@@ -185,6 +188,14 @@ class ClusterState:
             cross = scorer([m for m in left for _ in right], right * len(left))  # type: ignore[misc]
             return float(np.mean(cross)) >= g.merge_support * thr
 
+        def clash(clusters: list[int]) -> bool:
+            """Would `row` and these clusters hold two records of one source (linking across sources)?"""
+            if g.sources is None:
+                return False
+            src = g.sources([row, *(m for c in clusters for m in self.members[c])])
+            src = src[src != 0]
+            return len(np.unique(src)) < len(src)
+
         matched = [c for c, idx in by_cluster.items() if any(labels[j] == 2 for j in idx)]
         # Strongest evidence first; ties go to the older cluster (lower founding row): deterministic.
         matched.sort(key=lambda c: (-best(c), c))
@@ -193,11 +204,12 @@ class ClusterState:
         held: list[int] = []
         for c in matched:
             if target is None:
-                if supported(c):
+                if not clash([c]) and supported(c):
                     target = c
                 else:
                     held.extend(int(cand_rows[j]) for j in by_cluster[c])
-            elif best(c) >= thr + g.merge_margin and supported(c) and agree([target, *merged], c):
+            elif (best(c) >= thr + g.merge_margin and not clash([target, *merged, c]) and supported(c)
+                  and agree([target, *merged], c)):
                 merged.append(c)
             else:
                 held.extend(int(cand_rows[j]) for j in by_cluster[c] if labels[j] == 2)

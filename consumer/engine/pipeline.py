@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from consumer.engine.keeper import choose_canonical
 from consumer.engine.keys import key_blocker, key_bytes, merge
 from consumer.engine.pipeline_state import PersistedState
 from consumer.engine.records import Record
+from consumer.engine.sources import SourceLinks
 from consumer.engine.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
 
@@ -95,6 +96,7 @@ class Pipeline(PersistedState, Erasure):
         self.keys = key_blocker([k for c in contribs for k in c.keys], settings.index.key_cap)
         self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
         self.store = SignatureStore()
+        self.sources = SourceLinks.of(settings)  # a file joining sources: linked across them only
         self.clusters = ClusterState()
         self.canonical: dict[int, int] = {}
         #: Owns every stage time (`timer.totals()`; the service diffs it per batch with `timer.since`).
@@ -113,22 +115,20 @@ class Pipeline(PersistedState, Erasure):
         #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
                              cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
-                             cl.partner_margin)
+                             cl.partner_margin, self.sources and self.sources.reader(self.store))
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
         """Every encoder's columns for `records`. `timed=False` keeps the stage timers out of it: the HTTP
         API scores pairs on a service's pipeline, and its encodes must not count as the stream's."""
-        # The encoders' caches are not thread-safe; the lock matters when `process` has to encode (its
-        # batch was not encoded ahead) while the worker encodes the next one, and for the API's threads.
+        # The encoders' caches are not thread-safe (`process` encoding beside the worker; the API's threads).
         cols: Columns = {}
         with self._encode_lock:
             for enc, stage in zip(self.encoders, self.encode_stages):
-                if timed:
-                    with self.timer.time(stage):
-                        cols.update(enc.encode(records))
-                else:
+                with self.timer.time(stage) if timed else nullcontext():
                     cols.update(enc.encode(records))
+        if self.sources is not None:
+            self.sources.add_column(records, cols)
         return cols
 
     def _fresh(self, records: Sequence[Record]) -> list[Record]:
@@ -158,9 +158,8 @@ class Pipeline(PersistedState, Erasure):
         return self._latest
 
     def close(self, wait: bool = True) -> None:
-        """Stop the pipeline's threads (the encode worker and the index-add thread) once their submitted
-        work is done; `wait=False` returns at once and lets them finish in the background (a service
-        replacing its pipeline after a state reload). Idempotent; a closed pipeline may not be used."""
+        """Stop the encode worker and the index-add thread once their work is done; `wait=False` lets them
+        finish in the background (a service replacing its pipeline after a reload). Idempotent."""
         pool, self._encode_pool = self._encode_pool, None
         if pool is not None:
             pool.shutdown(wait=wait)
@@ -232,6 +231,8 @@ class Pipeline(PersistedState, Erasure):
             cands = self.blocker.candidates(vecs, rows, self._ahead_for(encoded),
                                            take if isinstance(take, np.ndarray) else None)
             cands = cands if self.keys is None else merge(cands, self.keys.candidates(cols, rows))
+            if self.sources is not None:
+                cands = self.sources.candidates(cands, cols, self.store)
             t1 = time.perf_counter()
             # Insert the previous batch now (with a background blocker the graph grows while this thread
             # scores and clusters) and search the next one after it, if it is already being encoded.
@@ -343,10 +344,9 @@ class Pipeline(PersistedState, Erasure):
 
     def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate
-        pairs (the rarity of `left`'s values as counted so far). The clustering's average linkage calls it
-        for cluster members a record's candidate search did not return; deterministic (same input and
-        batches, same scores), so a replay or a restored consumer decides the same. `process` calls it
-        under the fuser's thread limit."""
+        pairs (the rarity of `left`'s values as counted so far), for the clustering's average linkage over
+        members the candidate search did not return; deterministic, so a replay or a restored consumer
+        decides the same. `process` calls it under the fuser's thread limit."""
         if not len(left):
             return np.zeros(0, np.float32)
         return self.fuser.score(self.compare_pairs(left, right))[0]

@@ -221,4 +221,16 @@ def parse_record(row: Any, profile: ProfileSettings, limits: LimitSettings) -> R
                   for role, f in profile.roles.items())
     if not (name or city or any(keys) or browser or os_ or logins or any(v for _, v in extra)):
         raise RejectError("no_usable_fields", "every mapped field is empty", rid)
+    if profile.source_field:
+        extra = (*extra, ("source", source_of(rid if profile.source_field == profile.id_field else
+                                              _text(row, [profile.source_field], limits, rid), profile.source_pattern)))
     return Record(rid, name, city, keys, browser, os_, logins, extra)
+
+
+def source_of(value: str, pattern: str | None) -> str:
+    """The record's source (`profile.source_field`, cut by `profile.source_pattern`'s group); "" when the
+    pattern does not match (such a record is compared with every source)."""
+    if pattern is None:
+        return value
+    m = re.search(pattern, value)
+    return (m.group(1) or "") if m else ""

@@ -29,7 +29,7 @@ import orjson
 import redis
 
 from consumer.store.event_codec import events_json
-from consumer.store.lua import RESOLVE_FWD
+from consumer.store.lua import MEMBERS, RESOLVE_FWD
 from consumer.store.record_state import cluster_id_for
 
 __all__ = ["ChangelogTrimmed", "ErasureOps", "id_hash", "ERASE", "READ_LOG", "TRIM_LOG"]
@@ -98,14 +98,7 @@ ERASE = r"""
 local p = ARGV[1]
 local now = ARGV[2]
 local ops = cjson.decode(ARGV[3])
-""" + RESOLVE_FWD + r"""local function members(c)
-  local out = redis.call('SMEMBERS', p .. 'cl:' .. c)
-  for _, f in ipairs(redis.call('HKEYS', p .. 'clmeta:' .. c)) do
-    if string.sub(f, 1, 1) == '.' then table.insert(out, string.sub(f, 2)) end
-  end
-  return out
-end
-local out = {}
+""" + RESOLVE_FWD + MEMBERS + r"""local out = {}
 for i, e in ipairs(ops.ids) do
   local rid = e.id
   local key = p .. 'rec:' .. rid

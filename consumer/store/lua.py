@@ -16,6 +16,18 @@ local function resolve(cid)
 end
 """
 
+#: A cluster's members: the '.<record id>' fields of its clmeta hash plus a legacy 'cl:<id>' set (see the
+#: batch script's membership note); shared by the batch and erasure scripts. Needs `p` (the prefix).
+MEMBERS = r"""
+local function members(c)
+  local out = redis.call('SMEMBERS', p .. 'cl:' .. c)
+  for _, f in ipairs(redis.call('HKEYS', p .. 'clmeta:' .. c)) do
+    if string.sub(f, 1, 1) == '.' then table.insert(out, string.sub(f, 2)) end
+  end
+  return out
+end
+"""
+
 APPLY_BATCH = r"""
 -- Apply one micro-batch to the dedup state, atomically (a Lua script runs alone on the server).
 --
@@ -70,14 +82,7 @@ local touched = {}
 -- bytes beside the 200 of its metadata); clusters written before keep a 'cl:<id>' set, still read, so
 -- members are the union of both. Every membership access goes through these helpers.
 local META_FIELDS = {'founder', 'canonical', 'size', 'created', 'updated'}
-local function members(c)
-  local out = redis.call('SMEMBERS', p .. 'cl:' .. c)
-  for _, f in ipairs(redis.call('HKEYS', p .. 'clmeta:' .. c)) do
-    if string.sub(f, 1, 1) == '.' then table.insert(out, string.sub(f, 2)) end
-  end
-  return out
-end
-local function add_member(c, rid)
+""" + MEMBERS + r"""local function add_member(c, rid)
   if redis.call('SISMEMBER', p .. 'cl:' .. c, rid) == 0 then
     redis.call('HSET', p .. 'clmeta:' .. c, '.' .. rid, '')
   end

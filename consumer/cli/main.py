@@ -104,15 +104,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from consumer.engine.records import Record
     from consumer.io.artifacts import load_image_encoder, load_text_encoder
     from consumer.io.batch import iter_records
-    from consumer.learn.unsupervised import explain_model, fit_unsupervised, sample_records
+    from consumer.learn.unsupervised import explain_model, fit_sample, fit_unsupervised
 
     s = settings_from_args(args)
     text = load_text_encoder(s) if needs_text_model(s) else None
     from consumer.io.files import check_columns, check_input, input_columns
 
     check_columns(input_columns(args.input, check_input(args.input, args.format)), s.profile)
-    records = sample_records((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
-                             args.sample, args.seed)
+    records, _ = fit_sample((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
+                            s, args.sample, args.seed)
     image = load_image_encoder(s) if needs_image_model(s) else None
     model = fit_unsupervised(records, s, text, sample=args.sample, seed=args.seed, source=Path(args.input).name,
                              image_encoder=image)

@@ -34,6 +34,15 @@ __all__ = ["FrequencyTable", "MIN_RECORDS"]
 MIN_RECORDS = 10_000
 
 
+def _counts(counter: Counter[int], keys: np.ndarray) -> np.ndarray:
+    """The counter's count of every key, as float64 of the keys' shape. Each distinct key is looked up
+    once: a query's keys repeat on every one of its candidate rows and most slots are padding (0), and one
+    dict lookup per slot was 40% of a listing fit's time (33M lookups for 15k records)."""
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    found = np.fromiter((counter.get(k, 0) for k in uniq.tolist()), np.float64, len(uniq))
+    return found[inverse].reshape(keys.shape)
+
+
 class FrequencyTable:
     """One counter per declared rarity feature (`Contribution.rarity` of the pipeline's encoders)."""
 
@@ -67,16 +76,14 @@ class FrequencyTable:
     def _idf(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
         """log(1 + estimated number of *other* records with the key; the record itself is already counted,
         `observe` runs before the batch's pairs are scored), extrapolated below MIN_RECORDS records."""
-        flat = keys.reshape(-1)
-        counts = np.fromiter((counter.get(int(k), 0) for k in flat), np.float64, len(flat)).reshape(keys.shape)
+        counts = _counts(counter, keys)
         scale = max(1.0, MIN_RECORDS / max(self.records, 1))
         return np.log1p(np.maximum(counts * scale - 1.0, 0.0)).astype(np.float32)
 
     def _weights(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
         """Inverse document frequency of each key, log((N + 1) / (count + 1)) with N at least MIN_RECORDS
         (a small population reads every key as rare, as `_idf` extrapolates); 0 for padding."""
-        flat = keys.reshape(-1)
-        counts = np.fromiter((counter.get(int(k), 0) for k in flat), np.float64, len(flat)).reshape(keys.shape)
+        counts = _counts(counter, keys)
         n = max(self.records, MIN_RECORDS)
         scale = n / max(self.records, 1)
         w = np.log((n + 1.0) / (counts * scale + 1.0))

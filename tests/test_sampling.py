@@ -9,7 +9,7 @@ from pathlib import Path
 
 from consumer.config import load_settings
 from consumer.io.batch import fit_records
-from consumer.learn.sampling import block_key, sample_blocks
+from consumer.learn.sampling import FIT_FLOOR, block_key, fit_sample_size, sample_blocks
 
 
 def test_block_key_is_the_brand_else_the_first_title_word() -> None:
@@ -53,3 +53,9 @@ def test_listing_fit_reads_whole_brands_of_a_large_file(tmp_path: Path) -> None:
     assert 9_000 <= len(records) <= 10_000  # the fit's share of a 30k file: 10,000 records, whole brands
     brands = Counter(r.role("brand") for r in records)
     assert set(brands.values()) == {100}  # each maker kept has all of its 100 listings
+
+
+def test_a_sample_of_blocks_is_a_smaller_share() -> None:
+    assert fit_sample_size(100_000) == 15_000
+    assert fit_sample_size(100_000, blocks=True) == 10_000
+    assert fit_sample_size(FIT_FLOOR, blocks=True) == FIT_FLOOR

@@ -223,8 +223,8 @@ def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = No
     rows = ((pos, row) for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes)
             if isinstance(row, Mapping))
     kept, total = sample_blocks(rows, FIT_SAMPLE, key)
-    if len(kept) > fit_sample_size(total):  # whole blocks, the smallest hashes: the file's own share
-        kept, _ = sample_blocks(kept, fit_sample_size(total), key)
+    if len(kept) > fit_sample_size(total, blocks=True):  # whole blocks, the smallest hashes: the file's share
+        kept, _ = sample_blocks(kept, fit_sample_size(total, blocks=True), key)
     return [r for _, r in _parse_rows(kept, input_path, settings) if isinstance(r, Record)], total
 
 
@@ -240,6 +240,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         ADAPT_AGREEMENT,
         adapts,
         bind_population,
+        fit_method,
         fit_sample_size,
         fit_unsupervised,
         needs_fit,
@@ -256,7 +257,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     fit_start = time.perf_counter()
     records, total = fit_records(input_path, settings, fmt)
     try:
-        model = fit_unsupervised(records, settings, text, sample=fit_sample_size(total), population=total,
+        model = fit_unsupervised(records, settings, text, population=total,
+                                 sample=fit_sample_size(total, blocks=fit_method(settings) == "reciprocal"),
                                  source=Path(input_path).name, image_encoder=image, reference=shipped)
     except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
         if shipped is not None:
@@ -273,7 +275,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
-            summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement}
+            summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
+                             "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3)}
             return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
                                   encode_in_background=True)
         summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,

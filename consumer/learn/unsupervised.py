@@ -60,8 +60,8 @@ def fit_sample(records: Iterable[Record], settings: Settings, size: int | None =
     if fit_method(settings) != "reciprocal":
         return sample_file(records, FIT_SAMPLE if size is None else size, seed)
     got, total = sample_blocks(records, FIT_SAMPLE if size is None else size, seed=seed)
-    if size is None and len(got) > fit_sample_size(total):  # the file's own share: trim to whole blocks
-        got, _ = sample_blocks(got, fit_sample_size(total), seed=seed)
+    if size is None and len(got) > fit_sample_size(total, blocks=True):  # the file's share, whole blocks
+        got, _ = sample_blocks(got, fit_sample_size(total, blocks=True), seed=seed)
     return got, total
 
 

@@ -33,7 +33,17 @@ def test_code_stem_drops_a_letter_suffix_only() -> None:
 
 def test_title_words_keep_numbers_and_order() -> None:
     assert title_words("Microsoft Office 2007 Basic (PC)") == ("microsoft", "office", "2007", "basic", "pc")
-    assert title_words("QB POS 6.0 Basic") == ("qb", "pos", "60", "basic")
+    assert title_words("QB POS 6.0 Basic") == ("qb", "pos", "6", "basic")  # 6.0 = 6
+
+
+def test_versions_are_written_one_way() -> None:
+    one = title_words("Adobe Photoshop Elements v. 9.0")
+    assert one == title_words("Adobe Photoshop Elements version 9") == title_words("adobe photoshop elements v9.0")
+    assert one[-1] == "9"
+    assert title_words("QuickBooks Pro 2008 ver. 3") == ("quickbooks", "pro", "2008", "3")
+    # a model code that starts with v is no version
+    assert "v10" in title_words("Transcend JetFlash V10 8GB") and product_codes("Logitech V450") == ("v450",)
+    assert product_codes("Speck SeeThru Case - MB13-BLK-SEE-V2") == ("mb13blkseev2",)
 
 
 def test_cubic_feet_is_a_volume_attribute() -> None:

@@ -131,6 +131,19 @@ def parse_title(title: str) -> Title:
 _QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
                        r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db)")
 _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
+#: A version as sellers write it: "version 9", "ver. 9", "v. 9.0", "v 9", "v9.0" (a word of its own; one or
+#: two digits first; an attached "v" only with a dotted number, so "V450", "JetFlash V10" and the "V2" of
+#: "MB13-BLK-SEE-V2" are left alone).
+_VERSION = re.compile(r"(?<![\w./-])(?:(?:version|ver\.?|v\.)\s*|v\s+)(\d{1,2}(?:\.\d+)*)(?![\w-])"
+                      r"|(?<![\w./-])v(\d{1,2}(?:\.\d+)+)(?![\w-])")
+_TRAILING_ZEROS = re.compile(r"\b(\d+)(?:\.0)+\b")
+
+
+def versions(text: str) -> str:
+    """Lower-cased text with versions written one way: "v. 9.0" = "version 9" = "9", "6.0" = "6" (Amazon-Google:
+    one shop writes "v. 9.0", the other "version 9" or nothing). Title words and codes read this."""
+    text = _VERSION.sub(lambda m: " " + (m.group(1) or m.group(2)) + " ", text)
+    return _TRAILING_ZEROS.sub(r"\1", text)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -140,7 +153,7 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml", "1080p") left
     out. Why: a shared rare code is the strongest evidence two listings are one product, whatever the
     sellers wrote around it; first `limit` distinct codes, in order."""
-    folded = fold(_CODE_JOIN.sub("", unicodedata.normalize("NFKC", text or "").lower()))
+    folded = fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
     out: list[str] = []
     for tok in re.findall(r"[a-z0-9]+", folded):
         if tok in out:
@@ -160,8 +173,8 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
 def title_words(text: str, limit: int = 24) -> tuple[str, ...]:
     """Every word of a title, folded, in order, codes joined as `product_codes` joins them, each once:
     what the rarity-weighted title comparison weighs. Unlike the core tokens, numbers ("office 2007",
-    "qb pos 6 0"), colours and common words stay: the file's own counts say how much each is worth."""
-    folded = fold(_CODE_JOIN.sub("", unicodedata.normalize("NFKC", text or "").lower()))
+    "qb pos 6"), colours and common words stay: the file's own counts say how much each is worth."""
+    folded = fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
     return tuple(dict.fromkeys(re.findall(r"[a-z0-9]+", folded)))[:limit]
 
 

@@ -218,7 +218,8 @@ def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = No
     brand, title = settings.profile.roles.get("brand"), settings.profile.roles.get("title")
 
     def key(item: tuple[int, Mapping[str, Any]]) -> str:
-        return block_key(item[1].get(brand) if brand else "", item[1].get(title) if title else "")
+        found = block_key(item[1].get(brand) if brand else "", item[1].get(title) if title else "")
+        return found or f"\0{item[0]}"  # no brand or title: a block of its own, by line
 
     rows = ((pos, row) for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes)
             if isinstance(row, Mapping))

@@ -83,8 +83,8 @@ def block_key(brand: Any, title: Any) -> str:
 
 
 def record_block_key(record: Record) -> str:
-    """`block_key` of a parsed record."""
-    return block_key(record.role("brand"), record.role("title"))
+    """`block_key` of a parsed record; a record with neither brand nor title is a block of its own (by id)."""
+    return block_key(record.role("brand"), record.role("title")) or "\0" + record.record_id
 
 
 def sample_blocks(records: Iterable[T], size: int, key: Callable[[T], str] = record_block_key,  # type: ignore[assignment]
@@ -104,7 +104,7 @@ def sample_blocks(records: Iterable[T], size: int, key: Callable[[T], str] = rec
     salt = seed.to_bytes(8, "big")
     for i, rec in enumerate(records):
         total = i + 1
-        k = key(rec) or f"\0{i}"  # no key: a block of its own
+        k = key(rec) or f"\0{i}"  # no key: a block of its own (keys should say which, to trim consistently)
         h = int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8, salt=salt).digest(), "big")
         if cut is not None and h >= cut:
             continue

@@ -204,14 +204,8 @@ def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = No
     rows in the file. For the reciprocal-best fit of listings the blocks are chosen on the raw rows and only
     the rows kept are parsed: parsing all 100,000 rows of a listing file for their block keys took 5.7 s,
     a third of the fit."""
-    from consumer.learn.unsupervised import (
-        FIT_SAMPLE,
-        block_key,
-        fit_method,
-        fit_sample,
-        fit_sample_size,
-        sample_blocks,
-    )
+    from consumer.learn.sampling import block_key, sample_file_blocks
+    from consumer.learn.unsupervised import fit_method, fit_sample
 
     if fit_method(settings) != "reciprocal":
         return fit_sample((r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record)), settings)
@@ -223,9 +217,7 @@ def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = No
 
     rows = ((pos, row) for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes)
             if isinstance(row, Mapping))
-    kept, total = sample_blocks(rows, FIT_SAMPLE, key)
-    if len(kept) > fit_sample_size(total, blocks=True):  # whole blocks, the smallest hashes: the file's share
-        kept, _ = sample_blocks(kept, fit_sample_size(total, blocks=True), key)
+    kept, total = sample_file_blocks(rows, key)
     return [r for _, r in _parse_rows(kept, input_path, settings) if isinstance(r, Record)], total
 
 

@@ -20,7 +20,7 @@ from consumer.engine.records import Record
 from consumer.engine.titles import title_words
 
 __all__ = ["FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "BLOCK_FRACTION", "fit_sample_size", "sample_records",
-           "sample_file", "block_key", "record_block_key", "sample_blocks"]
+           "sample_file", "block_key", "record_block_key", "sample_blocks", "sample_file_blocks"]
 
 T = TypeVar("T")
 
@@ -117,3 +117,15 @@ def sample_blocks(records: Iterable[T], size: int, key: Callable[[T], str] = rec
             cut = -heapq.heappop(heap)
             kept -= len(blocks.pop(cut))
     return [r for _, r in sorted((t for b in blocks.values() for t in b), key=lambda t: t[0])], total
+
+
+def sample_file_blocks(items: Iterable[T], key: Callable[[T], str] = record_block_key,  # type: ignore[assignment]
+                       seed: int = 0) -> tuple[list[T], int]:
+    """Whole blocks, the file's share of them (`fit_sample_size(total, blocks=True)`), plus the number read:
+    at most `FIT_SAMPLE` are held while the file is read once (its length is known only at the end), then
+    the blocks with the smallest hashes are kept, the same ones a direct sample of that size keeps."""
+    got, total = sample_blocks(items, FIT_SAMPLE, key, seed)
+    share = fit_sample_size(total, blocks=True)
+    if len(got) > share:
+        got, _ = sample_blocks(got, share, key, seed)
+    return got, total

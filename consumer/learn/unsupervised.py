@@ -32,18 +32,16 @@ from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
     FIT_SAMPLE,
-    block_key,
     fit_sample_size,
-    record_block_key,
     sample_blocks,
     sample_file,
+    sample_file_blocks,
     sample_records,
 )
 
 __all__ = ["ADAPT_AGREEMENT", "FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts",
            "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised", "fit_sample_size", "sample_records",
-           "sample_file", "sample_blocks", "block_key", "record_block_key", "fit_sample", "bind_population",
-           "drift_notes", "explain_model", "reference_agreement"]
+           "sample_file", "fit_sample", "bind_population", "drift_notes", "explain_model", "reference_agreement"]
 
 log = logging.getLogger("dedup.unsupervised")
 
@@ -59,10 +57,7 @@ def fit_sample(records: Iterable[Record], settings: Settings, size: int | None =
     share of all pairs is the same in a uniform sample). `size` None: `fit_sample_size` of the file."""
     if fit_method(settings) != "reciprocal":
         return sample_file(records, FIT_SAMPLE if size is None else size, seed)
-    got, total = sample_blocks(records, FIT_SAMPLE if size is None else size, seed=seed)
-    if size is None and len(got) > fit_sample_size(total, blocks=True):  # the file's share, whole blocks
-        got, _ = sample_blocks(got, fit_sample_size(total, blocks=True), seed=seed)
-    return got, total
+    return sample_file_blocks(records, seed=seed) if size is None else sample_blocks(records, size, seed=seed)
 
 
 def comparisons_of(encoders: Sequence[Encoder]) -> list[Comparison]:
@@ -127,11 +122,11 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         records = [records[i] for i in keep]
     if len(records) < MIN_RECORDS:
         raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")
+    reciprocal = fit_method(settings) == "reciprocal"
     # The reciprocal-best fit reads candidate pairs only: no random pairs to draw and compare (3.6 s of 14).
-    pairs = 0 if fit_method(settings) == "reciprocal" else random_pairs
-    vec = _comparison_vectors(records, settings, text_encoder, pairs, rng, image_encoder)
+    vec = _comparison_vectors(records, settings, text_encoder, 0 if reciprocal else random_pairs, rng, image_encoder)
     comps, features = vec.comps, vec.features
-    if fit_method(settings) == "reciprocal":
+    if reciprocal:
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
         fs.info.update({"fit": FIT_OK, "reasons": [], "notes": []})
         fs.records = population

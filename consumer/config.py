@@ -103,6 +103,10 @@ class FusionSettings:
     #: when the two disagree on which pairs match (the summary says so); "always" uses the fit; "never"
     #: trusts the shipped model (one pass over the file less).
     adapt: Literal["auto", "always", "never"] = "auto"
+    #: Listings: learn the file's variant words (finishes, colours, editions outside the built-in tables:
+    #: words that stand in one another's place in otherwise identical titles, `consumer.learn.variants`)
+    #: and read two of them as a conflicting attribute. A fitted model file carries the words it learned.
+    learn_variants: bool = True
     #: Rule-mode score formulas' coefficients ("<score>.<coefficient>"), declared by the encoders that use
     #: them; set here so they are configurable and part of the fingerprint. A table in the TOML file
     #: overrides single entries. Plug-in encoders declare their own defaults (`Contribution.coefficients`).

@@ -119,7 +119,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     digest = model.save(args.out)
     print(explain_model(model), file=sys.stderr)
     print(json.dumps({"model": args.out, "manifest": str(manifest_path(args.out)), "sha256": digest,
-                      **{k: v for k, v in model.meta.items() if k != "used_features"}}))
+                      **{k: v for k, v in model.meta.items() if k not in ("used_features", "variant_slots")}}))
     return 0
 
 

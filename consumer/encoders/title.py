@@ -98,15 +98,54 @@ def _code_match(a: Columns, b: Columns) -> np.ndarray:
 class TitleEncoder:
     name = "title"
 
-    def __init__(self, text_encoder: Any, hash_key: str):
+    def __init__(self, text_encoder: Any, hash_key: str, variant_slots: Sequence[Sequence[int]] | None = None):
+        """`variant_slots`: [[keyed hash of a title word, slot], ...], the file's variant words
+        (`consumer.learn.variants`, carried by a fitted model); None or empty: the built-in tables only."""
         self.text = text_encoder
         self.dim: int = text_encoder.dim
         self._hash = KeyedHasher(hash_key)
         self._cache: dict[str, np.ndarray] = {}
+        pairs = sorted((int(k), int(s)) for k, s in (variant_slots or ()))
+        self._slot_keys = np.array([k for k, _ in pairs], np.uint32)
+        self._slot_ids = np.array([s + 1 for _, s in pairs], np.int32)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> TitleEncoder:
-        return cls(artifacts["text_encoder"], settings.encoders.hash_key)
+        slots = artifacts.get("variant_slots") if settings.fusion.learn_variants else None
+        return cls(artifacts["text_encoder"], settings.encoders.hash_key, slots)
+
+    @property
+    def variant_slots(self) -> int:
+        """How many variant words this encoder reads (learned from the file; 0: none)."""
+        return len(self._slot_keys)
+
+    def _slot_of(self, keys: np.ndarray) -> np.ndarray:
+        """The slot (1, 2, ...) of each title-word key, 0 for a word in no slot."""
+        pos = np.minimum(np.searchsorted(self._slot_keys, keys), len(self._slot_keys) - 1)
+        return np.where((self._slot_keys[pos] == keys) & (keys != 0), self._slot_ids[pos], 0)
+
+    def slot_conflicts(self, a: Columns, b: Columns) -> np.ndarray:
+        """Per pair, the number of learned slots on which each title carries a word the other lacks ("Sand" /
+        "Navy", "Warm White" / "Cool White"): read as that many disagreeing attribute kinds."""
+        ka, kb = a["idf_keys"], b["idf_keys"]
+        out = np.zeros(len(ka), np.int32)
+        if not len(self._slot_keys) or not len(ka):
+            return out
+        sa, sb = self._slot_of(ka), self._slot_of(kb)
+        rows = np.flatnonzero((sa > 0).any(axis=1) & (sb > 0).any(axis=1))
+        if not len(rows):
+            return out
+        ka, kb, sa, sb = ka[rows], kb[rows], sa[rows], sb[rows]
+        eq = ka[:, :, None] == kb[:, None, :]
+        only_a = (sa > 0) & ~eq.any(axis=2)
+        only_b = (sb > 0) & ~eq.any(axis=1)
+        clash = only_a[:, :, None] & only_b[:, None, :] & (sa[:, :, None] == sb[:, None, :])
+        # one count per slot: the clashing slot ids of the A side, distinct per row
+        ids = np.where(clash.any(axis=2), sa, 0)
+        ids.sort(axis=1)
+        distinct = (ids > 0) & np.concatenate([np.ones((len(ids), 1), bool), ids[:, 1:] != ids[:, :-1]], axis=1)
+        out[rows] = distinct.sum(axis=1)
+        return out
 
     @property
     def contribution(self) -> Contribution:
@@ -196,9 +235,10 @@ class TitleEncoder:
             tok = np.where(has, inter / np.maximum(np.minimum(na, nb), 1), np.nan).astype(np.float32)
             xa, xb = a["title_attr"], b["title_attr"]
             shared = (xa != 0) & (xb != 0)
-            agree = (shared & (xa == xb)).sum(axis=1) / shared.sum(axis=1)
+            clashes = self.slot_conflicts(a, b)  # learned slots: each conflict one more disagreeing kind
+            agree = (shared & (xa == xb)).sum(axis=1) / (shared.sum(axis=1) + clashes)
             vs = shared[:, _VARIANT_COLS]
-            variant = (vs & (xa == xb)[:, _VARIANT_COLS]).sum(axis=1) / vs.sum(axis=1)
+            variant = (vs & (xa == xb)[:, _VARIANT_COLS]).sum(axis=1) / (vs.sum(axis=1) + clashes)
         ka, kb = a["listing_keys"], b["listing_keys"]
         same = np.where((ka == 0) | (kb == 0), np.nan, (ka == kb).astype(np.float32))
         pa, pb = a["price"], b["price"]

@@ -65,13 +65,13 @@ class Pipeline(PersistedState, Erasure):
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
-                 encode_in_background: bool = False, image_encoder: Any = None):
+                 encode_in_background: bool = False, image_encoder: Any = None, variant_slots: list | None = None):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
         mode) are loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both).
-
         `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker thread
         beside the deciding thread, and automatic thread counts split the cores (transformer cores - 1; knn,
-        BLAS and the fusion's OpenMP 1): letting both claim all 2 cores measured ~15% slower. Speed only."""
+        BLAS and the fusion's OpenMP 1): letting both claim all 2 cores measured ~15% slower. Speed only.
+        `variant_slots`: a title's variant words (`consumer.learn.variants`); None: the model's own."""
         self.settings = settings
         self.encode_in_background = encode_in_background
         cores = usable_cores()
@@ -80,7 +80,9 @@ class Pipeline(PersistedState, Erasure):
                              "pipeline with consumer.io.artifacts.build_pipeline, which loads it")
         self.text = text_encoder
         #: The profile's modalities; everything below is derived from their contributions.
-        self.encoders = build_encoders(settings, {"text_encoder": text_encoder, "image_encoder": image_encoder})
+        slots = variant_slots if variant_slots is not None or model is None else model.meta.get("variant_slots")
+        self.encoders = build_encoders(settings, {"text_encoder": text_encoder, "image_encoder": image_encoder,
+                                                  "variant_slots": slots})
         contribs = [e.contribution for e in self.encoders]
         #: Stage-timer name per encoder ("encode_<name>" unless it declares one).
         self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]
@@ -133,13 +135,8 @@ class Pipeline(PersistedState, Erasure):
 
     def _fresh(self, records: Sequence[Record]) -> list[Record]:
         """Records whose id is neither known nor earlier in the same batch."""
-        fresh: list[Record] = []
-        seen: set[str] = set()
-        for r in records:
-            if r.record_id not in self.store.row_of and r.record_id not in seen:
-                seen.add(r.record_id)
-                fresh.append(r)
-        return fresh
+        first = {r.record_id: i for i, r in reversed(list(enumerate(records)))}  # the first of each id wins
+        return [r for i, r in enumerate(records) if first[r.record_id] == i and r.record_id not in self.store.row_of]
 
     def encode_ahead(self, records: Sequence[Record]) -> Encoded:
         """Encode a batch before its turn. Touches only the encoders (and their caches), never the index,

@@ -65,9 +65,11 @@ def load_artifacts(settings: Settings, *, text_encoder: Any = None, model: Learn
 
 
 def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: LearnedModel | None = None,
-                   image_encoder: Any = None, encode_in_background: bool = False) -> Pipeline:
-    """`load_artifacts`, then the pure `Pipeline` around them."""
+                   image_encoder: Any = None, encode_in_background: bool = False,
+                   variant_slots: list[list[int]] | None = None) -> Pipeline:
+    """`load_artifacts`, then the pure `Pipeline` around them (`variant_slots`: the file's variant words,
+    else the model's own)."""
     a = load_artifacts(settings, text_encoder=text_encoder, model=model, image_encoder=image_encoder,
                        encode_in_background=encode_in_background)
     return Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
-                    image_encoder=a.image_encoder)
+                    image_encoder=a.image_encoder, variant_slots=variant_slots)

@@ -237,6 +237,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         fit_sample_size,
         fit_unsupervised,
         needs_fit,
+        variant_slots_of,
     )
 
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
@@ -249,27 +250,34 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
     fit_start = time.perf_counter()
     records, total = fit_records(input_path, settings, fmt)
+    slots = variant_slots_of(records, settings)  # the file's variant words: kept even when the fit fails
     try:
         model = fit_unsupervised(records, settings, text, population=total,
                                  sample=fit_sample_size(total, blocks=fit_method(settings) == "reciprocal"),
-                                 source=Path(input_path).name, image_encoder=image, reference=shipped)
+                                 source=Path(input_path).name, image_encoder=image, reference=shipped,
+                                 variant_slots=slots)
     except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
         if shipped is not None:
-            summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc)}
+            summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc),
+                             "variant_words": len(slots)}
             return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                  encode_in_background=True)
+                                  encode_in_background=True, variant_slots=slots)
         log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
-        summary.model = {"fusion": "rule", "reason": str(exc)}
+        summary.model = {"fusion": "rule", "reason": str(exc), "variant_words": len(slots)}
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
-        return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True)
+        return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True,
+                              variant_slots=slots)
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
                                          "matches_per_record") if k in model.meta}
+    if shipped is not None and model.meta.get("variant_slots"):  # the file's variant words, whichever decides
+        shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": model.meta["variant_slots"]})
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
-                             "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3)}
+                             "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
+                             "variant_words": model.meta.get("variant_words", 0)}
             return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
                                   encode_in_background=True)
         summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
@@ -283,6 +291,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         model.save(save_model)
     if isinstance(summary.model, dict):
         summary.model["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
+        summary.model["variant_words"] = model.meta.get("variant_words", 0)
     pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
     bind_population(pipe)
     return pipe

@@ -21,7 +21,7 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders import build_encoders
-from consumer.encoders.base import Encoder
+from consumer.encoders.base import Encoder, KeyedHasher
 from consumer.engine.comparison import Comparator
 from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
 from consumer.engine.pipeline import Pipeline
@@ -38,10 +38,12 @@ from consumer.learn.sampling import (
     sample_file_blocks,
     sample_records,
 )
+from consumer.learn.variants import learn_variant_slots, slot_keys
 
 __all__ = ["ADAPT_AGREEMENT", "FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts",
            "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised", "fit_sample_size", "sample_records",
-           "sample_file", "fit_sample", "bind_population", "drift_notes", "explain_model", "reference_agreement"]
+           "sample_file", "fit_sample", "bind_population", "variant_slots_of", "drift_notes", "explain_model",
+           "reference_agreement"]
 
 log = logging.getLogger("dedup.unsupervised")
 
@@ -108,13 +110,15 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
                      sample: int = FIT_SAMPLE, random_pairs: int = RANDOM_PAIRS, seed: int = 0,
                      population: int | None = None, source: str = "", image_encoder: Any = None,
-                     reference: LearnedModel | None = None) -> LearnedModel:
+                     reference: LearnedModel | None = None,
+                     variant_slots: list[list[int]] | None = None) -> LearnedModel:
     """Fellegi-Sunter weights for `settings`' profile fitted on `records` (a seeded sample of `sample`
     beyond that); `population`: records in the whole file, when `records` is a sample of it (the scale of
     its value counts). ValueError when too few records or candidate pairs to fit on.
 
     `reference`: a shipped model trained on other data; its agreement with the fitted weights on this
-    file's candidate pairs goes into the meta (`reference_agreement`)."""
+    file's candidate pairs goes into the meta (`reference_agreement`). `variant_slots`: the file's variant
+    words (`variant_slots_of`), when the caller learned them already; None: learned from `records`."""
     rng = np.random.default_rng(seed)
     population = max(population or 0, len(records))
     if len(records) > sample:  # a seeded sample, kept in arrival order
@@ -123,8 +127,10 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     if len(records) < MIN_RECORDS:
         raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")
     reciprocal = fit_method(settings) == "reciprocal"
+    slots = variant_slots_of(records, settings) if variant_slots is None else variant_slots
     # The reciprocal-best fit reads candidate pairs only: no random pairs to draw and compare (3.6 s of 14).
-    vec = _comparison_vectors(records, settings, text_encoder, 0 if reciprocal else random_pairs, rng, image_encoder)
+    vec = _comparison_vectors(records, settings, text_encoder, 0 if reciprocal else random_pairs, rng, image_encoder,
+                              slots)
     comps, features = vec.comps, vec.features
     if reciprocal:
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
@@ -142,6 +148,8 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.info["notes"] = _notes(fs, comps, len(records), population)
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
             "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info}
+    if slots:
+        meta.update({"variant_slots": slots, "variant_words": len(slots)})
     if reference is not None and len(vec.all_x):
         fitted = LearnedModel(fs, tuple(features), dict(meta))
         meta["reference_agreement"] = reference_agreement(vec.all_x, tuple(features), fitted, reference, settings)
@@ -165,14 +173,25 @@ class _Vectors:
     all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
 
 
+def variant_slots_of(records: Sequence[Record], settings: Settings) -> list[list[int]]:
+    """The variant words of the records' titles (`consumer.learn.variants`) as keyed hashes with their slots,
+    for a model file; [] when the profile has no title or `fusion.learn_variants` is off."""
+    if not settings.fusion.learn_variants or "title" not in settings.profile.roles:
+        return []
+    slots = learn_variant_slots(t for r in records if (t := r.role("title")))
+    return slot_keys(slots, KeyedHasher(settings.encoders.hash_key)) if slots else []
+
+
 def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
-                        rng: np.random.Generator, image_encoder: Any = None) -> _Vectors:
+                        rng: np.random.Generator, image_encoder: Any = None,
+                        variant_slots: Sequence[Sequence[int]] = ()) -> _Vectors:
     """Run the engine (rule fusion) over `records`; the comparisons the file fills, the comparator's
     feature names, and the comparison vectors of its candidate pairs and of random record pairs."""
     rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
     # Encoding the next batch in the background while this one is decided, as `dedup batch` runs: the fit
     # is paid before every batch run, so it runs as fast as the run itself (measured: ~30% faster).
-    pipe = Pipeline(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder)
+    pipe = Pipeline(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder,
+                    variant_slots=list(variant_slots))
     try:
         comps = comparisons_of(pipe.encoders)
         if not comps:
@@ -338,6 +357,10 @@ def explain_model(model: LearnedModel) -> str:
              f"lambda {est.lam:.3g} = {info.get('matches_per_record', '?')} matching pairs per record)",
              f"fit: {info.get('fit', 'ok (no checks: an older model file)')}"]
     lines += [f"  because {r}" for r in info.get("reasons", [])] + [f"  note: {n}" for n in info.get("notes", [])]
+    if model.meta.get("variant_words"):
+        lines.append(f"variant words learned from the file: {model.meta['variant_words']} in "
+                     f"{len({s for _, s in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "
+                     "colour, finish or edition in one slot is a conflicting attribute)")
     lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():
         w = row["weight"]

@@ -1,0 +1,108 @@
+"""Variant slots learned from the file: the words that stand in one another's place in otherwise identical titles.
+
+"Harbor Linen Duvet Cover - Sand" and "Harbor Linen Duvet Cover - Navy" are two products; the built-in tables
+(`consumer.engine.titles`) know "navy" as a colour but not "sand", so the pair compared as one product
+(issue 20: another team's listings lost their precision to Navy/Sand, Warm/Cool White, Black/Brass). A
+catalogue shows its own variant vocabulary: a family's listings share a base title and differ in one word,
+and the same words keep alternating across many families. So, over the file's titles (word sets):
+
+- a *substitution* of w: a base (a title's words without w, at least two words) that another title completes
+  with a different word v, v not a spelling of w (a typo, an abbreviation or a prefix: "marble"/"marlbe",
+  "pro"/"professional", which are one product written two ways);
+- an *insertion* of w: its base is itself a title (w is optional: a shop's tag line, "sale", "bestseller");
+- a *variant word*: substituted in at least `MIN_SUBSTITUTIONS` bases and at least `INSERTION_RATIO` times as
+  often substituted as inserted (tags that differ between two copies of a listing are mostly inserted);
+- a *slot*: variant words connected by substitutions (finishes, sizes, product lines, languages, editions
+  come out as separate slots: measured on Amazon-Google and a foreign listing generator).
+
+Two titles conflict on a slot when each carries a word of it the other lacks ("... Sand" / "... Navy";
+"Warm White" / "Cool White"); a title that leaves the slot out ("... Matte Black" / "... Black") does not.
+`consumer.encoders.title` reads a conflict as a disagreeing attribute. Pure: titles in, slots out; the
+words leave this module only as keyed hashes (`slot_keys`), like every other stored value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from difflib import SequenceMatcher
+
+from consumer.engine.titles import NOISE, title_words
+
+__all__ = ["MIN_SUBSTITUTIONS", "INSERTION_RATIO", "learn_variant_slots", "slot_keys", "spellings"]
+
+#: Bases a word must be substituted in: once is a coincidence (or a typo), twice a pattern.
+MIN_SUBSTITUTIONS = 2
+#: Substitutions per insertion a variant word needs at least (an optional word is not a slot).
+INSERTION_RATIO = 2
+#: Shortest base, in words: "sand" vs "navy" after one word says nothing.
+MIN_BASE_WORDS = 2
+#: A base completed by more distinct words than this is a generic prefix ("sony"), not a family.
+MAX_ALTERNATES = 20
+#: Titles read at most (the fit's sample is smaller; a guard for direct callers).
+MAX_TITLES = 200_000
+
+
+def spellings(a: str, b: str) -> bool:
+    """Whether two words are likely one word written two ways (prefix, abbreviation, typo): never a slot."""
+    if a.startswith(b) or b.startswith(a):
+        return True
+    return SequenceMatcher(None, a, b).ratio() >= 0.75
+
+
+def _candidate(word: str) -> bool:
+    return word.isalpha() and len(word) >= 3 and word not in NOISE
+
+
+def learn_variant_slots(titles: Iterable[str]) -> dict[str, int]:
+    """Variant word -> slot number (0, 1, ...; slots numbered by their first word in sorted order) over
+    `titles`; {} when the titles show no repeated substitution."""
+    sets: set[frozenset[str]] = set()
+    for i, title in enumerate(titles):
+        if i >= MAX_TITLES:
+            break
+        words = frozenset(title_words(title))
+        if len(words) > MIN_BASE_WORDS:
+            sets.add(words)
+    alternates: dict[frozenset[str], set[str]] = defaultdict(set)
+    for words in sets:
+        for w in words:
+            if _candidate(w):
+                alternates[words - {w}].add(w)
+    subs: Counter[str] = Counter()
+    ins: Counter[str] = Counter()
+    edges: set[tuple[str, str]] = set()
+    for base, alts in alternates.items():
+        if base in sets:
+            ins.update(alts)
+        if not 2 <= len(alts) <= MAX_ALTERNATES:
+            continue
+        ordered = sorted(alts)
+        for w in ordered:
+            others = [v for v in ordered if v != w and not spellings(w, v)]
+            if others:
+                subs[w] += 1
+                edges.update((w, v) for v in others if v > w)
+    words = {w for w, n in subs.items() if n >= MIN_SUBSTITUTIONS and n >= INSERTION_RATIO * ins[w]}
+    parent = {w: w for w in words}
+
+    def root(w: str) -> str:
+        while parent[w] != w:
+            parent[w] = parent[parent[w]]
+            w = parent[w]
+        return w
+
+    for a, b in edges:
+        if a in words and b in words:
+            parent[root(a)] = root(b)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for w in words:
+        groups[root(w)].append(w)
+    ordered_groups = sorted((sorted(g) for g in groups.values() if len(g) >= 2), key=lambda g: g[0])
+    return {w: n for n, group in enumerate(ordered_groups) for w in group}
+
+
+def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
+    """[[keyed hash of the title word, slot], ...] sorted by hash: the form a model file stores (no word in
+    clear) and `TitleEncoder` reads; `hasher` is the encoders' `KeyedHasher` (words hashed as title words)."""
+    return sorted([[int(hasher("tw:" + w)), int(s)] for w, s in slots.items()])  # type: ignore[operator]

@@ -88,6 +88,13 @@ def test_a_learned_slot_conflict_is_a_disagreeing_attribute() -> None:
     assert np.isnan(feats["variant_agree"][4])  # nothing stated on both sides: unknown, as before
 
 
+def test_two_spellings_of_one_word_in_a_slot_do_not_conflict() -> None:
+    enc = _encoder({"pro": 0, "professional": 0, "standard": 0})
+    a = enc.encode([_rec("Visual Studio Professional 2005"), _rec("Visual Studio Professional 2005")])
+    b = enc.encode([_rec("Visual Studio Pro 2005"), _rec("Visual Studio Standard 2005")])
+    assert enc.slot_conflicts(a, b).tolist() == [0, 1]
+
+
 def test_without_learned_slots_nothing_changes() -> None:
     enc = _encoder({})
     a = enc.encode([_rec("Harbor Duvet Cover - Sand")])

@@ -99,15 +99,16 @@ class TitleEncoder:
     name = "title"
 
     def __init__(self, text_encoder: Any, hash_key: str, variant_slots: Sequence[Sequence[int]] | None = None):
-        """`variant_slots`: [[keyed hash of a title word, slot], ...], the file's variant words
+        """`variant_slots`: [[keyed hash of a title word, slot, spelling], ...], the file's variant words
         (`consumer.learn.variants`, carried by a fitted model); None or empty: the built-in tables only."""
         self.text = text_encoder
         self.dim: int = text_encoder.dim
         self._hash = KeyedHasher(hash_key)
         self._cache: dict[str, np.ndarray] = {}
-        pairs = sorted((int(k), int(s)) for k, s in (variant_slots or ()))
-        self._slot_keys = np.array([k for k, _ in pairs], np.uint32)
-        self._slot_ids = np.array([s + 1 for _, s in pairs], np.int32)
+        rows = sorted((int(r[0]), int(r[1]), int(r[2]) if len(r) > 2 else i) for i, r in enumerate(variant_slots or ()))
+        self._slot_keys = np.array([r[0] for r in rows], np.uint32)
+        self._slot_ids = np.array([r[1] + 1 for r in rows], np.int32)
+        self._spellings = np.array([r[2] for r in rows], np.int32)  # one word written two ways: no conflict
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> TitleEncoder:
@@ -119,10 +120,10 @@ class TitleEncoder:
         """How many variant words this encoder reads (learned from the file; 0: none)."""
         return len(self._slot_keys)
 
-    def _slot_of(self, keys: np.ndarray) -> np.ndarray:
-        """The slot (1, 2, ...) of each title-word key, 0 for a word in no slot."""
+    def _slot_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The slot (1, 2, ...) and spelling of each title-word key; slot 0 for a word in no slot."""
         pos = np.minimum(np.searchsorted(self._slot_keys, keys), len(self._slot_keys) - 1)
-        return np.where((self._slot_keys[pos] == keys) & (keys != 0), self._slot_ids[pos], 0)
+        return np.where((self._slot_keys[pos] == keys) & (keys != 0), self._slot_ids[pos], 0), self._spellings[pos]
 
     def slot_conflicts(self, a: Columns, b: Columns) -> np.ndarray:
         """Per pair, the number of learned slots on which each title carries a word the other lacks ("Sand" /
@@ -131,15 +132,16 @@ class TitleEncoder:
         out = np.zeros(len(ka), np.int32)
         if not len(self._slot_keys) or not len(ka):
             return out
-        sa, sb = self._slot_of(ka), self._slot_of(kb)
+        (sa, pa), (sb, pb) = self._slot_of(ka), self._slot_of(kb)
         rows = np.flatnonzero((sa > 0).any(axis=1) & (sb > 0).any(axis=1))
         if not len(rows):
             return out
-        ka, kb, sa, sb = ka[rows], kb[rows], sa[rows], sb[rows]
+        ka, kb, sa, sb, pa, pb = ka[rows], kb[rows], sa[rows], sb[rows], pa[rows], pb[rows]
         eq = ka[:, :, None] == kb[:, None, :]
         only_a = (sa > 0) & ~eq.any(axis=2)
         only_b = (sb > 0) & ~eq.any(axis=1)
-        clash = only_a[:, :, None] & only_b[:, None, :] & (sa[:, :, None] == sb[:, None, :])
+        clash = (only_a[:, :, None] & only_b[:, None, :] & (sa[:, :, None] == sb[:, None, :])
+                 & (pa[:, :, None] != pb[:, None, :]))
         # one count per slot: the clashing slot ids of the A side, distinct per row
         ids = np.where(clash.any(axis=2), sa, 0)
         ids.sort(axis=1)

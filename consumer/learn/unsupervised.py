@@ -178,7 +178,9 @@ def variant_slots_of(records: Sequence[Record], settings: Settings) -> list[list
     for a model file; [] when the profile has no title or `fusion.learn_variants` is off."""
     if not settings.fusion.learn_variants or "title" not in settings.profile.roles:
         return []
-    slots = learn_variant_slots(t for r in records if (t := r.role("title")))
+    titled = [r for r in records if r.role("title")]
+    sources = [r.role("source") for r in titled] if settings.profile.source_field else None
+    slots = learn_variant_slots([r.role("title") for r in titled], sources)
     return slot_keys(slots, KeyedHasher(settings.encoders.hash_key)) if slots else []
 
 

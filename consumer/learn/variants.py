@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from difflib import SequenceMatcher
+from itertools import repeat
 
 from consumer.engine.titles import NOISE, title_words
 
@@ -37,6 +38,9 @@ MIN_SUBSTITUTIONS = 2
 INSERTION_RATIO = 2
 #: Shortest base, in words: "sand" vs "navy" after one word says nothing.
 MIN_BASE_WORDS = 2
+#: Bases two variant words must alternate in to share a slot: one coincidence joined "windows" to the
+#: editions of Amazon-Google (standard, professional...), two keep platforms, editions and languages apart.
+MIN_PAIR_BASES = 2
 #: A base completed by more distinct words than this is a generic prefix ("sony"), not a family.
 MAX_ALTERNATES = 20
 #: Titles read at most (the fit's sample is smaller; a guard for direct callers).
@@ -54,24 +58,26 @@ def _candidate(word: str) -> bool:
     return word.isalpha() and len(word) >= 3 and word not in NOISE
 
 
-def learn_variant_slots(titles: Iterable[str]) -> dict[str, int]:
+def learn_variant_slots(titles: Iterable[str], sources: Iterable[str] | None = None) -> dict[str, int]:
     """Variant word -> slot number (0, 1, ...; slots numbered by their first word in sorted order) over
-    `titles`; {} when the titles show no repeated substitution."""
-    sets: set[frozenset[str]] = set()
-    for i, title in enumerate(titles):
+    `titles`; {} when the titles show no repeated substitution. `sources` (one per title, for a file that
+    joins sources): substitutions count within a source only, where two listings are two products; across
+    sources a substitution is often two shops' wording of one ("dvd-rom (mac)" / "aspyr ... mac")."""
+    sets: set[tuple[str, frozenset[str]]] = set()
+    for i, (source, title) in enumerate(zip(sources if sources is not None else repeat(""), titles)):
         if i >= MAX_TITLES:
             break
         words = frozenset(title_words(title))
         if len(words) > MIN_BASE_WORDS:
-            sets.add(words)
-    alternates: dict[frozenset[str], set[str]] = defaultdict(set)
-    for words in sets:
+            sets.add((source, words))
+    alternates: dict[tuple[str, frozenset[str]], set[str]] = defaultdict(set)
+    for source, words in sets:
         for w in words:
             if _candidate(w):
-                alternates[words - {w}].add(w)
+                alternates[source, words - {w}].add(w)
     subs: Counter[str] = Counter()
     ins: Counter[str] = Counter()
-    edges: set[tuple[str, str]] = set()
+    edges: Counter[tuple[str, str]] = Counter()
     for base, alts in alternates.items():
         if base in sets:
             ins.update(alts)
@@ -82,7 +88,7 @@ def learn_variant_slots(titles: Iterable[str]) -> dict[str, int]:
             others = [v for v in ordered if v != w and not spellings(w, v)]
             if others:
                 subs[w] += 1
-                edges.update((w, v) for v in others if v > w)
+                edges.update((w, v) for v in others if v > w)  # a pair of bases: counted once per base
     words = {w for w, n in subs.items() if n >= MIN_SUBSTITUTIONS and n >= INSERTION_RATIO * ins[w]}
     parent = {w: w for w in words}
 
@@ -92,8 +98,8 @@ def learn_variant_slots(titles: Iterable[str]) -> dict[str, int]:
             w = parent[w]
         return w
 
-    for a, b in edges:
-        if a in words and b in words:
+    for (a, b), n in edges.items():
+        if n >= MIN_PAIR_BASES and a in words and b in words:
             parent[root(a)] = root(b)
     groups: dict[str, list[str]] = defaultdict(list)
     for w in words:
@@ -103,6 +109,15 @@ def learn_variant_slots(titles: Iterable[str]) -> dict[str, int]:
 
 
 def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
-    """[[keyed hash of the title word, slot], ...] sorted by hash: the form a model file stores (no word in
-    clear) and `TitleEncoder` reads; `hasher` is the encoders' `KeyedHasher` (words hashed as title words)."""
-    return sorted([[int(hasher("tw:" + w)), int(s)] for w, s in slots.items()])  # type: ignore[operator]
+    """[[keyed hash of the title word, slot, spelling], ...] sorted by hash: the form a model file stores (no
+    word in clear) and `TitleEncoder` reads; `hasher` is the encoders' `KeyedHasher` (words hashed as title
+    words). `spelling` numbers the words of a slot that are one word written two ways ("pro" /
+    "professional", joined into one slot by other words): those never conflict with each other."""
+    words = sorted(slots)
+    group = {w: i for i, w in enumerate(words)}
+    for i, a in enumerate(words):
+        for b in words[i + 1:]:
+            if slots[a] == slots[b] and spellings(a, b):
+                old, new = group[b], group[a]
+                group = {w: new if g == old else g for w, g in group.items()}
+    return sorted([[int(hasher("tw:" + w)), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]

@@ -109,6 +109,10 @@ class TitleEncoder:
         self._slot_keys = np.array([r[0] for r in rows], np.uint32)
         self._slot_ids = np.array([r[1] + 1 for r in rows], np.int32)
         self._spellings = np.array([r[2] for r in rows], np.int32)  # one word written two ways: no conflict
+        #: A filter on the keys' low 16 bits: one gather per key instead of a binary search (a 100k-record
+        #: file compares 3M pairs of 24 keys each side; the searches alone made the run 10% slower).
+        self._slot_bits = np.zeros(1 << 16, bool)
+        self._slot_bits[self._slot_keys & 0xFFFF] = True
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> TitleEncoder:
@@ -120,23 +124,47 @@ class TitleEncoder:
         """How many variant words this encoder reads (learned from the file; 0: none)."""
         return len(self._slot_keys)
 
-    def _slot_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The slot (1, 2, ...) and spelling of each title-word key; slot 0 for a word in no slot."""
-        pos = np.minimum(np.searchsorted(self._slot_keys, keys), len(self._slot_keys) - 1)
-        return np.where((self._slot_keys[pos] == keys) & (keys != 0), self._slot_ids[pos], 0), self._spellings[pos]
+    def _slot_words(self, keys: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The slot words of each row of `keys` that the same row of `other` lacks, sparse: (row, slot,
+        spelling) per word. Only keys past the 16-bit filter are looked up (most title words are none)."""
+        r, c = np.nonzero(self._slot_bits[keys & 0xFFFF])
+        k = keys[r, c]
+        pos = np.minimum(np.searchsorted(self._slot_keys, k), len(self._slot_keys) - 1)
+        hit = (self._slot_keys[pos] == k) & (k != 0)
+        r, k, pos = r[hit], k[hit], pos[hit]
+        lacks = ~(other[r] == k[:, None]).any(axis=1)
+        return r[lacks], self._slot_ids[pos[lacks]], self._spellings[pos[lacks]]
 
     def slot_conflicts(self, a: Columns, b: Columns) -> np.ndarray:
         """Per pair, the number of learned slots on which each title carries a word the other lacks ("Sand" /
-        "Navy", "Warm White" / "Cool White"): read as that many disagreeing attribute kinds."""
+        "Navy", "Warm White" / "Cool White"; two spellings of one word excepted): read as that many
+        disagreeing attribute kinds. Sparse over the few slot words, since it runs on every candidate pair."""
         ka, kb = a["idf_keys"], b["idf_keys"]
         out = np.zeros(len(ka), np.int32)
         if not len(self._slot_keys) or not len(ka):
             return out
-        (sa, pa), (sb, pb) = self._slot_of(ka), self._slot_of(kb)
-        rows = np.flatnonzero((sa > 0).any(axis=1) & (sb > 0).any(axis=1))
+        (ra, sa, pa), (rb, sb, pb) = self._slot_words(ka, kb), self._slot_words(kb, ka)
+        if not len(ra) or not len(rb):
+            return out
+        width = int(self._slot_ids.max()) + 1
+        key_a, key_b = ra.astype(np.int64) * width + sa, rb.astype(np.int64) * width + sb
+        keys = np.concatenate([key_a, key_b])
+        spell = np.concatenate([pa, pb])
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        lo = np.full(len(uniq), np.iinfo(np.int32).max, np.int64)
+        hi = np.full(len(uniq), -1, np.int64)
+        np.minimum.at(lo, inverse, spell)
+        np.maximum.at(hi, inverse, spell)
+        both = np.isin(uniq, key_a) & np.isin(uniq, key_b)  # the slot filled on each side by a word the other lacks
+        clash = uniq[both & (lo != hi)]
+        np.add.at(out, clash // width, 1)
+        return out
+        rows = np.flatnonzero(self._slot_bits[ka & 0xFFFF].any(axis=1))
+        rows = rows[self._slot_bits[kb[rows] & 0xFFFF].any(axis=1)]  # both sides may carry a slot word
         if not len(rows):
             return out
-        ka, kb, sa, sb, pa, pb = ka[rows], kb[rows], sa[rows], sb[rows], pa[rows], pb[rows]
+        ka, kb = ka[rows], kb[rows]
+        (sa, pa), (sb, pb) = self._slot_of(ka), self._slot_of(kb)
         eq = ka[:, :, None] == kb[:, None, :]
         only_a = (sa > 0) & ~eq.any(axis=2)
         only_b = (sb > 0) & ~eq.any(axis=1)

@@ -164,3 +164,18 @@ def test_a_fitted_model_file_carries_its_variant_words_to_the_stream(tmp_path: P
     pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, model=LearnedModel.load(tmp_path / "m.pkl"))
     title = next(e for e in pipe.encoders if isinstance(e, TitleEncoder))
     assert title.variant_slots == fitted.meta["variant_words"]
+
+
+@pytest.mark.slow
+def test_a_model_corrected_by_labels_keeps_the_files_variant_words(tmp_path: Path) -> None:
+    from consumer.config import load_settings
+    from consumer.learn.label_session import build_pool, fit_labels
+
+    _write(tmp_path / "home.csv")
+    cfg = tmp_path / "home.toml"
+    cfg.write_text('[profile]\nname = "listing"\nid_field = "listing_id"\n')
+    pool = build_pool(tmp_path / "home.csv", load_settings(str(cfg)))
+    slots = pool.base.meta.get("variant_slots")
+    assert slots, pool.base.meta.keys()
+    fit = fit_labels(pool, [], validate=False)
+    assert fit.model.meta["variant_slots"] == slots and "variant_slots" not in fit.model.meta["base"]

@@ -251,6 +251,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     fit_start = time.perf_counter()
     records, total = fit_records(input_path, settings, fmt)
     slots = variant_slots_of(records, settings)  # the file's variant words: kept even when the fit fails
+    if shipped is not None and slots:  # whichever model decides reads them
+        shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": slots})
     try:
         model = fit_unsupervised(records, settings, text, population=total,
                                  sample=fit_sample_size(total, blocks=fit_method(settings) == "reciprocal"),
@@ -261,7 +263,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
             summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc),
                              "variant_words": len(slots)}
             return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                  encode_in_background=True, variant_slots=slots)
+                                  encode_in_background=True)
         log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
         summary.model = {"fusion": "rule", "reason": str(exc), "variant_words": len(slots)}
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
@@ -270,8 +272,6 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
                                          "matches_per_record") if k in model.meta}
-    if shipped is not None and model.meta.get("variant_slots"):  # the file's variant words, whichever decides
-        shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": model.meta["variant_slots"]})
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:

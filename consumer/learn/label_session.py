@@ -227,8 +227,11 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
 def labelled_model(pool: PairPool, corr: Any, report: dict[str, Any]) -> LearnedModel:
     """A `LearnedModel` over `LabelledModel` (saved and loaded like any model file; `dedup run --model`)."""
     est = LabelledModel(pool.base, corr, pool.features)
-    base_meta = {k: v for k, v in pool.base.meta.items() if k not in ("sha256", "used_features", "operating_point")}
-    meta = {"kind": "labelled", "base": base_meta, "base_sha256": pool.base.meta.get("sha256"),
+    drop = ("sha256", "used_features", "operating_point", "variant_slots")
+    base_meta = {k: v for k, v in pool.base.meta.items() if k not in drop}
+    # The file's variant words the pool was compared with: the labelled model's pipeline reads them too.
+    slots = {"variant_slots": pool.base.meta["variant_slots"]} if pool.base.meta.get("variant_slots") else {}
+    meta = {"kind": "labelled", **slots, "base": base_meta, "base_sha256": pool.base.meta.get("sha256"),
             "input_sha256": pool.input_sha256, "profile": pool.profile, "labels": report,
             "used_features": list(est.used_features), "name_gate": bool(pool.base.meta.get("name_gate", True)),
             "operating_point": {"match": report["threshold"], "possible": round(report["threshold"] / 2, 4)}}

@@ -105,11 +105,19 @@ class Correction:
         """`predict` from features already standardised with this correction's mean and scale (`design`):
         a session refits after every answer over millions of candidate pairs, whose standardised features
         never change, and standardising them again took over a second per answer at 100k records."""
-        out = (self.intercept + self.slope_low * np.minimum(base_logit, 0.0)
-               + self.slope * np.maximum(base_logit, 0.0))
+        low = np.minimum(base_logit, 0.0)
+        out = np.subtract(base_logit, low)  # the positive part; in place from here (3.2M pairs a question)
+        out *= self.slope
+        low *= self.slope_low
+        out += low
+        out += self.intercept
         if len(self.coef):
-            out = out + design @ self.coef.astype(design.dtype)
-        return 1.0 / (1.0 + np.exp(-np.clip(out, -60, 60)))
+            out += design @ self.coef.astype(design.dtype)
+        np.clip(out, -60, 60, out=out)
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+        out += 1.0
+        return np.reciprocal(out, out=out)
 
 
 def fit_correction(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, *, mean: np.ndarray | None = None,

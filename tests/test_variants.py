@@ -164,6 +164,9 @@ def test_a_fitted_model_file_carries_its_variant_words_to_the_stream(tmp_path: P
     pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, model=LearnedModel.load(tmp_path / "m.pkl"))
     title = next(e for e in pipe.encoders if isinstance(e, TitleEncoder))
     assert title.variant_slots == fitted.meta["variant_words"]
+    from consumer.learn.unsupervised import explain_model
+
+    assert f"variant words learned from the file: {fitted.meta['variant_words']} in" in explain_model(fitted)
 
 
 @pytest.mark.slow

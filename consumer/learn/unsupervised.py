@@ -361,7 +361,7 @@ def explain_model(model: LearnedModel) -> str:
     lines += [f"  because {r}" for r in info.get("reasons", [])] + [f"  note: {n}" for n in info.get("notes", [])]
     if model.meta.get("variant_words"):
         lines.append(f"variant words learned from the file: {model.meta['variant_words']} in "
-                     f"{len({s for _, s in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "
+                     f"{len({row[1] for row in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "
                      "colour, finish or edition in one slot is a conflicting attribute)")
     lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():

@@ -92,17 +92,16 @@ def test_questions_ask_the_trailing_kind_until_both_can_correct_the_model() -> N
 
 
 def test_contenders_are_some_records_best_pair_and_questions_keep_to_them() -> None:
-    from consumer.learn.labelling import Endpoints, contenders
+    from consumer.learn.labelling import contenders
 
     # records 0-2 against 10-12; pair k = (left[k], right[k])
     left = np.array([0, 0, 1, 1, 2, 2])
     right = np.array([10, 11, 10, 11, 12, 11])
     p = np.array([0.9, 0.6, 0.5, 0.4, 0.3, 0.35])
-    ends = Endpoints.of(left, right)
     # 0's best (0.9), 11's best (0.6), 1's best (0.5), 2's best (0.35), 12's only pair (0.3); (1, 11) is nobody's
-    assert contenders(p, ends).tolist() == [True, True, True, False, True, True]
+    assert contenders(p, left, right).tolist() == [True, True, True, False, True, True]
     # the sibling (1, 11) is near even odds, but its answer could not change a cluster: asked last
-    among = contenders(p, ends)
+    among = contenders(p, left, right)
     picks = {choose_next(p, p, left, right, set(), set(), s, among=among) for s in range(10)}
     assert 3 not in picks
     assert choose_next(p, p, left, right, {0, 1, 2, 4, 5}, set(), 0, among=among) == 3

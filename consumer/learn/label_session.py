@@ -33,7 +33,6 @@ from consumer.learn.labelling import (
     UNSURE,
     YES,
     Correction,
-    Endpoints,
     LabelledModel,
     choose_next,
     contenders,
@@ -105,7 +104,7 @@ class PairPool:
         """The pairs that are some record's best under the unlabelled model (`labelling.contenders`), which
         the questions keep to: computed once (under the corrected model it cost 105 ms a question at 3.2M
         pairs, half the time budget, and the best pairs barely move)."""
-        return self._cached("contenders", lambda: contenders(self.base_p, Endpoints.of(self.left, self.right)))
+        return self._cached("contenders", lambda: contenders(self.base_p, self.left, self.right))
 
     @property
     def base_logit(self) -> np.ndarray:

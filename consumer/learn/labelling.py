@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["YES", "NO", "UNSURE", "ANSWERS", "LabelledModel", "Correction", "fit_correction", "cross_validate",
-           "MIN_GAIN", "choose_next", "contenders", "Endpoints", "held_out_gain", "impact", "label_warnings", "logit",
+           "MIN_GAIN", "choose_next", "contenders", "held_out_gain", "impact", "label_warnings", "logit",
            "f1_threshold"]
 
 YES, NO, UNSURE = "yes", "no", "unsure"
@@ -277,39 +277,19 @@ def label_warnings(answers: Sequence[str]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """The pairs of a pool grouped by record (each pair twice, once per record), for `contenders`: computed
-    once per pool, since every question needs each record's best pair under the current model."""
-
-    order: np.ndarray  # pair index of each endpoint, grouped by record
-    starts: np.ndarray  # where each record's group starts in `order`
-    group: np.ndarray  # the group of each endpoint, in `order`
-
-    @classmethod
-    def of(cls, left: np.ndarray, right: np.ndarray) -> Endpoints:
-        rec = np.concatenate([left, right])
-        order = np.argsort(rec, kind="stable")
-        pairs = np.concatenate([np.arange(len(left)), np.arange(len(right))])[order]
-        rec = rec[order]
-        starts = np.flatnonzero(np.r_[True, rec[1:] != rec[:-1]]) if len(rec) else np.zeros(0, np.int64)
-        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rec)]))
-        return cls(pairs, starts, group)
-
-
-def contenders(p: np.ndarray, ends: Endpoints) -> np.ndarray:
-    """Pairs that are the best candidate (highest probability, ties included) of at least one of their two
-    records: the pairs whose answer can change a final cluster. Why ask only about these: a record links to
-    its best partner, so a sibling that is nobody's best stays apart whatever its probability, and answers
-    about siblings misled the correction (Abt-Buy, 25 answers: 15 questions at one fitted level, p 0.74,
-    8 of them siblings answered no; the intercept fell and took true best pairs of that level with it)."""
-    if not len(ends.order):
-        return np.zeros(len(p), bool)
-    q = np.asarray(p)[ends.order]
-    best = np.maximum.reduceat(q, ends.starts)[ends.group]
-    out = np.zeros(len(p), bool)
-    out[ends.order[q >= best]] = True
-    return out
+def contenders(p: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Pairs (left[i], right[i]) that are the best candidate (highest probability, ties included) of at least
+    one of their two records: the pairs whose answer can change a final cluster. Why ask only about these: a
+    record links to its best partner, so a sibling that is nobody's best stays apart whatever its
+    probability, and answers about siblings misled the correction (Abt-Buy, 25 answers: 15 questions at one
+    fitted level, p 0.74, 8 of them siblings answered no; the intercept fell and took true best pairs of
+    that level with it)."""
+    p = np.asarray(p)
+    records = int(max(left.max(initial=-1), right.max(initial=-1))) + 1
+    best = np.full(records, -np.inf)
+    np.maximum.at(best, left, p)
+    np.maximum.at(best, right, p)
+    return (p >= best[left]) | (p >= best[right])
 
 
 def choose_next(p_now: np.ndarray, p_base: np.ndarray, left: np.ndarray, right: np.ndarray,

@@ -203,6 +203,46 @@ def test_oracle_labels_then_batch_and_train_use_them(small: Path, capsys: pytest
     assert "made for another input file" in capsys.readouterr().err
 
 
+def test_a_session_asks_what_a_choice_over_every_pair_would_ask(small: Path, tmp_path: Path) -> None:
+    """The session predicts and chooses over the contenders only (speed, issue 21): the same questions as
+    the choice over every candidate pair restricted to them, with the correction applied or not."""
+    import consumer.learn.label_session as ls
+    from consumer.config import load_settings
+    from consumer.io.labels import Label
+    from consumer.learn.labelling import NO, impact
+
+    pool = ls.build_pool(small / "in.csv", load_settings(env={}))
+    entity = read_oracle(small / "in.truth.csv", pool.ids)
+    session = ls.Session(pool, tmp_path / "labels.csv")
+    old_gain = ls.MIN_GAIN
+    ls.MIN_GAIN = -float("inf")  # the correction applied as soon as both kinds reach 10
+    try:
+        applied = 0
+        for step in range(40):
+            prog = session.progress()
+            labels = session.labels
+            full = ls.fit_labels(pool, labels, validate=False)
+            asked = {pool.pair(lab) for lab in labels}
+            shown = {r for i in asked for r in (int(pool.left[i]), int(pool.right[i]))}
+            yes = sum(lab.answer == YES for lab in labels)
+            want = choose_next(full.p, pool.base_p, pool.left, pool.right, asked, shown, step, 0,
+                               (yes, len(labels) - yes), pool.contenders)
+            assert prog.pair == want and prog.pair is not None
+            assert prog.p == pytest.approx(float(full.p[prog.pair]), abs=1e-6)
+            applied += bool(prog.fit.report["applied"])
+            labelled = {pool.pair(lab): int(lab.answer == YES) for lab in labels}
+            some = impact(pool.base_logit, pool.x, labelled, prog.pair, pool.mean, pool.scale, prog.fit.p,
+                          design=pool.design, over=prog.fit.rows)
+            every = impact(pool.base_logit, pool.x, labelled, prog.pair, pool.mean, pool.scale, full.p,
+                           design=pool.design)
+            assert all(0 <= some[k] <= every[k] for k in some)
+            a, b = pool.ids[int(pool.left[prog.pair])], pool.ids[int(pool.right[prog.pair])]
+            session.file.add(Label(a, b, YES if entity.get(a, a) == entity.get(b, b) else NO))
+        assert applied > 0
+    finally:
+        ls.MIN_GAIN = old_gain
+
+
 # -- through a real terminal ---------------------------------------------------------------------------------
 #: A tmux server of this test process's own (`-L`): session names cannot collide with another run's (two
 #: suites on one machine once shared `dedup-label-a` on the default server and read each other's screens).

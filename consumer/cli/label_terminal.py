@@ -123,7 +123,8 @@ def run_terminal(pool: PairPool, labels_path: str, rows: Mapping[str, Mapping[st
             break
         i = prog.pair
         labelled = {pool.pair(lab): int(lab.answer == YES) for lab in session.labels if lab.answer != UNSURE}
-        moves = impact(base_logit, pool.x, labelled, i, mean, scale, prog.fit.p, design=pool.design)
+        moves = impact(base_logit, pool.x, labelled, i, mean, scale, prog.fit.p, design=pool.design,
+                       over=prog.fit.rows)
         answers = [lab.answer for lab in session.labels]
         a, b = pool.ids[int(pool.left[i])], pool.ids[int(pool.right[i])]
         scores = {k: float(v[0]) for k, v in pool.modalities(pool.x[i: i + 1]).items()}
@@ -131,7 +132,7 @@ def run_terminal(pool: PairPool, labels_path: str, rows: Mapping[str, Mapping[st
                   f"{answers.count(NO)}, unsure {answers.count(UNSURE)})" + (f" | {note}" if note else ""))
         note = ""
         clear = "\033[2J\033[H" if out.isatty() else "\n"  # one pair per screen at a terminal
-        print(clear + render_pair(a, b, rows.get(a, {}), rows.get(b, {}), scores, float(prog.fit.p[i]), header,
+        print(clear + render_pair(a, b, rows.get(a, {}), rows.get(b, {}), scores, prog.p, header,
                                  moves, width), file=out, flush=True)
         k = key().lower()
         if k in KEYS:

@@ -107,6 +107,11 @@ class PairPool:
         return self._cached("contenders", lambda: contenders(self.base_p, self.left, self.right))
 
     @property
+    def contender_rows(self) -> np.ndarray:
+        """The indices of `contenders` (sorted): the pairs a session predicts and counts over while any is open."""
+        return self._cached("contender_rows", lambda: np.flatnonzero(self.contenders))
+
+    @property
     def base_logit(self) -> np.ndarray:
         return self._cached("base_logit", lambda: logit(self.base_p))
 
@@ -182,14 +187,21 @@ def _pool_of(pipe: Pipeline, sha: str, settings: Settings, info: dict[str, Any],
 class Fit:
     """The corrected model over the pool, and what the user is told about it."""
 
-    p: np.ndarray  # the corrected probability of every pool pair
+    p: np.ndarray  # the corrected probability of every pool pair (of `rows` when given)
     model: LearnedModel
     report: dict[str, Any]
+    rows: np.ndarray | None = None  # the pool pairs `p` covers (None: all, in order)
 
 
-def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True) -> Fit:
+def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True,
+               rows: np.ndarray | None = None) -> Fit:
     """The base model corrected by `labels` (unsure answers skipped), with cross-validated precision and
-    recall on the labels and warnings when they are too few or one-sided."""
+    recall on the labels and warnings when they are too few or one-sided.
+
+    `rows`: predict only these pool pairs (a session's questions, `PairPool.contender_rows`): at 100k
+    records the pass over all 3.2M candidate pairs was half of a question's 200 ms. The threshold needs
+    every pair (the expected F1 over the file), so with `rows` it is the base model's, and such a fit's
+    model is for asking questions, not for running."""
     pairs = [(pool.pair(lab), lab.answer) for lab in labels if lab.answer in (YES, NO)]
     idx = np.array([i for i, _ in pairs], np.int64)
     y = np.array([a == YES for _, a in pairs], np.int64)
@@ -208,7 +220,10 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     corr = fit_correction(base_logit[idx], pool.x[idx], y, mean=mean, scale=scale) if balanced else \
         fit_correction(base_logit[:0], pool.x[:0], y[:0], mean=mean, scale=scale)
     # Uncorrected: the unlabelled run's probabilities as they are (no pass over every pair).
-    p = corr.predict_standardised(base_logit, pool.design) if balanced else pool.base_p
+    if rows is None:
+        p = corr.predict_standardised(base_logit, pool.design) if balanced else pool.base_p
+    else:
+        p = corr.predict_standardised(base_logit[rows], pool.design[rows]) if balanced else pool.base_p[rows]
     report: dict[str, Any] = {"labels": len(labels), "yes": answers.count(YES), "no": answers.count(NO),
                               "unsure": answers.count(UNSURE),
                               "intercept": round(corr.intercept, 4), "slope": round(corr.slope, 4),
@@ -225,13 +240,13 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     # 0.5 to 0.26 at once and traded precision 0.78 -> 0.59 for recall (F1 0.517, below no labels' 0.523);
     # moved half way (0.37), F1 0.569.
     threshold = pool.threshold
-    if balanced:
+    if balanced and rows is None:
         weight = min(1.0, min(answers.count(YES), answers.count(NO)) / FULL_CORRECTION)
         threshold = pool.threshold + weight * (f1_threshold(p) - pool.threshold)
     report["threshold"] = round(threshold, 4)
     if validate:
         report["cross_validated"] = cross_validate(base_logit[idx], pool.x[idx], y, mean, scale, threshold=threshold)
-    return Fit(p, labelled_model(pool, corr, report), report)
+    return Fit(p, labelled_model(pool, corr, report), report, rows)
 
 
 def labelled_model(pool: PairPool, corr: Any, report: dict[str, Any]) -> LearnedModel:
@@ -253,8 +268,15 @@ class Progress:
     """Where a labelling session stands: the next pair, the answers so far, the current model."""
 
     pair: int | None
-    fit: Fit
+    fit: Fit  # over the pairs questions come from (`fit.rows`)
     step: int
+
+    @property
+    def p(self) -> float:
+        """The current model's probability of `pair`."""
+        assert self.pair is not None
+        rows = self.fit.rows
+        return float(self.fit.p[self.pair if rows is None else int(np.searchsorted(rows, self.pair))])
 
 
 class Session:
@@ -270,15 +292,27 @@ class Session:
         return self.file.labels
 
     def progress(self) -> Progress:
-        """The model of the answers so far and the pair to ask next (None when none is left)."""
-        fit = fit_labels(self.pool, self.labels, validate=False)
-        asked = {self.pool.pair(lab) for lab in self.labels}
-        shown = {r for i in asked for r in (int(self.pool.left[i]), int(self.pool.right[i]))}
+        """The model of the answers so far and the pair to ask next (None when none is left).
+
+        While a contender is open the questions come from the contenders only (`choose_next`'s `among`),
+        so the model is predicted over those alone (a few percent of the pairs of a large file) and the
+        choice is made among them: the same pair as over every pair, at a fraction of the time."""
+        pool = self.pool
+        asked = {pool.pair(lab) for lab in self.labels}
+        shown = {r for i in asked for r in (int(pool.left[i]), int(pool.right[i]))}
         answers = [lab.answer for lab in self.labels]
-        nxt = choose_next(fit.p, self.pool.base_p, self.pool.left, self.pool.right, asked, shown,
-                          len(self.labels), self.seed, (answers.count(YES), answers.count(NO)),
-                          self.pool.contenders)
-        return Progress(nxt, fit, len(self.labels))
+        step, balance = len(self.labels), (answers.count(YES), answers.count(NO))
+        rows = pool.contender_rows
+        local = np.searchsorted(rows, np.fromiter(asked, np.int64, len(asked)))
+        local_asked = {int(j) for j, i in zip(local, asked) if j < len(rows) and rows[j] == i}
+        if len(local_asked) < len(rows):
+            fit = fit_labels(pool, self.labels, validate=False, rows=rows)
+            nxt = choose_next(fit.p, pool.base_p[rows], pool.left[rows], pool.right[rows], local_asked, shown,
+                              step, self.seed, balance)
+            return Progress(None if nxt is None else int(rows[nxt]), fit, step)
+        fit = fit_labels(pool, self.labels, validate=False)  # every contender asked: any pair
+        nxt = choose_next(fit.p, pool.base_p, pool.left, pool.right, asked, shown, step, self.seed, balance)
+        return Progress(nxt, fit, step)
 
     def answer(self, pair: int, answer: str) -> None:
         ids = self.pool.ids

@@ -351,17 +351,26 @@ def choose_next(p_now: np.ndarray, p_base: np.ndarray, left: np.ndarray, right: 
 
 def impact(base_logit: np.ndarray, x: np.ndarray, labelled: Mapping[int, int], candidate: int,
            mean: np.ndarray, scale: np.ndarray, current: np.ndarray, threshold: float = 0.5,
-           design: np.ndarray | None = None) -> dict[str, int]:
+           design: np.ndarray | None = None, over: np.ndarray | None = None) -> dict[str, int]:
     """How many candidate pairs would change side of the threshold if `candidate` were answered yes, or no:
     the answer that changes the model most is the one worth thinking about. `design`: `x` standardised
-    with `mean` and `scale` already (`PairPool.design`), so a large file is not standardised twice a pair."""
+    with `mean` and `scale` already (`PairPool.design`), so a large file is not standardised twice a pair.
+    `over`: count only these pairs, `current` being over them (a session counts the contenders: the pairs
+    whose side can change a cluster; a sibling nobody prefers changing side changes nothing)."""
     idx = np.fromiter(labelled, np.int64, len(labelled))
     yv = np.fromiter(labelled.values(), np.int64, len(labelled))
     now = current >= threshold
+    logits, feats = base_logit, x
+    if over is not None:
+        logits = base_logit[over]
+        if design is None:
+            feats = x[over]
+        else:
+            design = design[over]
     out = {}
     for name, answer in ((YES, 1), (NO, 0)):
         i, y = np.append(idx, candidate), np.append(yv, answer)
         corr = fit_correction(base_logit[i], x[i], y, mean=mean, scale=scale)
-        p = corr.predict(base_logit, x) if design is None else corr.predict_standardised(base_logit, design)
+        p = corr.predict(logits, feats) if design is None else corr.predict_standardised(logits, design)
         out[name] = int(((p >= threshold) != now).sum())
     return out

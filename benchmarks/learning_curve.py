@@ -34,13 +34,14 @@ from consumer.evaluation.evaluate import cluster_scores  # noqa: E402
 BUDGETS = (0, 10, 25, 50, 100, 200)
 
 
-def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int]) -> list[dict]:
-    """F1 of the final clusters after each budget of oracle answers on one file."""
+def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int], seeds: list[int]) -> list[dict]:
+    """F1 of the final clusters after each budget of oracle answers on one file, per question order (`seeds`:
+    the session's tie-break seed; each seed asks other questions, so the spread between seeds is what one
+    user's answers can expect)."""
     from consumer.config import load_settings
     from consumer.encoders import needs_image_model, needs_text_model
-    from consumer.io.artifacts import build_pipeline, load_image_encoder, load_text_encoder
-    from consumer.io.batch import run_batch
-    from consumer.learn.label_session import build_pool, fit_labels, run_oracle
+    from consumer.io.artifacts import load_image_encoder, load_text_encoder
+    from consumer.learn.label_session import build_pool, run_oracle
 
     cfg = work / f"{f.name}.toml"
     cfg.write_text(f.config)
@@ -54,11 +55,22 @@ def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int
         w.writerows(truth.items())
     t0 = time.perf_counter()
     pool = build_pool(records, settings)
-    labels_path = work / f"{f.name}.labels.csv"
-    labels = run_oracle(pool, labels_path, oracle, max(budgets))
     prep = time.perf_counter() - t0
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
     image = load_image_encoder(settings, encode_in_background=True) if needs_image_model(settings) else None
+    rows = []
+    for seed in seeds:
+        labels = run_oracle(pool, work / f"{f.name}.{seed}.labels.csv", oracle, max(budgets), seed=seed)
+        rows += _budgets(f, records, truth, work, budgets, settings, pool, labels, text, image, seed, prep)
+    return rows
+
+
+def _budgets(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int], settings, pool, labels,
+             text, image, seed: int, prep: float) -> list[dict]:
+    from consumer.io.artifacts import build_pipeline
+    from consumer.io.batch import run_batch
+    from consumer.learn.label_session import fit_labels
+
     rows = []
     for budget in budgets:
         t1 = time.perf_counter()
@@ -72,10 +84,10 @@ def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int
             pipe.close()
         s = cluster_scores(got, truth)
         cv = fit.report.get("cross_validated") or {}
-        rows.append({"file": f.name, "labels": budget, "yes": fit.report["yes"], "no": fit.report["no"],
+        rows.append({"file": f.name, "seed": seed, "labels": budget, "yes": fit.report["yes"], "no": fit.report["no"],
                      **s.row(), "cv_precision": cv.get("precision"), "cv_recall": cv.get("recall"),
                      "seconds": round(time.perf_counter() - t1, 1), "pairs_seconds": round(prep, 1)})
-        print(f"{f.name:14s} labels {budget:4d} (yes {fit.report['yes']:3d}) P {s.precision:.4f} "
+        print(f"{f.name:14s} seed {seed} labels {budget:4d} (yes {fit.report['yes']:3d}) P {s.precision:.4f} "
               f"R {s.recall:.4f} F1 {s.f1:.4f}  {rows[-1]['seconds']:6.1f}s", flush=True)
     return rows
 
@@ -88,8 +100,11 @@ def plot(rows: list[dict], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name in dict.fromkeys(r["file"] for r in rows):
-        pts = [(r["labels"], r["f1"]) for r in rows if r["file"] == name]
-        ax.plot(*zip(*pts), marker="o", label=name)
+        budgets = sorted({r["labels"] for r in rows if r["file"] == name})
+        f1s = [[r["f1"] for r in rows if r["file"] == name and r["labels"] == b] for b in budgets]
+        line = ax.plot(budgets, [sum(v) / len(v) for v in f1s], marker="o", label=name)[0]
+        if any(len(v) > 1 for v in f1s):  # the spread between question orders
+            ax.fill_between(budgets, [min(v) for v in f1s], [max(v) for v in f1s], color=line.get_color(), alpha=0.15)
     ax.set_xlabel("oracle answers (dedup label --oracle)")
     ax.set_ylabel("pairwise F1, final clusters")
     ax.set_ylim(0, 1)
@@ -103,9 +118,19 @@ def markdown(rows: list[dict]) -> str:
     budgets = sorted({r["labels"] for r in rows})
     lines = ["| file | " + " | ".join(f"{b} labels" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
     for name in dict.fromkeys(r["file"] for r in rows):
-        by = {r["labels"]: r["f1"] for r in rows if r["file"] == name}
-        lines.append(f"| {name} | " + " | ".join(f"{by[b]:.4f}" if b in by else "" for b in budgets) + " |")
+        by: dict[int, list[float]] = {}
+        for r in rows:
+            if r["file"] == name:
+                by.setdefault(r["labels"], []).append(r["f1"])
+        lines.append(f"| {name} | " + " | ".join(_cell(by[b]) if b in by else "" for b in budgets) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(f1s: list[float]) -> str:
+    """One seed: its F1; several: the mean and the range."""
+    if len(f1s) == 1:
+        return f"{f1s[0]:.4f}"
+    return f"{sum(f1s) / len(f1s):.4f} ({min(f1s):.3f}-{max(f1s):.3f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,18 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "real"))
     ap.add_argument("--files", help="comma-separated subset of: " + ", ".join(f.name for f in FILES))
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    ap.add_argument("--seeds", default="0", help="question orders (the session's seed), e.g. 0,1,2: the table "
+                    "gives the mean and range over them")
     ap.add_argument("--json", help="write the rows as JSON")
     ap.add_argument("--markdown", help="write the table as Markdown")
     ap.add_argument("--plot", help="write the curves as a PNG (matplotlib)")
     args = ap.parse_args(argv)
     budgets = sorted({int(b) for b in args.budgets.split(",")})
     wanted = set(args.files.split(",")) if args.files else None
+    seeds = [int(v) for v in args.seeds.split(",")]
     print(f"# learning curve, {time.strftime('%Y-%m-%d')}, CPU: {cpu_model()}, {os.cpu_count()} cores")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for f, records, truth in loaded_files(wanted, Path(args.data_dir), work):
-            rows += curve(f, records, truth, work, budgets)
+            rows += curve(f, records, truth, work, budgets, seeds)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if args.markdown:

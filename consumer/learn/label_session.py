@@ -199,9 +199,9 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     recall on the labels and warnings when they are too few or one-sided.
 
     `rows`: predict only these pool pairs (a session's questions, `PairPool.contender_rows`): at 100k
-    records the pass over all 3.2M candidate pairs was half of a question's 200 ms. The threshold needs
-    every pair (the expected F1 over the file), so with `rows` it is the base model's, and such a fit's
-    model is for asking questions, not for running."""
+    records the pass over all 3.2M candidate pairs was half of a question's 200 ms. With `rows` the
+    threshold stays the base model's (it is the expected-F1 threshold over the contenders, and a session's
+    `rows` need not be those), so such a fit's model is for asking questions, not for running."""
     pairs = [(pool.pair(lab), lab.answer) for lab in labels if lab.answer in (YES, NO)]
     idx = np.array([i for i, _ in pairs], np.int64)
     y = np.array([a == YES for _, a in pairs], np.int64)
@@ -234,7 +234,7 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
         report["warnings"].append("the corrected model predicts held-out answers no better than the model "
                                   "without labels, so that one is used; label more pairs")
     # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold
-    # that maximises the expected F1 over the file's pairs; with fewer, the base model's own threshold.
+    # that maximises the expected F1; with fewer, the base model's own threshold.
     # In between it moves from the base threshold as far as the answers allow (full at `FULL_THRESHOLD`
     # of the rarer kind): on Amazon-Google, 25 answers (11 no) moved it from
     # 0.5 to 0.26 at once and traded precision 0.78 -> 0.59 for recall (F1 0.517, below no labels' 0.523);

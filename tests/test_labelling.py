@@ -51,6 +51,47 @@ def test_separable_answers_do_not_blow_up_the_fit() -> None:
     assert np.isfinite([corr.intercept, corr.slope]).all() and 0.5 < corr.slope < 5
 
 
+def test_a_correction_takes_back_a_similarity_but_never_turns_it_against_a_match() -> None:
+    """Near-copy comparisons (a title's cosine and its trigrams) fitted from 40 answers: without floors
+    the fit weighs them as a difference (one negative); with floors each similarity's total effect (its
+    share of the base log-odds times the slope, plus its correction) stays >= 0, both slopes too, and
+    the fit is the constrained optimum (a general solver agrees)."""
+    from scipy.optimize import minimize
+
+    import consumer.learn.labelling as lab
+
+    rng = np.random.default_rng(11)
+    n = 40
+    x = rng.normal(size=(n, 3))
+    x[:, 1] = x[:, 0] + 0.4 * rng.normal(size=n)  # a near-copy of feature 0
+    base = 1.5 * (x[:, 0] + x[:, 1])
+    y = (x[:, 0] - x[:, 1] + 0.3 * x[:, 2] > 0).astype(int)  # the answers reward their difference
+    free = fit_correction(base, x, y, mean=np.zeros(3), scale=np.ones(3))
+    assert free.coef[:2].min() + free.slope * 1.5 < 0  # unconstrained: a similarity counts against a match
+    floors = np.array([1.5, 1.5, np.nan])  # feature 2 has no direction
+    corr = fit_correction(base, x, y, mean=np.zeros(3), scale=np.ones(3), floors=floors)
+    assert corr.slope >= 0 and corr.slope_low >= 0
+    assert (corr.coef[:2] + corr.slope * floors[:2] >= -1e-9).all()
+    assert corr.coef[2] > 0  # unconstrained where there is no direction
+
+    design = np.column_stack([np.ones(n), np.maximum(base, 0), np.minimum(base, 0), x])
+    fewest = min(int(y.sum()), int(n - y.sum()))
+    tau = lab.PRIOR_CORRECTION * min(1.0, fewest / lab.FULL_CORRECTION) + 1e-3
+    prec = 1 / np.array([lab.PRIOR_INTERCEPT, lab.PRIOR_SLOPE, lab.PRIOR_SLOPE, tau, tau, tau]) ** 2
+    mu = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+
+    def post(t: np.ndarray) -> float:
+        z = design @ t
+        return float((y * z - np.logaddexp(0, z)).sum() - 0.5 * (prec * (t - mu) ** 2).sum())
+
+    rows = np.array([[0, 1.5, 0, 1, 0, 0], [0, 1.5, 0, 0, 1, 0]])
+    bounds = [(None, None), (0, None), (0, None)] + [(None, None)] * 3
+    ref = minimize(lambda t: -post(t), mu, method="SLSQP", bounds=bounds, options={"ftol": 1e-12, "maxiter": 1000},
+                   constraints=[{"type": "ineq", "fun": lambda t: rows @ t}])
+    mine = np.concatenate([[corr.intercept, corr.slope, corr.slope_low], corr.coef])
+    assert post(mine) >= post(ref.x) - 1e-6
+
+
 def test_cross_validation_and_warnings() -> None:
     rng = np.random.default_rng(2)
     base = rng.normal(0, 3, 60)
@@ -212,6 +253,11 @@ def test_a_session_asks_what_a_choice_over_every_pair_would_ask(small: Path, tmp
     from consumer.learn.labelling import NO, impact
 
     pool = ls.build_pool(small / "in.csv", load_settings(env={}))
+    # Similarities carry a floor (their share of the unlabelled log-odds), rarity features none.
+    rarity = np.array([f.endswith("_rarity") for f in pool.features])
+    assert pool.floors is not None and rarity.any() and np.isnan(pool.floors[rarity]).all()
+    similar = ~np.isnan(pool.floors)
+    assert (pool.floors[similar] >= 0).all() and (pool.floors[similar] > 0).sum() >= 3
     entity = read_oracle(small / "in.truth.csv", pool.ids)
     session = ls.Session(pool, tmp_path / "labels.csv")
     old_gain = ls.MIN_GAIN
@@ -232,9 +278,9 @@ def test_a_session_asks_what_a_choice_over_every_pair_would_ask(small: Path, tmp
             applied += bool(prog.fit.report["applied"])
             labelled = {pool.pair(lab): int(lab.answer == YES) for lab in labels}
             some = impact(pool.base_logit, pool.x, labelled, prog.pair, pool.mean, pool.scale, prog.fit.p,
-                          design=pool.design, over=prog.fit.rows)
+                          design=pool.design, over=prog.fit.rows, floors=pool.floors)
             every = impact(pool.base_logit, pool.x, labelled, prog.pair, pool.mean, pool.scale, full.p,
-                           design=pool.design)
+                           design=pool.design, floors=pool.floors)
             assert all(0 <= some[k] <= every[k] for k in some)
             a, b = pool.ids[int(pool.left[prog.pair])], pool.ids[int(pool.right[prog.pair])]
             session.file.add(Label(a, b, YES if entity.get(a, a) == entity.get(b, b) else NO))

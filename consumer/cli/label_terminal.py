@@ -124,7 +124,7 @@ def run_terminal(pool: PairPool, labels_path: str, rows: Mapping[str, Mapping[st
         i = prog.pair
         labelled = {pool.pair(lab): int(lab.answer == YES) for lab in session.labels if lab.answer != UNSURE}
         moves = impact(base_logit, pool.x, labelled, i, mean, scale, prog.fit.p, design=pool.design,
-                       over=prog.fit.rows)
+                       over=prog.fit.rows, floors=pool.floors)
         answers = [lab.answer for lab in session.labels]
         a, b = pool.ids[int(pool.left[i])], pool.ids[int(pool.right[i])]
         scores = {k: float(v[0]) for k, v in pool.modalities(pool.x[i: i + 1]).items()}

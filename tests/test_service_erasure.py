@@ -263,8 +263,10 @@ def test_three_members_erase_mid_stream_with_kill_and_snapshot_restart(
                 held = set(m.pipe.store.record_ids)
                 assert not held & set(gone)
             blobs = _redis_blobs(store)
-            where = [b[:80] for b in blobs if gone[0].encode() in b or any(x in b for x in needles[gone[0]])]
-            assert _found(blobs, needles) == [], (where, store.log_base(), store.log_length(),
+            where = [(rid, rid.encode() in b, [i for i, x in enumerate(needles[rid]) if x in b], b[:80])
+                     for rid in _found(blobs, needles) for b in blobs
+                     if rid.encode() in b or any(x in b for x in needles[rid])]
+            assert _found(blobs, needles) == [], (where[:5], store.log_base(), store.log_length(),
                                                   store.client.hgetall(store.key("members")),
                                                   store.client.hgetall(store.key("snapshots")))
             needles = _unique(store, needles)

@@ -84,7 +84,7 @@ class Correction:
 
 
 def fit_correction(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, *, mean: np.ndarray | None = None,
-                   scale: np.ndarray | None = None, iterations: int = 50,
+                   scale: np.ndarray | None = None, iterations: int = 100,
                    floors: np.ndarray | None = None) -> Correction:
     """Maximum a posteriori logistic regression (Newton's method) of labels `y` (1 yes, 0 no) on the base
     log-odds and features `x`, with the priors of the module docstring. `mean`/`scale` standardise `x`
@@ -115,41 +115,20 @@ def fit_correction(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, *, mean
     fewest = min(int((y == 1).sum()), int((y == 0).sum()))
     tau = PRIOR_CORRECTION * min(1.0, fewest / FULL_CORRECTION) + 1e-3
     prior_prec = 1.0 / np.concatenate([[PRIOR_INTERCEPT, PRIOR_SLOPE, PRIOR_SLOPE], np.full(k, tau)]) ** 2
-    yv = np.asarray(y, np.float64)
-
-    def objective(t: np.ndarray) -> float:
-        z = design @ t
-        return float((yv * z - np.logaddexp(0.0, z)).sum() - 0.5 * (prior_prec * (t - prior_mu) ** 2).sum())
-
-    if floors is not None:
-        return _bounded(design, yv, prior_mu, prior_prec, np.asarray(floors, np.float64), mean, scale)
-    theta = prior_mu.copy()
-    current = objective(theta)
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -60, 60)))
-        grad = design.T @ (yv - p) - prior_prec * (theta - prior_mu)
-        hess = (design * (p * (1 - p))[:, None]).T @ design + np.diag(prior_prec)
-        step = np.linalg.solve(hess, grad)
-        # Damped Newton: the log-posterior is concave, but a full step can overshoot when the answers
-        # nearly separate; halve it until the objective improves.
-        for _ in range(30):
-            value = objective(theta + step)
-            if value >= current - 1e-12:
-                break
-            step = step / 2
-        theta, current = theta + step, value
-        if float(np.abs(step).max()) < 1e-7:
-            break
+    bounded = floors is not None
+    floors = np.full(k, np.nan) if floors is None else np.asarray(floors, np.float64)
+    theta = _newton(design, np.asarray(y, np.float64), prior_mu, prior_prec, floors, bounded, iterations)
     return Correction(float(theta[0]), float(theta[1]), float(theta[2]), theta[3:].copy(), mean, scale)
 
 
-def _bounded(design: np.ndarray, y: np.ndarray, prior_mu: np.ndarray, prior_prec: np.ndarray,
-             floors: np.ndarray, mean: np.ndarray, scale: np.ndarray, iterations: int = 100) -> Correction:
-    """`fit_correction`'s posterior mode with both slopes >= 0 and each floored feature's total effect
-    >= 0: correction c_j >= -slope * floors[j]. Solved in the variables e_j = c_j + slope * floors[j], where
-    the constraints are bounds (e_j >= 0), by projected Newton (Bertsekas 1982): the log-posterior stays
-    concave in them, the problems are tiny, and a question refits seven times (a general solver took 19 ms
-    a fit, most of the 200 ms a question may take at 100k records)."""
+def _newton(design: np.ndarray, y: np.ndarray, prior_mu: np.ndarray, prior_prec: np.ndarray,
+            floors: np.ndarray, bounded: bool, iterations: int) -> np.ndarray:
+    """`fit_correction`'s posterior mode by damped, projected Newton (Bertsekas 1982). With `bounded`,
+    both slopes >= 0 and each floored feature's total effect >= 0, c_j >= -slope * floors[j]: solved in
+    the variables e_j = c_j + slope * floors[j], where the constraints are bounds (e_j >= 0) and the
+    log-posterior stays concave; without, no bounds and plain damped Newton. Why not a general solver: a
+    question refits about seven times, and SLSQP took 19 ms a fit, most of the 200 ms a question may take
+    at 100k records; this takes 0.4 ms."""
     k = design.shape[1]
     floored = ~np.isnan(floors)
     # theta = t @ phi: c_j = e_j - slope * floors_j for floored j, every other parameter unchanged.
@@ -158,8 +137,9 @@ def _bounded(design: np.ndarray, y: np.ndarray, prior_mu: np.ndarray, prior_prec
     d = design @ t
     prec = t.T @ (prior_prec[:, None] * t)
     lower = np.full(k, -np.inf)
-    lower[1:3] = 0.0
-    lower[3:][floored] = 0.0
+    if bounded:
+        lower[1:3] = 0.0
+        lower[3:][floored] = 0.0
     phi = np.maximum(np.linalg.solve(t, prior_mu), lower)  # the prior mean, feasible when floors >= 0
 
     def objective(f: np.ndarray) -> float:
@@ -176,6 +156,8 @@ def _bounded(design: np.ndarray, y: np.ndarray, prior_mu: np.ndarray, prior_prec
         free = ~((phi <= lower + 1e-10) & (grad < 0))
         step = np.zeros(k)
         step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
+        # Damped: the log-posterior is concave, but a full step can overshoot when the answers nearly
+        # separate; halve it until the objective improves.
         alpha, moved = 1.0, False
         for _ in range(30):
             trial = np.maximum(phi + alpha * step, lower)
@@ -190,8 +172,7 @@ def _bounded(design: np.ndarray, y: np.ndarray, prior_mu: np.ndarray, prior_prec
         phi, current = trial, value
         if change < 1e-7:
             break
-    theta = t @ phi
-    return Correction(float(theta[0]), float(theta[1]), float(theta[2]), theta[3:].copy(), mean, scale)
+    return t @ phi
 
 
 def f1_threshold(p: np.ndarray, floor: float = 0.05) -> float:
@@ -214,19 +195,27 @@ def f1_threshold(p: np.ndarray, floor: float = 0.05) -> float:
     return float(min(q[int(np.argmax(f1))], 0.5))
 
 
+def _folds(y: np.ndarray, folds: int) -> tuple[np.ndarray, int]:
+    """Each answer's fold, stratified by answer (yes and no dealt round-robin), and the number of folds:
+    at most `folds`, and no more than answers of the rarer kind."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    folds = int(min(folds, len(pos), len(neg)))
+    fold = np.empty(len(y), np.int64)
+    if folds > 0:
+        fold[pos] = np.arange(len(pos)) % folds
+        fold[neg] = np.arange(len(neg)) % folds
+    return fold, folds
+
+
 def cross_validate(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray,
                    folds: int = 5, threshold: float = 0.5,
                    floors: np.ndarray | None = None) -> dict[str, Any] | None:
     """Precision and recall of the corrected model on the labels, each label predicted by a fit that did
     not see it (k folds, stratified by answer); None when there are too few of either answer."""
     y = np.asarray(y, np.int64)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    if len(pos) < 2 or len(neg) < 2:
+    if min(int((y == 1).sum()), int((y == 0).sum())) < 2:
         return None
-    folds = int(min(folds, len(pos), len(neg)))
-    fold = np.empty(len(y), np.int64)
-    fold[pos] = np.arange(len(pos)) % folds
-    fold[neg] = np.arange(len(neg)) % folds
+    fold, folds = _folds(y, folds)
     pred = np.zeros(len(y), bool)
     for f in range(folds):
         test = fold == f
@@ -234,9 +223,9 @@ def cross_validate(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, mean: n
         pred[test] = corr.predict(base_logit[test], x[test]) >= threshold
     tp = int((pred & (y == 1)).sum())
     precision = tp / max(int(pred.sum()), 1) if pred.any() else 1.0
-    recall = tp / len(pos)
+    recall = tp / int((y == 1).sum())
     return {"folds": folds, "precision": round(precision, 4), "recall": round(recall, 4),
-            "yes": int(len(pos)), "no": int(len(neg))}
+            "yes": int((y == 1).sum()), "no": int((y == 0).sum())}
 
 
 def held_out_gain(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray,
@@ -247,13 +236,9 @@ def held_out_gain(base_logit: np.ndarray, x: np.ndarray, y: np.ndarray, mean: np
     say whether it generalises; `fit_labels` keeps the unlabelled model when it does not (a safety net: in
     the benchmark runs of docs/labelling.md it never fired once both kinds reached `MIN_PER_CLASS`)."""
     y = np.asarray(y, np.int64)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    folds = int(min(folds, len(pos), len(neg)))
+    fold, folds = _folds(y, folds)
     if folds < 2:
         return 0.0
-    fold = np.empty(len(y), np.int64)
-    fold[pos] = np.arange(len(pos)) % folds
-    fold[neg] = np.arange(len(neg)) % folds
     gain = 0.0
     for f in range(folds):
         test = fold == f

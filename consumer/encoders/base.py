@@ -40,12 +40,18 @@ class Feature:
     an encoder declares levels only on features that are not near-copies of another comparison (the
     model assumes comparisons independent given match status). `tf`: the rarity feature
     (`Contribution.rarity`) whose value frequency adjusts the exact level's weight (a rare surname agreeing
-    says more than "smith")."""
+    says more than "smith").
+
+    `conflict`: a value at or below it is hard evidence that the two are different things whatever the
+    score says (every attribute both listings state differs, two different model codes): the clustering's
+    partner re-check never keeps two groups together across such a pair (`consumer.engine.clustering`).
+    None: the feature never says so."""
 
     name: str
     monotone: int = 1
     levels: tuple[float, ...] = ()
     tf: str | None = None
+    conflict: float | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ Features (NaN where a side lacks the value):
 - `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
   currency (prices are compared relatively; another currency says nothing without a rate).
 
+`attr_agree`, `variant_agree` and `code_match` at 0 are *conflicts* (`Feature.conflict`): hard evidence of two
+products, which the clustering's partner re-check never lets a group straddle, whatever the scores.
+
 Stored: keyed hashes, the trigram vector and the embedding; the price as a number (not personal data).
 """
 
@@ -168,10 +171,10 @@ class TitleEncoder:
             columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price", "codes",
                      "code_stems", "code_cuts", "idf_keys", "code_vec"),
             features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
-                      Feature("attr_agree"), Feature("variant_agree", levels=(1.0, 0.5)),
+                      Feature("attr_agree", conflict=0.0), Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0),
                       Feature("brand", levels=(1.0,)),
                       Feature("category", levels=(1.0,)), Feature("price", levels=(0.9, 0.6)),
-                      Feature("code_match", levels=CODE_LEVELS)),
+                      Feature("code_match", levels=CODE_LEVELS, conflict=0.0)),
             rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
             index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0),

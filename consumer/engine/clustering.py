@@ -56,6 +56,9 @@ __all__ = ["ClusterState", "Assignment", "Guards", "PairScorer", "cluster_id_for
 
 #: Fused scores of the pairs (left[i], right[i]) (`Pipeline` compares and fuses them on demand).
 PairScorer = Callable[[Sequence[int], Sequence[int]], np.ndarray]
+#: Fused scores of the pairs and whether each *conflicts* (None: the profile has no conflict evidence):
+#: `Pipeline.judge_pairs`, one comparison for both.
+PairJudge = Callable[[Sequence[int], Sequence[int]], tuple[np.ndarray, np.ndarray | None]]
 
 
 def partner_mode(recheck: str, profile: str) -> bool:
@@ -87,6 +90,9 @@ class Guards:
     #: Linking across sources (`consumer.engine.sources`): rows -> their source hashes (0 = unknown). A
     #: cluster then never holds two records of one source (each source holds no duplicates of its own).
     sources: Callable[[list[int]], np.ndarray] | None = None
+    #: Scores and conflicts of member pairs for the partner re-check (module docstring); None: scores only,
+    #: and a pair below the merge bar keeps two groups apart instead of a conflict.
+    judge: PairJudge | None = None
 
 
 @dataclass
@@ -283,9 +289,21 @@ class ClusterState:
             return []
         ii, jj = np.triu_indices(n, 1)
         sim = np.zeros((n, n), np.float32)
-        sim[ii, jj] = sim[jj, ii] = scorer([members[i] for i in ii], [members[j] for j in jj])
+        left, right = [members[i] for i in ii], [members[j] for j in jj]
+        conflict = None
+        if g.partner and g.judge is not None:
+            scores, conflict = g.judge(left, right)
+        else:
+            scores = scorer(left, right)
+        sim[ii, jj] = sim[jj, ii] = scores
         groups = [[i] for i in range(n)]
         bar = g.merge_support * g.match_threshold
+        # What keeps two groups apart in partner mode: a conflicting pair between them where the profile's
+        # comparisons can say so, else (no conflict evidence) any pair below the merge bar.
+        apart = sim < bar
+        if conflict is not None:
+            apart = np.zeros((n, n), bool)
+            apart[ii, jj] = apart[jj, ii] = conflict
         # Average linkage. The group means are kept in a matrix and only the merged group's row is recomputed
         # after a merge (the others are unchanged), with the same block means as a full rescan; one argmax
         # then finds the first best pair in row order, as the Python double loop over all pairs did.
@@ -299,7 +317,7 @@ class ClusterState:
             best = np.where(np.eye(n, dtype=bool), -np.inf, sim).max(axis=1)
             near = ((sim >= g.match_threshold) & (sim >= best[:, None] - g.partner_margin)
                     & (sim >= best[None, :] - g.partner_margin))
-            allowed = upper & (sim >= bar) & near
+            allowed = upper & ~apart & near
         while len(groups) > 1:
             m = len(groups)
             a, b = divmod(int(np.argmax(np.where(allowed, means, -1.0))), m)
@@ -314,7 +332,8 @@ class ClusterState:
                     block = sim[np.ix_(lo, hi)]
                     means[min(a, j), max(a, j)] = float(block.mean())
                     if g.partner:
-                        allowed[min(a, j), max(a, j)] = bool((block >= bar).all() and near[np.ix_(lo, hi)].any())
+                        allowed[min(a, j), max(a, j)] = bool(not apart[np.ix_(lo, hi)].any()
+                                                             and near[np.ix_(lo, hi)].any())
         if len(groups) == 1:
             return []
         pieces = sorted(([members[i] for i in grp] for grp in groups), key=lambda p: (-len(p), min(p)))

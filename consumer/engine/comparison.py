@@ -42,6 +42,20 @@ class Comparator:
         self.gated = [(self.features.index(r.feature), self.features.index(r.when_agree[0]), r.when_agree[1])
                        for c in contribs for r in c.rarity if r.when_agree is not None]
         self._pos = {name: j for j, name in enumerate(self.features)}
+        #: (column, level) of the features that can say "two different things" (`Feature.conflict`).
+        self.conflict_columns: tuple[tuple[int, float], ...] = tuple(
+            (self._pos[f.name], f.conflict) for c in contribs for f in c.features if f.conflict is not None)
+
+    def conflicts(self, feats: np.ndarray) -> np.ndarray | None:
+        """Per pair of a feature matrix: does any conflict feature say the two differ? None when no encoder
+        declares one (the profile has no such evidence: callers keep their score-only rule)."""
+        if not self.conflict_columns:
+            return None
+        out = np.zeros(len(feats), bool)
+        for col, level in self.conflict_columns:
+            with np.errstate(invalid="ignore"):
+                out |= feats[:, col] <= level  # NaN (a side does not state it) is no conflict
+        return out
 
     def compare(self, a: Columns, b: Columns, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Feature matrix for pairs (a[i], b[i]); `extra` adds precomputed per-pair features (rarity).

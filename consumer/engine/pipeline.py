@@ -117,7 +117,8 @@ class Pipeline(PersistedState, Erasure):
         #: The clustering's chaining guards (average linkage over members scored by `score_pairs`).
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
                              cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
-                             cl.partner_margin, self.sources and self.sources.reader(self.store))
+                             cl.partner_margin, self.sources and self.sources.reader(self.store),
+                             self.judge_pairs)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
@@ -347,6 +348,14 @@ class Pipeline(PersistedState, Erasure):
         if not len(left):
             return np.zeros(0, np.float32)
         return self.fuser.score(self.compare_pairs(left, right))[0]
+
+    def judge_pairs(self, left: Sequence[int], right: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """`score_pairs` plus whether each pair *conflicts* (`Comparator.conflicts`; None when the profile
+        has no conflict evidence), from one comparison: the partner re-check needs both for every member pair."""
+        if not len(left):
+            return np.zeros(0, np.float32), None
+        feats = self.compare_pairs(left, right)
+        return self.fuser.score(feats)[0], self.comparator.conflicts(feats)
 
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate

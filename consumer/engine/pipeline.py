@@ -108,8 +108,7 @@ class Pipeline(PersistedState, Erasure):
         #: The last batch handed to the encode worker; the index search started ahead for one (`_search_ahead`).
         self._latest: Future[Encoded] | None = None
         self._ahead: tuple[Future[Encoded], Search] | None = None
-        #: When a list, every scored candidate set is appended as (row, candidate rows, features):
-        #: training data for `dedup train` and the input of candidate-recall measurement.
+        #: When a list, every scored candidate set as (row, candidate rows, features): `dedup train`, labelling.
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
         self.model_version = self.fuser.version
         self.config_version = settings.fingerprint()
@@ -341,17 +340,13 @@ class Pipeline(PersistedState, Erasure):
                         ids[self.canonical[a.split_from]] if a.split_from is not None else None)
 
     def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
-        """Fused scores of the pairs (left[i], right[i]) of known rows, compared and fused like candidate
-        pairs (the rarity of `left`'s values as counted so far), for the clustering's average linkage over
-        members the candidate search did not return; deterministic, so a replay or a restored consumer
-        decides the same. `process` calls it under the fuser's thread limit."""
-        if not len(left):
-            return np.zeros(0, np.float32)
-        return self.fuser.score(self.compare_pairs(left, right))[0]
+        """Fused scores of pairs of known rows, compared and fused like candidate pairs (the rarity of `left`'s
+        values as counted so far): the clustering's average linkage over members the search did not return.
+        Deterministic (a replay or a restored consumer decides the same); called under the thread limit."""
+        return self.judge_pairs(left, right)[0]
 
     def judge_pairs(self, left: Sequence[int], right: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """`score_pairs` plus whether each pair *conflicts* (`Comparator.conflicts`; None when the profile
-        has no conflict evidence), from one comparison: the partner re-check needs both for every member pair."""
+        """`score_pairs` and whether each pair conflicts (`Comparator.conflicts`), from one comparison."""
         if not len(left):
             return np.zeros(0, np.float32), None
         feats = self.compare_pairs(left, right)
@@ -361,8 +356,7 @@ class Pipeline(PersistedState, Erasure):
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate
         pairs get them (labelled pairs the candidate search never proposed are compared this way)."""
         skip = self.comparator.unused_columns  # the index-only vectors, as for candidate pairs
-        a = self.store.gather(np.asarray(left, np.int64), skip)
-        b = self.store.gather(np.asarray(right, np.int64), skip)
+        a, b = self.store.gather(np.asarray(left, np.int64), skip), self.store.gather(np.asarray(right, np.int64), skip)
         return self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b))
 
     def update_canonical(self, cluster: int, merged: list[int]) -> None:

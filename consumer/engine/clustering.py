@@ -30,11 +30,15 @@ listing arrives. Two rules, both computed from scores on demand (no extra state,
 decides the same):
 
 - every join into a cluster re-checks it (up to 2 x `link_members` members) from all its member pairs, and
-  two groups stay together only when no pair between them falls below the merge bar (`merge_support` x
-  the match threshold: a disagreement, as for the split above) and at least one pair between them is a
-  *near-reciprocal* match (above the threshold and within `partner_margin` of both ends' best partner in
-  the cluster). A sibling that was the best match until a better partner arrived, and disagrees with it,
-  is split off (the same `splits` and `cluster.split` events as above);
+  two groups stay together only when no pair between them *conflicts* and at least one pair between them
+  is a *near-reciprocal* match (above the threshold and within `partner_margin` of both ends' best partner
+  in the cluster), average linkage still clearing the merge bar. A conflict is what the comparisons call
+  two different things (`Guards.judge`, `Feature.conflict`: listings whose attributes or model codes
+  disagree); where the profile has no such comparison, any pair below the merge bar (`merge_support` x the
+  match threshold) counts as one. Why not the score alone: groups of three or four listings of one product
+  hold pairs the model scores near zero (a typo, capitals), and a veto on those split them (another
+  generator's listings: recall 0.71 -> 0.78-0.80). A sibling that was the best match until a better
+  partner arrived, and conflicts with it, is split off (the same `splits` and `cluster.split` events);
 - a record with no match whose best candidate is a *possible* pair with a record still alone, and which is
   that record's best among the record's other possible candidates too (reciprocal best), joins it (its
   decision line still lists the pair as `possible`: the link is the clustering's, not the score's).
@@ -281,8 +285,8 @@ class ClusterState:
                min_size: int = 3) -> list[tuple[int, list[int]]]:
         """Re-check a cluster from all its member pairs (average linkage, stopping at the merge bar) and
         split it when it falls apart; returns the pieces split off as (new founding row, rows). With
-        `g.partner`, two groups may only join when no pair between them falls below the merge bar and one
-        pair between them is a near-reciprocal match (module docstring)."""
+        `g.partner`, two groups may only join when no pair between them conflicts (`g.judge`; without one,
+        falls below the merge bar) and one pair between them is a near-reciprocal match (module docstring)."""
         members = sorted(self.members[cluster])
         n = len(members)
         if n < min_size or n > 2 * g.link_members:

@@ -311,8 +311,17 @@ class _Term:
 
     def __init__(self, name: str, cwd: Path, labels: Path) -> None:
         self.name = name
-        _tmux("new-session", "-d", "-s", name, "-x", "150", "-y", "45",
-              f"cd {cwd} && {DEDUP} label in.csv --labels {labels}; echo EXITED $?; sleep 60")
+        # Killing the last session of a socket makes its tmux server exit, asynchronously: a new-session
+        # at that moment can reach the dying server and create nothing (CI once waited 120 s on an empty
+        # screen). So the session is created until tmux reports it exists.
+        for _ in range(20):
+            _tmux("new-session", "-d", "-s", name, "-x", "150", "-y", "45",
+                  f"cd {cwd} && {DEDUP} label in.csv --labels {labels}; echo EXITED $?; sleep 60")
+            if subprocess.run(["tmux", "-L", _TMUX_SOCKET, "has-session", "-t", name], capture_output=True,
+                              timeout=30).returncode == 0:
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"tmux did not start the session {name}")
 
     def screen(self) -> str:
         return _tmux("capture-pane", "-p", "-t", self.name)
@@ -324,7 +333,8 @@ class _Term:
             if text in s:
                 return s
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+        sessions = _tmux("list-sessions", "-F", "#{session_name} pane_dead=#{pane_dead} pid=#{pane_pid}")
+        raise AssertionError(f"{text!r} never appeared; tmux sessions: {sessions!r}; screen:\n{self.screen()}")
 
     def answer(self, keys: str) -> None:
         for k in keys:

@@ -317,8 +317,7 @@ class _Term:
         for _ in range(20):
             _tmux("new-session", "-d", "-s", name, "-x", "150", "-y", "45",
                   f"cd {cwd} && {DEDUP} label in.csv --labels {labels}; echo EXITED $?; sleep 60")
-            if subprocess.run(["tmux", "-L", _TMUX_SOCKET, "has-session", "-t", name], capture_output=True,
-                              timeout=30).returncode == 0:
+            if name in _tmux("list-sessions", "-F", "#{session_name}").split():
                 return
             time.sleep(0.25)
         raise AssertionError(f"tmux did not start the session {name}")

@@ -90,17 +90,20 @@ def place_judged(st: ClusterState, row: int, cands: list[int], pairs: dict[froze
                  conflicts: set[frozenset[int]]) -> Assignment:
     s = np.array([pairs.get(frozenset((row, c)), 0.0) for c in cands], np.float32)
     labels = np.where(s >= T, 2, np.where(s >= POSSIBLE, 1, 0))
-    return st.assign(row, np.array(cands, np.int64), s, labels, judged(pairs, conflicts),
-                     scorer=lambda a, b: judged(pairs, conflicts).judge(a, b)[0])  # type: ignore[misc]
+    g = judged(pairs, conflicts)
+    return st.assign(row, np.array(cands, np.int64), s, labels, g,
+                     scorer=lambda a, b: g.judge(a, b)[0])  # type: ignore[misc]
+
+
+#: Four listings of one product; the model scores one pair (1, 3) far below the bar (a seller's typo, a title
+#: written in capitals): 0.03. Every other pair is a match.
+FOUR = {frozenset(p): 0.9 for p in ((0, 1), (0, 2), (0, 3), (1, 2), (2, 3))} | {frozenset((1, 3)): 0.03}
 
 
 def four_listings_one_pair_scored_low(conflicts: set[frozenset[int]]) -> ClusterState:
-    """Four listings of one product; the model scores one pair (1, 3) far below the bar (a seller's typo,
-    a title written in capitals): 0.03. Every other pair is a match."""
-    pairs = {frozenset(p): 0.9 for p in ((0, 1), (0, 2), (0, 3), (1, 2), (2, 3))} | {frozenset((1, 3)): 0.03}
     st = ClusterState()
     for row in range(4):
-        place_judged(st, row, list(range(row)), pairs, conflicts)
+        place_judged(st, row, list(range(row)), FOUR, conflicts)
     return st
 
 
@@ -111,10 +114,9 @@ def test_with_conflict_evidence_a_low_score_alone_does_not_split_a_group() -> No
     st = four_listings_one_pair_scored_low(conflicts=set())
     assert sorted(st.members[0]) == [0, 1, 2, 3]
     # The contrast: without conflict evidence (scores only) the pair below the bar splits the group.
-    pairs = {frozenset(p): 0.9 for p in ((0, 1), (0, 2), (0, 3), (1, 2), (2, 3))} | {frozenset((1, 3)): 0.03}
     plain = ClusterState()
     for row in range(4):
-        place(plain, row, list(range(row)), [pairs[frozenset((row, c))] for c in range(row)], pairs)
+        place(plain, row, list(range(row)), [FOUR[frozenset((row, c))] for c in range(row)], FOUR)
     assert all(not ({1, 3} <= set(m)) for m in plain.members.values())
 
 

@@ -304,8 +304,9 @@ class ClusterState:
         bar = g.merge_support * g.match_threshold
         # What keeps two groups apart in partner mode: a conflicting pair between them where the profile's
         # comparisons can say so, else (no conflict evidence) any pair below the merge bar.
-        apart = sim < bar
-        if conflict is not None:
+        if conflict is None:
+            apart = sim < bar
+        else:
             apart = np.zeros((n, n), bool)
             apart[ii, jj] = apart[jj, ii] = conflict
         # Average linkage. The group means are kept in a matrix and only the merged group's row is recomputed

@@ -173,10 +173,23 @@ class GroupMember:
         except KafkaException:
             return False
 
-    def close(self) -> None:
-        """Commit what is done (synchronously), leave the group."""
+    def close(self, leave_seconds: float = 10.0) -> None:
+        """Commit what is done (synchronously), leave the group, close the consumer.
+
+        The group is left through `unsubscribe` and `poll` first, so the revoke runs on the normal path and
+        `close` finds nothing to revoke. Why: a revoke served *inside* `close` calls librdkafka's
+        `rd_kafka_rebalance_protocol()`, which can wait forever there (librdkafka issue 4041), and the
+        Python client holds the GIL while it does: one CI run froze its whole process in a member's
+        shutdown. Messages polled while leaving are not done, so the next owner reads them again."""
         self.commit_done(sync=True)
         try:
-            self.consumer.close()  # on_revoke commits anything done meanwhile
+            self.consumer.unsubscribe()
+            deadline = time.monotonic() + leave_seconds
+            while self.assigned and time.monotonic() < deadline:
+                self.consumer.poll(0.1)  # serves the revoke: on_revoke commits anything done meanwhile
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("leaving the group failed", extra={"error": str(exc.args[0]) if exc.args else ""})
+        try:
+            self.consumer.close()
         except KafkaException as exc:
             log.warning("consumer close failed", extra={"error": str(exc.args[0])})

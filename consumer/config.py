@@ -184,6 +184,10 @@ class ClusterSettings:
     #: score) below both ends' best partner a pair still counts as near-reciprocal.
     recheck: Literal["auto", "average", "partner"] = "auto"
     partner_margin: float = 0.1
+    #: "auto": a model fitted without labels carries how much rarer a third record of one person is than a
+    #: second in its file (`consumer.learn.size_prior`), and the re-check asks a group growing past two for
+    #: that much more evidence (RLdata10000, duplicates in pairs); "off": every group size alike.
+    size_prior: Literal["auto", "off"] = "auto"
     keeper_alpha: float = 0.7
 
 

@@ -42,8 +42,9 @@ SUBURBS = ["kensington", "brunswick", "footscray", "paddington", "toowong", "gle
 STATES = ["nsw", "vic", "qld", "wa", "sa", "tas", "act"]
 
 
-def febrl_like(path: Path, n_people: int = 300, seed: int = 3) -> dict[str, str]:
-    """A person file with 1-3 records per person; returns the truth (id -> person)."""
+def febrl_like(path: Path, n_people: int = 300, seed: int = 3,
+               sizes: tuple[int, ...] = (1, 1, 2, 2, 3)) -> dict[str, str]:
+    """A person file with 1-3 records per person (drawn from `sizes`); returns the truth (id -> person)."""
     rng = random.Random(seed)
     rows, truth = [], {}
     for p in range(n_people):
@@ -52,7 +53,7 @@ def febrl_like(path: Path, n_people: int = 300, seed: int = 3) -> dict[str, str]
                 "street_number": str(rng.randint(1, 250)), "address_1": f"{street} {typ}",
                 "address_2": rng.choice(["", "", "rosedale", "unit 4", "the elms"]), "suburb": rng.choice(SUBURBS),
                 "postcode": str(rng.randint(2000, 7999)), "state": rng.choice(STATES)}
-        for k in range(rng.choice([1, 1, 2, 2, 3])):
+        for k in range(rng.choice(sizes)):
             rec = dict(base)
             if k:
                 for _ in range(rng.randint(1, 3)):
@@ -138,7 +139,7 @@ def test_batch_fits_itself_without_labels(tmp_path: Path, capsys: pytest.Capture
     # ... and what it learned is printed per comparison level.
     assert main(["explain-model", str(model_path)]) == 0
     table = capsys.readouterr().out
-    assert "addr_street" in table and "exact" in table and "lambda" in table
+    assert "addr_street" in table and "exact" in table and "lambda" in table and "group sizes:" in table
     exact = [r for r in model.estimator.explain() if r["comparison"].startswith("addr_postcode")]
     assert exact[0]["weight"] > 3 > exact[-1]["weight"]  # agreeing postcodes: evidence; differing: against
 

@@ -43,6 +43,14 @@ decides the same):
   that record's best among the record's other possible candidates too (reciprocal best), joins it (its
   decision line still lists the pair as `possible`: the link is the clustering's, not the score's).
 
+With `Guards.size_penalty` (the *size prior*, `clustering.size_prior`) the re-check also asks a group that
+would grow past two members for more evidence: its average linkage must clear the match threshold raised by
+that many log-odds, not only the merge bar. A pairwise score has one prior for every pair, but in a file
+whose duplicates come in pairs (RLdata10000) a third record that matches both members of a pair is usually
+a namesake. The penalty is the file's own (`consumer.learn.size_prior`, estimated when the model is fitted
+without labels): ~3 nats on RLdata10000, 0 on FEBRL2/3, whose originals have up to six noisy copies. When it
+is set, every join that leaves a cluster of three or more re-checks it.
+
 Cluster ids are derived from the founding record id, so the same input gives the same ids, and a replay
 cannot mint a new one.
 """
@@ -56,7 +64,7 @@ import numpy as np
 
 from consumer.store.record_state import cluster_id_for
 
-__all__ = ["ClusterState", "Assignment", "Guards", "PairScorer", "cluster_id_for", "partner_mode"]
+__all__ = ["ClusterState", "Assignment", "Guards", "PairScorer", "cluster_id_for", "partner_mode", "size_penalty"]
 
 #: Fused scores of the pairs (left[i], right[i]) (`Pipeline` compares and fuses them on demand).
 PairScorer = Callable[[Sequence[int], Sequence[int]], np.ndarray]
@@ -71,6 +79,16 @@ def partner_mode(recheck: str, profile: str) -> bool:
     whose true clusters hold several noisy records (generated CRM seed 1: F1 0.956 -> 0.939 with it, recall
     0.955 -> 0.905; RLdata10000, whose duplicates come in pairs, would gain: 0.971 -> 0.979)."""
     return recheck == "partner" or (recheck == "auto" and profile == "listing")
+
+
+def size_penalty(meta: dict | None, size_prior: str = "auto") -> float:
+    """The size prior's penalty (nats) a model carries (`meta["size_prior"]`, or its base model's for a model
+    corrected by labels); 0 with `clustering.size_prior = "off"`, or for a model fitted without one (the
+    shipped models, listing fits: their files link one to one through the partner re-check already)."""
+    if size_prior == "off" or not meta:
+        return 0.0
+    prior = meta.get("size_prior") or (meta.get("base") or {}).get("size_prior") or {}
+    return max(0.0, float(prior.get("penalty", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,9 @@ class Guards:
     #: Scores and conflicts of member pairs for the partner re-check (module docstring); None: scores only,
     #: and a pair below the merge bar keeps two groups apart instead of a conflict.
     judge: PairJudge | None = None
+    #: The size prior (module docstring): log-odds a group must clear beyond the match threshold to grow past
+    #: two members in the re-check; 0 = off (every join below the merge bar re-checks, as before).
+    size_penalty: float = 0.0
 
 
 @dataclass
@@ -238,7 +259,8 @@ class ClusterState:
         self.members[survivor].append(row)
         absorbed = sorted(c for c in [target, *merged] if c != survivor)
         splits: list[tuple[int, list[int]]] = []
-        if g.split and (g.partner or min(links.get(target, [1.0])) < g.merge_support * thr):
+        if g.split and (g.partner or min(links.get(target, [1.0])) < g.merge_support * thr
+                        or (g.size_penalty > 0 and self.size(survivor) >= 3)):
             splits = self._split(survivor, scorer, g)  # type: ignore[arg-type]
         return Assignment(self.cluster_of[row], "merged" if absorbed else "joined", absorbed, held, splits,
                           survivor if splits else None)
@@ -302,6 +324,8 @@ class ClusterState:
         sim[ii, jj] = sim[jj, ii] = scores
         groups = [[i] for i in range(n)]
         bar = g.merge_support * g.match_threshold
+        # The size prior: a group of three or more needs its mean past the match threshold plus the penalty.
+        big = bar if g.size_penalty <= 0 else max(bar, _raise(g.match_threshold, g.size_penalty))
         # What keeps two groups apart in partner mode: a conflicting pair between them where the profile's
         # comparisons can say so, else (no conflict evidence) any pair below the merge bar.
         if conflict is None:
@@ -325,8 +349,10 @@ class ClusterState:
             allowed = upper & ~apart & near
         while len(groups) > 1:
             m = len(groups)
-            a, b = divmod(int(np.argmax(np.where(allowed, means, -1.0))), m)
-            if not allowed[a, b] or means[a, b] < bar:
+            sizes = np.array([len(grp) for grp in groups])
+            need = np.where(sizes[:, None] + sizes[None, :] > 2, big, bar)
+            a, b = divmod(int(np.argmax(np.where(allowed & (means >= need), means, -1.0))), m)
+            if not allowed[a, b] or means[a, b] < need[a, b]:
                 break
             groups[a] += groups.pop(b)
             means = np.delete(np.delete(means, b, 0), b, 1)
@@ -354,3 +380,10 @@ class ClusterState:
             out.append((founder, sorted(piece)))
         self.members[cluster] = [r for r in self.members[cluster] if self.cluster_of[r] == cluster]
         return out
+
+
+def _raise(p: float, nats: float) -> float:
+    """The probability whose log-odds are `p`'s plus `nats` (a threshold outside (0, 1) is kept)."""
+    if not 0.0 < p < 1.0:
+        return p
+    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1.0 - p)) + nats))))

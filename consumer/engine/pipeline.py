@@ -29,7 +29,7 @@ from consumer.config import Settings
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.engine.blocking import Blocker, Search
-from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode
+from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode, size_penalty
 from consumer.engine.comparison import Comparator
 from consumer.engine.cores import usable_cores
 from consumer.engine.decisions import Decision, Match, Split
@@ -117,7 +117,7 @@ class Pipeline(PersistedState, Erasure):
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
                              cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
                              cl.partner_margin, self.sources and self.sources.reader(self.store),
-                             self.judge_pairs)
+                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior))
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:

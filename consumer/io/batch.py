@@ -271,7 +271,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
                               variant_slots=slots)
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
-                                         "matches_per_record") if k in model.meta}
+                                         "matches_per_record", "size_prior") if k in model.meta}
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:

@@ -26,6 +26,7 @@ from consumer.engine.comparison import Comparator
 from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
+from consumer.learn import size_prior
 from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
 from consumer.learn.sampling import (
@@ -146,6 +147,10 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.info["expected_matches"] = round(fs.lam * population * (population - 1) / 2, 1)
         fs.info["matches_per_record"] = round(fs.lam * (population - 1) / 2, 4)
         fs.info["notes"] = _notes(fs, comps, len(records), population)
+        # How much rarer a third record of one entity is than a second in this file: the clustering's size prior.
+        cols = [features.index(f) for f in fs.inputs]
+        fs.info["size_prior"] = size_prior.estimate(fs.predict_proba(vec.all_x[:, cols])[:, 1], vec.left, vec.right,
+                                                    len(records))
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
             "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info}
     if slots:
@@ -359,6 +364,10 @@ def explain_model(model: LearnedModel) -> str:
              f"lambda {est.lam:.3g} = {info.get('matches_per_record', '?')} matching pairs per record)",
              f"fit: {info.get('fit', 'ok (no checks: an older model file)')}"]
     lines += [f"  because {r}" for r in info.get("reasons", [])] + [f"  note: {n}" for n in info.get("notes", [])]
+    if sizes := info.get("size_prior"):
+        lines.append(f"group sizes: {sizes['share_first']:.1%} of records have a likely duplicate, "
+                     f"{sizes['share_second']:.1%} of those two or more: a group of three needs "
+                     f"{sizes['penalty']:.2f} more log-odds (clustering.size_prior)")
     if model.meta.get("variant_words"):
         lines.append(f"variant words learned from the file: {model.meta['variant_words']} in "
                      f"{len({row[1] for row in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "

@@ -422,3 +422,98 @@ def test_answers_of_one_kind_leave_the_model_unchanged_and_say_so() -> None:
     assert fit.report["applied"] is True and fit.report["threshold"] <= 0.5
     truth = pool.x[:, 1] > np.sort(pool.x[:, 1])[-40]
     assert ((fit.p >= fit.report["threshold"]) == truth).mean() > ((pool.base_p >= 0.5) == truth).mean()
+
+
+def _conflict_pool(n: int = 600) -> tuple[object, list[str]]:
+    """A pool whose base model reads f0 only, whose truth is f1 (high) unless f2, a comparison that can say
+    "two different things" (`Feature.conflict` at 0: say two finishes of one line), is 0 (a third of the
+    pairs; NaN, not stated, for a sixth)."""
+    from consumer.engine.fusion import LearnedModel
+    from consumer.learn.label_session import PairPool
+
+    rng = np.random.default_rng(7)
+    x = rng.random((n, 3)).astype(np.float32)
+    x[:, 2] = np.where(rng.random(n) < 0.33, 0.0, 1.0)
+    x[rng.random(n) < 0.16, 2] = np.nan
+    base = LearnedModel(_Logistic(), ("f0", "f1"), {"used_features": ["f0", "f1"]})
+    ids = [f"r{i}" for i in range(2 * n)]
+    left, right = np.arange(0, 2 * n, 2), np.arange(1, 2 * n, 2)
+    p = base.predict(x, np.array([0, 1]))
+    pool = PairPool("sha", "listing", ids, left, right, x, ("f0", "f1", "f2"), base, p.astype(np.float64), 0.5, {},
+                    {(int(a), int(b)): i for i, (a, b) in enumerate(zip(left, right))},
+                    lambda a, b: np.zeros((len(a), 3), np.float32), lambda f: {}, 0.0, None, ((2, 0.0),))
+    return pool, ids
+
+
+def _answers(pool, ids, conflicting_yes: int) -> list:
+    """Yes for 20 pairs with high f1 and no conflict, no for 20 with low f1, and 8 conflicting pairs with
+    high f1 answered no (the first `conflicting_yes` of them yes)."""
+    from consumer.io.labels import Label
+
+    conf = pool.x[:, 2] == 0
+    clean = np.where(~conf & ~np.isnan(pool.x[:, 2]))[0]
+    high = clean[np.argsort(-pool.x[clean, 1])][:20]
+    low = clean[np.argsort(pool.x[clean, 1])][:20]
+    odd = np.where(conf)[0][np.argsort(-pool.x[conf, 1])][:8]
+
+    def lab(i: int, answer: str) -> Label:
+        return Label(ids[2 * i], ids[2 * i + 1], answer)
+
+    return ([lab(i, "yes") for i in high] + [lab(i, "no") for i in low]
+            + [lab(i, "yes" if k < conflicting_yes else "no") for k, i in enumerate(odd)])
+
+
+def test_answers_that_confirm_conflicts_keep_labels_from_raising_conflicting_pairs() -> None:
+    """The questions teach the correction that the base model's low scores are often wrong (here: f1 decides,
+    not f0); without the cap it raised conflicting pairs with them. When every answered conflicting pair was
+    a no, a conflicting pair keeps at most its unlabelled probability, in the pool and in the model file."""
+    from consumer.learn.label_session import fit_labels
+
+    pool, ids = _conflict_pool()
+    fit = fit_labels(pool, _answers(pool, ids, conflicting_yes=0))
+    assert fit.report["applied"] is True
+    assert fit.report["conflicts"] == {"answered": 8, "yes": 0, "confirmed": True, "capped": True}
+    conf = pool.conflicting
+    assert conf.sum() > 100 and not conf[np.isnan(pool.x[:, 2])].any()  # NaN: not stated, no conflict
+    assert (fit.p[conf] <= pool.base_p[conf] + 1e-9).all()
+    assert (fit.p[~conf] > pool.base_p[~conf] + 0.05).any()  # the correction still raises the rest
+    # The model a run loads applies the same cap (`LabelledModel.conflict_cap`).
+    model_p = fit.model.predict(pool.x, fit.model.columns_for(pool.features))
+    np.testing.assert_allclose(model_p, fit.p, rtol=1e-5, atol=1e-6)
+    # The conflicting answers decided the cap; the correction is fitted to the others, so their "no"s do not
+    # pull down the intercept of every other pair.
+    others = fit_labels(pool, _answers(pool, ids, conflicting_yes=0)[:40])
+    assert others.report["conflicts"]["answered"] == 0
+    for key in ("intercept", "slope", "slope_low"):  # (the threshold reads the capped probabilities)
+        assert fit.report[key] == others.report[key], key
+    from consumer.learn.unsupervised import explain_model
+
+    assert "0 of 8 answered pairs whose attributes or codes conflict were a yes: confirmed" in explain_model(fit.model)
+
+
+def test_answers_that_say_yes_to_conflicts_leave_them_uncapped() -> None:
+    """Where conflicts are parsed from noisy titles (Abt-Buy: 37 of 59 answered conflicting pairs were a
+    yes), a conflicting pair may be raised like any other, and every answer corrects the model: 2 yes of 8
+    do not confirm them."""
+    from consumer.learn.label_session import fit_labels
+
+    pool, ids = _conflict_pool()
+    fit = fit_labels(pool, _answers(pool, ids, conflicting_yes=2))
+    assert fit.report["conflicts"] == {"answered": 8, "yes": 2, "confirmed": False, "capped": False}
+    conf = pool.conflicting
+    assert (fit.p[conf] > pool.base_p[conf] + 0.05).any()
+    assert not getattr(fit.model.estimator, "conflict_cap", ())
+
+
+def test_conflicts_are_confirmed_by_enough_answers_with_few_yes() -> None:
+    """Confirmed: at least 80% sure that under a tenth of such pairs are duplicates (0 of 8, 1 of 23)."""
+    from consumer.learn.labelling import conflict_mask, conflicts_confirmed
+
+    def said(yes: int, n: int) -> bool:
+        return conflicts_confirmed(np.ones(n, bool), np.array([1] * yes + [0] * (n - yes)))["confirmed"]
+
+    assert said(0, 8) and not said(0, 7)  # too few to say
+    assert said(1, 23) and not said(1, 22) and not said(1, 15)
+    assert conflicts_confirmed(np.zeros(10, bool), np.ones(10))["answered"] == 0
+    x = np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0], [0.5, np.nan]], np.float32)
+    assert conflict_mask(x, [(0, 0.0), (1, 0.0)]).tolist() == [True, True, False, False]

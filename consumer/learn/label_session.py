@@ -1,11 +1,11 @@
 """The adapter around `consumer.learn.labelling`: the candidate pairs of a file, answers from a label file, a
 person (`consumer.cli.label_terminal`) or a truth file (the oracle), and the model they make.
 
-The pairs are the engine's own: the file is run once exactly as `dedup batch` runs it with no labels
-(the same fit to the file, the same shipped model where it adapts), and every pair the candidate search
-proposed is kept with its comparison features and that run's probability. That probability is the model
-the answers correct (`labelling.fit_correction`), and `dedup batch --labels` then runs the file again
-with the corrected model: the same core path, so the labels change *which pairs match*, nothing else.
+The pairs are the engine's own: the file is run once exactly as `dedup batch` runs it with no labels (the same fit
+to the file, the same shipped model where it adapts), and every pair the candidate search proposed is kept with its
+comparison features and that run's probability. That probability is the model the answers correct
+(`labelling.fit_correction`), and `dedup batch --labels` then runs the file again with the corrected model: the same
+core path, so the labels change *which pairs match*, nothing else.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from consumer.learn.labelling import (
     Correction,
     LabelledModel,
     choose_next,
+    conflict_mask,
+    conflicts_confirmed,
     contenders,
     cross_validate,
     f1_threshold,
@@ -72,6 +74,8 @@ class PairPool:
     #: Per feature: True where more similarity can only mean more likely a match (`Comparator.monotone`):
     #: a correction keeps those features' total effect >= 0 (`floors`). None: unconstrained.
     monotone: np.ndarray | None = None
+    #: (feature column, level) of the comparisons that can say "two different things" (`Feature.conflict`).
+    conflict_columns: tuple[tuple[int, float], ...] = ()
     #: Per-pool statistics every question needs, computed once per pool size (a 100k-record file has 3.2M
     #: candidate pairs: recomputing them took most of a question's 200 ms budget ten times over).
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -101,6 +105,11 @@ class PairPool:
         a 100k-record file hold 140 MB so)."""
         std = Correction(mean=self.mean, scale=np.maximum(self.scale, MIN_SCALE))
         return self._cached("design", lambda: std.design(self.x).astype(np.float32))
+
+    @property
+    def conflicting(self) -> np.ndarray:
+        """Per pair: do its comparisons say "two different things" (`labelling.conflict_mask`)?"""
+        return self._cached("conflicting", lambda: conflict_mask(self.x, self.conflict_columns))
 
     @property
     def contenders(self) -> np.ndarray:
@@ -210,7 +219,8 @@ def _pool_of(pipe: Pipeline, sha: str, settings: Settings, info: dict[str, Any],
                     np.array(right, np.int64), x, features, model, base_p.astype(np.float64),
                     pipe.fuser.match_threshold, dict(info), index, pipe.compare_pairs,
                     pipe.fuser.modality_scores, seconds,
-                    np.array([pipe.comparator.monotone.get(f, 0) == 1 for f in features], bool))
+                    np.array([pipe.comparator.monotone.get(f, 0) == 1 for f in features], bool),
+                    pipe.comparator.conflict_columns)
 
 
 @dataclass
@@ -238,10 +248,17 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     base_logit = pool.base_logit
     mean, scale = pool.mean, pool.scale
     answers = [lab.answer for lab in labels]
+    # Conflicts the answers confirmed (`conflicts_confirmed`): labels may lower such a pair, not raise it, and
+    # the correction is fitted to the other answers, the pairs it can still move.
+    conflicts = conflicts_confirmed(pool.conflicting[idx], y) if pool.conflict_columns else None
+    confirmed = bool(conflicts and conflicts["confirmed"])
+    if confirmed:
+        idx, y = idx[~pool.conflicting[idx]], y[~pool.conflicting[idx]]
     # Too few answers of one kind say how wrong the model is, not how to fix it (Amazon-Google, 25 answers,
     # 5 yes: the corrected model scored pairwise F1 0.17 against 0.31 without labels): below
     # `MIN_PER_CLASS` of either kind the unlabelled model is used unchanged, and the report says so.
-    balanced = answers.count(YES) >= MIN_PER_CLASS and answers.count(NO) >= MIN_PER_CLASS
+    n_yes, n_no = int(y.sum()), int(len(y) - y.sum())
+    balanced = n_yes >= MIN_PER_CLASS and n_no >= MIN_PER_CLASS
     # And only when the correction predicts answers it did not see better than the unlabelled model, by
     # more than noise (`MIN_GAIN`).
     floors = pool.floors
@@ -251,42 +268,43 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     corr = fit_correction(base_logit[idx], pool.x[idx], y, mean=mean, scale=scale, floors=floors) if balanced \
         else fit_correction(base_logit[:0], pool.x[:0], y[:0], mean=mean, scale=scale)
     # Uncorrected: the unlabelled run's probabilities as they are (no pass over every pair).
-    if rows is None:
-        p = corr.predict_standardised(base_logit, pool.design) if balanced else pool.base_p
-    else:
-        p = corr.predict_standardised(base_logit[rows], pool.design[rows]) if balanced else pool.base_p[rows]
+    sel = slice(None) if rows is None else rows  # the pairs `p` covers
+    p = corr.predict_standardised(base_logit[sel], pool.design[sel]) if balanced else pool.base_p[sel]
+    if capped := balanced and confirmed:
+        p = np.where(pool.conflicting[sel], np.minimum(p, pool.base_p[sel]), p)
     report: dict[str, Any] = {"labels": len(labels), "yes": answers.count(YES), "no": answers.count(NO),
-                              "unsure": answers.count(UNSURE),
-                              "intercept": round(corr.intercept, 4), "slope": round(corr.slope, 4),
-                              "slope_low": round(corr.slope_low, 4),
+                              "unsure": answers.count(UNSURE), "intercept": round(corr.intercept, 4),
+                              "slope": round(corr.slope, 4), "slope_low": round(corr.slope_low, 4),
                               "applied": balanced, "warnings": label_warnings(answers),
-                              "held_out_gain": None if gain is None else round(gain, 4)}
+                              "held_out_gain": None if gain is None else round(gain, 4),
+                              "conflicts": conflicts and {**conflicts, "capped": capped}}
     if gain is not None and gain < MIN_GAIN:
         report["warnings"].append("the corrected model predicts held-out answers no better than the model "
                                   "without labels, so that one is used; label more pairs")
-    # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold
-    # that maximises the expected F1; with fewer, the base model's own threshold.
-    # In between it moves from the base threshold as far as the answers allow (full at `FULL_THRESHOLD`
-    # of the rarer kind): on Amazon-Google, 25 answers (11 no) moved it from
-    # 0.5 to 0.26 at once and traded precision 0.78 -> 0.59 for recall (F1 0.517, below no labels' 0.523);
-    # moved half way (0.37), F1 0.569.
-    # The expected F1 is taken over the contenders, the pairs the clustering decides on: a sibling nobody
-    # prefers never links, and counting it as an expected match lowered the threshold (Abt-Buy, 100
-    # answers, three question orders: F1 0.928 / 0.883 / 0.912 over every pair, 0.924 / 0.898 / 0.923).
+    # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold that
+    # maximises the expected F1; with fewer, the base model's own threshold. In between it moves from the base
+    # threshold as far as the answers allow (full at `FULL_THRESHOLD` of the rarer kind): on Amazon-Google, 25 answers
+    # (11 no) moved it from 0.5 to 0.26 at once and traded precision 0.78 -> 0.59 for recall (F1 0.517, below no
+    # labels' 0.523); moved half way (0.37), F1 0.569. The expected F1 is taken over the contenders, the pairs the
+    # clustering decides on: a sibling nobody prefers never links, and counting it as an expected match lowered the
+    # threshold (Abt-Buy, 100 answers, three question orders: F1 0.928 / 0.883 / 0.912 over every pair, 0.924 / 0.898
+    # / 0.923).
     threshold = pool.threshold
     if balanced and rows is None:
-        weight = min(1.0, min(answers.count(YES), answers.count(NO)) / FULL_THRESHOLD)
+        weight = min(1.0, min(n_yes, n_no) / FULL_THRESHOLD)
         threshold = pool.threshold + weight * (f1_threshold(p[pool.contender_rows]) - pool.threshold)
     report["threshold"] = round(threshold, 4)
     if validate:
         report["cross_validated"] = cross_validate(base_logit[idx], pool.x[idx], y, mean, scale, threshold=threshold,
                                                   floors=floors)
-    return Fit(p, labelled_model(pool, corr, report), report, rows)
+    cap = tuple((pool.features[c], level) for c, level in pool.conflict_columns) if capped else ()
+    return Fit(p, labelled_model(pool, corr, report, cap), report, rows)
 
 
-def labelled_model(pool: PairPool, corr: Any, report: dict[str, Any]) -> LearnedModel:
+def labelled_model(pool: PairPool, corr: Any, report: dict[str, Any],
+                   conflict_cap: Sequence[tuple[str, float]] = ()) -> LearnedModel:
     """A `LearnedModel` over `LabelledModel` (saved and loaded like any model file; `dedup run --model`)."""
-    est = LabelledModel(pool.base, corr, pool.features)
+    est = LabelledModel(pool.base, corr, pool.features, conflict_cap)
     drop = ("sha256", "used_features", "operating_point", "variant_slots")
     base_meta = {k: v for k, v in pool.base.meta.items() if k not in drop}
     # The file's variant words the pool was compared with: the labelled model's pipeline reads them too.

@@ -337,6 +337,15 @@ def bind_population(pipe: Pipeline) -> None:
         model.estimator.bind(pipe.frequencies)
 
 
+def _conflict_note(conflicts: dict[str, Any] | None) -> str:
+    """What the answers said about pairs the comparisons call two different things (`conflicts_confirmed`)."""
+    if not conflicts or not conflicts.get("answered"):
+        return ""
+    said = f"{conflicts['yes']} of {conflicts['answered']} answered pairs whose attributes or codes conflict were a yes"
+    return f"; {said}: " + ("confirmed, labels never raise such a pair and the other answers correct the model"
+                            if conflicts.get("confirmed") else "not confirmed, every answer corrects the model")
+
+
 def explain_model(model: LearnedModel) -> str:
     """A text table of what a model learned: Fellegi-Sunter weights per comparison level (like Splink's
     match-weight chart, bars in bits), or the feature list of a trained classifier."""
@@ -348,7 +357,8 @@ def explain_model(model: LearnedModel) -> str:
         return (f"corrected by {rep.get('labels', '?')} answers ({rep.get('yes', '?')} yes, {rep.get('no', '?')} no; "
                 f"applied: {rep.get('applied', '?')}): log-odds = {corrected.intercept:+.2f} + "
                 f"{corrected.slope:.2f} x base (above even odds) / {corrected.slope_low:.2f} x base (below)"
-                f"{' + per standard deviation: ' + coef if coef else ''}; threshold {rep.get('threshold', '?')}\n\n"
+                f"{' + per standard deviation: ' + coef if coef else ''}; threshold {rep.get('threshold', '?')}"
+                f"{_conflict_note(rep.get('conflicts'))}\n\n"
                 "the model it corrects:\n" + explain_model(est.base))
     if isinstance(est, EitherOf):
         parts = [explain_model(m) for m in est.models]

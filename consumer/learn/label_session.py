@@ -30,6 +30,7 @@ from consumer.learn.labelling import (
     MIN_PER_CLASS,
     MIN_SCALE,
     NO,
+    THRESHOLD_SHARE,
     UNSURE,
     YES,
     Correction,
@@ -281,17 +282,15 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     if gain is not None and gain < MIN_GAIN:
         report["warnings"].append("the corrected model predicts held-out answers no better than the model "
                                   "without labels, so that one is used; label more pairs")
-    # With answers of both kinds the corrected probabilities are calibrated enough to choose the threshold that
-    # maximises the expected F1; with fewer, the base model's own threshold. In between it moves from the base
-    # threshold as far as the answers allow (full at `FULL_THRESHOLD` of the rarer kind): on Amazon-Google, 25 answers
-    # (11 no) moved it from 0.5 to 0.26 at once and traded precision 0.78 -> 0.59 for recall (F1 0.517, below no
-    # labels' 0.523); moved half way (0.37), F1 0.569. The expected F1 is taken over the contenders, the pairs the
-    # clustering decides on: a sibling nobody prefers never links, and counting it as an expected match lowered the
-    # threshold (Abt-Buy, 100 answers, three question orders: F1 0.928 / 0.883 / 0.912 over every pair, 0.924 / 0.898
-    # / 0.923).
+    # The threshold moves from the base model's towards the one that maximises the corrected model's expected
+    # F1, `THRESHOLD_SHARE` of the way from `FULL_THRESHOLD` answers of the rarer kind, less before (on
+    # Amazon-Google 25 answers, 11 no, moved it from 0.5 to 0.26 at once: F1 0.517, below no labels' 0.523). The
+    # expected F1 is taken over the contenders, the pairs the clustering decides on: a sibling nobody prefers
+    # never links, and counting it as an expected match lowered the threshold (Abt-Buy, 100 answers, three
+    # question orders: F1 0.928 / 0.883 / 0.912 over every pair, 0.924 / 0.898 / 0.923).
     threshold = pool.threshold
     if balanced and rows is None:
-        weight = min(1.0, min(n_yes, n_no) / FULL_THRESHOLD)
+        weight = THRESHOLD_SHARE * min(1.0, min(n_yes, n_no) / FULL_THRESHOLD)
         threshold = pool.threshold + weight * (f1_threshold(p[pool.contender_rows]) - pool.threshold)
     report["threshold"] = round(threshold, 4)
     if validate:

@@ -491,6 +491,16 @@ def test_answers_that_confirm_conflicts_keep_labels_from_raising_conflicting_pai
     from consumer.learn.unsupervised import explain_model
 
     assert "0 of 8 answered pairs whose attributes or codes conflict were a yes: confirmed" in explain_model(fit.model)
+    assert any("8 of 8 answered pairs whose attributes or codes conflict were a no" in w
+               for w in fit.report["warnings"])
+    # 20 yes and 13 no, but 8 of the no are the conflicting pairs: the correction would read 20 yes and 5 no,
+    # too one-sided to move the model, and the report says why.
+    thin = _answers(pool, ids, conflicting_yes=0)
+    thin = thin[:25] + thin[40:]
+    few = fit_labels(pool, thin)
+    assert few.report["applied"] is False and few.report["conflicts"]["confirmed"] is True
+    assert any("one-sided answers (20 yes, 5 no)" in w for w in few.report["warnings"])
+    np.testing.assert_allclose(few.p, pool.base_p, rtol=1e-6)
 
 
 def test_answers_that_say_yes_to_conflicts_leave_them_uncapped() -> None:

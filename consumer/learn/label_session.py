@@ -276,7 +276,7 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     report: dict[str, Any] = {"labels": len(labels), "yes": answers.count(YES), "no": answers.count(NO),
                               "unsure": answers.count(UNSURE), "intercept": round(corr.intercept, 4),
                               "slope": round(corr.slope, 4), "slope_low": round(corr.slope_low, 4),
-                              "applied": balanced, "warnings": label_warnings(answers),
+                              "applied": balanced, "warnings": label_warnings(answers, conflicts, (n_yes, n_no)),
                               "held_out_gain": None if gain is None else round(gain, 4),
                               "conflicts": conflicts and {**conflicts, "capped": capped}}
     if gain is not None and gain < MIN_GAIN:

@@ -154,13 +154,21 @@ def conflicts_confirmed(conflicting: np.ndarray, yes: np.ndarray) -> dict[str, A
     return {"answered": n, "yes": said_yes, "confirmed": belief >= CONFLICT_BELIEF}
 
 
-def label_warnings(answers: Sequence[str]) -> list[str]:
-    """What makes a label set too thin to trust: too few answers, or too few of one kind."""
+def label_warnings(answers: Sequence[str], conflicts: Mapping[str, Any] | None = None,
+                   fitted: tuple[int, int] | None = None) -> list[str]:
+    """What makes a label set too thin to trust: too few answers, or too few of one kind, counted over the
+    answers the correction reads (`fitted`, yes and no: without the conflicting pairs when `conflicts` were
+    confirmed, `conflicts_confirmed`)."""
     yes, no = sum(a == YES for a in answers), sum(a == NO for a in answers)
     out = []
     if yes + no < MIN_LABELS:
         out.append(f"only {yes + no} yes/no answers: the model moves little from the unlabelled fit "
                    f"(at least {MIN_LABELS} recommended)")
+    if conflicts and conflicts.get("confirmed") and fitted is not None:
+        out.append(f"{conflicts['answered'] - conflicts['yes']} of {conflicts['answered']} answered pairs whose "
+                   "attributes or codes conflict were a no: such pairs stay apart, and the other answers "
+                   f"({fitted[0]} yes, {fitted[1]} no) correct the model")
+        yes, no = fitted
     if yes < MIN_PER_CLASS or no < MIN_PER_CLASS:
         side = "yes" if yes < no else "no"
         out.append(f"one-sided answers ({yes} yes, {no} no): fewer than {MIN_PER_CLASS} '{side}' answers, so the "

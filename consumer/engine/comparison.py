@@ -14,7 +14,18 @@ import numpy as np
 
 from consumer.encoders.base import Columns, Encoder
 
-__all__ = ["Comparator", "gate_rarity"]
+__all__ = ["Comparator", "conflict_mask", "gate_rarity"]
+
+
+def conflict_mask(x: np.ndarray, columns: Sequence[tuple[int, float]]) -> np.ndarray:
+    """Per pair (row of `x`): does any (column, level) say the two differ (value <= level)? NaN, a side that
+    does not state it, is no conflict. `Comparator.conflicts` on its own columns; a labelled model
+    (`consumer.learn.labelling`) on its own."""
+    out = np.zeros(len(x), bool)
+    for col, level in columns:
+        with np.errstate(invalid="ignore"):
+            out |= x[:, col] <= level
+    return out
 
 
 class Comparator:
@@ -49,13 +60,7 @@ class Comparator:
     def conflicts(self, feats: np.ndarray) -> np.ndarray | None:
         """Per pair of a feature matrix: does any conflict feature say the two differ? None when no encoder
         declares one (the profile has no such evidence: callers keep their score-only rule)."""
-        if not self.conflict_columns:
-            return None
-        out = np.zeros(len(feats), bool)
-        for col, level in self.conflict_columns:
-            with np.errstate(invalid="ignore"):
-                out |= feats[:, col] <= level  # NaN (a side does not state it) is no conflict
-        return out
+        return conflict_mask(feats, self.conflict_columns) if self.conflict_columns else None
 
     def compare(self, a: Columns, b: Columns, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Feature matrix for pairs (a[i], b[i]); `extra` adds precomputed per-pair features (rarity).

@@ -109,7 +109,7 @@ class PairPool:
 
     @property
     def conflicting(self) -> np.ndarray:
-        """Per pair: do its comparisons say "two different things" (`labelling.conflict_mask`)?"""
+        """Per pair: do its comparisons say "two different things" (`comparison.conflict_mask`)?"""
         return self._cached("conflicting", lambda: conflict_mask(self.x, self.conflict_columns))
 
     @property

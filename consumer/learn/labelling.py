@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from consumer.engine.comparison import conflict_mask
 from consumer.learn.correction import (  # noqa: F401  (re-exported: saved label models name these here)
     FULL_CORRECTION,
     MAX_LOGIT,
@@ -121,16 +122,6 @@ class LabelledModel:
         """Forward the running population to a base model that reads one (Fellegi-Sunter tf adjustments)."""
         if hasattr(self.base.estimator, "bind"):
             self.base.estimator.bind(population)
-
-
-def conflict_mask(x: np.ndarray, columns: Sequence[tuple[int, float]]) -> np.ndarray:
-    """Per pair (row of `x`): does any (column, level) say the two differ (value <= level; NaN, a side that
-    does not state it, is no conflict)? The rule of `Comparator.conflicts`, on a model's own columns."""
-    out = np.zeros(len(x), bool)
-    for col, level in columns:
-        with np.errstate(invalid="ignore"):
-            out |= x[:, col] <= level
-    return out
 
 
 def conflicts_confirmed(conflicting: np.ndarray, yes: np.ndarray) -> dict[str, Any]:

@@ -78,3 +78,52 @@ def test_listings_stream_like_signups(kafka_bootstrap: str, redis_url: str, redi
     client = redis.Redis.from_url(redis_url)
     assert leaked(redis_dump(client, redis_prefix), needles) == []
     assert leaked(values, needles) == []
+
+
+LINKED = [("a_1", "sony turntable pslx350h belt drive black", "sony", "149.99"),
+          ("a_2", "bose companion 2 series iii multimedia speakers", "bose", "99.00"),
+          ("a_3", "canon powershot sd1000 digital elph camera silver", "canon", "199.00"),
+          ("b_1", "sony belt drive turntable black", "sony", "139.00"),
+          ("b_2", "sony pslx350h belt drive turntable black", "sony", "149.99"),
+          ("b_3", "bose companion 2 series iii speakers", "bose", "99.00"),
+          ("b_4", "bose companion 2 series iii multimedia speaker system", "bose", "99.00"),
+          ("b_5", "canon powershot sd1000 silver", "canon", "189.00")]
+
+
+def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                                     tmp_path: Path) -> None:
+    """Linking two shops: b_2 matches a_1 better than b_1, which arrived first, so it takes b_1's place
+    (`ClusterState._rival`). The service applies that split in Redis as the batch does in memory: the same
+    clusters, a `cluster.split` event for b_1, nothing lost."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
+                   'source_pattern = "^([^_]+)_"\n')
+    data = tmp_path / "linked.csv"
+    with data.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["listing_id", "title", "brand", "price"])
+        w.writerows(LINKED)
+    batch_settings = load_settings(cfg, env={})
+    _summary, pipe = run_batch(data, tmp_path / "batch.jsonl", batch_settings, progress=False)
+    batch = pipe.assignments()
+    pipe.close()
+    assert batch["b_2"] == batch["a_1"] != batch["b_1"]  # b_2 took the place
+
+    topic, events, group = unique_topic("linked"), unique_topic("events"), unique_topic("g")
+    create_topics(kafka_bootstrap, [topic, events])
+    produce_json(kafka_bootstrap, topic, [dict(zip(["listing_id", "title", "brand", "price"], r)) for r in LINKED],
+                 key="listing_id")
+    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
+    settings.profile = batch_settings.profile
+    store = RedisStateStore(redis_url, redis_prefix)
+    with running_service(settings):
+        wait_for(lambda: store.record_count() >= len(LINKED), 120, "linked listings in redis")
+        wait_for(lambda: committed_offset(kafka_bootstrap, group, topic) == len(LINKED), 30, "offsets committed")
+    out = tmp_path / "clusters.jsonl"
+    assert cli_main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix,
+                     "--out", str(out)]) == 0
+    stream = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
+    assert stream == batch and store.verify() == []
+    values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=30, min_messages=len(LINKED))]
+    splits = [e for e in check_events(values).values() if e["event_type"] == "cluster.split"]
+    assert [p["record_ids"] for e in splits for p in e["pieces"]] == [["b_1"]]

@@ -86,3 +86,53 @@ def test_linking_across_sources_end_to_end(tmp_path: Path) -> None:
     assert linked["a_1"] != linked["a_2"]  # linked across shops: never two of one shop in a cluster
     assert linked["b_1"] in (linked["a_1"], linked["a_2"])  # ...while the other shop's listing is linked
     assert len({linked["b_2"], linked["a_1"], linked["b_1"]}) >= 2
+
+
+def _scorer(table: dict[frozenset, float]):
+    return lambda left, right: np.array([table.get(frozenset((a, b)), 0.0) for a, b in zip(left, right)],
+                                        np.float32)
+
+
+def test_a_better_partner_from_the_same_source_takes_the_place() -> None:
+    """Arrival order must not decide a one-to-one link: the second listing of a shop that matches the other
+    shop's listing better than the first takes its place, and the first is split off alone."""
+    src = np.array([1, 2, 2, 2], np.uint32)
+    pair = {frozenset((0, 1)): 0.7, frozenset((0, 2)): 0.9, frozenset((0, 3)): 0.8}
+    g = Guards(0.5, 0.0, 0.0, sources=lambda rows: src[np.asarray(rows)])
+    cs = ClusterState()
+    score = _scorer(pair)
+    cs.assign(0, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), g, scorer=score)
+    assert cs.assign(1, np.array([0]), np.array([0.7]), np.array([2]), g, scorer=score).outcome == "joined"
+    a = cs.assign(2, np.array([0]), np.array([0.9]), np.array([2]), g, scorer=score)
+    assert a.outcome == "joined" and cs.cluster_of[2] == cs.cluster_of[0] == 0
+    assert a.split_from == 0 and a.splits == [(1, [1])] and cs.cluster_of[1] == 1
+    # a weaker third (0.8 < 0.9) stays alone, as does an equal one (the incumbent keeps a tie)
+    a = cs.assign(3, np.array([0]), np.array([0.8]), np.array([2]), g, scorer=score)
+    assert a.outcome == "new" and cs.cluster_of[3] == 3 and sorted(cs.members[0]) == [0, 2]
+
+
+def test_a_displaced_founder_keeps_its_id_and_the_pair_moves() -> None:
+    """When the listing taken out founded the cluster, it keeps the id (ids derive from founding records) and
+    the new pair is the piece under its earliest record; replaying the decision gives the same clusters."""
+    src = np.array([2, 1, 2], np.uint32)
+    score = _scorer({frozenset((0, 1)): 0.6, frozenset((1, 2)): 0.95})
+    g = Guards(0.5, 0.0, 0.0, sources=lambda rows: src[np.asarray(rows)])
+    cs = ClusterState()
+    cs.assign(0, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), g, scorer=score)
+    cs.assign(1, np.array([0]), np.array([0.6]), np.array([2]), g, scorer=score)
+    a = cs.assign(2, np.array([1]), np.array([0.95]), np.array([2]), g, scorer=score)
+    assert a.cluster == 1 and a.split_from == 0 and a.splits == [(1, [1, 2])]
+    assert cs.members[0] == [0] and cs.cluster_of[0] == 0 and sorted(cs.members[1]) == [1, 2]
+
+
+def test_a_possible_pair_displaces_a_weaker_partner_too() -> None:
+    """The partner re-check links a reciprocal-best *possible* pair; a weaker partner from the record's own
+    source does not keep it from doing so."""
+    src = np.array([1, 2, 2], np.uint32)
+    score = _scorer({frozenset((0, 1)): 0.3, frozenset((0, 2)): 0.4})
+    g = Guards(0.5, 0.0, 0.0, partner=True, sources=lambda rows: src[np.asarray(rows)])
+    cs = ClusterState()
+    cs.assign(0, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), g, scorer=score)
+    assert cs.assign(1, np.array([0]), np.array([0.3]), np.array([1]), g, scorer=score).outcome == "joined"
+    a = cs.assign(2, np.array([0]), np.array([0.4]), np.array([1]), g, scorer=score)
+    assert a.outcome == "joined" and sorted(cs.members[0]) == [0, 2] and cs.cluster_of[1] == 1

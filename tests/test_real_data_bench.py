@@ -45,3 +45,23 @@ def test_learning_curve_skips_what_is_absent_and_tabulates(tmp_path: Path,
     # several question orders: the mean and the range
     rows += [{"file": "f", "labels": 0, "f1": 0.5}, {"file": "f", "labels": 25, "f1": 0.65}]
     assert learning_curve.markdown(rows).splitlines()[2] == "| f | 0.5000 (0.5000-0.5000) | 0.7000 (0.6500-0.7500) |"
+
+
+def test_learning_curve_shuffles_rows_not_records(tmp_path: Path) -> None:
+    """`--shuffle SEED` reorders a file's rows (a stream interleaves the shops a benchmark file lists in turn);
+    every record is kept, with its fields, and no seed means the file as it is."""
+    import csv
+
+    import learning_curve
+
+    src = tmp_path / "listings.csv"
+    rows = [{"listing_id": f"{'a' if i < 10 else 'b'}_{i}", "title": f"t{i}, with a comma"} for i in range(20)]
+    with src.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["listing_id", "title"])
+        w.writeheader()
+        w.writerows(rows)
+    assert learning_curve.shuffled(src, None) == src
+    out = learning_curve.shuffled(src, 7)
+    got = list(csv.DictReader(out.open(newline="")))
+    assert got != rows and sorted(got, key=lambda r: int(r["listing_id"][2:])) == rows
+    assert learning_curve.shuffled(src, 7).read_text() == out.read_text()  # the same seed, the same order

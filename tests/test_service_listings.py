@@ -87,14 +87,18 @@ LINKED = [("a_1", "sony turntable pslx350h belt drive black", "sony", "149.99"),
           ("b_2", "sony pslx350h belt drive turntable black", "sony", "149.99"),
           ("b_3", "bose companion 2 series iii speakers", "bose", "99.00"),
           ("b_4", "bose companion 2 series iii multimedia speaker system", "bose", "99.00"),
-          ("b_5", "canon powershot sd1000 silver", "canon", "189.00")]
+          ("b_5", "canon powershot sd1000 silver", "canon", "189.00"),
+          # the displaced listing founded the cluster: it keeps the id, the new pair moves under a_4's
+          ("b_6", "logitech corded mouse m500", "logitech", "24.99"),
+          ("a_4", "logitech m500 corded laser mouse", "logitech", "29.99"),
+          ("b_7", "logitech m500 corded laser mouse", "logitech", "29.99")]
 
 
 def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
                                                      tmp_path: Path) -> None:
     """Linking two shops: b_2 matches a_1 better than b_1, which arrived first, so it takes b_1's place
-    (`ClusterState._rival`). The service applies that split in Redis as the batch does in memory: the same
-    clusters, a `cluster.split` event for b_1, nothing lost."""
+    (`ClusterState._rival`); b_7 takes the place of b_6, which founded its cluster. The service applies those
+    splits in Redis as the batch does in memory: the same clusters, the `cluster.split` events, nothing lost."""
     cfg = tmp_path / "c.toml"
     cfg.write_text('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
                    'source_pattern = "^([^_]+)_"\n')
@@ -108,6 +112,7 @@ def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_
     batch = pipe.assignments()
     pipe.close()
     assert batch["b_2"] == batch["a_1"] != batch["b_1"]  # b_2 took the place
+    assert batch["b_7"] == batch["a_4"] != batch["b_6"]  # b_7 took the place of the cluster's founder
 
     topic, events, group = unique_topic("linked"), unique_topic("events"), unique_topic("g")
     create_topics(kafka_bootstrap, [topic, events])
@@ -126,4 +131,4 @@ def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_
     assert stream == batch and store.verify() == []
     values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=30, min_messages=len(LINKED))]
     splits = [e for e in check_events(values).values() if e["event_type"] == "cluster.split"]
-    assert [p["record_ids"] for e in splits for p in e["pieces"]] == [["b_1"]]
+    assert sorted(sorted(p["record_ids"]) for e in splits for p in e["pieces"]) == [["a_4", "b_7"], ["b_1"]]

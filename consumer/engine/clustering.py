@@ -309,9 +309,10 @@ class ClusterState:
         from its source used to stay alone, however much better it matched: arrival order decided (the first
         of two Google listings of one program took the Amazon listing). `row` takes the place when it scores
         higher against the cluster's other members than that rival does (mean), by at least `DISPLACE_MARGIN`
-        log-odds (anything closer keeps the incumbent); the rival is split off alone. Inserting each arrival this way keeps the links a greedy
-        one-to-one matching by score would make, whatever the arrival order (Amazon-Google, 100 answers: the
-        matching over the same probabilities 0.69 against 0.67 for first come)."""
+        log-odds (anything closer keeps the incumbent); the rival is split off alone. Inserting each arrival
+        this way keeps close to the links a greedy one-to-one matching by score would make, whatever the
+        arrival order (Amazon-Google, 100 answers: that matching over the same probabilities 0.69 against 0.67
+        for first come)."""
         if g.sources is None:
             return None
         members = sorted(self.members[cluster])

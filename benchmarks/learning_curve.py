@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -118,8 +119,6 @@ def shuffled(records: Path, seed: int | None) -> Path:
     Why: the two-shop files list one shop after the other, and a stream interleaves them."""
     if seed is None:
         return records
-    import random
-
     with records.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         fields, rows = reader.fieldnames or [], list(reader)

@@ -278,7 +278,7 @@ class ClusterState:
             self.members[row] = [row]
             return Assignment(row, "new", [], held)
         if displaced is not None:
-            target, kept = self._take_out(*displaced)
+            target = self._take_out(displaced[1])
         survivor = min([target, *merged])
         for c in [target, *merged]:
             if c != survivor:
@@ -292,16 +292,18 @@ class ClusterState:
         if g.split and (g.partner or min(links.get(target, [1.0])) < g.merge_support * thr
                         or (g.size_penalty > 0 and self.size(survivor) >= 3)):
             splits = self._split(survivor, scorer, g)  # type: ignore[arg-type]
+        split_from = survivor if splits else None
         if displaced is not None:
             # The rival's side of the split: it alone keeps the old id when it founded the cluster (ids derive
             # from founding records), and the rest, with this record, is the piece under a new one.
             c, z = displaced
-            if kept == c:
+            if z == c:
                 splits.append((survivor, sorted(self.members[survivor])))
-                return Assignment(self.cluster_of[row], "merged" if absorbed else "joined", absorbed, held, splits, c)
-            splits.append((z, [z]))
-        return Assignment(self.cluster_of[row], "merged" if absorbed else "joined", absorbed, held, splits,
-                          survivor if splits else None)
+                split_from = c
+            else:
+                splits.append((z, [z]))
+                split_from = survivor
+        return Assignment(self.cluster_of[row], "merged" if absorbed else "joined", absorbed, held, splits, split_from)
 
     def _rival(self, row: int, cluster: int, scorer: PairScorer, g: Guards) -> int | None:
         """Linking across sources: the member of `cluster` from `row`'s own source that `row` would displace,
@@ -329,21 +331,14 @@ class ClusterState:
         ours, theirs = float(np.mean(scores[:len(rest)])), float(np.mean(scores[len(rest):]))
         return z if _logit(ours) > _logit(theirs) + DISPLACE_MARGIN else None
 
-    def _take_out(self, cluster: int, z: int) -> tuple[int, int]:
-        """Take `z` out of `cluster`: (the key the rest is under now, the key `z` is under). When `z` founded
-        it, `z` keeps the key and the rest is re-keyed under its earliest record."""
-        rest = [m for m in self.members[cluster] if m != z]
-        if z != cluster:
-            self.members[cluster] = rest
-            self.cluster_of[z] = z
-            self.members[z] = [z]
-            return cluster, z
-        key = min(rest)
-        for r in rest:
-            self.cluster_of[r] = key
-        self.members[key] = rest
-        self.members[cluster] = [z]
-        return key, cluster
+    def _take_out(self, z: int) -> int:
+        """Take `z` out of its cluster and leave it alone (`remove`, then a cluster of its own): the key the
+        rest is under now. When `z` founded the cluster, `z` keeps the key and the rest is re-keyed under
+        its earliest record."""
+        _, rest = self.remove(z)
+        self.cluster_of[z] = z
+        self.members[z] = [z]
+        return self.cluster_of[rest[0]]
 
     def _partner_link(self, row: int, cand_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray,
                       scorer: PairScorer, g: Guards) -> np.ndarray:

@@ -132,3 +132,48 @@ def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_
     values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=30, min_messages=len(LINKED))]
     splits = [e for e in check_events(values).values() if e["event_type"] == "cluster.split"]
     assert sorted(sorted(p["record_ids"]) for e in splits for p in e["pieces"]) == [["a_4", "b_7"], ["b_1"]]
+
+
+def test_a_labelled_model_keeps_its_answers_in_the_stream(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                                          tmp_path: Path) -> None:
+    """`dedup run --model` with a model from `dedup train --labels`: the answered pairs stay as answered in
+    the stream as in the batch (the same core path, `consumer.engine.answers`): b_1 stays with a_1 although
+    b_2 matches a_1 better, because the user said b_2 is not a_1's partner."""
+    from consumer.io.labels import Label, LabelFile, file_sha256
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
+                   'source_pattern = "^([^_]+)_"\n')
+    data = tmp_path / "linked.csv"
+    with data.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["listing_id", "title", "brand", "price"])
+        w.writerows(LINKED)
+    labels = LabelFile(tmp_path / "labels.csv", file_sha256(data), "listing", [r[0] for r in LINKED])
+    for a, b, answer in [("a_1", "b_1", "yes"), ("b_2", "a_1", "no")]:
+        labels.add(Label(a, b, answer))
+    model = tmp_path / "m.pkl"
+    assert cli_main(["train", str(data), "--config", str(cfg), "--labels", str(labels.path),
+                     "--model-out", str(model)]) == 0
+    batch_settings = load_settings(cfg, env={})
+    batch_settings.fusion.learned_model = str(model)
+    _summary, pipe = run_batch(data, tmp_path / "batch.jsonl", batch_settings, progress=False)
+    batch = pipe.assignments()
+    pipe.close()
+    assert batch["b_1"] == batch["a_1"] != batch["b_2"]
+
+    topic, events, group = unique_topic("labelled"), unique_topic("events"), unique_topic("g")
+    create_topics(kafka_bootstrap, [topic, events])
+    produce_json(kafka_bootstrap, topic, [dict(zip(["listing_id", "title", "brand", "price"], r)) for r in LINKED],
+                 key="listing_id")
+    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
+    settings.profile, settings.fusion = batch_settings.profile, batch_settings.fusion
+    store = RedisStateStore(redis_url, redis_prefix)
+    with running_service(settings):
+        wait_for(lambda: store.record_count() >= len(LINKED), 120, "linked listings in redis")
+        wait_for(lambda: committed_offset(kafka_bootstrap, group, topic) == len(LINKED), 30, "offsets committed")
+    out = tmp_path / "clusters.jsonl"
+    assert cli_main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix,
+                     "--out", str(out)]) == 0
+    stream = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
+    assert stream == batch and store.verify() == []

@@ -155,6 +155,9 @@ def openapi_document(settings: Settings, modalities: Sequence[str] | None = None
                                "description": "Population of the term-frequency features: the running "
                                               "service's records (`stream`), the records stored in Redis "
                                               "when the server started (`state`), or the two (`pair`)."},
+                    "answered": {"enum": ["yes", "no"],
+                                 "description": "Present when the model's labels answered this pair (`dedup "
+                                                "train --labels`): `fused` is then the answer's score."},
                     "features": {"type": "object", "additionalProperties": {"type": ["number", "null"]},
                                  "description": "Comparison features (with `explain`)."}}},
             "Cluster": {"type": "object", "required": ["requested_id", *cluster_props], "additionalProperties": False,

@@ -26,6 +26,7 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import Columns
+from consumer.engine.answers import NO_SCORE, YES_SCORE
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record, RejectError, parse_record
@@ -49,10 +50,14 @@ class PairScore:
     fusion: str  # the fuser's version stamp, e.g. "learned:ab12cd34ef56"
     thresholds: dict[str, float]
     rarity: str  # "stream" (a running service's counts) | "state" (Redis, at start-up) | "pair" (the two)
+    #: "yes" / "no": the model's answers hold this pair (`consumer.engine.answers`), and `fused` is the answer's.
+    answered: str | None = None
 
     def to_dict(self, *, with_features: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"fused": self.fused, "decision": self.decision, "scores": self.scores,
                                "fusion": self.fusion, "thresholds": self.thresholds, "rarity": self.rarity}
+        if self.answered is not None:
+            out["answered"] = self.answered
         if with_features:
             out["features"] = self.features
         return out
@@ -157,6 +162,10 @@ def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable
     # stalled single requests for seconds (benchmarks/bench_api.py).
     with pipe.fuser.thread_limits():
         fused, mods = pipe.fuser.score(feats)
+    # A pair the user answered scores as answered, as it does in the stream (`consumer.engine.answers`).
+    said = pipe.answers.about(a.record_id, b.record_id) if pipe.answers is not None else None
+    if said is not None:
+        fused = np.array([YES_SCORE if said else NO_SCORE], np.float32)
     label = int(pipe.fuser.label(fused)[0])
     fuser = pipe.fuser
     return PairScore(
@@ -165,7 +174,7 @@ def score_pair(pipe: Pipeline, a: Record, b: Record, frequencies: FrequencyTable
         features={name: _num(feats[0, j]) for j, name in enumerate(pipe.comparator.features)},
         fusion=fuser.version,
         thresholds={"match": float(fuser.match_threshold), "possible": float(fuser.possible_threshold)},
-        rarity=rarity_source)
+        rarity=rarity_source, answered=None if said is None else ("yes" if said else "no"))
 
 
 def _rarities(pipe: Pipeline) -> list[Any]:

@@ -1,7 +1,7 @@
 """What `Pipeline.process` answers: a `Decision` per record, with the `Match`es that explain it and the
-`Split`s it caused. A leaf module (no engine imports), so code that only needs the types can import them
-without the pipeline; `consumer.engine.pipeline` re-exports them, so `from consumer.engine.pipeline import
-Decision` works.
+`Split`s it caused; and the `Encoded` micro-batch it may be handed ahead. A leaf module (no engine imports),
+so code that only needs the types can import them without the pipeline; `consumer.engine.pipeline`
+re-exports them, so `from consumer.engine.pipeline import Decision` works.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Match", "Decision", "Split", "replay_clusters"]
+import numpy as np
+
+__all__ = ["Match", "Decision", "Split", "Encoded", "replay_clusters"]
 
 
 @dataclass
@@ -74,6 +76,17 @@ class Decision:
                 "matches": [m.to_dict() for m in self.matches],
                 **({"split_cluster_id": self.split_cluster_id, "split_canonical_id": self.split_canonical_id,
                     "splits": [p.to_dict() for p in self.splits]} if self.splits else {})}
+
+
+@dataclass
+class Encoded:
+    """A micro-batch's encoder output, computed ahead of `Pipeline.process` (`Pipeline.process_stream`):
+    `cols`, name -> array by record (`consumer.store.memory.Columns`)."""
+
+    record_ids: list[str]
+    cols: dict[str, np.ndarray]
+    #: The blocker's index vectors of `cols` (computed on the encode thread too; None when empty).
+    vecs: np.ndarray | None = None
 
 
 def replay_clusters(lines: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:

@@ -75,6 +75,7 @@ class Erasure:
     frequencies: FrequencyTable
     blocker: Blocker
     keys: KeyBlocker | None
+    answers: Any  # Answers | None (`consumer.engine.answers`)
     canonical: dict[int, int]
     guards: Guards
     fuser: Any
@@ -110,6 +111,8 @@ class Erasure:
             self.blocker.remove(idx)
             for row in rows:
                 self.store.erase(row)
+                if self.answers is not None:  # the erased record's answers no longer reach its row
+                    self.answers.forget(row)
         return out
 
     def recheck(self, erased: Erased) -> Rechecked:

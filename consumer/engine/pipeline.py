@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,11 +27,12 @@ import numpy as np
 from consumer.config import Settings
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
+from consumer.engine.answers import Answers
 from consumer.engine.blocking import Blocker, Search
 from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode, size_penalty
 from consumer.engine.comparison import Comparator
 from consumer.engine.cores import usable_cores
-from consumer.engine.decisions import Decision, Match, Split
+from consumer.engine.decisions import Decision, Encoded, Match, Split
 from consumer.engine.erasure import Erasure
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.fusion import Fuser, LearnedModel
@@ -49,16 +49,6 @@ __all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
 
 def _num(x: float) -> float | None:
     return None if x != x else round(float(x), 4)  # NaN -> None (modality absent)
-
-
-@dataclass
-class Encoded:
-    """A micro-batch's encoder output, computed ahead of `process` (see `Pipeline.process_stream`)."""
-
-    record_ids: list[str]
-    cols: Columns
-    #: The blocker's index vectors of `cols` (computed on the encode thread too; None when empty).
-    vecs: np.ndarray | None = None
 
 
 class Pipeline(PersistedState, Erasure):
@@ -98,6 +88,8 @@ class Pipeline(PersistedState, Erasure):
         self.keys = key_blocker([k for c in contribs for k in c.keys], settings.index.key_cap)
         self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
         self.store = SignatureStore()
+        #: A labelled model's answers (`consumer.engine.answers`): answered pairs score as answered.
+        self.answers = Answers.of(model.meta, self.store.record_ids) if model is not None else None
         self.sources = SourceLinks.of(settings)  # a file joining sources: linked across them only
         self.clusters = ClusterState()
         self.canonical: dict[int, int] = {}
@@ -117,7 +109,8 @@ class Pipeline(PersistedState, Erasure):
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
                              cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
                              cl.partner_margin, self.sources and self.sources.reader(self.store),
-                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior))
+                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior),
+                             None if self.answers is None else self.answers.said)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
@@ -250,6 +243,7 @@ class Pipeline(PersistedState, Erasure):
             t2 = time.perf_counter()
             with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
                 fused, mods = self.fuser.score(feats)
+            fused = fused if self.answers is None else self.answers.apply(q_rows, c_rows, fused)[0]
             labels = self.fuser.label(fused)
             t3 = time.perf_counter()
             self.timer.add("candidates", t1 - t0)
@@ -350,7 +344,11 @@ class Pipeline(PersistedState, Erasure):
         if not len(left):
             return np.zeros(0, np.float32), None
         feats = self.compare_pairs(left, right)
-        return self.fuser.score(feats)[0], self.comparator.conflicts(feats)
+        scores, conflicts = self.fuser.score(feats)[0], self.comparator.conflicts(feats)
+        if self.answers is not None:  # answered pairs score as answered; a "no" is a conflict where those count
+            scores, said = self.answers.apply(left, right, scores)
+            conflicts = conflicts if said is None or conflicts is None else conflicts | (said < 0)
+        return scores, conflicts
 
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from consumer.config import Settings
+from consumer.engine.answers import Answers
 from consumer.engine.fusion import LearnedModel
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
@@ -41,6 +42,7 @@ from consumer.learn.labelling import (
     contenders,
     cross_validate,
     f1_threshold,
+    feature_effects,
     fit_correction,
     held_out_gain,
     label_warnings,
@@ -130,7 +132,7 @@ class PairPool:
         NaN: not monotone), which a correction may take back and no more (`labelling.fit_correction`)."""
         if self.monotone is None:
             return None
-        return self._cached("floors", lambda: _effects(self.design[self.contender_rows],
+        return self._cached("floors", lambda: feature_effects(self.design[self.contender_rows],
                                                        self.base_logit[self.contender_rows], self.monotone))
 
     @property
@@ -158,23 +160,6 @@ def _column_stat(x: np.ndarray, stat: Callable[..., np.ndarray], empty: float) -
     if has.any():
         out[has] = stat(x[:, has].astype(np.float64), axis=0)
     return out
-
-
-def _effects(design: np.ndarray, base_logit: np.ndarray, monotone: np.ndarray) -> np.ndarray:
-    """How much of the unlabelled model's (positive) log-odds each monotone feature carries, per standard
-    deviation: a ridge least-squares fit of those log-odds on the standardised features (over the
-    contenders), negative effects read as none; NaN for features with no direction (rarity). A correction
-    may take a feature's effect back to nothing (a shared brand that means little in this file) but not
-    past it (`labelling.fit_correction`'s `floors`). Why a joint fit and not each feature alone: a title's
-    comparisons move together, and each alone would be credited with the others' share, which let the
-    corrections of another generator's listings go below zero (F1 at 100 answers 0.79 against 0.84)."""
-    if len(design) < 2:  # nothing to read the shares off: every similarity may only gain
-        return np.where(monotone, 0.0, np.nan)
-    d = design.astype(np.float64)
-    d -= d.mean(axis=0)
-    z = np.maximum(base_logit, 0.0)
-    w = np.linalg.solve(d.T @ d + 1e-3 * len(d) * np.eye(d.shape[1]), d.T @ (z - z.mean()))
-    return np.where(monotone, np.maximum(w, 0.0), np.nan)
 
 
 def build_pool(input_path: str | Path, settings: Settings, fmt: str | None = None) -> PairPool:
@@ -297,19 +282,23 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
         report["cross_validated"] = cross_validate(base_logit[idx], pool.x[idx], y, mean, scale, threshold=threshold,
                                                   floors=floors)
     cap = tuple((pool.features[c], level) for c, level in pool.conflict_columns) if capped else ()
-    return Fit(p, labelled_model(pool, corr, report, cap), report, rows)
+    # Corrected or not, every run with the model scores an answered pair as answered (`consumer.engine.answers`).
+    answered = Answers.rows_for((lab.left, lab.right, lab.answer) for lab in labels)
+    report["honoured"] = len(Answers.of({"answers": answered}) or ())
+    return Fit(p, labelled_model(pool, corr, report, cap, answered), report, rows)
 
 
 def labelled_model(pool: PairPool, corr: Any, report: dict[str, Any],
-                   conflict_cap: Sequence[tuple[str, float]] = ()) -> LearnedModel:
-    """A `LearnedModel` over `LabelledModel` (saved and loaded like any model file; `dedup run --model`)."""
+                   conflict_cap: Sequence[tuple[str, float]] = (), answers: Sequence[Any] = ()) -> LearnedModel:
+    """A `LearnedModel` over `LabelledModel` (saved and loaded like any model file; `dedup run --model`),
+    carrying `answers` (`Answers.rows_for` of the labels)."""
     est = LabelledModel(pool.base, corr, pool.features, conflict_cap)
     drop = ("sha256", "used_features", "operating_point", "variant_slots")
     base_meta = {k: v for k, v in pool.base.meta.items() if k not in drop}
     # The file's variant words the pool was compared with: the labelled model's pipeline reads them too.
     slots = {"variant_slots": pool.base.meta["variant_slots"]} if pool.base.meta.get("variant_slots") else {}
     meta = {"kind": "labelled", **slots, "base": base_meta, "base_sha256": pool.base.meta.get("sha256"),
-            "input_sha256": pool.input_sha256, "profile": pool.profile, "labels": report,
+            "input_sha256": pool.input_sha256, "profile": pool.profile, "labels": report, "answers": list(answers),
             "used_features": list(est.used_features), "name_gate": bool(pool.base.meta.get("name_gate", True)),
             "operating_point": {"match": report["threshold"], "possible": round(report["threshold"] / 2, 4)}}
     return LearnedModel(est, pool.features, meta)

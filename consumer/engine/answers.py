@@ -1,0 +1,106 @@
+"""The user's own answers, honoured: a pair answered "yes" scores as a match, a pair answered "no" as none.
+
+Why: `dedup label` corrects the model with a handful of parameters, so that a hundred answers say something
+about the pairs nobody was asked about. A correction that general cannot fit every answer: on Amazon-Google,
+100 answers of one question order, a fifth of the answered pairs ended on the side of the threshold the user
+had said they were not on. A user who said "these two are the same listing" and finds them apart (or said
+"different" and finds them merged) stops trusting the rest. So a labelled model carries its answers, and every
+run with it (`dedup batch --labels`, `dedup run --model`, the same core path) scores an answered pair as the
+answer, wherever the pair comes up: as a candidate, or as a cluster member the clustering scores on demand.
+"Unsure" answers are not carried.
+
+The answers are the model's, so they act exactly where its record ids do: the file it was labelled on, or a
+stream carrying the same ids. Ids are stored hashed (`key_of`, blake2b 8 bytes), so a model file and its
+manifest carry no raw ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Answers", "key_of", "YES_SCORE", "NO_SCORE"]
+
+#: The score an answered pair gets: a certain match, or certainly none (inside (0, 1), so that log-odds and
+#: averages over cluster members stay finite: one "no" member pulls a cluster's average far below any bar).
+YES_SCORE = 0.9999
+NO_SCORE = 0.0001
+
+
+def key_of(record_id: str) -> str:
+    """A record id as the model file keeps it (16 hex digits)."""
+    return hashlib.blake2b(record_id.encode("utf-8"), digest_size=8).hexdigest()
+
+
+class Answers:
+    """Answered pairs by hashed record id; `apply` overrides the scores of those among a batch's pairs."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str, bool]], record_ids: Sequence[str] = ()) -> None:
+        """`pairs`: (key_of(a), key_of(b), same?); the later of two answers about one pair wins. `record_ids`:
+        the pipeline's store's ids by row (the live list: rows appended later are read when next needed)."""
+        self.record_ids = record_ids
+        self._answer: dict[frozenset[str], bool] = {frozenset((a, b)): bool(same) for a, b, same in pairs if a != b}
+        self._keys = {k for pair in self._answer for k in pair}
+        #: Row -> key of the stored rows whose record is in some answer; rows up to `_seen` looked at.
+        self._row_key: dict[int, str] = {}
+        self._seen = 0
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any] | None, record_ids: Sequence[str] = ()) -> Answers | None:
+        """The answers a model's meta carries (`meta["answers"]`: [key_a, key_b, 0/1] rows); None without any."""
+        rows = (meta or {}).get("answers") or []
+        return cls(((str(a), str(b), bool(s)) for a, b, s in rows), record_ids) if rows else None
+
+    @staticmethod
+    def rows_for(labels: Iterable[tuple[str, str, str]]) -> list[list[Any]]:
+        """The meta rows of (left id, right id, "yes"/"no"/...) answers; other answers are left out."""
+        return [[key_of(a), key_of(b), int(ans == "yes")] for a, b, ans in labels if ans in ("yes", "no")]
+
+    def __len__(self) -> int:
+        return len(self._answer)
+
+    def about(self, a: str, b: str) -> bool | None:
+        """The answer about records `a` and `b` by id (True "yes", False "no"), None when not answered."""
+        return self._answer.get(frozenset((key_of(a), key_of(b))))
+
+    def _sync(self) -> None:
+        """Hash the ids of rows stored since the last call (appended by `process`, `restore` or `absorb`)."""
+        record_ids = self.record_ids
+        for row in range(self._seen, len(record_ids)):
+            rid = record_ids[row]
+            if rid and (k := key_of(rid)) in self._keys:
+                self._row_key[row] = k
+        self._seen = len(record_ids)
+
+    def said(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray | None:
+        """Per pair of rows (left[i], right[i]): 1 answered "yes", -1 "no", 0 not answered; None when none was."""
+        self._sync()
+        if not self._row_key or not len(left):
+            return None
+        left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+        known = np.fromiter(self._row_key, np.int64, len(self._row_key))
+        hit = np.flatnonzero(np.isin(left, known) & np.isin(right, known))
+        out = None
+        for i in hit:
+            same = self._answer.get(frozenset((self._row_key[int(left[i])], self._row_key[int(right[i])])))
+            if same is not None:
+                out = np.zeros(len(left), np.int8) if out is None else out
+                out[i] = 1 if same else -1
+        return out
+
+    def apply(self, left: Sequence[int], right: Sequence[int], scores: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`scores` of the pairs with answered ones set to `YES_SCORE` / `NO_SCORE` (a copy when any is),
+        and `said`'s verdicts (None when no pair was answered)."""
+        said = self.said(left, right)
+        if said is None:
+            return scores, None
+        return np.where(said > 0, YES_SCORE, np.where(said < 0, NO_SCORE, scores)).astype(scores.dtype), said
+
+    def forget(self, row: int) -> None:
+        """An erased row: its answers no longer apply to whatever reuses nothing of it (rows are not reused,
+        but a restored pipeline re-reads ids; an erased row's id is gone)."""
+        self._row_key.pop(row, None)

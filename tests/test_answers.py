@@ -1,0 +1,123 @@
+"""A user's answers are honoured (`consumer.engine.answers`): a labelled model carries them, hashed, and
+every run with it scores an answered pair as answered, so a "yes" links and a "no" stays apart whatever
+the correction makes of the other pairs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumer.cli import main
+from consumer.engine.answers import NO_SCORE, YES_SCORE, Answers, key_of
+from consumer.io.labels import Label, LabelFile, file_sha256
+
+#: Two shops' listings (as in tests/test_service_listings.py): without answers b_2 takes a_1's place from
+#: b_1 (it matches a_1 better), and b_5 links a_3.
+LINKED = [("a_1", "sony turntable pslx350h belt drive black", "sony", "149.99"),
+          ("a_2", "bose companion 2 series iii multimedia speakers", "bose", "99.00"),
+          ("a_3", "canon powershot sd1000 digital elph camera silver", "canon", "199.00"),
+          ("b_1", "sony belt drive turntable black", "sony", "139.00"),
+          ("b_2", "sony pslx350h belt drive turntable black", "sony", "149.99"),
+          ("b_3", "bose companion 2 series iii speakers", "bose", "99.00"),
+          ("b_4", "bose companion 2 series iii multimedia speaker system", "bose", "99.00"),
+          ("b_5", "canon powershot sd1000 silver", "canon", "189.00")]
+CONFIG = ('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
+          'source_pattern = "^([^_]+)_"\n')
+#: What the user said: b_1 is a_1's partner, b_2 is not, and b_5 is not a_3's.
+ANSWERS = [("a_1", "b_1", "yes"), ("b_2", "a_1", "no"), ("a_3", "b_5", "no"), ("a_2", "b_4", "unsure")]
+
+
+def test_answered_pairs_score_as_answered_in_either_order() -> None:
+    ids = ["r1", "r2", "r3"]  # the store's ids by row: a live list, rows appended later are read too
+    ans = Answers.of({"answers": Answers.rows_for([("r1", "r2", "yes"), ("r3", "r1", "no"), ("r4", "r5", "unsure")])},
+                     ids)
+    assert ans is not None and len(ans) == 2  # "unsure" is not carried
+    ids += ["r4", "r5", ""]  # row 5: an erased record's tombstone
+    left, right = np.array([0, 1, 0, 2, 3, 5]), np.array([1, 0, 2, 4, 4, 0])
+    scores = np.array([0.1, 0.2, 0.9, 0.5, 0.6, 0.7], np.float32)
+    out, said = ans.apply(left, right, scores)
+    assert out.tolist() == pytest.approx([YES_SCORE, YES_SCORE, NO_SCORE, 0.5, 0.6, 0.7])
+    assert said is not None and said.tolist() == [1, 1, -1, 0, 0, 0]
+    assert ans.said(left, right).tolist() == said.tolist() and ans.about("r2", "r1") is True
+    assert scores[0] == pytest.approx(0.1)  # the caller's array is not written to
+    nothing = np.array([0.3], np.float32)
+    assert ans.apply([3], [4], nothing)[0] is nothing
+    ans.forget(0)  # erased: its answers no longer reach the row
+    assert ans.apply([0], [1], nothing)[0][0] == pytest.approx(0.3)
+    assert Answers.of({}) is None and Answers.of(None) is None
+
+
+def test_the_later_of_two_answers_about_a_pair_wins_and_ids_are_hashed() -> None:
+    rows = Answers.rows_for([("a", "b", "yes"), ("b", "a", "no")])
+    assert rows == [[key_of("a"), key_of("b"), 1], [key_of("b"), key_of("a"), 0]]
+    assert len(key_of("a")) == 16 and "a" not in rows[0][:2]
+    out, said = Answers.of({"answers": rows}, ["a", "b"]).apply([0], [1], np.array([0.9], np.float32))
+    assert out[0] == pytest.approx(NO_SCORE) and said is not None and said[0] == -1
+
+
+@pytest.fixture()
+def linked(tmp_path: Path) -> Path:
+    (tmp_path / "c.toml").write_text(CONFIG)
+    with (tmp_path / "linked.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["listing_id", "title", "brand", "price"])
+        w.writerows(LINKED)
+    labels = LabelFile(tmp_path / "labels.csv", file_sha256(tmp_path / "linked.csv"), "listing",
+                       [r[0] for r in LINKED])
+    for a, b, answer in ANSWERS:
+        labels.add(Label(a, b, answer))
+    return tmp_path
+
+
+def _clusters(path: Path) -> dict[str, str]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return {r["record_id"]: r["cluster_id"] for r in csv.DictReader(fh)}
+
+
+def test_batch_train_and_model_runs_keep_the_answers(linked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Three answers are far too few to correct the model (it says so), yet each is kept: b_1 with a_1,
+    b_2 and b_5 alone; the saved model does the same in another run and names no record id in its files."""
+    d, cfg = linked, str(linked / "c.toml")
+    assert main(["batch", str(d / "linked.csv"), "--config", cfg, "--out", str(d / "d0.jsonl"),
+                 "--clusters", str(d / "c0.csv"), "-q"]) == 0
+    before = _clusters(d / "c0.csv")
+    assert before["b_2"] == before["a_1"] != before["b_1"] and before["b_5"] == before["a_3"]
+    assert main(["batch", str(d / "linked.csv"), "--config", cfg, "--labels", str(d / "labels.csv"),
+                 "--out", str(d / "d1.jsonl"), "--clusters", str(d / "c1.csv"), "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"]["labels"]["applied"] is False and summary["model"]["labels"]["honoured"] == 3
+    after = _clusters(d / "c1.csv")
+    assert after["b_1"] == after["a_1"] != after["b_2"] and after["b_5"] != after["a_3"]
+    assert {k: v for k, v in after.items() if k not in ("a_1", "b_1", "b_2", "a_3", "b_5")} == \
+        {k: v for k, v in before.items() if k not in ("a_1", "b_1", "b_2", "a_3", "b_5")}
+    assert main(["train", str(d / "linked.csv"), "--config", cfg, "--labels", str(d / "labels.csv"),
+                 "--model-out", str(d / "m.pkl")]) == 0
+    assert main(["batch", str(d / "linked.csv"), "--config", cfg, "--model", str(d / "m.pkl"),
+                 "--out", str(d / "d2.jsonl"), "--clusters", str(d / "c2.csv"), "-q"]) == 0
+    assert _clusters(d / "c2.csv") == after
+    for f in ("m.pkl", "m.json"):
+        blob = (d / f).read_bytes()
+        assert not any(rid.encode() in blob for rid, *_ in LINKED)
+    assert main(["explain-model", str(d / "m.pkl")]) == 0
+    assert "the 3 answered pairs score as answered" in capsys.readouterr().out
+
+
+def test_scoring_an_answered_pair_says_so(linked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dedup score` (POST /v1/score's code) gives an answered pair the answer's score and says it was
+    answered; an unanswered pair is the model's, without the field."""
+    d, cfg = linked, str(linked / "c.toml")
+    assert main(["train", str(d / "linked.csv"), "--config", cfg, "--labels", str(d / "labels.csv"),
+                 "--model-out", str(d / "m.pkl")]) == 0
+    rows = {r[0]: dict(zip(["listing_id", "title", "brand", "price"], r)) for r in LINKED}
+    for rid in ("a_1", "b_2", "b_3"):
+        (d / f"{rid}.json").write_text(json.dumps(rows[rid]))
+    capsys.readouterr()
+    assert main(["score", str(d / "a_1.json"), str(d / "b_2.json"), "--config", cfg, "--model", str(d / "m.pkl")]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["answered"] == "no" and got["decision"] == "no_match" and got["fused"] == pytest.approx(NO_SCORE)
+    assert main(["score", str(d / "a_1.json"), str(d / "b_3.json"), "--config", cfg, "--model", str(d / "m.pkl")]) == 0
+    assert "answered" not in json.loads(capsys.readouterr().out)

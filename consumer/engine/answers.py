@@ -47,6 +47,7 @@ class Answers:
         #: Row -> key of the stored rows whose record is in some answer; rows up to `_seen` looked at.
         self._row_key: dict[int, str] = {}
         self._seen = 0
+        self._known: np.ndarray | None = None  # the rows of `_row_key` as an array (None: to rebuild)
 
     @classmethod
     def of(cls, meta: Mapping[str, Any] | None, record_ids: Sequence[str] = ()) -> Answers | None:
@@ -72,7 +73,7 @@ class Answers:
         for row in range(self._seen, len(record_ids)):
             rid = record_ids[row]
             if rid and (k := key_of(rid)) in self._keys:
-                self._row_key[row] = k
+                self._row_key[row], self._known = k, None
         self._seen = len(record_ids)
 
     def said(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray | None:
@@ -81,8 +82,9 @@ class Answers:
         if not self._row_key or not len(left):
             return None
         left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
-        known = np.fromiter(self._row_key, np.int64, len(self._row_key))
-        hit = np.flatnonzero(np.isin(left, known) & np.isin(right, known))
+        if self._known is None:
+            self._known = np.fromiter(self._row_key, np.int64, len(self._row_key))
+        hit = np.flatnonzero(np.isin(left, self._known) & np.isin(right, self._known))
         out = None
         for i in hit:
             same = self._answer.get(frozenset((self._row_key[int(left[i])], self._row_key[int(right[i])])))
@@ -101,6 +103,7 @@ class Answers:
         return np.where(said > 0, YES_SCORE, np.where(said < 0, NO_SCORE, scores)).astype(scores.dtype), said
 
     def forget(self, row: int) -> None:
-        """An erased row: its answers no longer apply to whatever reuses nothing of it (rows are not reused,
-        but a restored pipeline re-reads ids; an erased row's id is gone)."""
-        self._row_key.pop(row, None)
+        """An erased row: its answers no longer reach it (its tombstone has no id, so no later sync finds it;
+        an id sent again after its erasure is a new row, which the answers do reach: docs/security.md)."""
+        if self._row_key.pop(row, None) is not None:
+            self._known = None

@@ -121,3 +121,24 @@ def test_scoring_an_answered_pair_says_so(linked: Path, capsys: pytest.CaptureFi
     assert got["answered"] == "no" and got["decision"] == "no_match" and got["fused"] == pytest.approx(NO_SCORE)
     assert main(["score", str(d / "a_1.json"), str(d / "b_3.json"), "--config", cfg, "--model", str(d / "m.pkl")]) == 0
     assert "answered" not in json.loads(capsys.readouterr().out)
+
+
+def test_an_erased_record_leaves_the_answers_of_its_row(linked: Path) -> None:
+    """Erasure (GDPR) forgets the row: the answered pair no longer reaches it, and the rest still holds."""
+    from consumer.config import load_settings
+    from consumer.io.batch import run_batch
+
+    d = linked
+    assert main(["train", str(d / "linked.csv"), "--config", str(d / "c.toml"), "--labels", str(d / "labels.csv"),
+                 "--model-out", str(d / "m.pkl")]) == 0
+    settings = load_settings(d / "c.toml", env={})
+    settings.fusion.learned_model = str(d / "m.pkl")
+    _summary, pipe = run_batch(d / "linked.csv", d / "d.jsonl", settings, progress=False)
+    try:
+        rows = pipe.store.row_of
+        a1, b1, b2 = rows["a_1"], rows["b_1"], rows["b_2"]
+        assert pipe.answers.said([a1, a1], [b1, b2]).tolist() == [1, -1]
+        assert [e.found for e in pipe.erase(["b_1"])] == [True]
+        assert pipe.answers.said([a1, a1], [b1, b2]).tolist() == [0, -1]
+    finally:
+        pipe.close()

@@ -10,23 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness.linked import COLUMNS, write_linked
+from harness.linked import LINKED as ALL_LINKED
 
 from consumer.cli import main
 from consumer.engine.answers import NO_SCORE, YES_SCORE, Answers, key_of
 from consumer.io.labels import Label, LabelFile, file_sha256
 
-#: Two shops' listings (as in tests/test_service_listings.py): without answers b_2 takes a_1's place from
-#: b_1 (it matches a_1 better), and b_5 links a_3.
-LINKED = [("a_1", "sony turntable pslx350h belt drive black", "sony", "149.99"),
-          ("a_2", "bose companion 2 series iii multimedia speakers", "bose", "99.00"),
-          ("a_3", "canon powershot sd1000 digital elph camera silver", "canon", "199.00"),
-          ("b_1", "sony belt drive turntable black", "sony", "139.00"),
-          ("b_2", "sony pslx350h belt drive turntable black", "sony", "149.99"),
-          ("b_3", "bose companion 2 series iii speakers", "bose", "99.00"),
-          ("b_4", "bose companion 2 series iii multimedia speaker system", "bose", "99.00"),
-          ("b_5", "canon powershot sd1000 silver", "canon", "189.00")]
-CONFIG = ('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
-          'source_pattern = "^([^_]+)_"\n')
+#: The shared two-shop file (tests/harness/linked.py) without its last three listings: without answers b_2
+#: takes a_1's place from b_1 (it matches a_1 better), and b_5 links a_3.
+LINKED = ALL_LINKED[:8]
 #: What the user said: b_1 is a_1's partner, b_2 is not, and b_5 is not a_3's.
 ANSWERS = [("a_1", "b_1", "yes"), ("b_2", "a_1", "no"), ("a_3", "b_5", "no"), ("a_2", "b_4", "unsure")]
 
@@ -61,11 +54,7 @@ def test_the_later_of_two_answers_about_a_pair_wins_and_ids_are_hashed() -> None
 
 @pytest.fixture()
 def linked(tmp_path: Path) -> Path:
-    (tmp_path / "c.toml").write_text(CONFIG)
-    with (tmp_path / "linked.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["listing_id", "title", "brand", "price"])
-        w.writerows(LINKED)
+    write_linked(tmp_path, LINKED)
     labels = LabelFile(tmp_path / "labels.csv", file_sha256(tmp_path / "linked.csv"), "listing",
                        [r[0] for r in LINKED])
     for a, b, answer in ANSWERS:
@@ -112,7 +101,7 @@ def test_scoring_an_answered_pair_says_so(linked: Path, capsys: pytest.CaptureFi
     d, cfg = linked, str(linked / "c.toml")
     assert main(["train", str(d / "linked.csv"), "--config", cfg, "--labels", str(d / "labels.csv"),
                  "--model-out", str(d / "m.pkl")]) == 0
-    rows = {r[0]: dict(zip(["listing_id", "title", "brand", "price"], r)) for r in LINKED}
+    rows = {r[0]: dict(zip(COLUMNS, r)) for r in LINKED}
     for rid in ("a_1", "b_2", "b_3"):
         (d / f"{rid}.json").write_text(json.dumps(rows[rid]))
     capsys.readouterr()

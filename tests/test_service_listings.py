@@ -12,6 +12,7 @@ import orjson
 import pytest
 import redis
 from harness.kafka import consume_all, create_topics, produce_json, unique_topic
+from harness.linked import LINKED, messages, write_linked
 from harness.service import (
     check_events,
     committed_offset,
@@ -80,46 +81,15 @@ def test_listings_stream_like_signups(kafka_bootstrap: str, redis_url: str, redi
     assert leaked(values, needles) == []
 
 
-LINKED = [("a_1", "sony turntable pslx350h belt drive black", "sony", "149.99"),
-          ("a_2", "bose companion 2 series iii multimedia speakers", "bose", "99.00"),
-          ("a_3", "canon powershot sd1000 digital elph camera silver", "canon", "199.00"),
-          ("b_1", "sony belt drive turntable black", "sony", "139.00"),
-          ("b_2", "sony pslx350h belt drive turntable black", "sony", "149.99"),
-          ("b_3", "bose companion 2 series iii speakers", "bose", "99.00"),
-          ("b_4", "bose companion 2 series iii multimedia speaker system", "bose", "99.00"),
-          ("b_5", "canon powershot sd1000 silver", "canon", "189.00"),
-          # the displaced listing founded the cluster: it keeps the id, the new pair moves under a_4's
-          ("b_6", "logitech corded mouse m500", "logitech", "24.99"),
-          ("a_4", "logitech m500 corded laser mouse", "logitech", "29.99"),
-          ("b_7", "logitech m500 corded laser mouse", "logitech", "29.99")]
-
-
-def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
-                                                     tmp_path: Path) -> None:
-    """Linking two shops: b_2 matches a_1 better than b_1, which arrived first, so it takes b_1's place
-    (`ClusterState._rival`); b_7 takes the place of b_6, which founded its cluster. The service applies those
-    splits in Redis as the batch does in memory: the same clusters, the `cluster.split` events, nothing lost."""
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
-                   'source_pattern = "^([^_]+)_"\n')
-    data = tmp_path / "linked.csv"
-    with data.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["listing_id", "title", "brand", "price"])
-        w.writerows(LINKED)
-    batch_settings = load_settings(cfg, env={})
-    _summary, pipe = run_batch(data, tmp_path / "batch.jsonl", batch_settings, progress=False)
-    batch = pipe.assignments()
-    pipe.close()
-    assert batch["b_2"] == batch["a_1"] != batch["b_1"]  # b_2 took the place
-    assert batch["b_7"] == batch["a_4"] != batch["b_6"]  # b_7 took the place of the cluster's founder
-
+def _stream_linked(kafka_bootstrap: str, redis_url: str, redis_prefix: str, tmp_path: Path,
+                   batch_settings) -> tuple[dict[str, str], list[bytes]]:
+    """The linked listings streamed through `dedup run` with the batch's profile and fusion settings: the
+    clusters it leaves in Redis (after `store.verify()` holds) and the event messages."""
     topic, events, group = unique_topic("linked"), unique_topic("events"), unique_topic("g")
     create_topics(kafka_bootstrap, [topic, events])
-    produce_json(kafka_bootstrap, topic, [dict(zip(["listing_id", "title", "brand", "price"], r)) for r in LINKED],
-                 key="listing_id")
+    produce_json(kafka_bootstrap, topic, messages(), key="listing_id")
     settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
-    settings.profile = batch_settings.profile
+    settings.profile, settings.fusion = batch_settings.profile, batch_settings.fusion
     store = RedisStateStore(redis_url, redis_prefix)
     with running_service(settings):
         wait_for(lambda: store.record_count() >= len(LINKED), 120, "linked listings in redis")
@@ -127,9 +97,26 @@ def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_
     out = tmp_path / "clusters.jsonl"
     assert cli_main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix,
                      "--out", str(out)]) == 0
+    assert store.verify() == []
     stream = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
-    assert stream == batch and store.verify() == []
-    values = [m.value for m in consume_all(kafka_bootstrap, events, timeout=30, min_messages=len(LINKED))]
+    return stream, [m.value for m in consume_all(kafka_bootstrap, events, timeout=30, min_messages=len(LINKED))]
+
+
+def test_a_displaced_partner_streams_like_the_batch(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                                     tmp_path: Path) -> None:
+    """Linking two shops: b_2 matches a_1 better than b_1, which arrived first, so it takes b_1's place
+    (`ClusterState._rival`); b_7 takes the place of b_6, which founded its cluster. The service applies those
+    splits in Redis as the batch does in memory: the same clusters, the `cluster.split` events, nothing lost."""
+    data, cfg = write_linked(tmp_path)
+    batch_settings = load_settings(cfg, env={})
+    _summary, pipe = run_batch(data, tmp_path / "batch.jsonl", batch_settings, progress=False)
+    batch = pipe.assignments()
+    pipe.close()
+    assert batch["b_2"] == batch["a_1"] != batch["b_1"]  # b_2 took the place
+    assert batch["b_7"] == batch["a_4"] != batch["b_6"]  # b_7 took the place of the cluster's founder
+
+    stream, values = _stream_linked(kafka_bootstrap, redis_url, redis_prefix, tmp_path, batch_settings)
+    assert stream == batch
     splits = [e for e in check_events(values).values() if e["event_type"] == "cluster.split"]
     assert sorted(sorted(p["record_ids"]) for e in splits for p in e["pieces"]) == [["a_4", "b_7"], ["b_1"]]
 
@@ -141,14 +128,7 @@ def test_a_labelled_model_keeps_its_answers_in_the_stream(kafka_bootstrap: str, 
     b_2 matches a_1 better, because the user said b_2 is not a_1's partner."""
     from consumer.io.labels import Label, LabelFile, file_sha256
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('[profile]\nname = "listing"\nid_field = "listing_id"\nsource_field = "listing_id"\n'
-                   'source_pattern = "^([^_]+)_"\n')
-    data = tmp_path / "linked.csv"
-    with data.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["listing_id", "title", "brand", "price"])
-        w.writerows(LINKED)
+    data, cfg = write_linked(tmp_path)
     labels = LabelFile(tmp_path / "labels.csv", file_sha256(data), "listing", [r[0] for r in LINKED])
     for a, b, answer in [("a_1", "b_1", "yes"), ("b_2", "a_1", "no")]:
         labels.add(Label(a, b, answer))
@@ -161,19 +141,5 @@ def test_a_labelled_model_keeps_its_answers_in_the_stream(kafka_bootstrap: str, 
     batch = pipe.assignments()
     pipe.close()
     assert batch["b_1"] == batch["a_1"] != batch["b_2"]
-
-    topic, events, group = unique_topic("labelled"), unique_topic("events"), unique_topic("g")
-    create_topics(kafka_bootstrap, [topic, events])
-    produce_json(kafka_bootstrap, topic, [dict(zip(["listing_id", "title", "brand", "price"], r)) for r in LINKED],
-                 key="listing_id")
-    settings = service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)
-    settings.profile, settings.fusion = batch_settings.profile, batch_settings.fusion
-    store = RedisStateStore(redis_url, redis_prefix)
-    with running_service(settings):
-        wait_for(lambda: store.record_count() >= len(LINKED), 120, "linked listings in redis")
-        wait_for(lambda: committed_offset(kafka_bootstrap, group, topic) == len(LINKED), 30, "offsets committed")
-    out = tmp_path / "clusters.jsonl"
-    assert cli_main(["export-clusters", "--redis", redis_url, "--redis-prefix", redis_prefix,
-                     "--out", str(out)]) == 0
-    stream = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
-    assert stream == batch and store.verify() == []
+    stream, _ = _stream_linked(kafka_bootstrap, redis_url, redis_prefix, tmp_path, batch_settings)
+    assert stream == batch

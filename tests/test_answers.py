@@ -131,3 +131,38 @@ def test_an_erased_record_leaves_the_answers_of_its_row(linked: Path) -> None:
         assert pipe.answers.said([a1, a1], [b1, b2]).tolist() == [0, -1]
     finally:
         pipe.close()
+
+
+def test_a_yes_partner_the_search_did_not_return_is_scored_all_the_same(linked: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A label file may hold any pair, and a stream's search order is not the questions': a "yes" partner the
+    candidate search did not return is added to the record's candidates (`Answers.with_partners`). Here the
+    search is made to miss a_1 for b_1 and b_2; b_1 (answered "yes" with a_1) still links it."""
+    from consumer.config import load_settings
+    from consumer.engine.blocking import Blocker
+    from consumer.io.batch import run_batch
+
+    search = Blocker.candidates
+    dropped: list[int] = []
+
+    def missing_a1(self, vecs, rows, *args, **kwargs):  # noqa: ANN001, ANN202 - the method's own signature
+        out = search(self, vecs, rows, *args, **kwargs)
+        dropped.extend(int(r) for r, c in zip(rows, out) if 0 in c.tolist())
+        return [c[c != 0] for c in out]  # a_1 is row 0
+
+    monkeypatch.setattr(Blocker, "candidates", missing_a1)
+    d = linked
+    assert main(["train", str(d / "linked.csv"), "--config", str(d / "c.toml"), "--labels", str(d / "labels.csv"),
+                 "--model-out", str(d / "m.pkl")]) == 0
+    settings = load_settings(d / "c.toml", env={})
+    settings.fusion.learned_model = str(d / "m.pkl")
+    _summary, pipe = run_batch(d / "linked.csv", d / "d.jsonl", settings, progress=False)
+    got = pipe.assignments()
+    pipe.close()
+    assert dropped  # the search did return a_1 and was made to miss it
+    assert got["b_1"] == got["a_1"] != got["b_2"]
+    rows = np.array([3, 4])
+    cands = [np.array([1, 2], np.int64), np.array([], np.int64)]
+    ans = Answers.of({"answers": Answers.rows_for([("x0", "x3", "yes"), ("x4", "x9", "yes"), ("x1", "x3", "no")])},
+                     ["x0", "x1", "x2", "x3", "x4"])
+    assert [c.tolist() for c in ans.with_partners(rows, cands)] == [[1, 2, 0], []]  # x9 is not stored yet

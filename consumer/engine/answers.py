@@ -6,7 +6,8 @@ about the pairs nobody was asked about. A correction that general cannot fit eve
 had said they were not on. A user who said "these two are the same listing" and finds them apart (or said
 "different" and finds them merged) stops trusting the rest. So a labelled model carries its answers, and every
 run with it (`dedup batch --labels`, `dedup run --model`, the same core path) scores an answered pair as the
-answer, wherever the pair comes up: as a candidate, or as a cluster member the clustering scores on demand.
+answer, wherever the pair comes up: as a candidate, or as a cluster member the clustering scores on demand;
+and a "yes" partner the candidate search did not return is made a candidate (`with_partners`).
 "Unsure" answers are not carried.
 
 The answers are the model's, so they act exactly where its record ids do: the file it was labelled on, or a
@@ -44,8 +45,16 @@ class Answers:
         self.record_ids = record_ids
         self._answer: dict[frozenset[str], bool] = {frozenset((a, b)): bool(same) for a, b, same in pairs if a != b}
         self._keys = {k for pair in self._answer for k in pair}
+        #: key -> the keys it was answered "yes" with (`with_partners`).
+        self._yes: dict[str, set[str]] = {}
+        for pair, same in self._answer.items():
+            a, b = tuple(pair)
+            if same:
+                self._yes.setdefault(a, set()).add(b)
+                self._yes.setdefault(b, set()).add(a)
         #: Row -> key of the stored rows whose record is in some answer; rows up to `_seen` looked at.
         self._row_key: dict[int, str] = {}
+        self._key_row: dict[str, int] = {}  # the inverse (the latest row of an id)
         self._seen = 0
         self._known: np.ndarray | None = None  # the rows of `_row_key` as an array (None: to rebuild)
 
@@ -73,7 +82,7 @@ class Answers:
         for row in range(self._seen, len(record_ids)):
             rid = record_ids[row]
             if rid and (k := key_of(rid)) in self._keys:
-                self._row_key[row], self._known = k, None
+                self._row_key[row], self._key_row[k], self._known = k, row, None
         self._seen = len(record_ids)
 
     def said(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray | None:
@@ -93,6 +102,21 @@ class Answers:
                 out[i] = 1 if same else -1
         return out
 
+    def with_partners(self, rows: np.ndarray, cands: list[np.ndarray]) -> list[np.ndarray]:
+        """Each new row's candidates (`cands[i]` for `rows[i]`) plus the earlier rows it was answered "yes"
+        with, where the candidate search did not return them (a label file may hold any pair, and the search
+        order of a stream is not the one the questions came from): a "yes" is then always scored."""
+        self._sync()
+        out = None
+        for i, row in enumerate(rows.tolist()):
+            partners = self._yes.get(self._row_key.get(row, ""), ())
+            have = set(cands[i].tolist()) if partners else set()
+            extra = [r for p in partners if (r := self._key_row.get(p, row)) < row and r not in have]
+            if extra:
+                out = list(cands) if out is None else out
+                out[i] = np.concatenate([cands[i], np.array(sorted(extra), cands[i].dtype)])
+        return cands if out is None else out
+
     def apply(self, left: Sequence[int], right: Sequence[int], scores: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray | None]:
         """`scores` of the pairs with answered ones set to `YES_SCORE` / `NO_SCORE` (a copy when any is),
@@ -105,5 +129,7 @@ class Answers:
     def forget(self, row: int) -> None:
         """An erased row: its answers no longer reach it (its tombstone has no id, so no later sync finds it;
         an id sent again after its erasure is a new row, which the answers do reach: docs/security.md)."""
-        if self._row_key.pop(row, None) is not None:
+        if (k := self._row_key.pop(row, None)) is not None:
             self._known = None
+            if self._key_row.get(k) == row:
+                del self._key_row[k]

@@ -223,6 +223,8 @@ class Pipeline(PersistedState, Erasure):
             cands = cands if self.keys is None else merge(cands, self.keys.candidates(cols, rows))
             if self.sources is not None:
                 cands = self.sources.candidates(cands, cols, self.store)
+            if self.answers is not None:  # a "yes" partner the search missed is a candidate all the same
+                cands = self.answers.with_partners(rows, cands)
             t1 = time.perf_counter()
             # Insert the previous batch now (with a background blocker the graph grows while this thread
             # scores and clusters) and search the next one after it, if it is already being encoded.

@@ -112,17 +112,21 @@ def test_scoring_an_answered_pair_says_so(linked: Path, capsys: pytest.CaptureFi
     assert "answered" not in json.loads(capsys.readouterr().out)
 
 
-def test_an_erased_record_leaves_the_answers_of_its_row(linked: Path) -> None:
-    """Erasure (GDPR) forgets the row: the answered pair no longer reaches it, and the rest still holds."""
+def _labelled_run(d: Path):  # noqa: ANN202 - a Pipeline
+    """`dedup train --labels` on the fixture's file, then the file run with that model: the pipeline after."""
     from consumer.config import load_settings
     from consumer.io.batch import run_batch
 
-    d = linked
     assert main(["train", str(d / "linked.csv"), "--config", str(d / "c.toml"), "--labels", str(d / "labels.csv"),
                  "--model-out", str(d / "m.pkl")]) == 0
     settings = load_settings(d / "c.toml", env={})
     settings.fusion.learned_model = str(d / "m.pkl")
-    _summary, pipe = run_batch(d / "linked.csv", d / "d.jsonl", settings, progress=False)
+    return run_batch(d / "linked.csv", d / "d.jsonl", settings, progress=False)[1]
+
+
+def test_an_erased_record_leaves_the_answers_of_its_row(linked: Path) -> None:
+    """Erasure (GDPR) forgets the row: the answered pair no longer reaches it, and the rest still holds."""
+    pipe = _labelled_run(linked)
     try:
         rows = pipe.store.row_of
         a1, b1, b2 = rows["a_1"], rows["b_1"], rows["b_2"]
@@ -138,9 +142,7 @@ def test_a_yes_partner_the_search_did_not_return_is_scored_all_the_same(linked: 
     """A label file may hold any pair, and a stream's search order is not the questions': a "yes" partner the
     candidate search did not return is added to the record's candidates (`Answers.with_partners`). Here the
     search is made to miss a_1 for b_1 and b_2; b_1 (answered "yes" with a_1) still links it."""
-    from consumer.config import load_settings
     from consumer.engine.blocking import Blocker
-    from consumer.io.batch import run_batch
 
     search = Blocker.candidates
     dropped: list[int] = []
@@ -151,12 +153,7 @@ def test_a_yes_partner_the_search_did_not_return_is_scored_all_the_same(linked: 
         return [c[c != 0] for c in out]  # a_1 is row 0
 
     monkeypatch.setattr(Blocker, "candidates", missing_a1)
-    d = linked
-    assert main(["train", str(d / "linked.csv"), "--config", str(d / "c.toml"), "--labels", str(d / "labels.csv"),
-                 "--model-out", str(d / "m.pkl")]) == 0
-    settings = load_settings(d / "c.toml", env={})
-    settings.fusion.learned_model = str(d / "m.pkl")
-    _summary, pipe = run_batch(d / "linked.csv", d / "d.jsonl", settings, progress=False)
+    pipe = _labelled_run(linked)
     got = pipe.assignments()
     pipe.close()
     assert dropped  # the search did return a_1 and was made to miss it

@@ -79,9 +79,10 @@ def test_a_member_the_new_record_clearly_disagrees_with_is_split_off() -> None:
 def judged(pairs: dict[frozenset[int], float], conflicts: set[frozenset[int]]) -> Guards:
     """Partner guards whose judge reads scores from `pairs` and says which pairs conflict."""
 
-    def judge(left: list[int], right: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def judge(left: list[int], right: list[int]) -> tuple[np.ndarray, np.ndarray, None]:
         keys = [frozenset((a, b)) for a, b in zip(left, right)]
-        return (np.array([pairs.get(k, 0.0) for k in keys], np.float32), np.array([k in conflicts for k in keys]))
+        return (np.array([pairs.get(k, 0.0) for k in keys], np.float32), np.array([k in conflicts for k in keys]),
+                None)
 
     return dataclasses.replace(guards(True), judge=judge)
 

@@ -45,7 +45,7 @@ decides the same):
 
 A user's answers (`consumer.engine.answers`, a model from `dedup train --labels`) reach the clustering as
 scores (a "yes" pair scores near 1, a "no" pair near 0) and, in the partner re-check, as themselves
-(`Guards.said`): a "no" is a conflict, and a "yes" is near-reciprocal without being the yardstick of its
+(`Guards.judge`): a "no" is a conflict, and a "yes" is near-reciprocal without being the yardstick of its
 records' other partners (its score is the answer's, beside which every model score would look far; another
 generator's listings, 25 answers: a group's third listing was split off, F1 0.859 -> 0.856, now 0.859).
 
@@ -99,9 +99,9 @@ DISPLACE_MARGIN = 0.5
 
 #: Fused scores of the pairs (left[i], right[i]) (`Pipeline` compares and fuses them on demand).
 PairScorer = Callable[[Sequence[int], Sequence[int]], np.ndarray]
-#: Fused scores of the pairs and whether each *conflicts* (None: the profile has no conflict evidence):
-#: `Pipeline.judge_pairs`, one comparison for both.
-PairJudge = Callable[[Sequence[int], Sequence[int]], tuple[np.ndarray, np.ndarray | None]]
+#: Fused scores of the pairs, whether each *conflicts* (None: the profile has no conflict evidence) and the
+#: user's answers about them (1 yes, -1 no, 0 none; None: none): `Pipeline.judge_pairs`, one comparison for all.
+PairJudge = Callable[[Sequence[int], Sequence[int]], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
 
 
 def partner_mode(recheck: str, profile: str) -> bool:
@@ -149,10 +149,6 @@ class Guards:
     #: The size prior (module docstring): log-odds a group must clear beyond the match threshold to grow past
     #: two members in the re-check; 0 = off (every join below the merge bar re-checks, as before).
     size_penalty: float = 0.0
-    #: The user's answers about member pairs (`Pipeline.said`: 1 yes, -1 no, 0 none; None: none), for the
-    #: partner re-check: a pair answered "yes" is near-reciprocal, and is not what the others are measured
-    #: against (its score is the answer, not the model's, and would make every other partner look far).
-    said: Callable[[Sequence[int], Sequence[int]], np.ndarray | None] | None = None
 
 
 @dataclass
@@ -405,9 +401,11 @@ class ClusterState:
         ii, jj = np.triu_indices(n, 1)
         sim = np.zeros((n, n), np.float32)
         left, right = [members[i] for i in ii], [members[j] for j in jj]
-        conflict = None
+        conflict = said = None
         if g.partner and g.judge is not None:
-            scores, conflict = g.judge(left, right)
+            scores, conflict, said = g.judge(left, right)
+            if said is not None and conflict is not None:  # a pair answered "no" is a conflict
+                conflict = conflict | (said < 0)
         else:
             scores = scorer(left, right)
         sim[ii, jj] = sim[jj, ii] = scores
@@ -432,7 +430,8 @@ class ClusterState:
         allowed = upper.copy()
         near = np.ones((n, n), bool)
         if g.partner:
-            said = g.said(left, right) if g.said is not None else None
+            # A pair answered "yes" is near-reciprocal, and not what its records' other partners are measured
+            # against (its score is the answer's, beside which every model score would look far).
             yes = np.zeros((n, n), bool)
             if said is not None:
                 yes[ii, jj] = yes[jj, ii] = said > 0
@@ -485,4 +484,4 @@ def _raise(p: float, nats: float) -> float:
     """The probability whose log-odds are `p`'s plus `nats` (a threshold outside (0, 1) is kept)."""
     if not 0.0 < p < 1.0:
         return p
-    return float(1.0 / (1.0 + np.exp(-(np.log(p / (1.0 - p)) + nats))))
+    return float(1.0 / (1.0 + np.exp(-(_logit(p) + nats))))

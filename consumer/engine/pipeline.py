@@ -109,8 +109,7 @@ class Pipeline(PersistedState, Erasure):
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
                              cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
                              cl.partner_margin, self.sources and self.sources.reader(self.store),
-                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior),
-                             None if self.answers is None else self.answers.said)
+                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior))
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
@@ -341,16 +340,17 @@ class Pipeline(PersistedState, Erasure):
         Deterministic (a replay or a restored consumer decides the same); called under the thread limit."""
         return self.judge_pairs(left, right)[0]
 
-    def judge_pairs(self, left: Sequence[int], right: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """`score_pairs` and whether each pair conflicts (`Comparator.conflicts`), from one comparison."""
+    def judge_pairs(self, left: Sequence[int], right: Sequence[int]
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """`score_pairs`, whether each pair conflicts (`Comparator.conflicts`) and the user's answers about
+        them (`Answers.said`; answered pairs score as answered), from one comparison."""
         if not len(left):
-            return np.zeros(0, np.float32), None
+            return np.zeros(0, np.float32), None, None
         feats = self.compare_pairs(left, right)
-        scores, conflicts = self.fuser.score(feats)[0], self.comparator.conflicts(feats)
-        if self.answers is not None:  # answered pairs score as answered; a "no" is a conflict where those count
+        scores, said = self.fuser.score(feats)[0], None
+        if self.answers is not None:
             scores, said = self.answers.apply(left, right, scores)
-            conflicts = conflicts if said is None or conflicts is None else conflicts | (said < 0)
-        return scores, conflicts
+        return scores, self.comparator.conflicts(feats), said
 
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate

@@ -284,7 +284,7 @@ def fit_labels(pool: PairPool, labels: Sequence[Label], *, validate: bool = True
     cap = tuple((pool.features[c], level) for c, level in pool.conflict_columns) if capped else ()
     # Corrected or not, every run with the model scores an answered pair as answered (`consumer.engine.answers`).
     answered = Answers.rows_for((lab.left, lab.right, lab.answer) for lab in labels)
-    report["honoured"] = len(Answers.of({"answers": answered}) or ())
+    report["honoured"] = len({frozenset(r[:2]) for r in answered if r[0] != r[1]})  # pairs, once each
     return Fit(p, labelled_model(pool, corr, report, cap, answered), report, rows)
 
 

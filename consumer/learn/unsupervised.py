@@ -358,7 +358,7 @@ def explain_model(model: LearnedModel) -> str:
                 f"applied: {rep.get('applied', '?')}): log-odds = {corrected.intercept:+.2f} + "
                 f"{corrected.slope:.2f} x base (above even odds) / {corrected.slope_low:.2f} x base (below)"
                 f"{' + per standard deviation: ' + coef if coef else ''}; threshold {rep.get('threshold', '?')}"
-                f"{_conflict_note(rep.get('conflicts'))}; the {len(model.meta.get('answers') or [])} answered pairs "
+                f"{_conflict_note(rep.get('conflicts'))}; the {rep.get('honoured', 0)} answered pairs "
                 "score as answered\n\n"
                 "the model it corrects:\n" + explain_model(est.base))
     if isinstance(est, EitherOf):

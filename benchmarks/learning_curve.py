@@ -52,8 +52,11 @@ def _foreign(seed: int):
     return load
 
 
-#: Files run only when named.
-EXTRA = [RealFile(f"foreign-listings-{s}", "listing", _foreign(s)) for s in (1, 2, 3)]
+#: Files run only when named (those of them the suite already has are taken from it).
+EXTRA = [f for f in (RealFile(f"foreign-listings-{s}", "listing", _foreign(s)) for s in (1, 2, 3))
+         if f.name not in {g.name for g in FILES}]
+#: The files run when none is named: the real ones (the suite's generated files are for the suite).
+DEFAULT = {f.name for f in FILES if not f.name.startswith(("crm-", "listings-", "foreign-", "sibling-", "group-"))}
 
 
 def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int], seeds: list[int]) -> list[dict]:
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", help="write the curves as a PNG (matplotlib)")
     args = ap.parse_args(argv)
     budgets = sorted({int(b) for b in args.budgets.split(",")})
-    wanted = set(args.files.split(",")) if args.files else None
+    wanted = set(args.files.split(",")) if args.files else DEFAULT
     seeds = [int(v) for v in args.seeds.split(",")]
     print(f"# learning curve, {time.strftime('%Y-%m-%d')}, CPU: {cpu_model()}, {os.cpu_count()} cores")
     rows: list[dict] = []

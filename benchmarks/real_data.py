@@ -12,6 +12,16 @@ SSN dropped, febrl4's halves in one file; date of birth kept). Each file is run 
 and F1, B-cubed F1, the largest cluster, seconds. Beside it, on the same records: Splink 5 (EM, no
 labels) and a TF-IDF baseline (`benchmarks/peers.py` says how each is configured). A missing file or
 peer is reported and skipped, never a crash.
+
+**The suite** (issue 37): every file above, the one-pool files sigmod-laptops and cddb, the person file
+fake-1000, our own generators (CRM signups, listings with photos) and other authors' generators
+(`benchmarks/foreign_listings.py`, and any registered in `benchmarks/suite_files.py`). The last line is the
+summary every quality change is judged by: the mean F1 of dedup-stream over the files, and the worst file.
+`--json FILE` keeps the rows; `--compare BASE.json` prints each file's change against a kept run and the
+verdict of the rule (keep a change only when the mean rises and no file falls by more than 0.01):
+
+    python benchmarks/real_data.py --json base.json            # or: make quality
+    python benchmarks/real_data.py --compare base.json --no-splink --no-tfidf
 """
 
 from __future__ import annotations
@@ -34,12 +44,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from suite_files import GENERATED  # noqa: E402
+from suite_verdict import compare, summary_line  # noqa: E402
+
 from consumer.evaluation.evaluate import Scores, cluster_scores  # noqa: E402
 
 __all__ = ["FILES", "RealFile", "score", "main", "loaded_files"]
 
 LISTING_CONFIG = '[profile]\nname = "listing"\nid_field = "listing_id"\n'
 PERSON_CONFIG = '[profile]\nname = "person"\nid_field = "id"\n'
+CRM_CONFIG = '[profile]\nname = "crm-signup"\n'
+CONFIGS = {"listing": LISTING_CONFIG, "person": PERSON_CONFIG, "crm": CRM_CONFIG}
+ID_FIELDS = {"listing": "listing_id", "person": "id", "crm": "customer_id"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,7 @@ class RealFile:
     """One benchmark file: where it comes from and how a user would configure it."""
 
     name: str
-    kind: str  # "listing" | "person"
+    kind: str  # "listing" | "person" | "crm"
     #: (data dir, work dir) -> (records CSV, truth: record id -> entity), or None when absent
     load: Callable[[Path, Path], tuple[Path, dict[str, str]] | None]
     #: A file that joins two sources says so (its README: ids are prefixed by source, "a_..." / "b_..."):
@@ -63,7 +79,7 @@ class RealFile:
     @property
     def pooled_config(self) -> str:
         """The configuration without the sources: the file deduplicated as one pool."""
-        return LISTING_CONFIG if self.kind == "listing" else PERSON_CONFIG
+        return CONFIGS[self.kind]
 
     def source(self, record_id: str) -> str:
         """The record's source ("" without a `source_pattern`)."""
@@ -72,7 +88,7 @@ class RealFile:
 
     @property
     def id_field(self) -> str:
-        return "listing_id" if self.kind == "listing" else "id"
+        return ID_FIELDS[self.kind]
 
 
 def _shared(folder: str, table: str) -> Callable[[Path, Path], tuple[Path, dict[str, str]] | None]:
@@ -99,8 +115,12 @@ def _febrl(name: str) -> Callable[[Path, Path], tuple[Path, dict[str, str]] | No
 ID_PREFIX = "^([^_]+)_"
 FILES = [RealFile("abt-buy", "listing", _shared("abt-buy", "listings.csv"), ID_PREFIX),
          RealFile("amazon-google", "listing", _shared("amazon-google", "listings.csv"), ID_PREFIX),
+         RealFile("sigmod-laptops", "listing", _shared("sigmod-laptops", "listings.csv")),
+         RealFile("cddb", "listing", _shared("cddb", "listings.csv")),
          RealFile("rldata10000", "person", _shared("rldata10000", "people.csv")),
-         *(RealFile(f, "person", _febrl(f)) for f in ("febrl1", "febrl2", "febrl3", "febrl4"))]
+         RealFile("fake-1000", "person", _shared("fake-1000", "people.csv")),
+         *(RealFile(f, "person", _febrl(f)) for f in ("febrl1", "febrl2", "febrl3", "febrl4")),
+         *(RealFile(name, kind, load) for name, kind, load in GENERATED)]
 
 
 def loaded_files(wanted: set[str] | None, data: Path, work: Path) -> Iterator[tuple[RealFile, Path, dict[str, str]]]:
@@ -152,6 +172,8 @@ def _text(row: dict[str, str], f: RealFile) -> str:
     title and adds specs, drown the title: F1 0.01 on Abt-Buy with them), every field of a person."""
     if f.kind == "listing":
         return f"{row.get('brand', '')} {row.get('title', '')}".strip()
+    if f.kind == "crm":  # the login times are no text to compare
+        return f"{row.get('name', '')} {row.get('city', '')}".strip()
     return " ".join(v for k, v in row.items() if k != f.id_field and v)
 
 
@@ -173,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dedup-arg", action="append", default=[], help="passed to `dedup batch` (repeatable)")
     ap.add_argument("--json", help="write the rows as JSON")
     ap.add_argument("--markdown", help="write the table as Markdown")
+    ap.add_argument("--compare", help="a kept --json run: print each file's change and the keep/undo verdict")
     args = ap.parse_args(argv)
     wanted = set(args.files.split(",")) if args.files else None
     data = Path(args.data_dir)
@@ -193,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 methods.append(("dedup-stream, one pool",
                                 lambda f=f, records=records: run_dedup(f, records, work, args.dedup_arg, True)[0]))
             source_rows = _read_rows(records)
-            if not args.no_splink:
+            if not args.no_splink and f.kind in ("person", "listing"):
                 methods.append(("splink 5 (EM)", lambda f=f, r=source_rows: _splink(r, f)))
             if not args.no_tfidf:
                 methods.append(("tf-idf baseline", lambda f=f, r=source_rows: _tfidf(r, f)))
@@ -219,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.markdown).write_text(markdown(rows))
     if not rows:
         print("no file found: nothing measured (see --data-dir)")
+        return 0
+    print(summary_line(rows))
+    if args.compare:
+        lines, _ = compare(rows, json.loads(Path(args.compare).read_text()))
+        print("\n".join(lines))
     return 0
 
 

@@ -120,7 +120,8 @@ def quote_lines(summary: dict[str, Any], rounds: int, smoke: bool) -> list[str]:
                 continue
             b, h = row["base"], row["head"]
             lines.append(f"{'[' + SMOKE_MARK + '] ' if smoke else ''}{case} {key} ({row['unit']}): base median "
-                         f"{_fmt(b['median'])}, head median {_fmt(h['median'])}, ratio head/base {row['ratio']} "
+                         f"{_fmt(b['median'])}, head median {_fmt(h['median'])}, ratio head/base "
+                         f"{row['ratio'] if row['ratio'] is not None else 'n/a (base median 0)'} "
                          f"({min(b['n'], h['n'])} rounds each, alternating"
                          f"{'' if min(b['n'], h['n']) == rounds else f'; of {rounds} asked, the others failed'})")
     return lines
@@ -159,7 +160,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds one run may take")
     ap.add_argument("--seed", type=int, default=11, help="seed of every generated file")
     ap.add_argument("--crm-records", type=int, default=100_000, help="batch-crm file size")
-    ap.add_argument("--listing-records", type=int, default=6000, help="listings-photos file size")
+    ap.add_argument("--listing-records", type=int, default=6000, help="listings-photos generated file size")
+    ap.add_argument("--listing-file", help="listings-photos: this listing CSV (photos relative to it) instead")
+    ap.add_argument("--dedup-arg", action="append", default=[],
+                    help="extra `dedup batch` flag for both sides, repeatable (e.g. --dedup-arg=--text-backend=static)")
     ap.add_argument("--person-file", default=str(ROOT.parent / "shared" / "data" / "real" / "rldata10000" /
                                                  "people.csv"))
     ap.add_argument("--person-id-field", default="id")
@@ -213,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"*** {SMOKE_MARK}: {opts.rounds} round(s); no figure below supports a claim ***")
         print(f"# bench-compare, CPU: {m['cpu_model']}, {m['cpus']} cores; python {opts.python}")
         print(f"# {_side_label(base)} (ref {opts.base})\n# {_side_label(head, dirty)}")
+        if "service" in wanted:  # each side runs its own driver (it puts its own tree first on sys.path)
+            drivers = ["loadtest/bench_service.py", "loadtest/common.py", "tests/harness"]
+            same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", base_commit, "--", *drivers]).returncode
+            info["service_driver_differs"] = same != 0
+            if same != 0:
+                print(f"# NOTE: {', '.join(drivers)} differ between base and head: each side's service figures come "
+                      "from its own driver, so part of a service ratio may be the driver's")
         for side in (base, head):
             info[side.name]["consumer_file"] = imported_from(side, opts.python)
             print(f"# {side.name} imports {info[side.name]['consumer_file']}")

@@ -9,6 +9,7 @@ otherwise be measured as a difference in the code.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -150,7 +151,8 @@ class Case:
 
 
 def _dedup(side: Side, ctx: Context, *args: str) -> Child:
-    return run_child([ctx.python, "-m", "consumer.cli", *args], env=side.env(), cwd=side.root,
+    extra = ctx.opts.dedup_arg if args[0] == "batch" else []  # the same flags on both sides
+    return run_child([ctx.python, "-m", "consumer.cli", *args, *extra], env=side.env(), cwd=side.root,
                      timeout=ctx.opts.timeout)
 
 
@@ -200,10 +202,15 @@ class Listings(Case):
     records: int = 6000
 
     def path(self, ctx: Context) -> Path:
+        if ctx.opts.listing_file:
+            return Path(ctx.opts.listing_file).resolve()
         return ctx.work / f"listings-{self.records}-{ctx.opts.seed}.csv"
 
     def prepare(self, ctx: Context) -> None:
-        if not self.path(ctx).exists():
+        if ctx.opts.listing_file:  # someone's own file: its rows, not --listing-records, are the count
+            with self.path(ctx).open(encoding="utf-8", newline="") as fh:
+                self.records = sum(1 for _ in csv.DictReader(fh))
+        elif not self.path(ctx).exists():
             checked(_dedup(ctx.head, ctx, "generate", str(self.path(ctx)), "--profile", "listing", "-n",
                            str(self.records), "--seed", str(ctx.opts.seed)), "dedup generate --profile listing")
 

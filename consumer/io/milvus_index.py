@@ -122,6 +122,11 @@ class MilvusIndex:
         self._base = 0
         self._added = 0
 
+    @property
+    def alias(self) -> str:
+        """This object's pymilvus connection alias (each index has its own connection)."""
+        return self._alias
+
     # -- the VectorIndex seam ---------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._base + self._added

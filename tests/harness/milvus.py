@@ -76,10 +76,15 @@ class OwnedMilvus:
         raise RuntimeError(f"Milvus did not start: {last}\n{self.logs_tail()}")
 
     def stop(self) -> None:
-        """Terminate the server (the wheel kills it after 1 s) and wait for it."""
+        """Terminate the server (the wheel kills it after 1 s) and wait for it; then remove the marker file
+        the binary writes outside its data dir (/tmp/milvus/server_id_<pid>), ours only."""
         server, self._server = self._server, None
-        if server is not None:
-            server.stop()
+        if server is None:
+            return
+        pid = server.server_proc.pid if server.server_proc is not None else None
+        server.stop()
+        if pid is not None:
+            Path(tempfile.gettempdir(), "milvus", f"server_id_{pid}").unlink(missing_ok=True)
 
     def logs_tail(self, lines: int = 30) -> str:
         """Last lines of the server's stderr log, for failure messages."""

@@ -220,6 +220,18 @@ def test_dedup_batch_with_milvus_gives_the_clusters_of_hnswlib(milvus_uri: str, 
         _, pipe = run_batch(src, tmp_path / f"{backend}.jsonl", load_settings(env=env), progress=False)
         runs[backend] = (pipe.assignments(), cluster_scores(pipe.assignments(), truth).f1,
                          time.perf_counter() - t0)
+        if backend == "milvus":  # erasure through the engine: gone from Milvus at once (a Strong read)
+            from pymilvus import Collection
+
+            milvus: MilvusIndex = pipe.blocker.index  # type: ignore[assignment]
+            victim = next(iter(truth))
+            row = pipe.store.row_of[victim]
+            got = Collection(milvus.name, using=milvus.alias).query(f"id == {row}", output_fields=["vector"],
+                                                                     consistency_level="Strong")
+            vec = np.array([got[0]["vector"]], np.float32)
+            assert milvus.query(vec, 1)[0][0, 0] == row
+            assert pipe.erase([victim])[0].found
+            assert milvus.stored(np.array([row])) == set() and row not in milvus.query(vec, 10)[0]
         pipe.close()
     (h_clusters, h_f1, h_s), (m_clusters, m_f1, m_s) = runs["hnswlib"], runs["milvus"]
     print(f"\npairwise F1 hnswlib {h_f1:.4f} ({h_s:.1f}s), milvus {m_f1:.4f} ({m_s:.1f}s); identical clusters: "

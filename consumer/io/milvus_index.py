@@ -231,6 +231,7 @@ class MilvusIndex:
         utility = pm.utility
         if self._recreate and utility.has_collection(self.name, using=self._alias):
             utility.drop_collection(self.name, using=self._alias)
+        self._recreate = False  # once: a use after `close` reconnects to the rows inserted so far
         if utility.has_collection(self.name, using=self._alias):
             coll = pm.Collection(self.name, using=self._alias)
             dims = [f.params.get("dim") for f in coll.schema.fields if f.name == "vector"]

@@ -22,9 +22,11 @@ $(VENV)/.export: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dedup demo
 
+# REQUIRE_MILVUS: the Milvus index tests fail rather than skip when the `milvus` wheel's server cannot start
+# (it is in the test extra, so here it must).
 test: $(VENV)/.export
 	$(BIN)/ruff check consumer tests export loadtest benchmarks
-	$(BIN)/python -m pytest -q
+	REQUIRE_MILVUS=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_batch.py --records 100000

@@ -156,6 +156,31 @@ class IndexSettings:
     #: common to identify anyone and proposes nothing from then on, so a record gets at most `key_cap`
     #: extra candidates per key. 0 = off. Profiles whose encoders declare no key (CRM) pay nothing.
     key_cap: int = 8
+    #: Where the candidate vectors live: "hnswlib" (embedded in the process, the default) or "milvus" (a
+    #: Milvus server shared by processes, `consumer.io.milvus_index`; needs the `milvus` extra). Why a
+    #: choice: one machine's memory bounds the embedded index (docs/scale-out.md, *The Milvus backend*).
+    backend: Literal["hnswlib", "milvus"] = "hnswlib"
+    #: Milvus address: a URI ("http://host:19530", "https://..."), else `milvus_host`:`milvus_port`.
+    milvus_uri: str = ""
+    milvus_host: str = "127.0.0.1"
+    milvus_port: int = 19530
+    #: Collections are named <prefix>_<profile>_<key id>_d<dim>: one per profile, hash key and vector size.
+    milvus_collection_prefix: str = "dedup"
+    #: Consistency of searches. "Bounded" (default): a search sees every write older than the server's
+    #: graceful time (5 s by default) without waiting, and the vectors this process wrote since are searched
+    #: exactly in memory (`milvus_fresh_seconds`). "Strong" waits for every write (measured: ~215 ms per
+    #: search call against ~3 ms Bounded); "Session" waits for this client's own writes only.
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
+    #: How long this process also keeps what it inserted (and the rows it erased) in memory, searched exactly
+    #: beside Milvus: must exceed the server's Bounded staleness (`common.gracefulTime`, 5 s) plus clock skew.
+    milvus_fresh_seconds: float = 10.0
+    #: Credentials (token = "user:password" or an API key; or user + password) and TLS; never logged.
+    milvus_token: str = ""
+    milvus_user: str = ""
+    milvus_password: str = ""
+    milvus_tls: bool = False
+    #: Seconds a Milvus call may take before it fails (the service then retries like any store outage).
+    milvus_timeout_seconds: float = 30.0
 
 
 @dataclass
@@ -328,6 +353,13 @@ class Settings:
         data.pop("service", None)
         data.pop("api", None)
         data["encoders"].pop("hash_key", None)
+        # Where the index lives and how to reach it decide nothing (and hold secrets); the embedded default
+        # leaves the hash as it was before the Milvus backend, so old snapshots and events still match.
+        index = data["index"]
+        milvus = index["backend"] == "milvus"
+        for name in [k for k in index if k.startswith("milvus_") or k == "backend"]:
+            if not milvus or name not in ("backend", "milvus_consistency", "milvus_fresh_seconds"):
+                index.pop(name)
         return hashlib.sha256(repr(sorted(flatten(data).items())).encode()).hexdigest()[:12]
 
 
@@ -418,6 +450,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "index.ef_from": (1, None), "index.ef_growth": (0, 4), "index.ef_max": (1, 65536),
     "index.k_from": (1, None), "index.k_growth": (0, 4), "index.k_max": (1, 4096),
     "index.key_cap": (0, 4096),
+    "index.milvus_port": (1, 65535), "index.milvus_fresh_seconds": (0, 86_400),
+    "index.milvus_timeout_seconds": (0.001, None),
     "clustering.merge_margin": (0, None), "clustering.join_support": (0, None),
     "clustering.link_members": (0, 4096), "clustering.merge_support": (0, None),
     "clustering.keeper_alpha": (0, 1), "clustering.partner_margin": (0, 1),
@@ -460,6 +494,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("index: need k >= 1 and ef >= k")
     if s.batch_size < 1:
         raise ConfigError("batch_size must be >= 1")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", s.index.milvus_collection_prefix):
+        raise ConfigError("index.milvus_collection_prefix: letters, digits and _ only (a Milvus collection "
+                          "name), not starting with a digit, at most 64 characters")
     p = s.profile
     if not (p.name_fields or p.city_fields or p.key_fields or p.login_times_field or p.browser_field
             or p.os_field or p.roles):

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from harness import kafka as hk
+from harness import milvus as hm
 from harness import redis as hr
 
 
@@ -58,6 +59,21 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
         hr.delete_prefix(client, prefix)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_uri() -> Iterator[str]:
+    """URI of $MILVUS_URI or of a Milvus standalone server started once for the session (the `milvus` wheel).
+    Skips with the reason when it cannot start, unless $REQUIRE_MILVUS is set (`make test`, so CI fails
+    instead of quietly skipping the Milvus tests)."""
+    try:
+        uri = hm.milvus_uri()
+    except RuntimeError as exc:
+        if os.environ.get("REQUIRE_MILVUS"):
+            pytest.fail(f"Milvus is required here ($REQUIRE_MILVUS) but did not start: {exc}")
+        pytest.skip(f"no Milvus server for the Milvus index tests: {exc}")
+    yield uri
+    hm.stop_fallback_milvus()
 
 
 @pytest.fixture

@@ -306,6 +306,10 @@ def test_schema_rejects_typos_and_plain_secrets(chart: Any, values: dict[str, An
         chart.render(values, name="dd", namespace="dedup")
 
 
+#: Settings that are secrets: never plain chart values (a Secret supplies them, like the hash key).
+SECRET_SETTINGS = {"encoders": {"hash_key"}, "index": {"milvus_token", "milvus_password"}}
+
+
 def test_schema_settings_match_consumer_config() -> None:
     """values.schema.json's `settings` lists exactly the engine's settings (minus the service and the secret)."""
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"]
@@ -315,7 +319,7 @@ def test_schema_settings_match_consumer_config() -> None:
         if f.name in ("service", "api"):  # the chart's own `service` and `api` values set these
             continue
         tp = hints[f.name]
-        expected[f.name] = ({g.name for g in dataclasses.fields(tp)} - ({"hash_key"} if f.name == "encoders" else set())
+        expected[f.name] = ({g.name for g in dataclasses.fields(tp)} - SECRET_SETTINGS.get(f.name, set())
                             if dataclasses.is_dataclass(tp) else None)
     got = {k: set(v["properties"]) if "properties" in v else None for k, v in schema.items()}
     assert got == expected, "update deploy/helm/dedup-stream/values.schema.json `settings` to match consumer/config.py"

@@ -43,9 +43,13 @@ import numpy as np
 
 from consumer.config import IndexSettings
 from consumer.encoders.base import Columns, IndexVector
-from consumer.engine.index import CandidateIndex
+from consumer.engine.index import CandidateIndex, VectorIndex
 
-__all__ = ["index_vectors", "merge_candidates", "search_width", "Blocker", "Search"]
+__all__ = ["index_vectors", "merge_candidates", "search_width", "Blocker", "IndexFactory", "Search"]
+
+#: Builds the candidate index for vectors of a given size (`index.backend` other than the embedded hnswlib:
+#: the adapter lives outside the engine, which does no I/O, and is handed in).
+IndexFactory = Callable[[int], VectorIndex]
 
 
 def index_vectors(cols: Columns, spec: Sequence[IndexVector]) -> np.ndarray:
@@ -202,16 +206,24 @@ class Blocker:
     """Top-k candidates from the index, the held (previous) batch and the earlier records of the same batch."""
 
     def __init__(self, spec: Sequence[IndexVector], settings: IndexSettings, query_threads: int | None = None,
-                 background_add: bool = False):
+                 background_add: bool = False, index_factory: IndexFactory | None = None):
+        """`index_factory`: builds the index for the composite vector's size; None = the embedded hnswlib
+        `CandidateIndex` (`index.backend = "hnswlib"`). Another backend must be handed in by the runner."""
         if not spec:
             raise ValueError("no encoder contributes an index vector: blocking needs at least one")
         self.k = settings.k
         self.settings = settings
         self.spec = tuple(spec)
-        self._index = CandidateIndex(sum(v.size for v in self.spec), m=settings.m,
-                                     ef_construction=settings.ef_construction,
-                                     ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
-                                     query_threads=settings.query_threads or query_threads)
+        dim = sum(v.size for v in self.spec)
+        if index_factory is not None:
+            self._index: VectorIndex = index_factory(dim)
+        elif settings.backend != "hnswlib":
+            raise ValueError(f"index.backend = {settings.backend!r}: the runner must hand in the index "
+                             "(consumer.io.artifacts.build_pipeline does); the engine builds only hnswlib")
+        else:
+            self._index = CandidateIndex(dim, m=settings.m, ef_construction=settings.ef_construction,
+                                         ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
+                                         query_threads=settings.query_threads or query_threads)
         self._background = background_add
         self._adder: ThreadPoolExecutor | None = None
         self._pending: list[Future[float]] = []
@@ -233,7 +245,7 @@ class Blocker:
         return index_vectors(cols, self.spec)
 
     @property
-    def index(self) -> CandidateIndex:
+    def index(self) -> VectorIndex:
         """The index with every record in it (the held batch is inserted first: see the module docstring)."""
         self.flush()
         return self._index
@@ -352,10 +364,14 @@ class Blocker:
         return self._adder
 
     def close(self, wait: bool = True) -> None:
-        """Stop the add thread (after any submitted insert; `wait=False` returns at once)."""
+        """Stop the add thread (after any submitted insert; `wait=False` returns at once), then release the
+        index (a server connection, for a shared one) once those inserts are done."""
         adder, self._adder = self._adder, None
-        if adder is not None:
-            adder.shutdown(wait=wait)
+        if adder is None:
+            self._index.close()
+            return
+        adder.submit(self._index.close)  # after every pending insert, on the thread that runs them
+        adder.shutdown(wait=wait)
 
     def _timed_add(self, vecs: np.ndarray, rows: np.ndarray) -> float:
         t0 = time.perf_counter()

@@ -6,6 +6,10 @@ hnswlib directly; they get `add` and `query`.
 
 Determinism: a fixed `random_seed` and single-threaded adds in arrival order make the same input build the
 same graph, so the same file gives the same candidates and clusters.
+
+`VectorIndex` is the seam the `Blocker` talks to: `CandidateIndex` is the embedded implementation, and an
+adapter outside the engine (`consumer.io.milvus_index`, `index.backend = "milvus"`) is the shared one. The
+engine never imports a client library; the adapter is handed in (`Pipeline(index_factory=...)`).
 """
 
 from __future__ import annotations
@@ -13,13 +17,54 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import hnswlib
 import numpy as np
 
 from consumer.engine.cores import usable_cores
 
-__all__ = ["RWLock", "CandidateIndex"]
+__all__ = ["RWLock", "CandidateIndex", "VectorIndex", "finite_vectors"]
+
+
+class VectorIndex(Protocol):
+    """What the `Blocker` needs of a candidate index: inner product over L2-normalised vectors, ids = the
+    store's row numbers. Implementations must keep `query`'s contract (-1 ids / 0 similarities pad a row
+    when fewer than k are found) and make `remove`d rows unfindable at once (erasure)."""
+
+    dim: int
+
+    def __len__(self) -> int:
+        """Rows inserted through this object so far (erased ones included): monotonic."""
+        ...
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Insert rows (in the given order)."""
+        ...
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Erase rows; returns how many were there (as far as the index can tell)."""
+        ...
+
+    def query(self, vectors: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids [n, k] int64, similarities [n, k] float32) per query row."""
+        ...
+
+    def memory_bytes(self) -> int:
+        """Bytes this process holds for the index."""
+        ...
+
+    def save(self, path: str) -> None:
+        """Write the index to a file (snapshots)."""
+        ...
+
+    def load(self, path: str, capacity: int) -> None:
+        """Replace the index with a saved one."""
+        ...
+
+    def close(self) -> None:
+        """Release connections or threads (idempotent)."""
+        ...
 
 
 class RWLock:
@@ -98,7 +143,7 @@ class CandidateIndex:
         """Add rows in the given order (single-threaded, so the graph is reproducible)."""
         if len(ids) == 0:
             return
-        vectors = _finite(vectors)
+        vectors = finite_vectors(vectors)
         with self._lock.write():
             need = self._index.get_current_count() + len(ids)
             if need > self._index.get_max_elements():
@@ -131,7 +176,7 @@ class CandidateIndex:
         several threads at once (the blocker's add thread and deciding thread share a batch, with one ef:
         the search policy is a function of the index size, which does not change while a batch is searched)."""
         n = vectors.shape[0]
-        queries = _finite(vectors)
+        queries = finite_vectors(vectors)
         with self._lock.read():
             out = self._query(queries, k, ef, fallback=False)
         if out is None:
@@ -206,14 +251,18 @@ class CandidateIndex:
             self._index = index
             self._deleted = 0  # a saved graph's deleted slots are simply not reused
             self._added = index.get_current_count()
+
     def memory_bytes(self) -> int:
         """Approximate resident size: vectors + graph links (hnswlib's own layout)."""
         m = self._params[0]
         per = self.dim * 4 + (2 * m) * 4 + 8 + 4 + m * 4 * 0.5
         return int(self.capacity * per)
 
+    def close(self) -> None:
+        """Nothing to release: the graph lives in this process and goes with it."""
 
-def _finite(vectors: np.ndarray) -> np.ndarray:
+
+def finite_vectors(vectors: np.ndarray) -> np.ndarray:
     """Contiguous float32 with NaN/inf zeroed: one bad vector must not poison the shared graph."""
     out = np.ascontiguousarray(vectors, dtype=np.float32)
     if not np.isfinite(out).all():

@@ -9,8 +9,8 @@ already in the index, those of the previous batch (compared exactly: the index l
 batch's search can run ahead, see `consumer.engine.blocking`) and those earlier in its own batch, so batch
 boundaries do not change who is compared.
 
-Answer types live in `consumer.engine.decisions` (re-exported); `snapshot`/`restore`/`absorb` come from the
-`PersistedState` mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`.
+Answer types in `consumer.engine.decisions` (re-exported); `snapshot`/`restore`/`absorb` from the `PersistedState`
+mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from consumer.config import Settings
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.engine.answers import Answers
-from consumer.engine.blocking import Blocker, Search
+from consumer.engine.blocking import Blocker, IndexFactory, Search
 from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode, size_penalty
 from consumer.engine.comparison import Comparator
 from consumer.engine.cores import usable_cores
@@ -55,9 +55,11 @@ class Pipeline(PersistedState, Erasure):
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
-                 encode_in_background: bool = False, image_encoder: Any = None, variant_slots: list | None = None):
-        """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion
-        mode) are loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both).
+                 encode_in_background: bool = False, image_encoder: Any = None, variant_slots: list | None = None,
+                 index_factory: IndexFactory | None = None):
+        """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion mode) are
+        loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both; and `index_factory`, the
+        index of a non-embedded `index.backend`: the engine does no I/O).
         `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker thread
         beside the deciding thread, and automatic thread counts split the cores (transformer cores - 1; knn,
         BLAS and the fusion's OpenMP 1): letting both claim all 2 cores measured ~15% slower. Speed only.
@@ -83,7 +85,7 @@ class Pipeline(PersistedState, Erasure):
         self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent)
         self.blocker = Blocker([v for c in contribs for v in c.index], settings.index,
                                query_threads=1 if encode_in_background else cores,
-                               background_add=encode_in_background)
+                               background_add=encode_in_background, index_factory=index_factory)
         #: Exact-key candidates beside the index (None when no encoder declares a key, or `index.key_cap` 0).
         self.keys = key_blocker([k for c in contribs for k in c.keys], settings.index.key_cap)
         self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
@@ -391,10 +393,8 @@ class Pipeline(PersistedState, Erasure):
         applied: the table `dedup batch --clusters` writes, so nobody has to replay `merged` decisions."""
         ids = self.store.record_ids
         for row in range(len(self.store)):
-            c = self.clusters.cluster_of.get(row)
-            if c is None:  # an erased row's tombstone
-                continue
-            yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
+            if (c := self.clusters.cluster_of.get(row)) is not None:  # None: an erased row's tombstone
+                yield ids[row], cluster_id_for(ids[c]), ids[self.canonical[c]]
 
     def memory_bytes(self) -> int:
         return self.store.memory_bytes() + self.blocker.index.memory_bytes() + key_bytes(self.keys)

@@ -68,8 +68,14 @@ def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: Learn
                    image_encoder: Any = None, encode_in_background: bool = False,
                    variant_slots: list[list[int]] | None = None) -> Pipeline:
     """`load_artifacts`, then the pure `Pipeline` around them (`variant_slots`: the file's variant words,
-    else the model's own)."""
+    else the model's own), with the candidate index of `index.backend`: for "milvus" the run's own collection,
+    started empty (`consumer.io.milvus_index`: a file run's row numbers start at 0)."""
     a = load_artifacts(settings, text_encoder=text_encoder, model=model, image_encoder=image_encoder,
                        encode_in_background=encode_in_background)
+    factory = None
+    if settings.index.backend == "milvus":
+        from consumer.io.milvus_index import milvus_index_factory
+
+        factory = milvus_index_factory(settings, recreate=True)
     return Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
-                    image_encoder=a.image_encoder, variant_slots=variant_slots)
+                    image_encoder=a.image_encoder, variant_slots=variant_slots, index_factory=factory)

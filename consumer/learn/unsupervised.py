@@ -194,7 +194,10 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
                         variant_slots: Sequence[Sequence[int]] = ()) -> _Vectors:
     """Run the engine (rule fusion) over `records`; the comparisons the file fills, the comparator's
     feature names, and the comparison vectors of its candidate pairs and of random record pairs."""
-    rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
+    # The embedded index whatever `index.backend` says: this pass is transient and in memory, and must not
+    # write its rows into the collection of the run it fits weights for.
+    rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"),
+                               index=dataclasses.replace(settings.index, backend="hnswlib"))
     # Encoding the next batch in the background while this one is decided, as `dedup batch` runs: the fit
     # is paid before every batch run, so it runs as fast as the run itself (measured: ~30% faster).
     pipe = Pipeline(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder,

@@ -65,3 +65,36 @@ def test_learning_curve_shuffles_rows_not_records(tmp_path: Path) -> None:
     got = list(csv.DictReader(out.open(newline="")))
     assert got != rows and sorted(got, key=lambda r: int(r["listing_id"][2:])) == rows
     assert learning_curve.shuffled(src, 7).read_text() == out.read_text()  # the same seed, the same order
+
+
+def test_large_group_recall_counts_pairs_inside_groups_of_five_or_more() -> None:
+    truth = {**{c: "big" for c in "abcde"}, "f": "pair", "g": "pair"}
+    # the group of five cut into a pair, a pair and a singleton: 2 of its 10 pairs; the pair is not counted
+    got = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "z", "f": "p", "g": "q"}
+    assert real_data.large_group_recall(got, truth) == 0.2
+    assert real_data.large_group_recall(got, {"f": "pair", "g": "pair"}) is None
+
+
+def test_the_suite_keeps_a_change_only_when_the_mean_rises_and_no_file_falls() -> None:
+    from suite_verdict import compare, summary_line
+
+    def rows(**f1: float) -> list[dict]:
+        return [{"file": f, "method": "dedup-stream", "f1": v} for f, v in f1.items()] + [
+            {"file": "x", "method": "tf-idf baseline", "f1": 0.99}]  # peers never count
+
+    base = rows(a=0.5, b=0.9, c=0.7)
+    assert summary_line(base) == "suite: 3 files, mean F1 0.7000, worst a 0.5000"
+    assert compare(rows(a=0.6, b=0.895, c=0.7), base)[1]          # up, b falls by 0.005: kept
+    assert not compare(rows(a=0.8, b=0.85, c=0.7), base)[1]       # up, but b falls by 0.05
+    assert not compare(rows(a=0.5, b=0.9, c=0.7), base)[1]        # no rise
+    lines, keep = compare(rows(a=0.6, b=0.9), base)               # c not measured: named, not scored
+    assert keep and any(line.startswith("c ") and "base only" in line for line in lines)
+
+
+def test_leave_one_out_reports_each_file_at_the_value_chosen_without_it() -> None:
+    from loo_sweep import loo
+
+    table = {"0.8": {"a": 0.9, "b": 0.5, "c": 0.6}, "0.4": {"a": 0.7, "b": 0.8, "c": 0.9}}
+    chosen, overall = loo(table)
+    # without a: 0.55 vs 0.85 on b, c; without b: 0.75 vs 0.80; without c: 0.70 vs 0.75: 0.4 each time
+    assert chosen == {"a": ("0.4", 0.7), "b": ("0.4", 0.8), "c": ("0.4", 0.9)} and overall == "0.4"

@@ -181,3 +181,24 @@ def test_keeper_keeps_the_better_listing(image_model) -> None:  # noqa: ANN001
         decisions = pipe.process(recs)
     assert decisions[1].cluster_id == decisions[0].cluster_id
     assert decisions[1].canonical_id == "B"
+
+
+def test_descriptions_are_compared_by_their_rare_words() -> None:
+    """Two albums of one artist share the title's artist words and none of their tracks; two copies of one
+    album share the tracks. `desc_idf` says so (NaN where a side has no description), and the shipped
+    listing model, trained before it existed, still reads the pipeline."""
+    from consumer.io.artifacts import build_pipeline
+
+    s = load_settings(env={}, profile="listing")
+    tracks = "larger than life i want it that way show me the meaning of being lonely"
+    rows = [{"listing_id": "A", "title": "backstreet boys - millennium", "description": tracks},
+            {"listing_id": "B", "title": "backstreet boys - millennium (cd)", "description": tracks + " bonus"},
+            {"listing_id": "C", "title": "backstreet boys - black & blue",
+             "description": "the call shape of my heart get another boyfriend shining star"},
+            {"listing_id": "D", "title": "backstreet boys - greatest hits"}]
+    recs = [parse_record(r, s.profile, s.limits) for r in rows]
+    with build_pipeline(s) as pipe:
+        pipe.process(recs)
+        col = list(pipe.comparator.features).index("desc_idf")
+        same, other, absent = pipe.compare_pairs([0, 0, 0], [1, 2, 3])[:, col]
+    assert same > 0.8 and other < 0.1 and np.isnan(absent)

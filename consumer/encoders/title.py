@@ -16,6 +16,10 @@ Features (NaN where a side lacks the value):
   "LRG30357SS": the colour slot of one model, two products), NaN when a side has none;
 - `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
   sets weighted by how rare each token is in the file, so a shared "pslx350h" outweighs a shared "sony";
+- `desc_idf`: the same over the descriptions' words (NaN where a side has none). Why: where a file has
+  them, the description holds what the title leaves out (a CD's track list: two albums of one artist
+  share the title's artist words and nothing of their tracks); the weights fitted to the file decide how
+  much it counts, and a file without descriptions leaves it out;
 - `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation;
   not model or bare numbers): the comparison the fit without labels uses, since codes are judged apart;
 - `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
@@ -62,6 +66,9 @@ VARIANT_KINDS = tuple(k for k in ATTRIBUTE_KINDS if k not in ("model", "num"))
 _VARIANT_COLS = np.array([ATTRIBUTE_KINDS.index(k) for k in VARIANT_KINDS])
 #: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
 MAX_IDF_KEYS = 24
+#: Description words weighed by rarity in `desc_idf` (the first ones: a description's opening states the
+#: product, its tail is boilerplate).
+MAX_DESC_KEYS = 32
 #: Fellegi-Sunter levels (fitting without labels, `consumer/learn/unsupervised.py`).
 CODE_LEVELS = (1.0, 0.7, 0.4)
 IDF_LEVELS = (0.8, 0.6, 0.4, 0.25)
@@ -169,13 +176,14 @@ class TitleEncoder:
         return Contribution(
             roles=("title", "brand", "category", "price", "currency"),
             columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price", "codes",
-                     "code_stems", "code_cuts", "idf_keys", "code_vec"),
+                     "code_stems", "code_cuts", "idf_keys", "desc_keys", "code_vec"),
             features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
                       Feature("attr_agree", conflict=0.0), Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0),
                       Feature("brand", levels=(1.0,)),
                       Feature("category", levels=(1.0,)), Feature("price", levels=(0.9, 0.6)),
                       Feature("code_match", levels=CODE_LEVELS, conflict=0.0)),
-            rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),),
+            rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),
+                    Rarity("desc_idf", lambda cols: cols["desc_keys"], pairwise=True, levels=IDF_LEVELS)),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
             index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0),
                    IndexVector("code_vec", CODE_DIM, 1.0)),
@@ -204,6 +212,7 @@ class TitleEncoder:
         stems = np.zeros((n, MAX_CODES), np.uint32)
         cuts = np.zeros((n, 2 * MAX_CODES), np.uint32)  # each code with one / two suffix letters cut off
         idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
+        desc_keys = np.zeros((n, MAX_DESC_KEYS), np.uint32)
         code_vec = np.zeros((n, CODE_DIM), np.float32)
         for i, (rec, t) in enumerate(zip(records, titles)):
             found = product_codes(rec.role("title"), MAX_CODES) or product_codes(rec.role("description"), MAX_CODES)
@@ -221,6 +230,9 @@ class TitleEncoder:
                                        + [self._hash("tw:" + w) for w in title_words(rec.role("brand"), 3)]
                                        + [self._hash("tw:" + c) for c in found]))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
+            desc = list(dict.fromkeys(self._hash("td:" + w) for w in title_words(rec.role("description"),
+                                                                                 MAX_DESC_KEYS)))
+            desc_keys[i, :len(desc)] = desc
             if t.core:
                 grams = np.array([self._hash("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM
                 counts = np.bincount(grams, minlength=TRI_DIM).astype(np.float32)
@@ -239,7 +251,7 @@ class TitleEncoder:
                 price[i] = p
         return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attr": attr, "listing_keys": keys,
                 "price": price, "codes": codes, "code_stems": stems, "code_cuts": cuts, "idf_keys": idf_keys,
-                "code_vec": code_vec}
+                "desc_keys": desc_keys, "code_vec": code_vec}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         has = a["title_vec"].any(axis=1) & b["title_vec"].any(axis=1)

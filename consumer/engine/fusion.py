@@ -35,6 +35,12 @@ from consumer.engine.forest import FastForest
 __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "either_of", "learned_thresholds",
            "manifest_path"]
 
+#: Comparisons added after the packaged models were trained, for the weights fitted to a file: a model that
+#: never saw one reads the pipeline without it (as before it existed) instead of refusing the pipeline.
+#: `desc_idf` (`consumer/encoders/title.py`): the rarity-weighted overlap of two descriptions.
+FIT_ONLY_FEATURES = frozenset({"desc_idf"})
+
+
 NAME_GATE = 0.35
 #: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json); others use the default.
 PACKAGED_MODELS = {"listing": "fusion-listing"}
@@ -119,7 +125,7 @@ class LearnedModel:
         evidence it would silently ignore)."""
         have = list(pipeline_features)
         missing = [f for f in self.used_features if f not in have and f not in absent]
-        unknown = [f for f in have if f not in self.features]
+        unknown = [f for f in have if f not in self.features and f not in FIT_ONLY_FEATURES]
         if missing or unknown:
             detail = []
             if missing:

@@ -121,6 +121,24 @@ def test_person_fields_swapped_names_and_dob() -> None:
     assert np.isnan(f["phone"])
 
 
+@pytest.mark.parametrize(("a", "b", "level"), [
+    ("1981-12-15", "1982-01-14", 0.6),  # a few weeks off, across a new year: the next month
+    ("1983-03-07", "1983-04-08", 0.6),
+    ("1981-12-15", "1981-12-16", 0.9),  # one typo
+    ("1981-12-15", "1981-06-02", 0.5),  # the same year only
+    ("1994-04-24", "1995-05-23", 0.4),  # the next year
+    ("1981-12-15", "1979-12-15", 0.7),  # two of three parts
+    ("1981-12-15", "1970-07-01", 0.0),
+])
+def test_dates_of_birth_a_month_or_a_year_apart(a: str, b: str, level: float) -> None:
+    """Splink's "within a month / a year" levels, from keyed hashes of the month and year numbers."""
+    enc = PersonEncoder("k")
+    assert _pair(enc, {"given_name": "x", "date_of_birth": a}, {"given_name": "x", "date_of_birth": b})["dob"] == \
+        pytest.approx(level)
+    assert _pair(enc, {"given_name": "x", "date_of_birth": b}, {"given_name": "x", "date_of_birth": a})["dob"] == \
+        pytest.approx(level)
+
+
 def test_batch_fits_itself_without_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "people.csv"
     truth = febrl_like(src)

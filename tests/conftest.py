@@ -17,6 +17,7 @@ import redis
 from harness import kafka as hk
 from harness import milvus as hm
 from harness import redis as hr
+from harness import redis_cluster as hrc
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +75,29 @@ def milvus_uri() -> Iterator[str]:
         pytest.skip(f"no Milvus server for the Milvus index tests: {exc}")
     yield uri
     hm.stop_fallback_milvus()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[hrc.OwnedRedisCluster | None]:
+    """A Redis Cluster of three masters started once for the session (None when $REDIS_CLUSTER_NODES names
+    one instead). Skips, saying why, when no redis-server can be started."""
+    if os.environ.get(hrc.ENV_CLUSTER_NODES, "").strip():
+        yield None
+        return
+    try:
+        cluster = hrc.OwnedRedisCluster(3).start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"no Redis Cluster for the cluster store tests: {exc}")
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: hrc.OwnedRedisCluster | None) -> str:
+    """`redis+cluster://` URL of $REDIS_CLUSTER_NODES or of the session's own three-master cluster."""
+    if redis_cluster is None:
+        return hrc.cluster_url_of(os.environ[hrc.ENV_CLUSTER_NODES])
+    return redis_cluster.url
 
 
 @pytest.fixture

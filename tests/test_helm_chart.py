@@ -347,3 +347,19 @@ def test_api_tokens_come_from_a_mounted_secret_and_the_api_has_its_own_port(char
     monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     assert by_port["metrics"] == [{"namespaceSelector": monitoring}]
     assert "Secret" not in kinds(docs)
+
+
+def test_redis_cluster_seed_nodes_become_a_cluster_url(chart: Any) -> None:
+    """`redis.clusterNodes` turns the one Redis setting into a `redis+cluster://` URL (TLS kept from
+    `redis.url`), with the password still only a reference to the Secret."""
+    from consumer.store.connect import parse_cluster_url
+
+    nodes = ["redis-0.redis:6379", "redis-1.redis:6379"]
+    env = plain_env(render(chart, {"redis": {"clusterNodes": nodes}}))
+    assert env["DEDUP_SERVICE__REDIS"] == "redis+cluster://redis-0.redis:6379,redis-1.redis:6379"
+    assert parse_cluster_url(env["DEDUP_SERVICE__REDIS"]).nodes == (("redis-0.redis", 6379), ("redis-1.redis", 6379))
+    docs = render(chart, {**SECRETS, "redis": {**SECRETS["redis"], "clusterNodes": nodes}})
+    value = {e["name"]: e.get("value") for e in container(docs)["env"]}["DEDUP_SERVICE__REDIS"]
+    assert value == "rediss+cluster://:$(REDIS_PASSWORD)@redis-0.redis:6379,redis-1.redis:6379"
+    with pytest.raises(helm.HelmValuesError, match="clusterNodes"):
+        render(chart, {"redis": {"clusterNodes": ["no-port"]}})

@@ -172,7 +172,7 @@ return out
 class ErasureOps:
     """Mixed into `RedisStateStore` (it uses the store's client and key naming)."""
 
-    client: redis.Redis
+    client: redis.Redis  # or a RedisCluster: the scripts name KEYS[1] (the log) so the cluster can route them
     prefix: str
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
@@ -202,7 +202,7 @@ class ErasureOps:
     def read_log(self, start: int, limit: int = 5000) -> list[str]:
         """Changelog entries from absolute position `start`, at most `limit`; `ChangelogTrimmed` when
         `start` was cut away."""
-        raw = self._scripts()["read"](keys=[], args=[self.prefix, start, limit])
+        raw = self._scripts()["read"](keys=[self.key("log")], args=[self.prefix, start, limit])
         if int(raw[0]) < 0:
             raise ChangelogTrimmed(f"position {start} was trimmed (log starts at {int(raw[1])})")
         return [x.decode() for x in raw[1:]]
@@ -216,7 +216,7 @@ class ErasureOps:
 
     def trim_log(self, now_ms: int, live_ms: int, fresh_ms: int) -> tuple[int, int, int]:
         """Cut the changelog up to the oldest position still needed: (base before, base after, head)."""
-        out = self._scripts()["trim"](keys=[], args=[self.prefix, now_ms, live_ms, fresh_ms])
+        out = self._scripts()["trim"](keys=[self.key("log")], args=[self.prefix, now_ms, live_ms, fresh_ms])
         return int(out[0]), int(out[1]), int(out[2])
 
     # -- erasure ---------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ class ErasureOps:
             todo = ids[lo: lo + chunk]
             for _ in range(20):
                 plan = self._plan(todo, hash_key)
-                status = self._scripts()["erase"](keys=[], args=[
+                status = self._scripts()["erase"](keys=[self.key("log")], args=[
                     self.prefix, now_iso, orjson.dumps({"door": door, "ids": plan, "keep": AUDIT_KEEP})])
                 got = {e["id"]: int(s) for e, s in zip(plan, status)}
                 for rid in todo:

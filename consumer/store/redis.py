@@ -1,6 +1,6 @@
 """Durable state in Redis: record -> cluster, cluster -> members, canonical, metadata, rebuild payloads.
 
-Keys (prefix `p`, e.g. `dedup:`):
+Keys (prefix `p`, e.g. `dedup:`; on a Redis Cluster a hash tag, `{dedup}:`, so all of them share one slot):
 
     p rec:<record id>      hash  seq, founder, cluster, batch (write token: its first 16 hex digits),
                                  written (epoch ms; ISO in records written before issue 12's leaner layout),
@@ -43,18 +43,24 @@ from typing import Any
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
+from consumer.store.connect import cluster_prefix, connect
 from consumer.store.erasure import ChangelogTrimmed, ErasureOps
 from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
 from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
 from consumer.store.record_state import LAYOUTS, RecordState, cluster_id_for, layout_of, register_layout
+from consumer.store.verify import VerifyOps, glob_escape, split_meta
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS", "pack_events", "unpack_events",
            "EVENTS_ZDICT_1", "ChangelogTrimmed"]
 
 #: Errors after which the same call can simply be retried later (server down, restarting, loading its AOF).
+#: On a Redis Cluster also a failover or resharding in progress (cluster down, TRYAGAIN, a slot not covered).
 RETRYABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError,
-                                              redis.BusyLoadingError, redis.ReadOnlyError, OSError)
+                                              redis.BusyLoadingError, redis.ReadOnlyError, OSError,
+                                              redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                                              redis.exceptions.SlotNotCoveredError)
 #: Subclasses of ConnectionError (so also in RETRYABLE) that retrying cannot fix: wrong password or user.
 AUTH_ERRORS: tuple[type[BaseException], ...] = (redis.AuthenticationError,)
 
@@ -122,17 +128,21 @@ class BatchWrite:
         return orjson.dumps(ops)
 
 
-class RedisStateStore(ErasureOps):
+class RedisStateStore(ErasureOps, VerifyOps):
     """The service's view of Redis. Methods raise `RETRYABLE` errors; the caller decides how long to retry.
-    Erasure, the changelog reads (absolute positions) and its trimming: `consumer.store.erasure`."""
+    Erasure, the changelog reads (absolute positions) and its trimming: `consumer.store.erasure`;
+    `verify()`: `consumer.store.verify`."""
 
     def __init__(self, url: str, prefix: str = "dedup", *, socket_timeout: float = 5.0,
-                 client: redis.Redis | None = None, events_ttl: int = 0) -> None:
-        """`events_ttl`: seconds stored events are kept (service.replay_events_ttl_seconds; 0 = forever)."""
-        self.prefix = prefix if prefix.endswith(":") else prefix + ":"
+                 client: redis.Redis | RedisCluster | None = None, events_ttl: int = 0) -> None:
+        """`events_ttl`: seconds stored events are kept (service.replay_events_ttl_seconds; 0 = forever).
+        `url`: one server or `redis+cluster://` seeds (`consumer.store.connect`; there the prefix is a hash
+        tag, "{dedup}:", so every script and transaction of the store stays in one slot, as a cluster needs)."""
+        self.client = client or connect(url, socket_timeout=socket_timeout)
+        #: Whether the client talks to a Redis Cluster (same scripts and keys; prefix as a hash tag).
+        self.cluster = isinstance(self.client, RedisCluster)
+        self.prefix = cluster_prefix(prefix) if self.cluster else (prefix if prefix.endswith(":") else prefix + ":")
         self.events_ttl = events_ttl
-        self.client = client or redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                                     socket_connect_timeout=min(socket_timeout, 2.0))
         self._apply = self.client.register_script(APPLY_BATCH)
         self._resolve = self.client.register_script(RESOLVE_CLUSTERS)
 
@@ -155,7 +165,8 @@ class RedisStateStore(ErasureOps):
         """
         ops = batch.ops_json(self.events_ttl, _epoch_ms(now_iso))
         args: list[Any] = [self.prefix, batch.token, now_iso, ops, *batch.blobs]
-        out = self._apply(keys=[], args=args)
+        # KEYS[1] only routes the script: every key it builds from the prefix shares this key's slot.
+        out = self._apply(keys=[self.key("seq")], args=args)
         batch.applied_merges = int(out[1])
         ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[3:]]
         n_conflicts = int(out[2])
@@ -167,7 +178,7 @@ class RedisStateStore(ErasureOps):
         ids = list(dict.fromkeys(cluster_ids))
         if not ids:
             return {}
-        out = self._resolve(keys=[], args=[self.prefix, *ids])
+        out = self._resolve(keys=[self.key("seq")], args=[self.prefix, *ids])
         return {cid: ((out[2 * i].decode() if isinstance(out[2 * i], bytes) else str(out[2 * i])), int(out[2 * i + 1]))
                 for i, cid in enumerate(ids)}
 
@@ -241,7 +252,7 @@ class RedisStateStore(ErasureOps):
         """(record id, values of `fields`) per record; `payload`: the payload appended (its own key since
         issue 12; the hash's `payload` field before)."""
         head = len(self.key("rec", ""))
-        pattern = _glob_escape(self.key("rec", "")) + "*"
+        pattern = glob_escape(self.key("rec", "")) + "*"
         batch: list[bytes] = []
         names = [*fields, "payload"] if payload else list(fields)
 
@@ -295,7 +306,7 @@ class RedisStateStore(ErasureOps):
         meta_raw, members_raw = pipe.execute()
         if not meta_raw:
             return None
-        meta, listed = _split_meta(meta_raw)
+        meta, listed = split_meta(meta_raw)
         members = sorted({m.decode() for m in members_raw} | listed)
         seq_pipe = self.client.pipeline(transaction=False)
         for rid in members:
@@ -319,50 +330,6 @@ class RedisStateStore(ErasureOps):
         for rid, (cluster,) in self._scan_records(["cluster"]):
             yield rid, cluster.decode()
 
-    def verify(self) -> list[str]:
-        """Consistency problems (empty when fine): each record in exactly one existing cluster, member sets
-        and record hashes agreeing, sizes right. For tests and operators; O(state)."""
-        problems: list[str] = []
-        rec_cluster: dict[str, str] = {}
-        rec_founder: dict[str, str] = {}
-        for rid, (cluster, founder) in self._scan_records(["cluster", "founder"]):
-            rec_cluster[rid], rec_founder[rid] = cluster.decode(), founder.decode()
-        members: dict[str, set[str]] = {}
-        metas: dict[str, dict[str, str]] = {}
-        for kind in ("cl", "clmeta"):  # member sets written before issue 12; members listed in the metadata
-            pattern = _glob_escape(self.key(kind, "")) + "*"
-            head = len(self.key(kind, ""))
-            for key in self.client.scan_iter(match=pattern, count=1000):
-                cid = key[head:].decode()
-                if kind == "cl":
-                    members.setdefault(cid, set()).update(m.decode() for m in self.client.smembers(key))
-                else:
-                    metas[cid], listed = _split_meta(self.client.hgetall(key))
-                    if listed:
-                        members.setdefault(cid, set()).update(listed)
-        seen: dict[str, str] = {}
-        for cid, ms in members.items():
-            meta = metas.get(cid) or {}
-            if not meta.get("founder"):
-                problems.append(f"cluster {cid} has members but no metadata")
-            elif int(meta.get("size", -1)) != len(ms):
-                problems.append(f"cluster {cid} size {meta.get('size')} != {len(ms)} members")
-            elif meta["founder"] not in ms:
-                problems.append(f"cluster {cid}: founder is not a member")
-            elif any(rec_founder.get(m) != meta["founder"] for m in ms):
-                problems.append(f"cluster {cid}: a member names another founder")
-            for m in ms:
-                if m in seen:
-                    problems.append(f"record {m} in clusters {seen[m]} and {cid}")
-                seen[m] = cid
-                if rec_cluster.get(m) != cid:
-                    problems.append(f"record {m} listed in {cid} but points to {rec_cluster.get(m)}")
-        for rid, cid in rec_cluster.items():
-            if rid not in seen:
-                problems.append(f"record {rid} (cluster {cid}) is in no member set")
-        return problems
-
-
 def _epoch_ms(iso: str) -> str:
     """"2026-01-01T00:00:00.000Z" -> "1767225600000" ("" when it is not an ISO time: the script keeps ISO)."""
     try:
@@ -377,20 +344,3 @@ def _iso_of(written: str) -> str:
         return written
     secs, ms = divmod(int(written), 1000)  # integer split: a float division may round .001 down to .000
     return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
-
-
-def _split_meta(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], set[str]]:
-    """A clmeta hash as (metadata, member ids listed in it as '.<record id>' fields since issue 12)."""
-    meta: dict[str, str] = {}
-    listed: set[str] = set()
-    for k, v in raw.items():
-        name = k.decode()
-        if name.startswith("."):
-            listed.add(name[1:])
-        else:
-            meta[name] = v.decode()
-    return meta, listed
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

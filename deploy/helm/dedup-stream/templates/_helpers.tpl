@@ -115,3 +115,16 @@ One environment value as consumer/config.py reads it: lists comma-joined; whole 
 {{- else if and (kindIs "float64" .) (eq (floor .) .) }}{{ int64 . }}
 {{- else }}{{ toString . }}{{ end }}
 {{- end }}
+
+{{/*
+The Redis URL the pod gets: redis.url, or, when redis.clusterNodes lists seed nodes, a Redis Cluster URL
+(redis+cluster://h1:p1,h2:p2; rediss+cluster:// when redis.url is rediss://). One setting either way
+(DEDUP_SERVICE__REDIS); docs/scale-out.md, "Redis Cluster".
+*/}}
+{{- define "dedup-stream.redisUrl" -}}
+{{- if .Values.redis.clusterNodes -}}
+{{- if hasPrefix "rediss://" .Values.redis.url }}rediss{{ else }}redis{{ end }}+cluster://{{ join "," .Values.redis.clusterNodes }}
+{{- else -}}
+{{ .Values.redis.url }}
+{{- end -}}
+{{- end }}

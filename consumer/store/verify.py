@@ -1,0 +1,88 @@
+"""`RedisStateStore.verify()`: the store's invariants checked against what Redis holds (tests, operators).
+
+Its own module because it reads everything (SCAN of every key kind) and keeps `consumer/store/redis.py`, the
+write path, short. On a Redis Cluster `scan_iter` walks every master, so the check sees every key wherever
+the slot map put it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import redis
+
+__all__ = ["VerifyOps", "split_meta", "glob_escape"]
+
+
+class VerifyOps:
+    """Mixed into `RedisStateStore` (it uses the store's client, key naming and record scan)."""
+
+    client: redis.Redis
+
+    def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
+        raise NotImplementedError
+
+    def _scan_records(self, fields: Sequence[str], count: int = 1000,
+                      payload: bool = False) -> Iterator[tuple[str, list[Any]]]:  # provided by RedisStateStore
+        raise NotImplementedError
+
+    def verify(self) -> list[str]:
+        """Consistency problems (empty when fine): each record in exactly one existing cluster, member sets
+        and record hashes agreeing, sizes right. For tests and operators; O(state); SCAN on every master."""
+        problems: list[str] = []
+        rec_cluster: dict[str, str] = {}
+        rec_founder: dict[str, str] = {}
+        for rid, (cluster, founder) in self._scan_records(["cluster", "founder"]):
+            rec_cluster[rid], rec_founder[rid] = cluster.decode(), founder.decode()
+        members: dict[str, set[str]] = {}
+        metas: dict[str, dict[str, str]] = {}
+        for kind in ("cl", "clmeta"):  # member sets written before issue 12; members listed in the metadata
+            pattern = glob_escape(self.key(kind, "")) + "*"
+            head = len(self.key(kind, ""))
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                cid = key[head:].decode()
+                if kind == "cl":
+                    members.setdefault(cid, set()).update(m.decode() for m in self.client.smembers(key))
+                else:
+                    metas[cid], listed = split_meta(self.client.hgetall(key))
+                    if listed:
+                        members.setdefault(cid, set()).update(listed)
+        seen: dict[str, str] = {}
+        for cid, ms in members.items():
+            meta = metas.get(cid) or {}
+            if not meta.get("founder"):
+                problems.append(f"cluster {cid} has members but no metadata")
+            elif int(meta.get("size", -1)) != len(ms):
+                problems.append(f"cluster {cid} size {meta.get('size')} != {len(ms)} members")
+            elif meta["founder"] not in ms:
+                problems.append(f"cluster {cid}: founder is not a member")
+            elif any(rec_founder.get(m) != meta["founder"] for m in ms):
+                problems.append(f"cluster {cid}: a member names another founder")
+            for m in ms:
+                if m in seen:
+                    problems.append(f"record {m} in clusters {seen[m]} and {cid}")
+                seen[m] = cid
+                if rec_cluster.get(m) != cid:
+                    problems.append(f"record {m} listed in {cid} but points to {rec_cluster.get(m)}")
+        for rid, cid in rec_cluster.items():
+            if rid not in seen:
+                problems.append(f"record {rid} (cluster {cid}) is in no member set")
+        return problems
+
+
+def split_meta(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], set[str]]:
+    """A clmeta hash as (metadata, member ids listed in it as '.<record id>' fields since issue 12)."""
+    meta: dict[str, str] = {}
+    listed: set[str] = set()
+    for k, v in raw.items():
+        name = k.decode()
+        if name.startswith("."):
+            listed.add(name[1:])
+        else:
+            meta[name] = v.decode()
+    return meta, listed
+
+
+def glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,283 @@
+"""The Redis state store on a real Redis Cluster of three masters, beside the same checks on one Redis.
+
+Why: Redis Cluster refuses what one server allows (a script or transaction over keys of several slots:
+CROSSSLOT; a script sent to a master that does not own its keys: MOVED), and SCAN on one node sees only
+that node's keys. The store must give the same answers on both (issue 39, item 2), through one code path:
+on a cluster the prefix is a hash tag, so each script and transaction touches one slot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from harness.redis import delete_prefix
+from harness.service import committed_offset, crm_rows, running_service, service_settings, wait_for
+from redis.cluster import RedisCluster
+
+from consumer.cli import main as cli_main
+from consumer.engine.clustering import cluster_id_for
+from consumer.engine.state import RecordState
+from consumer.store.connect import cluster_prefix, connect, is_cluster_url, parse_cluster_url
+from consumer.store.redis import BatchWrite, RedisStateStore
+
+pytestmark = pytest.mark.integration
+NOW = "2025-01-01T00:00:00.000Z"
+
+
+@pytest.fixture(params=["single", "cluster"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(URL, prefix as configured): one Redis or the three-master cluster, and a fresh prefix."""
+    url = request.getfixturevalue("redis_url" if request.param == "single" else "redis_cluster_url")
+    return url, f"dedup-test:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(backend: tuple[str, str]) -> Iterator[RedisStateStore]:
+    """The store of `backend`; its keys (on every master) deleted afterwards."""
+    s = RedisStateStore(*backend)
+    yield s
+    try:
+        delete_prefix(s.client, s.prefix)
+    finally:
+        s.close()
+
+
+def masters(store: RedisStateStore) -> list[redis.Redis]:
+    """A plain client per master (one for a single Redis): what a check of *every* node must look at."""
+    if isinstance(store.client, RedisCluster):
+        return [store.client.get_redis_connection(n) for n in store.client.get_primaries()]
+    return [store.client]
+
+
+def keys_on_every_master(store: RedisStateStore) -> list[bytes]:
+    """Every key of the store, by SCAN on each master separately (not through the store's own reads)."""
+    pattern = store.prefix.replace("[", "\\[") + "*"
+    return [k for m in masters(store) for k in m.scan_iter(match=pattern, count=1000)]
+
+
+def write(store: RedisStateStore, token: str, recs: list[tuple[str, str]],
+          merges: list[tuple[str, list[str]]] = ()) -> tuple[int, list[str]]:
+    b = BatchWrite(token)
+    for rid, founder in recs:
+        b.add_record(RecordState(rid, 0, founder, b"\x00\x01payload-" + rid.encode()), cluster_id_for(founder),
+                     [b'{"event_id":"%s"}' % rid.encode()])
+        b.set_canonical(cluster_id_for(founder), founder)
+    for survivor, absorbed in merges:
+        b.add_merge(survivor, absorbed)
+    b.set_offset("in", 0, len(recs))
+    return store.write_batch(b, NOW)
+
+
+def dump(store: RedisStateStore) -> dict[bytes, object]:
+    """Every key's type and value (hashes as dicts, lists, strings): to show a replay changes nothing."""
+    c = store.client
+    out: dict[bytes, object] = {}
+    for k in keys_on_every_master(store):
+        kind = c.type(k)
+        out[k] = (c.hgetall(k) if kind == b"hash" else c.lrange(k, 0, -1) if kind == b"list"
+                  else c.smembers(k) if kind == b"set" else c.get(k))
+    return out
+
+
+def test_cluster_urls_and_prefix() -> None:
+    spec = parse_cluster_url("redis+cluster://user:p%40ss@h1:7001,h2:7002/0")
+    assert spec.nodes == (("h1", 7001), ("h2", 7002)) and spec.username == "user" and spec.password == "p@ss"
+    assert parse_cluster_url("rediss+cluster://h1:1").tls and is_cluster_url("redis+cluster://h:1")
+    assert not is_cluster_url("redis://h:6379/0")
+    for bad in ("redis+cluster://", "redis+cluster://h1", "redis+cluster://h1:1/3", "redis://h1:1"):
+        with pytest.raises(ValueError):
+            parse_cluster_url(bad)
+    assert cluster_prefix("dedup") == cluster_prefix("dedup:") == "{dedup}:"
+    assert cluster_prefix("{tenant}:dedup") == "{tenant}:dedup:" and cluster_prefix("x{}") == "{x{}}:"
+    assert isinstance(connect("redis://127.0.0.1:1/0"), redis.Redis)
+
+
+def test_a_bad_cluster_url_is_one_line_without_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli_main(["export-clusters", "--redis", "redis+cluster://u:sekret@h1/0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not host:port" in err and "sekret" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_slot_per_store_and_scripts_routed(store: RedisStateStore) -> None:
+    """Every key of the store hashes to one slot: the batch, erasure and changelog scripts run whole on the
+    master owning it, whichever seed node the client first reached."""
+    assert write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c")]) == (3, [])
+    keys = keys_on_every_master(store)
+    assert len(keys) >= 10
+    if store.cluster:
+        assert store.prefix.startswith("{")
+        slots = {store.client.keyslot(k) for k in keys}
+        assert len(slots) == 1, slots
+        holders = [m for m in masters(store) if any(True for _ in m.scan_iter(match=store.prefix + "*"))]
+        assert len(masters(store)) == 3 and len(holders) == 1
+
+
+def test_batches_merges_replays_and_stale_joins(store: RedisStateStore) -> None:
+    """The single-Redis store test, on both: merge (older founder survives), a replay is a no-op and
+    changes no key, a conflicting batch is reported, a stale join lands in the survivor."""
+    assert write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c")]) == (3, [])
+    merge = [(cluster_id_for("a"), [cluster_id_for("c")])]
+    assert write(store, "t2", [("d", "c")], merge) == (1, [])
+    before = dump(store)
+    assert write(store, "t2", [("d", "c")], merge) == (0, [])  # same token: a lost reply, no-op
+    assert dump(store) == before
+    assert write(store, "t3", [("d", "a")]) == (0, ["d"])
+    assert write(store, "t4", [("e", "c")]) == (1, [])  # joins the absorbed cluster: lands in the survivor
+    assert dict(store.export_clusters()) == dict.fromkeys("abcde", cluster_id_for("a"))
+    assert store.verify() == [] and store.record_count() == 5
+    assert store.resolve_clusters([cluster_id_for("c")]) == {cluster_id_for("c"): (cluster_id_for("a"), 1)}
+    info = store.cluster_info(cluster_id_for("c"), 10)
+    assert info is not None and info["members"] == list("abcde") and info["merged_into"] == cluster_id_for("a")
+    states = {s.record_id: s for s in store.load_states()}
+    assert [states[r].seq for r in "abcde"] == [1, 2, 3, 4, 5]
+    assert store.stored_events(["d", "zz"]) == {"d": [b'{"event_id":"d"}']}
+    assert store.read_log(0) == ["ra", "rb", "rc", "rd", "m1:ac", "re"]
+
+
+def test_export_clusters_cli(store: RedisStateStore, backend: tuple[str, str], tmp_path: Path) -> None:
+    write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c")])
+    out = tmp_path / "clusters.jsonl"
+    url, prefix = backend
+    assert cli_main(["export-clusters", "--redis", url, "--redis-prefix", prefix, "--out", str(out)]) == 0
+    got = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
+    assert got == {"a": cluster_id_for("a"), "b": cluster_id_for("a"), "c": cluster_id_for("c")}
+
+
+def test_erasure_leaves_no_key_on_any_master(store: RedisStateStore) -> None:
+    write(store, "t1", [("alice", "alice"), ("bob", "alice"), ("carol", "carol")])
+    assert store.erase(["alice", "nobody"], door="test", hash_key="k", now_iso=NOW) == {"alice": True,
+                                                                                        "nobody": False}
+    assert not [k for k in keys_on_every_master(store) if b"alice" in k]
+    for m in masters(store):  # no value names it either, except the changelog entries the trim removes
+        for k in m.scan_iter(match=store.prefix + "*"):
+            if m.type(k) == b"hash":
+                assert not [f for f, v in m.hgetall(k).items() if b"alice" in f + v], k
+    exported = dict(store.export_clusters())
+    assert exported == {"bob": cluster_id_for("bob"), "carol": cluster_id_for("carol")}
+    assert store.verify() == [] and len(store.audit_trail()) == 1
+
+
+def test_changelog_positions_and_trim(store: RedisStateStore) -> None:
+    write(store, "t1", [("a", "a"), ("b", "a")])
+    store.publish_position("members", "m1", 1, 1000)
+    assert store.trim_log(1000, 60_000, 60_000) == (0, 1, 2)
+    assert store.log_base() == 1 and store.log_length() == 2 and store.read_log(1) == ["rb"]
+    store.withdraw_position("members", "m1")
+
+
+def test_concurrent_writers_converge(store: RedisStateStore, backend: tuple[str, str]) -> None:
+    """Two writers with stale views joining and merging the same clusters: one consistent state."""
+    import threading
+
+    founders = [f"f{i}" for i in range(6)]
+    write(store, "seed", [(f, f) for f in founders])
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        s = RedisStateStore(*backend)
+        try:
+            for b in range(15):
+                a, z = founders[(b + w) % 6], founders[(b * 5 + w + 1) % 6]
+                write(s, f"w{w}-{b}", [(f"w{w}-{b}", z)], [(cluster_id_for(a), [cluster_id_for(z)])])
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and store.verify() == []
+    assert len(set(dict(store.export_clusters()).values())) == 1 and store.record_count() == 36
+
+
+def test_dedup_run_on_a_cluster_gives_the_clusters_of_one_redis(kafka_bootstrap: str, redis_url: str,
+                                                                  redis_cluster_url: str, tmp_path: Path) -> None:
+    """`dedup run` end to end: the same 600 generated CRM records through the broker into one Redis and
+    into the three-master cluster give the same clusters."""
+    from harness.kafka import create_topics, produce_json, unique_topic
+
+    n = 600
+    _path, _truth, rows = crm_rows(n, 1, tmp_path)
+    topic = unique_topic("crm")
+    create_topics(kafka_bootstrap, [topic])
+    produce_json(kafka_bootstrap, topic, rows, key="customer_id")
+    results = []
+    for url in (redis_url, redis_cluster_url):
+        events, group, prefix = unique_topic("events"), unique_topic("g"), f"dedup-test:{uuid.uuid4().hex[:12]}"
+        create_topics(kafka_bootstrap, [events])
+        store = RedisStateStore(url, prefix)
+        try:
+            with running_service(service_settings(kafka_bootstrap, url, [topic], events, group, prefix)):
+                wait_for(lambda s=store: s.record_count() >= n, 180, f"{n} records in redis")
+                wait_for(lambda g=group: committed_offset(kafka_bootstrap, g, topic) == n, 30, "offsets committed")
+            assert store.verify() == []
+            results.append(dict(store.export_clusters()))
+        finally:
+            delete_prefix(store.client, store.prefix)
+            store.close()
+    single, cluster = results
+    assert len(single) == n and single == cluster
+
+
+def test_restart_from_snapshot_plus_changelog_tail_on_a_cluster(kafka_bootstrap: str, redis_cluster_url: str,
+                                                                 tmp_path: Path) -> None:
+    """The single-Redis snapshot scenario (tests/test_service_scaleout.py), on the cluster: a member writes a
+    snapshot, another decides more meanwhile, the first restarts from snapshot + changelog tail and holds
+    exactly what the cluster holds."""
+    import test_service_scaleout as scaleout
+
+    prefix = f"dedup-test:{uuid.uuid4().hex[:12]}"
+    try:
+        scaleout.test_restart_from_snapshot_plus_changelog_tail(kafka_bootstrap, redis_cluster_url, prefix,
+                                                                tmp_path)
+    finally:
+        store = RedisStateStore(redis_cluster_url, prefix)
+        delete_prefix(store.client, store.prefix)
+        store.close()
+
+
+def test_a_master_failover_is_waited_out_and_the_replayed_batch_is_a_no_op(tmp_path: Path) -> None:
+    """Kill -9 the master that owns the store's slot: writes fail with retryable errors until its replica
+    is promoted, then the same batch (same token, as the service retries it) applies once, and the state
+    acknowledged and replicated before the crash is all there."""
+    import time
+
+    from harness.redis_cluster import OwnedRedisCluster
+
+    from consumer.store.redis import RETRYABLE
+
+    try:
+        cluster = OwnedRedisCluster(3, replicas=1, node_timeout_ms=1000).start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"no Redis Cluster with replicas: {exc}")
+    store = RedisStateStore(cluster.url, "dedup-failover")
+    try:
+        assert write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c")]) == (3, [])
+        owner = store.client.get_node_from_key(store.key("seq"))
+        # Replication is asynchronous: WAIT makes the replica hold t1 before the crash (docs/scale-out.md).
+        assert store.client.get_redis_connection(owner).execute_command("WAIT", 1, 5000) == 1
+        cluster.kill(owner.port)
+        retried, deadline, result = 0, time.monotonic() + 60, None
+        while result is None:
+            try:
+                result = write(store, "t2", [("d", "c")], [(cluster_id_for("a"), [cluster_id_for("c")])])
+            except RETRYABLE:  # ConnectionError here, for ~2 s, until the replica is promoted
+                retried += 1
+                assert time.monotonic() < deadline, "no failover within 60 s"
+                time.sleep(0.2)
+        assert retried >= 1 and result in ((1, []), (0, []))  # (0, []): applied by a try whose reply was lost
+        assert store.client.get_node_from_key(store.key("seq")).port != owner.port
+        assert write(store, "t2", [("d", "c")], [(cluster_id_for("a"), [cluster_id_for("c")])]) == (0, [])
+        assert dict(store.export_clusters()) == dict.fromkeys("abcd", cluster_id_for("a"))
+        assert store.verify() == [] and store.record_count() == 4
+    finally:
+        store.close()
+        cluster.close()

@@ -62,11 +62,13 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def milvus_uri() -> Iterator[str]:
-    """URI of $MILVUS_URI or of a Milvus standalone server started once for the session (the `milvus` wheel).
-    Skips with the reason when it cannot start, unless $REQUIRE_MILVUS is set (`make test`, so CI fails
-    instead of quietly skipping the Milvus tests)."""
+    """URI of $MILVUS_URI or of a Milvus standalone server started for the module that asks (the `milvus`
+    wheel), stopped when its tests end: an idle standalone server keeps taking a share of the two cores, and
+    the service tests that run after it wait on timings (two of them timed out in a full run with it left
+    running, and passed alone). Skips with the reason when it cannot start, unless $REQUIRE_MILVUS is set
+    (`make test`, so CI fails instead of quietly skipping the Milvus tests)."""
     try:
         uri = hm.milvus_uri()
     except RuntimeError as exc:
@@ -77,10 +79,11 @@ def milvus_uri() -> Iterator[str]:
     hm.stop_fallback_milvus()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_cluster() -> Iterator[hrc.OwnedRedisCluster | None]:
-    """A Redis Cluster of three masters started once for the session (None when $REDIS_CLUSTER_NODES names
-    one instead). Skips, saying why, when no redis-server can be started."""
+    """A Redis Cluster of three masters started for the module that asks, stopped when its tests end, like
+    `milvus_uri` (None when $REDIS_CLUSTER_NODES names one instead). Skips, saying why, when no
+    redis-server can be started."""
     if os.environ.get(hrc.ENV_CLUSTER_NODES, "").strip():
         yield None
         return
@@ -92,9 +95,9 @@ def redis_cluster() -> Iterator[hrc.OwnedRedisCluster | None]:
     cluster.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_cluster_url(redis_cluster: hrc.OwnedRedisCluster | None) -> str:
-    """`redis+cluster://` URL of $REDIS_CLUSTER_NODES or of the session's own three-master cluster."""
+    """`redis+cluster://` URL of $REDIS_CLUSTER_NODES or of the module's own three-master cluster."""
     if redis_cluster is None:
         return hrc.cluster_url_of(os.environ[hrc.ENV_CLUSTER_NODES])
     return redis_cluster.url

@@ -156,7 +156,8 @@ def test_erasure_doors_one_member(kafka_bootstrap: str, redis_url: str, redis_pr
                   if m.value is not None]
         # Nothing of an erased record in Redis (but the re-sent one, stored again) once the log is trimmed.
         left = {r: v for r, v in needles.items() if r != via_topic[0]}
-        wait_for(lambda: _found(_redis_blobs(store), left) == [], 20, "erased ids gone from every key and the log")
+        # The log is trimmed on the service's own schedule: allow a loaded CI machine a minute.
+        wait_for(lambda: _found(_redis_blobs(store), left) == [], 60, "erased ids gone from every key and the log")
     check_events(values, reborn={via_topic[0]})
     evs = [orjson.loads(v) for v in values]
     erased_events = [e for e in evs if e["event_type"] == "record.erased"]

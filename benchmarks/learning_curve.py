@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from real_data import FILES, RealFile, cpu_model, loaded_files  # noqa: E402
+from suite_files import GENERATED  # noqa: E402
 
 from consumer.evaluation.evaluate import cluster_scores  # noqa: E402
 
@@ -56,7 +57,7 @@ def _foreign(seed: int):
 EXTRA = [f for f in (RealFile(f"foreign-listings-{s}", "listing", _foreign(s)) for s in (1, 2, 3))
          if f.name not in {g.name for g in FILES}]
 #: The files run when none is named: the real ones (the suite's generated files are for the suite).
-DEFAULT = {f.name for f in FILES if not f.name.startswith(("crm-", "listings-", "foreign-", "sibling-", "group-"))}
+DEFAULT = {f.name for f in FILES} - {name for name, _kind, _load in GENERATED}
 
 
 def curve(f, records: Path, truth: dict[str, str], work: Path, budgets: list[int], seeds: list[int]) -> list[dict]:

@@ -62,6 +62,8 @@ class FastForest:
     @classmethod
     def of(cls, estimator: Any) -> FastForest | None:
         """A FastForest for `estimator`, or None where it would not reproduce scikit-learn exactly."""
+        if not type(estimator).__module__.startswith("sklearn."):
+            return None  # weights fitted to a file (Fellegi-Sunter): no scikit-learn to import (1-3 s of CPU)
         try:
             from sklearn.ensemble import HistGradientBoostingClassifier
 

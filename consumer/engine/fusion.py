@@ -123,19 +123,26 @@ class LearnedModel:
         profile does not have, fed as NaN like a record without it), or ModelError when the pipeline's
         encoders do not produce the features this model was trained on (or add ones it never saw, whose
         evidence it would silently ignore)."""
-        have = list(pipeline_features)
-        missing = [f for f in self.used_features if f not in have and f not in absent]
-        unknown = [f for f in have if f not in self.features and f not in FIT_ONLY_FEATURES]
-        if missing or unknown:
-            detail = []
-            if missing:
-                detail.append(f"it needs {missing}, which this profile's encoders do not produce")
-            if unknown:
-                detail.append(f"this profile's encoders add {unknown}, which it was not trained on")
-            raise ModelError("learned fusion model does not fit this pipeline: " + "; ".join(detail)
-                             + "; train one for this profile with `dedup train` (labels) or `dedup fit` (no labels), "
-                             "or use --fusion rule")
-        return np.array([have.index(f) if f in have else -1 for f in self.used_features], np.int64)
+        return feature_columns(self.features, self.used_features, pipeline_features, absent)
+
+    @classmethod
+    def packaged_fits(cls, pipeline_features: Sequence[str], profile: str | None = None) -> bool:
+        """Whether the model shipped for `profile` can read a pipeline's features (`columns_for` raises no
+        ModelError), from its manifest alone where the manifest lists the features. Why: unpickling the
+        model imports scikit-learn (1.2-2.8 s of CPU here), which a person file that is fitted anyway,
+        because the shipped CRM model cannot read it, never uses."""
+        manifest = json.loads((resources.files("consumer") / "data"
+                               / f"{PACKAGED_MODELS.get(profile or '', 'fusion-default')}.json").read_bytes())
+        try:
+            if isinstance(manifest.get("features"), list):
+                feature_columns(tuple(manifest["features"]), tuple(manifest.get("used_features", manifest["features"])),
+                                pipeline_features)
+            else:
+                cls.load(None, profile).columns_for(pipeline_features)
+        except ModelError:
+            return False
+        return True
+
 
     def predict(self, feats: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Duplicate probability per pair; `columns` from `columns_for`."""
@@ -154,7 +161,7 @@ class LearnedModel:
         blob = pickle.dumps({"estimator": self.estimator, "features": self.features, "meta": self.meta})
         Path(path).write_bytes(blob)
         digest = hashlib.sha256(blob).hexdigest()
-        manifest = {k: v for k, v in self.meta.items() if k != "sha256"}
+        manifest = {"features": list(self.features), **{k: v for k, v in self.meta.items() if k != "sha256"}}
         manifest_path(path).write_text(json.dumps({**manifest, "sha256": digest}, indent=2) + "\n")
         return digest
 
@@ -189,6 +196,24 @@ class LearnedModel:
         if point is not None:
             model.meta["operating_point"] = _operating_point(point, path)
         return model
+
+
+def feature_columns(features: Sequence[str], used: Sequence[str], pipeline_features: Sequence[str],
+                absent: Collection[str] = ()) -> np.ndarray:
+    """`LearnedModel.columns_for` of a model trained on `features` that uses `used`."""
+    have = list(pipeline_features)
+    missing = [f for f in used if f not in have and f not in absent]
+    unknown = [f for f in have if f not in features and f not in FIT_ONLY_FEATURES]
+    if missing or unknown:
+        detail = []
+        if missing:
+            detail.append(f"it needs {missing}, which this profile's encoders do not produce")
+        if unknown:
+            detail.append(f"this profile's encoders add {unknown}, which it was not trained on")
+        raise ModelError("learned fusion model does not fit this pipeline: " + "; ".join(detail)
+                         + "; train one for this profile with `dedup train` (labels) or `dedup fit` (no labels), "
+                         "or use --fusion rule")
+    return np.array([have.index(f) if f in have else -1 for f in used], np.int64)
 
 
 class EitherOf:

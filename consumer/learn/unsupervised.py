@@ -101,11 +101,7 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
     encoders = build_encoders(settings, {"text_encoder": text_encoder})
     if not comparisons_of(encoders):
         return False
-    try:
-        LearnedModel.load(None).columns_for(Comparator(encoders).features)
-    except ModelError:
-        return True
-    return False
+    return not LearnedModel.packaged_fits(Comparator(encoders).features)
 
 
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,

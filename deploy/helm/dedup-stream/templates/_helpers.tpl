@@ -122,7 +122,7 @@ alive, never ready, and holds a pod's resources for nothing (and blocks rollouts
 members number rows locally and each holds a full replica; a shared collection needs global row ids first,
 issue 39). Failing here says so at `helm install/upgrade` time. The alternative, rendering and letting the pod
 exit at start, would be found only in a pod's log, and with maxSurge 0 an upgrade would first stop a running
-replica to start one that cannot run. tests/test_helm_chart.py checks both sides: this guard fails, and the
+replica to start one that cannot run. tests/test_helm_milvus.py checks both sides: this guard fails, and the
 service still refuses (drop this include when it no longer does).
 */}}
 {{- define "dedup-stream.milvusRefused" -}}

@@ -179,6 +179,9 @@ class IndexSettings:
     milvus_user: str = ""
     milvus_password: str = ""
     milvus_tls: bool = False
+    #: A PEM file of the CA that signed the proxy's certificate (with `milvus_tls`); "" = the system's roots.
+    #: Why a file, not the PEM text: the chart mounts it from a Secret, as it does Kafka's CA.
+    milvus_ca_file: str = ""
     #: Seconds a Milvus call may take before it fails (the service then retries like any store outage).
     milvus_timeout_seconds: float = 30.0
 
@@ -494,6 +497,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("index: need k >= 1 and ef >= k")
     if s.batch_size < 1:
         raise ConfigError("batch_size must be >= 1")
+    if s.index.milvus_ca_file and not (s.index.milvus_tls or s.index.milvus_uri.startswith("https://")):
+        raise ConfigError("index.milvus_ca_file is set but TLS is off: set index.milvus_tls = true (or an "
+                          "https:// index.milvus_uri)")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", s.index.milvus_collection_prefix):
         raise ConfigError("index.milvus_collection_prefix: letters, digits and _ only (a Milvus collection "
                           "name), not starting with a digit, at most 64 characters")

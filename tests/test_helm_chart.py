@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from consumer.cli import build_parser
-from consumer.config import Settings, load_settings
+from consumer.config import IndexSettings, Settings, load_settings
 from consumer.io.kafka import properties_from_env
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk not installed (pip install -e '.[test]')")
@@ -287,6 +287,7 @@ def test_keda_and_hpa_are_alternatives(chart: Any) -> None:
     ({"kafka": {"securityProtocol": "SSL", "tls": {"existingSecret": "ca", "certKey": "tls.crt"}}}, "keyKey"),
     ({"service": {"api": True}}, "api.tokens.existingSecret"),
     ({"api": {"managementPort": 8000}}, "equals service.httpPort"),
+    ({"index": {"backend": "milvus"}}, "not supported by `dedup run` yet"),  # tests/test_helm_milvus.py
 ])
 def test_render_time_guards(chart: Any, values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):
@@ -300,18 +301,25 @@ def test_render_time_guards(chart: Any, values: dict[str, Any], message: str) ->
     {"settings": {"encoders": {"hash_key": "plain"}}},      # a secret as a plain value
     {"redis": {"url": "redis://:hunter2@redis:6379/0"}},   # a password inside the URL
     {"settings": {"fusion": {"mode": "fuzzy"}}},            # not one of the allowed values
+    {"index": {"backend": "faiss"}},                        # not an index backend
+    {"settings": {"index": {"backend": "milvus"}}},         # owned by index.backend, not settings
+    {"settings": {"index": {"milvus_token": "plain"}}},     # a secret as a plain value
 ])
 def test_schema_rejects_typos_and_plain_secrets(chart: Any, values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):
         chart.render(values, name="dd", namespace="dedup")
 
 
-#: Settings that are secrets: never plain chart values (a Secret supplies them, like the hash key).
-SECRET_SETTINGS = {"encoders": {"hash_key"}, "index": {"milvus_token", "milvus_password"}}
+#: Settings that are not `settings.*` values: secrets (a Secret supplies them, like the hash key) and where the
+#: index lives (the chart's own `index` values: backend, address, credentials, CA mount).
+CHART_OWNED_SETTINGS = {"encoders": {"hash_key"},
+                        "index": {f.name for f in dataclasses.fields(IndexSettings)
+                                  if f.name == "backend" or f.name.startswith("milvus_")}}
 
 
 def test_schema_settings_match_consumer_config() -> None:
-    """values.schema.json's `settings` lists exactly the engine's settings (minus the service and the secret)."""
+    """values.schema.json's `settings` lists exactly the engine's settings (minus the service, the secret and
+    the index backend's, which have values of their own)."""
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]["properties"]
     hints = typing.get_type_hints(Settings)
     expected: dict[str, set[str] | None] = {}
@@ -319,7 +327,7 @@ def test_schema_settings_match_consumer_config() -> None:
         if f.name in ("service", "api"):  # the chart's own `service` and `api` values set these
             continue
         tp = hints[f.name]
-        expected[f.name] = ({g.name for g in dataclasses.fields(tp)} - SECRET_SETTINGS.get(f.name, set())
+        expected[f.name] = ({g.name for g in dataclasses.fields(tp)} - CHART_OWNED_SETTINGS.get(f.name, set())
                             if dataclasses.is_dataclass(tp) else None)
     got = {k: set(v["properties"]) if "properties" in v else None for k, v in schema.items()}
     assert got == expected, "update deploy/helm/dedup-stream/values.schema.json `settings` to match consumer/config.py"

@@ -88,6 +88,48 @@ def test_missing_pymilvus_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> 
         milvus_index_factory(settings, recreate=True)
 
 
+def test_credentials_tls_and_ca_reach_the_pymilvus_connection(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """What the chart renders (token or user/password from a Secret, TLS, a mounted CA) arrives in
+    `connections.connect` as pymilvus names it: the CA as `server_pem_path` (one-way TLS). No server: the
+    connection is stopped right there."""
+    pymilvus = pytest.importorskip("pymilvus")
+    seen: list[dict[str, object]] = []
+
+    class Stop(Exception):
+        pass
+
+    def connect(**kwargs: object) -> None:
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(pymilvus.connections, "connect", connect)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_HOST": "milvus", "DEDUP_INDEX__MILVUS_TLS": "true",
+           "DEDUP_INDEX__MILVUS_TOKEN": "root:Milvus", "DEDUP_INDEX__MILVUS_CA_FILE": str(ca),
+           "DEDUP_INDEX__MILVUS_TIMEOUT_SECONDS": "7"}
+    settings = load_settings(env=env)
+    assert settings.fingerprint() == load_settings(env={**env, "DEDUP_INDEX__MILVUS_CA_FILE": ""}).fingerprint()
+    with pytest.raises(Stop):
+        milvus_index_factory(settings, recreate=False)(DIM).query(np.ones((1, DIM), np.float32), 1)
+    args = seen[-1]
+    assert {k: args[k] for k in ("uri", "token", "secure", "server_pem_path", "timeout")} == {
+        "uri": "https://milvus:19530", "token": "root:Milvus", "secure": True, "server_pem_path": str(ca),
+        "timeout": 7.0}
+    plain = load_settings(env={"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_USER": "u",
+                               "DEDUP_INDEX__MILVUS_PASSWORD": "p"})
+    with pytest.raises(Stop):
+        milvus_index_factory(plain, recreate=False)(DIM).query(np.ones((1, DIM), np.float32), 1)
+    assert "server_pem_path" not in seen[-1] and (seen[-1]["user"], seen[-1]["password"], seen[-1]["secure"]) == \
+        ("u", "p", False)
+    with pytest.raises(ConfigError, match="not a readable file"):  # at start, not at the first search
+        milvus_index_factory(load_settings(env={**env, "DEDUP_INDEX__MILVUS_CA_FILE": str(tmp_path / "no.pem")}),
+                             recreate=False)
+    with pytest.raises(ConfigError, match="TLS is off"):
+        load_settings(env={**env, "DEDUP_INDEX__MILVUS_TLS": "false"})
+
+
 def test_the_embedded_default_never_imports_pymilvus() -> None:
     code = ("import sys; import consumer.io.batch, consumer.io.artifacts, consumer.engine.pipeline, consumer.cli;"
             " assert 'pymilvus' not in sys.modules, 'pymilvus imported'")

@@ -39,6 +39,7 @@ import logging
 import re
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,9 +75,12 @@ def milvus_uri(settings: Settings) -> str:
 def milvus_index_factory(settings: Settings, *, recreate: bool) -> IndexFactory:
     """The `Pipeline(index_factory=...)` of `index.backend = "milvus"`: a `MilvusIndex` for the composite
     vector's size, in the collection of this profile, key and size. Fails now, with one line, when pymilvus
-    is missing (not at the first search, deep in a run)."""
+    is missing, or when the CA file to check the server against is not there (not at the first search, deep
+    in a run)."""
     _pymilvus()
     s = settings.index
+    if s.milvus_ca_file and not Path(s.milvus_ca_file).is_file():
+        raise ConfigError(f"index.milvus_ca_file {s.milvus_ca_file!r} is not a readable file (a PEM CA)")
 
     def build(dim: int) -> MilvusIndex:
         return MilvusIndex(dim, uri=milvus_uri(settings),
@@ -85,7 +89,7 @@ def milvus_index_factory(settings: Settings, *, recreate: bool) -> IndexFactory:
                            consistency=s.milvus_consistency, fresh_seconds=s.milvus_fresh_seconds, m=s.m,
                            ef_construction=s.ef_construction, ef=s.ef, token=s.milvus_token,
                            user=s.milvus_user, password=s.milvus_password, secure=s.milvus_tls,
-                           timeout=s.milvus_timeout_seconds, recreate=recreate)
+                           ca_file=s.milvus_ca_file, timeout=s.milvus_timeout_seconds, recreate=recreate)
 
     return build
 
@@ -105,15 +109,19 @@ class MilvusIndex:
     def __init__(self, dim: int, *, uri: str, collection: str, consistency: str = "Bounded",
                  fresh_seconds: float = 10.0, m: int = 12, ef_construction: int = 64, ef: int = 128,
                  token: str = "", user: str = "", password: str = "", secure: bool = False,
-                 timeout: float = 30.0, recreate: bool = False):
+                 ca_file: str = "", timeout: float = 30.0, recreate: bool = False):
+        """`ca_file`: a PEM CA the proxy's TLS certificate must chain to (pymilvus's `server_pem_path`: one-way
+        TLS, the client is known by its token or user); "" = the system's roots."""
         self.dim = dim
         self.name = collection
         self.consistency = consistency
         self.recent = RecentVectors(dim, fresh_seconds)
         self._ef = ef
         self._params = {"M": m, "efConstruction": ef_construction}
-        self._connect_args = {"uri": uri, "token": token, "user": user, "password": password, "secure": secure,
-                              "timeout": timeout}
+        self._connect_args: dict[str, Any] = {"uri": uri, "token": token, "user": user, "password": password,
+                                              "secure": secure, "timeout": timeout}
+        if ca_file:  # pymilvus reads it only with TLS on; an https:// URI turns TLS on by itself
+            self._connect_args["server_pem_path"] = ca_file
         self._timeout = timeout
         self._recreate = recreate
         self._alias = f"dedup-{uuid.uuid4().hex[:12]}"

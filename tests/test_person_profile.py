@@ -25,10 +25,11 @@ from consumer.cli import main
 from consumer.config import load_settings
 from consumer.encoders.address import AddressEncoder, street_canonical
 from consumer.encoders.person import PersonEncoder, dob_canonical
-from consumer.engine.fusion import LearnedModel
+from consumer.engine.fusion import LearnedModel, learned_thresholds
 from consumer.engine.records import parse_record
 from consumer.evaluation.evaluate import cluster_scores
 from consumer.io.batch import run_batch
+from consumer.learn.unsupervised import EM_OPERATING_POINT
 
 GIVEN = ["oliver", "charlotte", "jack", "amelia", "william", "isla", "noah", "mia", "thomas", "grace", "lucas",
          "chloe", "henry", "zoe", "james", "ruby", "ethan", "ella", "samuel", "emily"]
@@ -155,6 +156,8 @@ def test_batch_fits_itself_without_labels(tmp_path: Path, capsys: pytest.Capture
     assert manifest["kind"] == "fellegi-sunter" and len(manifest["sha256"]) == 64
     model = LearnedModel.load(model_path)
     assert "addr_street" in model.used_features and "dob" not in model.used_features  # no DOB column here
+    # A service loading the fitted weights decides where the batch did (EM_OPERATING_POINT, not 0.5 / 0.25).
+    assert learned_thresholds(settings.fusion, model) == (EM_OPERATING_POINT["match"], EM_OPERATING_POINT["possible"])
     # ... and what it learned is printed per comparison level.
     assert main(["explain-model", str(model_path)]) == 0
     table = capsys.readouterr().out

@@ -143,19 +143,23 @@ def test_two_members_share_one_collection(kafka_bootstrap: str, redis_url: str, 
         wait_for(lambda: all(m.pipe is not None and len(m.pipe.store) >= len(rows) for m in (a, b)), 60,
                  "every member holds every record")
         time.sleep(1.0)  # late links are written on the next sync
+        erased = [rest[0]["customer_id"], rest[-1]["customer_id"]]  # erasure: gone from Milvus by global id
+        assert all(store.erase(erased, door="test", hash_key=s[0].encoders.hash_key,
+                               now_iso="2026-11-26T00:00:00Z").values())
+        wait_for(lambda: all(r not in m.pipe.store.row_of for m in (a, b) for r in erased), 30, "erasure applied")
         name = a.shared_index.name
         assert name == b.shared_index.name == shared_name(s[0])
         collisions = a.shared_index.collisions + b.shared_index.collisions
         decided = [int(m.metrics.records._value.get()) for m in (a, b)]
     assert store.verify() == []
     final = dict(store.export_clusters())
-    assert len(final) == len(rows)
+    assert len(final) == len(rows) - len(erased) and not set(erased) & set(final)
     split = [(x["customer_id"], y["customer_id"]) for x, y in linked
              if final[x["customer_id"]] != final[y["customer_id"]]]
     assert not split, f"{len(split)}/{len(linked)} twin pairs in two clusters"
     ids = stored_ids(milvus_uri, name)
     expected = global_ids(list(final), gid_key(s[0].encoders.hash_key))
-    assert len(ids) == len(rows) and sorted(ids) == sorted(expected.tolist())  # each record once
+    assert len(ids) == len(final) and sorted(ids) == sorted(expected.tolist())  # each record once, erased none
     assert collisions == 0 and all(d > 0 for d in decided), decided
     f1 = cluster_scores(final, truth).f1
     print(f"\n2 members on one Milvus collection: {len(rows)} records in {time.monotonic() - t0:.1f}s, "
@@ -166,9 +170,9 @@ def test_two_members_share_one_collection(kafka_bootstrap: str, redis_url: str, 
 def test_a_member_killed_with_sigkill_comes_back_without_rewriting_the_collection(
         kafka_bootstrap: str, redis_url: str, redis_prefix: str, milvus_uri: str, tmp_path: Path) -> None:
     """A real process member decides 200 records, is killed with SIGKILL, starts again: it rebuilds its map
-    from Redis (the collection is not empty, so nothing is written again), and the records after the restart,
-    duplicates of earlier ones among them, are decided against the collection: F1 close to batch, each
-    record in the collection once."""
+    from its snapshot and the changelog tail (the collection is not empty, so nothing is written again), and
+    the records after the restart, duplicates of earlier ones among them, are decided against the collection:
+    F1 close to batch, each record in the collection once."""
     path, truth, rows = crm_rows(320, 11, tmp_path)
     _s, pipe = run_batch(path, tmp_path / "batch.jsonl", load_settings(env={}), progress=False)
     batch_f1 = cluster_scores(pipe.assignments(), truth).f1
@@ -179,7 +183,8 @@ def test_a_member_killed_with_sigkill_comes_back_without_rewriting_the_collectio
     store = RedisStateStore(redis_url, redis_prefix)
     collections = f"t{uuid.uuid4().hex[:10]}"
     env = {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": milvus_uri,
-           "DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": collections}
+           "DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": collections,
+           "DEDUP_SERVICE__SNAPSHOT_DIR": str(tmp_path / "snapshots"), "DEDUP_SERVICE__SNAPSHOT_INTERVAL_SECONDS": "1"}
     args = ["--kafka", kafka_bootstrap, "--redis", redis_url, "--input-topic", topic, "--events-topic", events,
             "--group", group, "--redis-prefix", redis_prefix]
     log = tmp_path / "member.log"
@@ -188,6 +193,7 @@ def test_a_member_killed_with_sigkill_comes_back_without_rewriting_the_collectio
         wait_for(lambda: http_get(proc.url + "/readyz")[0] == 200, 120, "ready (" + proc.log_tail(3) + ")")
         produce_json(kafka_bootstrap, topic, rows[:200], key=_random_key)
         wait_for(lambda: store.record_count() >= 200, 90, "200 records in redis")
+        time.sleep(1.0)  # let the snapshot written after a batch (due every second) land before the kill
         proc.signal(signal.SIGKILL)
         proc.wait(10)
         proc = ServiceProcess(args, log, env=env).start()
@@ -197,7 +203,9 @@ def test_a_member_killed_with_sigkill_comes_back_without_rewriting_the_collectio
     finally:
         proc.stop()
     text = log.read_text(errors="replace")
-    assert "state loaded" in text and "empty milvus collection filled" not in text
+    assert "empty milvus collection filled" not in text
+    loads = [line for line in text.splitlines() if "state loaded" in line]
+    assert len(loads) == 2 and "snapshot" in loads[1], loads  # the map rebuilt from a snapshot + the tail
     assert store.verify() == []
     final = dict(store.export_clusters())
     assert len(final) == len(rows)
@@ -206,5 +214,31 @@ def test_a_member_killed_with_sigkill_comes_back_without_rewriting_the_collectio
     ids = stored_ids(milvus_uri, shared_name(settings))
     assert sorted(ids) == sorted(global_ids(list(final), gid_key(settings.encoders.hash_key)).tolist())
     f1 = cluster_scores(final, truth).f1
-    print(f"\nkill -9 at 200/{len(rows)}, restart from redis: F1 {f1:.4f} (batch {batch_f1:.4f})")
+    print(f"\nkill -9 at 200/{len(rows)}, restart from a snapshot: F1 {f1:.4f} (batch {batch_f1:.4f})")
     assert f1 >= batch_f1 - 0.03, (f1, batch_f1)
+
+
+def test_an_empty_collection_is_filled_once_from_the_state(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
+                                                           milvus_uri: str, tmp_path: Path) -> None:
+    """A store written before the group used Milvus (hnswlib members), or a new Milvus: the first member on
+    Milvus writes every held record to the empty collection at start-up, and the next one writes nothing."""
+    _path, _truth, rows = crm_rows(120, 13, tmp_path)
+    topic, events, group = unique_topic("mvb"), unique_topic("events"), unique_topic("g")
+    create_topics(kafka_bootstrap, [topic], partitions=2)
+    create_topics(kafka_bootstrap, [events])
+    store = RedisStateStore(redis_url, redis_prefix)
+    with running_service(service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix)):
+        produce_json(kafka_bootstrap, topic, rows, key=_random_key)
+        wait_for(lambda: store.record_count() >= len(rows), 90, "records in redis (hnswlib)")
+    s = milvus_settings(kafka_bootstrap, redis_url, topic, events, group, redis_prefix, milvus_uri,
+                        f"t{uuid.uuid4().hex[:10]}")
+    with running_service(s) as svc:
+        wait_for(lambda: http_get(svc.url + "/readyz")[0] == 200, 90, "ready on milvus")
+        name, filled = svc.shared_index.name, svc.backfilled
+    assert filled == len(rows)
+    ids = stored_ids(milvus_uri, name)
+    assert sorted(ids) == sorted(global_ids([r["customer_id"] for r in rows], gid_key(s.encoders.hash_key)).tolist())
+    with running_service(s) as again:
+        wait_for(lambda: http_get(again.url + "/readyz")[0] == 200, 90, "ready again")
+        assert again.backfilled == 0 and not again.shared_index.is_empty()
+    assert sorted(stored_ids(milvus_uri, name)) == sorted(ids)

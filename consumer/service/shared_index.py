@@ -39,6 +39,8 @@ class SharedIndexDuties:
     _retry: Callable[..., Any]
     #: The shared index of the current pipeline (None with hnswlib).
     shared_index: Any = None
+    #: Records written to an empty collection at the last start-up (`_backfill`).
+    backfilled = 0
 
     def _index_factory(self) -> IndexFactory | None:
         """The pipeline's index: None (the embedded hnswlib) unless `index.backend = "milvus"`."""
@@ -85,5 +87,6 @@ class SharedIndexDuties:
             vecs = pipe.blocker.vectors(pipe.store.gather(rows))
             names = [ids[r] for r in rows.tolist()]
             self._retry("milvus", "backfill vectors", lambda v=vecs, n=names: index.publish(v, n))
+        self.backfilled = len(live)
         log.info("empty milvus collection filled from the state", extra={
             "records": len(live), "collection": index.name, "seconds": round(time.perf_counter() - t0, 2)})

@@ -136,8 +136,8 @@ def test_hnswlib_ignores_the_milvus_values(chart: Any) -> None:
     ({"tls": {"existingSecret": "milvus-ca"}}, "set index.milvus.tls.enabled"),
     ({"host": ""}, "set index.milvus.uri or index.milvus.host"),
 ])
-def test_milvus_guards_come_before_the_refusal(chart: Any, values: dict[str, Any], message: str) -> None:
-    """Values prepared for Milvus are checked now, not only once the service accepts it."""
+def test_milvus_guards(chart: Any, values: dict[str, Any], message: str) -> None:
+    """Milvus values that cannot work fail at render time, saying which value to set."""
     with pytest.raises(helm.HelmRenderError, match=message):
         chart.render({"index": {"backend": "milvus", "milvus": values}}, name="dd", namespace="dedup")
 

@@ -46,6 +46,7 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.engine.blocking import IndexFactory
+from consumer.engine.index import IndexUnavailable
 from consumer.io.milvus_index import MilvusIndex, milvus_index_factory
 
 __all__ = ["SharedMilvusIndex", "gid_key", "global_id", "global_ids", "milvus_errors", "shared_collection_prefix",
@@ -63,9 +64,11 @@ _MASK = (1 << 63) - 1
 def milvus_errors() -> tuple[type[BaseException], ...]:
     """What a Milvus call raises while the server is away or slow (the service retries those, like a Redis
     outage); pymilvus is imported only here, only when asked (a `dedup run` on Milvus)."""
-    from pymilvus.exceptions import MilvusException
-
-    return (MilvusException, ConnectionError, TimeoutError)
+    try:
+        from pymilvus.exceptions import MilvusException
+    except ImportError:
+        return (IndexUnavailable, ConnectionError, TimeoutError)
+    return (MilvusException, IndexUnavailable, ConnectionError, TimeoutError)
 
 
 def gid_key(hash_key: str) -> bytes:
@@ -124,6 +127,8 @@ class SharedMilvusIndex:
         self._gid_of = np.full(0, -1, np.int64)  # row -> global id (-1: none, e.g. an erased row)
         self._row_of: dict[int, int] = {}  # global id -> row
         self._added = 0
+        #: Erased global ids whose Milvus delete failed (retried with the next write: `_delete_pending`).
+        self._pending_deletes: list[int] = []
         #: Global ids found held by another live record (module docstring: detected, bounded).
         self.collisions = 0
 
@@ -141,6 +146,7 @@ class SharedMilvusIndex:
         """Write the vectors of records this member decided, keyed by global id (an upsert: idempotent)."""
         if len(record_ids):
             self.inner.upsert(vectors, global_ids(record_ids, self.key))
+        self._delete_pending()
 
     # -- the VectorIndex seam ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -186,13 +192,32 @@ class SharedMilvusIndex:
                     del self._row_of[gid]
             self._gid_of[rows] = -1
         if len(gids):
-            self.inner.remove(gids)
+            self.inner.recent.remove(gids)  # hidden from this member's searches at once, whatever Milvus says
+            self._pending_deletes.extend(gids.tolist())
+            self._delete_pending()
         return len(gids)
+
+    def _delete_pending(self) -> None:
+        """Delete the erased ids not deleted yet. Why deferred on failure: an erasure is applied while the
+        changelog is read, and a Milvus outage there must not stop the member; every member deletes the same
+        ids (idempotent), and each retries its leftovers with its next write."""
+        if not self._pending_deletes:
+            return
+        gids = np.array(self._pending_deletes, np.int64)
+        try:
+            self.inner.remove(gids)
+        except milvus_errors() as exc:
+            log.warning("milvus delete deferred", extra={"ids": len(gids), "error": type(exc).__name__})
+            return
+        self._pending_deletes = self._pending_deletes[len(gids):]
 
     def query(self, vectors: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Milvus's top-k plus the fresh window's, mapped to local rows; ids this member does not hold are
         left out (module docstring); -1 / 0 pad."""
-        gids, sims = self.inner.query(vectors, k, ef)
+        try:
+            gids, sims = self.inner.query(vectors, k, ef)
+        except milvus_errors() as exc:  # not the records' fault: the service undoes the attempt and retries
+            raise IndexUnavailable(type(exc).__name__) from exc
         with self._lock:
             get = self._row_of.get
             rows = np.fromiter((get(g, -1) if g >= 0 else -1 for g in gids.ravel().tolist()), np.int64,

@@ -280,7 +280,8 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
                 batch.decode(self.settings)
         for attempt in range(3):
             try:
-                self._decide_once(batch)
+                self._decide_once(batch) if self.shared_index is None else self._retry(  # retried while Milvus is away
+                    "milvus", "search the index", lambda: self._decide_once(batch), batch)
                 return
             except _NeedsReload:
                 log.warning("state behind redis, reloading", extra={"attempt": attempt})

@@ -2,6 +2,7 @@
 
     python loadtest/scaleout.py --records 6400 --rate 500 --members 3 --partitions 6
     python loadtest/scaleout.py ... --redis-cluster 3    # the state in a 3-master Redis Cluster (issue 39)
+    python loadtest/scaleout.py ... --index-backend milvus  # one shared Milvus collection (issue 39)
 
 Every member is a real `dedup run` process (own health port), all ready before the first record; records
 are produced with *random* keys at --rate, so a person's accounts land on different members. At
@@ -10,6 +11,8 @@ end: pairwise F1 of the final cluster table (Redis, `export-clusters`) against `
 file, every record in exactly one cluster (`verify`), no cluster absorbed by two merge events, throughput,
 each member's cost of absorbing the others' records, the new member's start-up time, and Redis bytes per
 record (`INFO memory` of a Redis owned by this run; summed over the masters with --redis-cluster N).
+With --index-backend milvus the members share one collection (a Milvus standalone server started here from
+the `milvus` wheel, or --milvus-uri), and the run also checks that it holds every record exactly once.
 Prints one JSON object; exit 1 when the F1 gap is over --tolerance or a check fails.
 """
 
@@ -38,13 +41,14 @@ FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.
 
 
 def start_member(bootstrap: str, redis_url: str, topic: str, events: str, group: str, prefix: str,
-                 workdir: Path, n: int, snapshot_dir: str | None) -> tuple[subprocess.Popen[bytes], int]:
+                 workdir: Path, n: int, snapshot_dir: str | None,
+                 index_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = hk.free_port()
     argv = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", "--kafka", bootstrap,
             "--redis", redis_url, "--input-topic", topic, "--events-topic", events, "--group", group,
             "--redis-prefix", prefix, "--http-host", "127.0.0.1", "--http-port", str(port),
             "--insecure-default-key", *[a for k, v in FAST.items() for a in ("--kafka-property", f"{k}={v}")]]
-    env = {**os.environ}
+    env = {**os.environ, **(index_env or {})}
     if snapshot_dir:
         env["DEDUP_SERVICE__SNAPSHOT_DIR"] = snapshot_dir
         env["DEDUP_SERVICE__SNAPSHOT_INTERVAL_SECONDS"] = "5"
@@ -125,6 +129,30 @@ class RedisForRun:
             self.server.stop()
 
 
+def milvus_rows(uri: str, settings_env: dict[str, str], prefix: str) -> tuple[list[int], str]:
+    """Every primary key of the group's collection (Strong read), and the collection's name."""
+    from pymilvus import Collection, connections, utility
+
+    from consumer.config import load_settings
+    from consumer.io.milvus_index import collection_name
+    from consumer.io.milvus_shared import shared_collection_prefix
+
+    settings = load_settings(env=settings_env)
+    alias = f"scaleout-{uuid.uuid4().hex[:8]}"
+    connections.connect(alias=alias, uri=uri)
+    try:
+        stem = collection_name(shared_collection_prefix(settings, prefix), settings.profile.name,
+                               settings.encoders.hash_key, 0)[:-1]
+        names = [c for c in utility.list_collections(using=alias) if c.startswith(stem)]
+        if len(names) != 1:
+            return [], ",".join(names)
+        got = Collection(names[0], using=alias).query("id >= 0", output_fields=["id"], limit=16384,
+                                                      consistency_level="Strong")
+        return [int(r["id"]) for r in got], names[0]
+    finally:
+        connections.disconnect(alias)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=6400)
@@ -139,8 +167,14 @@ def main() -> int:
     ap.add_argument("--workdir")
     ap.add_argument("--redis-cluster", type=int, default=0, metavar="N",
                     help="keep the state in a Redis Cluster of N masters started here (0: one Redis)")
+    ap.add_argument("--index-backend", choices=["hnswlib", "milvus"], default="hnswlib",
+                    help="milvus: the members share one collection (a standalone server started here)")
+    ap.add_argument("--milvus-uri", default="", help="a running Milvus instead of starting one")
     args = ap.parse_args()
+    if args.index_backend == "milvus" and args.records > 16384:
+        ap.error("--index-backend milvus: at most 16384 records (the collection check reads every id at once)")
 
+    from consumer.config import load_settings
     from consumer.evaluation.evaluate import cluster_scores, load_truth
     from consumer.store.redis import RedisStateStore
 
@@ -154,6 +188,17 @@ def main() -> int:
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     redis_server = RedisForRun(args.redis_cluster, workdir)
     atexit.register(redis_server.stop)  # also after an error: a cluster is three processes
+    index_env: dict[str, str] = {}
+    if args.index_backend == "milvus":
+        milvus_uri = args.milvus_uri
+        if not milvus_uri:
+            from harness.milvus import OwnedMilvus
+
+            owned = OwnedMilvus(data_dir=workdir / "milvus").start()
+            atexit.register(owned.close)
+            milvus_uri = owned.uri
+        index_env = {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": milvus_uri,
+                     "DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": f"so_{uuid.uuid4().hex[:8]}"}
     with hk.kafka_bootstrap(log_dir=workdir) as bootstrap:
         redis_server.start()
         try:
@@ -164,7 +209,8 @@ def main() -> int:
             hk.create_topics(bootstrap, [events])
             snap = str(workdir / "snapshots") if args.snapshots else None
             for i in range(args.members):
-                procs.append(start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir, i, snap))
+                procs.append(start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir, i, snap,
+                                          index_env))
             wait(lambda: all(ready(p) for _, p in procs), 300, "every member ready (assigned, index loaded)")
             store = RedisStateStore(redis_server.url, prefix)
             prod = producer(bootstrap)
@@ -175,7 +221,7 @@ def main() -> int:
             def add_member() -> None:
                 t = time.monotonic()
                 proc, port = start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir,
-                                          len(procs), snap)
+                                          len(procs), snap, index_env)
                 procs.append((proc, port))
                 wait(lambda: ready(port), 300, "new member ready")
                 added["ready_seconds"] = round(time.monotonic() - t, 2)
@@ -209,6 +255,14 @@ def main() -> int:
                            "replica_lag": replica_lag(port)} for p, port in alive]
             problems = store.verify()
             final = dict(store.export_clusters())
+            milvus: dict[str, Any] = {}
+            if index_env:  # the collection holds every record once: written by its decider only
+                from consumer.io.milvus_shared import gid_key, global_ids
+
+                ids, name = milvus_rows(index_env["DEDUP_INDEX__MILVUS_URI"], index_env, prefix)
+                want = global_ids(list(final), gid_key(load_settings(env=index_env).encoders.hash_key))
+                milvus = {"collection": name, "rows": len(ids), "distinct": len(set(ids)),
+                          "each_record_once": sorted(ids) == sorted(want.tolist())}
         finally:
             for p, _port in procs:
                 if p.poll() is None:
@@ -227,10 +281,12 @@ def main() -> int:
     stream = cluster_scores(final, truth)
     twice = sorted(c for c, ids in merge_events.items() if len(ids) > 1)
     gap = batch.f1 - stream.f1
-    ok = gap <= args.tolerance and len(final) == len(rows) and not problems and not twice
+    ok = (gap <= args.tolerance and len(final) == len(rows) and not problems and not twice
+          and (not index_env or milvus.get("each_record_once", False)))
     print(json.dumps({
         "records": len(rows), "seed": args.seed, "rate": args.rate, "members": args.members,
         "partitions": args.partitions, "redis_cluster_masters": args.redis_cluster,
+        "index_backend": args.index_backend, "milvus": milvus,
         "killed_at": kill_i, "added_at": add_i,
         "batch": {"f1": round(batch.f1, 4), "precision": round(batch.precision, 4),
                   "recall": round(batch.recall, 4), "seconds": round(batch_seconds, 1)},

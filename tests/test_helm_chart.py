@@ -287,7 +287,7 @@ def test_keda_and_hpa_are_alternatives(chart: Any) -> None:
     ({"kafka": {"securityProtocol": "SSL", "tls": {"existingSecret": "ca", "certKey": "tls.crt"}}}, "keyKey"),
     ({"service": {"api": True}}, "api.tokens.existingSecret"),
     ({"api": {"managementPort": 8000}}, "equals service.httpPort"),
-    ({"index": {"backend": "milvus"}}, "not supported by `dedup run` yet"),  # tests/test_helm_milvus.py
+    ({"index": {"backend": "milvus", "milvus": {"host": ""}}}, "set index.milvus.uri or index.milvus.host"),
 ])
 def test_render_time_guards(chart: Any, values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):

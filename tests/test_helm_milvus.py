@@ -1,19 +1,17 @@
 """The chart's Milvus values (`index.backend`, `index.milvus.*`; issue 39) rendered by Helm's own engine.
 
-`dedup run`, the only command the chart deploys, refuses `index.backend = "milvus"` today, and the chart
-fails to render with it (templates/_helpers.tpl, `dedup-stream.milvusRefused`, says why). Both sides are
-checked here, so neither can change alone. What the chart will render once the refusal goes is checked on a
-copy of the chart with that one `include` removed: the environment is fed to the real settings loader, the
-credentials are Secret references, the CA is a read-only mount at the path the settings name, every
-manifest validates, and every `milvus_*` setting can be reached from the values. Shared helpers come from
+`dedup run`, the only command the chart deploys, accepts `index.backend = "milvus"` (a shared collection per
+store, docs/scale-out.md), and the chart renders it. Both sides are checked here, so neither can change alone:
+the pod the chart describes, started with its own environment and arguments, gets as far as starting the
+service. What the chart renders is checked too: the environment is fed to the real settings loader, the
+credentials are Secret references, the CA is a read-only mount at the path the settings name, every manifest
+validates, and every `milvus_*` setting can be reached from the values. Shared helpers come from
 tests/test_helm_chart.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +23,6 @@ kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not 
 
 from test_helm_chart import CHART, K8S_VERSIONS, container, one, plain_env, pod_env, render  # noqa: E402
 
-#: The one line of templates/_helpers.tpl that turns the refusal on.
-REFUSAL = '{{- include "dedup-stream.milvusRefused" . }}\n'
-
 MILVUS_TOKEN_TLS: dict[str, Any] = {"index": {"backend": "milvus", "milvus": {
     "uri": "https://milvus.milvus.svc:19530", "collectionPrefix": "dedup_prod", "consistency": "Session",
     "freshSeconds": 12.5, "timeoutSeconds": 20,
@@ -38,54 +33,42 @@ MILVUS_USER_PLAIN: dict[str, Any] = {"index": {"backend": "milvus", "milvus": {
 
 
 @pytest.fixture(scope="module")
-def lifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the chart without the refusal: what it renders once `dedup run` accepts Milvus."""
-    path = tmp_path_factory.mktemp("chart") / "dedup-stream"
-    shutil.copytree(CHART, path)
-    helpers = path / "templates" / "_helpers.tpl"
-    text = helpers.read_text()
-    assert text.count(REFUSAL) == 1, "the refusal is no longer one include: update REFUSAL here"
-    helpers.write_text(text.replace(REFUSAL, ""))
-    return path
-
-
-@pytest.fixture(scope="module")
 def chart() -> Any:
     return helm.Chart.load(CHART)
-
-
-@pytest.fixture(scope="module")
-def lifted_chart(lifted: Path) -> Any:
-    return helm.Chart.load(lifted)
 
 
 def secret_refs(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(docs).get("env", []) if "valueFrom" in e}
 
 
-def test_milvus_fails_to_render_because_dedup_run_refuses_it(chart: Any, lifted_chart: Any,
-                                                             monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """The chart refuses exactly what the service refuses: the pod the lifted chart describes, started with
-    its own environment and arguments, stops with the service's one-line error before any connection."""
-    with pytest.raises(helm.HelmRenderError, match=r"index.backend=milvus is not supported by `dedup run` yet"):
-        chart.render(MILVUS_TOKEN_TLS, name="dd", namespace="dedup")
-    docs = render(lifted_chart, MILVUS_TOKEN_TLS)
+def test_milvus_renders_and_dedup_run_accepts_it(chart: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart renders the backend, and the pod it describes, started with its own environment and arguments,
+    gets past every check to the service itself (stopped right there: no broker, Redis or Milvus here).
+    User/password without TLS: a CA file named by the settings must exist at start, and only the pod mounts it."""
+    docs = render(chart, MILVUS_USER_PLAIN)
     for name, value in pod_env(docs).items():
         monkeypatch.setenv(name, value)
     from consumer.cli import main
 
-    def started(*_a: object, **_k: object) -> None:
-        raise AssertionError("`dedup run` accepts index.backend=milvus now: drop the chart's "
-                             "dedup-stream.milvusRefused guard and this test's refusal half")
+    started: list[Any] = []
 
-    monkeypatch.setattr("consumer.service.runner.Service", started)
-    assert main([*container(docs)["args"], "--insecure-default-key"]) == 2
-    assert "not supported by `dedup run` yet" in capsys.readouterr().err
+    class Service:
+        def __init__(self, settings: Any, **_kwargs: object) -> None:
+            started.append(settings)
+
+        def stop(self) -> None:
+            pass
+
+        def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr("consumer.service.runner.Service", Service)
+    assert main([*container(docs)["args"], "--insecure-default-key"]) == 0
+    assert started and started[0].index.backend == "milvus"
 
 
-def test_token_tls_and_ca_render_into_what_the_settings_read(lifted_chart: Any) -> None:
-    docs = render(lifted_chart, MILVUS_TOKEN_TLS)
+def test_token_tls_and_ca_render_into_what_the_settings_read(chart: Any) -> None:
+    docs = render(chart, MILVUS_TOKEN_TLS)
     env = plain_env(docs)
     assert {k: v for k, v in env.items() if k.startswith("DEDUP_INDEX__")} == {
         "DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": "https://milvus.milvus.svc:19530",
@@ -106,8 +89,8 @@ def test_token_tls_and_ca_render_into_what_the_settings_read(lifted_chart: Any) 
     assert volume["secret"]["items"] == [{"key": "ca.pem", "path": "ca.pem"}]
 
 
-def test_user_password_and_host_port_without_tls(lifted_chart: Any) -> None:
-    docs = render(lifted_chart, MILVUS_USER_PLAIN)
+def test_user_password_and_host_port_without_tls(chart: Any) -> None:
+    docs = render(chart, MILVUS_USER_PLAIN)
     env = plain_env(docs)
     assert "DEDUP_INDEX__MILVUS_URI" not in env and "DEDUP_INDEX__MILVUS_CA_FILE" not in env
     s = load_settings(env=pod_env(docs)).index
@@ -119,23 +102,23 @@ def test_user_password_and_host_port_without_tls(lifted_chart: Any) -> None:
     assert "milvus-tls" not in [v["name"] for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]]
 
 
-def test_every_milvus_setting_is_reachable_from_the_chart(lifted_chart: Any) -> None:
+def test_every_milvus_setting_is_reachable_from_the_chart(chart: Any) -> None:
     """Each `index.milvus_*` setting is rendered by some values (a setting added to consumer/config.py
     without a chart value fails here)."""
     rendered = set()
     for values in (MILVUS_TOKEN_TLS, MILVUS_USER_PLAIN):
-        rendered |= {k for k in pod_env(render(lifted_chart, values)) if k.startswith("DEDUP_INDEX__")}
+        rendered |= {k for k in pod_env(render(chart, values)) if k.startswith("DEDUP_INDEX__")}
     fields = {f.name for f in dataclasses.fields(IndexSettings) if f.name == "backend" or f.name.startswith("milvus_")}
     assert rendered == {f"DEDUP_INDEX__{f.upper()}" for f in fields}
 
 
 @pytest.mark.parametrize("name", ["token+tls", "user+plain"])
-def test_milvus_manifests_validate_and_lint(lifted: Path, lifted_chart: Any, name: str) -> None:
+def test_milvus_manifests_validate_and_lint(chart: Any, name: str) -> None:
     values = MILVUS_TOKEN_TLS if name == "token+tls" else MILVUS_USER_PLAIN
-    for doc in render(lifted_chart, values):
+    for doc in render(chart, values):
         for version in K8S_VERSIONS:
             kv.validate(doc, version, strict=True)
-    report = helm.lint(lifted, values, strict=True, kube_version=f"v{K8S_VERSIONS[0]}.0")
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{K8S_VERSIONS[0]}.0")
     assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
@@ -153,8 +136,8 @@ def test_hnswlib_ignores_the_milvus_values(chart: Any) -> None:
     ({"tls": {"existingSecret": "milvus-ca"}}, "set index.milvus.tls.enabled"),
     ({"host": ""}, "set index.milvus.uri or index.milvus.host"),
 ])
-def test_milvus_guards_come_before_the_refusal(chart: Any, values: dict[str, Any], message: str) -> None:
-    """Values prepared for Milvus are checked now, not only once the service accepts it."""
+def test_milvus_guards(chart: Any, values: dict[str, Any], message: str) -> None:
+    """Milvus values that cannot work fail at render time, saying which value to set."""
     with pytest.raises(helm.HelmRenderError, match=message):
         chart.render({"index": {"backend": "milvus", "milvus": values}}, name="dd", namespace="dedup")
 

@@ -136,8 +136,8 @@ def test_the_embedded_default_never_imports_pymilvus() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_settings_from_the_environment_and_the_dedup_run_refusal(monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_settings_from_the_environment_and_dedup_run_without_pymilvus(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     env = {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": "https://milvus.example:19530",
            "DEDUP_INDEX__MILVUS_CONSISTENCY": "Session", "DEDUP_INDEX__MILVUS_TLS": "true",
            "DEDUP_INDEX__MILVUS_TOKEN": "root:secret", "DEDUP_INDEX__MILVUS_FRESH_SECONDS": "12.5"}
@@ -152,9 +152,10 @@ def test_settings_from_the_environment_and_the_dedup_run_refusal(monkeypatch: py
         load_settings(env={"DEDUP_INDEX__BACKEND": "faiss"})
     with pytest.raises(ConfigError, match="milvus_collection_prefix"):
         load_settings(env={"DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": "no-dashes"})
-    monkeypatch.setenv("DEDUP_INDEX__BACKEND", "milvus")
+    monkeypatch.setenv("DEDUP_INDEX__BACKEND", "milvus")  # accepted by `dedup run` (a shared collection) ...
+    monkeypatch.setitem(sys.modules, "pymilvus", None)  # ... but without pymilvus it stops at once, one line
     assert main(["run", "--insecure-default-key"]) == 2
-    assert "not supported by `dedup run` yet" in capsys.readouterr().err
+    assert "pip install 'dedup-stream[milvus]'" in capsys.readouterr().err
 
 
 # -- against the server ----------------------------------------------------------------------------------------

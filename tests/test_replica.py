@@ -126,3 +126,22 @@ def test_split_entries_split_the_replica_once(recs: list[Record]) -> None:
     own.note_own_splits([ids[key]])
     assert own.apply(pipe, [merged_back], {}).splits == 0 and pipe.assignments() == before
     assert own.pending_splits == {ids[piece[0]]}
+
+
+def test_a_late_link_is_named_as_redis_knows_its_clusters_now() -> None:
+    """The replica that found the link lags the others: a cluster it names may have been merged meanwhile. The
+    link is written and announced under the clusters Redis has (older founder survives), and not at all when
+    both are one cluster there already (so no absorbed cluster is announced twice)."""
+    from consumer.engine.decisions import Match
+    from consumer.service.changelog import LateLink
+    from consumer.service.sync import resolved_link
+
+    def link() -> LateLink:
+        return LateLink("own", "cl_a", ["cl_b"], "own", Match("foreign", "cl_b", 0.97, "match", {}))
+
+    assert resolved_link(link(), {"cl_a": ("cl_x", 3), "cl_b": ("cl_x", 3)}) is None  # merged already
+    moved = resolved_link(link(), {"cl_a": ("cl_a", 9), "cl_b": ("cl_y", 2)})
+    assert moved is not None and (moved.surviving_cluster_id, moved.merged_cluster_ids) == ("cl_y", ["cl_a"])
+    assert moved.match.cluster_id == "cl_y"
+    same = resolved_link(link(), {"cl_a": ("cl_a", 1), "cl_b": ("cl_b", 5)})
+    assert same is not None and (same.surviving_cluster_id, same.merged_cluster_ids) == ("cl_a", ["cl_b"])

@@ -72,9 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_api_flags(args, s)
     if svc.max_batch < 1 or svc.max_wait_ms < 0:
         raise ConfigError("need --max-batch >= 1 and --max-wait-ms >= 0")
-    if s.index.backend != "hnswlib":  # members number rows locally: a shared index needs global ids first
-        raise ConfigError(f"index.backend = {s.index.backend!r} is not supported by `dedup run` yet (issue 39; "
-                          "docs/scale-out.md, The Milvus backend): use hnswlib")
+    if s.index.backend == "milvus":  # the group's shared collection (docs/scale-out.md): fail now without pymilvus
+        from consumer.io.milvus_index import milvus_index_factory
+
+        milvus_index_factory(s, recreate=False)
     props = _kafka_properties(args.kafka_property)
     check_kafka_properties(props)
     service = Service(s, kafka_properties=props,

@@ -24,7 +24,13 @@ import numpy as np
 
 from consumer.engine.cores import usable_cores
 
-__all__ = ["RWLock", "CandidateIndex", "VectorIndex", "finite_vectors"]
+__all__ = ["RWLock", "CandidateIndex", "IndexUnavailable", "VectorIndex", "finite_vectors"]
+
+
+class IndexUnavailable(Exception):
+    """A remote index could not answer (its server away or too slow): not the records' fault. Why its own type:
+    the service's poison-pill guard must not dead-letter a batch for it, but undo the attempt and retry it
+    (as while Redis is away); the embedded index never raises it."""
 
 
 class VectorIndex(Protocol):

@@ -28,9 +28,15 @@ __all__ = ["RecentVectors", "merge_hits"]
 class RecentVectors:
     """Exact inner-product search over the rows added in the last `seconds` (thread-safe)."""
 
-    def __init__(self, dim: int, seconds: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, dim: int, seconds: float, clock: Callable[[], float] = time.monotonic,
+                 max_rows: int | None = None):
+        """`max_rows`: keep at most this many (the newest) rows, whatever their age. Why: a member of a group
+        that loads its whole state at start-up adds every row at once; only the newest can still be missing
+        from a Bounded search, and an exact product over a million rows would stall every batch for
+        `seconds`. None: no cap (a process adds only what it inserts, at its own rate)."""
         self.dim = dim
         self.seconds = seconds
+        self.max_rows = max_rows
         self._clock = clock
         self._lock = threading.Lock()
         #: (time added, ids, vectors) per `add` call, oldest first.
@@ -49,14 +55,19 @@ class RecentVectors:
         """Remember rows just written to the index (a row written again is no longer hidden)."""
         if self.seconds <= 0 or len(ids) == 0:
             return
-        ids = np.asarray(ids, np.int64).copy()
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32).copy()
+        ids = np.asarray(ids, np.int64)
+        vecs = np.asarray(vectors, dtype=np.float32)
+        if self.max_rows is not None and len(ids) > self.max_rows:
+            ids, vecs = ids[len(ids) - self.max_rows:], vecs[len(vecs) - self.max_rows:]
+        ids = ids.copy()
+        vecs = np.ascontiguousarray(vecs).copy()
         with self._lock:
             for row in ids.tolist():
                 self._hidden.pop(row, None)
             self._chunks.append((self._clock(), ids, vecs))
             self._flat = None
             self._expire()
+            self._cap()
 
     def remove(self, ids: np.ndarray) -> int:
         """Forget erased rows and hide them from the index's answers for `seconds`; returns how many of
@@ -113,6 +124,20 @@ class RecentVectors:
     def memory_bytes(self) -> int:
         with self._lock:
             return sum(r.nbytes + v.nbytes for _, r, v in self._chunks) + 64 * len(self._hidden)
+
+    def _cap(self) -> None:
+        """Drop the oldest rows beyond `max_rows` (caller holds the lock)."""
+        if self.max_rows is None:
+            return
+        extra = sum(len(r) for _, r, _ in self._chunks) - self.max_rows
+        while extra > 0 and self._chunks:
+            t, rows, vecs = self._chunks.popleft()
+            if len(rows) > extra:
+                self._chunks.appendleft((t, rows[extra:], vecs[extra:]))
+                extra = 0
+            else:
+                extra -= len(rows)
+            self._flat = None
 
     def _expire(self) -> None:
         """Drop what the index shows by itself now (caller holds the lock)."""

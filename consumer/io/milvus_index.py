@@ -72,11 +72,11 @@ def milvus_uri(settings: Settings) -> str:
     return s.milvus_uri or f"{'https' if s.milvus_tls else 'http'}://{s.milvus_host}:{s.milvus_port}"
 
 
-def milvus_index_factory(settings: Settings, *, recreate: bool) -> IndexFactory:
+def milvus_index_factory(settings: Settings, *, recreate: bool, collection_prefix: str | None = None) -> IndexFactory:
     """The `Pipeline(index_factory=...)` of `index.backend = "milvus"`: a `MilvusIndex` for the composite
     vector's size, in the collection of this profile, key and size. Fails now, with one line, when pymilvus
     is missing, or when the CA file to check the server against is not there (not at the first search, deep
-    in a run)."""
+    in a run). `collection_prefix`: instead of `index.milvus_collection_prefix` (a group's shared collection)."""
     _pymilvus()
     s = settings.index
     if s.milvus_ca_file and not Path(s.milvus_ca_file).is_file():
@@ -84,7 +84,8 @@ def milvus_index_factory(settings: Settings, *, recreate: bool) -> IndexFactory:
 
     def build(dim: int) -> MilvusIndex:
         return MilvusIndex(dim, uri=milvus_uri(settings),
-                           collection=collection_name(s.milvus_collection_prefix, settings.profile.name,
+                           collection=collection_name(collection_prefix or s.milvus_collection_prefix,
+                                                      settings.profile.name,
                                                       settings.encoders.hash_key, dim),
                            consistency=s.milvus_consistency, fresh_seconds=s.milvus_fresh_seconds, m=s.m,
                            ef_construction=s.ef_construction, ef=s.ef, token=s.milvus_token,
@@ -109,13 +110,14 @@ class MilvusIndex:
     def __init__(self, dim: int, *, uri: str, collection: str, consistency: str = "Bounded",
                  fresh_seconds: float = 10.0, m: int = 12, ef_construction: int = 64, ef: int = 128,
                  token: str = "", user: str = "", password: str = "", secure: bool = False,
-                 ca_file: str = "", timeout: float = 30.0, recreate: bool = False):
+                 ca_file: str = "", timeout: float = 30.0, recreate: bool = False, fresh_rows: int | None = None):
         """`ca_file`: a PEM CA the proxy's TLS certificate must chain to (pymilvus's `server_pem_path`: one-way
-        TLS, the client is known by its token or user); "" = the system's roots."""
+        TLS, the client is known by its token or user); "" = the system's roots. `fresh_rows`: the fresh window's
+        cap (`RecentVectors.max_rows`)."""
         self.dim = dim
         self.name = collection
         self.consistency = consistency
-        self.recent = RecentVectors(dim, fresh_seconds)
+        self.recent = RecentVectors(dim, fresh_seconds, max_rows=fresh_rows)
         self._ef = ef
         self._params = {"M": m, "efConstruction": ef_construction}
         self._connect_args: dict[str, Any] = {"uri": uri, "token": token, "user": user, "password": password,
@@ -152,6 +154,24 @@ class MilvusIndex:
         # After the insert returned: its Milvus timestamp is older than this entry, so the window covers it.
         self.recent.add(vecs, rows)
         self._added += len(rows)
+
+    def upsert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Write rows to Milvus by primary key, replacing any row of the same key, and *not* into the fresh
+        window: a `dedup run` member publishes the records it decided this way (`SharedMilvusIndex.publish`),
+        before their Redis write, so a replayed batch writes the same keys again instead of duplicating them."""
+        if len(ids) == 0:
+            return
+        vecs = finite_vectors(vectors)
+        rows = np.asarray(ids, np.int64)
+        coll = self._open()
+        for lo in range(0, len(rows), WRITE_CHUNK):
+            coll.upsert([rows[lo:lo + WRITE_CHUNK].tolist(), vecs[lo:lo + WRITE_CHUNK]], timeout=self._timeout)
+
+    def is_empty(self) -> bool:
+        """Whether the collection holds no row at all, read under Strong consistency (a start-up check)."""
+        got = self._open().query("id >= 0", output_fields=["id"], limit=1, consistency_level="Strong",
+                                 timeout=self._timeout)
+        return not got
 
     def remove(self, ids: np.ndarray) -> int:
         """Delete rows by primary key and hide them from this process's searches at once; returns how many

@@ -20,6 +20,7 @@ from consumer.api.health import HealthState
 from consumer.config import ServiceSettings
 from consumer.io.group import TP, GroupMember
 from consumer.io.kafka import DeadLetterSink, DeliveryError, TrackedProducer, make_producer
+from consumer.io.milvus_shared import milvus_errors
 from consumer.service.batch import Batch
 from consumer.store.redis import AUTH_ERRORS as REDIS_AUTH_ERRORS
 from consumer.store.redis import RETRYABLE as REDIS_ERRORS
@@ -97,7 +98,8 @@ class DependencyWaits:
     def _retry(self, dep: str, what: str, fn: Callable[[], T], batch: Batch | None = None) -> T:
         """Call `fn` until it succeeds: dependency down -> readiness false; keep beating and polling."""
         delay, failing_since = 0.1, 0.0
-        errors = (*REDIS_ERRORS,) if dep == "redis" else (DeliveryError, KafkaException, BufferError)
+        errors = ((*REDIS_ERRORS,) if dep == "redis" else milvus_errors() if dep == "milvus"
+                  else (DeliveryError, KafkaException, BufferError))
         while True:
             try:
                 result = fn()

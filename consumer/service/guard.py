@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumer.engine.index import IndexUnavailable
 from consumer.engine.pipeline import Decision, Encoded, Pipeline
 from consumer.engine.records import Record
 from consumer.service.batch import Batch, DeadLetter
@@ -80,6 +81,10 @@ def decide_guarded(get_pipe: Callable[[], Pipeline], records: Sequence[Record], 
     size = len(pipe.store)
     try:
         return GuardResult(pipe.process(records, encoded))
+    except IndexUnavailable:  # the index's server is away: undo the attempt, the caller retries the batch
+        if len(pipe.store) != size:
+            rollback([])
+        raise
     except Exception as exc:  # noqa: BLE001 - anything the core raises is handled the same way
         first = exc
     result = GuardResult([])
@@ -105,6 +110,10 @@ def decide_guarded(get_pipe: Callable[[], Pipeline], records: Sequence[Record], 
         before = len(pipe.store)
         try:
             decisions = pipe.process(records[start:end], encoded)
+        except IndexUnavailable:  # mid-search: back to before the batch (accepted chunks too), then retry it
+            if len(get_pipe().store) != size:
+                rollback([])
+            raise
         except Exception as exc:  # noqa: BLE001
             restore_if_changed(before)
             if end - start == 1:

@@ -21,7 +21,7 @@ from consumer.io.kafka import TrackedProducer
 from consumer.service.batch import Batch
 from consumer.service.changelog import Replica
 from consumer.service.snapshot import SnapshotInfo, load_snapshot, save_snapshot
-from consumer.service.sync import late_link_outputs, late_link_write
+from consumer.service.sync import late_link_outputs, late_link_write, resolved_link
 from consumer.store.redis import RETRYABLE, ChangelogTrimmed, RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
@@ -120,7 +120,12 @@ class ReplicaDuties:
             absorbed += result.absorbed
             self.metrics.observe_replica_lag(written.values(), time.time())
             applied = []
-            for link in result.links:
+            for found in result.links:
+                where = self._retry("redis", "resolve clusters", lambda f=found: self.store.resolve_clusters(
+                    [f.surviving_cluster_id, *f.merged_cluster_ids, f.match.cluster_id]), batch)
+                link = resolved_link(found, where)
+                if link is None:  # merged in Redis already (by another member meanwhile): nothing to announce
+                    continue
                 write = late_link_write(link)
                 self._retry("redis", "write late link",
                             lambda w=write: self.store.write_batch(w, utc_iso(time.time())), batch)

@@ -4,7 +4,8 @@ Per micro-batch, in this order, and nothing of a later step before the earlier o
 
 1. poll up to `max_batch` records (waiting at most `max_wait_ms` for a batch to fill);
 2. decode + validate; bad input -> dead-letter topic with the reason in headers;
-3. `Pipeline.process` (same core as `dedup batch`); build events; replays get their *stored* events;
+3. `Pipeline.process` (same core as `dedup batch`); build events; replays get their *stored* events; with
+   a shared Milvus index, the new records' vectors are written there (`service.shared_index`);
 4. one atomic Redis script writes the new records' state, the merges and every record's event bytes;
 5. produce events (key = cluster id) and dead letters, wait until the broker acknowledged all of them;
 6. only then commit the batch's next offsets.
@@ -27,9 +28,8 @@ partition revoke and at shutdown. A failed asynchronous commit only means a late
 The ordering rules above and the rebalance callbacks that may interrupt them are one state machine, kept
 here to be checked in one place. Around it, as mixins of `Service`: retrying and waiting on Redis/Kafka
 while they are away, and connecting to Kafka (`service_deps`), loading and reloading the state
-(`service_state`), the changelog tail and snapshots (`service_replica`). What a batch means (decode,
-events, Redis write set) lives in `service_batch`, the poison-pill guard in `service_guard`, the clients
-in `io/`.
+(`service_state`), the changelog tail and snapshots (`service_replica`). What a batch means lives in
+`service_batch`, the poison-pill guard in `service_guard`, the clients in `io/`.
 """
 
 from __future__ import annotations
@@ -58,14 +58,9 @@ from consumer.service.batch import Batch, assemble, outputs_of
 from consumer.service.changelog import Replica
 from consumer.service.deps import DEFAULT_KAFKA_PROPERTIES, Abandoned, DependencyRefused, DependencyWaits
 from consumer.service.erasure import ErasureDuties
-from consumer.service.guard import (
-    decide_guarded,
-    encoded_or_none,
-    fingerprint_key,
-    set_aside,
-    set_aside_id_conflicts,
-)
+from consumer.service.guard import decide_guarded, encoded_or_none, fingerprint_key, set_aside, set_aside_id_conflicts
 from consumer.service.replica import ReplicaDuties
+from consumer.service.shared_index import SharedIndexDuties
 from consumer.service.state import StateLoading, freeze_survivors
 from consumer.service.sync import clusters_to_resolve, freshen
 from consumer.store.redis import RedisStateStore
@@ -81,7 +76,7 @@ class _NeedsReload(Exception):
     """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
 
 
-class Service(StateLoading, ReplicaDuties, ErasureDuties, DependencyWaits):
+class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, DependencyWaits):
     """One consumer-group member. `run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI)."""
 
     def __init__(self, settings: Settings, *, kafka_properties: Mapping[str, Any] | None = None,
@@ -259,6 +254,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, DependencyWaits):
         try:
             self._sync(batch)  # decide with everything the other members wrote so far
             self._decide(batch)
+            self._publish(batch, self.pipe)  # a shared Milvus index: vectors before the Redis write
             self._store(batch)
             self._deliver(batch)
             assert self.member is not None
@@ -284,7 +280,8 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, DependencyWaits):
                 batch.decode(self.settings)
         for attempt in range(3):
             try:
-                self._decide_once(batch)
+                self._decide_once(batch) if self.shared_index is None else self._retry(  # retried while Milvus is away
+                    "milvus", "search the index", lambda: self._decide_once(batch), batch)
                 return
             except _NeedsReload:
                 log.warning("state behind redis, reloading", extra={"attempt": attempt})

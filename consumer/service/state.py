@@ -16,6 +16,7 @@ from typing import Any
 
 from consumer.api.health import HealthState
 from consumer.config import ServiceSettings, Settings, key_id
+from consumer.engine.blocking import IndexFactory
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.state import restore
 from consumer.io.artifacts import Artifacts, load_artifacts
@@ -63,6 +64,9 @@ class StateLoading:
     _sync: Callable[..., None]
     _load_snapshot: Callable[[Pipeline, int], SnapshotInfo | None]
     _hold_log: Callable[[], None]
+    _index_factory: Callable[[], IndexFactory | None]
+    _bind_index: Callable[[Pipeline], None]
+    _backfill: Callable[[Pipeline], None]
 
     # -- state ------------------------------------------------------------------------------------------
     def _new_pipeline(self) -> Pipeline:
@@ -72,8 +76,10 @@ class StateLoading:
             self._artifacts = load_artifacts(self.settings, text_encoder=self._text_encoder,
                                              encode_in_background=True)
         a = self._artifacts
-        return Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True,
-                        image_encoder=a.image_encoder)
+        pipe = Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True,
+                        image_encoder=a.image_encoder, index_factory=self._index_factory())
+        self._bind_index(pipe)
+        return pipe
 
     def _load_state(self) -> None:
         """Restore the pipeline from Redis (retrying until Redis answers); readiness waits for it."""
@@ -93,6 +99,7 @@ class StateLoading:
         else:
             source = "redis"
             restore(pipe, self._retry("redis", "load state", self.store.load_states))
+        self._backfill(pipe)  # an empty shared collection (a new Milvus): this state's vectors, once
         self.replica = Replica(position)
         #: Where the last state load came from: "snapshot" (+ changelog tail) or "redis" (a full rebuild).
         self.state_source = source

@@ -18,7 +18,8 @@ from consumer.service.batch import Output
 from consumer.service.changelog import LateLink
 from consumer.store.redis import BatchWrite
 
-__all__ = ["CHANGELOG_SOURCE", "late_link_write", "late_link_outputs", "clusters_to_resolve", "freshen"]
+__all__ = ["CHANGELOG_SOURCE", "late_link_write", "late_link_outputs", "clusters_to_resolve", "freshen",
+           "resolved_link"]
 
 #: The `source.topic` of late-link events.
 CHANGELOG_SOURCE = "dedup.changelog"
@@ -31,6 +32,22 @@ def late_link_write(link: LateLink) -> BatchWrite:
     write.add_merge(link.surviving_cluster_id, link.merged_cluster_ids)
     write.set_canonical(link.surviving_cluster_id, link.canonical_id)
     return write
+
+
+def resolved_link(link: LateLink, where: Mapping[str, tuple[str, int]]) -> LateLink | None:
+    """The link named as Redis knows its clusters now (`where`: `resolve_clusters`), or None when they are one
+    cluster there already. Why: the link was found on this member's replica, which lags the others; another
+    member may have merged either cluster meanwhile, and a link written and announced under the old names
+    would announce an absorbed cluster a second time (seen with 3 members and a kill -9 on a shared Milvus
+    index, where replicas lag more). Same rule as `freshen`: the older founder survives."""
+    ids = [where.get(c, (c, -1)) for c in [link.surviving_cluster_id, *link.merged_cluster_ids]]
+    live = list(dict.fromkeys(ids))
+    survivor = min(live, key=lambda cs: (cs[1] < 0, cs[1]))[0]
+    merged = sorted({c for c, _seq in live if c != survivor})
+    if not merged:
+        return None
+    link.match.cluster_id = where.get(link.match.cluster_id, (link.match.cluster_id, -1))[0]
+    return LateLink(link.record_id, survivor, merged, link.canonical_id, link.match)
 
 
 def late_link_outputs(links: Sequence[LateLink], pipe: Pipeline, position: int, now: float) -> list[Output]:

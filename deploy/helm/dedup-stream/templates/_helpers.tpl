@@ -113,22 +113,6 @@ alive, never ready, and holds a pod's resources for nothing (and blocks rollouts
 {{- end }}
 {{- end }}
 {{- end }}
-{{- /* Last, so values prepared for Milvus are checked by the guards above before this refusal. */}}
-{{- include "dedup-stream.milvusRefused" . }}
-{{- end }}
-
-{{/*
-`dedup run`, the only command this chart deploys, refuses index.backend = milvus (consumer/cli/service.py: its
-members number rows locally and each holds a full replica; a shared collection needs global row ids first,
-issue 39). Failing here says so at `helm install/upgrade` time. The alternative, rendering and letting the pod
-exit at start, would be found only in a pod's log, and with maxSurge 0 an upgrade would first stop a running
-replica to start one that cannot run. tests/test_helm_milvus.py checks both sides: this guard fails, and the
-service still refuses (drop this include when it no longer does).
-*/}}
-{{- define "dedup-stream.milvusRefused" -}}
-{{- if eq .Values.index.backend "milvus" }}
-{{- fail "index.backend=milvus is not supported by `dedup run` yet (the command this chart deploys): its members number rows locally and each holds a full replica, so a shared Milvus collection needs global row ids first (issue 39; docs/scale-out.md, The Milvus backend). The pods would exit at start. Use index.backend=hnswlib; the index.milvus values are kept for when the service accepts milvus" }}
-{{- end }}
 {{- end }}
 
 {{/* Whether Milvus is reached over TLS: index.milvus.tls.enabled or an https:// uri ("true" or empty). */}}

@@ -42,23 +42,15 @@ from consumer.learn.sampling import (
 from consumer.learn.variants import learn_variant_slots, slot_keys
 
 __all__ = ["ADAPT_AGREEMENT", "EM_OPERATING_POINT", "FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS",
-           "MIN_RECORDS", "adapts",
-           "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised", "fit_sample_size", "sample_records",
-           "sample_file", "fit_sample", "bind_population", "variant_slots_of", "drift_notes", "explain_model",
-           "reference_agreement"]
+           "MIN_RECORDS", "adapts", "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised",
+           "fit_sample_size", "sample_records", "sample_file", "fit_sample", "bind_population", "variant_slots_of",
+           "drift_notes", "explain_model", "reference_agreement"]
 
 log = logging.getLogger("dedup.unsupervised")
 
 RANDOM_PAIRS = 200_000
-#: Where a pair of the weights EM fits to a file becomes a match (and a possible one), unless
-#: `fusion.learned_match` / `learned_possible` say otherwise: 0.4 like the shipped CRM model, not 0.5. Why: the
-#: clustering's average linkage guards every join, so a pair a little below even odds may count, and the
-#: fitted prior is the candidate pairs' (a pair the blocking proposed is likelier a match than a random one,
-#: which EM's lambda underrates on files with large groups or heavy errors). Chosen by leaving one file out
-#: over the person files of the suite (`benchmarks/loo_sweep.py --setting fusion.learned_match=0.5,0.4,0.3,0.6`):
-#: each file's choice on the others was 0.3 (six files) or 0.4 (fake-1000); 0.4, the one nearer the old
-#: default, lowers no file (fake-1000 0.8388 -> 0.8714, rldata10000 0.9775 -> 0.9781, group-people-1 0.9134
-#: -> 0.9140, FEBRL1-4 unchanged), where 0.3 lowers group-people-1 by 0.003.
+#: Where a pair of EM's weights becomes a match (`fusion.learned_match` overrides): 0.4, chosen by leaving one
+#: person file out (loo_sweep 0.5/0.4/0.3/0.6: choices 0.3 and 0.4; 0.4 lowers no file; docs/benchmarks.md).
 EM_OPERATING_POINT = {"match": 0.4, "possible": 0.25}
 #: Below this the sample says too little about error rates; the caller falls back to rule fusion.
 MIN_RECORDS = 50

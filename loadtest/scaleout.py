@@ -57,6 +57,19 @@ def start_member(bootstrap: str, redis_url: str, topic: str, events: str, group:
     return proc, port
 
 
+def proc_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, user and system, RSS in MB) of a live process, from /proc; (0, 0) when it is gone. Why:
+    members add throughput only if the group's CPU per record does not grow with them (issue 39)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))
+        return cpu, rss / 1024.0
+    except (OSError, StopIteration, IndexError, ValueError):
+        return 0.0, 0.0
+
+
 def ready(port: int) -> bool:
     import urllib.request
 
@@ -217,6 +230,7 @@ def main() -> int:
             kill_i = int(args.kill_at * len(rows)) if args.kill_at >= 0 else -1
             add_i = int(args.add_at * len(rows)) if args.add_at >= 0 else -1
             added: dict[str, Any] = {}
+            cpu_of_killed = 0.0
 
             def add_member() -> None:
                 t = time.monotonic()
@@ -233,6 +247,7 @@ def main() -> int:
                 if ahead > 0.002:
                     time.sleep(ahead)
                 if i == kill_i:
+                    cpu_of_killed = proc_usage(procs[0][0].pid)[0]  # its CPU so far: /proc forgets it
                     procs[0][0].send_signal(signal.SIGKILL)
                 if i == add_i:
                     adder = threading.Thread(target=add_member, daemon=True)
@@ -248,7 +263,11 @@ def main() -> int:
             time.sleep(3.0)  # the last syncs (late links) settle
             used = redis_server.used_memory() - base_mem
             alive = [(p, port) for p, port in procs if p.poll() is None]
-            per_member = [{"port": port, "absorbed": metric(port, "dedup_replica_records_total"),
+            usage = {port: proc_usage(p.pid) for p, port in alive}
+            members_cpu = cpu_of_killed + sum(cpu for cpu, _rss in usage.values())
+            per_member = [{"port": port, "rss_mb": round(usage[port][1], 1),
+                           "cpu_seconds": round(usage[port][0], 1),
+                           "absorbed": metric(port, "dedup_replica_records_total"),
                            "absorb_seconds": round(metric(port, "dedup_replica_seconds_total"), 2),
                            "decided": metric(port, "dedup_records_total"),
                            "startup_seconds": round(metric(port, "dedup_startup_seconds"), 2),
@@ -296,6 +315,8 @@ def main() -> int:
         "verify_problems": problems[:5], "clusters_merged_by_two_events": twice[:5],
         "seconds_producing": round(produced_s, 1), "seconds_until_all_stored": round(done_s, 1),
         "throughput_records_per_s": round(len(rows) / done_s, 1),
+        "members_cpu_seconds": round(members_cpu, 1),
+        "members_cpu_ms_per_record": round(1000 * members_cpu / len(rows), 2),
         "redis_bytes_per_record": round(used / len(rows)), "new_member": added, "members_at_end": per_member,
         "ok": ok,
     }, indent=2))

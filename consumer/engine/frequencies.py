@@ -22,11 +22,12 @@ Counts are keyed by the same keyed hashes the signatures hold, so this table is 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from consumer.encoders.base import Columns, Rarity
+from consumer.engine.keycounts import KeyCounts
 
 __all__ = ["FrequencyTable", "MIN_RECORDS"]
 
@@ -34,10 +35,10 @@ __all__ = ["FrequencyTable", "MIN_RECORDS"]
 MIN_RECORDS = 10_000
 
 
-def _counts(counter: Counter[int], keys: np.ndarray) -> np.ndarray:
-    """The counter's count of every key, as float64 of the keys' shape. Each distinct key is looked up
-    once: a query's keys repeat on every one of its candidate rows and most slots are padding (0), and one
-    dict lookup per slot was 40% of a listing fit's time (33M lookups for 15k records)."""
+def _counts(counter: Mapping[int, int], keys: np.ndarray) -> np.ndarray:
+    """The counter's count of every key, as float64 of the keys' shape, for counts that are not the table's
+    own (`consumer.api.scoring` reads a population plus a pair through `.get`). Each distinct key is looked
+    up once: a query's keys repeat on every one of its candidate rows and most slots are padding (0)."""
     uniq, inverse = np.unique(keys, return_inverse=True)
     found = np.fromiter((counter.get(k, 0) for k in uniq.tolist()), np.float64, len(uniq))
     return found[inverse].reshape(keys.shape)
@@ -50,6 +51,11 @@ class FrequencyTable:
         self.records = 0
         self._rarities = list(rarities)
         self.counts: dict[str, Counter[int]] = {r.feature: Counter() for r in self._rarities}
+        #: The same counts as vectorised hash tables, which scoring reads (a dict lookup per key was most of
+        #: a listing run's time); each kept beside the counter it mirrors, and read only while `counts`
+        #: still holds that counter (a caller may put other counts there, `consumer.api.scoring`).
+        self._mirror: dict[str, tuple[Counter[int], KeyCounts]] = {
+            f: (c, KeyCounts()) for f, c in self.counts.items()}
 
     @property
     def rarities(self) -> list[Rarity]:
@@ -62,6 +68,8 @@ class FrequencyTable:
         for r in self._rarities:
             keys = r.keys(cols)
             self.counts[r.feature].update(keys[keys != 0].tolist())
+            if (table := self._table(r.feature)) is not None:
+                table.add(keys)
 
     def forget(self, cols: Columns) -> None:
         """Un-count erased records (GDPR erasure): their values must stop weighing on anyone's score."""
@@ -72,18 +80,32 @@ class FrequencyTable:
             counter.subtract(keys[keys != 0].tolist())
             for k in [k for k in set(keys[keys != 0].tolist()) if counter[k] <= 0]:
                 del counter[k]
+            if (table := self._table(r.feature)) is not None:
+                table.subtract(keys)
 
-    def _idf(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
+    def _table(self, feature: str) -> KeyCounts | None:
+        """The feature's hash table, while it mirrors the counter `counts` holds for the feature."""
+        counter, table = self._mirror.get(feature, (None, None))
+        return table if table is not None and counter is self.counts.get(feature) else None
+
+    def _count(self, feature: str, keys: np.ndarray) -> np.ndarray:
+        """The population count of every key (float64, the keys' shape): from the hash table while it
+        mirrors the feature's counter, else from whatever counts `counts` holds for it."""
+        if (table := self._table(feature)) is not None:
+            return table.get(keys).astype(np.float64)
+        return _counts(self.counts[feature], keys)
+
+    def _idf(self, feature: str, keys: np.ndarray) -> np.ndarray:
         """log(1 + estimated number of *other* records with the key; the record itself is already counted,
         `observe` runs before the batch's pairs are scored), extrapolated below MIN_RECORDS records."""
-        counts = _counts(counter, keys)
+        counts = self._count(feature, keys)
         scale = max(1.0, MIN_RECORDS / max(self.records, 1))
         return np.log1p(np.maximum(counts * scale - 1.0, 0.0)).astype(np.float32)
 
-    def _weights(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
+    def _weights(self, feature: str, keys: np.ndarray) -> np.ndarray:
         """Inverse document frequency of each key, log((N + 1) / (count + 1)) with N at least MIN_RECORDS
         (a small population reads every key as rare, as `_idf` extrapolates); 0 for padding."""
-        counts = _counts(counter, keys)
+        counts = self._count(feature, keys)
         n = max(self.records, MIN_RECORDS)
         scale = n / max(self.records, 1)
         w = np.log((n + 1.0) / (counts * scale + 1.0))
@@ -94,16 +116,29 @@ class FrequencyTable:
         """The pairwise rarities (overlaps weighted by rarity), computed per pair by `pair_features`."""
         return [r for r in self._rarities if r.pairwise]
 
-    def pair_features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+    def _pair_weights(self, feature: str, ka: np.ndarray, kb: np.ndarray,
+                      rows: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """`_weights` of the pairs' keys side by side ([P, Ka + Kb]). With the records' rows, each distinct
+        record's keys are looked up once: a query's keys repeat on every one of its ~32 candidate pairs and
+        a popular candidate on many queries' (a third of the lookups on the CD file). Same values either
+        way: a key's weight depends on the key alone."""
+        if rows is None:
+            return self._weights(feature, np.concatenate([ka, kb], axis=1))
+        _, first, inverse = np.unique(np.concatenate(rows), return_index=True, return_inverse=True)
+        w = self._weights(feature, np.concatenate([ka, kb])[first])[inverse.ravel()]
+        return np.concatenate([w[:len(ka)], w[len(ka):]], axis=1)
+
+    def pair_features(self, a: Columns, b: Columns,
+                      rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Pairwise rarities of aligned pairs (a[i], b[i]): the IDF-weighted overlap of their key sets, in
         [0, 1]: the shared keys' squared weights over the geometric mean of the smaller set's and the
-        cosine's norms."""
+        cosine's norms. `rows`: the store rows `a` and `b` were gathered from (equal rows, equal keys), to
+        look each record's keys up once; the result is the same without."""
         out: dict[str, np.ndarray] = {}
         for r in self.pairwise:
             ka, kb = r.keys(a), r.keys(b)
-            counter = self.counts[r.feature]
             keys = np.concatenate([ka, kb], axis=1)
-            w2 = self._weights(counter, keys) ** 2  # one lookup of both sides' keys
+            w2 = self._pair_weights(r.feature, ka, kb, rows) ** 2  # one lookup of both sides' keys
             na2, nb2 = w2[:, :ka.shape[1]].sum(axis=1), w2[:, ka.shape[1]:].sum(axis=1)
             # Between the cosine and containment (shared / the smaller set): a seller that prefixes the
             # maker or appends "(pc)" adds words the other title lacks, which a cosine punishes and a pure
@@ -115,17 +150,19 @@ class FrequencyTable:
             # 32 description keys beside the 24 title keys).
             ordered = np.sort(keys, axis=1)
             shared = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] != 0)
-            rows = np.nonzero(shared)[0]
-            num = np.bincount(rows, weights=self._weights(counter, ordered[:, 1:][shared]) ** 2,
-                              minlength=len(keys)) if len(rows) else np.zeros(len(keys))
+            at = np.nonzero(shared)[0]
+            num = np.bincount(at, weights=self._weights(r.feature, ordered[:, 1:][shared]) ** 2,
+                              minlength=len(keys)) if len(at) else np.zeros(len(keys))
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[r.feature] = np.where(den > 0, np.minimum(num / den, 1.0), np.nan).astype(np.float32)
         return out
 
-    def pair_rarity(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+    def pair_rarity(self, a: Columns, b: Columns,
+                    rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every rarity feature of aligned pairs (a[i], b[i]): the first record's commonness and the
-        pairwise overlaps. For callers that score arbitrary pairs (not one query against candidates)."""
-        return {**self.features(a, a), **self.pair_features(a, b)}
+        pairwise overlaps. For callers that score arbitrary pairs (not one query against candidates).
+        `rows`: as for `pair_features`."""
+        return {**self.features(a, a), **self.pair_features(a, b, rows)}
 
     def features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         """Commonness of the values the pair's first record carries (for several keys per record, e.g. name
@@ -136,12 +173,11 @@ class FrequencyTable:
             if r.pairwise:
                 continue
             keys = r.keys(a)
-            counter = self.counts[r.feature]
             if keys.ndim == 1:
-                out[r.feature] = np.where(keys != 0, self._idf(counter, keys), np.nan).astype(np.float32)
+                out[r.feature] = np.where(keys != 0, self._idf(r.feature, keys), np.nan).astype(np.float32)
                 continue
             valid = keys != 0
-            idf = np.where(valid, self._idf(counter, keys), 0.0)
+            idf = np.where(valid, self._idf(r.feature, keys), 0.0)
             n = valid.sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[r.feature] = np.where(n > 0, idf.sum(axis=1) / n, np.nan).astype(np.float32)

@@ -116,17 +116,19 @@ class FrequencyTable:
         """The pairwise rarities (overlaps weighted by rarity), computed per pair by `pair_features`."""
         return [r for r in self._rarities if r.pairwise]
 
-    def _pair_weights(self, feature: str, ka: np.ndarray, kb: np.ndarray,
-                      rows: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-        """`_weights` of the pairs' keys side by side ([P, Ka + Kb]). With the records' rows, each distinct
-        record's keys are looked up once: a query's keys repeat on every one of its ~32 candidate pairs and
-        a popular candidate on many queries' (a third of the lookups on the CD file). Same values either
-        way: a key's weight depends on the key alone."""
-        if rows is None:
-            return self._weights(feature, np.concatenate([ka, kb], axis=1))
-        _, first, inverse = np.unique(np.concatenate(rows), return_index=True, return_inverse=True)
-        w = self._weights(feature, np.concatenate([ka, kb])[first])[inverse.ravel()]
-        return np.concatenate([w[:len(ka)], w[len(ka):]], axis=1)
+    def _norms(self, feature: str, ka: np.ndarray, kb: np.ndarray,
+               records: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's sums of its two sides' squared key weights. With `records` (each distinct record's
+        index, and each pair side's position among them), a record's weights are looked up and summed once:
+        a query's keys repeat on every one of its ~32 candidate pairs and a popular candidate on many
+        queries' (4,300 distinct records for 16,400 pair sides a batch on the CD file). The same values either
+        way: a key's weight depends on the key alone, and a record's sum is the same reduction of the same row."""
+        if records is None:
+            w2 = self._weights(feature, np.concatenate([ka, kb], axis=1)) ** 2  # one lookup of both sides' keys
+            return w2[:, :ka.shape[1]].sum(axis=1), w2[:, ka.shape[1]:].sum(axis=1)
+        first, inverse = records
+        n2 = (self._weights(feature, np.concatenate([ka, kb])[first]) ** 2).sum(axis=1)[inverse]
+        return n2[:len(ka)], n2[len(ka):]
 
     def pair_features(self, a: Columns, b: Columns,
                       rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -135,11 +137,14 @@ class FrequencyTable:
         cosine's norms. `rows`: the store rows `a` and `b` were gathered from (equal rows, equal keys), to
         look each record's keys up once; the result is the same without."""
         out: dict[str, np.ndarray] = {}
+        records = None
+        if rows is not None and self.pairwise:
+            _, first, inverse = np.unique(np.concatenate(rows), return_index=True, return_inverse=True)
+            records = first, inverse.ravel()
         for r in self.pairwise:
             ka, kb = r.keys(a), r.keys(b)
             keys = np.concatenate([ka, kb], axis=1)
-            w2 = self._pair_weights(r.feature, ka, kb, rows) ** 2  # one lookup of both sides' keys
-            na2, nb2 = w2[:, :ka.shape[1]].sum(axis=1), w2[:, ka.shape[1]:].sum(axis=1)
+            na2, nb2 = self._norms(r.feature, ka, kb, records)
             # Between the cosine and containment (shared / the smaller set): a seller that prefixes the
             # maker or appends "(pc)" adds words the other title lacks, which a cosine punishes and a pure
             # containment ignores (a one-word title would then be "contained" in half the file).

@@ -240,7 +240,7 @@ class Pipeline(PersistedState, Erasure):
             self.frequencies.observe(cols)
             rarity = {k: np.repeat(v, counts) for k, v in self.frequencies.features(cols, cols).items()}
             skip = self.comparator.unused_columns
-            q_cols, c_cols = self.store.gather(q_rows, skip), self.store.gather(c_rows, skip)
+            q_cols, c_cols = self.store.gather_repeated(rows, counts, skip), self.store.gather(c_rows, skip)
             rarity.update(self.frequencies.pair_features(q_cols, c_cols, (q_rows, c_rows)))
             feats = self.comparator.compare(q_cols, c_cols, rarity)
             t2 = time.perf_counter()

@@ -21,7 +21,6 @@ Counts are keyed by the same keyed hashes the signatures hold, so this table is 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,12 +49,9 @@ class FrequencyTable:
     def __init__(self, rarities: Sequence[Rarity]) -> None:
         self.records = 0
         self._rarities = list(rarities)
-        self.counts: dict[str, Counter[int]] = {r.feature: Counter() for r in self._rarities}
-        #: The same counts as vectorised hash tables, which scoring reads (a dict lookup per key was most of
-        #: a listing run's time); each kept beside the counter it mirrors, and read only while `counts`
-        #: still holds that counter (a caller may put other counts there, `consumer.api.scoring`).
-        self._mirror: dict[str, tuple[Counter[int], KeyCounts]] = {
-            f: (c, KeyCounts()) for f, c in self.counts.items()}
+        #: Vectorised hash tables (a dict lookup per key was most of a listing run's time). A reader may put
+        #: other counts here (`consumer.api.scoring`: a population plus a pair, read through `.get`).
+        self.counts: dict[str, Mapping[int, int]] = {r.feature: KeyCounts() for r in self._rarities}
 
     @property
     def rarities(self) -> list[Rarity]:
@@ -66,34 +62,28 @@ class FrequencyTable:
         """Count a batch of encoded records (before their pairs are scored, so a batch sees itself)."""
         self.records += len(next(iter(cols.values()))) if cols else 0
         for r in self._rarities:
-            keys = r.keys(cols)
-            self.counts[r.feature].update(keys[keys != 0].tolist())
-            if (table := self._table(r.feature)) is not None:
-                table.add(keys)
+            self._own(r.feature).add(r.keys(cols))
 
     def forget(self, cols: Columns) -> None:
         """Un-count erased records (GDPR erasure): their values must stop weighing on anyone's score."""
         self.records = max(0, self.records - (len(next(iter(cols.values()))) if cols else 0))
         for r in self._rarities:
-            keys = r.keys(cols)
-            counter = self.counts[r.feature]
-            counter.subtract(keys[keys != 0].tolist())
-            for k in [k for k in set(keys[keys != 0].tolist()) if counter[k] <= 0]:
-                del counter[k]
-            if (table := self._table(r.feature)) is not None:
-                table.subtract(keys)
+            self._own(r.feature).subtract(r.keys(cols))
 
-    def _table(self, feature: str) -> KeyCounts | None:
-        """The feature's hash table, while it mirrors the counter `counts` holds for the feature."""
-        counter, table = self._mirror.get(feature, (None, None))
-        return table if table is not None and counter is self.counts.get(feature) else None
+    def _own(self, feature: str) -> KeyCounts:
+        """The feature's own counts, to change (a table whose counts a reader replaced is read only)."""
+        counts = self.counts[feature]
+        if not isinstance(counts, KeyCounts):
+            raise TypeError(f"the counts of {feature!r} are a read-only view")
+        return counts
 
     def _count(self, feature: str, keys: np.ndarray) -> np.ndarray:
-        """The population count of every key (float64, the keys' shape): from the hash table while it
-        mirrors the feature's counter, else from whatever counts `counts` holds for it."""
-        if (table := self._table(feature)) is not None:
-            return table.get(keys).astype(np.float64)
-        return _counts(self.counts[feature], keys)
+        """The population count of every key (float64, the keys' shape): vectorised from the table's own
+        counts, else one `.get` per distinct key of whatever counts a reader put there."""
+        counts = self.counts[feature]
+        if isinstance(counts, KeyCounts):
+            return counts.lookup(keys).astype(np.float64)
+        return _counts(counts, keys)
 
     def _idf(self, feature: str, keys: np.ndarray) -> np.ndarray:
         """log(1 + estimated number of *other* records with the key; the record itself is already counted,

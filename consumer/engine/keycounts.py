@@ -7,12 +7,18 @@ and a Python dict lookup per distinct key; that was 60% of `dedup batch` on the 
 answers the whole array with a few vectorised gathers (linear probing, at most half full, so the typical
 key is found at its first or second slot), with no sort and no Python loop per key.
 
+It is also the frequency table's only record of the counts (a `Counter` kept beside it was updated key by
+key in Python, most of `observe`): a read-only `Mapping` from key to count, read as a `Counter` reads, for
+callers that inspect or combine counts (`consumer.api.scoring`) and tests.
+
 The table only grows: a key whose count falls to 0 (an erased record) keeps its slot with count 0, which
 reads exactly as an absent key (a `Counter` deletes it), so no tombstones are needed. Key 0 is padding and
-never counted (the frequency table drops it before counting); an empty slot holds key 0.
+never counted; an empty slot holds key 0.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -23,11 +29,12 @@ __all__ = ["KeyCounts"]
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-class KeyCounts:
-    """A multiset of non-zero integer keys (read as uint64) with vectorised `add`, `subtract` and `get`.
+class KeyCounts(Mapping[int, int]):
+    """A multiset of non-zero integer keys (read as uint64) with vectorised `add`, `subtract` and `lookup`.
 
-    `get` returns what `Counter.get(key, 0)` of the same additions and subtractions (counts clamped at 0, as
-    `FrequencyTable.forget` deletes keys that fall to 0 or below) returns, for every key of an array."""
+    `lookup` returns what `Counter.get(key, 0)` of the same additions and subtractions returns (counts
+    clamped at 0, as a `Counter` that deletes keys falling to 0 or below), for every key of an array. As a
+    Mapping it holds the keys with a positive count, and reads 0 for any other key (as a `Counter`)."""
 
     def __init__(self, bits: int = 12) -> None:
         self._bits = bits
@@ -35,8 +42,23 @@ class KeyCounts:
         self._counts = np.zeros(1 << bits, np.int64)
         self._used = 0  # occupied slots (distinct keys ever added)
 
+    def __getitem__(self, key: int) -> int:
+        return int(self.lookup(np.asarray([key]).astype(np.uint64))[0])
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, 0) > 0  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        live = self._counts > 0
+        return iter(self._keys[live].tolist())
+
     def __len__(self) -> int:
-        return self._used
+        return int(np.count_nonzero(self._counts > 0))
+
+    def get(self, key: int, default: int = 0) -> int:  # type: ignore[override]
+        """The key's count; `default` where it has none (a `Counter` read)."""
+        count = self[key] if isinstance(key, (int, np.integer)) else 0
+        return count if count > 0 else default
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         """Each key's first slot."""
@@ -55,13 +77,12 @@ class KeyCounts:
             held = self._keys[pos]
             k = keys[todo]
             found = held == k
-            # Empty slots are claimed; where two new keys claim one slot in the same round the first wins and
-            # the other probes on (a key is stored at the first empty slot of its probe run, as in serial
-            # insertion, so `get` finds it).
+            # Empty slots are claimed; where two new keys claim one slot in the same round one write lands and
+            # is read back as the winner, the others probe on (a key is stored at the first empty slot of its
+            # probe run, as in serial insertion, so `lookup` finds it).
             empty = np.flatnonzero(held == 0)
-            _, first = np.unique(pos[empty], return_index=True)
-            won = empty[first]
-            self._keys[pos[won]] = k[won]
+            self._keys[pos[empty]] = k[empty]
+            won = empty[self._keys[pos[empty]] == k[empty]]
             found[won] = True
             new += len(won)
             slot[todo[found]] = pos[found]
@@ -121,7 +142,7 @@ class KeyCounts:
             todo, pos = todo[more], (pos[more] + 1) & mask
         return slot, hit
 
-    def get(self, keys: np.ndarray) -> np.ndarray:
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
         """The count of every key of `keys`, as int64 of its shape (0 for padding and unseen keys)."""
         keys = np.asarray(keys)
         flat = keys.ravel().astype(np.uint64)

@@ -18,7 +18,7 @@ never counted; an empty slot holds key 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 
 import numpy as np
 
@@ -54,6 +54,11 @@ class KeyCounts(Mapping[int, int]):
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self._counts > 0))
+
+    def items(self) -> ItemsView[int, int]:
+        """(key, count) of the keys with a positive count, read in one pass (not one lookup per key)."""
+        live = self._counts > 0
+        return dict(zip(self._keys[live].tolist(), self._counts[live].tolist())).items()
 
     def get(self, key: int, default: int = 0) -> int:  # type: ignore[override]
         """The key's count; `default` where it has none (a `Counter` read)."""

@@ -90,7 +90,8 @@ class SignatureStore:
         self.recency[row] = 0.0
 
     def gather(self, rows: np.ndarray, skip: Collection[str] = ()) -> Columns:
-        """The columns of `rows`, but those in `skip` (comparison never reads the index-only vectors)."""
+        """The columns of `rows` (row numbers), but those in `skip` (comparison never reads the index-only
+        vectors)."""
         return {name: self._zeros(arr, len(rows)) if name in self._zero else arr[rows]
                 for name, arr in self._cols.items() if name not in skip}
 
@@ -109,6 +110,8 @@ class SignatureStore:
         return list(self._cols)
 
     def column(self, name: str) -> np.ndarray:
+        """The stored rows of a column, as a view to read: only `append` and `erase` write (`gather` relies
+        on them to know which columns are still all zeros)."""
         return self._cols[name][: len(self)]
 
     def memory_bytes(self) -> int:

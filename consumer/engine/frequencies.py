@@ -21,12 +21,12 @@ Counts are keyed by the same keyed hashes the signatures hold, so this table is 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from consumer.encoders.base import Columns, Rarity
+from consumer.engine.keycounts import KeyCounts
 
 __all__ = ["FrequencyTable", "MIN_RECORDS"]
 
@@ -34,10 +34,10 @@ __all__ = ["FrequencyTable", "MIN_RECORDS"]
 MIN_RECORDS = 10_000
 
 
-def _counts(counter: Counter[int], keys: np.ndarray) -> np.ndarray:
-    """The counter's count of every key, as float64 of the keys' shape. Each distinct key is looked up
-    once: a query's keys repeat on every one of its candidate rows and most slots are padding (0), and one
-    dict lookup per slot was 40% of a listing fit's time (33M lookups for 15k records)."""
+def _counts(counter: Mapping[int, int], keys: np.ndarray) -> np.ndarray:
+    """The counter's count of every key, as float64 of the keys' shape, for counts that are not the table's
+    own (`consumer.api.scoring` reads a population plus a pair through `.get`). Each distinct key is looked
+    up once: a query's keys repeat on every one of its candidate rows and most slots are padding (0)."""
     uniq, inverse = np.unique(keys, return_inverse=True)
     found = np.fromiter((counter.get(k, 0) for k in uniq.tolist()), np.float64, len(uniq))
     return found[inverse].reshape(keys.shape)
@@ -49,7 +49,9 @@ class FrequencyTable:
     def __init__(self, rarities: Sequence[Rarity]) -> None:
         self.records = 0
         self._rarities = list(rarities)
-        self.counts: dict[str, Counter[int]] = {r.feature: Counter() for r in self._rarities}
+        #: Vectorised hash tables (a dict lookup per key was most of a listing run's time). A reader may put
+        #: other counts here (`consumer.api.scoring`: a population plus a pair, read through `.get`).
+        self.counts: dict[str, Mapping[int, int]] = {r.feature: KeyCounts() for r in self._rarities}
 
     @property
     def rarities(self) -> list[Rarity]:
@@ -60,30 +62,40 @@ class FrequencyTable:
         """Count a batch of encoded records (before their pairs are scored, so a batch sees itself)."""
         self.records += len(next(iter(cols.values()))) if cols else 0
         for r in self._rarities:
-            keys = r.keys(cols)
-            self.counts[r.feature].update(keys[keys != 0].tolist())
+            self._own(r.feature).add(r.keys(cols))
 
     def forget(self, cols: Columns) -> None:
         """Un-count erased records (GDPR erasure): their values must stop weighing on anyone's score."""
         self.records = max(0, self.records - (len(next(iter(cols.values()))) if cols else 0))
         for r in self._rarities:
-            keys = r.keys(cols)
-            counter = self.counts[r.feature]
-            counter.subtract(keys[keys != 0].tolist())
-            for k in [k for k in set(keys[keys != 0].tolist()) if counter[k] <= 0]:
-                del counter[k]
+            self._own(r.feature).subtract(r.keys(cols))
 
-    def _idf(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
+    def _own(self, feature: str) -> KeyCounts:
+        """The feature's own counts, to change (a table whose counts a reader replaced is read only)."""
+        counts = self.counts[feature]
+        if not isinstance(counts, KeyCounts):
+            raise TypeError(f"the counts of {feature!r} are a read-only view")
+        return counts
+
+    def _count(self, feature: str, keys: np.ndarray) -> np.ndarray:
+        """The population count of every key (float64, the keys' shape): vectorised from the table's own
+        counts, else one `.get` per distinct key of whatever counts a reader put there."""
+        counts = self.counts[feature]
+        if isinstance(counts, KeyCounts):
+            return counts.lookup(keys).astype(np.float64)
+        return _counts(counts, keys)
+
+    def _idf(self, feature: str, keys: np.ndarray) -> np.ndarray:
         """log(1 + estimated number of *other* records with the key; the record itself is already counted,
         `observe` runs before the batch's pairs are scored), extrapolated below MIN_RECORDS records."""
-        counts = _counts(counter, keys)
+        counts = self._count(feature, keys)
         scale = max(1.0, MIN_RECORDS / max(self.records, 1))
         return np.log1p(np.maximum(counts * scale - 1.0, 0.0)).astype(np.float32)
 
-    def _weights(self, counter: Counter[int], keys: np.ndarray) -> np.ndarray:
+    def _weights(self, feature: str, keys: np.ndarray) -> np.ndarray:
         """Inverse document frequency of each key, log((N + 1) / (count + 1)) with N at least MIN_RECORDS
         (a small population reads every key as rare, as `_idf` extrapolates); 0 for padding."""
-        counts = _counts(counter, keys)
+        counts = self._count(feature, keys)
         n = max(self.records, MIN_RECORDS)
         scale = n / max(self.records, 1)
         w = np.log((n + 1.0) / (counts * scale + 1.0))
@@ -94,17 +106,35 @@ class FrequencyTable:
         """The pairwise rarities (overlaps weighted by rarity), computed per pair by `pair_features`."""
         return [r for r in self._rarities if r.pairwise]
 
-    def pair_features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+    def _norms(self, feature: str, ka: np.ndarray, kb: np.ndarray,
+               records: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's sums of its two sides' squared key weights. With `records` (each distinct record's
+        index, and each pair side's position among them), a record's weights are looked up and summed once:
+        a query's keys repeat on every one of its ~32 candidate pairs and a popular candidate on many
+        queries' (4,300 distinct records for 16,400 pair sides a batch on the CD file). The same values either
+        way: a key's weight depends on the key alone, and a record's sum is the same reduction of the same row."""
+        if records is None:
+            w2 = self._weights(feature, np.concatenate([ka, kb], axis=1)) ** 2  # one lookup of both sides' keys
+            return w2[:, :ka.shape[1]].sum(axis=1), w2[:, ka.shape[1]:].sum(axis=1)
+        first, inverse = records
+        n2 = (self._weights(feature, np.concatenate([ka, kb])[first]) ** 2).sum(axis=1)[inverse]
+        return n2[:len(ka)], n2[len(ka):]
+
+    def pair_features(self, a: Columns, b: Columns,
+                      rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Pairwise rarities of aligned pairs (a[i], b[i]): the IDF-weighted overlap of their key sets, in
         [0, 1]: the shared keys' squared weights over the geometric mean of the smaller set's and the
-        cosine's norms."""
+        cosine's norms. `rows`: the store rows `a` and `b` were gathered from (equal rows, equal keys), to
+        look each record's keys up once; the result is the same without."""
         out: dict[str, np.ndarray] = {}
+        records = None
+        if rows is not None and self.pairwise:
+            _, first, inverse = np.unique(np.concatenate(rows), return_index=True, return_inverse=True)
+            records = first, inverse.ravel()
         for r in self.pairwise:
             ka, kb = r.keys(a), r.keys(b)
-            counter = self.counts[r.feature]
             keys = np.concatenate([ka, kb], axis=1)
-            w2 = self._weights(counter, keys) ** 2  # one lookup of both sides' keys
-            na2, nb2 = w2[:, :ka.shape[1]].sum(axis=1), w2[:, ka.shape[1]:].sum(axis=1)
+            na2, nb2 = self._norms(r.feature, ka, kb, records)
             # Between the cosine and containment (shared / the smaller set): a seller that prefixes the
             # maker or appends "(pc)" adds words the other title lacks, which a cosine punishes and a pure
             # containment ignores (a one-word title would then be "contained" in half the file).
@@ -115,17 +145,19 @@ class FrequencyTable:
             # 32 description keys beside the 24 title keys).
             ordered = np.sort(keys, axis=1)
             shared = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] != 0)
-            rows = np.nonzero(shared)[0]
-            num = np.bincount(rows, weights=self._weights(counter, ordered[:, 1:][shared]) ** 2,
-                              minlength=len(keys)) if len(rows) else np.zeros(len(keys))
+            at = np.nonzero(shared)[0]
+            num = np.bincount(at, weights=self._weights(r.feature, ordered[:, 1:][shared]) ** 2,
+                              minlength=len(keys)) if len(at) else np.zeros(len(keys))
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[r.feature] = np.where(den > 0, np.minimum(num / den, 1.0), np.nan).astype(np.float32)
         return out
 
-    def pair_rarity(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+    def pair_rarity(self, a: Columns, b: Columns,
+                    rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every rarity feature of aligned pairs (a[i], b[i]): the first record's commonness and the
-        pairwise overlaps. For callers that score arbitrary pairs (not one query against candidates)."""
-        return {**self.features(a, a), **self.pair_features(a, b)}
+        pairwise overlaps. For callers that score arbitrary pairs (not one query against candidates).
+        `rows`: as for `pair_features`."""
+        return {**self.features(a, a), **self.pair_features(a, b, rows)}
 
     def features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         """Commonness of the values the pair's first record carries (for several keys per record, e.g. name
@@ -136,12 +168,11 @@ class FrequencyTable:
             if r.pairwise:
                 continue
             keys = r.keys(a)
-            counter = self.counts[r.feature]
             if keys.ndim == 1:
-                out[r.feature] = np.where(keys != 0, self._idf(counter, keys), np.nan).astype(np.float32)
+                out[r.feature] = np.where(keys != 0, self._idf(r.feature, keys), np.nan).astype(np.float32)
                 continue
             valid = keys != 0
-            idf = np.where(valid, self._idf(counter, keys), 0.0)
+            idf = np.where(valid, self._idf(r.feature, keys), 0.0)
             n = valid.sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[r.feature] = np.where(n > 0, idf.sum(axis=1) / n, np.nan).astype(np.float32)

@@ -240,8 +240,8 @@ class Pipeline(PersistedState, Erasure):
             self.frequencies.observe(cols)
             rarity = {k: np.repeat(v, counts) for k, v in self.frequencies.features(cols, cols).items()}
             skip = self.comparator.unused_columns
-            q_cols, c_cols = self.store.gather(q_rows, skip), self.store.gather(c_rows, skip)
-            rarity.update(self.frequencies.pair_features(q_cols, c_cols))
+            q_cols, c_cols = self.store.gather_repeated(rows, counts, skip), self.store.gather(c_rows, skip)
+            rarity.update(self.frequencies.pair_features(q_cols, c_cols, (q_rows, c_rows)))
             feats = self.comparator.compare(q_cols, c_cols, rarity)
             t2 = time.perf_counter()
             with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
@@ -358,8 +358,9 @@ class Pipeline(PersistedState, Erasure):
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate
         pairs get them (labelled pairs the candidate search never proposed are compared this way)."""
         skip = self.comparator.unused_columns  # the index-only vectors, as for candidate pairs
-        a, b = self.store.gather(np.asarray(left, np.int64), skip), self.store.gather(np.asarray(right, np.int64), skip)
-        return self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b))
+        rows = np.asarray(left, np.int64), np.asarray(right, np.int64)
+        a, b = self.store.gather(rows[0], skip), self.store.gather(rows[1], skip)
+        return self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b, rows))
 
     def update_canonical(self, cluster: int, merged: list[int]) -> None:
         """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the

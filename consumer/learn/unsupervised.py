@@ -245,7 +245,7 @@ def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b:
     if wanted & {r.feature for r in pipe.frequencies.rarities}:  # a pairwise rarity: needs the population
         skip = pipe.comparator.unused_columns
         ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
-        x = pipe.comparator.compare(ca, cb, pipe.frequencies.pair_rarity(ca, cb))
+        x = pipe.comparator.compare(ca, cb, pipe.frequencies.pair_rarity(ca, cb, (a, b)))
         return x[:, [pipe.comparator.features.index(c.feature) for c in comps]]
     encoders = [e for e in pipe.encoders if wanted & {f.name for f in e.contribution.features}]
     need = {col for e in encoders for col in e.contribution.columns}

@@ -233,7 +233,7 @@ class Replica:
         fcols = store.gather(foreign)
         rarity = {name: v[q_idx] for name, v in pipe.frequencies.features(fcols, fcols).items()}
         q_cols, c_cols = store.gather(q_rows, skip), store.gather(c_rows, skip)
-        rarity.update(pipe.frequencies.pair_features(q_cols, c_cols))
+        rarity.update(pipe.frequencies.pair_features(q_cols, c_cols, (q_rows, c_rows)))
         feats = pipe.comparator.compare(q_cols, c_cols, rarity)
         with pipe.fuser.thread_limits():
             fused, mods = pipe.fuser.score(feats)

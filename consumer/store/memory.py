@@ -3,6 +3,11 @@
 Rows are dense integers in arrival order; a row's columns are what every encoder produced for it (vectors
 and keyed hashes only). Arrays grow by doubling, so appending is amortised O(1) and gathering candidate
 rows is one fancy-index per column.
+
+Gathering is most of what scoring moves through memory (a batch of 256 listings against 32 candidates each
+gathers 17 MB), so a column no record has filled (the photo vectors of a file without photos) gathers as
+fresh zeros, which are not copied, and the query side of a batch's pairs copies each query's block once
+per run of its pairs (`gather_repeated`) rather than indexing each copy.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class SignatureStore:
         #: Keeper inputs per row: field completeness and a recency stamp (last login, epoch seconds).
         self.completeness = np.zeros(capacity, np.float32)
         self.recency = np.zeros(capacity, np.float64)
+        #: Columns that hold only zeros (nothing appended was non-zero; erasure only writes zeros).
+        self._zero: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -56,7 +63,11 @@ class SignatureStore:
         for name, arr in cols.items():
             if name not in self._cols:
                 self._cols[name] = np.zeros((self._cap, *arr.shape[1:]), arr.dtype)
+                self._zero.add(name)
             self._cols[name][start: start + n] = arr
+            # Every bit zero (a -0.0 is not a 0.0 to a division): the rows' bytes.
+            if name in self._zero and self._cols[name][start: start + n].view(np.uint8).any():
+                self._zero.discard(name)
         self.completeness[start: start + n] = completeness
         self.recency[start: start + n] = recency
         for i, rid in enumerate(record_ids):
@@ -79,13 +90,28 @@ class SignatureStore:
         self.recency[row] = 0.0
 
     def gather(self, rows: np.ndarray, skip: Collection[str] = ()) -> Columns:
-        """The columns of `rows`, but those in `skip` (comparison never reads the index-only vectors)."""
-        return {name: arr[rows] for name, arr in self._cols.items() if name not in skip}
+        """The columns of `rows` (row numbers), but those in `skip` (comparison never reads the index-only
+        vectors)."""
+        return {name: self._zeros(arr, len(rows)) if name in self._zero else arr[rows]
+                for name, arr in self._cols.items() if name not in skip}
+
+    def gather_repeated(self, rows: np.ndarray, counts: np.ndarray, skip: Collection[str] = ()) -> Columns:
+        """`gather(np.repeat(rows, counts), skip)`, each row copied as one block into its run of the output."""
+        total = int(np.sum(counts))
+        return {name: self._zeros(arr, total) if name in self._zero else np.repeat(arr[rows], counts, axis=0)
+                for name, arr in self._cols.items() if name not in skip}
+
+    @staticmethod
+    def _zeros(arr: np.ndarray, n: int) -> np.ndarray:
+        """`n` rows of an all-zero column: what indexing it would give, without reading or copying it."""
+        return np.zeros((n, *arr.shape[1:]), arr.dtype)
 
     def column_names(self) -> list[str]:
         return list(self._cols)
 
     def column(self, name: str) -> np.ndarray:
+        """The stored rows of a column, as a view to read: only `append` and `erase` write (`gather` relies
+        on them to know which columns are still all zeros)."""
         return self._cols[name][: len(self)]
 
     def memory_bytes(self) -> int:

@@ -357,8 +357,7 @@ class Pipeline(PersistedState, Erasure):
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate
         pairs get them (labelled pairs the candidate search never proposed are compared this way)."""
-        skip = self.comparator.unused_columns  # the index-only vectors, as for candidate pairs
-        rows = np.asarray(left, np.int64), np.asarray(right, np.int64)
+        skip, rows = self.comparator.unused_columns, (np.asarray(left, np.int64), np.asarray(right, np.int64))
         a, b = self.store.gather(rows[0], skip), self.store.gather(rows[1], skip)
         return self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b, rows))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,71 @@ def test_a_late_link_is_named_as_redis_knows_its_clusters_now() -> None:
     assert moved.match.cluster_id == "cl_y"
     same = resolved_link(link(), {"cl_a": ("cl_a", 1), "cl_b": ("cl_b", 5)})
     assert same is not None and (same.surviving_cluster_id, same.merged_cluster_ids) == ("cl_a", ["cl_b"])
+
+
+class _FakeStore:
+    """The Redis calls `ReplicaDuties._sync` makes, over a fixed changelog: `merged_already` makes Redis report
+    the two clusters as one (another member linked them first)."""
+
+    prefix = "t:"
+
+    def __init__(self, log: list[str], states: dict[str, Any], merged_already: bool) -> None:
+        self.log, self.states, self.merged_already = log, states, merged_already
+        self.writes: list[Any] = []
+
+    def read_log(self, position: int) -> list[str]:
+        return self.log[position:]
+
+    def fetch_states(self, ids: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        return {i: self.states[i] for i in ids}, {i: "2026-01-01T00:00:00.000Z" for i in ids}
+
+    def resolve_clusters(self, ids: list[str]) -> dict[str, tuple[str, int]]:
+        return {c: (ids[0], 1) if self.merged_already else (c, n) for n, c in enumerate(ids)}
+
+    def write_batch(self, write: Any, _now: str) -> tuple[int, list[str]]:
+        write.applied_merges = 1
+        self.writes.append(write)
+        return 0, []
+
+
+@pytest.mark.parametrize("merged_already", [False, True])
+def test_late_links_are_counted_by_result(recs: list[Record], merged_already: bool) -> None:
+    """`dedup_late_links{result}` counts the twins a member joined by the late-link rule (applied: a Redis
+    merge and a `clusters.merged` event) apart from those another member had joined first (nothing sent).
+    Why: the freshness figure of issue 39 (loadtest/freshness.py) is the share of twins that needed it."""
+    from consumer.service.replica import ReplicaDuties
+    from consumer.telemetry.metrics import Metrics
+
+    s = load_settings(env={})
+    a, b = build_pipeline(s), build_pipeline(s)
+    for p in (a, b):
+        p.process(recs[:200])
+    x = recs[300]
+    y = dataclasses.replace(x, record_id=x.record_id + "-twin")
+    (dx,), (dy,) = a.process([x]), b.process([y])
+    sent: list[str] = []
+
+    class Producer:
+        def produce(self, _topic: str, _value: bytes, _key: bytes, headers: list[tuple[str, str]]) -> None:
+            sent.append(headers[0][1])
+
+        def flush_and_check(self, timeout: float) -> int:
+            return 0
+
+    class Member(ReplicaDuties):
+        pass
+
+    m = Member()
+    m.settings, m.svc, m.pipe, m.metrics, m.producer = s, s.service, b, Metrics(), Producer()
+    m.store = _FakeStore([f"r{x.record_id}", f"r{y.record_id}"], {x.record_id: a.snapshot([dx.row])[0]},
+                         merged_already)
+    m.replica, m._reload_needed, m._deferred_erasures = Replica(), False, []
+    m.replica.note_own([dy.row])
+    m._retry = lambda _kind, _what, fn, _batch=None: fn()
+    m._housekeeping = lambda: None
+    m._after_erasures = lambda _erased, _batch: None
+    m._sync()
+    value = {r: m.metrics.late_links.labels(result=r)._value.get() for r in ("applied", "already_merged")}
+    assert value == ({"applied": 0, "already_merged": 1} if merged_already else {"applied": 1, "already_merged": 0})
+    assert sent == ([] if merged_already else ["clusters.merged"])
+    assert b"dedup_late_links_total" in m.metrics.render()

@@ -134,6 +134,7 @@ class ReplicaDuties:
             if applied:
                 self._send_now(late_link_outputs(applied, pipe, start, time.time()), batch)
             if result.links:
+                self.metrics.observe_late_links(len(applied), len(result.links) - len(applied))
                 log.info("late links", extra={"found": len(result.links), "applied": len(applied)})
             if result.erased:
                 self._after_erasures(result.erased, batch)

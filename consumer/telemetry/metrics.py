@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from consumer.engine.stages import DECIDE_STAGES, SERVICE_STAGES
 from consumer.io.events import EVENT_TYPES
 
-__all__ = ["LATENCY_BUCKETS", "STAGES", "EVENT_TYPES", "Metrics", "ApiMetrics", "API_ROUTES"]
+__all__ = ["LATENCY_BUCKETS", "STAGES", "LATE_LINK_RESULTS", "EVENT_TYPES", "Metrics", "ApiMetrics", "API_ROUTES"]
 
 #: 1 ms .. 10 s, roughly 1-2.5-5 per decade, denser from 100 ms to 1 s where a micro-batch service's
 #: end-to-end p50..p99 lie (so the 250 ms objective can be read off the histogram, not interpolated).
@@ -30,6 +30,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 #: Stage labels known before a pipeline exists: the pipeline's names (`consumer.engine.stages`), no renaming.
 #: The encoders' stages (`encode_<name>`, one per encoder of the profile) are added by `declare_stages`.
 STAGES: tuple[str, ...] = (*SERVICE_STAGES, *DECIDE_STAGES)
+#: `dedup_late_links` results: how often twins decided apart needed the late-link rule, and whether this
+#: member's link was the one that joined them (the freshness figure of issue 39 reads the applied ones).
+LATE_LINK_RESULTS: tuple[str, ...] = ("applied", "already_merged")
 
 
 class Metrics:
@@ -75,6 +78,10 @@ class Metrics:
         self.replica_lag = Histogram(
             "dedup_replica_lag_seconds", "Consistency window: a record written by another member -> absorbed "
             "into this member's replica (a candidate here from then on).", buckets=LATENCY_BUCKETS, registry=r)
+        self.late_links = Counter(
+            "dedup_late_links", "Twins decided at the same moment on two members, linked afterwards by this member's "
+            "late-link rule, by result: applied (its merge changed Redis, a clusters.merged event was sent) or "
+            "already_merged (another member or a later decision had joined them first).", ["result"], registry=r)
         self.startup_seconds = Gauge(
             "dedup_startup_seconds", "Seconds the last state load took (snapshot + changelog tail, or Redis).",
             registry=r)
@@ -82,6 +89,8 @@ class Metrics:
             self.stage_seconds.labels(stage=stage)
         for event_type in EVENT_TYPES:
             self.events.labels(type=event_type)
+        for result in LATE_LINK_RESULTS:
+            self.late_links.labels(result=result)
 
     def declare_stages(self, stages: Iterable[str]) -> None:
         """Pre-create series for a pipeline's stages (its encoders' names are known only once built)."""
@@ -97,6 +106,12 @@ class Metrics:
         """One changelog sync: how many foreign records it absorbed and how long it took."""
         self.replica_records.inc(records)
         self.replica_seconds.inc(seconds)
+
+    def observe_late_links(self, applied: int, already_merged: int) -> None:
+        """One sync's late links: `applied` merged two clusters in Redis (and were announced), `already_merged`
+        found them joined there already (nothing written or announced)."""
+        self.late_links.labels(result="applied").inc(applied)
+        self.late_links.labels(result="already_merged").inc(already_merged)
 
     def observe_replica_lag(self, written_iso: Iterable[str], now: float) -> None:
         """Per absorbed record: now - the time its writer stored it (same clock when on one host; across

@@ -111,15 +111,16 @@ def test_freshness_schedules_twins_within_the_gap_and_classifies_by_events() -> 
 @pytest.mark.slow
 def test_freshness_small_run_puts_every_twin_pair_in_one_cluster(tmp_path: Path) -> None:
     """A bounded freshness run (10 pairs, 2 members, hnswlib, one Redis): every pair ends in one cluster and
-    the late-link counter covers the late-linked pairs. The share joined at decision depends on the
+    each member holds one partition. The share joined at decision depends on the
     machine's timing, so its target is off here (--min-at-decision 0); the figure is in docs/scale-out.md."""
     run = subprocess.run([sys.executable, str(ROOT / "loadtest" / "freshness.py"), "--pairs", "10",
                           "--index-backend", "hnswlib", "--background-rate", "20", "--min-at-decision", "0",
                           "--timeout", "60", "--workdir", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=90)
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
     out = json.loads(run.stdout)
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     assert out["pairs_batch_links"] == out["pairs_in_one_cluster"] == 10 and out["share_in_one_cluster"] == 1.0
-    assert out["late_link_metric"]["applied"] >= out["pairs_joined_by_late_link"]
-    assert out["gap_ms"]["max"] < 50 and not out["verify_problems"] and out["produce_failures"] == 0
+    # Timing-dependent figures (the gap between twins, a late link landing after the last scrape) are not
+    # asserted: a loaded CI machine shifts them, and the run's own report says them.
+    assert not out["verify_problems"] and out["produce_failures"] == 0
     assert all(m["partitions"] in ([0], [1]) for m in out["members_at_end"])

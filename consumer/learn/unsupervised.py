@@ -41,17 +41,17 @@ from consumer.learn.sampling import (
 )
 from consumer.learn.variants import learn_variant_slots, slot_keys
 
-__all__ = ["ADAPT_AGREEMENT", "EM_OPERATING_POINT", "FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "RANDOM_PAIRS",
-           "MIN_RECORDS", "adapts", "comparisons_of", "needs_fit", "fit_method", "fit_unsupervised",
-           "fit_sample_size", "sample_records", "sample_file", "fit_sample", "bind_population", "variant_slots_of",
-           "drift_notes", "explain_model", "reference_agreement"]
+__all__ = ["ADAPT_AGREEMENT", "EM_OPERATING_POINT", "RECIPROCAL_OPERATING_POINT", "FIT_SAMPLE", "FIT_FRACTION",
+           "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts", "comparisons_of", "needs_fit", "fit_method",
+           "fit_unsupervised", "fit_sample_size", "sample_records", "sample_file", "fit_sample", "bind_population",
+           "variant_slots_of", "drift_notes", "explain_model", "reference_agreement"]
 
 log = logging.getLogger("dedup.unsupervised")
 
 RANDOM_PAIRS = 200_000
-#: Where a pair of EM's weights becomes a match (`fusion.learned_match` overrides): 0.4, chosen by leaving one
-#: person file out (loo_sweep 0.5/0.4/0.3/0.6: choices 0.3 and 0.4; 0.4 lowers no file; docs/benchmarks.md).
-EM_OPERATING_POINT = {"match": 0.4, "possible": 0.25}
+#: Where a pair of fitted weights becomes a match (`fusion.learned_match` overrides), by leaving one file out
+#: (loo_sweep 0.5/0.4/0.3/0.6, docs/benchmarks.md): EM on person files 0.3 or 0.4 (0.4 lowers none), listings 0.3.
+EM_OPERATING_POINT, RECIPROCAL_OPERATING_POINT = {"match": 0.4, "possible": 0.25}, {"match": 0.3, "possible": 0.25}
 #: Below this the sample says too little about error rates; the caller falls back to rule fusion.
 MIN_RECORDS = 50
 
@@ -134,7 +134,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     comps, features = vec.comps, vec.features
     if reciprocal:
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
-        fs.info.update({"fit": FIT_OK, "reasons": [], "notes": []})
+        fs.info.update({"fit": FIT_OK, "reasons": [], "notes": [], "operating_point": dict(RECIPROCAL_OPERATING_POINT)})
         fs.records = population
     else:
         fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))

@@ -11,9 +11,7 @@ again and keeps deciding against it.
 from __future__ import annotations
 
 import csv
-import random
 import signal
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +22,7 @@ from harness.service import (
     ServiceProcess,
     crm_rows,
     http_get,
+    produce_twins,
     running_service,
     service_settings,
     wait_for,
@@ -122,22 +121,7 @@ def test_two_members_share_one_collection(kafka_bootstrap: str, redis_url: str, 
     with running_service(s[0]) as a, running_service(s[1]) as b:
         wait_for(lambda: all(m.member is not None and len(m.member.assigned) == 1 for m in (a, b)), 90,
                  "one partition each")
-        rng = random.Random(7)
-        for i, (first, second) in enumerate(linked):
-            pa, pb = (0, 1) if rng.random() < 0.5 else (1, 0)
-            barrier = threading.Barrier(2)
-
-            def send(row: dict[str, str], part: int, barrier: threading.Barrier = barrier) -> None:
-                barrier.wait()
-                produce_json(kafka_bootstrap, topic, [row], partition=part)
-
-            threads = [threading.Thread(target=send, args=(first, pa)),
-                       threading.Thread(target=send, args=(second, pb))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(20)
-            wait_for(lambda w=2 * (i + 1): store.record_count() >= w, 30, "both twins stored")
+        produce_twins(kafka_bootstrap, topic, linked, store.record_count)
         produce_json(kafka_bootstrap, topic, rest, key=_random_key)
         wait_for(lambda: store.record_count() >= len(rows), 120, f"{len(rows)} records in redis")
         wait_for(lambda: all(m.pipe is not None and len(m.pipe.store) >= len(rows) for m in (a, b)), 60,

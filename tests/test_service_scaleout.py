@@ -9,9 +9,7 @@ elsewhere is a candidate here, and twins decided at the same moment by two membe
 from __future__ import annotations
 
 import contextlib
-import random
 import signal
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +22,7 @@ from harness.service import (
     check_events,
     crm_rows,
     http_get,
+    produce_twins,
     running_service,
     service_settings,
     wait_for,
@@ -129,23 +128,7 @@ def test_simultaneous_twins_on_two_members_end_in_one_cluster(kafka_bootstrap: s
     with running_service(s[0]) as a, running_service(s[1]) as b:
         wait_for(lambda: all(m.member is not None and len(m.member.assigned) == 1 for m in (a, b)), 60,
                  "one partition each")
-        rng = random.Random(7)
-        for i, (first, second) in enumerate(linked):
-            pa, pb = (0, 1) if rng.random() < 0.5 else (1, 0)
-            barrier = threading.Barrier(2)
-
-            def send(row: dict[str, str], part: int, barrier: threading.Barrier = barrier) -> None:
-                barrier.wait()
-                produce_json(kafka_bootstrap, topic, [row], partition=part)
-
-            threads = [threading.Thread(target=send, args=(first, pa)),
-                       threading.Thread(target=send, args=(second, pb))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(20)
-            want = 2 * (i + 1)
-            wait_for(lambda w=want: store.record_count() >= w, 30, "both twins stored")
+        produce_twins(kafka_bootstrap, topic, linked, store.record_count)
         wait_for(lambda: all(len(m.pipe.store) >= 2 * len(linked) for m in (a, b) if m.pipe), 30, "replicas")
         time.sleep(1.0)  # late links are written on the next sync (idle sync every loop turn)
         links = sum(int(m.metrics.events.labels(type="clusters.merged")._value.get()) for m in (a, b))

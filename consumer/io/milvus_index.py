@@ -146,11 +146,7 @@ class MilvusIndex:
         """Insert rows (one call per `WRITE_CHUNK`); then remember them for the fresh window."""
         if len(ids) == 0:
             return
-        vecs = finite_vectors(vectors)
-        rows = np.asarray(ids, np.int64)
-        coll = self._open()
-        for lo in range(0, len(rows), WRITE_CHUNK):
-            coll.insert([rows[lo:lo + WRITE_CHUNK].tolist(), vecs[lo:lo + WRITE_CHUNK]], timeout=self._timeout)
+        vecs, rows = self._write("insert", vectors, ids)
         # After the insert returned: its Milvus timestamp is older than this entry, so the window covers it.
         self.recent.add(vecs, rows)
         self._added += len(rows)
@@ -161,11 +157,15 @@ class MilvusIndex:
         before their Redis write, so a replayed batch writes the same keys again instead of duplicating them."""
         if len(ids) == 0:
             return
-        vecs = finite_vectors(vectors)
-        rows = np.asarray(ids, np.int64)
+        self._write("upsert", vectors, ids)
+
+    def _write(self, op: str, vectors: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`op` ("insert" or "upsert") of the rows, `WRITE_CHUNK` per call; (the vectors written, their ids)."""
+        vecs, rows = finite_vectors(vectors), np.asarray(ids, np.int64)
         coll = self._open()
         for lo in range(0, len(rows), WRITE_CHUNK):
-            coll.upsert([rows[lo:lo + WRITE_CHUNK].tolist(), vecs[lo:lo + WRITE_CHUNK]], timeout=self._timeout)
+            getattr(coll, op)([rows[lo:lo + WRITE_CHUNK].tolist(), vecs[lo:lo + WRITE_CHUNK]], timeout=self._timeout)
+        return vecs, rows
 
     def is_empty(self) -> bool:
         """Whether the collection holds no row at all, read under Strong consistency (a start-up check)."""

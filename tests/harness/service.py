@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 
 from consumer.config import Settings, load_settings
 
-from .kafka import FAST_GROUP_CONFIG, free_port
+from .kafka import FAST_GROUP_CONFIG, free_port, produce_json
 
 __all__ = ["FAST_CLIENT", "shared_text_encoder", "service_settings", "running_service", "ServiceProcess",
            "wait_for", "http_get", "event_validator", "crm_rows", "privacy_needles", "redis_dump", "leaked",
@@ -311,3 +311,27 @@ def rewind_group(bootstrap: str, group: str, topic: str, offset: int, timeout: f
         consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
     finally:
         consumer.close()
+
+
+def produce_twins(bootstrap: str, topic: str, pairs: Sequence[tuple[dict[str, str], dict[str, str]]],
+                  stored: Callable[[], int], seed: int = 7) -> None:
+    """Produce each pair's two records at the same instant (a barrier) to partitions 0 and 1 in a random
+    order, and wait until both are stored (`stored`: the store's record count) before the next pair. Why:
+    twins that reach two members together are the case a shared index must not miss (issues 12 and 39)."""
+    import random
+
+    rng = random.Random(seed)
+    for i, (first, second) in enumerate(pairs):
+        pa, pb = (0, 1) if rng.random() < 0.5 else (1, 0)
+        barrier = threading.Barrier(2)
+
+        def send(row: dict[str, str], part: int, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            produce_json(bootstrap, topic, [row], partition=part)
+
+        threads = [threading.Thread(target=send, args=(first, pa)), threading.Thread(target=send, args=(second, pb))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        wait_for(lambda w=2 * (i + 1): stored() >= w, 30, "both twins stored")

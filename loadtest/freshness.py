@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 from common import ROOT, crm_file, hk, producer, read_rows, scrape
-from scaleout import RedisForRun, metric, ready, replica_lag, start_member, wait
+from scaleout import RedisForRun, metric, milvus_env, ready, replica_lag, start_member, wait
 from stream_vs_batch import clusters
 
 #: The trivial edits a twin gets, in turn: normalisation folds each away, so only seeing decides.
@@ -205,17 +205,7 @@ def main() -> int:
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     redis_server = RedisForRun(args.redis_cluster, workdir)
     atexit.register(redis_server.stop)
-    index_env: dict[str, str] = {}
-    if args.index_backend == "milvus":
-        uri = args.milvus_uri
-        if not uri:
-            from harness.milvus import OwnedMilvus
-
-            owned = OwnedMilvus(data_dir=workdir / "milvus").start()
-            atexit.register(owned.close)
-            uri = owned.uri
-        index_env = {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": uri,
-                     "DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": f"fr_{uuid.uuid4().hex[:8]}"}
+    index_env = milvus_env(args.milvus_uri, workdir, "fr") if args.index_backend == "milvus" else {}
     sent: dict[tuple[str, int], float] = {}
     failed: list[str] = []
     with hk.kafka_bootstrap(log_dir=workdir) as bootstrap:

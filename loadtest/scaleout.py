@@ -70,6 +70,19 @@ def proc_usage(pid: int) -> tuple[float, float]:
         return 0.0, 0.0
 
 
+def milvus_env(uri: str | None, workdir: Path, tag: str) -> dict[str, str]:
+    """The members' settings for one shared collection of a fresh prefix: at `uri`, or in a Milvus standalone
+    server started here from the `milvus` wheel (stopped at exit)."""
+    if not uri:
+        from harness.milvus import OwnedMilvus
+
+        owned = OwnedMilvus(data_dir=workdir / "milvus").start()
+        atexit.register(owned.close)
+        uri = owned.uri
+    return {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": uri,
+            "DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": f"{tag}_{uuid.uuid4().hex[:8]}"}
+
+
 def ready(port: int) -> bool:
     import urllib.request
 
@@ -201,17 +214,7 @@ def main() -> int:
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     redis_server = RedisForRun(args.redis_cluster, workdir)
     atexit.register(redis_server.stop)  # also after an error: a cluster is three processes
-    index_env: dict[str, str] = {}
-    if args.index_backend == "milvus":
-        milvus_uri = args.milvus_uri
-        if not milvus_uri:
-            from harness.milvus import OwnedMilvus
-
-            owned = OwnedMilvus(data_dir=workdir / "milvus").start()
-            atexit.register(owned.close)
-            milvus_uri = owned.uri
-        index_env = {"DEDUP_INDEX__BACKEND": "milvus", "DEDUP_INDEX__MILVUS_URI": milvus_uri,
-                     "DEDUP_INDEX__MILVUS_COLLECTION_PREFIX": f"so_{uuid.uuid4().hex[:8]}"}
+    index_env = milvus_env(args.milvus_uri, workdir, "so") if args.index_backend == "milvus" else {}
     with hk.kafka_bootstrap(log_dir=workdir) as bootstrap:
         redis_server.start()
         try:

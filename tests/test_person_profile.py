@@ -320,3 +320,17 @@ def test_a_person_file_imports_no_scikit_learn_or_faker(tmp_path: Path) -> None:
             "print(rc, 'sklearn' in sys.modules, 'faker' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("profile", ["crm-signup", "listing"])
+def test_a_packaged_manifest_lists_the_features_its_model_was_trained_on(profile: str) -> None:
+    """`LearnedModel.packaged_fits` reads the manifest instead of unpickling the model: the two must agree."""
+    from importlib import resources
+
+    from consumer.engine.fusion import PACKAGED_MODELS
+
+    stem = PACKAGED_MODELS.get(profile, "fusion-default")
+    manifest = json.loads((resources.files("consumer") / "data" / f"{stem}.json").read_bytes())
+    model = LearnedModel.load(None, profile)
+    assert tuple(manifest["features"]) == model.features
+    assert tuple(manifest["used_features"]) == model.used_features

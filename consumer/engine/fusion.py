@@ -128,21 +128,16 @@ class LearnedModel:
     @classmethod
     def packaged_fits(cls, pipeline_features: Sequence[str], profile: str | None = None) -> bool:
         """Whether the model shipped for `profile` can read a pipeline's features (`columns_for` raises no
-        ModelError), from its manifest alone where the manifest lists the features. Why: unpickling the
+        ModelError), from its manifest alone (which lists the model's features). Why: unpickling the
         model imports scikit-learn (1.2-2.8 s of CPU here), which a person file that is fitted anyway,
         because the shipped CRM model cannot read it, never uses."""
         manifest = json.loads((resources.files("consumer") / "data"
                                / f"{PACKAGED_MODELS.get(profile or '', 'fusion-default')}.json").read_bytes())
         try:
-            if isinstance(manifest.get("features"), list):
-                feature_columns(tuple(manifest["features"]), tuple(manifest.get("used_features", manifest["features"])),
-                                pipeline_features)
-            else:
-                cls.load(None, profile).columns_for(pipeline_features)
+            feature_columns(manifest["features"], manifest["used_features"], pipeline_features)
         except ModelError:
             return False
         return True
-
 
     def predict(self, feats: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Duplicate probability per pair; `columns` from `columns_for`."""
@@ -199,7 +194,7 @@ class LearnedModel:
 
 
 def feature_columns(features: Sequence[str], used: Sequence[str], pipeline_features: Sequence[str],
-                absent: Collection[str] = ()) -> np.ndarray:
+                    absent: Collection[str] = ()) -> np.ndarray:
     """`LearnedModel.columns_for` of a model trained on `features` that uses `used`."""
     have = list(pipeline_features)
     missing = [f for f in used if f not in have and f not in absent]

@@ -21,6 +21,7 @@ from consumer.config import Settings
 from consumer.engine.normalize import fold
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record, Rejected, RejectError, parse_record
+from consumer.engine.replay import CandidateLog, ReplayBlocker
 from consumer.io.artifacts import build_pipeline
 from consumer.io.files import (
     InputError,
@@ -253,11 +254,13 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     slots = variant_slots_of(records, settings)  # the file's variant words: kept even when the fit fails
     if shipped is not None and slots:  # whichever model decides reads them
         shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": slots})
+    sample = fit_sample_size(total, blocks=fit_method(settings) == "reciprocal")
+    # The fit pass reads the whole file: the run replays its candidate lists instead of searching again.
+    cands = CandidateLog() if len(records) == total <= sample and settings.index.backend == "hnswlib" else None
     try:
-        model = fit_unsupervised(records, settings, text, population=total,
-                                 sample=fit_sample_size(total, blocks=fit_method(settings) == "reciprocal"),
+        model = fit_unsupervised(records, settings, text, population=total, sample=sample,
                                  source=Path(input_path).name, image_encoder=image, reference=shipped,
-                                 variant_slots=slots)
+                                 variant_slots=slots, candidate_log=cands)
     except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
         if shipped is not None:
             summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc),
@@ -278,8 +281,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
                              "variant_words": model.meta.get("variant_words", 0)}
-            return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                  encode_in_background=True)
+            return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
+                                             encode_in_background=True), cands)
         summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
                          "agreement": agreement,
                          "note": "this file looks unlike the shipped model's training data: a pair is a match "
@@ -294,6 +297,14 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         summary.model["variant_words"] = model.meta.get("variant_words", 0)
     pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
     bind_population(pipe)
+    return _replaying(pipe, cands)
+
+
+def _replaying(pipe: Pipeline, cands: CandidateLog | None) -> Pipeline:
+    """`pipe`, answering candidate searches from the fit pass's lists while its rows are that pass's
+    (`consumer.engine.replay`: same lists, same decisions, without a second index)."""
+    if cands is not None and cands.record_ids:
+        pipe.blocker = ReplayBlocker(pipe.blocker, cands, pipe.store)  # type: ignore[assignment]
     return pipe
 
 

@@ -21,11 +21,12 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders import build_encoders
-from consumer.encoders.base import Encoder, KeyedHasher
+from consumer.encoders.base import Encoder
 from consumer.engine.comparison import Comparator
 from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
+from consumer.engine.replay import CandidateLog, RecordingBlocker
 from consumer.learn import size_prior
 from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
@@ -39,7 +40,7 @@ from consumer.learn.sampling import (
     sample_file_blocks,
     sample_records,
 )
-from consumer.learn.variants import learn_variant_slots, slot_keys
+from consumer.learn.variants import variant_slots_of
 
 __all__ = ["ADAPT_AGREEMENT", "EM_OPERATING_POINT", "RECIPROCAL_OPERATING_POINT", "FIT_SAMPLE", "FIT_FRACTION",
            "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts", "comparisons_of", "needs_fit", "fit_method",
@@ -110,15 +111,16 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
                      sample: int = FIT_SAMPLE, random_pairs: int = RANDOM_PAIRS, seed: int = 0,
                      population: int | None = None, source: str = "", image_encoder: Any = None,
-                     reference: LearnedModel | None = None,
-                     variant_slots: list[list[int]] | None = None) -> LearnedModel:
+                     reference: LearnedModel | None = None, variant_slots: list[list[int]] | None = None,
+                     candidate_log: CandidateLog | None = None) -> LearnedModel:
     """Fellegi-Sunter weights for `settings`' profile fitted on `records` (a seeded sample of `sample`
     beyond that); `population`: records in the whole file, when `records` is a sample of it (the scale of
     its value counts). ValueError when too few records or candidate pairs to fit on.
 
     `reference`: a shipped model trained on other data; its agreement with the fitted weights on this
     file's candidate pairs goes into the meta (`reference_agreement`). `variant_slots`: the file's variant
-    words (`variant_slots_of`), when the caller learned them already; None: learned from `records`."""
+    words (`variant_slots_of`), when the caller learned them already; None: learned from `records`.
+    `candidate_log`: filled with the fit pass's candidate lists, for the run to replay (`consumer.engine.replay`)."""
     rng = np.random.default_rng(seed)
     population = max(population or 0, len(records))
     if len(records) > sample:  # a seeded sample, kept in arrival order
@@ -130,7 +132,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     slots = variant_slots_of(records, settings) if variant_slots is None else variant_slots
     # The reciprocal-best fit reads candidate pairs only: no random pairs to draw and compare (3.6 s of 14).
     vec = _comparison_vectors(records, settings, text_encoder, 0 if reciprocal else random_pairs, rng, image_encoder,
-                              slots)
+                              slots, candidate_log)
     comps, features = vec.comps, vec.features
     if reciprocal:
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
@@ -178,20 +180,10 @@ class _Vectors:
     all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
 
 
-def variant_slots_of(records: Sequence[Record], settings: Settings) -> list[list[int]]:
-    """The variant words of the records' titles (`consumer.learn.variants`) as keyed hashes with their slots,
-    for a model file; [] when the profile has no title or `fusion.learn_variants` is off."""
-    if not settings.fusion.learn_variants or "title" not in settings.profile.roles:
-        return []
-    titled = [r for r in records if r.role("title")]
-    sources = [r.role("source") for r in titled] if settings.profile.source_field else None
-    slots = learn_variant_slots([r.role("title") for r in titled], sources)
-    return slot_keys(slots, KeyedHasher(settings.encoders.hash_key)) if slots else []
-
-
 def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
                         rng: np.random.Generator, image_encoder: Any = None,
-                        variant_slots: Sequence[Sequence[int]] = ()) -> _Vectors:
+                        variant_slots: Sequence[Sequence[int]] = (), candidate_log: CandidateLog | None = None
+                        ) -> _Vectors:
     """Run the engine (rule fusion) over `records`; the comparisons the file fills, the comparator's
     feature names, and the comparison vectors of its candidate pairs and of random record pairs."""
     # The embedded index whatever `index.backend` says: this pass is transient and in memory, and must not
@@ -202,6 +194,8 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
     # is paid before every batch run, so it runs as fast as the run itself (measured: ~30% faster).
     pipe = Pipeline(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder,
                     variant_slots=list(variant_slots))
+    if candidate_log is not None:
+        pipe.blocker = RecordingBlocker(pipe.blocker, candidate_log)  # type: ignore[assignment]
     try:
         comps = comparisons_of(pipe.encoders)
         if not comps:
@@ -211,6 +205,8 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         batches = (records[start: start + rule.batch_size] for start in range(0, len(records), rule.batch_size))
         for _ in pipe.process_stream(batches):
             pass
+        if candidate_log is not None:
+            candidate_log.record_ids = list(pipe.store.record_ids)
         features = list(pipe.comparator.features)
         cols = [features.index(c.feature) for c in comps]
         logged = [(r, c, f) for r, c, f in pipe.pair_log if len(c)]

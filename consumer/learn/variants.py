@@ -24,13 +24,20 @@ words leave this module only as keyed hashes (`slot_keys`), like every other sto
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 from itertools import repeat
+from typing import TYPE_CHECKING
 
+from consumer.encoders.base import KeyedHasher
 from consumer.engine.titles import NOISE, title_words
 
-__all__ = ["MIN_SUBSTITUTIONS", "INSERTION_RATIO", "learn_variant_slots", "slot_keys", "spellings"]
+if TYPE_CHECKING:
+    from consumer.config import Settings
+    from consumer.engine.records import Record
+
+__all__ = ["MIN_SUBSTITUTIONS", "INSERTION_RATIO", "learn_variant_slots", "slot_keys", "spellings",
+           "variant_slots_of"]
 
 #: Bases a word must be substituted in: once is a coincidence (or a typo), twice a pattern.
 MIN_SUBSTITUTIONS = 2
@@ -121,3 +128,14 @@ def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
                 old, new = group[b], group[a]
                 group = {w: new if g == old else g for w, g in group.items()}
     return sorted([[int(hasher("tw:" + w)), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]
+
+
+def variant_slots_of(records: Sequence[Record], settings: Settings) -> list[list[int]]:
+    """The variant words of the records' titles (`consumer.learn.variants`) as keyed hashes with their slots,
+    for a model file; [] when the profile has no title or `fusion.learn_variants` is off."""
+    if not settings.fusion.learn_variants or "title" not in settings.profile.roles:
+        return []
+    titled = [r for r in records if r.role("title")]
+    sources = [r.role("source") for r in titled] if settings.profile.source_field else None
+    slots = learn_variant_slots([r.role("title") for r in titled], sources)
+    return slot_keys(slots, KeyedHasher(settings.encoders.hash_key)) if slots else []

@@ -29,6 +29,7 @@ from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, RecordingBlocker
 from consumer.learn import size_prior
 from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
+from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
 from consumer.learn.sampling import (
     FIT_FLOOR,
@@ -192,8 +193,8 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
                                index=dataclasses.replace(settings.index, backend="hnswlib"))
     # Encoding the next batch in the background while this one is decided, as `dedup batch` runs: the fit
     # is paid before every batch run, so it runs as fast as the run itself (measured: ~30% faster).
-    pipe = Pipeline(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder,
-                    variant_slots=list(variant_slots))
+    pipe = FitPass(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder,
+                   variant_slots=list(variant_slots))
     if candidate_log is not None:
         pipe.blocker = RecordingBlocker(pipe.blocker, candidate_log)  # type: ignore[assignment]
     try:

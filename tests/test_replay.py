@@ -1,4 +1,5 @@
-"""The run replays the fit pass's candidate lists (`consumer.engine.replay`): same decisions, one index.
+"""The run replays the fit pass's columns and candidate lists (`consumer.engine.replay`): same decisions,
+one encoding, one index.
 
 Why a test: the replay is only a speed change, so it must change no decision, and it must give way to a
 real search the moment the records stop being the ones it logged (never answer for another record)."""
@@ -6,6 +7,7 @@ real search the moment the records stop being the ones it logged (never answer f
 from __future__ import annotations
 
 import csv
+import dataclasses
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from consumer.config import Settings, load_settings
 from consumer.engine.records import Record
-from consumer.engine.replay import CandidateLog, RecordingBlocker, ReplayBlocker
+from consumer.engine.replay import CandidateLog, RecordingBlocker, RecordingEncoder, ReplayBlocker, ReplayEncoder
 from consumer.generate import write_crm
 from consumer.io.artifacts import build_pipeline
 from consumer.io.batch import iter_records, run_batch
@@ -34,12 +36,14 @@ def _decide(settings: Settings, records: Sequence[Record], *, record: CandidateL
     pipe = build_pipeline(settings, encode_in_background=True)
     if record is not None:
         pipe.blocker = RecordingBlocker(pipe.blocker, record)  # type: ignore[assignment]
+        pipe.encoders = [RecordingEncoder(e, record) for e in pipe.encoders]  # type: ignore[misc]
     if replay is not None:
         pipe.blocker = ReplayBlocker(pipe.blocker, replay, pipe.store)  # type: ignore[assignment]
+        pipe.encoders = [ReplayEncoder(e, replay) for e in pipe.encoders]  # type: ignore[misc]
     batches = [records[i: i + 128] for i in range(0, len(records), 128)]
     out = [d.to_dict() for _, ds in pipe.process_stream(batches) for d in ds]
     if record is not None:
-        record.record_ids = list(pipe.store.record_ids)
+        record.record_ids, record.store = list(pipe.store.record_ids), pipe.store
     blocker = pipe.blocker
     pipe.close()
     return out, blocker
@@ -53,6 +57,7 @@ def test_replayed_candidates_decide_exactly_as_a_search(crm: tuple[Settings, lis
     assert replayed == searched
     assert isinstance(blocker, ReplayBlocker) and not blocker.live and blocker.replayed == len(records)
     assert len(blocker.index) == 0  # no second graph was built
+    assert not log.stale and log.columns  # and nothing encoded again: every encoder answered from the log
 
 
 def test_a_different_record_ends_the_replay_and_the_run_searches(crm: tuple[Settings, list[Record]]) -> None:
@@ -69,6 +74,21 @@ def test_a_different_record_ends_the_replay_and_the_run_searches(crm: tuple[Sett
     same = sum(a["cluster_id"] == b["cluster_id"] for a, b in zip(plain, replayed))
     assert same >= 0.99 * len(records)
     assert [d["record_id"] for d in replayed] == [r.record_id for r in shuffled]  # every record decided once
+
+
+def test_a_record_changed_under_its_id_is_encoded_and_searched_afresh(crm: tuple[Settings, list[Record]]) -> None:
+    """Same ids, one record's content changed between the passes: from its batch on nothing is replayed,
+    and it is decided on its new content (a plain run of the changed file decides it the same)."""
+    settings, records = crm
+    log = CandidateLog()
+    _decide(settings, records, record=log)
+    changed = list(records)
+    changed[700] = dataclasses.replace(records[700], name=records[10].name, city=records[10].city)
+    plain, _ = _decide(settings, changed)
+    replayed, blocker = _decide(settings, changed, replay=log)
+    assert log.stale and blocker.live and 512 <= blocker.replayed <= 700
+    assert replayed[700]["cluster_id"] == plain[700]["cluster_id"]
+    assert replayed[:512] == plain[:512]  # before the change: replayed, and as searched
 
 
 def test_batch_on_a_person_file_replays_its_fit_pass(tmp_path: Path) -> None:

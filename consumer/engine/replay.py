@@ -1,18 +1,21 @@
-"""Candidates found once, used twice: the fit to a file and the run over it share one candidate search.
+"""One pass's work used twice: the fit to a file and the run over it share the encoding and the search.
 
-`dedup batch` on a file it fits weights to (the person profile; any profile without a shipped model) runs
-the engine over the file twice: once to read the comparison vectors the fit learns from, once to decide
-with the fitted weights. When the fit read the whole file (up to `FIT_FLOOR` records) both passes insert the
-same vectors into the same kind of index in the same order and ask it the same questions, so the second
-pass's candidate lists are the first pass's (HNSW inserts on one thread in arrival order and searches are
-deterministic: `consumer.engine.blocking`). The fit pass records them (`RecordingBlocker`), and the run
-reads them back (`ReplayBlocker`) instead of building a second graph and searching it again: on
-RLdata10000 that was a third of the run (index inserts 1.2 s on the second core, searches 2.1 s).
+`dedup batch` on a file it fits weights to (the person profile; listings checked against the shipped model)
+runs the engine over the file twice: once to read the comparison vectors the fit learns from, once to
+decide with the fitted weights. When the fit read the whole file (up to `FIT_FLOOR` records) both passes
+encode the same records with the same encoders (deterministic and batch-invariant), insert the same vectors
+into the same kind of index in the same order and ask it the same questions, so the second pass's columns
+and candidate lists are the first pass's (HNSW inserts on one thread in arrival order and its searches are
+deterministic: `consumer.engine.blocking`). The fit pass records them (`RecordingEncoder`,
+`RecordingBlocker`) and the run reads them back (`ReplayEncoder`, `ReplayBlocker`) instead of encoding,
+building a second graph and searching it again. Everything after the blocker (exact keys, source links,
+scoring, clustering) runs as always, so the decisions are the same, byte for byte (tests/test_replay.py).
 
-What makes it safe: a list is reused only for a row that holds the same record id as in the fit pass; at
-the first row that does not (a file that changed between the passes, a sampled fit), the replay stops,
-every row stored so far goes into the real index, and the run searches as it always does from there on.
-Everything after the blocker (exact-key candidates, source links, scoring, clustering) runs unchanged.
+What makes it safe: a record's columns are reused only when the record is the one encoded in the fit pass
+(same id, equal content by hash), and a candidate list only for a row that holds the same record as in the
+fit pass. At the first record that differs (a file changed between the passes, a sampled fit) the log is
+stale: that batch and every later one are encoded, the rows stored so far go into the real index, and the
+run searches as it always does from there on.
 """
 
 from __future__ import annotations
@@ -25,20 +28,29 @@ import numpy as np
 
 from consumer.encoders.base import Columns
 from consumer.engine.blocking import Blocker, Search
+from consumer.engine.records import Record
 from consumer.store.memory import SignatureStore
 
-__all__ = ["CandidateLog", "RecordingBlocker", "ReplayBlocker"]
+__all__ = ["CandidateLog", "RecordingBlocker", "RecordingEncoder", "ReplayBlocker", "ReplayEncoder"]
 
 
 @dataclass
 class CandidateLog:
-    """The blocker's candidate rows per store row of one pass, and the record id each row held."""
+    """What one pass encoded and found: the blocker's candidate rows per store row, the record id each row
+    held, the columns each encoder produced, a hash of each record encoded, and the pass's store."""
 
     cands: dict[int, np.ndarray] = field(default_factory=dict)
     record_ids: list[str] = field(default_factory=list)
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fingerprints: dict[str, int] = field(default_factory=dict)
+    store: SignatureStore | None = None
+    #: A record differed from the logged pass's: nothing more is replayed.
+    stale: bool = False
 
     def matches(self, store: SignatureStore, rows: np.ndarray) -> bool:
         """Does every row hold the record it held in the logged pass (and have a logged list)?"""
+        if self.stale:
+            return False
         ids = store.record_ids
         return all(0 <= r < len(self.record_ids) and ids[r] == self.record_ids[r] and r in self.cands
                    for r in (int(x) for x in rows))
@@ -52,6 +64,42 @@ class _Proxy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class RecordingEncoder(_Proxy):
+    """An encoder that notes which columns it produced and a hash of every record it encoded (the fit pass)."""
+
+    def __init__(self, inner: Any, log: CandidateLog) -> None:
+        super().__init__(inner)
+        self.log = log
+
+    def encode(self, records: Sequence[Record]) -> Columns:
+        out: Columns = self.inner.encode(records)
+        self.log.columns[self.inner.name] = tuple(out)
+        self.log.fingerprints.update((r.record_id, hash(r)) for r in records)
+        return out
+
+
+class ReplayEncoder(_Proxy):
+    """An encoder that answers from the logged pass's store for records encoded there, unchanged."""
+
+    def __init__(self, inner: Any, log: CandidateLog) -> None:
+        super().__init__(inner)
+        self.log = log
+        self.replayed = 0
+
+    def encode(self, records: Sequence[Record]) -> Columns:
+        log, store = self.log, self.log.store
+        names = log.columns.get(self.inner.name)
+        if names is None or store is None or log.stale:
+            return self.inner.encode(records)
+        rows = [store.row_of.get(r.record_id, -1) for r in records]
+        if min(rows, default=0) < 0 or any(log.fingerprints.get(r.record_id) != hash(r) for r in records):
+            log.stale = True  # the blocker stops replaying before this batch is searched
+            return self.inner.encode(records)
+        idx = np.asarray(rows, np.int64)
+        self.replayed += len(rows)
+        return {name: store.column(name)[idx] for name in names}
 
 
 class RecordingBlocker(_Proxy):

@@ -21,7 +21,7 @@ from consumer.config import Settings
 from consumer.engine.normalize import fold
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record, Rejected, RejectError, parse_record
-from consumer.engine.replay import CandidateLog, ReplayBlocker
+from consumer.engine.replay import CandidateLog, ReplayBlocker, ReplayEncoder
 from consumer.io.artifacts import build_pipeline
 from consumer.io.files import (
     InputError,
@@ -255,7 +255,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     if shipped is not None and slots:  # whichever model decides reads them
         shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": slots})
     sample = fit_sample_size(total, blocks=fit_method(settings) == "reciprocal")
-    # The fit pass reads the whole file: the run replays its candidate lists instead of searching again.
+    # The fit pass reads the whole file: the run replays its columns and candidate lists (consumer.engine.replay).
     cands = CandidateLog() if len(records) == total <= sample and settings.index.backend == "hnswlib" else None
     try:
         model = fit_unsupervised(records, settings, text, population=total, sample=sample,
@@ -301,10 +301,11 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
 
 
 def _replaying(pipe: Pipeline, cands: CandidateLog | None) -> Pipeline:
-    """`pipe`, answering candidate searches from the fit pass's lists while its rows are that pass's
-    (`consumer.engine.replay`: same lists, same decisions, without a second index)."""
+    """`pipe`, taking columns and candidate lists from the fit pass while its records are that pass's
+    (`consumer.engine.replay`: the same decisions without encoding again or building a second index)."""
     if cands is not None and cands.record_ids:
         pipe.blocker = ReplayBlocker(pipe.blocker, cands, pipe.store)  # type: ignore[assignment]
+        pipe.encoders = [ReplayEncoder(e, cands) for e in pipe.encoders]  # type: ignore[misc]
     return pipe
 
 

@@ -219,7 +219,11 @@ class Listings(Case):
         child = checked(_dedup(side, ctx, "batch", str(self.path(ctx)), "--profile", "listing", "--out", str(out),
                                "-q"), "dedup batch --profile listing")
         figures = _batch_figures(child, self.records)
-        image = last_json(child.stdout).get("stage_seconds", {}).get("encode_image")
+        summary = last_json(child.stdout)
+        # The image encoder on its own: the pass that encoded every photo. Since the run replays a whole-file
+        # fit's columns (consumer.engine.replay) that is the fit's pass; before, the run's own.
+        fitted = (summary.get("model") or {}).get("fit_stage_seconds") or {}
+        image = fitted.get("encode_image") or summary.get("stage_seconds", {}).get("encode_image")
         if image:
             figures["image_encode_records_per_second"] = round(self.records / float(image), 1)
         return figures

@@ -155,7 +155,8 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
                                                     len(records))
         fs.info["operating_point"] = dict(EM_OPERATING_POINT)
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
-            "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info}
+            "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info,
+            "fit_stage_seconds": vec.stage_seconds}
     if slots:
         meta.update({"variant_slots": slots, "variant_words": len(slots)})
     if reference is not None and len(vec.all_x):
@@ -179,6 +180,7 @@ class _Vectors:
     left: np.ndarray  # the records of each candidate pair (query, candidate)
     right: np.ndarray
     all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # the pass's stage timer
 
 
 def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
@@ -232,7 +234,7 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         random_x = _compare_only(pipe, comps, a, b) if len(a) else np.zeros((0, len(comps)), np.float32)
     finally:
         pipe.close()
-    return _Vectors(comps, features, cand_x, random_x, left, right, all_x)
+    return _Vectors(comps, features, cand_x, random_x, left, right, all_x, pipe.timer.totals())
 
 
 def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -56,6 +56,14 @@ class CandidateLog:
                    for r in (int(x) for x in rows))
 
 
+def _fingerprint(rec: Record) -> int:
+    """A hash of everything the record holds (ids, fields, blobs); -1, never replayed, if it cannot be hashed."""
+    try:
+        return hash(rec)
+    except TypeError:  # a plug-in's record holding a list: encode it afresh rather than guess
+        return -1
+
+
 class _Proxy:
     """Everything a `Blocker` has, from the blocker it wraps (the stage timers, `spec`, `index`, `close`)."""
 
@@ -76,7 +84,7 @@ class RecordingEncoder(_Proxy):
     def encode(self, records: Sequence[Record]) -> Columns:
         out: Columns = self.inner.encode(records)
         self.log.columns[self.inner.name] = tuple(out)
-        self.log.fingerprints.update((r.record_id, hash(r)) for r in records)
+        self.log.fingerprints.update((r.record_id, _fingerprint(r)) for r in records)
         return out
 
 
@@ -94,7 +102,8 @@ class ReplayEncoder(_Proxy):
         if names is None or store is None or log.stale:
             return self.inner.encode(records)
         rows = [store.row_of.get(r.record_id, -1) for r in records]
-        if min(rows, default=0) < 0 or any(log.fingerprints.get(r.record_id) != hash(r) for r in records):
+        seen = [log.fingerprints.get(r.record_id) for r in records]
+        if min(rows, default=0) < 0 or any(fp in (None, -1) or fp != _fingerprint(r) for fp, r in zip(seen, records)):
             log.stale = True  # the blocker stops replaying before this batch is searched
             return self.inner.encode(records)
         idx = np.asarray(rows, np.int64)

@@ -16,7 +16,7 @@ import pytest
 
 from consumer.config import Settings, load_settings
 from consumer.engine.records import Record
-from consumer.engine.replay import CandidateLog, RecordingBlocker, RecordingEncoder, ReplayBlocker, ReplayEncoder
+from consumer.engine.replay import CandidateLog, ReplayBlocker, record_into, replay_from
 from consumer.generate import write_crm
 from consumer.io.artifacts import build_pipeline
 from consumer.io.batch import iter_records, run_batch
@@ -35,15 +35,13 @@ def _decide(settings: Settings, records: Sequence[Record], *, record: CandidateL
     """Decisions of `records` through `process_stream` (as `dedup batch` runs), recording or replaying."""
     pipe = build_pipeline(settings, encode_in_background=True)
     if record is not None:
-        pipe.blocker = RecordingBlocker(pipe.blocker, record)  # type: ignore[assignment]
-        pipe.encoders = [RecordingEncoder(e, record) for e in pipe.encoders]  # type: ignore[misc]
+        record_into(pipe, record)
     if replay is not None:
-        pipe.blocker = ReplayBlocker(pipe.blocker, replay, pipe.store)  # type: ignore[assignment]
-        pipe.encoders = [ReplayEncoder(e, replay) for e in pipe.encoders]  # type: ignore[misc]
+        replay_from(pipe, replay)
     batches = [records[i: i + 128] for i in range(0, len(records), 128)]
     out = [d.to_dict() for _, ds in pipe.process_stream(batches) for d in ds]
     if record is not None:
-        record.record_ids, record.store = list(pipe.store.record_ids), pipe.store
+        record.finish(pipe.store)
     blocker = pipe.blocker
     pipe.close()
     return out, blocker

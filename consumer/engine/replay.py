@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,16 +31,20 @@ from consumer.engine.blocking import Blocker, Search
 from consumer.engine.records import Record
 from consumer.store.memory import SignatureStore
 
-__all__ = ["CandidateLog", "RecordingBlocker", "RecordingEncoder", "ReplayBlocker", "ReplayEncoder"]
+if TYPE_CHECKING:
+    from consumer.engine.pipeline import Pipeline
+
+__all__ = ["CandidateLog", "RecordingBlocker", "RecordingEncoder", "ReplayBlocker", "ReplayEncoder", "record_into",
+           "replay_from"]
 
 
 @dataclass
 class CandidateLog:
-    """What one pass encoded and found: the blocker's candidate rows per store row, the record id each row
-    held, the columns each encoder produced, a hash of each record encoded, and the pass's store."""
+    """What one pass encoded and found: the blocker's candidate rows per store row, the columns each encoder
+    produced, a hash of each record encoded, and the pass's store (its columns, and the record each row held),
+    set by `finish` once the pass is over: a log without it replays nothing."""
 
     cands: dict[int, np.ndarray] = field(default_factory=dict)
-    record_ids: list[str] = field(default_factory=list)
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     fingerprints: dict[str, int] = field(default_factory=dict)
     store: SignatureStore | None = None
@@ -49,11 +53,29 @@ class CandidateLog:
 
     def matches(self, store: SignatureStore, rows: np.ndarray) -> bool:
         """Does every row hold the record it held in the logged pass (and have a logged list)?"""
-        if self.stale:
+        if self.stale or self.store is None:
             return False
-        ids = store.record_ids
-        return all(0 <= r < len(self.record_ids) and ids[r] == self.record_ids[r] and r in self.cands
-                   for r in (int(x) for x in rows))
+        ids, logged = store.record_ids, self.store.record_ids
+        return all(0 <= r < len(logged) and ids[r] == logged[r] and r in self.cands for r in (int(x) for x in rows))
+
+    def finish(self, store: SignatureStore) -> None:
+        """The logged pass is over: keep its store (the run reads columns and row ids from it)."""
+        self.store = store
+
+
+def record_into(pipe: Pipeline, log: CandidateLog) -> None:
+    """Make `pipe` (a fit's pass) log its encoders' columns and its candidate lists into `log`."""
+    pipe.blocker = RecordingBlocker(pipe.blocker, log)  # type: ignore[assignment]
+    pipe.encoders = [RecordingEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
+
+
+def replay_from(pipe: Pipeline, log: CandidateLog) -> None:
+    """Make `pipe` (the run) take columns and candidate lists from a finished `log` while its records are
+    the logged pass's; nothing changes for a log that was never finished."""
+    if log.store is None:
+        return
+    pipe.blocker = ReplayBlocker(pipe.blocker, log, pipe.store)  # type: ignore[assignment]
+    pipe.encoders = [ReplayEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
 
 
 def _fingerprint(rec: Record) -> int:

@@ -21,7 +21,7 @@ from consumer.config import Settings
 from consumer.engine.normalize import fold
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record, Rejected, RejectError, parse_record
-from consumer.engine.replay import CandidateLog, ReplayBlocker, ReplayEncoder
+from consumer.engine.replay import CandidateLog, replay_from
 from consumer.io.artifacts import build_pipeline
 from consumer.io.files import (
     InputError,
@@ -308,9 +308,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
 def _replaying(pipe: Pipeline, cands: CandidateLog | None) -> Pipeline:
     """`pipe`, taking columns and candidate lists from the fit pass while its records are that pass's
     (`consumer.engine.replay`: the same decisions without encoding again or building a second index)."""
-    if cands is not None and cands.record_ids:
-        pipe.blocker = ReplayBlocker(pipe.blocker, cands, pipe.store)  # type: ignore[assignment]
-        pipe.encoders = [ReplayEncoder(e, cands) for e in pipe.encoders]  # type: ignore[misc]
+    if cands is not None:
+        replay_from(pipe, cands)
     return pipe
 
 

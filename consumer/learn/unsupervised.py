@@ -26,7 +26,7 @@ from consumer.engine.comparison import Comparator
 from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
-from consumer.engine.replay import CandidateLog, RecordingBlocker, RecordingEncoder
+from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
 from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
 from consumer.learn.fit_pass import FitPass
@@ -198,8 +198,7 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
     pipe = FitPass(rule, text_encoder, encode_in_background=True, image_encoder=image_encoder,
                    variant_slots=list(variant_slots))
     if candidate_log is not None:  # the run replays this pass (consumer.engine.replay)
-        pipe.blocker = RecordingBlocker(pipe.blocker, candidate_log)  # type: ignore[assignment]
-        pipe.encoders = [RecordingEncoder(e, candidate_log) for e in pipe.encoders]  # type: ignore[misc]
+        record_into(pipe, candidate_log)
     try:
         comps = comparisons_of(pipe.encoders)
         if not comps:
@@ -210,7 +209,7 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         for _ in pipe.process_stream(batches):
             pass
         if candidate_log is not None:
-            candidate_log.record_ids, candidate_log.store = list(pipe.store.record_ids), pipe.store
+            candidate_log.finish(pipe.store)
         features = list(pipe.comparator.features)
         cols = [features.index(c.feature) for c in comps]
         logged = [(r, c, f) for r, c, f in pipe.pair_log if len(c)]

@@ -9,6 +9,7 @@ count left; its snapshot holds nothing of it), and Redis is consistent after any
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,55 @@ def test_redis_erase_script_removes_and_refounds(recs: list[Record], redis_url: 
     assert store.erase([founder], door="api", hash_key="k", now_iso="2026-01-02T00:00:00Z") == {founder: False}
     assert store.log_length() == head + 3  # an unknown id appends nothing
     assert store.generations([founder, other, "nope"], "k") == {founder: 1, other: 1}
+
+
+def test_a_batch_decided_before_an_erasure_writes_no_erased_id_back(
+        recs: list[Record], redis_url: str, redis_prefix: str) -> None:
+    """The race behind a flaky end-to-end run: a member decides a batch on a replica that still holds X,
+    X is erased (by another member's door) before the batch is written. The batch names the changelog
+    position it saw; the script reports X as *raced*, the store deletes the batch's own stored events that
+    name X (the re-checking member's scrub may have run already), and a split piece founded by X is not
+    written (no erased id back as a founder), so the member reloads."""
+    s = load_settings(env={})
+    pipe = build_pipeline(s)
+    store = RedisStateStore(redis_url, redis_prefix)
+
+    def batch_of(rows: list[Record], first: int) -> Batch:
+        batch = Batch([FakeMessage(j) for j in range(first, first + len(rows))])  # type: ignore[list-item]
+        batch.good = list(zip(batch.messages, rows))  # type: ignore[arg-type]
+        batch.fps = ["f" * 32] * len(rows)
+        batch.decisions = pipe.process(rows)
+        assemble(batch, pipe, time.time())
+        assert batch.write is not None
+        return batch
+
+    for i in range(0, 200, 100):
+        store.write_batch(batch_of(recs[i: i + 100], i).write, "2026-01-01T00:00:00.000Z")  # type: ignore[arg-type]
+    final = dict(store.export_clusters())
+    sizes: dict[str, int] = {}
+    for cid in final.values():
+        sizes[cid] = sizes.get(cid, 0) + 1
+    gone = next(r for r, c in final.items() if sizes[c] == 1)  # a singleton: its twin will match it
+    founder = next(r for r, c in final.items() if sizes[c] > 1
+                   and store.client.hget(store.key("clmeta", c), "founder").decode() == r)
+    mates = sorted(r for r, c in final.items() if c == final[founder] and r != founder)
+    twin = replace(next(r for r in recs if r.record_id == gone), record_id="twin-of-a-gone-record")
+    seen = store.log_length()
+    batch = batch_of([twin], 200)  # decided while the replica still holds `gone`
+    write = batch.write
+    assert write is not None and any(f'"{gone}"'.encode() in o.value for o in batch.events[twin.record_id])
+    write.add_split(final[founder], [(cluster_id_for(founder), founder, [founder, *mates])])
+    assert store.erase([gone, founder], door="api", hash_key="k", now_iso="2026-01-02T00:00:00Z", scrub=True) \
+        == {gone: True, founder: True}
+    write.seen = seen
+    n, conflicts = store.write_batch(write, "2026-01-02T00:00:01.000Z")
+    assert (n, conflicts) == (1, []) and sorted(write.raced) == sorted([gone, founder])
+    assert write.dropped_pieces == 1
+    assert store.stored_events([twin.record_id]) == {}  # its events named `gone`: deleted, not kept
+    assert store.existing([twin.record_id]) == {twin.record_id}
+    values = [v for k in store.client.scan_iter(match=redis_prefix + "*")
+              if store.client.type(k) == b"hash" for v in store.client.hgetall(k).values()]
+    assert gone.encode() not in values and founder.encode() not in values
+    after = store.read_log(store.log_length() - 1)  # the batch's own entry (its record), no split
+    assert after == [f"r{twin.record_id}"]
+    assert store.verify() == []

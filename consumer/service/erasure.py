@@ -167,6 +167,7 @@ class ErasureDuties:
             [pos for pos, _ in found], self.member_name, int(bound)), batch))
         outputs: list[Output] = []
         write = BatchWrite("erase-" + uuid.uuid4().hex)
+        write.seen = self.replica.position
         founders: list[str] = []
         for pos, e in found:
             if pos not in won:

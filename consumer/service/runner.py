@@ -340,6 +340,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
     def _store(self, batch: Batch) -> None:
         assert batch.write is not None and self.pipe is not None
         write = batch.write
+        write.seen = self.replica.position  # erasures past it raced this batch (the store cleans up)
         with self.metrics.time_stage("redis"):
             _n, conflicts = self._retry("redis", "write batch",
                                         lambda: self.store.write_batch(write, utc_iso(time.time())), batch)
@@ -350,6 +351,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
                 self._reload_needed = True
             for rid in write.demoted:  # its merges were done by another member a moment before
                 batch.events[rid] = batch.alt_events[rid]
+            self._reload_needed |= write.dropped_pieces > 0  # a split founded by a record erased meanwhile
         batch.stored = True
         self.replica.note_own(d.row for d in batch.decisions if d.outcome != "replay")
         self.replica.note_own_splits(p.founder_id for d in batch.decisions for p in d.splits)

@@ -280,9 +280,10 @@ class ErasureOps:
         return [{"id": rid, "cluster": where[c], "h": id_hash(hash_key, rid),
                  "cids": {m: cluster_id_for(m) for m in members[where[c]] if m != rid}} for rid, c in found]
 
-    def scrub_events(self, record_ids: Iterable[str], count: int = 500) -> int:
+    def scrub_events(self, record_ids: Iterable[str], count: int = 500, keys: Sequence[str] | None = None) -> int:
         """Delete the stored events of other records that name an erased id (as a candidate or in a split
-        piece); returns how many. One pass over `ev:*` (bounded by the stored-events retention)."""
+        piece); returns how many. One pass over `ev:*` (bounded by the stored-events retention), or over
+        `keys` only (a batch that raced an erasure checks its own records)."""
         needles = [orjson.dumps(r)[1:-1] for r in record_ids]
         head = len(self.key("ev", ""))
         doomed: list[bytes] = []
@@ -304,7 +305,9 @@ class ErasureOps:
                     doomed.append(k)
             batch.clear()
 
-        for key in self.client.scan_iter(match=_glob(self.key("ev", "")) + "*", count=count):
+        scan = ([k.encode() for k in keys] if keys is not None
+                else self.client.scan_iter(match=_glob(self.key("ev", "")) + "*", count=count))
+        for key in scan:
             if len(key) > head:
                 batch.append(key)
             if len(batch) >= count:

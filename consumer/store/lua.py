@@ -46,8 +46,13 @@ APPLY_BATCH = r"""
 --   layouts: {layout_id: layout JSON} of the batch's payloads (kept once, HSETNX)
 --   ev_ttl:  seconds the stored events (ev:<id>) are kept, 0 or absent = forever (replays only need them
 --            until the batch is committed in Kafka, plus a rewind margin)
--- Returns {new_records, merges applied (not already done), #conflicts, conflicting record ids...,
--- demoted record ids...}. A record whose bridging merges were all done already (another member merged the
+--   seen:    the changelog position the decisions saw (the member's replica position; absent = not checked)
+-- Returns {new_records, merges applied (not already done), #conflicts, #raced, split pieces dropped,
+-- conflicting record ids..., raced ids..., demoted record ids...}. *Raced* ids were erased after `seen`
+-- (an `e` entry past it): the batch was decided on a view that still held them, so the caller deletes
+-- this batch's stored events that name them; a split piece whose founder is no longer stored is dropped
+-- (never write an erased id back as a founder) and the caller reloads (its replica applied the split).
+-- A record whose bridging merges were all done already (another member merged the
 -- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
 -- so no absorbed cluster is ever announced by two merge events.
 --
@@ -76,6 +81,16 @@ local function founder_seq(cid)
 end
 
 local touched = {}
+
+-- Erasures the deciding member had not read yet (see `seen` above); ids only, for the caller.
+local raced = {}
+if ops.seen then
+  local base = tonumber(redis.call('GET', p .. 'logbase') or '0')
+  for _, x in ipairs(redis.call('LRANGE', p .. 'log', math.max(0, tonumber(ops.seen) - base), -1)) do
+    if string.sub(x, 1, 1) == 'e' then table.insert(raced, string.sub(x, 2)) end
+  end
+end
+local dropped = 0
 
 -- Cluster membership: since issue 12 a cluster's members are fields '.<record id>' (empty values) of its
 -- clmeta hash, which Redis keeps in its compact listpack encoding (a one-member hashtable set cost 248
@@ -138,15 +153,20 @@ local function split(m)
   local old = resolve(m.split)
   for _, piece in ipairs(m.pieces) do
     local cid, founder = piece[1], piece[2]
+    if redis.call('EXISTS', p .. 'rec:' .. founder) == 0 then
+      dropped = dropped + 1  -- founded by a record erased since the decision: not written back
+    else
     redis.call('DEL', p .. 'fwd:' .. cid)
     local meta = p .. 'clmeta:' .. cid
     if redis.call('EXISTS', meta) == 0 then
       redis.call('HSET', meta, 'founder', founder, 'created', now)
     end
     local moved = false
+    local stored = {}
     for _, rid in ipairs(piece[3]) do
       local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
       if cur then
+        table.insert(stored, rid)
         cur = resolve(cur)
         if cur ~= cid then remove_member(cur, rid) end
         redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
@@ -158,8 +178,10 @@ local function split(m)
       end
     end
     touched[cid] = true
-    -- Logged only when it moved someone: a replayed batch (same token) re-applies it as a no-op.
-    if moved then redis.call('RPUSH', p .. 'log', 's' .. cjson.encode({founder, piece[3]})) end
+    -- Logged only when it moved someone: a replayed batch (same token) re-applies it as a no-op. Only
+    -- stored records are named (one erased since the decision is not written back into the log).
+    if moved then redis.call('RPUSH', p .. 'log', 's' .. cjson.encode({founder, stored})) end
+    end
   end
   touched[old] = true
 end
@@ -259,8 +281,9 @@ for tp, off in pairs(ops.offsets) do
   local cur = tonumber(redis.call('HGET', p .. 'offsets', tp) or '-1')
   if off > cur then redis.call('HSET', p .. 'offsets', tp, off) end
 end
-local out = {n_new, applied, #conflicts}
+local out = {n_new, applied, #conflicts, #raced, dropped}
 for _, rid in ipairs(conflicts) do table.insert(out, rid) end
+for _, rid in ipairs(raced) do table.insert(out, rid) end
 for _, rid in ipairs(demoted) do table.insert(out, rid) end
 return out
 """

@@ -81,6 +81,13 @@ class BatchWrite:
         self.applied_merges = 0
         #: Set by `write_batch`: records whose alternative events were stored (their merges were no-ops).
         self.demoted: list[str] = []
+        #: The changelog position the decisions saw (the member's replica position); None = not checked.
+        #: Erasures past it *raced* the batch: see `write_batch`.
+        self.seen: int | None = None
+        #: Set by `write_batch`: ids erased after `seen` (their mentions in this batch's stored events are
+        #: deleted) and split pieces dropped because their founder was erased (the caller reloads).
+        self.raced: list[str] = []
+        self.dropped_pieces = 0
 
     def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "",
                    alt_events: Sequence[bytes] | None = None) -> None:
@@ -125,6 +132,8 @@ class BatchWrite:
                                "ev_ttl": max(0, int(events_ttl))}
         if now_ms:
             ops["now_ms"] = now_ms
+        if self.seen is not None:
+            ops["seen"] = int(self.seen)
         return orjson.dumps(ops)
 
 
@@ -168,9 +177,17 @@ class RedisStateStore(ErasureOps, VerifyOps):
         # KEYS[1] only routes the script: every key it builds from the prefix shares this key's slot.
         out = self._apply(keys=[self.key("seq")], args=args)
         batch.applied_merges = int(out[1])
-        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[3:]]
-        n_conflicts = int(out[2])
-        batch.demoted = ids[n_conflicts:]
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[5:]]
+        n_conflicts, n_raced = int(out[2]), int(out[3])
+        batch.dropped_pieces = int(out[4])
+        batch.raced = ids[n_conflicts: n_conflicts + n_raced]
+        batch.demoted = ids[n_conflicts + n_raced:]
+        if batch.raced:
+            # Decided on a view that still held these records: this batch's stored events must not
+            # keep naming them (the re-checking member's scrub may already have passed).
+            # (an erased id sent again in this very batch is a new record: its own events stay)
+            again = set(batch.raced)
+            self.scrub_events(batch.raced, keys=[self.key("ev", r[0]) for r in batch.recs if r[0] not in again])
         return int(out[0]), ids[:n_conflicts]
 
     def resolve_clusters(self, cluster_ids: Iterable[str]) -> dict[str, tuple[str, int]]:

@@ -1,5 +1,5 @@
-"""The run replays the fit pass's columns and candidate lists (`consumer.engine.replay`): same decisions,
-one encoding, one index.
+"""The run replays the fit pass's columns, candidate lists and comparisons (`consumer.engine.replay`): same
+decisions, one encoding, one index, one comparison per pair.
 
 Why a test: the replay is only a speed change, so it must change no decision, and it must give way to a
 real search the moment the records stop being the ones it logged (never answer for another record)."""
@@ -16,7 +16,7 @@ import pytest
 
 from consumer.config import Settings, load_settings
 from consumer.engine.records import Record
-from consumer.engine.replay import CandidateLog, ReplayBlocker, record_into, replay_from
+from consumer.engine.replay import CandidateLog, ReplayBlocker, ReplayComparator, record_into, replay_from
 from consumer.generate import write_crm
 from consumer.io.artifacts import build_pipeline
 from consumer.io.batch import iter_records, run_batch
@@ -41,21 +41,37 @@ def _decide(settings: Settings, records: Sequence[Record], *, record: CandidateL
     batches = [records[i: i + 128] for i in range(0, len(records), 128)]
     out = [d.to_dict() for _, ds in pipe.process_stream(batches) for d in ds]
     if record is not None:
-        record.finish(pipe.store)
+        record.finish(pipe)
     blocker = pipe.blocker
     pipe.close()
-    return out, blocker
+    return out, (blocker, pipe.comparator)
 
 
 def test_replayed_candidates_decide_exactly_as_a_search(crm: tuple[Settings, list[Record]]) -> None:
     settings, records = crm
     log = CandidateLog()
     searched, _ = _decide(settings, records, record=log)
-    replayed, blocker = _decide(settings, records, replay=log)
+    replayed, (blocker, comparator) = _decide(settings, records, replay=log)
     assert replayed == searched
     assert isinstance(blocker, ReplayBlocker) and not blocker.live and blocker.replayed == len(records)
     assert len(blocker.index) == 0  # no second graph was built
     assert not log.stale and log.columns  # and nothing encoded again: every encoder answered from the log
+    assert isinstance(comparator, ReplayComparator) and comparator.replayed == len(records)  # nor compared
+
+
+def test_a_batch_with_other_candidates_is_compared_afresh(crm: tuple[Settings, list[Record]]) -> None:
+    """Logged feature rows answer only for the very candidate lists they were compared with: a list the run
+    extends (a labelled partner, say) makes that batch compare afresh, and decide as without the log."""
+    settings, records = crm
+    log = CandidateLog()
+    _decide(settings, records, record=log)
+    row = 300
+    cands, feats = log.pairs[row]
+    log.pairs[row] = (cands[:-1], feats[:-1])  # as if the fit pass had one candidate fewer for this row
+    plain, _ = _decide(settings, records)
+    replayed, (_, comparator) = _decide(settings, records, replay=log)
+    assert replayed == plain
+    assert comparator.replayed == len(records) - 128  # every batch but the one holding row 300
 
 
 def test_a_different_record_ends_the_replay_and_the_run_searches(crm: tuple[Settings, list[Record]]) -> None:
@@ -67,8 +83,9 @@ def test_a_different_record_ends_the_replay_and_the_run_searches(crm: tuple[Sett
     _decide(settings, records, record=log)
     shuffled = list(records[:300]) + random.Random(1).sample(list(records[300:]), len(records) - 300)
     plain, _ = _decide(settings, shuffled)
-    replayed, blocker = _decide(settings, shuffled, replay=log)
+    replayed, (blocker, comparator) = _decide(settings, shuffled, replay=log)
     assert blocker.live and blocker.replayed < len(records) and len(blocker.index) == len(records)
+    assert comparator.replayed <= blocker.replayed
     same = sum(a["cluster_id"] == b["cluster_id"] for a, b in zip(plain, replayed))
     assert same >= 0.99 * len(records)
     assert [d["record_id"] for d in replayed] == [r.record_id for r in shuffled]  # every record decided once
@@ -83,8 +100,8 @@ def test_a_record_changed_under_its_id_is_encoded_and_searched_afresh(crm: tuple
     changed = list(records)
     changed[700] = dataclasses.replace(records[700], name=records[10].name, city=records[10].city)
     plain, _ = _decide(settings, changed)
-    replayed, blocker = _decide(settings, changed, replay=log)
-    assert log.stale and blocker.live and 512 <= blocker.replayed <= 700
+    replayed, (blocker, comparator) = _decide(settings, changed, replay=log)
+    assert log.stale and blocker.live and 512 <= blocker.replayed <= 700 and comparator.replayed == blocker.replayed
     assert replayed[700]["cluster_id"] == plain[700]["cluster_id"]
     assert replayed[:512] == plain[:512]  # before the change: replayed, and as searched
 
@@ -109,4 +126,5 @@ def test_batch_on_a_person_file_replays_its_fit_pass(tmp_path: Path) -> None:
     summary, pipe = run_batch(src, tmp_path / "out.jsonl", settings, progress=False)
     assert summary.model["fusion"].startswith("fellegi-sunter") and summary.records == len(rows)
     assert isinstance(pipe.blocker, ReplayBlocker) and pipe.blocker.replayed == len(rows) and not pipe.blocker.live
+    assert isinstance(pipe.comparator, ReplayComparator) and pipe.comparator.replayed == len(rows)
     pipe.close()

@@ -62,6 +62,11 @@ class Comparator:
         declares one (the profile has no such evidence: callers keep their score-only rule)."""
         return conflict_mask(feats, self.conflict_columns) if self.conflict_columns else None
 
+    def logged(self, rows: np.ndarray, cands: Sequence[np.ndarray]) -> np.ndarray | None:
+        """The feature matrix of a batch's pairs (rows[i] against each of cands[i], in order) when it is
+        already known, else None: a run replaying a pass that compared them (`consumer.engine.replay`)."""
+        return None
+
     def compare(self, a: Columns, b: Columns, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Feature matrix for pairs (a[i], b[i]); `extra` adds precomputed per-pair features (rarity).
         A declared feature an encoder does not return stays NaN (e.g. no key fields in the profile); one it

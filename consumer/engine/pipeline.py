@@ -10,8 +10,7 @@ batch's search can run ahead, see `consumer.engine.blocking`) and those earlier 
 boundaries do not change who is compared.
 
 Answer types in `consumer.engine.decisions` (re-exported); `snapshot`/`restore`/`absorb` from the `PersistedState`
-mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`.
-"""
+mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`."""
 
 from __future__ import annotations
 
@@ -227,22 +226,23 @@ class Pipeline(PersistedState, Erasure):
             if self.answers is not None:  # a "yes" partner the search missed is a candidate all the same
                 cands = self.answers.with_partners(rows, cands)
             t1 = time.perf_counter()
-            # Insert the previous batch now (with a background blocker the graph grows while this thread
-            # scores and clusters) and search the next one after it, if it is already being encoded.
+            # Insert the previous batch now (the graph grows while this thread scores and clusters) and
+            # search the next one after it, if it is already being encoded.
             self.blocker.advance(vecs, rows)
             self._search_ahead(given)
             ta = time.perf_counter()
             # Score every (record, candidate) pair of the batch in one vectorised pass...
             counts = np.array([len(c) for c in cands], np.int64)
             offsets = np.concatenate([[0], np.cumsum(counts)])
-            q_rows = np.repeat(rows, counts)
-            c_rows = np.concatenate(cands) if len(cands) else np.zeros(0, np.int64)
+            q_rows, c_rows = np.repeat(rows, counts), np.concatenate(cands) if len(cands) else np.zeros(0, np.int64)
             self.frequencies.observe(cols)
-            rarity = {k: np.repeat(v, counts) for k, v in self.frequencies.features(cols, cols).items()}
-            skip = self.comparator.unused_columns
-            q_cols, c_cols = self.store.gather_repeated(rows, counts, skip), self.store.gather(c_rows, skip)
-            rarity.update(self.frequencies.pair_features(q_cols, c_cols, (q_rows, c_rows)))
-            feats = self.comparator.compare(q_cols, c_cols, rarity)
+            feats = self.comparator.logged(rows, cands)
+            if feats is None:  # (else a replayed pass compared them already)
+                rarity = {k: np.repeat(v, counts) for k, v in self.frequencies.features(cols, cols).items()}
+                skip = self.comparator.unused_columns
+                q_cols, c_cols = self.store.gather_repeated(rows, counts, skip), self.store.gather(c_rows, skip)
+                rarity.update(self.frequencies.pair_features(q_cols, c_cols, (q_rows, c_rows)))
+                feats = self.comparator.compare(q_cols, c_cols, rarity)
             t2 = time.perf_counter()
             with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
                 fused, mods = self.fuser.score(feats)

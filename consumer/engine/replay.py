@@ -8,8 +8,12 @@ into the same kind of index in the same order and ask it the same questions, so 
 and candidate lists are the first pass's (HNSW inserts on one thread in arrival order and its searches are
 deterministic: `consumer.engine.blocking`). The fit pass records them (`RecordingEncoder`,
 `RecordingBlocker`) and the run reads them back (`ReplayEncoder`, `ReplayBlocker`) instead of encoding,
-building a second graph and searching it again. Everything after the blocker (exact keys, source links,
-scoring, clustering) runs as always, so the decisions are the same, byte for byte (tests/test_replay.py).
+building a second graph and searching it again. The pass also compared every candidate pair, and the
+comparison reads nothing the two passes do not share (the stored columns and the rarity counts, built from
+the same records in the same order, never a cluster): for a batch whose final candidate lists (exact keys
+and source links applied) are the logged ones, the run takes the logged feature rows (`ReplayComparator`)
+instead of gathering and comparing again. Scoring and clustering run as always, so the decisions are the
+same, byte for byte (tests/test_replay.py).
 
 What makes it safe: a record's columns are reused only when the record is the one encoded in the fit pass
 (same id, equal content by hash), and a candidate list only for a row that holds the same record as in the
@@ -34,8 +38,8 @@ from consumer.store.memory import SignatureStore
 if TYPE_CHECKING:
     from consumer.engine.pipeline import Pipeline
 
-__all__ = ["CandidateLog", "RecordingBlocker", "RecordingEncoder", "ReplayBlocker", "ReplayEncoder", "record_into",
-           "replay_from"]
+__all__ = ["CandidateLog", "RecordingBlocker", "RecordingEncoder", "ReplayBlocker", "ReplayComparator", "ReplayEncoder",
+           "record_into", "replay_from"]
 
 
 @dataclass
@@ -50,6 +54,10 @@ class CandidateLog:
     store: SignatureStore | None = None
     #: A record differed from the logged pass's: nothing more is replayed.
     stale: bool = False
+    #: Per store row: the final candidate list it was compared with and its feature rows (`Pipeline.pair_log`),
+    #: and the comparator's feature names; set by `finish`.
+    pairs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
 
     def matches(self, store: SignatureStore, rows: np.ndarray) -> bool:
         """Does every row hold the record it held in the logged pass (and have a logged list)?"""
@@ -58,24 +66,32 @@ class CandidateLog:
         ids, logged = store.record_ids, self.store.record_ids
         return all(0 <= r < len(logged) and ids[r] == logged[r] and r in self.cands for r in (int(x) for x in rows))
 
-    def finish(self, store: SignatureStore) -> None:
-        """The logged pass is over: keep its store (the run reads columns and row ids from it)."""
-        self.store = store
+    def finish(self, pipe: Pipeline) -> None:
+        """The logged pass is over: keep its store (the run reads columns and row ids from it) and the
+        pairs it compared (its `pair_log`, which `record_into` turned on)."""
+        self.store = pipe.store
+        self.pairs = {row: (cands, feats) for row, cands, feats in pipe.pair_log or ()}
+        self.features = tuple(pipe.comparator.features)
 
 
 def record_into(pipe: Pipeline, log: CandidateLog) -> None:
-    """Make `pipe` (a fit's pass) log its encoders' columns and its candidate lists into `log`."""
+    """Make `pipe` (a fit's pass) log its encoders' columns, its candidate lists and (`finish`) the pairs
+    it compared into `log`."""
     pipe.blocker = RecordingBlocker(pipe.blocker, log)  # type: ignore[assignment]
     pipe.encoders = [RecordingEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
+    if pipe.pair_log is None:
+        pipe.pair_log = []
 
 
 def replay_from(pipe: Pipeline, log: CandidateLog) -> None:
-    """Make `pipe` (the run) take columns and candidate lists from a finished `log` while its records are
-    the logged pass's; nothing changes for a log that was never finished."""
+    """Make `pipe` (the run) take columns, candidate lists and comparisons from a finished `log` while its
+    records are the logged pass's; nothing changes for a log that was never finished."""
     if log.store is None:
         return
     pipe.blocker = ReplayBlocker(pipe.blocker, log, pipe.store)  # type: ignore[assignment]
     pipe.encoders = [ReplayEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
+    if log.pairs and tuple(pipe.comparator.features) == log.features:
+        pipe.comparator = ReplayComparator(pipe.comparator, log, pipe.store)  # type: ignore[assignment]
 
 
 def _fingerprint(rec: Record) -> int:
@@ -218,3 +234,29 @@ class ReplayBlocker(_Proxy):
         if not self.live:
             self._go_live(np.zeros(0, np.int64))
         self.inner.remove(np.asarray(rows, np.int64))
+
+
+class ReplayComparator(_Proxy):
+    """A `Comparator` that gives the logged pass's feature rows for a batch compared there with the same
+    candidate lists (`logged`); `compare` itself is the real one.
+
+    Why that is exact: a pair's features read the two rows' stored columns and the rarity counts, and both
+    are the logged pass's while its rows hold the same records (`CandidateLog.matches`, which also ends with
+    the blocker's replay: an erasure or a record decided elsewhere changes the counts)."""
+
+    def __init__(self, inner: Any, log: CandidateLog, store: SignatureStore) -> None:
+        super().__init__(inner)
+        self.log = log
+        self.store = store
+        self.replayed = 0
+
+    def logged(self, rows: np.ndarray, cands: Sequence[np.ndarray]) -> np.ndarray | None:
+        log = self.log
+        rows = np.asarray(rows, np.int64)
+        if not log.matches(self.store, rows):
+            return None
+        got = [log.pairs.get(r) for r in rows.tolist()]
+        if any(g is None or not np.array_equal(g[0], c) for g, c in zip(got, cands)):
+            return None
+        self.replayed += len(rows)
+        return np.concatenate([g[1] for g in got if g is not None]) if got else None

@@ -209,7 +209,7 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         for _ in pipe.process_stream(batches):
             pass
         if candidate_log is not None:
-            candidate_log.finish(pipe.store)
+            candidate_log.finish(pipe)
         features = list(pipe.comparator.features)
         cols = [features.index(c.feature) for c in comps]
         logged = [(r, c, f) for r, c, f in pipe.pair_log if len(c)]

@@ -124,3 +124,47 @@ def test_batch_writes_the_final_cluster_table(tmp_path: Path, capsys: pytest.Cap
     capsys.readouterr()
     assert main(["batch", str(src), "--out", str(out), "--clusters", str(out), "-q"]) == 2
     assert "--clusters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile", ["person", "listing"])
+def test_a_file_fitted_whole_is_read_once_with_the_same_rejects(profile: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file the fit reads whole is parsed once: the run takes the fit's rows (`ParsedFile`), rejects and
+    warnings included, in file order, and decides exactly what a run reading the file again decides."""
+    import consumer.io.batch as batch
+
+    if profile == "person":
+        header = "id,given_name,surname,date_of_birth"
+        good = [f"p{i},{n},{s},19{50 + i % 40}0{1 + i % 9}1{i % 10}"
+                for i, (n, s) in enumerate((n, s) for n in ("anna", "bernd", "carla", "dieter", "eva", "frank")
+                                           for s in ("meier", "schulz", "becker", "koch", "wolf"))]
+        good += [f"q{i},{line.split(',')[1][:-1]}x,{line.split(',', 2)[2]}" for i, line in enumerate(good[:8])]
+        bad = [",no,id,19700101", "p9x,a,b,c,d,e"]
+    else:
+        header = "listing_id,title,brand,price"
+        good = [f"l{i},Acme Widget {i % 12} Pro {c},Acme,{10 + i % 12}.99" for i, c in
+                enumerate(["red", "blue", "green", "black"] * 8)]
+        bad = [",no id,Acme,1.00", "l99,too,many,columns,here"]
+    lines = [header, *good[:10], bad[0], *good[10:20], bad[1], *good[20:]]
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = load_settings(profile=profile, env={})
+    reads = []
+    real = batch.read_rows
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "read_rows", counted)
+    out, rej = tmp_path / "out.jsonl", tmp_path / "rej.jsonl"
+    summary, pipe = run_batch(src, out, settings, rejects_path=rej, progress=False)
+    pipe.close()
+    assert len(reads) == 1 and summary.model  # one read of the file, by the fit
+    expected = [(pos, item) for pos, item in batch.iter_records(src, settings)]
+    want_rejects = [{"line": pos, "record_id": r.record_id, "reason": r.reason, "detail": r.detail}
+                    for pos, r in expected if isinstance(r, batch.Rejected)]
+    assert [json.loads(x) for x in rej.read_text().splitlines()] == want_rejects and len(want_rejects) == 2
+    decided = [json.loads(x)["record_id"] for x in out.read_text().splitlines()]
+    assert decided == [r.record_id for _, r in expected if not isinstance(r, batch.Rejected)]
+    assert summary.rejected == 2 and summary.records == len(good)

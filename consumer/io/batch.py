@@ -94,6 +94,29 @@ def _parse_rows(rows: Iterable[tuple[int, Any]], path: str | Path, settings: Set
         yield pos, rec
 
 
+@dataclass
+class ParsedFile:
+    """The rows of a small file as the fit read and parsed them (records and rejects, in file order), for
+    the run to take instead of reading and parsing the file a second time (0.3 s of RLdata10000's 7 s;
+    image bytes included for listings). Kept only for a file the fit read whole and within `limit` rows;
+    `items` None: read the file again. `warnings`: what the fit's parse counted (the run's, when used)."""
+
+    limit: int = 11_000
+    items: list[tuple[int, Record | Rejected]] | None = None
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    def tee(self, rows: Iterable[tuple[int, Record | Rejected]]) -> Iterator[tuple[int, Record | Rejected]]:
+        """`rows`, noting each while there is room; `items` is set once the last row was read."""
+        seen: list[tuple[int, Record | Rejected]] | None = []
+        for item in rows:
+            if seen is not None:
+                seen.append(item)
+                if len(seen) > self.limit:
+                    seen = None
+            yield item
+        self.items = seen
+
+
 def micro_batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
     """Consecutive lists of `size` records (the last may be shorter), in order: what `Pipeline.process_stream`
     takes."""
@@ -145,14 +168,21 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     if clusters_path is not None and any(str(p) != "-" and Path(p).resolve() == Path(clusters_path).resolve()
                                          for p in (out_path, rejects_path)):
         raise InputError("--clusters is the same file as --out or --rejects; choose another path")
-    pipe = pipeline or pipeline_for(input_path, settings, fmt, summary, save_model)
+    parsed = ParsedFile() if pipeline is None else None
+    pipe = pipeline or pipeline_for(input_path, settings, fmt, summary, save_model, parsed)
     start = time.perf_counter()
+    rows: Iterable[tuple[int, Record | Rejected]]
+    if parsed is not None and parsed.items is not None:  # the fit read the whole file: the same rows
+        rows = parsed.items
+        summary.warnings.update(parsed.warnings)
+    else:
+        rows = iter_records(input_path, settings, fmt, summary.warnings)
     bar = _progress(progress)
     with JsonlWriter(out_path) as out, JsonlWriter(rejects_path) as rejects:
 
         def batches() -> Iterator[list[Record]]:
             batch: list[Record] = []
-            for pos, item in iter_records(input_path, settings, fmt, summary.warnings):
+            for pos, item in rows:
                 if isinstance(item, Rejected):
                     summary.rejected += 1
                     summary.reject_reasons[item.reason] += 1
@@ -200,33 +230,50 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     return summary, pipe
 
 
-def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = None) -> tuple[list[Record], int]:
+def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = None,
+                parsed: ParsedFile | None = None) -> tuple[list[Record], int]:
     """The records a fit without labels reads (`consumer.learn.unsupervised.fit_sample`) and the number of
     rows in the file. For the reciprocal-best fit of listings the blocks are chosen on the raw rows and only
     the rows kept are parsed: parsing all 100,000 rows of a listing file for their block keys took 5.7 s,
-    a third of the fit."""
+    a third of the fit. `parsed`: filled with every row parsed when the whole file was (`ParsedFile`)."""
     from consumer.learn.sampling import block_key, sample_file_blocks
     from consumer.learn.unsupervised import fit_method, fit_sample
 
+    warnings = parsed.warnings if parsed is not None else None
     if fit_method(settings) != "reciprocal":
-        return fit_sample((r for _, r in iter_records(input_path, settings, fmt) if isinstance(r, Record)), settings)
+        items = iter_records(input_path, settings, fmt, warnings)
+        return fit_sample((r for _, r in (parsed.tee(items) if parsed is not None else items)
+                           if isinstance(r, Record)), settings)
     brand, title = settings.profile.roles.get("brand"), settings.profile.roles.get("title")
 
     def key(item: tuple[int, Mapping[str, Any]]) -> str:
         found = block_key(item[1].get(brand) if brand else "", item[1].get(title) if title else "")
         return found or f"\0{item[0]}"  # no brand or title: a block of its own, by line
 
-    rows = ((pos, row) for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes)
-            if isinstance(row, Mapping))
-    kept, total = sample_file_blocks(rows, key)
-    return [r for _, r in _parse_rows(kept, input_path, settings) if isinstance(r, Record)], total
+    refused: list[tuple[int, Any]] = []  # rows read_rows refused: the run's rejects, if it takes these rows
+
+    def mappings() -> Iterator[tuple[int, Mapping[str, Any]]]:
+        for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes):
+            if isinstance(row, Mapping):
+                yield pos, row
+            else:
+                refused.append((pos, row))
+
+    kept, total = sample_file_blocks(mappings(), key)
+    if parsed is None or len(kept) < total:  # a sample: the run reads the file itself
+        return [r for _, r in _parse_rows(kept, input_path, settings) if isinstance(r, Record)], total
+    items = sorted(parsed.tee(_parse_rows([*kept, *refused], input_path, settings, warnings)), key=lambda t: t[0])
+    if parsed.items is not None:
+        parsed.items = items  # in file order, as the run reads it
+    return [r for _, r in items if isinstance(r, Record)], total
 
 
 def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
-                  save_model: str | Path | None) -> Pipeline:
+                  save_model: str | Path | None, parsed: ParsedFile | None = None) -> Pipeline:
     """The run's pipeline; fits match weights to the input first where `needs_fit` says so, or where a
     shipped model should be checked against the input (`adapts`: it alone decides only if the two agree).
-    The fit reads a sample sized by `fit_sample_size`, so it stays a small share of the run."""
+    The fit reads a sample sized by `fit_sample_size`, so it stays a small share of the run. `parsed`: the
+    rows the fit parsed, when it parsed the whole file (`ParsedFile`; left empty without a fit)."""
     from consumer.encoders import needs_image_model, needs_text_model
     from consumer.engine.fusion import LearnedModel, either_of
     from consumer.io.artifacts import load_image_encoder, load_text_encoder
@@ -250,7 +297,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         return pipe
     shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
     fit_start = time.perf_counter()
-    records, total = fit_records(input_path, settings, fmt)
+    records, total = fit_records(input_path, settings, fmt, parsed)
     slots = variant_slots_of(records, settings)  # the file's variant words: kept even when the fit fails
     if shipped is not None and slots:  # whichever model decides reads them
         shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": slots})

@@ -78,6 +78,7 @@ class ErasureDuties:
     dlq: DeadLetterSink | None
     member: GroupMember | None
     replica: Replica
+    _reload_needed: bool
     _retry: Callable[..., Any]
     _send_now: Callable[[list[Any], Batch | None], None]
     _maybe_snapshot: Callable[..., Any]
@@ -188,6 +189,7 @@ class ErasureDuties:
         if won:
             self._retry("redis", "write erasure re-checks",
                         lambda: self.store.write_batch(write, utc_iso(time.time())), batch)
+            self._reload_needed |= write.dropped_pieces > 0  # a piece founded by a record erased meanwhile
             self.replica.note_own_splits(founders)
             # Other records' stored events may name the id (a candidate, a split piece; the doors of a
             # running member leave this to the re-checking member): dropped by `_housekeeping`, batched.

@@ -256,7 +256,7 @@ class ReplayComparator(_Proxy):
         if not log.matches(self.store, rows):
             return None
         got = [log.pairs.get(r) for r in rows.tolist()]
-        if any(g is None or not np.array_equal(g[0], c) for g, c in zip(got, cands)):
+        if not got or any(g is None or not np.array_equal(g[0], c) for g, c in zip(got, cands)):
             return None
         self.replayed += len(rows)
-        return np.concatenate([g[1] for g in got if g is not None]) if got else None
+        return np.concatenate([g[1] for g in got])  # type: ignore[index]

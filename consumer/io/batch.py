@@ -262,9 +262,8 @@ def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = No
     kept, total = sample_file_blocks(mappings(), key)
     if parsed is None or len(kept) < total:  # a sample: the run reads the file itself
         return [r for _, r in _parse_rows(kept, input_path, settings) if isinstance(r, Record)], total
-    items = sorted(parsed.tee(_parse_rows([*kept, *refused], input_path, settings, warnings)), key=lambda t: t[0])
-    if parsed.items is not None:
-        parsed.items = items  # in file order, as the run reads it
+    items = sorted(_parse_rows([*kept, *refused], input_path, settings, warnings), key=lambda t: t[0])
+    parsed.items = items if len(items) <= parsed.limit else None  # in file order, as the run reads it
     return [r for _, r in items if isinstance(r, Record)], total
 
 

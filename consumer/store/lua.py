@@ -149,39 +149,42 @@ end
 -- A split moves every record of each piece into its new cluster (the split cluster keeps the rest and its
 -- id). A piece's id may be that of a cluster absorbed long ago (ids derive from founding records): its
 -- forward pointer is dropped, so the id names the new cluster again.
+local function split_piece(cid, founder, rids)
+  if redis.call('EXISTS', p .. 'rec:' .. founder) == 0 then
+    dropped = dropped + 1  -- founded by a record erased since the decision: not written back
+    return
+  end
+  redis.call('DEL', p .. 'fwd:' .. cid)
+  local meta = p .. 'clmeta:' .. cid
+  if redis.call('EXISTS', meta) == 0 then
+    redis.call('HSET', meta, 'founder', founder, 'created', now)
+  end
+  local moved = false
+  local stored = {}
+  for _, rid in ipairs(rids) do
+    local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
+    if cur then
+      table.insert(stored, rid)
+      cur = resolve(cur)
+      if cur ~= cid then remove_member(cur, rid) end
+      redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
+      add_member(cid, rid)
+      if cur ~= cid then
+        touched[cur] = true
+        moved = true
+      end
+    end
+  end
+  touched[cid] = true
+  -- Logged only when it moved someone: a replayed batch (same token) re-applies it as a no-op. Only
+  -- stored records are named (one erased since the decision is not written back into the log).
+  if moved then redis.call('RPUSH', p .. 'log', 's' .. cjson.encode({founder, stored})) end
+end
+
 local function split(m)
   local old = resolve(m.split)
   for _, piece in ipairs(m.pieces) do
-    local cid, founder = piece[1], piece[2]
-    if redis.call('EXISTS', p .. 'rec:' .. founder) == 0 then
-      dropped = dropped + 1  -- founded by a record erased since the decision: not written back
-    else
-    redis.call('DEL', p .. 'fwd:' .. cid)
-    local meta = p .. 'clmeta:' .. cid
-    if redis.call('EXISTS', meta) == 0 then
-      redis.call('HSET', meta, 'founder', founder, 'created', now)
-    end
-    local moved = false
-    local stored = {}
-    for _, rid in ipairs(piece[3]) do
-      local cur = redis.call('HGET', p .. 'rec:' .. rid, 'cluster')
-      if cur then
-        table.insert(stored, rid)
-        cur = resolve(cur)
-        if cur ~= cid then remove_member(cur, rid) end
-        redis.call('HSET', p .. 'rec:' .. rid, 'cluster', cid, 'founder', founder)
-        add_member(cid, rid)
-        if cur ~= cid then
-          touched[cur] = true
-          moved = true
-        end
-      end
-    end
-    touched[cid] = true
-    -- Logged only when it moved someone: a replayed batch (same token) re-applies it as a no-op. Only
-    -- stored records are named (one erased since the decision is not written back into the log).
-    if moved then redis.call('RPUSH', p .. 'log', 's' .. cjson.encode({founder, stored})) end
-    end
+    split_piece(piece[1], piece[2], piece[3])
   end
   touched[old] = true
 end

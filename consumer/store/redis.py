@@ -183,9 +183,9 @@ class RedisStateStore(ErasureOps, VerifyOps):
         batch.raced = ids[n_conflicts: n_conflicts + n_raced]
         batch.demoted = ids[n_conflicts + n_raced:]
         if batch.raced:
-            # Decided on a view that still held these records: this batch's stored events must not
-            # keep naming them (the re-checking member's scrub may already have passed).
-            # (an erased id sent again in this very batch is a new record: its own events stay)
+            # Decided on a view that still held these records: this batch's stored events must not keep
+            # naming them (the re-checking member's scrub may have passed). An erased id sent again in this
+            # very batch is a new record: its own events stay.
             again = set(batch.raced)
             self.scrub_events(batch.raced, keys=[self.key("ev", r[0]) for r in batch.recs if r[0] not in again])
         return int(out[0]), ids[:n_conflicts]

@@ -276,6 +276,11 @@ class ServiceSettings:
     #: fill by themselves while the previous one is processed; at 300 records/s 200 ms doubled p50 latency
     #: (765 vs 353 ms, loadtest/bench_service.py) without raising throughput.
     max_wait_ms: int = 20
+    #: Before deciding a batch, wait at most this long for the batches other members polled earlier and have
+    #: not written yet, so a twin polled a moment after its original on another member is decided with it
+    #: (one event instead of a late link; consumer/store/inflight.py). 0 = never wait: the late-link rule
+    #: alone joins such twins, tens of milliseconds later. A lone member never waits.
+    freshness_wait_ms: int = 200
     http_host: str = "0.0.0.0"
     http_port: int = 8000
     redis_prefix: str = "dedup"
@@ -466,7 +471,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "api.threads": (1, 256), "api.connection_limit": (1, 100_000), "api.idle_timeout_seconds": (1, 86_400),
     "api.request_timeout_seconds": (1, 3_600), "api.max_header_bytes": (1024, 1_048_576),
     "api.management_port": (0, 65535),
-    "service.erasure_bound_seconds": (1, None),
+    "service.erasure_bound_seconds": (1, None), "service.freshness_wait_ms": (0, 10_000),
 }
 
 

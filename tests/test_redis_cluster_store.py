@@ -170,6 +170,24 @@ def test_changelog_positions_and_trim(store: RedisStateStore) -> None:
     store.withdraw_position("members", "m1")
 
 
+def test_batches_in_flight_are_ordered_by_registration(store: RedisStateStore) -> None:
+    """Each registration returns the batches registered before it and not yet written (never itself, never
+    a stale one); a written batch leaves; on a cluster the hash stays in the store's slot."""
+    now = 1_700_000_000_000
+    assert store.register_batch("a", now) == []
+    assert store.register_batch("b", now + 1) == ["a"]
+    assert sorted(store.register_batch("c", now + 2)) == ["a", "b"]
+    store.batch_written("a")
+    assert store.still_in_flight(["a", "b", "c"]) == ["b", "c"]
+    assert store.register_batch("b", now + 3) == ["c"]  # registered again (a retry): not its own wait
+    # An entry of a member that died mid-batch is dropped once older than the stale bound.
+    assert store.register_batch("d", now + 120_000, stale_ms=60_000) == []
+    assert store.still_in_flight(["b", "c", "d"]) == ["d"]
+    store.batch_written("d")
+    assert store.still_in_flight(["d"]) == [] and store.verify() == []
+    assert all(k.startswith(store.prefix.encode()) for k in keys_on_every_master(store))
+
+
 def test_concurrent_writers_converge(store: RedisStateStore, backend: tuple[str, str]) -> None:
     """Two writers with stale views joining and merging the same clusters: one consistent state."""
     import threading

@@ -93,10 +93,14 @@ def test_three_members_kill9_and_a_new_member_match_batch(kafka_bootstrap: str, 
     assert stream_f1 >= batch_f1 - 0.02, (stream_f1, batch_f1)
 
 
+@pytest.mark.parametrize("wait_ms", [0, 5000], ids=["late-link", "wait-for-earlier"])
 def test_simultaneous_twins_on_two_members_end_in_one_cluster(kafka_bootstrap: str, redis_url: str,
-                                                              redis_prefix: str, tmp_path: Path) -> None:
+                                                              redis_prefix: str, tmp_path: Path, wait_ms: int) -> None:
     """Twins produced at the same moment to partitions owned by different members: one cluster, every
-    round (repeated to catch the race: each round both members decide before either sees the other)."""
+    round. Without waiting (late-link) both members decide before either sees the other, and the late-link
+    rule joins them; waiting for the group's earlier batches (the default), the member that registered its
+    batch second decides with the first's record: joined by the decision itself, no late link at all (the
+    bound is generous here: this asserts the ordering, not a latency)."""
     _path, truth, rows = crm_rows(400, 5, tmp_path)
     by_entity: dict[str, list[dict[str, str]]] = {}
     for row in rows:
@@ -124,7 +128,8 @@ def test_simultaneous_twins_on_two_members_end_in_one_cluster(kafka_bootstrap: s
     create_topics(kafka_bootstrap, [topic], partitions=2)
     create_topics(kafka_bootstrap, [events])
     store = RedisStateStore(redis_url, redis_prefix)
-    s = [service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix) for _ in range(2)]
+    s = [service_settings(kafka_bootstrap, redis_url, [topic], events, group, redis_prefix,
+                          freshness_wait_ms=wait_ms) for _ in range(2)]
     with running_service(s[0]) as a, running_service(s[1]) as b:
         wait_for(lambda: all(m.member is not None and len(m.member.assigned) == 1 for m in (a, b)), 60,
                  "one partition each")
@@ -138,6 +143,14 @@ def test_simultaneous_twins_on_two_members_end_in_one_cluster(kafka_bootstrap: s
     assert store.verify() == []
     print(f"twin pairs {len(linked)}, late-link merge events {links}")
     assert not split, f"{len(split)}/{len(linked)} twin pairs in two clusters (merge events: {links})"
+    if wait_ms:
+        sent = [orjson.loads(m.value) for m in consume_all(kafka_bootstrap, events) if m.value is not None]
+        joined = {(e["record_id"], m["record_id"]) for e in sent
+                  if e["event_type"] == "record.clustered" and e.get("outcome") == "joined"
+                  for m in e.get("matches", []) if m.get("decision") == "match"}
+        apart = [(x, y) for x, y in ((p["customer_id"], q["customer_id"]) for p, q in linked)
+                 if (x, y) not in joined and (y, x) not in joined]
+        assert links == 0 and not apart, (links, len(apart))
 
 
 def test_restart_from_snapshot_plus_changelog_tail(kafka_bootstrap: str, redis_url: str, redis_prefix: str,

@@ -294,3 +294,21 @@ def api_routes(ctx: ApiContext) -> Callable[[falcon.App], Iterable[str]]:
         return list(API_ROUTES)
 
     return add
+
+
+def service_routes(settings: Settings, pipe: Callable[[], Pipeline | None], store: RedisStateStore,
+                   metrics: Any) -> Callable[[falcon.App], Iterable[str]]:
+    """The /v1 API of a `dedup run` member (on its health port): pairs are scored with the member's current
+    pipeline and its term frequencies (the population it has seen), clusters read from its Redis (docs/api.md).
+    `metrics`: the member's `Metrics` (the API's series go into its registry)."""
+
+    def frequencies() -> FrequencyTable | None:
+        current = pipe()
+        return current.frequencies if current is not None else None
+
+    def known() -> Container[str]:
+        current = pipe()
+        return current.store.row_of if current is not None else ()
+
+    return api_routes(ApiContext(settings, pipe, frequencies, known=known, store=store,
+                                 metrics=ApiMetrics(metrics.registry), erasure_follows=True))

@@ -92,6 +92,10 @@ class Batch:
     fps: list[str] = field(default_factory=list)
     #: `Pipeline.encode_ahead` of the good records, running on the service's encode thread.
     encoded: Future[Encoded] | None = None
+    #: Registered in flight across the group (`consumer.store.inflight`) and not yet written.
+    registered: bool = False
+    #: Tokens of the group's batches in flight when this one was registered: decided after them.
+    earlier: list[str] = field(default_factory=list)
 
     def reads(self, partitions: set[tuple[str, int]]) -> bool:
         """Whether any message of the batch comes from one of these (topic, partition)s."""

@@ -40,6 +40,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from consumer.api.app import service_routes
 from consumer.api.health import HealthState, listeners
 from consumer.config import DEFAULT_HASH_KEY, ConfigError, Settings
 from consumer.engine.pipeline import Pipeline
@@ -58,6 +59,7 @@ from consumer.service.batch import Batch, assemble, outputs_of
 from consumer.service.changelog import Replica
 from consumer.service.deps import DEFAULT_KAFKA_PROPERTIES, Abandoned, DependencyRefused, DependencyWaits
 from consumer.service.erasure import ErasureDuties
+from consumer.service.freshness import FreshnessDuties
 from consumer.service.guard import decide_guarded, encoded_or_none, fingerprint_key, set_aside, set_aside_id_conflicts
 from consumer.service.replica import ReplicaDuties
 from consumer.service.shared_index import SharedIndexDuties
@@ -76,7 +78,7 @@ class _NeedsReload(Exception):
     """The in-memory state knows a record that Redis does not: rebuild it from Redis and decide again."""
 
 
-class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, DependencyWaits):
+class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, FreshnessDuties, DependencyWaits):
     """One consumer-group member. `run()` blocks until `stop()` (SIGTERM/SIGINT in the CLI)."""
 
     def __init__(self, settings: Settings, *, kafka_properties: Mapping[str, Any] | None = None,
@@ -96,8 +98,8 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
                                   ready_gauge=self.metrics.ready)
         self.store = RedisStateStore(self.svc.redis, self.svc.redis_prefix,
                                      events_ttl=self.svc.replay_events_ttl_seconds)
-        self.http, self.management = listeners(self.health, self.metrics.registry, settings,
-                                               routes=[self._api_routes()] if self.svc.api else [])
+        api = [service_routes(settings, lambda: self.pipe, self.store, self.metrics)] if self.svc.api else []
+        self.http, self.management = listeners(self.health, self.metrics.registry, settings, routes=api)
         self._text_encoder = text_encoder
         self._artifacts: Artifacts | None = None
         self._fp_key = fingerprint_key(settings.encoders.hash_key)
@@ -123,18 +125,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
         self.started = threading.Event()
         self._erasure_init()
-
-    def _api_routes(self) -> Any:
-        """The /v1 API on the health port: pairs are scored with this service's current pipeline and its
-        term frequencies (the population it has seen), clusters read from its Redis (docs/api.md)."""
-        from consumer.api.app import ApiContext, api_routes
-        from consumer.telemetry.metrics import ApiMetrics
-
-        return api_routes(ApiContext(self.settings, lambda: self.pipe,
-                                     lambda: self.pipe.frequencies if self.pipe is not None else None,
-                                     known=lambda: self.pipe.store.row_of if self.pipe is not None else (),
-                                     store=self.store, metrics=ApiMetrics(self.metrics.registry),
-                                     erasure_follows=True))
+        self._given_up: dict[str, None] = {}  # consumer/service/freshness.py
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -196,9 +187,11 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
                     self._handle(current)
                 elif nxt is None and not erasures:
                     self._idle_checks()
+                self._written(current)  # a dropped batch: nobody waits for it any longer
             last, self._pending = self._pending, None
             if last is not None and not last.abandoned and time.monotonic() < self._stop_deadline:
                 self._handle(last)  # polled before the stop: finish it rather than re-read it
+            self._written(last)
 
     def _prefetch(self, batch: Batch) -> Batch:
         """Decode a polled batch and start encoding its good records on the worker thread."""
@@ -206,6 +199,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
             batch.decode(self.settings)
         if batch.good and self.pipe is not None:
             batch.encoded = self.pipe.encode_in_worker([r for _, r in batch.good])
+        self._register_in_flight(batch)  # from now on, batches polled later by the group wait for this one
         return batch
 
     def _shutdown(self) -> None:
@@ -252,6 +246,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
         self._inflight = batch
         t0 = time.perf_counter()
         try:
+            self._await_earlier(batch)  # the group's batches polled before this one: written first
             self._sync(batch)  # decide with everything the other members wrote so far
             self._decide(batch)
             self._publish(batch, self.pipe)  # a shared Milvus index: vectors before the Redis write
@@ -270,6 +265,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
             log.warning("batch dropped uncommitted", extra={"messages": len(msgs), "why": str(exc),
                                                             "stored": batch.stored})
         finally:
+            self._written(batch)
             self._inflight = None
             if self.member is not None:
                 self.member.resume()
@@ -353,6 +349,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Dep
                 batch.events[rid] = batch.alt_events[rid]
             self._reload_needed |= write.dropped_pieces > 0  # a split founded by a record erased meanwhile
         batch.stored = True
+        self._written(batch)
         self.replica.note_own(d.row for d in batch.decisions if d.outcome != "replay")
         self.replica.note_own_splits(p.founder_id for d in batch.decisions for p in d.splits)
         self.metrics.index_size.set(len(self.pipe.store))

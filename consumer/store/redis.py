@@ -26,6 +26,8 @@ Keys (prefix `p`, e.g. `dedup:`; on a Redis Cluster a hash tag, `{dedup}:`, so a
     p generations          hash  keyed id hash -> times erased (an id sent again gets new event ids)
     p eclaim:<position>    str   which member re-checks the cluster of an erasure (expires)
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
+    p inflight             hash  batch token -> epoch ms, while a polled batch is not yet written
+                                 (consumer/store/inflight.py: how twins on two members meet at decision)
     p meta                 hash  model_version, config_version of the last writer
     p layouts              hash  payload layout id -> column layout JSON (consumer/store/record_state.py)
 
@@ -48,6 +50,7 @@ from redis.cluster import RedisCluster
 from consumer.store.connect import cluster_prefix, connect
 from consumer.store.erasure import ChangelogTrimmed, ErasureOps
 from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
+from consumer.store.inflight import InFlightOps
 from consumer.store.lua import APPLY_BATCH, RESOLVE_CLUSTERS
 from consumer.store.record_state import LAYOUTS, RecordState, cluster_id_for, layout_of, register_layout
 from consumer.store.verify import VerifyOps, glob_escape, split_meta
@@ -137,10 +140,10 @@ class BatchWrite:
         return orjson.dumps(ops)
 
 
-class RedisStateStore(ErasureOps, VerifyOps):
+class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
     """The service's view of Redis. Methods raise `RETRYABLE` errors; the caller decides how long to retry.
     Erasure, the changelog reads (absolute positions) and its trimming: `consumer.store.erasure`;
-    `verify()`: `consumer.store.verify`."""
+    `verify()`: `consumer.store.verify`; batches in flight across the group: `consumer.store.inflight`."""
 
     def __init__(self, url: str, prefix: str = "dedup", *, socket_timeout: float = 5.0,
                  client: redis.Redis | RedisCluster | None = None, events_ttl: int = 0) -> None:

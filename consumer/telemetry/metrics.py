@@ -33,6 +33,9 @@ STAGES: tuple[str, ...] = (*SERVICE_STAGES, *DECIDE_STAGES)
 #: `dedup_late_links` results: how often twins decided apart needed the late-link rule, and whether this
 #: member's link was the one that joined them (the freshness figure of issue 39 reads the applied ones).
 LATE_LINK_RESULTS: tuple[str, ...] = ("applied", "already_merged")
+#: `dedup_freshness_waits` results: how a batch waited for the group's batches registered before it
+#: (consumer/store/inflight.py): none in flight, all written in time, or decided without them.
+FRESHNESS_RESULTS: tuple[str, ...] = ("none", "clear", "timeout", "error")
 
 
 class Metrics:
@@ -82,6 +85,14 @@ class Metrics:
             "dedup_late_links", "Twins decided at the same moment on two members, linked afterwards by this member's "
             "late-link rule, by result: applied (its merge changed Redis, a clusters.merged event was sent) or "
             "already_merged (another member or a later decision had joined them first).", ["result"], registry=r)
+        self.freshness_waits = Counter(
+            "dedup_freshness_waits", "Batches by how they waited, before deciding, for the group's batches polled "
+            "before them and not yet written: none (nothing in flight), clear (all written in time), timeout "
+            "(decided without them after service.freshness_wait_ms; the late link may then join twins), error "
+            "(Redis did not answer).", ["result"], registry=r)
+        self.freshness_wait = Histogram(
+            "dedup_freshness_wait_seconds", "Time a batch waited for the group's earlier batches in flight (batches "
+            "that had any).", buckets=LATENCY_BUCKETS, registry=r)
         self.startup_seconds = Gauge(
             "dedup_startup_seconds", "Seconds the last state load took (snapshot + changelog tail, or Redis).",
             registry=r)
@@ -91,6 +102,8 @@ class Metrics:
             self.events.labels(type=event_type)
         for result in LATE_LINK_RESULTS:
             self.late_links.labels(result=result)
+        for result in FRESHNESS_RESULTS:
+            self.freshness_waits.labels(result=result)
 
     def declare_stages(self, stages: Iterable[str]) -> None:
         """Pre-create series for a pipeline's stages (its encoders' names are known only once built)."""

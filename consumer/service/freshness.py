@@ -1,0 +1,91 @@
+"""The service's side of batches in flight across the group (`consumer.store.inflight`): twins polled a
+moment apart by two members are decided together instead of joined afterwards by a late link.
+
+A mixin of `Service`, apart from the batch state machine in `consumer.service.runner`: a polled batch is
+registered (`_register_in_flight`), waits before it is decided for the batches registered before it to be
+written (`_await_earlier`, at most `service.freshness_wait_ms`; the changelog sync that follows then holds
+their records), and is deregistered once its Redis write returned or it was dropped (`_written`). Redis
+errors here never stop a batch: it is decided without waiting, and the late link remains the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from consumer.config import ServiceSettings
+from consumer.service.batch import Batch
+from consumer.store.redis import RETRYABLE, RedisStateStore
+from consumer.telemetry.metrics import Metrics
+
+__all__ = ["FreshnessDuties"]
+
+log = logging.getLogger("dedup.service")
+
+#: Tokens a member stopped waiting for (a member that died mid-batch): not waited for again. Bounded.
+GIVEN_UP_KEEP = 1024
+#: How often a waiting member asks Redis whether the earlier batches were written.
+POLL_SECONDS = 0.001
+
+
+class FreshnessDuties:
+    """Mixed into `Service`; the attributes below are the service's."""
+
+    svc: ServiceSettings
+    store: RedisStateStore
+    metrics: Metrics
+    _warn: Callable[..., None]
+    _given_up: dict[str, None]
+
+    def _register_in_flight(self, batch: Batch) -> None:
+        """Register a polled batch that has records to decide (once; a retried batch keeps its place)."""
+        if self.svc.freshness_wait_ms <= 0 or not batch.good or batch.registered:
+            return
+        try:
+            batch.earlier = self.store.register_batch(batch.token, int(time.time() * 1000))
+            batch.registered = True
+        except RETRYABLE as exc:
+            self._warn("redis", "batch not registered in flight", error=type(exc).__name__)
+
+    def _await_earlier(self, batch: Batch) -> None:
+        """Wait (bounded) until the group's batches registered before this one are written."""
+        if not batch.registered:
+            return
+        waiting = [t for t in batch.earlier if t not in self._given_up]
+        batch.earlier = []
+        if not waiting:
+            self.metrics.freshness_waits.labels(result="none").inc()
+            return
+        t0 = time.monotonic()
+        deadline = t0 + self.svc.freshness_wait_ms / 1000.0
+        result = "clear"
+        while True:
+            try:
+                waiting = self.store.still_in_flight(waiting)
+            except RETRYABLE:
+                result = "error"
+                break
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                result = "timeout"
+                for token in waiting:
+                    self._given_up[token] = None
+                while len(self._given_up) > GIVEN_UP_KEEP:
+                    del self._given_up[next(iter(self._given_up))]
+                log.info("decided without earlier batches still in flight", extra={"batches": len(waiting)})
+                break
+            time.sleep(POLL_SECONDS)
+        self.metrics.freshness_waits.labels(result=result).inc()
+        self.metrics.freshness_wait.observe(time.monotonic() - t0)
+
+    def _written(self, batch: Batch | None) -> None:
+        """The batch's Redis write returned, or it was dropped: deregister it (idempotent)."""
+        if batch is None or not batch.registered:
+            return
+        batch.registered = False
+        try:
+            self.store.batch_written(batch.token)
+        except RETRYABLE as exc:  # left behind: the others stop waiting for it after freshness_wait_ms
+            self._warn("redis", "batch not deregistered", error=type(exc).__name__)

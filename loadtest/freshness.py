@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 from common import ROOT, crm_file, hk, producer, read_rows, scrape
-from scaleout import RedisForRun, metric, milvus_env, ready, replica_lag, start_member, wait
+from scaleout import RedisForRun, freshness_waits, metric, milvus_env, ready, replica_lag, start_member, wait
 from stream_vs_batch import clusters
 
 #: The trivial edits a twin gets, in turn: normalisation folds each away, so only seeing decides.
@@ -254,7 +254,7 @@ def main() -> int:
             members = [{"port": p, "partitions": partitions_of(p, topic),
                         "decided": metric(p, "dedup_records_total"),
                         "absorbed": metric(p, "dedup_replica_records_total"),
-                        "replica_lag": replica_lag(p)} for _, p in procs]
+                        "replica_lag": replica_lag(p), "freshness": freshness_waits(p)} for _, p in procs]
             problems = store.verify()
             final = dict(store.export_clusters())
         finally:

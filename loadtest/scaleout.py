@@ -108,19 +108,31 @@ def metric(port: int, name: str) -> float:
         return float("nan")
 
 
-def replica_lag(port: int) -> dict[str, float]:
-    """Mean and ~p50/p99 (histogram bucket upper bounds) of the member's consistency window."""
+def replica_lag(port: int, name: str = "dedup_replica_lag_seconds") -> dict[str, float]:
+    """Mean and ~p50/p99 (histogram bucket upper bounds) of the member's consistency window (or of another
+    of its histograms, e.g. `dedup_freshness_wait_seconds`)."""
     try:
         samples = scrape(f"http://127.0.0.1:{port}")
     except OSError:
         return {}
-    total = sum(v for n, _l, v in samples if n == "dedup_replica_lag_seconds_sum")
-    count = sum(v for n, _l, v in samples if n == "dedup_replica_lag_seconds_count")
-    buckets = sorted((float(lab["le"]), v) for n, lab, v in samples if n == "dedup_replica_lag_seconds_bucket")
+    total = sum(v for n, _l, v in samples if n == f"{name}_sum")
+    count = sum(v for n, _l, v in samples if n == f"{name}_count")
+    buckets = sorted((float(lab["le"]), v) for n, lab, v in samples if n == f"{name}_bucket")
     out = {"count": count, "mean_ms": round(1000 * total / count, 1) if count else float("nan")}
     for q in (0.5, 0.99):
         out[f"p{int(q * 100)}_ms_at_most"] = next((1000 * le for le, c in buckets if c >= q * count), float("nan"))
     return out
+
+
+def freshness_waits(port: int) -> dict[str, object]:
+    """How the member's batches waited for the group's earlier batches in flight (by result), and how long
+    the ones that waited took (`dedup_freshness_wait_seconds`)."""
+    try:
+        samples = scrape(f"http://127.0.0.1:{port}")
+    except OSError:
+        return {}
+    return {"batches": {lab["result"]: v for n, lab, v in samples if n == "dedup_freshness_waits_total"},
+            "wait": replica_lag(port, "dedup_freshness_wait_seconds")}
 
 
 class RedisForRun:
@@ -274,7 +286,8 @@ def main() -> int:
                            "absorb_seconds": round(metric(port, "dedup_replica_seconds_total"), 2),
                            "decided": metric(port, "dedup_records_total"),
                            "startup_seconds": round(metric(port, "dedup_startup_seconds"), 2),
-                           "replica_lag": replica_lag(port)} for p, port in alive]
+                           "replica_lag": replica_lag(port), "freshness": freshness_waits(port)}
+                          for p, port in alive]
             problems = store.verify()
             final = dict(store.export_clusters())
             milvus: dict[str, Any] = {}

@@ -30,7 +30,7 @@ class Member(FreshnessDuties):
         self.svc = ServiceSettings(freshness_wait_ms=wait_ms)
         self.store = RedisStateStore(url, prefix)
         self.metrics = Metrics()
-        self._given_up = {}
+        self._given_up, self._mine = {}, set()
         self.warnings: list[str] = []
 
     def _warn(self, kind: str, msg: str, **extra: Any) -> None:
@@ -79,6 +79,18 @@ def test_a_batch_never_written_is_waited_for_once_then_given_up(redis_url: str, 
     live._await_earlier(two)  # the same orphan again: not waited for
     assert time.monotonic() - t1 < 0.05 and live.count("none") == 1
     live._written(two)
+
+
+def test_a_member_never_waits_for_its_own_earlier_batch(redis_url: str, redis_prefix: str) -> None:
+    """A member handles its batches in order: the one polled while another is in flight is decided after
+    that one's write, so it needs no Redis round trip to check."""
+    m = Member(redis_url, redis_prefix, 200)
+    first, second = polled(m), polled(m)
+    assert second.earlier == []
+    m._await_earlier(first)
+    m._written(first)
+    m._await_earlier(second)
+    assert m.count("none") == 2 and m.count("clear") == 0
 
 
 def test_waiting_off_registers_nothing(redis_url: str, redis_prefix: str) -> None:

@@ -36,17 +36,23 @@ class FreshnessDuties:
     store: RedisStateStore
     metrics: Metrics
     _warn: Callable[..., None]
+    #: Tokens this member stopped waiting for, and its own batches registered and not yet written (handled
+    #: in order, so never waited for: each is written before the next one is decided).
     _given_up: dict[str, None]
+    _mine: set[str]
 
     def _register_in_flight(self, batch: Batch) -> None:
         """Register a polled batch that has records to decide (once; a retried batch keeps its place)."""
         if self.svc.freshness_wait_ms <= 0 or not batch.good or batch.registered:
             return
         try:
-            batch.earlier = self.store.register_batch(batch.token, int(time.time() * 1000))
-            batch.registered = True
+            earlier = self.store.register_batch(batch.token, int(time.time() * 1000))
         except RETRYABLE as exc:
             self._warn("redis", "batch not registered in flight", error=type(exc).__name__)
+            return
+        batch.earlier = [t for t in earlier if t not in self._mine]
+        batch.registered = True
+        self._mine.add(batch.token)
 
     def _await_earlier(self, batch: Batch) -> None:
         """Wait (bounded) until the group's batches registered before this one are written."""
@@ -85,6 +91,7 @@ class FreshnessDuties:
         if batch is None or not batch.registered:
             return
         batch.registered = False
+        self._mine.discard(batch.token)
         try:
             self.store.batch_written(batch.token)
         except RETRYABLE as exc:  # left behind: the others stop waiting for it after freshness_wait_ms

@@ -125,7 +125,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
         #: Set once the HTTP endpoints are up (tests and embedders wait on it before reading `url`).
         self.started = threading.Event()
         self._erasure_init()
-        self._given_up: dict[str, None] = {}  # consumer/service/freshness.py
+        self._given_up, self._mine = {}, set()  # consumer/service/freshness.py
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -273,9 +273,10 @@ class ServiceSettings:
     group: str = "dedup-stream"
     max_batch: int = 500
     #: How long a micro-batch may wait to fill after its first record. Small on purpose: under load batches
-    #: fill by themselves while the previous one is processed; at 300 records/s 200 ms doubled p50 latency
-    #: (765 vs 353 ms, loadtest/bench_service.py) without raising throughput.
-    max_wait_ms: int = 20
+    #: fill by themselves while the previous one is processed, so waiting only adds latency: at 300 records/s
+    #: 200 ms doubled p50 latency (765 vs 353 ms, loadtest/bench_service.py), and at 500 records/s 5 ms gave a
+    #: lower p99 than 20 ms at the same max rate (docs/benchmarks.md).
+    max_wait_ms: int = 5
     #: Before deciding a batch, wait at most this long for the batches other members polled earlier and have
     #: not written yet, so a twin polled a moment after its original on another member is decided with it
     #: (one event instead of a late link; consumer/store/inflight.py). 0 = never wait: the late-link rule

@@ -110,13 +110,8 @@ def metric(port: int, name: str) -> float:
         return float("nan")
 
 
-def replica_lag(port: int, name: str = "dedup_replica_lag_seconds") -> dict[str, float]:
-    """Mean and ~p50/p99 (histogram bucket upper bounds) of the member's consistency window (or of another
-    of its histograms, e.g. `dedup_freshness_wait_seconds`)."""
-    try:
-        samples = scrape(f"http://127.0.0.1:{port}")
-    except OSError:
-        return {}
+def histogram_summary(samples: list[tuple[str, dict[str, str], float]], name: str) -> dict[str, float]:
+    """Count, mean and ~p50/p99 (histogram bucket upper bounds) of histogram `name` in scraped samples."""
     total = sum(v for n, _l, v in samples if n == f"{name}_sum")
     count = sum(v for n, _l, v in samples if n == f"{name}_count")
     buckets = sorted((float(lab["le"]), v) for n, lab, v in samples if n == f"{name}_bucket")
@@ -124,6 +119,14 @@ def replica_lag(port: int, name: str = "dedup_replica_lag_seconds") -> dict[str,
     for q in (0.5, 0.99):
         out[f"p{int(q * 100)}_ms_at_most"] = next((1000 * le for le, c in buckets if c >= q * count), float("nan"))
     return out
+
+
+def replica_lag(port: int) -> dict[str, float]:
+    """The member's consistency window (`dedup_replica_lag_seconds`)."""
+    try:
+        return histogram_summary(scrape(f"http://127.0.0.1:{port}"), "dedup_replica_lag_seconds")
+    except OSError:
+        return {}
 
 
 def freshness_waits(port: int) -> dict[str, object]:
@@ -134,7 +137,7 @@ def freshness_waits(port: int) -> dict[str, object]:
     except OSError:
         return {}
     return {"batches": {lab["result"]: v for n, lab, v in samples if n == "dedup_freshness_waits_total"},
-            "wait": replica_lag(port, "dedup_freshness_wait_seconds")}
+            "wait": histogram_summary(samples, "dedup_freshness_wait_seconds")}
 
 
 class RedisForRun:
@@ -279,9 +282,8 @@ def main() -> int:
                 rss_at.update({"records": store.record_count(), "rss_mb": {
                     str(port): round(proc_usage(p.pid)[1], 1) for p, port in procs if p.poll() is None}})
 
-            sampler = threading.Thread(target=sample_rss, daemon=True) if args.rss_at > 0 else None
-            if sampler is not None:
-                sampler.start()
+            if args.rss_at > 0:
+                threading.Thread(target=sample_rss, daemon=True).start()
             start = time.monotonic()
             for i, row in enumerate(rows):
                 ahead = start + i / args.rate - time.monotonic()

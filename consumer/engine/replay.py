@@ -18,8 +18,10 @@ same, byte for byte (tests/test_replay.py).
 What makes it safe: a record's columns are reused only when the record is the one encoded in the fit pass
 (same id, equal content by hash), and a candidate list only for a row that holds the same record as in the
 fit pass. At the first record that differs (a file changed between the passes, a sampled fit) the log is
-stale: that batch and every later one are encoded, the rows stored so far go into the real index, and the
-run searches as it always does from there on.
+stale: that batch and every later one are searched and compared afresh (the rows stored so far go into the
+real index), and the run goes on as it always does from there. The encoder, which may run a batch ahead on
+another thread, only notes which records differ; the log turns stale when the batch holding the first of
+them is decided, so the batches before it replay whatever thread got there first.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class CandidateLog:
     store: SignatureStore | None = None
     #: A record differed from the logged pass's: nothing more is replayed.
     stale: bool = False
+    #: Ids of records whose content differs from the logged pass's (noted by the encoder, possibly a batch
+    #: ahead): the first batch holding one makes the log stale (`matches`).
+    changed: set[str] = field(default_factory=set)
     #: Per store row: the final candidate list it was compared with and its feature rows (`Pipeline.pair_log`),
     #: and the comparator's feature names; set by `finish`.
     pairs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -64,6 +69,9 @@ class CandidateLog:
         if self.stale or self.store is None:
             return False
         ids, logged = store.record_ids, self.store.record_ids
+        if self.changed and any(ids[int(r)] in self.changed for r in rows):
+            self.stale = True  # from this batch on nothing is replayed
+            return False
         return all(0 <= r < len(logged) and ids[r] == logged[r] and r in self.cands for r in (int(x) for x in rows))
 
     def finish(self, pipe: Pipeline) -> None:
@@ -141,8 +149,10 @@ class ReplayEncoder(_Proxy):
             return self.inner.encode(records)
         rows = [store.row_of.get(r.record_id, -1) for r in records]
         seen = [log.fingerprints.get(r.record_id) for r in records]
-        if min(rows, default=0) < 0 or any(fp in (None, -1) or fp != _fingerprint(r) for fp, r in zip(seen, records)):
-            log.stale = True  # the blocker stops replaying before this batch is searched
+        differ = [r.record_id for row, fp, r in zip(rows, seen, records)
+                  if row < 0 or fp in (None, -1) or fp != _fingerprint(r)]
+        if differ:  # the replay stops at this batch, when it is decided (`CandidateLog.matches`)
+            log.changed.update(differ)
             return self.inner.encode(records)
         idx = np.asarray(rows, np.int64)
         self.replayed += len(rows)

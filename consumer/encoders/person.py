@@ -18,6 +18,12 @@ more than a common one (`Feature.tf`: term-frequency adjustment from the streami
 - phone (optional): the last 8 digits equal, one typo apart, else.
 
 A field either side lacks is NaN: never disagreement. Keyed hashes only, like every encoder.
+
+The date of birth reaches the candidates by an exact key (`keys`, `consumer/engine/keys.py`), not by a vector
+in the candidate index. Why: a 512-bucket date vector was 64% of the person index's 800 dimensions, so most
+of the index's time (inserts and searches, the run's longest thread on a 50,000-record file), and since the
+exact keys came it found no pair they miss: left out, every person file of the quality suite moved by at
+most 0.0013 and the 50,000-record run took 23 s instead of 31 s (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from consumer.config import Settings
-from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Rarity, Score
+from consumer.encoders.base import Columns, Contribution, Feature, KeyedHasher, Rarity, Score
 from consumer.encoders.fields import (
     FIELD_LEVELS,
     ONE_EDIT,
@@ -53,15 +59,6 @@ DOB_TWO_PARTS = 0.7
 DOB_NEXT_MONTH = 0.6
 DOB_NEXT_YEAR = 0.4
 PHONE_DIGITS = 8
-#: Buckets of the date-of-birth vector in the candidate index. Why DOB is indexed: on FEBRL4 65 of the 66
-#: true pairs the final clusters missed were never candidates: both names rewritten, the same date of birth
-#: and address. Three hashed keys (the date, the date with day and month swapped, year and month) so a
-#: swapped or one-part-off date still shares part of its vector. Why 512 buckets at weight 1.0: with fewer
-#: buckets, records sharing a bucket by hash collision (10k records / 128 buckets = 80 per key) crowd
-#: the name-similar candidates out of the top k; measured on FEBRL2-4 and RLdata10000 (final-cluster F1,
-#: 128/256/512/1024 buckets, weights 0.5-1.5; docs/person-profile.md), 512 at 1.0 was best or tied on
-#: each, and costs ~7% of a FEBRL4 run (the composite vector grows from 416 to 800 dimensions).
-DOB_VEC = 512
 
 
 def _name(text: str) -> str:
@@ -102,15 +99,13 @@ class PersonEncoder:
             roles=ROLES,
             columns=(*field_columns("given"), *field_columns("surname"), "dob_h", "dob_dels", "dob_swap",
                      "dob_year", "dob_month", "dob_day", "dob_ym", "dob_ym_near", "dob_y_near",
-                     *field_columns("phone"), "dob_vec"),
+                     *field_columns("phone")),
             features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity"),
                       Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity"),
                       Feature("dob", levels=DOB_LEVELS), Feature("phone", levels=(1.0, 0.88))),
             rarity=(Rarity("given_rarity", lambda cols: cols["given_h"]),
                     Rarity("surname_rarity", lambda cols: cols["surname_h"])),
             scores=(Score("dob"), Score("phone")),
-            index=(IndexVector("dob_vec", DOB_VEC, 1.0),),
-            index_only=("dob_vec",),
             keys=(("dob_h",),),
             coefficients={"dob.weight": 0.3, "phone.weight": 0.2})
 
@@ -129,13 +124,9 @@ class PersonEncoder:
         dob_ym = np.zeros(n, np.uint32)  # the month number (year * 12 + month)
         dob_ym_near = np.zeros((n, 2), np.uint32)  # the month before and after
         dob_y_near = np.zeros((n, 2), np.uint32)  # the year before and after
-        dob_vec = np.zeros((n, DOB_VEC), np.float16)
         for i, r in enumerate(records):
             d = dob_canonical(r.role("date_of_birth"))
             if d:
-                for key, weight in (("dv:" + d, 2.0), ("dv:" + d[:4] + d[6:] + d[4:6], 1.0), ("dvym:" + d[:6], 1.0)):
-                    dob_vec[i, self._hash(key) % DOB_VEC] += weight
-                dob_vec[i] /= np.float16(np.linalg.norm(dob_vec[i].astype(np.float32)))
                 dob_h[i] = self._hash("dob:" + d)
                 dob_swap[i] = self._hash("dob:" + d[:4] + d[6:] + d[4:6])  # day and month swapped
                 dob_year[i] = self._hash("doby:" + d[:4])
@@ -149,7 +140,7 @@ class PersonEncoder:
                 dob_y_near[i] = (self._hash(f"doby:{y - 1:04d}"), self._hash(f"doby:{y + 1:04d}"))
         cols.update({"dob_h": dob_h, "dob_swap": dob_swap, "dob_year": dob_year, "dob_month": dob_month,
                      "dob_day": dob_day, "dob_dels": dob_dels, "dob_ym": dob_ym, "dob_ym_near": dob_ym_near,
-                     "dob_y_near": dob_y_near, "dob_vec": dob_vec})
+                     "dob_y_near": dob_y_near})
         return cols
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:

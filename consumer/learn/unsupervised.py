@@ -248,7 +248,7 @@ def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b:
         return x[:, [pipe.comparator.features.index(c.feature) for c in comps]]
     encoders = [e for e in pipe.encoders if wanted & {f.name for f in e.contribution.features}]
     need = {col for e in encoders for col in e.contribution.columns}
-    skip = set(pipe.store.column_names()) - need | pipe.comparator.unused_columns  # (index-only: 205 MB of dob_vec)
+    skip = set(pipe.store.column_names()) - need | pipe.comparator.unused_columns
     ca, cb = pipe.store.gather(a, skip), pipe.store.gather(b, skip)
     got: dict[str, np.ndarray] = {}
     for e in encoders:

@@ -143,3 +143,59 @@ def test_an_erased_record_leaves_the_key_table_and_the_snapshot(tmp_path: Path) 
     assert again.keys is not None and [k.tolist() for k in again.keys.candidates(probe, [3])] == [[1, 2]]
     pipe.close()
     again.close()
+
+
+def test_the_person_index_holds_no_date_or_empty_city_vector_and_the_crm_index_keeps_its_city() -> None:
+    """The date of birth meets its twins through its key; a profile without place columns has an all-zero
+    city vector, which would only cost every insert and search."""
+    from consumer.io.artifacts import build_pipeline
+
+    person = build_pipeline(load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"}))
+    assert [v.column for v in person.blocker.spec] == ["text", "name_vec", "addr_vec"]
+    crm = build_pipeline(load_settings(env={}), text_encoder=person.text)
+    assert "city_vec" in [v.column for v in crm.blocker.spec]
+    person.close()
+    crm.close()
+
+
+def test_a_snapshot_of_another_index_layout_is_not_loaded_and_retired_columns_are_dropped(tmp_path: Path) -> None:
+    """A snapshot written by a version whose index had other vectors (the person profile's date vector)
+    holds a graph of other dimensions: the replica rebuilds from Redis instead of loading it. A payload of
+    such a version, absorbed, keeps only the columns this version's encoders declare."""
+    import json
+
+    from consumer.engine.state import record_states, restore
+    from consumer.io.artifacts import build_pipeline
+    from consumer.service.snapshot import load_snapshot, save_snapshot
+    from consumer.store.record_state import RecordState, encode_rows
+
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"})
+    pipe = build_pipeline(settings)
+    pipe.process(_people())
+    expect = {"config_version": pipe.config_version}
+    info = save_snapshot(pipe, 7, tmp_path, expect)
+    meta = json.loads((info.path / "meta.json").read_text())
+    assert meta["index_spec"] == [["text", 64, 0.5], ["name_vec", 128, 1.0], ["addr_vec", 64, 1.0]]
+    meta["index_spec"] = [*meta["index_spec"], ["dob_vec", 512, 1.0]]
+    (info.path / "meta.json").write_text(json.dumps(meta))
+    fresh = build_pipeline(settings, text_encoder=pipe.text)
+    assert load_snapshot(fresh, tmp_path, expect) is None and len(fresh.store) == 0
+    # an older snapshot: no layout recorded, and a column nothing declares any more
+    del meta["index_spec"]
+    (info.path / "meta.json").write_text(json.dumps(meta))
+    with np.load(info.path / "state.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["col__dob_vec"] = np.zeros((2, 512), np.float16)
+    np.savez(info.path / "state.npz", **arrays)
+    assert load_snapshot(fresh, tmp_path, expect) is None and len(fresh.store) == 0
+    # the same from Redis payloads: the retired column is not kept
+    states = record_states(pipe, [0, 1])
+    rows = {k: pipe.store.column(k)[:2] for k in pipe.store.column_names()}
+    rows["dob_vec"] = np.ones((2, 512), np.float16)
+    payloads = encode_rows(rows, pipe.store.completeness[:2], pipe.store.recency[:2])
+    old = [RecordState(**{**s.__dict__, "payload": p}) for s, p in zip(states, payloads)]
+    assert restore(fresh, old) == 2
+    assert "dob_vec" not in fresh.store.column_names()
+    assert sorted(fresh.store.column_names()) == sorted(pipe.store.column_names())
+    pipe.close()
+    fresh.close()

@@ -120,15 +120,20 @@ class NameEncoder:
 
     name = "names"
 
-    def __init__(self, hash_key: str, n_keys: int = 0):
+    def __init__(self, hash_key: str, n_keys: int = 0, has_city: bool = True):
+        """`has_city`: whether the profile maps any place column. Without one the city vector is all zeros,
+        so it stays out of the candidate index (the person profile: 32 of its 288 dimensions, every insert
+        and search paying for them, and not one inner product changed)."""
         self._hash = KeyedHasher(hash_key)
         self._n_keys = n_keys
+        self._has_city = has_city
         self._token = lru_cache(maxsize=200_000)(self._token_uncached)
         self._city = lru_cache(maxsize=50_000)(self._city_uncached)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> NameEncoder:
-        return cls(settings.encoders.hash_key, n_keys=len(settings.profile.key_fields))
+        return cls(settings.encoders.hash_key, n_keys=len(settings.profile.key_fields),
+                   has_city=bool(settings.profile.city_fields))
 
     @property
     def contribution(self) -> Contribution:
@@ -141,7 +146,8 @@ class NameEncoder:
             scores=(Score("name", part_of="text"), Score("city", part_of="text"),
                     Score("keys", report=False, part_of="text")),
             # Dense character-gram vectors feed the HNSW index only; pairs are compared on the exact columns.
-            index=(IndexVector("name_vec", NAME_VEC, 1.0), IndexVector("city_vec", CITY_VEC, 0.5)),
+            index=(IndexVector("name_vec", NAME_VEC, 1.0),
+                   *((IndexVector("city_vec", CITY_VEC, 0.5),) if self._has_city else ())),
             index_only=("name_vec", "city_vec"),
             rarity=(Rarity("name_rarity", lambda cols: cols["tok_keys"][:, :, 0]),
                     Rarity("city_rarity", lambda cols: cols["city_key"])))

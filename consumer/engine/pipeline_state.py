@@ -61,6 +61,10 @@ class PersistedState:
         if not items:
             return np.zeros(0, np.int64)
         cols, completeness, recency = decode_payloads([s.payload for s in items])
+        # Only what this version's encoders declare: a payload written by an older version may carry a
+        # column nothing reads any more (the person profile's date vector), which would only take memory.
+        declared = {c for e in self.encoders for c in e.contribution.columns}
+        cols = {k: v for k, v in cols.items() if k in declared}
         rows = self.store.append([s.record_id for s in items], cols, completeness, recency)
         row_of, cluster_of, members = self.store.row_of, self.clusters.cluster_of, self.clusters.members
         touched: set[int] = set()

@@ -61,7 +61,8 @@ def save_snapshot(pipe: Pipeline, position: int, directory: str | Path, meta: di
         np.savez(fh, ids=np.frombuffer(b"".join(ids), np.uint8), id_len=lengths, cluster_of=cluster_of,
                  canonical=canonical, completeness=store.completeness[:n], recency=store.recency[:n], **arrays)
     pipe.blocker.index.save(str(tmp / "index.bin"))
-    full = {**meta, "format": FORMAT, "position": position, "records": n, "created": time.time()}
+    full = {**meta, "format": FORMAT, "position": position, "records": n, "created": time.time(),
+            "index_spec": index_spec(pipe)}
     (tmp / "meta.json").write_text(json.dumps(full))
     os.replace(tmp, root / name)
     cur = root / f".CURRENT-{uuid.uuid4().hex[:8]}"
@@ -92,6 +93,14 @@ def rss_bytes() -> int:
     return 0
 
 
+def index_spec(pipe: Pipeline) -> list[list[Any]]:
+    """The candidate index's layout (column, dimensions, weight per vector): a saved graph is only usable by
+    a pipeline whose vectors have the same layout. Why not the settings' fingerprint alone: the layout is
+    the encoders' (code, not settings), and a version that drops a vector from it (the person profile's
+    date of birth) must rebuild the graph from Redis, not load one of other dimensions."""
+    return [[v.column, int(v.size), float(v.weight)] for v in pipe.blocker.spec]
+
+
 def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any]) -> SnapshotInfo | None:
     """Fill an empty pipeline from the newest snapshot; None (pipeline untouched) when there is none or it
     was written with other settings (`expect`: config_version, key_id must match)."""
@@ -103,10 +112,15 @@ def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any])
         return None
     if meta.get("format") != FORMAT or any(meta.get(k) != v for k, v in expect.items()):
         return None
+    if meta.get("index_spec", index_spec(pipe)) != index_spec(pipe):
+        return None
     if len(pipe.store):
         raise ValueError("load_snapshot needs an empty pipeline")
     path = root / name
+    declared = {c for e in pipe.encoders for c in e.contribution.columns}
     with np.load(path / "state.npz") as z:
+        if "index_spec" not in meta and {k[5:] for k in z.files if k.startswith("col__")} - declared:
+            return None  # written before the layout was recorded, with columns this version no longer has
         raw = z["ids"].tobytes()
         bounds = np.concatenate([[0], np.cumsum(z["id_len"])])
         ids = [raw[bounds[i]:bounds[i + 1]].decode("utf-8", "surrogatepass") for i in range(len(bounds) - 1)]

@@ -63,6 +63,19 @@ def _listings(seed: int, records: int) -> Loader:
     return load
 
 
+def _photos(name: str, records: int, seed: int) -> Loader:
+    """`benchmarks/photo_offers.py`: listings with photos, written beside the CSV (the `image` column is
+    relative to its folder)."""
+    def load(_data: Path, work: Path) -> tuple[Path, dict[str, str]] | None:
+        try:
+            generate = importlib.import_module("photo_offers").generate
+        except ImportError:
+            return None
+        rows, truth = generate(records, seed, work / f"{name}-images")
+        return _write(rows, work / f"{name}.csv"), truth
+    return load
+
+
 GENERATED: list[tuple[str, str, Loader]] = [
     ("crm-1", "crm", _crm(1, 10000)),
     ("crm-2", "crm", _crm(2, 10000)),
@@ -71,4 +84,5 @@ GENERATED: list[tuple[str, str, Loader]] = [
       for s in (1, 2)),
     ("sibling-offers-1", "listing", _module("sibling_offers", "sibling-offers-1", 3000, 1)),
     ("group-people-1", "person", _module("group_people", "group-people-1", 5000, 1)),
+    ("photo-offers-1", "listing", _photos("photo-offers-1", 4000, 1)),
 ]

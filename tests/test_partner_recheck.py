@@ -207,3 +207,22 @@ def test_the_pipeline_the_batch_runner_and_the_consumer_share_takes_the_mode_fro
         assert pipe.guards.partner and pipe.guards.partner_margin == 0.1
     with build_pipeline(load_settings(env={}), text_encoder=shared_text_encoder()) as pipe:
         assert not pipe.guards.partner
+
+
+def test_a_record_naming_neither_sibling_does_not_merge_two_conflicting_groups() -> None:
+    """Two colours of one model, each listed twice ({0, 1} red, {2, 3} green: every red-green pair a
+    conflict, though the model scores them high); then a listing that names no colour matches all four.
+    It joins one group; the other is held apart (reported as possible), as the re-check would keep them,
+    instead of one merge making a group too large to re-check (here `link_members` 2: more than four)."""
+    pairs = {frozenset(p): 0.9 for p in ((0, 1), (2, 3), (0, 2), (0, 3), (1, 2), (1, 3))}
+    pairs |= {frozenset((4, c)): 0.95 for c in range(4)}
+    conflicts = {frozenset(p) for p in ((0, 2), (0, 3), (1, 2), (1, 3))}
+    g = dataclasses.replace(judged(pairs, conflicts), link_members=2)
+    st = ClusterState()
+    for row, cands in ((0, []), (1, [0]), (2, []), (3, [2]), (4, [0, 1, 2, 3])):
+        s = np.array([pairs.get(frozenset((row, c)), 0.0) for c in cands], np.float32)
+        labels = np.where(s >= T, 2, np.where(s >= POSSIBLE, 1, 0))
+        a = st.assign(row, np.array(cands, np.int64), s, labels, g, scorer=lambda x, y: g.judge(x, y)[0])
+    assert a.outcome == "joined" and a.merged == []
+    assert sorted(st.members[st.cluster_of[4]]) in ([0, 1, 4], [2, 3, 4])
+    assert all(not ({0, 2} <= set(m) or {1, 3} <= set(m)) for m in st.members.values())

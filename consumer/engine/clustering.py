@@ -11,9 +11,10 @@ bridging pair:
 - a record *merges* a second cluster into the first only with more evidence than a join (best score at
   least `match + merge_margin`, the same average-linkage test for the second cluster) *and* when the two
   clusters agree with each other: the mean score between their members (up to `link_members` a side)
-  clears `merge_support` x the match threshold. A record that looks like two different people (a
-  nickname, a common surname, a shared device) can then no longer glue them together; the link is
-  reported as a possible duplicate for review instead of applied;
+  clears `merge_support` x the match threshold, and, with the partner re-check, no pair between those
+  members conflicts. A record that looks like two different people (a nickname, a common surname, a shared
+  device), or a listing that names neither of two colours, can then no longer glue them together; the
+  link is reported as a possible duplicate for review instead of applied;
 - on a merge the older cluster (lower founding row) keeps its id, so ids are stable and deterministic;
 - a cluster is *split* when later evidence shows it was wrong: a record joins it yet disagrees with some of
   its members (a score below the merge bar), so the cluster (when small enough to re-check, up to
@@ -247,7 +248,17 @@ class ClusterState:
                 return True
             left = [m for t in a for m in self._sample(t, g.link_members)][:g.link_members]
             right = self._sample(c, g.link_members)
-            cross = scorer([m for m in left for _ in right], right * len(left))  # type: ignore[misc]
+            lefts, rights = [m for m in left for _ in right], right * len(left)
+            if g.partner and g.judge is not None:
+                # Partner mode: two groups that hold a conflicting pair (two colours, two models) stay apart
+                # whatever the record bridging them scores, as the re-check keeps them apart; a record that
+                # names neither ("gaming mouse vista 5s") used to merge a whole family at once, past the size
+                # the re-check can split.
+                cross, conflict, said = g.judge(lefts, rights)
+                if conflict is not None and (conflict.any() or (said is not None and (said < 0).any())):
+                    return False
+            else:
+                cross = scorer(lefts, rights)  # type: ignore[misc]
             return float(np.mean(cross)) >= g.merge_support * thr
 
         def clash(clusters: list[int]) -> bool:

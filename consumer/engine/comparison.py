@@ -57,6 +57,13 @@ class Comparator:
         self.conflict_columns: tuple[tuple[int, float], ...] = tuple(
             (self._pos[f.name], f.conflict) for c in contribs for f in c.features if f.conflict is not None)
 
+    def add_floor(self, feature: str, below: float) -> None:
+        """Also a conflict: `feature` less than `below` (a bar learned from the file: the photo similarity
+        under which two listings are two products, `consumer.learn.photo_cut`). A missing feature: nothing."""
+        if feature in self._pos:
+            level = float(np.nextafter(np.float32(below), np.float32(-np.inf)))  # `<= level` is `< below`
+            self.conflict_columns = (*self.conflict_columns, (self._pos[feature], level))
+
     def conflicts(self, feats: np.ndarray) -> np.ndarray | None:
         """Per pair of a feature matrix: does any conflict feature say the two differ? None when no encoder
         declares one (the profile has no such evidence: callers keep their score-only rule)."""

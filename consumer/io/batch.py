@@ -323,14 +323,17 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
                               variant_slots=slots)
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
-                                         "matches_per_record", "size_prior") if k in model.meta}
+                                         "matches_per_record", "size_prior", "photo_cut") if k in model.meta}
     fitted["fit_stage_seconds"] = {k: round(v, 3) for k, v in model.meta.get("fit_stage_seconds", {}).items()}
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
+            if model.meta.get("photo_cut") is not None:  # what the file's photos say holds whichever model decides
+                shipped = dataclasses.replace(shipped, meta={**shipped.meta, "photo_cut": model.meta["photo_cut"]})
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
                              "variant_words": model.meta.get("variant_words", 0),
+                             "photo_cut": model.meta.get("photo_cut"),
                              "fit_stage_seconds": fitted["fit_stage_seconds"]}
             return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
                                              encode_in_background=True), cands)

@@ -28,9 +28,10 @@ from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of, reciprocal_best
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
+from consumer.learn.photo_cut import photo_cut
 from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
@@ -139,6 +140,11 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
         fs.info.update({"fit": FIT_OK, "reasons": [], "notes": [], "operating_point": dict(RECIPROCAL_OPERATING_POINT)})
         fs.records = population
+        w = fs.match_weight(vec.cand_x)
+        cut, fs.info["photos"] = photo_cut(vec.all_x, features, reciprocal_best(w, vec.left, vec.right) & (w > 0),
+                                           vec.conflict)
+        if cut is not None:
+            fs.info["photo_cut"] = cut
     else:
         fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
@@ -180,6 +186,7 @@ class _Vectors:
     left: np.ndarray  # the records of each candidate pair (query, candidate)
     right: np.ndarray
     all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
+    conflict: np.ndarray | None  # the comparator's conflicts on those pairs (None: the profile has none)
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # the pass's stage timer
 
 
@@ -233,7 +240,8 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         random_x = _compare_only(pipe, comps, a, b) if len(a) else np.zeros((0, len(comps)), np.float32)
     finally:
         pipe.close()
-    return _Vectors(comps, features, cand_x, random_x, left, right, all_x, pipe.timer.totals())
+    return _Vectors(comps, features, cand_x, random_x, left, right, all_x, pipe.comparator.conflicts(all_x),
+                    pipe.timer.totals())
 
 
 def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b: np.ndarray) -> np.ndarray:

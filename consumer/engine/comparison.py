@@ -8,7 +8,7 @@ can be explained by them. NaN means "this pair cannot be compared on that signal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -35,7 +35,9 @@ class Comparator:
     encoder order, then their term-frequency (rarity) features. Learned models store the list they were
     trained on and map columns by name, so a new encoder never shifts an old model's inputs."""
 
-    def __init__(self, encoders: Sequence[Encoder]):
+    def __init__(self, encoders: Sequence[Encoder], floors: Mapping[str, float | None] | None = None):
+        """`floors`: feature -> a bar under which a pair is also a conflict (`add_floor`; a fitted model's
+        `photo_cut`: this file's photos tell siblings apart)."""
         self._encoders = list(encoders)
         contribs = [enc.contribution for enc in self._encoders]
         self._declared = [frozenset(f.name for f in c.features) for c in contribs]
@@ -56,11 +58,14 @@ class Comparator:
         #: (column, level) of the features that can say "two different things" (`Feature.conflict`).
         self.conflict_columns: tuple[tuple[int, float], ...] = tuple(
             (self._pos[f.name], f.conflict) for c in contribs for f in c.features if f.conflict is not None)
+        for feature, below in (floors or {}).items():
+            self.add_floor(feature, below)
 
-    def add_floor(self, feature: str, below: float) -> None:
+    def add_floor(self, feature: str, below: float | None) -> None:
         """Also a conflict: `feature` less than `below` (a bar learned from the file: the photo similarity
-        under which two listings are two products, `consumer.learn.photo_cut`). A missing feature: nothing."""
-        if feature in self._pos:
+        under which two listings are two products, `consumer.learn.photo_cut`). A missing feature or no bar
+        (None): nothing."""
+        if below is not None and feature in self._pos:
             level = float(np.nextafter(np.float32(below), np.float32(-np.inf)))  # `<= level` is `< below`
             self.conflict_columns = (*self.conflict_columns, (self._pos[feature], level))
 

@@ -79,9 +79,7 @@ class Pipeline(PersistedState, Erasure):
         self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]
         #: The stages a micro-batch passes through, in the one vocabulary (`consumer.engine.stages`).
         self.batch_stages: tuple[str, ...] = (*self.encode_stages, *DECIDE_STAGES)
-        self.comparator = Comparator(self.encoders)
-        if model is not None and model.meta.get("photo_cut") is not None:  # this file's photos tell siblings apart
-            self.comparator.add_floor("image_cos", float(model.meta["photo_cut"]))
+        self.comparator = Comparator(self.encoders, floors={"image_cos": model and model.meta.get("photo_cut")})
         absent = omitted_features(settings, profile_encoders(settings)) if settings.fusion.mode == "learned" else ()
         self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent)
         self.blocker = Blocker([v for c in contribs for v in c.index], settings.index,

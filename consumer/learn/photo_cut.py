@@ -25,7 +25,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["GATE", "photo_cut"]
+from consumer.learn.fellegi_sunter import FellegiSunterModel, reciprocal_best
+
+__all__ = ["GATE", "photo_cut", "photo_info"]
 
 #: The smallest gap between the two distributions (Kolmogorov-Smirnov statistic) at which photos count as
 #: telling siblings apart. Set before the suite measured it (a conventional "large" effect); observed: 0.44
@@ -64,3 +66,12 @@ def photo_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray,
     cut = float(grid[k])
     info["cut"] = round(cut, 4)
     return cut, info
+
+
+def photo_info(fs: FellegiSunterModel, cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, all_x: np.ndarray,
+               features: Sequence[str], conflict: np.ndarray | None) -> dict:
+    """What a reciprocal-best fit (`fs`, fitted on `cand_x`) adds to its summary: `photos` (the figures) and,
+    where the photos tell siblings apart, `photo_cut`. The pseudo-matches are the pairs it learned from."""
+    w = fs.match_weight(cand_x)
+    cut, info = photo_cut(all_x, features, reciprocal_best(w, left, right) & (w > 0), conflict)
+    return {"photos": info, **({"photo_cut": cut} if cut is not None else {})}

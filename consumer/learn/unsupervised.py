@@ -23,15 +23,16 @@ from consumer.config import Settings
 from consumer.encoders import build_encoders
 from consumer.encoders.base import Encoder
 from consumer.engine.comparison import Comparator
-from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel, ModelError, learned_thresholds
+from consumer.engine.fusion import PACKAGED_MODELS, EitherOf, LearnedModel
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of, reciprocal_best
+from consumer.learn.agreement import reference_agreement
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
-from consumer.learn.photo_cut import photo_cut
+from consumer.learn.photo_cut import photo_info
 from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
@@ -140,11 +141,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
         fs.info.update({"fit": FIT_OK, "reasons": [], "notes": [], "operating_point": dict(RECIPROCAL_OPERATING_POINT)})
         fs.records = population
-        w = fs.match_weight(vec.cand_x)
-        cut, fs.info["photos"] = photo_cut(vec.all_x, features, reciprocal_best(w, vec.left, vec.right) & (w > 0),
-                                           vec.conflict)
-        if cut is not None:
-            fs.info["photo_cut"] = cut
+        fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, features, vec.conflict))
     else:
         fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
@@ -287,23 +284,6 @@ def _notes(fs: FellegiSunterModel, comps: Sequence[Comparison], fitted: int, pop
     if fitted < population:
         notes.append(f"fitted on a sample of {fitted} of {population} records")
     return notes
-
-
-def reference_agreement(x: np.ndarray, features: tuple[str, ...], fitted: LearnedModel, reference: LearnedModel,
-                        settings: Settings) -> float:
-    """How far a shipped model and the weights fitted to this file agree on which candidate pairs match:
-    |both| / |either| (1.0 when neither finds a match; 0.0 when the shipped model cannot read this
-    pipeline's features). Why: a model trained on generated data is right on files like its training data
-    and can be far off on others (Abt-Buy: it finds 18% of the duplicates); the fitted weights know this
-    file but less about the hard cases the shipped model was trained on. Agreement says which case this is."""
-    try:
-        ref_cols = reference.columns_for(features)
-    except ModelError:
-        return 0.0
-    ref = reference.predict(x, ref_cols) >= learned_thresholds(settings.fusion, reference)[0]
-    own = fitted.predict(x, fitted.columns_for(features)) >= learned_thresholds(settings.fusion, fitted)[0]
-    either = int((ref | own).sum())
-    return 1.0 if either == 0 else round(float((ref & own).sum()) / either, 4)
 
 
 def drift_notes(pipe: Pipeline, pairs: int = 20_000, seed: int = 0) -> list[str]:

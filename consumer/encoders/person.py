@@ -23,7 +23,7 @@ The date of birth reaches the candidates by an exact key (`keys`, `consumer/engi
 in the candidate index. Why: a 512-bucket date vector was 64% of the person index's 800 dimensions, so most
 of the index's time (inserts and searches, the run's longest thread on a 50,000-record file), and since the
 exact keys came it found no pair they miss: left out, every person file of the quality suite moved by at
-most 0.0013 and the 50,000-record run took 23 s instead of 31 s (docs/benchmarks.md).
+most 0.0013 and a 50,000-record file took 30 s end to end instead of 38.5 s (docs/benchmarks.md).
 """
 
 from __future__ import annotations

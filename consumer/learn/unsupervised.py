@@ -373,6 +373,9 @@ def explain_model(model: LearnedModel) -> str:
         lines.append(f"variant words learned from the file: {model.meta['variant_words']} in "
                      f"{len({row[1] for row in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "
                      "colour, finish or edition in one slot is a conflicting attribute)")
+    if (cut := model.meta.get("photo_cut")) is not None:
+        lines.append(f"photos tell siblings apart in this file (gap {info.get('photos', {}).get('gap', '?')}): a pair "
+                     f"whose photos are less alike than {cut:.3f} is two products (consumer/learn/photo_cut.py)")
     lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():
         w = row["weight"]

@@ -28,12 +28,12 @@ image; truth listing_id -> entity) and writes the photos as JPEG files under `im
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from sibling_offers import write  # the suite's generators write their files one way
 
 SIZE = 224
 #: colour key -> (RGB, English words, shades, German, French)
@@ -223,16 +223,8 @@ def main() -> None:
     ap.add_argument("--out", default="photo-offers")
     args = ap.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows, truth = generate(args.records, args.seed, out / "images")
-    with (out / "listings.csv").open("w", encoding="utf-8", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    with (out / "truth.csv").open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "entity"])
-        w.writerows(truth.items())
+    write(rows, truth, out, "listings.csv")
     print(f"{len(rows)} listings, {len(set(truth.values()))} products -> {out}")
 
 

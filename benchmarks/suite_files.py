@@ -29,14 +29,16 @@ def _write(rows: list[dict[str, str]], path: Path) -> Path:
     return path
 
 
-def _module(module: str, name: str, records: int, seed: int) -> Loader:
-    """A generator module of `benchmarks/` with `generate(n_records, seed) -> (rows, truth)`."""
+def _module(module: str, name: str, records: int, seed: int, photos: bool = False) -> Loader:
+    """A generator module of `benchmarks/` with `generate(n_records, seed) -> (rows, truth)`; `photos`:
+    `generate(n_records, seed, image_dir)`, the photos written beside the CSV (its `image` column is
+    relative to the CSV's folder)."""
     def load(_data: Path, work: Path) -> tuple[Path, dict[str, str]] | None:
         try:
             generate = importlib.import_module(module).generate
         except ImportError:
             return None
-        rows, truth = generate(records, seed)
+        rows, truth = generate(records, seed, *((work / f"{name}-images",) if photos else ()))
         return _write(rows, work / f"{name}.csv"), truth
     return load
 
@@ -63,19 +65,6 @@ def _listings(seed: int, records: int) -> Loader:
     return load
 
 
-def _photos(name: str, records: int, seed: int) -> Loader:
-    """`benchmarks/photo_offers.py`: listings with photos, written beside the CSV (the `image` column is
-    relative to its folder)."""
-    def load(_data: Path, work: Path) -> tuple[Path, dict[str, str]] | None:
-        try:
-            generate = importlib.import_module("photo_offers").generate
-        except ImportError:
-            return None
-        rows, truth = generate(records, seed, work / f"{name}-images")
-        return _write(rows, work / f"{name}.csv"), truth
-    return load
-
-
 GENERATED: list[tuple[str, str, Loader]] = [
     ("crm-1", "crm", _crm(1, 10000)),
     ("crm-2", "crm", _crm(2, 10000)),
@@ -84,5 +73,5 @@ GENERATED: list[tuple[str, str, Loader]] = [
       for s in (1, 2)),
     ("sibling-offers-1", "listing", _module("sibling_offers", "sibling-offers-1", 3000, 1)),
     ("group-people-1", "person", _module("group_people", "group-people-1", 5000, 1)),
-    ("photo-offers-1", "listing", _photos("photo-offers-1", 4000, 1)),
+    ("photo-offers-1", "listing", _module("photo_offers", "photo-offers-1", 4000, 1, photos=True)),
 ]

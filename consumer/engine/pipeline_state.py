@@ -7,10 +7,12 @@ own module so `consumer.engine.pipeline` holds the decide path; the methods stay
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
 
 import numpy as np
 
+from consumer.encoders.base import Encoder
 from consumer.engine.blocking import Blocker
 from consumer.engine.clustering import ClusterState
 from consumer.engine.frequencies import FrequencyTable
@@ -30,6 +32,14 @@ class PersistedState:
     blocker: Blocker
     keys: KeyBlocker | None
     update_canonical: Callable[[int, list[int]], None]
+    encoders: Sequence[Encoder]
+
+    @cached_property
+    def declared_columns(self) -> frozenset[str]:
+        """The columns this version's encoders store: what persisted state may bring back. A payload or
+        snapshot of an older version may carry one nothing reads any more (the person profile's date
+        vector), which would only take memory."""
+        return frozenset(c for e in self.encoders for c in e.contribution.columns)
 
     # -- state --------------------------------------------------------------------------------------------
     def snapshot(self, rows: Iterable[int]) -> list[RecordState]:
@@ -61,10 +71,7 @@ class PersistedState:
         if not items:
             return np.zeros(0, np.int64)
         cols, completeness, recency = decode_payloads([s.payload for s in items])
-        # Only what this version's encoders declare: a payload written by an older version may carry a
-        # column nothing reads any more (the person profile's date vector), which would only take memory.
-        declared = {c for e in self.encoders for c in e.contribution.columns}
-        cols = {k: v for k, v in cols.items() if k in declared}
+        cols = {k: v for k, v in cols.items() if k in self.declared_columns}
         rows = self.store.append([s.record_id for s in items], cols, completeness, recency)
         row_of, cluster_of, members = self.store.row_of, self.clusters.cluster_of, self.clusters.members
         touched: set[int] = set()

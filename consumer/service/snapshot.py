@@ -117,9 +117,8 @@ def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any])
     if len(pipe.store):
         raise ValueError("load_snapshot needs an empty pipeline")
     path = root / name
-    declared = {c for e in pipe.encoders for c in e.contribution.columns}
     with np.load(path / "state.npz") as z:
-        if "index_spec" not in meta and {k[5:] for k in z.files if k.startswith("col__")} - declared:
+        if "index_spec" not in meta and {k[5:] for k in z.files if k.startswith("col__")} - pipe.declared_columns:
             return None  # written before the layout was recorded, with columns this version no longer has
         raw = z["ids"].tobytes()
         bounds = np.concatenate([[0], np.cumsum(z["id_len"])])

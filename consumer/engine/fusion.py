@@ -21,7 +21,7 @@ import json
 import pickle
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 
 from consumer.config import FusionSettings
 from consumer.encoders.base import Encoder, nanmean_weighted
-from consumer.engine.forest import FastForest
+from consumer.engine.forest import FOREST_SUFFIX, FastForest, forest_path, read_forest_file, write_forest_file
 
 __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "either_of", "learned_thresholds",
            "manifest_path"]
@@ -42,7 +42,8 @@ FIT_ONLY_FEATURES = frozenset({"desc_idf"})
 
 
 NAME_GATE = 0.35
-#: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json); others use the default.
+#: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json + .forest.npz, its trees);
+#: others use the default.
 PACKAGED_MODELS = {"listing": "fusion-listing"}
 #: Legacy per-modality rule weights (`fusion.weight_<modality>`); other modalities use `fusion.weights`.
 _LEGACY_WEIGHTS = ("text", "behaviour", "device")
@@ -104,15 +105,25 @@ class ScoreLayout:
 @dataclass
 class LearnedModel:
     """A fitted classifier plus the feature list it was trained on (`features`, the comparator's at
-    training time) and the ones it uses (`meta["used_features"]`, those not all-NaN in training)."""
+    training time) and the ones it uses (`meta["used_features"]`, those not all-NaN in training). Loaded from
+    its trees' file (`forest`, `consumer.engine.forest`), the model file (`pickled`) is unpickled, importing
+    scikit-learn (~1 s of CPU), only when something reads `estimator`."""
 
-    estimator: Any
+    _estimator: Any
     features: tuple[str, ...]
     meta: dict[str, Any]
+    forest: FastForest | None = field(default=None, repr=False, compare=False)
+    pickled: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         #: Exact faster twin of the estimator's predict_proba (None: scikit-learn's own).
-        self._fast = FastForest.of(self.estimator)
+        self._fast = self.forest if self.forest is not None else FastForest.of(self._estimator)
+
+    @property
+    def estimator(self) -> Any:
+        if self._estimator is None and self.pickled is not None:
+            self._estimator = _unpickle(self.pickled)["estimator"]
+        return self._estimator
 
     @property
     def used_features(self) -> tuple[str, ...]:
@@ -151,13 +162,14 @@ class LearnedModel:
         return self.estimator.predict_proba(x)[:, 1].astype(np.float32)
 
     def save(self, path: str | Path) -> str:
-        """Write the model and its manifest (`manifest_path`: the meta plus the file's sha256, which `load`
-        requires before it unpickles anything)."""
+        """Write the model, its manifest (`manifest_path`: the meta plus the file's sha256, which `load`
+        requires before it unpickles anything) and its trees' file (`forest_path`) where it is such a forest."""
         blob = pickle.dumps({"estimator": self.estimator, "features": self.features, "meta": self.meta})
         Path(path).write_bytes(blob)
         digest = hashlib.sha256(blob).hexdigest()
         manifest = {"features": list(self.features), **{k: v for k, v in self.meta.items() if k != "sha256"}}
         manifest_path(path).write_text(json.dumps({**manifest, "sha256": digest}, indent=2) + "\n")
+        write_forest_file(path, self._fast, digest, self.features, self.meta)
         return digest
 
     @classmethod
@@ -166,14 +178,17 @@ class LearnedModel:
         own, `PACKAGED_MODELS`)."""
         try:
             if path is None:
-                stem = PACKAGED_MODELS.get(profile or "", "fusion-default")
-                blob = (resources.files("consumer") / "data" / f"{stem}.pkl").read_bytes()
-                manifest = (resources.files("consumer") / "data" / f"{stem}.json").read_bytes()
+                stem, here = PACKAGED_MODELS.get(profile or "", "fusion-default"), resources.files("consumer") / "data"
+                blob = (here / f"{stem}.pkl").read_bytes()
+                manifest = (here / f"{stem}.json").read_bytes()
+                trees: Any = here / f"{stem}{FOREST_SUFFIX}"
             else:
                 blob = Path(path).read_bytes()
                 manifest = _read_manifest(Path(path))
+                trees = forest_path(path)
             _check_manifest(blob, manifest, path)
-            data = pickle.load(io.BytesIO(blob))  # noqa: S301 - sha256 checked against its manifest above
+            # The trees' file written with this very model file (its sha256): predict without unpickling it.
+            data = read_forest_file(trees, hashlib.sha256(blob).hexdigest()) or _unpickle(blob)
         except ModelError:
             raise
         except FileNotFoundError as exc:
@@ -185,12 +200,18 @@ class LearnedModel:
         if not isinstance(data, dict) or not data.get("features"):
             raise ModelError(f"learned fusion model {path or '(default)'} stores no feature list; "
                              "retrain it with `dedup train`")
-        model = cls(data["estimator"], tuple(data["features"]), dict(data.get("meta", {})))
+        forest = data.get("forest")
+        model = cls(data["estimator"], tuple(data["features"]), dict(data.get("meta", {})), forest,
+                    blob if forest is not None else None)
         model.meta["sha256"] = hashlib.sha256(blob).hexdigest()
         point = json.loads(manifest).get("operating_point")
         if point is not None:
             model.meta["operating_point"] = _operating_point(point, path)
         return model
+
+
+def _unpickle(blob: bytes) -> Any:
+    return pickle.load(io.BytesIO(blob))  # noqa: S301 - only bytes whose sha256 `load` checked against the manifest
 
 
 def feature_columns(features: Sequence[str], used: Sequence[str], pipeline_features: Sequence[str],

@@ -38,6 +38,17 @@ def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
     assert ta.attributes[kind] != tb.attributes[kind]
 
 
+@pytest.mark.parametrize(("a", "b"), [
+    ("USB-Stick 64-GB Schwarz 2er Pack", "USB flash drive 64GB black, pack of 2"),
+    ("Clé USB 64 Go noir, lot de 2", "usb stick 64 gb Nero 2 Stück"),
+    ("Disque dur 2 To blanc", "hard disk 2TB white"),
+    ("Toner Gelb (confezione da 4)", "toner jaune 4 pcs"),
+    ("Kopfhörer Weiß Doppelpack", "Auriculares blanco 2-pack"),
+])
+def test_attributes_read_alike_in_the_languages_and_spellings_shops_use(a: str, b: str) -> None:
+    assert parse_title(a).attributes == parse_title(b).attributes
+
+
 def test_marketing_noise_is_dropped() -> None:
     assert parse_title("NEW Genuine Acme Kettle - Free Shipping").core == ("acme", "kettle")
 
@@ -70,3 +81,53 @@ def test_two_suffixes_on_one_stem_are_variants_a_bare_code_stays_ambiguous() -> 
     assert match(0, 1) == 0.0 and match(1, 0) == 0.0
     assert match(0, 2) == np.float32(0.4) and match(2, 1) == np.float32(0.4) and match(3, 0) == np.float32(0.4)
     assert match(3, 1) == 0.0 and match(0, 4) == 1.0
+
+
+@pytest.mark.parametrize(("title", "kind", "value"), [
+    ("Galaxy A55 5G 128GB", "cap", ("128",)),  # "5G" is the network, not five grams
+    ("EliteBook 840 G9 1.4 kg", "mass", ("1400",)),  # "840 G9" is a model, not 840 grams
+    ("SSD 250GB up to 560 MB/s", "cap", ("250",)),  # a rate is not a capacity
+    ("Laptop 16GB RAM 512GB SSD", "cap", ("512",)),  # working memory is a kind of its own
+    ("Laptop 16GB RAM 512GB SSD", "ram", ("16",)),
+    ("TN 243 pack of 4 toner", "pack", ("4",)),  # the model number is not the count
+    ("Attaché 4 pack of 2", "pack", ("2",)),
+])
+def test_attributes_are_not_read_from_what_only_looks_like_them(title: str, kind: str, value: tuple[str, ...]) -> None:
+    assert parse_title(title).attributes[kind] == value
+
+
+def test_no_attribute_from_a_range_or_a_code() -> None:
+    attrs = parse_title("for ages 5 to 10, HP 207X").attributes
+    assert "cap" not in attrs and "pack" not in attrs
+
+
+def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -> None:
+    """A shop that adds "8GB RAM" or a tint beside the colour names the same product; two titles that each
+    state a value the other lacks ("128GB" / "256GB") name two."""
+    from consumer.encoders.title import TitleEncoder
+
+    class Text:
+        dim = 4
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.ones((len(texts), 4), np.float32)
+
+    from consumer.engine.records import Record
+
+    enc = TitleEncoder(Text(), "k")
+    titles = ["Phone X 128GB Black", "Phone X 128GB 8GB RAM Midnight Black", "Phone X 256GB Black",
+              "Phone X 128GB 256GB Black"]
+    cols = enc.encode([Record(f"r{i}", "", "", (), "", "", (), (("title", t),)) for i, t in enumerate(titles)])
+
+    def agree(i: int, j: int) -> float:
+        rows = {k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()}
+        return float(enc.compare(*rows)["attr_agree"][0])
+
+    assert agree(0, 1) == 1.0 and agree(1, 0) == 1.0
+    assert agree(0, 2) == 0.5  # the capacity differs, the colour agrees
+    assert agree(3, 0) == 1.0 and agree(3, 2) == 1.0  # a title naming both capacities contradicts neither
+
+
+def test_a_colour_word_in_the_brand_names_the_maker_not_the_colour() -> None:
+    assert "colour" not in parse_title("Casa Verde Orchard Duvet Cover - Sand", "Casa Verde").attributes
+    assert parse_title("Casa Verde Orchard Duvet Cover - Navy", "Casa Verde").attributes["colour"] == ("navy",)

@@ -7,7 +7,9 @@ Features (NaN where a side lacks the value):
 - `title_tok`: overlap of core tokens (keyed hashes) relative to the shorter title;
 - `title_tri`: cosine of hashed character-trigram counts (typos, merged words);
 - `attr_agree`: share of the attribute kinds both titles state that agree (1 = all agree, 0 = every one
-  differs): a 128GB and a 256GB phone are different products however alike the rest;
+  differs): a 128GB and a 256GB phone are different products however alike the rest. A kind agrees when
+  the values one title states are all among the other's (a shop adding "8GB RAM" or a tint still names the
+  same product), so each title keeps up to `MAX_VALUES` values per kind;
 - `code_match`: model/part numbers (`consumer.engine.titles.product_codes`, from the title, else the description):
   1 when the listings share one, 0.7 when each also carries one the other lacks (a family code beside
   the variant's own), 0.4 when they share one only up to a letter suffix that one side lacks or has cut
@@ -56,6 +58,8 @@ from consumer.engine.titles import ATTRIBUTE_KINDS, code_stem, parse_price, pars
 __all__ = ["TitleEncoder"]
 
 MAX_TOKENS = 16
+#: Values kept per attribute kind (a title stating "8GB RAM" and "256GB" holds two capacities).
+MAX_VALUES = 4
 TRI_DIM = 256
 MAX_CODES = 4
 #: Buckets of the code vector in the candidate index (listings sharing a code meet in the index).
@@ -103,6 +107,19 @@ def _code_match(a: Columns, b: Columns) -> np.ndarray:
     near = (same_stem & bare).any(axis=(1, 2)) | cut
     out = np.where(shared & ~(extra_a & extra_b), 1.0, np.where(shared, 0.7, np.where(near, 0.4, 0.0)))
     return np.where(both, out, np.nan).astype(np.float32)
+
+
+def _attribute_agreement(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair and attribute kind: (both titles state it, they agree). Two titles agree on a kind when the
+    values one states are all among the other's: a shop that adds "8GB RAM" beside "256GB", or a tint
+    ("Graphite Purple") beside the colour, still names the same product; each stating a value the other
+    lacks ("128GB" / "256GB") is two products."""
+    a = xa.reshape(len(xa), xa.shape[1] // MAX_VALUES, MAX_VALUES)
+    b = xb.reshape(len(xb), xb.shape[1] // MAX_VALUES, MAX_VALUES)
+    in_b = (a[:, :, :, None] == b[:, :, None, :]).any(axis=3) | (a == 0)
+    in_a = (b[:, :, :, None] == a[:, :, None, :]).any(axis=3) | (b == 0)
+    shared = (a != 0).any(axis=2) & (b != 0).any(axis=2)
+    return shared, in_b.all(axis=2) | in_a.all(axis=2)
 
 
 class TitleEncoder:
@@ -175,7 +192,7 @@ class TitleEncoder:
     def contribution(self) -> Contribution:
         return Contribution(
             roles=("title", "brand", "category", "price", "currency"),
-            columns=("title_vec", "title_tri", "title_tok", "title_attr", "listing_keys", "price", "codes",
+            columns=("title_vec", "title_tri", "title_tok", "title_attrs", "listing_keys", "price", "codes",
                      "code_stems", "code_cuts", "idf_keys", "desc_keys", "code_vec"),
             features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
                       Feature("attr_agree", conflict=0.0), Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0),
@@ -200,12 +217,12 @@ class TitleEncoder:
 
     def encode(self, records: Sequence[Record]) -> Columns:
         n = len(records)
-        titles = [parse_title(r.role("title")) for r in records]
+        titles = [parse_title(r.role("title"), r.role("brand")) for r in records]
         vec = self._embed([t.text for t in titles])
         vec[[not t.core for t in titles]] = 0.0
         tri = np.zeros((n, TRI_DIM), np.float32)
         tok = np.zeros((n, MAX_TOKENS), np.uint32)
-        attr = np.zeros((n, len(ATTRIBUTE_KINDS)), np.uint32)
+        attr = np.zeros((n, len(ATTRIBUTE_KINDS) * MAX_VALUES), np.uint32)  # (kind, value) hashes
         keys = np.zeros((n, 3), np.uint32)  # brand, category, currency
         price = np.full(n, np.nan, np.float32)
         codes = np.zeros((n, MAX_CODES), np.uint32)
@@ -240,8 +257,8 @@ class TitleEncoder:
                 hashes = sorted({self._hash("tk:" + w) for w in t.core})[:MAX_TOKENS]
                 tok[i, :len(hashes)] = hashes
             for j, kind in enumerate(ATTRIBUTE_KINDS):
-                if kind in t.attributes:
-                    attr[i, j] = self._hash(f"ta:{kind}:" + ",".join(t.attributes[kind]))
+                for v, value in enumerate(t.attributes.get(kind, ())[:MAX_VALUES]):
+                    attr[i, j * MAX_VALUES + v] = self._hash(f"ta:{kind}:{value}")
             for j, role in enumerate(("brand", "category", "currency")):
                 value = fold(rec.role(role))
                 if value:
@@ -249,7 +266,7 @@ class TitleEncoder:
             p = parse_price(rec.role("price"))
             if p is not None:
                 price[i] = p
-        return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attr": attr, "listing_keys": keys,
+        return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attrs": attr, "listing_keys": keys,
                 "price": price, "codes": codes, "code_stems": stems, "code_cuts": cuts, "idf_keys": idf_keys,
                 "desc_keys": desc_keys, "code_vec": code_vec}
 
@@ -262,12 +279,11 @@ class TitleEncoder:
         na, nb = (ta != 0).sum(axis=1), (tb != 0).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             tok = np.where(has, inter / np.maximum(np.minimum(na, nb), 1), np.nan).astype(np.float32)
-            xa, xb = a["title_attr"], b["title_attr"]
-            shared = (xa != 0) & (xb != 0)
+            shared, same = _attribute_agreement(a["title_attrs"], b["title_attrs"])
             clashes = self.slot_conflicts(a, b)  # learned slots: each conflict one more disagreeing kind
-            agree = (shared & (xa == xb)).sum(axis=1) / (shared.sum(axis=1) + clashes)
+            agree = (shared & same).sum(axis=1) / (shared.sum(axis=1) + clashes)
             vs = shared[:, _VARIANT_COLS]
-            variant = (vs & (xa == xb)[:, _VARIANT_COLS]).sum(axis=1) / (vs.sum(axis=1) + clashes)
+            variant = (vs & same[:, _VARIANT_COLS]).sum(axis=1) / (vs.sum(axis=1) + clashes)
         ka, kb = a["listing_keys"], b["listing_keys"]
         same = np.where((ka == 0) | (kb == 0), np.nan, (ka == kb).astype(np.float32))
         pa, pb = a["price"], b["price"]

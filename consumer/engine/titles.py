@@ -6,9 +6,11 @@ is another. So a title is split into
 - *core* tokens: the words that name the product line (folded, marketing noise such as "new" or
   "free shipping" dropped), compared softly (tokens, character trigrams, embeddings);
 - *attributes*, each normalised to a canonical value: volume (500ml = 0.5 L -> vol:500), mass (g),
-  storage (1TB = 1000 GB -> cap:1000), screen inches, pack count, clothing/shoe size (UK 9 = size 9),
-  colour (gray = grey), generation (2nd gen = gen 2 = Mk II) and model numbers (letters with digits,
-  "WH-1000XM4" = "wh1000xm4"), plus bare numbers ("iPhone 14").
+  storage (1TB = 1000 GB = 1 To -> cap:1000), working memory (16GB RAM), screen inches, pack count,
+  clothing/shoe size (UK 9 = size 9), colour (gray = grey), generation (2nd gen = gen 2 = Mk II) and model
+  numbers (letters with digits, "WH-1000XM4" = "wh1000xm4"), plus bare numbers ("iPhone 14"). Colours and
+  pack counts are read in English, German, French, Spanish and Italian ("Schwarz" = "noir" = black,
+  "4er Pack" = "lot de 4" = pack of 4): one-pool offers come from shops in several languages.
 
 Two titles that state the same attribute kind with different values are different products, however
 similar the rest: that is hard evidence against a match (`attribute_conflicts`). Pure functions, no I/O.
@@ -26,7 +28,7 @@ from consumer.engine.normalize import fold
 __all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price", "product_codes", "code_stem", "title_words"]
 
 #: Attribute kinds, in column order.
-ATTRIBUTE_KINDS = ("vol", "mass", "cap", "screen", "pack", "size", "colour", "gen", "model", "num")
+ATTRIBUTE_KINDS = ("vol", "mass", "cap", "ram", "screen", "pack", "size", "colour", "gen", "model", "num")
 
 _NUM = r"(\d+(?:[.,]\d+)?)"
 _UNITS: dict[str, tuple[str, float]] = {
@@ -35,14 +37,28 @@ _UNITS: dict[str, tuple[str, float]] = {
     "floz": ("vol", 29.5735), "cuft": ("vol", 28316.8), "cf": ("vol", 28316.8),
     "mg": ("mass", 0.001), "g": ("mass", 1), "gr": ("mass", 1), "kg": ("mass", 1000), "lb": ("mass", 453.592),
     "lbs": ("mass", 453.592), "oz": ("mass", 28.3495),
-    "mb": ("cap", 0.001), "gb": ("cap", 1), "tb": ("cap", 1000),
+    "mb": ("cap", 0.001), "gb": ("cap", 1), "tb": ("cap", 1000), "go": ("cap", 1),  # French gigaoctet
+    "to": ("cap", 1000),
     "in": ("screen", 1), "inch": ("screen", 1), "inches": ("screen", 1), '"': ("screen", 1),
 }
-_UNIT_RE = re.compile(_NUM + r"\s*(fl\.?\s?oz|cu\.?\s?ft\.?|"
+#: A number and its unit, written "16GB", "16 GB" or "16-GB"; not a rate ("560 MB/s") nor the start of a code
+#: ("840 G9"); the French "To" (teraoctet) not between two numbers ("5 to 10").
+_UNIT_RE = re.compile(r"(?<![\w.,])" + _NUM + r"\s*-?\s*(fl\.?\s?oz|cu\.?\s?ft\.?|"
                       + "|".join(sorted((re.escape(u) for u in _UNITS if u != "floz"),
-                                                                key=len, reverse=True)) + r")(?![a-z])")
-_PACK_RE = re.compile(r"(?:pack of|set of|case of|box of)\s*(\d+)|(\d+)\s*-?\s*(?:pack|pk|pcs|pieces|count|ct)\b"
-                      r"|\b(\d+)\s*x\b(?!\s*\d)|\bx\s*(\d+)\b")
+                                        key=len, reverse=True)) + r")(?![a-z0-9])(?!\s*/\s*s\b)(?<!to(?=\s+\d))")
+#: A pack count as shops write it, in English, German, French, Spanish and Italian ("pack of 4", "4-pack",
+#: "4er Pack", "4 Stück", "lot de 4", "4 unidades", "confezione da 4", "x4"). A count of one or two digits
+#: only where it stands before its word, so a model number ("TN 243 pack of 4", "HP 207X") is not a count.
+#: Working memory, a kind apart from storage: "16GB RAM" beside "512GB" is not a second capacity.
+_RAM_RE = re.compile(r"(?<![\w.,])(\d{1,3})\s*-?\s*gb\s*(?:of\s*)?(?:ram|(?:lp)?ddr\d\w*|memory|arbeitsspeicher)\b")
+_NETWORKS = frozenset(("2g", "3g", "4g", "5g", "6g"))
+_PACK_RE = re.compile(r"(?:pack of|set of|case of|box of|lot de|pack de|lote de|paquete de|confezione da|set da"
+                      r"|pacco da)\s*(\d{1,3})\b"
+                      r"|(?<![\w.,])(\d{1,2})\s*-?\s*(?:er\s*-?\s*)?(?:pack(?!\s*(?:of|de|da)\b)|pk|pcs|pieces|count|ct|stuck|stk|pieces"
+                      r"|unidades|uds|pezzi|pz)\b"
+                      r"|(?<![\w.,])(\d{1,2})\s*x\b(?!\s*\d)|\bx\s*(\d{1,2})\b")
+#: Two-packs named by a word.
+_TWIN_RE = re.compile(r"\b(?:twin\s*-?\s*pack|doppelpack|double\s*pack|duo\s*pack)\b")
 _SIZE_RE = re.compile(r"\b(?:uk|size|sz|us|eu)\s*:?\s*(\d+(?:[.,]5)?|xxs|xs|s|m|l|xl|xxl|xxxl|[2-5]xl)\b")
 _LETTER_SIZES = {"xxs": "xxs", "xs": "xs", "xl": "xl", "xxl": "xxl", "2xl": "xxl", "xxxl": "xxxl", "3xl": "xxxl",
                  "small": "s", "medium": "m", "large": "l", "x-large": "xl", "extra large": "xl"}
@@ -56,7 +72,21 @@ _COLOURS = {
     "pink": "pink", "purple": "purple", "violet": "purple", "brown": "brown", "beige": "beige",
     "graphite": "graphite", "midnight": "midnight", "teal": "teal", "rose": "rose", "olive": "olive",
     "cream": "cream", "ivory": "cream", "charcoal": "charcoal", "khaki": "khaki", "burgundy": "burgundy",
-    "turquoise": "turquoise", "lilac": "lilac", "bronze": "bronze", "copper": "copper",
+    "turquoise": "turquoise", "lilac": "lilac", "bronze": "bronze", "copper": "copper", "cyan": "cyan",
+    "magenta": "magenta",
+    # abbreviations sellers use
+    "blk": "black", "wht": "white", "slv": "silver", "gry": "grey",
+    # German, French, Spanish, Italian ("or", French gold, is the English word: left out)
+    "schwarz": "black", "noir": "black", "noire": "black", "negro": "black", "negra": "black", "nero": "black",
+    "weiss": "white", "blanc": "white", "blanche": "white", "blanco": "white", "blanca": "white",
+    "bianco": "white", "bianca": "white", "silber": "silver", "argent": "silver", "plata": "silver",
+    "argento": "silver", "blau": "blue", "bleu": "blue", "azul": "blue", "blu": "blue", "grau": "grey",
+    "gris": "grey", "grigio": "grey", "grun": "green", "gruen": "green", "vert": "green", "verte": "green",
+    "verde": "green", "rot": "red", "rouge": "red", "rojo": "red", "roja": "red", "rosso": "red",
+    "rosa": "pink", "dorado": "gold", "oro": "gold", "lila": "purple", "violett": "purple", "morado": "purple",
+    "viola": "purple", "cian": "cyan", "ciano": "cyan", "gelb": "yellow", "jaune": "yellow",
+    "amarillo": "yellow", "giallo": "yellow", "naranja": "orange", "arancione": "orange", "braun": "brown",
+    "marron": "brown", "marrone": "brown",
 }
 #: Words that say nothing about which product it is (sellers add them freely).
 NOISE = frozenset("""new brand genuine original authentic official sale hot deal offer free shipping delivery
@@ -86,14 +116,19 @@ def _fmt(value: float) -> str:
 
 def _prepare(title: str) -> str:
     text = unicodedata.normalize("NFKC", title).lower()
+    if not text.isascii():  # accents off, so "Stück", "Weiß" and "Grün" read as the tables write them
+        text = "".join(c for c in unicodedata.normalize("NFKD", text.replace("ß", "ss"))
+                       if not unicodedata.combining(c))
     text = text.replace("″", '"').replace("''", '"')
     return re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", text)  # 1,000 -> 1000 (a comma decimal keeps 1-2 digits)
 
 
 @lru_cache(maxsize=1 << 16)
-def parse_title(title: str) -> Title:
-    """Core tokens and attributes of a product title (cached: sellers repeat titles)."""
+def parse_title(title: str, brand: str = "") -> Title:
+    """Core tokens and attributes of a product title (cached: sellers repeat titles). `brand`: the listing's
+    brand column; a colour word in it names the maker, not the product's colour ("Casa Verde", "Red Bull")."""
     text = _prepare(title)
+    maker = set(fold(brand).split()) if brand else set()
     attrs: dict[str, set[str]] = {}
 
     def add(kind: str, value: str) -> str:
@@ -102,10 +137,14 @@ def parse_title(title: str) -> Title:
 
     def unit(m: re.Match[str]) -> str:
         u = m.group(2).replace(".", "").replace(" ", "")
+        if u == "g" and m.group(0) in _NETWORKS:
+            return m.group(0)  # "5G" on a phone is its network, not five grams
         kind, factor = _UNITS["floz" if u.startswith("fl") else "cuft" if u.startswith("cu") else u]
         return add(kind, _fmt(_num(m.group(1)) * factor))
 
+    text = _TWIN_RE.sub(lambda m: add("pack", "2"), text)
     text = _PACK_RE.sub(lambda m: add("pack", str(int(next(g for g in m.groups() if g)))), text)
+    text = _RAM_RE.sub(lambda m: add("ram", str(int(m.group(1)))), text)
     text = _UNIT_RE.sub(unit, text)
     text = _SIZE_RE.sub(lambda m: add("size", _fmt(_num(m.group(1))) if m.group(1)[0].isdigit()
                                       else _LETTER_SIZES.get(m.group(1), m.group(1))), text)
@@ -115,7 +154,7 @@ def parse_title(title: str) -> Title:
     text = re.sub(r"(?<=[a-z0-9])-(?=[a-z0-9])", "", text)  # WH-1000XM4 -> wh1000xm4
     core: list[str] = []
     for tok in fold(text).replace(",", " ").split():
-        if tok in _COLOURS:
+        if tok in _COLOURS and tok not in maker:
             add("colour", _COLOURS[tok])
         elif tok.isdigit():
             add("num", str(int(tok)))

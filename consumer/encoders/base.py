@@ -22,7 +22,7 @@ import numpy as np
 from consumer.engine.records import Record
 
 __all__ = ["Columns", "Encoder", "KeyedHasher", "Contribution", "Feature", "IndexVector", "Rarity", "Score",
-           "text_batch"]
+           "Support", "SupportRules", "text_batch"]
 
 Columns = dict[str, np.ndarray]
 
@@ -87,6 +87,41 @@ class Rarity:
 
 
 @dataclass(frozen=True)
+class Support:
+    """Evidence of one thing that no model trained or fitted elsewhere may outvote: when every feature of
+    `at_least` is at or above its value, the pair's fused score is at least `floor` (a match at every
+    shipped operating point). The mirror of `Feature.conflict`. Why: a model fitted to a file learns from
+    the pairs it can find, and where shops rewrite titles past recognition (other languages, orders, tag
+    lines) it learns "near-identical titles" and scores the rest near zero, while two listings that share a
+    model code and agree on every attribute both state, a variant among them, name one product. The floor is
+    raised to the fuser's match threshold where that is higher (rule fusion: 0.75)."""
+
+    name: str
+    at_least: tuple[tuple[str, float], ...]
+    floor: float = 0.5
+
+
+class SupportRules:
+    """The encoders' `Support` rules whose features a comparator has, applied to fused scores; each floor
+    at least `match` (the fuser's match threshold), so a supported pair is a match."""
+
+    def __init__(self, encoders: Sequence[Encoder], features: Sequence[str], match: float = 0.0):
+        names = list(features)
+        self._rules = [(np.array([names.index(f) for f, _ in sp.at_least]),
+                        np.array([v for _, v in sp.at_least], np.float32), np.float32(max(sp.floor, match)))
+                       for enc in encoders for sp in enc.contribution.support
+                       if all(f in names for f, _ in sp.at_least)]
+
+    def apply(self, feats: np.ndarray, fused: np.ndarray) -> np.ndarray:
+        """`fused` raised to each rule's floor on the pairs (rows of `feats`) that meet it."""
+        for cols, values, floor in self._rules:
+            with np.errstate(invalid="ignore"):  # NaN (a side lacks it) is no support
+                held = (feats[:, cols] >= values).all(axis=1)
+            fused = np.where(held, np.maximum(fused, floor), fused).astype(np.float32)
+        return fused
+
+
+@dataclass(frozen=True)
 class Score:
     """A per-modality score in [0, 1] (NaN = absent) an encoder derives from its features.
 
@@ -122,6 +157,8 @@ class Contribution:
     keys: tuple[tuple[str, ...], ...] = ()
     #: Term-frequency (rarity) features.
     rarity: tuple[Rarity, ...] = ()
+    #: Conjunctions of features that make a pair a match whatever the model says (`Support`).
+    support: tuple[Support, ...] = ()
     #: Default score-formula coefficients ("<score>.<coef>" -> value), overridable in `fusion.coefficients`.
     coefficients: Mapping[str, float] = field(default_factory=dict)
     #: Stage name for timers and metrics (default "encode_<encoder name>").

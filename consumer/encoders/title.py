@@ -49,6 +49,7 @@ from consumer.encoders.base import (
     KeyedHasher,
     Rarity,
     Score,
+    Support,
     nanmean_weighted,
 )
 from consumer.engine.normalize import fold
@@ -205,6 +206,10 @@ class TitleEncoder:
             index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0),
                    IndexVector("code_vec", CODE_DIM, 1.0)),
             index_only=("code_vec",),
+            # One product: a shared model code, every attribute both titles state agreeing, a variant among
+            # them (capacity, colour, pack...), and titles that overlap beyond their common words.
+            support=(Support("identity", (("code_match", 1.0), ("attr_agree", 1.0), ("variant_agree", 1.0),
+                                          ("title_idf", IDF_LEVELS[2]))),),
             coefficients={"title.weight": 0.65, "price.weight": 0.1, "title.semantic_floor": 0.5})
 
     def _embed(self, texts: list[str]) -> np.ndarray:

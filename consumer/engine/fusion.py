@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from consumer.config import FusionSettings
-from consumer.encoders.base import Encoder, nanmean_weighted
+from consumer.encoders.base import Encoder, SupportRules, nanmean_weighted
 from consumer.engine.forest import FOREST_SUFFIX, FastForest, forest_path, read_forest_file, write_forest_file
 
 __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "either_of", "learned_thresholds",
@@ -343,6 +343,7 @@ class Fuser:
             self.match_threshold = settings.match_threshold
             self.possible_threshold = settings.possible_threshold
             self.version = f"rule:{self.layout.digest()}"
+        self._support = SupportRules(self._encoders, self.features, self.match_threshold)
 
     def thread_limits(self) -> AbstractContextManager[Any]:
         """One OpenMP thread while predicting, as a context manager the pipeline holds around its fuse step.
@@ -390,7 +391,7 @@ class Fuser:
         else:
             fused = nanmean_weighted([(mods[m], w) for m, w in self.layout.rule])
             fused = np.nan_to_num(fused, nan=0.0).astype(np.float32)
-        return fused, mods
+        return self._support.apply(feats, fused), mods
 
     def label(self, fused: np.ndarray) -> np.ndarray:
         return np.where(fused >= self.match_threshold, 2, np.where(fused >= self.possible_threshold, 1, 0))

@@ -226,3 +226,41 @@ def test_a_record_naming_neither_sibling_does_not_merge_two_conflicting_groups()
     assert a.outcome == "joined" and a.merged == []
     assert sorted(st.members[st.cluster_of[4]]) in ([0, 1, 4], [2, 3, 4])
     assert all(not ({0, 2} <= set(m) or {1, 3} <= set(m)) for m in st.members.values())
+
+
+def test_pairs_a_support_rule_holds_for_keep_one_products_offers_together() -> None:
+    """Three offers of one product: the model scores one pair 0.93 and the two others only as high as the
+    identity rule raises them (0.5, `Support`). Measured against the 0.93, the 0.5 pairs are not
+    near-reciprocal and the first offer was split off alone; held as a yes (`with_support`), they are near
+    whatever the other pairs score (sibling offers in five languages 0.33 -> 0.45)."""
+    from consumer.engine.answers import with_support
+
+    pairs = {frozenset((0, 1)): 0.5, frozenset((0, 2)): 0.5, frozenset((1, 2)): 0.93}
+    supported = {frozenset((0, 1)), frozenset((0, 2))}
+
+    def run(support: bool) -> ClusterState:
+        def judge(left: list[int], right: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            keys = [frozenset((a, b)) for a, b in zip(left, right)]
+            held = np.array([support and k in supported for k in keys])
+            return (np.array([pairs.get(k, 0.0) for k in keys], np.float32), np.zeros(len(keys), bool),
+                    with_support(None, held))
+
+        g = dataclasses.replace(guards(True), judge=judge)
+        st = ClusterState()
+        for row in range(3):
+            cands = list(range(row))
+            s = np.array([pairs[frozenset((row, c))] for c in cands], np.float32)
+            st.assign(row, np.array(cands, np.int64), s, np.where(s >= T, 2, 0), g,
+                      scorer=lambda a, b: judge(a, b)[0])
+        return st
+
+    assert sorted(run(support=True).members[0]) == [0, 1, 2]
+    assert all(len(m) < 3 for m in run(support=False).members.values())
+
+
+def test_with_support_never_overrides_an_answer() -> None:
+    from consumer.engine.answers import with_support
+
+    held = np.array([True, True, False])
+    assert with_support(None, np.zeros(3, bool)) is None
+    assert with_support(np.array([-1, 0, 0], np.int8), held).tolist() == [-1, 1, 0]

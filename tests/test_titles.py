@@ -131,3 +131,13 @@ def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -
 def test_a_colour_word_in_the_brand_names_the_maker_not_the_colour() -> None:
     assert "colour" not in parse_title("Casa Verde Orchard Duvet Cover - Sand", "Casa Verde").attributes
     assert parse_title("Casa Verde Orchard Duvet Cover - Navy", "Casa Verde").attributes["colour"] == ("navy",)
+
+
+def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:
+    """"12-Pack" and "UK10" are in many titles of a file: read as a shared model code they made two
+    makers' sparkling water or sneakers one product."""
+    from consumer.engine.titles import product_codes
+
+    assert product_codes("Sparkling Water 250 ml 12-Pack") == ()
+    assert product_codes("Sneakers UK10 white, 4er Pack") == ()
+    assert product_codes("Sony WH-1000XM4, 2-Pack") == ("wh1000xm4",)

@@ -112,10 +112,18 @@ class SupportRules:
                        for enc in encoders for sp in enc.contribution.support
                        if all(f in names for f, _ in sp.at_least)]
 
+    def held(self, feats: np.ndarray) -> np.ndarray:
+        """Per pair (row of `feats`): whether any rule holds."""
+        out = np.zeros(len(feats), bool)
+        for cols, values, _ in self._rules:
+            with np.errstate(invalid="ignore"):  # NaN (a side lacks it) is no support
+                out |= (feats[:, cols] >= values).all(axis=1)
+        return out
+
     def apply(self, feats: np.ndarray, fused: np.ndarray) -> np.ndarray:
         """`fused` raised to each rule's floor on the pairs (rows of `feats`) that meet it."""
         for cols, values, floor in self._rules:
-            with np.errstate(invalid="ignore"):  # NaN (a side lacks it) is no support
+            with np.errstate(invalid="ignore"):
                 held = (feats[:, cols] >= values).all(axis=1)
             fused = np.where(held, np.maximum(fused, floor), fused).astype(np.float32)
         return fused

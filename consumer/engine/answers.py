@@ -23,12 +23,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Answers", "key_of", "YES_SCORE", "NO_SCORE"]
+__all__ = ["Answers", "key_of", "with_support", "YES_SCORE", "NO_SCORE"]
 
 #: The score an answered pair gets: a certain match, or certainly none (inside (0, 1), so that log-odds and
 #: averages over cluster members stay finite: one "no" member pulls a cluster's average far below any bar).
 YES_SCORE = 0.9999
 NO_SCORE = 0.0001
+
+
+def with_support(said: np.ndarray | None, held: np.ndarray) -> np.ndarray | None:
+    """`said` (1 yes, -1 no, 0 none; None: no answer) with the unanswered pairs an encoder's `Support` rule
+    holds for as a yes: to the clustering's partner re-check they are near-reciprocal whatever the other
+    pairs score, and not the yardstick of their records' other partners (a 0.5 beside a model's 0.93 must
+    not split one product's offers apart)."""
+    if not held.any():
+        return said
+    return held.astype(np.int8) if said is None else np.where(said == 0, held.astype(said.dtype), said)
 
 
 def key_of(record_id: str) -> str:

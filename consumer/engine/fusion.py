@@ -393,5 +393,8 @@ class Fuser:
             fused = np.nan_to_num(fused, nan=0.0).astype(np.float32)
         return self._support.apply(feats, fused), mods
 
+    def supported(self, feats: np.ndarray) -> np.ndarray:  # per pair: an encoder's `Support` rule holds
+        return self._support.held(feats)
+
     def label(self, fused: np.ndarray) -> np.ndarray:
         return np.where(fused >= self.match_threshold, 2, np.where(fused >= self.possible_threshold, 1, 0))

@@ -26,7 +26,7 @@ import numpy as np
 from consumer.config import Settings
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
-from consumer.engine.answers import Answers
+from consumer.engine.answers import Answers, with_support
 from consumer.engine.blocking import Blocker, IndexFactory, Search
 from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode, size_penalty
 from consumer.engine.comparison import Comparator
@@ -344,15 +344,15 @@ class Pipeline(PersistedState, Erasure):
 
     def judge_pairs(self, left: Sequence[int], right: Sequence[int]
                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """`score_pairs`, whether each pair conflicts (`Comparator.conflicts`) and the user's answers about
-        them (`Answers.said`; answered pairs score as answered), from one comparison."""
+        """`score_pairs`, whether each pair conflicts (`Comparator.conflicts`) and what holds about them
+        (`with_support`: the user's answers, answered pairs scoring as answered, else `Support`), at once."""
         if not len(left):
             return np.zeros(0, np.float32), None, None
         feats = self.compare_pairs(left, right)
         scores, said = self.fuser.score(feats)[0], None
         if self.answers is not None:
             scores, said = self.answers.apply(left, right, scores)
-        return scores, self.comparator.conflicts(feats), said
+        return scores, self.comparator.conflicts(feats), with_support(said, self.fuser.supported(feats))
 
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate

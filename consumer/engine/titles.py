@@ -168,7 +168,9 @@ def parse_title(title: str, brand: str = "") -> Title:
 
 #: Quantities that look like codes (letters with digits) but measure something: 500ml, 55mm, 1080p, 2nd.
 _QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
-                       r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db)")
+                       r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db"
+                       r"|pack|er|count|pieces|stuck)"
+                       r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count ("12-Pack") or a shoe size ("UK10")
 _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 #: A version as sellers write it: "version 9", "ver. 9", "v. 9.0", "v 9", "v9.0" (a word of its own; one or
 #: two digits first; an attached "v" only with a dotted number, so "V450", "JetFlash V10" and the "V2" of

@@ -46,15 +46,16 @@ _UNITS: dict[str, tuple[str, float]] = {
 _UNIT_RE = re.compile(r"(?<![\w.,])" + _NUM + r"\s*-?\s*(fl\.?\s?oz|cu\.?\s?ft\.?|"
                       + "|".join(sorted((re.escape(u) for u in _UNITS if u != "floz"),
                                         key=len, reverse=True)) + r")(?![a-z0-9])(?!\s*/\s*s\b)(?<!to(?=\s+\d))")
+#: Working memory, a kind apart from storage: "16GB RAM" beside "512GB" is not a second capacity.
+_RAM_RE = re.compile(r"(?<![\w.,])(\d{1,3})\s*-?\s*gb\s*(?:of\s*)?(?:ram|(?:lp)?ddr\d\w*|memory|arbeitsspeicher)\b")
+#: Mobile network generations, which read like grams ("Galaxy A55 5G").
+_NETWORKS = frozenset(("2g", "3g", "4g", "5g", "6g"))
 #: A pack count as shops write it, in English, German, French, Spanish and Italian ("pack of 4", "4-pack",
 #: "4er Pack", "4 Stück", "lot de 4", "4 unidades", "confezione da 4", "x4"). A count of one or two digits
 #: only where it stands before its word, so a model number ("TN 243 pack of 4", "HP 207X") is not a count.
-#: Working memory, a kind apart from storage: "16GB RAM" beside "512GB" is not a second capacity.
-_RAM_RE = re.compile(r"(?<![\w.,])(\d{1,3})\s*-?\s*gb\s*(?:of\s*)?(?:ram|(?:lp)?ddr\d\w*|memory|arbeitsspeicher)\b")
-_NETWORKS = frozenset(("2g", "3g", "4g", "5g", "6g"))
 _PACK_RE = re.compile(r"(?:pack of|set of|case of|box of|lot de|pack de|lote de|paquete de|confezione da|set da"
                       r"|pacco da)\s*(\d{1,3})\b"
-                      r"|(?<![\w.,])(\d{1,2})\s*-?\s*(?:er\s*-?\s*)?(?:pack(?!\s*(?:of|de|da)\b)|pk|pcs|pieces|count|ct|stuck|stk|pieces"
+                      r"|(?<![\w.,])(\d{1,2})\s*-?\s*(?:er\s*-?\s*)?(?:pack(?!\s*(?:of|de|da)\b)|pk|pcs|pieces|count|ct|stuck|stk"
                       r"|unidades|uds|pezzi|pz)\b"
                       r"|(?<![\w.,])(\d{1,2})\s*x\b(?!\s*\d)|\bx\s*(\d{1,2})\b")
 #: Two-packs named by a word.

@@ -5,7 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from consumer.encoders.title import TitleEncoder
+from consumer.engine.records import Record
 from consumer.engine.titles import parse_price, parse_title
+
+
+def _encoded(titles: list[str]) -> tuple[TitleEncoder, dict[str, np.ndarray]]:
+    """A title encoder (a constant stand-in for the text model) and its columns for `titles`."""
+
+    class Text:
+        dim = 4
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.ones((len(texts), 4), np.float32)
+
+    enc = TitleEncoder(Text(), "k")
+    return enc, enc.encode([Record(f"r{i}", "", "", (), "", "", (), (("title", t),)) for i, t in enumerate(titles)])
 
 
 @pytest.mark.parametrize(("a", "b"), [
@@ -62,18 +77,10 @@ def test_prices(text: str, value: float | None) -> None:
 def test_two_suffixes_on_one_stem_are_variants_a_bare_code_stays_ambiguous() -> None:
     """"LRG30357WH" / "LRG30357SS": one model's colour slot, two products (0, as codes that disagree);
     "LRG30357" or "LRG30357W" beside "LRG30357WH" may be the same product written short (0.4, as before)."""
-    from consumer.encoders.title import TitleEncoder, _code_match
-    from consumer.engine.records import Record
+    from consumer.encoders.title import _code_match
 
-    class Text:
-        dim = 4
-
-        def encode(self, texts: list[str]) -> np.ndarray:
-            return np.ones((len(texts), 4), np.float32)
-
-    enc = TitleEncoder(Text(), "k")
     titles = ["Fridge LRG30357WH", "Fridge LRG30357SS", "Fridge LRG30357", "Fridge LRG30357W", "Fridge LRG30357WH"]
-    cols = enc.encode([Record(f"r{i}", "", "", (), "", "", (), (("title", t),)) for i, t in enumerate(titles)])
+    enc, cols = _encoded(titles)
 
     def match(i: int, j: int) -> float:
         return float(_code_match({k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()})[0])
@@ -104,20 +111,9 @@ def test_no_attribute_from_a_range_or_a_code() -> None:
 def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -> None:
     """A shop that adds "8GB RAM" or a tint beside the colour names the same product; two titles that each
     state a value the other lacks ("128GB" / "256GB") name two."""
-    from consumer.encoders.title import TitleEncoder
-
-    class Text:
-        dim = 4
-
-        def encode(self, texts: list[str]) -> np.ndarray:
-            return np.ones((len(texts), 4), np.float32)
-
-    from consumer.engine.records import Record
-
-    enc = TitleEncoder(Text(), "k")
     titles = ["Phone X 128GB Black", "Phone X 128GB 8GB RAM Midnight Black", "Phone X 256GB Black",
               "Phone X 128GB 256GB Black"]
-    cols = enc.encode([Record(f"r{i}", "", "", (), "", "", (), (("title", t),)) for i, t in enumerate(titles)])
+    enc, cols = _encoded(titles)
 
     def agree(i: int, j: int) -> float:
         rows = {k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()}

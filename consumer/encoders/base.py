@@ -12,7 +12,7 @@ disappear: every comparison is a handful of numpy operations over thousands of p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -112,19 +112,23 @@ class SupportRules:
                        for enc in encoders for sp in enc.contribution.support
                        if all(f in names for f, _ in sp.at_least)]
 
+    def _each(self, feats: np.ndarray) -> Iterator[tuple[np.ndarray, np.float32]]:
+        """(pairs the rule holds for, its floor) per rule."""
+        for cols, values, floor in self._rules:
+            with np.errstate(invalid="ignore"):  # NaN (a side lacks it) is no support
+                held = (feats[:, cols] >= values).all(axis=1)
+            yield held, floor
+
     def held(self, feats: np.ndarray) -> np.ndarray:
         """Per pair (row of `feats`): whether any rule holds."""
         out = np.zeros(len(feats), bool)
-        for cols, values, _ in self._rules:
-            with np.errstate(invalid="ignore"):  # NaN (a side lacks it) is no support
-                out |= (feats[:, cols] >= values).all(axis=1)
+        for held, _ in self._each(feats):
+            out |= held
         return out
 
     def apply(self, feats: np.ndarray, fused: np.ndarray) -> np.ndarray:
         """`fused` raised to each rule's floor on the pairs (rows of `feats`) that meet it."""
-        for cols, values, floor in self._rules:
-            with np.errstate(invalid="ignore"):
-                held = (feats[:, cols] >= values).all(axis=1)
+        for held, floor in self._each(feats):
             fused = np.where(held, np.maximum(fused, floor), fused).astype(np.float32)
         return fused
 

@@ -4,7 +4,7 @@ importing scikit-learn to predict.
 Why: fusion is ~30% of the deciding thread, and unpickling the shipped models imported scikit-learn and scipy
 (~0.95 s of a service member's ~1.9 s start-up CPU) only to read their trees. `FastForest.of` copies a fitted
 estimator's trees into flat node arrays; `save` writes them to an .npz beside the model file (numpy only, no
-pickle; `python -m consumer.engine.forest` rewrites the packaged ones) and `load` reads them back, so the
+pickle; `python export/fusion_forests.py` rewrites the packaged ones) and `load` reads them back, so the
 packaged models predict with numpy alone.
 
 Prediction, bit-equal to `predict_proba` (`tests/test_forest.py`), by per-feature leaf tables (QuickScorer's

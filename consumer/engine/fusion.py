@@ -186,9 +186,10 @@ class LearnedModel:
                 blob = Path(path).read_bytes()
                 manifest = _read_manifest(Path(path))
                 trees = forest_path(path)
-            _check_manifest(blob, manifest, path)
+            digest = hashlib.sha256(blob).hexdigest()
+            _check_manifest(digest, manifest, path)
             # The trees' file written with this very model file (its sha256): predict without unpickling it.
-            data = read_forest_file(trees, hashlib.sha256(blob).hexdigest()) or _unpickle(blob)
+            data = read_forest_file(trees, digest) or _unpickle(blob)
         except ModelError:
             raise
         except FileNotFoundError as exc:
@@ -203,7 +204,7 @@ class LearnedModel:
         forest = data.get("forest")
         model = cls(data["estimator"], tuple(data["features"]), dict(data.get("meta", {})), forest,
                     blob if forest is not None else None)
-        model.meta["sha256"] = hashlib.sha256(blob).hexdigest()
+        model.meta["sha256"] = digest
         point = json.loads(manifest).get("operating_point")
         if point is not None:
             model.meta["operating_point"] = _operating_point(point, path)
@@ -299,13 +300,12 @@ def _read_manifest(model: Path) -> bytes:
                          "(which writes the manifest) are loaded; see docs/security.md") from None
 
 
-def _check_manifest(blob: bytes, manifest: bytes, path: str | Path | None) -> None:
-    """Refuse, before unpickling, a model whose sha256 is not the one its manifest names."""
+def _check_manifest(actual: str, manifest: bytes, path: str | Path | None) -> None:
+    """Refuse, before unpickling, a model whose sha256 (`actual`) is not the one its manifest names."""
     try:
         expected = json.loads(manifest)["sha256"]
     except (ValueError, KeyError, TypeError):
         raise ModelError(f"manifest of {path or 'the packaged model'} is not valid (needs \"sha256\")") from None
-    actual = hashlib.sha256(blob).hexdigest()
     if not isinstance(expected, str) or not hmac.compare_digest(actual, expected.lower()):
         raise ModelError(f"refusing to load {path or 'the packaged model'}: its sha256 {actual[:12]}... does not "
                          f"match its manifest {manifest_path(path) if path else ''} (changed after training?); "

@@ -18,6 +18,7 @@ from importlib import resources
 
 __all__ = [
     "fold",
+    "strip_accents",
     "name_tokens",
     "nickname_keys",
     "city_canonical",
@@ -94,11 +95,18 @@ def fold(text: str) -> str:
     """
     if not text.isascii():
         text = _unspoof(_visible(text))
-    text = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = strip_accents(text)
     if not text.isascii():
         text = _transliterate(text)
     return " ".join(_NON_ALNUM.sub(" ", text.lower()).split())
+
+
+def strip_accents(text: str) -> str:
+    """Accents off and the letters NFKD keeps apart spelt out ("Stück" -> "Stuck", "Weiß" -> "Weiss",
+    "Ø" -> "o"), punctuation and case untouched: what `fold` does first, for readers that still need the
+    punctuation (product titles: "6.1\"", "0,5 TB")."""
+    text = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
 def _transliterate(text: str) -> str:

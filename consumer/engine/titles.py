@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from consumer.engine.normalize import fold
+from consumer.engine.normalize import fold, strip_accents
 
 __all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price", "product_codes", "code_stem", "title_words"]
 
@@ -118,8 +118,7 @@ def _fmt(value: float) -> str:
 def _prepare(title: str) -> str:
     text = unicodedata.normalize("NFKC", title).lower()
     if not text.isascii():  # accents off, so "Stück", "Weiß" and "Grün" read as the tables write them
-        text = "".join(c for c in unicodedata.normalize("NFKD", text.replace("ß", "ss"))
-                       if not unicodedata.combining(c))
+        text = strip_accents(text)
     text = text.replace("″", '"').replace("''", '"')
     return re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", text)  # 1,000 -> 1000 (a comma decimal keeps 1-2 digits)
 

@@ -90,6 +90,26 @@ def test_two_suffixes_on_one_stem_are_variants_a_bare_code_stays_ambiguous() -> 
     assert match(3, 1) == 0.0 and match(0, 4) == 1.0
 
 
+def test_a_code_inside_another_shops_longer_code_is_near_not_a_conflict() -> None:
+    """One shop's "24734" in the other's "TV24734", "967685" in "967685-0403", "SC1A-B" in "SC1A-B1", an
+    item number inside a UPC: written differently, not two products (0.4, like a suffix cut short); a code
+    that only starts like another ("DCX30" / "DCX31") or two suffixes on one stem still disagree."""
+    from consumer.encoders.title import _code_match
+
+    pairs = [("GE Antenna - TV24734", "GE Antenna - 24734"), ("Keyboard - 967685", "Keyboard - 967685-0403"),
+             ("Ceiling Mount - SC1A-B", "Ceiling Mount - SC1A-B1"), ("Panasonic SD card SDV02GU1A", "RP-SDV02GU1A"),
+             ("Charger - 743840830153", "Nyko Charger - 83015"), ("Dock DCX30", "Dock DCX31"),
+             ("Fridge LRG30357WH", "Fridge LRG30357SS")]
+    enc, cols = _encoded([t for pair in pairs for t in pair])
+
+    def match(i: int, j: int) -> float:
+        return float(_code_match({k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()})[0])
+
+    got = [(match(2 * k, 2 * k + 1), match(2 * k + 1, 2 * k)) for k in range(len(pairs))]
+    assert got[:5] == [(np.float32(0.4), np.float32(0.4))] * 5
+    assert got[5:] == [(0.0, 0.0)] * 2
+
+
 @pytest.mark.parametrize(("title", "kind", "value"), [
     ("Galaxy A55 5G 128GB", "cap", ("128",)),  # "5G" is the network, not five grams
     ("EliteBook 840 G9 1.4 kg", "mass", ("1400",)),  # "840 G9" is a model, not 840 grams

@@ -13,7 +13,8 @@ Features (NaN where a side lacks the value):
 - `code_match`: model/part numbers (`consumer.engine.titles.product_codes`, from the title, else the description):
   1 when the listings share one, 0.7 when each also carries one the other lacks (a family code beside
   the variant's own), 0.4 when they share one only up to a letter suffix that one side lacks or has cut
-  short ("WFW8300SWH" vs "WFW8300SW" or "WFW8300": a colour or region letter, sometimes the same product),
+  short ("WFW8300SWH" vs "WFW8300SW" or "WFW8300": a colour or region letter, sometimes the same product)
+  or when one side's code is inside the other's ("24734" in "TV24734", "83000" in a UPC; `code_cuts`),
   0 when both carry codes and none agree, two *different* suffixes on one stem included ("LRG30357WH" vs
   "LRG30357SS": the colour slot of one model, two products), NaN when a side has none;
 - `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
@@ -63,6 +64,11 @@ MAX_TOKENS = 16
 MAX_VALUES = 4
 TRI_DIM = 256
 MAX_CODES = 4
+#: Shorter forms kept per code (`code_cuts`): its suffix letters cut, and the parts another shop's code
+#: could be (prefixes and suffixes of five characters or more, a UPC's item number).
+CUTS_PER_CODE = 12
+#: The shortest code part `code_cuts` keeps (four characters are too often another model's whole code).
+MIN_CUT = 5
 #: Buckets of the code vector in the candidate index (listings sharing a code meet in the index).
 CODE_DIM = 128
 #: Attribute kinds that name a variant of one product (another size or colour is another product); model
@@ -84,6 +90,24 @@ def _trigrams(text: str) -> list[str]:
     return [padded[i: i + 3] for i in range(len(padded) - 2)]
 
 
+def code_cuts(code: str, stem: str) -> list[str]:
+    """The shorter codes another shop may write for `code` (folded, as `product_codes` gives it): the code
+    with one or two suffix letters cut ("wfw8300swh" -> "wfw8300sw", "wfw8300s"), then the code inside a
+    longer one, five characters at least: a prefix ("sc1ab1" holds "sc1ab", "9676850403" the "967685" of
+    "967685-0403"), the code after a prefix of up to three characters ("tv24734" holds "24734", "nntk903s"
+    "tk903s") and, in a UPC, the maker's item number before the check digit ("743840830009" holds
+    "83000"). Compared only with the other side's *whole* codes, so two different suffixes on one stem
+    ("lrg30357wh" / "lrg30357ss") still share nothing. Why: Abt-Buy's missed pairs included 90 whose codes
+    "disagreed" only so (a hard no), among them 24734 / TV24734 and 83000 / 743840830009."""
+    out = [code[:-k] for k in (1, 2) if stem and len(code) - k > len(stem)]
+    if code.isdigit() and len(code) >= 11:
+        out.append(code[-6:-1])
+    # A maker's or shop's prefix before the code ("tv", "rp", "nn"): the code without its first characters.
+    out += [code[k:] for k in (1, 2, 3) if len(code) - k >= MIN_CUT and any(c.isdigit() for c in code[k:])]
+    out += [code[:size] for size in range(len(code) - 1, MIN_CUT - 1, -1)]
+    return list(dict.fromkeys(c for c in out if c != code))
+
+
 def _shares(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
     return ((ka[:, :, None] == kb[:, None, :]) & (ka[:, :, None] != 0)).any(axis=(1, 2))
 
@@ -91,7 +115,8 @@ def _shares(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
 def _code_match(a: Columns, b: Columns) -> np.ndarray:
     """1 a shared code, 0.7 a shared code while each side also carries one the other lacks (a family code
     plus a variant's own: "DVP-FX820 ... DVPFX820R" vs "DVP-FX820 ... DVPFX820LI"), 0.4 codes shared only
-    up to a letter suffix, 0 both coded and none shared, NaN when a side has none."""
+    up to a letter suffix or one inside the other (`code_cuts`), 0 both coded and none shared, NaN when a
+    side has none."""
     ca, cb = a["codes"], b["codes"]
     both = (ca != 0).any(axis=1) & (cb != 0).any(axis=1)
     eq = (ca[:, :, None] == cb[:, None, :]) & (ca[:, :, None] != 0)
@@ -232,7 +257,7 @@ class TitleEncoder:
         price = np.full(n, np.nan, np.float32)
         codes = np.zeros((n, MAX_CODES), np.uint32)
         stems = np.zeros((n, MAX_CODES), np.uint32)
-        cuts = np.zeros((n, 2 * MAX_CODES), np.uint32)  # each code with one / two suffix letters cut off
+        cuts = np.zeros((n, CUTS_PER_CODE * MAX_CODES), np.uint32)  # `code_cuts`, per code
         idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
         desc_keys = np.zeros((n, MAX_DESC_KEYS), np.uint32)
         code_vec = np.zeros((n, CODE_DIM), np.float32)
@@ -242,9 +267,8 @@ class TitleEncoder:
                 codes[i, j] = self._hash("tk:" + code)
                 stem = code_stem(code)
                 stems[i, j] = self._hash("tk:" + (stem or code))
-                for k in (1, 2):
-                    if stem and len(code) - k > len(stem):
-                        cuts[i, 2 * j + k - 1] = self._hash("tk:" + code[:-k])
+                parts = code_cuts(code, stem)[:CUTS_PER_CODE]
+                cuts[i, CUTS_PER_CODE * j: CUTS_PER_CODE * j + len(parts)] = [self._hash("tk:" + c) for c in parts]
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])

@@ -47,6 +47,7 @@ def test_equivalent_titles_normalise_alike(a: str, b: str) -> None:
     ("Buds Gen 2", "Buds 3rd generation", "gen"),
     ("Galaxy S23", "Galaxy S24", "model"),
     ("Water 6-pack", "Water pack of 12", "pack"),
+    ("Vista 5S Gaming Mouse Lite Green", "Vista 5S Gaming Mouse Pro Green", "tier"),
 ])
 def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
     ta, tb = parse_title(a), parse_title(b)
@@ -142,6 +143,16 @@ def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -
     assert agree(0, 1) == 1.0 and agree(1, 0) == 1.0
     assert agree(0, 2) == 0.5  # the capacity differs, the colour agrees
     assert agree(3, 0) == 1.0 and agree(3, 2) == 1.0  # a title naming both capacities contradicts neither
+
+
+def test_an_edition_stated_by_one_title_only_is_no_conflict() -> None:
+    """"Mouse Lite" / "Mouse Pro" are two editions (a variant conflict); "Mouse Lite" / "Mouse" is not read
+    as one: shops leave the edition out as often as the colour."""
+    titles = ["Vista 5S Gaming Mouse Lite", "Vista 5S Gaming Mouse Pro", "Vista 5S Gaming Mouse"]
+    enc, cols = _encoded(titles)
+    out = enc.compare({k: v[[0, 0]] for k, v in cols.items()}, {k: v[[1, 2]] for k, v in cols.items()})
+    assert out["variant_agree"][0] == 0.0
+    assert np.isnan(out["variant_agree"][1])
 
 
 def test_a_colour_word_in_the_brand_names_the_maker_not_the_colour() -> None:

@@ -23,7 +23,7 @@ Features (NaN where a side lacks the value):
   them, the description holds what the title leaves out (a CD's track list: two albums of one artist
   share the title's artist words and nothing of their tracks); the weights fitted to the file decide how
   much it counts, and a file without descriptions leaves it out;
-- `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation;
+- `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation, edition;
   not model or bare numbers): the comparison the fit without labels uses, since codes are judged apart;
 - `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
   currency (prices are compared relatively; another currency says nothing without a rate).

@@ -28,7 +28,11 @@ from consumer.engine.normalize import fold, strip_accents
 __all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price", "product_codes", "code_stem", "title_words"]
 
 #: Attribute kinds, in column order.
-ATTRIBUTE_KINDS = ("vol", "mass", "cap", "ram", "screen", "pack", "size", "colour", "gen", "model", "num")
+ATTRIBUTE_KINDS = ("vol", "mass", "cap", "ram", "screen", "pack", "size", "colour", "gen", "model", "num", "tier")
+#: Words naming a product's edition within its line ("Mouse Lite" / "Mouse Pro", "S23 Ultra" / "S23 Plus"):
+#: two titles naming different ones are two products. A title naming none is not read as a conflict (shops
+#: leave the edition out as often as the colour: on Abt-Buy 32 of 35 such scored pairs are one product).
+_TIERS = frozenset(("lite", "pro", "plus", "max", "mini", "ultra", "air", "se", "deluxe", "premium", "elite"))
 
 _NUM = r"(\d+(?:[.,]\d+)?)"
 _UNITS: dict[str, tuple[str, float]] = {
@@ -158,6 +162,9 @@ def parse_title(title: str, brand: str = "") -> Title:
             add("colour", _COLOURS[tok])
         elif tok.isdigit():
             add("num", str(int(tok)))
+        elif tok in _TIERS:
+            add("tier", tok)
+            core.append(tok)
         elif any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok):
             add("model", tok)
             core.append(tok)

@@ -122,3 +122,20 @@ def test_failed_ahead_of_time_encoding_falls_back_to_encoding_again() -> None:
     fut: Future[Any] = Future()
     fut.set_exception(Boom("worker"))
     assert encoded_or_none(fut) is None and encoded_or_none(None) is None
+
+
+def test_state_of_another_encoder_layout_stops_the_service_instead_of_dead_lettering(recs: list[Record]) -> None:
+    """State written by a version whose encoders made other columns (here: one column narrower) cannot take
+    this version's records: the first new record raises `LayoutMismatch`, a message saying what to do, and
+    the guard re-raises it even for a batch of one rather than setting the record aside as poison."""
+    import numpy as np
+
+    from consumer.store.memory import LayoutMismatch
+
+    s = load_settings(env={})
+    pipe = build_pipeline(s, text_encoder=shared_text_encoder())
+    pipe.process(recs[:4])
+    name, arr = next((k, v) for k, v in pipe.store._cols.items() if v.ndim == 2 and v.shape[1] > 1)
+    pipe.store._cols[name] = np.ascontiguousarray(arr[:, :-1])  # as an older version wrote it
+    with pytest.raises(LayoutMismatch, match="another version of the encoders"):
+        decide_guarded(lambda: pipe, recs[4:5], None, lambda accepted: None)

@@ -35,6 +35,7 @@ from consumer.engine.index import IndexUnavailable
 from consumer.engine.pipeline import Decision, Encoded, Pipeline
 from consumer.engine.records import Record
 from consumer.service.batch import Batch, DeadLetter
+from consumer.store.memory import LayoutMismatch
 
 __all__ = ["GuardResult", "decide_guarded", "encoded_or_none", "fingerprint", "fingerprint_key", "id_conflicts",
            "set_aside", "set_aside_id_conflicts"]
@@ -84,6 +85,8 @@ def decide_guarded(get_pipe: Callable[[], Pipeline], records: Sequence[Record], 
     except IndexUnavailable:  # the index's server is away: undo the attempt, the caller retries the batch
         if len(pipe.store) != size:
             rollback([])
+        raise
+    except LayoutMismatch:  # the held state is another version's: no record's fault, stop with its message
         raise
     except Exception as exc:  # noqa: BLE001 - anything the core raises is handled the same way
         first = exc

@@ -19,7 +19,13 @@ import numpy as np
 #: name -> array whose first axis is the record (the encoders' output; defined here so stores import no engine).
 Columns = dict[str, np.ndarray]
 
-__all__ = ["SignatureStore"]
+__all__ = ["LayoutMismatch", "SignatureStore"]
+
+
+class LayoutMismatch(ValueError):
+    """Records whose signature columns have another shape than the ones held: state written by a version
+    whose encoders produced other columns (a release that adds an attribute kind widens `title_attrs`).
+    Signatures cannot be re-derived (no raw values are kept), so such state is refused, not mixed."""
 
 
 class SignatureStore:
@@ -59,6 +65,14 @@ class SignatureStore:
                recency: np.ndarray) -> np.ndarray:
         """Store new records; returns their rows. Callers guarantee the ids are new."""
         start, n = len(self), len(record_ids)
+        for name, arr in cols.items():
+            held = self._cols.get(name)
+            if held is not None and (held.shape[1:] != arr.shape[1:] or held.dtype != arr.dtype):
+                raise LayoutMismatch(
+                    f"signature column {name!r} is {arr.dtype}{list(arr.shape[1:])} in these records and "
+                    f"{held.dtype}{list(held.shape[1:])} in the state held: the state was written by another "
+                    "version of the encoders; start from a new store (Redis prefix, snapshot directory) and "
+                    "replay the input, or run the version that wrote it")
         self._grow(start + n)
         for name, arr in cols.items():
             if name not in self._cols:

@@ -57,12 +57,22 @@ class _Photos:
 
 def test_a_learned_floor_makes_less_similar_photos_a_conflict_and_a_missing_photo_none() -> None:
     comp = Comparator([_Photos()])
-    feats = np.array([[1.0, 0.70], [1.0, 0.7449], [1.0, 0.745], [1.0, np.nan], [0.0, 0.99]], np.float32)
-    assert comp.conflicts(feats).tolist() == [False, False, False, False, True]
+    feats = np.array([[np.nan, 0.70], [np.nan, 0.7449], [np.nan, 0.745], [np.nan, np.nan], [0.0, 0.99],
+                      [0.5, 0.70]], np.float32)
+    assert comp.conflicts(feats).tolist() == [False, False, False, False, True, False]
     comp.add_floor("image_cos", 0.745)
-    assert comp.conflicts(feats).tolist() == [True, True, False, False, True]
+    assert comp.conflicts(feats).tolist() == [True, True, False, False, True, True]
     comp.add_floor("no_such_feature", 0.5)  # a profile without photos: nothing
-    assert comp.conflicts(feats).tolist() == [True, True, False, False, True]
+    assert comp.conflicts(feats).tolist() == [True, True, False, False, True, True]
+
+
+def test_titles_stating_the_same_variant_waive_the_photo_floor() -> None:
+    """Two listings whose titles state the same colour and size are one product however unlike their photos
+    (a re-shot photo): the floor is no conflict there; the titles' own conflicts still are."""
+    comp = Comparator([_Photos()])
+    comp.add_floor("image_cos", 0.745)
+    feats = np.array([[1.0, 0.47], [1.0, 0.9], [0.0, 0.47], [np.nan, 0.47]], np.float32)
+    assert comp.conflicts(feats).tolist() == [False, False, True, True]
 
 
 def test_the_cut_a_fit_carries_reaches_the_partner_re_check_of_the_run() -> None:
@@ -81,6 +91,6 @@ def test_the_cut_a_fit_carries_reaches_the_partner_re_check_of_the_run() -> None
                          text_encoder=plain.text)
     j = cut.comparator.features.index("image_cos")
     assert j not in {c for c, _ in plain.comparator.conflict_columns}
-    assert (j, float(np.nextafter(np.float32(0.7), np.float32(-np.inf)))) in cut.comparator.conflict_columns
+    assert (j, float(np.nextafter(np.float32(0.7), np.float32(-np.inf)))) in cut.comparator.floors
     plain.close()
     cut.close()

@@ -17,6 +17,14 @@ from consumer.encoders.base import Columns, Encoder
 __all__ = ["Comparator", "conflict_mask", "gate_rarity"]
 
 
+#: The comparison that waives a learned floor: two titles that state the same variant (colour, capacity,
+#: size ...: `variant_agree` = 1) name one product however unlike their photos. Why: a learned photo bar
+#: tells a colourless listing's colour siblings apart, but also cut re-shot photos of one product apart
+#: (photo-offers-1: four "Orimo Drift 5X Daypack 32L Red" listings, every pair scored 0.86-0.99, were split
+#: into three clusters over one pair's photo similarity of 0.47).
+WAIVED_BY = "variant_agree"
+
+
 def conflict_mask(x: np.ndarray, columns: Sequence[tuple[int, float]]) -> np.ndarray:
     """Per pair (row of `x`): does any (column, level) say the two differ (value <= level)? NaN, a side that
     does not state it, is no conflict. `Comparator.conflicts` on its own columns; a labelled model
@@ -58,21 +66,31 @@ class Comparator:
         #: (column, level) of the features that can say "two different things" (`Feature.conflict`).
         self.conflict_columns: tuple[tuple[int, float], ...] = tuple(
             (self._pos[f.name], f.conflict) for c in contribs for f in c.features if f.conflict is not None)
+        self.floors: tuple[tuple[int, float], ...] = ()
         for feature, below in (floors or {}).items():
             self.add_floor(feature, below)
 
     def add_floor(self, feature: str, below: float | None) -> None:
         """Also a conflict: `feature` less than `below` (a bar learned from the file: the photo similarity
-        under which two listings are two products, `consumer.learn.photo_cut`). A missing feature or no bar
-        (None): nothing."""
+        under which two listings are two products, `consumer.learn.photo_cut`), unless the titles agree on
+        the variant (`WAIVED_BY`). A missing feature or no bar (None): nothing."""
         if below is not None and feature in self._pos:
             level = float(np.nextafter(np.float32(below), np.float32(-np.inf)))  # `<= level` is `< below`
-            self.conflict_columns = (*self.conflict_columns, (self._pos[feature], level))
+            self.floors = (*self.floors, (self._pos[feature], level))
 
     def conflicts(self, feats: np.ndarray) -> np.ndarray | None:
         """Per pair of a feature matrix: does any conflict feature say the two differ? None when no encoder
         declares one (the profile has no such evidence: callers keep their score-only rule)."""
-        return conflict_mask(feats, self.conflict_columns) if self.conflict_columns else None
+        if not self.conflict_columns and not self.floors:
+            return None
+        out = conflict_mask(feats, self.conflict_columns)
+        if self.floors:
+            below = conflict_mask(feats, self.floors)
+            if (waive := self._pos.get(WAIVED_BY)) is not None:
+                with np.errstate(invalid="ignore"):
+                    below &= ~(feats[:, waive] >= 1.0)
+            out |= below
+        return out
 
     def logged(self, rows: np.ndarray, cands: Sequence[np.ndarray]) -> np.ndarray | None:
         """The feature matrix of a batch's pairs (rows[i] against each of cands[i], in order) when it is

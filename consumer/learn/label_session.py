@@ -206,7 +206,7 @@ def _pool_of(pipe: Pipeline, sha: str, settings: Settings, info: dict[str, Any],
                     pipe.fuser.match_threshold, dict(info), index, pipe.compare_pairs,
                     pipe.fuser.modality_scores, seconds,
                     np.array([pipe.comparator.monotone.get(f, 0) == 1 for f in features], bool),
-                    pipe.comparator.conflict_columns)
+                    (*pipe.comparator.conflict_columns, *pipe.comparator.floors))
 
 
 @dataclass

@@ -15,7 +15,8 @@ So the fit looks at two sets of its candidate pairs that need no labels:
 When the siblings' photo similarities lie clearly below the pseudo-matches' (the largest gap between the two
 empirical distribution functions, Kolmogorov-Smirnov, at least `GATE`), the photo tells siblings apart in
 this file, and a pair whose photos are less similar than where that gap is largest is a *conflict*: the
-partner re-check keeps two groups holding such a pair apart, as it does two colours the titles name. Where
+partner re-check keeps two groups holding such a pair apart, as it does two colours the titles name (not
+where both titles state the same variant: `consumer.engine.comparison.WAIVED_BY`). Where
 the gap is small, or there are too few pairs of either kind (a file without photos), nothing changes.
 """
 

@@ -145,6 +145,16 @@ def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -
     assert agree(3, 0) == 1.0 and agree(3, 2) == 1.0  # a title naming both capacities contradicts neither
 
 
+def test_two_colours_conflict_whatever_else_agrees() -> None:
+    """"Glide 5X Speaker Red" / "Glide 5X Speaker Purple": the "5X" both state (read as a pack) agreeing must
+    not make two colours half an agreement; a colour one title leaves out is still no conflict."""
+    titles = ["Glide 5X Portable Speaker Red", "Glide 5X Portable Speaker Purple", "Glide 5X Portable Speaker"]
+    enc, cols = _encoded(titles)
+    out = enc.compare({k: v[[0, 0]] for k, v in cols.items()}, {k: v[[1, 2]] for k, v in cols.items()})
+    assert out["variant_agree"][0] == 0.0
+    assert out["variant_agree"][1] == 1.0
+
+
 def test_an_edition_stated_by_one_title_only_is_no_conflict() -> None:
     """"Mouse Lite" / "Mouse Pro" are two editions (a variant conflict); "Mouse Lite" / "Mouse" is not read
     as one: shops leave the edition out as often as the colour."""

@@ -145,14 +145,15 @@ def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -
     assert agree(3, 0) == 1.0 and agree(3, 2) == 1.0  # a title naming both capacities contradicts neither
 
 
-def test_two_colours_conflict_whatever_else_agrees() -> None:
+def test_two_colours_editions_or_packs_conflict_whatever_else_agrees() -> None:
     """"Glide 5X Speaker Red" / "Glide 5X Speaker Purple": the "5X" both state (read as a pack) agreeing must
-    not make two colours half an agreement; a colour one title leaves out is still no conflict."""
-    titles = ["Glide 5X Portable Speaker Red", "Glide 5X Portable Speaker Purple", "Glide 5X Portable Speaker"]
+    not make two colours half an agreement; nor a shared colour two pack counts or two editions. A colour one
+    title leaves out is still no conflict."""
+    titles = ["Glide 5X Portable Speaker Red", "Glide 5X Portable Speaker Purple", "Glide 5X Portable Speaker",
+              "Flux Mug Red 2-Pack", "Flux Mug Red 4-Pack", "Nimbus Case Lite White", "Nimbus Case White Pro"]
     enc, cols = _encoded(titles)
-    out = enc.compare({k: v[[0, 0]] for k, v in cols.items()}, {k: v[[1, 2]] for k, v in cols.items()})
-    assert out["variant_agree"][0] == 0.0
-    assert out["variant_agree"][1] == 1.0
+    out = enc.compare({k: v[[0, 0, 3, 5]] for k, v in cols.items()}, {k: v[[1, 2, 4, 6]] for k, v in cols.items()})
+    assert out["variant_agree"].tolist() == [0.0, 1.0, 0.0, 0.0]
 
 
 def test_an_edition_stated_by_one_title_only_is_no_conflict() -> None:

@@ -146,14 +146,15 @@ def test_a_title_stating_more_values_of_a_kind_agrees_with_one_stating_fewer() -
 
 
 def test_two_colours_editions_or_packs_conflict_whatever_else_agrees() -> None:
-    """"Glide 5X Speaker Red" / "Glide 5X Speaker Purple": the "5X" both state (read as a pack) agreeing must
-    not make two colours half an agreement; nor a shared colour two pack counts or two editions. A colour one
-    title leaves out is still no conflict."""
+    """"Glide 5X Speaker Red" / "Glide 5X Speaker Purple": a kind both state agreeing must not make two colours
+    half an agreement; nor a shared colour two pack counts or two editions. A colour one title leaves out is
+    still no conflict."""
     titles = ["Glide 5X Portable Speaker Red", "Glide 5X Portable Speaker Purple", "Glide 5X Portable Speaker",
               "Flux Mug Red 2-Pack", "Flux Mug Red 4-Pack", "Nimbus Case Lite White", "Nimbus Case White Pro"]
     enc, cols = _encoded(titles)
     out = enc.compare({k: v[[0, 0, 3, 5]] for k, v in cols.items()}, {k: v[[1, 2, 4, 6]] for k, v in cols.items()})
-    assert out["variant_agree"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    got = out["variant_agree"]
+    assert got[0] == 0.0 and np.isnan(got[1]) and got[2] == 0.0 and got[3] == 0.0
 
 
 def test_an_edition_stated_by_one_title_only_is_no_conflict() -> None:
@@ -169,6 +170,15 @@ def test_an_edition_stated_by_one_title_only_is_no_conflict() -> None:
 def test_a_colour_word_in_the_brand_names_the_maker_not_the_colour() -> None:
     assert "colour" not in parse_title("Casa Verde Orchard Duvet Cover - Sand", "Casa Verde").attributes
     assert parse_title("Casa Verde Orchard Duvet Cover - Navy", "Casa Verde").attributes["colour"] == ("navy",)
+
+
+@pytest.mark.parametrize(("title", "pack"), [
+    ("Pelora Flux 2X Coffee Mug Red 4-Pack", ("4",)),  # "Flux 2X" is the model, the 4-Pack the count
+    ("Glide 5X Portable Speaker", None),
+    ("4x AA Batteries", ("4",)), ("Toner Black 4x", ("4",)), ("Toner, 4x", ("4",)), ("Batteries x4", ("4",)),
+])
+def test_a_count_written_nx_between_two_words_is_a_model_name(title: str, pack: tuple[str, ...] | None) -> None:
+    assert parse_title(title).attributes.get("pack") == pack
 
 
 def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:

@@ -127,6 +127,17 @@ def _prepare(title: str) -> str:
     return re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", text)  # 1,000 -> 1000 (a comma decimal keeps 1-2 digits)
 
 
+def _model_suffix(m: re.Match[str]) -> bool:
+    """Is a "2X" that `_PACK_RE` read as a count the end of a model name instead ("Flux 2X Coffee Mug",
+    "Pulse 6X Gaming Mouse")? Yes between two words; a count stands at an end or beside a separator ("4x
+    AA batteries", "Toner, 4x", "Toner 4x"). Why: a "Flux 2X ... 4-Pack" was a pack of 2 and of 4, so it
+    agreed with the "Flux 2X ... 2-Pack" beside it."""
+    if m.group(3) is None:
+        return False
+    before, after = m.string[:m.start()].rstrip(), m.string[m.end():].lstrip()
+    return bool(before) and before[-1].isalpha() and bool(after) and after[0].isalpha()
+
+
 @lru_cache(maxsize=1 << 16)
 def parse_title(title: str, brand: str = "") -> Title:
     """Core tokens and attributes of a product title (cached: sellers repeat titles). `brand`: the listing's
@@ -147,7 +158,8 @@ def parse_title(title: str, brand: str = "") -> Title:
         return add(kind, _fmt(_num(m.group(1)) * factor))
 
     text = _TWIN_RE.sub(lambda m: add("pack", "2"), text)
-    text = _PACK_RE.sub(lambda m: add("pack", str(int(next(g for g in m.groups() if g)))), text)
+    text = _PACK_RE.sub(lambda m: m.group(0) if _model_suffix(m) else add("pack", str(int(next(g for g in m.groups()
+                                                                                            if g)))), text)
     text = _RAM_RE.sub(lambda m: add("ram", str(int(m.group(1)))), text)
     text = _UNIT_RE.sub(unit, text)
     text = _SIZE_RE.sub(lambda m: add("size", _fmt(_num(m.group(1))) if m.group(1)[0].isdigit()

@@ -132,7 +132,7 @@ def _model_suffix(m: re.Match[str]) -> bool:
     "Pulse 6X Gaming Mouse")? Yes between two words; a count stands at an end or beside a separator ("4x
     AA batteries", "Toner, 4x", "Toner 4x"). Why: a "Flux 2X ... 4-Pack" was a pack of 2 and of 4, so it
     agreed with the "Flux 2X ... 2-Pack" beside it."""
-    if m.group(3) is None:
+    if m.group(3) is None:  # `_PACK_RE`'s third group is the "2x" form
         return False
     before, after = m.string[:m.start()].rstrip(), m.string[m.end():].lstrip()
     return bool(before) and before[-1].isalpha() and bool(after) and after[0].isalpha()
@@ -157,9 +157,11 @@ def parse_title(title: str, brand: str = "") -> Title:
         kind, factor = _UNITS["floz" if u.startswith("fl") else "cuft" if u.startswith("cu") else u]
         return add(kind, _fmt(_num(m.group(1)) * factor))
 
+    def pack(m: re.Match[str]) -> str:
+        return m.group(0) if _model_suffix(m) else add("pack", str(int(next(g for g in m.groups() if g))))
+
     text = _TWIN_RE.sub(lambda m: add("pack", "2"), text)
-    text = _PACK_RE.sub(lambda m: m.group(0) if _model_suffix(m) else add("pack", str(int(next(g for g in m.groups()
-                                                                                            if g)))), text)
+    text = _PACK_RE.sub(pack, text)
     text = _RAM_RE.sub(lambda m: add("ram", str(int(m.group(1)))), text)
     text = _UNIT_RE.sub(unit, text)
     text = _SIZE_RE.sub(lambda m: add("size", _fmt(_num(m.group(1))) if m.group(1)[0].isdigit()

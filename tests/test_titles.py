@@ -181,6 +181,14 @@ def test_a_count_written_nx_between_two_words_is_a_model_name(title: str, pack: 
     assert parse_title(title).attributes.get("pack") == pack
 
 
+def test_four_digits_are_a_model_number_unless_a_year() -> None:
+    from consumer.engine.titles import product_codes
+
+    assert product_codes("Lenovo ThinkPad X1 Carbon 3444 - 14in") == ("3444",)
+    assert "2007" not in product_codes("Microsoft Office 2007 Small Business")
+    assert "1999" not in product_codes("Encore Print Shop 1999")
+
+
 def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:
     """"12-Pack" and "UK10" are in many titles of a file: read as a shared model code they made two
     makers' sparkling water or sneakers one product."""

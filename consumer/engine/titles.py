@@ -211,10 +211,11 @@ def versions(text: str) -> str:
 @lru_cache(maxsize=1 << 16)
 def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     """Model and part numbers in a title or description: tokens of at least four characters mixing letters
-    and digits, or of at least five digits (a part number or UPC), hyphens, slashes and dots inside them
-    removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml", "1080p") left
-    out. Why: a shared rare code is the strongest evidence two listings are one product, whatever the
-    sellers wrote around it; first `limit` distinct codes, in order."""
+    and digits, or of at least five digits (a part number or UPC), or four digits that are not a year
+    (a machine type: "ThinkPad X1 Carbon 3444" / "3460"; "Office 2007" is a year), hyphens, slashes and dots
+    inside them removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml",
+    "1080p") left out. Why: a shared rare code is the strongest evidence two listings are one product, whatever
+    the sellers wrote around it; first `limit` distinct codes, in order."""
     folded = fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
     out: list[str] = []
     for tok in re.findall(r"[a-z0-9]+", folded):
@@ -222,7 +223,7 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
             continue
         digits = sum(c.isdigit() for c in tok)
         if tok.isdigit():
-            if len(tok) >= 5:
+            if len(tok) >= 5 or (len(tok) == 4 and not 1900 <= int(tok) <= 2099):
                 out.append(tok)
         elif digits and len(tok) >= 4 and not _QUANTITY.fullmatch(tok):
             out.append(tok)

@@ -7,13 +7,15 @@ is another. So a title is split into
   "free shipping" dropped), compared softly (tokens, character trigrams, embeddings);
 - *attributes*, each normalised to a canonical value: volume (500ml = 0.5 L -> vol:500), mass (g),
   storage (1TB = 1000 GB = 1 To -> cap:1000), working memory (16GB RAM), screen inches, pack count,
-  clothing/shoe size (UK 9 = size 9), colour (gray = grey), generation (2nd gen = gen 2 = Mk II) and model
-  numbers (letters with digits, "WH-1000XM4" = "wh1000xm4"), plus bare numbers ("iPhone 14"). Colours and
-  pack counts are read in English, German, French, Spanish and Italian ("Schwarz" = "noir" = black,
-  "4er Pack" = "lot de 4" = pack of 4): one-pool offers come from shops in several languages.
+  clothing/shoe size (UK 9 = size 9), colour (gray = grey), generation (2nd gen = gen 2 = Mk II), edition
+  (Lite, Pro, Plus, ...) and model numbers (letters with digits, "WH-1000XM4" = "wh1000xm4"), plus bare
+  numbers ("iPhone 14"). Colours and pack counts are read in English, German, French, Spanish and Italian
+  ("Schwarz" = "noir" = black, "4er Pack" = "lot de 4" = pack of 4): one-pool offers come from shops in
+  several languages.
 
 Two titles that state the same attribute kind with different values are different products, however
-similar the rest: that is hard evidence against a match (`attribute_conflicts`). Pure functions, no I/O.
+similar the rest: that is hard evidence against a match (`attr_agree` and `variant_agree` of
+`consumer.encoders.title`). Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ _PACK_RE = re.compile(r"(?:pack of|set of|case of|box of|lot de|pack de|lote de|
                       r"|pacco da)\s*(\d{1,3})\b"
                       r"|(?<![\w.,])(\d{1,2})\s*-?\s*(?:er\s*-?\s*)?(?:pack(?!\s*(?:of|de|da)\b)|pk|pcs|pieces|count|ct|stuck|stk"
                       r"|unidades|uds|pezzi|pz)\b"
-                      r"|(?<![\w.,])(\d{1,2})\s*x\b(?!\s*\d)|\bx\s*(\d{1,2})\b")
+                      r"|(?<![\w.,])(?P<times>\d{1,2})\s*x\b(?!\s*\d)|\bx\s*(\d{1,2})\b")
 #: Two-packs named by a word.
 _TWIN_RE = re.compile(r"\b(?:twin\s*-?\s*pack|doppelpack|double\s*pack|duo\s*pack)\b")
 _SIZE_RE = re.compile(r"\b(?:uk|size|sz|us|eu)\s*:?\s*(\d+(?:[.,]5)?|xxs|xs|s|m|l|xl|xxl|xxxl|[2-5]xl)\b")
@@ -132,7 +134,7 @@ def _model_suffix(m: re.Match[str]) -> bool:
     "Pulse 6X Gaming Mouse")? Yes between two words; a count stands at an end or beside a separator ("4x
     AA batteries", "Toner, 4x", "Toner 4x"). Why: a "Flux 2X ... 4-Pack" was a pack of 2 and of 4, so it
     agreed with the "Flux 2X ... 2-Pack" beside it."""
-    if m.group(3) is None:  # `_PACK_RE`'s third group is the "2x" form
+    if m.group("times") is None:
         return False
     before, after = m.string[:m.start()].rstrip(), m.string[m.end():].lstrip()
     return bool(before) and before[-1].isalpha() and bool(after) and after[0].isalpha()

@@ -157,6 +157,38 @@ def test_two_colours_editions_or_packs_conflict_whatever_else_agrees() -> None:
     assert got[0] == 0.0 and np.isnan(got[1]) and got[2] == 0.0 and got[3] == 0.0
 
 
+def test_two_machine_types_beside_a_shared_code_are_two_products() -> None:
+    """"ThinkPad X1 Carbon 3444" / "... 3460", both with the CPU code "3667U": the shared code made it the
+    0.7 level (a family code beside each variant's own); two numbers of one length, each on one side only,
+    fill one slot twice and conflict. A barcode (longer than `MAX_SLOT_DIGITS`) or a number of another length
+    beside the shared code is still the 0.7 level."""
+    from consumer.encoders.title import _code_match
+
+    titles = ["Lenovo ThinkPad X1 Carbon 3444 - Core i7 3667U", "Lenovo ThinkPad X1 Carbon 3460 - Core i7 3667U",
+              "Speaker SRS-X77 027242923492", "Speaker SRS-X77 027242923508",
+              "Camera DSC-W800 4548736", "Camera DSC-W800 45487"]
+    enc, cols = _encoded(titles)
+
+    def match(i: int, j: int) -> float:
+        return float(_code_match({k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()})[0])
+
+    assert match(0, 1) == match(1, 0) == 0.0
+    assert match(2, 3) == np.float32(0.7)
+    assert match(4, 5) == np.float32(0.7)
+    assert match(0, 0) == 1.0
+
+
+def test_two_amounts_of_working_memory_conflict_whatever_else_agrees() -> None:
+    """"4 GB RAM" / "8 GB RAM" beside one disk size are two models of one laptop line; two disk sizes
+    beside one working memory are not a conflict on their own (files join a laptop's disk sizes)."""
+    titles = ["ThinkPad X1 Carbon - 4 GB RAM - 240 GB SSD", "ThinkPad X1 Carbon - 8 GB RAM - 240 GB SSD",
+              "ThinkPad X1 Carbon - 8 GB RAM - 128 GB SSD"]
+    enc, cols = _encoded(titles)
+    out = enc.compare({k: v[[0, 1]] for k, v in cols.items()}, {k: v[[1, 2]] for k, v in cols.items()})
+    assert out["variant_agree"][0] == 0.0
+    assert out["variant_agree"][1] > 0.0
+
+
 def test_an_edition_stated_by_one_title_only_is_no_conflict() -> None:
     """"Mouse Lite" / "Mouse Pro" are two editions (a variant conflict); "Mouse Lite" / "Mouse" is not read
     as one: shops leave the edition out as often as the colour."""

@@ -16,7 +16,9 @@ Features (NaN where a side lacks the value):
   short ("WFW8300SWH" vs "WFW8300SW" or "WFW8300": a colour or region letter, sometimes the same product)
   or when one side's code is inside the other's ("24734" in "TV24734", "83000" in a UPC; `code_cuts`),
   0 when both carry codes and none agree, two *different* suffixes on one stem included ("LRG30357WH" vs
-  "LRG30357SS": the colour slot of one model, two products), NaN when a side has none;
+  "LRG30357SS": the colour slot of one model, two products) and when each side carries a number of one
+  length the other lacks, whatever else they share ("ThinkPad X1 Carbon 3444" / "... 3460" beside one CPU
+  code: two machine types), NaN when a side has none;
 - `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
   sets weighted by how rare each token is in the file, so a shared "pslx350h" outweighs a shared "sony";
 - `desc_idf`: the same over the descriptions' words (NaN where a side has none). Why: where a file has
@@ -69,14 +71,20 @@ MAX_CODES = 4
 CUTS_PER_CODE = 12
 #: The shortest code part `code_cuts` keeps (four characters are too often another model's whole code).
 MIN_CUT = 5
+#: Numbers this long or shorter are model numbers whose slot two products fill differently (`_code_match`);
+#: longer ones are barcodes, which shops write in several forms for one product.
+MAX_SLOT_DIGITS = 8
 #: Buckets of the code vector in the candidate index (listings sharing a code meet in the index).
 CODE_DIM = 128
 #: Attribute kinds that name a variant of one product (another size or colour is another product); model
 #: numbers are judged by `code_match`, bare numbers are too ambiguous.
 VARIANT_KINDS = tuple(k for k in ATTRIBUTE_KINDS if k not in ("model", "num"))
 _VARIANT_COLS = np.array([ATTRIBUTE_KINDS.index(k) for k in VARIANT_KINDS])
-#: Variant kinds on which one disagreement is a conflict however many other kinds agree (`compare`).
-_DECISIVE = np.array([ATTRIBUTE_KINDS.index(k) for k in ("colour", "tier", "pack")])
+#: Variant kinds on which one disagreement is a conflict however many other kinds agree (`compare`): a
+#: colour, an edition, a pack count, a laptop's working memory ("4 GB RAM" / "8 GB RAM": two models of one
+#: line). Not storage capacity or size: files whose truth joins a laptop's disk sizes (sigmod-laptops) fell
+#: 0.036 when every kind was decisive.
+_DECISIVE = np.array([ATTRIBUTE_KINDS.index(k) for k in ("colour", "tier", "pack", "ram")])
 #: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
 MAX_IDF_KEYS = 24
 #: Description words weighed by rarity in `desc_idf` (the first ones: a description's opening states the
@@ -134,6 +142,13 @@ def _code_match(a: Columns, b: Columns) -> np.ndarray:
     cut = _shares(ca, b["code_cuts"]) | _shares(cb, a["code_cuts"])
     near = (same_stem & bare).any(axis=(1, 2)) | cut
     out = np.where(shared & ~(extra_a & extra_b), 1.0, np.where(shared, 0.7, np.where(near, 0.4, 0.0)))
+    # Two different numbers of one form, each on one side only ("ThinkPad X1 Carbon 3444" / "... 3460" beside
+    # a shared CPU code "3667U"): the machine-type slot filled twice, two products, whatever else is shared.
+    da, db = a["code_digits"], b["code_digits"]
+    only_a, only_b = (ca != 0) & ~eq.any(axis=2), (cb != 0) & ~eq.any(axis=1)
+    clash = (only_a[:, :, None] & only_b[:, None, :] & (da[:, :, None] == db[:, None, :])
+             & (da[:, :, None] > 0)).any(axis=(1, 2))
+    out = np.where(clash, 0.0, out)
     return np.where(both, out, np.nan).astype(np.float32)
 
 
@@ -258,6 +273,7 @@ class TitleEncoder:
         keys = np.zeros((n, 3), np.uint32)  # brand, category, currency
         price = np.full(n, np.nan, np.float32)
         codes = np.zeros((n, MAX_CODES), np.uint32)
+        digits = np.zeros((n, MAX_CODES), np.uint8)  # a code of digits only: its length (`_code_match`)
         stems = np.zeros((n, MAX_CODES), np.uint32)
         cuts = np.zeros((n, CUTS_PER_CODE * MAX_CODES), np.uint32)  # `code_cuts`, per code
         idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
@@ -267,6 +283,8 @@ class TitleEncoder:
             found = product_codes(rec.role("title"), MAX_CODES) or product_codes(rec.role("description"), MAX_CODES)
             for j, code in enumerate(found):
                 codes[i, j] = self._hash("tk:" + code)
+                if code.isdigit() and len(code) <= MAX_SLOT_DIGITS:
+                    digits[i, j] = len(code)
                 stem = code_stem(code)
                 stems[i, j] = self._hash("tk:" + (stem or code))
                 parts = code_cuts(code, stem)[:CUTS_PER_CODE]
@@ -298,8 +316,8 @@ class TitleEncoder:
             if p is not None:
                 price[i] = p
         return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attrs": attr, "listing_keys": keys,
-                "price": price, "codes": codes, "code_stems": stems, "code_cuts": cuts, "idf_keys": idf_keys,
-                "desc_keys": desc_keys, "code_vec": code_vec}
+                "price": price, "codes": codes, "code_digits": digits, "code_stems": stems, "code_cuts": cuts,
+                "idf_keys": idf_keys, "desc_keys": desc_keys, "code_vec": code_vec}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         has = a["title_vec"].any(axis=1) & b["title_vec"].any(axis=1)
@@ -317,8 +335,7 @@ class TitleEncoder:
             variant = (vs & same[:, _VARIANT_COLS]).sum(axis=1) / (vs.sum(axis=1) + clashes)
             # Two colours, editions or pack counts are two products whatever else agrees ("Glide 5X ... Red" /
             # "... Purple": the "5X" read as a pack both state made it half an agreement, no conflict; "Red
-            # 2-Pack" / "Red 4-Pack"; "Lite White" / "White Pro"). Not capacity or size: files whose truth
-            # joins a laptop's disk sizes (sigmod-laptops) fell 0.036 when every kind was decisive.
+            # 2-Pack" / "Red 4-Pack"; "Lite White" / "White Pro"; `_DECISIVE`).
             variant = np.where((shared[:, _DECISIVE] & ~same[:, _DECISIVE]).any(axis=1), 0.0, variant)
         ka, kb = a["listing_keys"], b["listing_keys"]
         same = np.where((ka == 0) | (kb == 0), np.nan, (ka == kb).astype(np.float32))

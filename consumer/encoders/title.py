@@ -125,13 +125,13 @@ def _shares(ka: np.ndarray, kb: np.ndarray) -> np.ndarray:
 def _code_match(a: Columns, b: Columns) -> np.ndarray:
     """1 a shared code, 0.7 a shared code while each side also carries one the other lacks (a family code
     plus a variant's own: "DVP-FX820 ... DVPFX820R" vs "DVP-FX820 ... DVPFX820LI"), 0.4 codes shared only
-    up to a letter suffix or one inside the other (`code_cuts`), 0 both coded and none shared, NaN when a
-    side has none."""
+    up to a letter suffix or one inside the other (`code_cuts`), 0 both coded and none shared or each side
+    with a number of one length the other lacks (two machine types), NaN when a side has none."""
     ca, cb = a["codes"], b["codes"]
     both = (ca != 0).any(axis=1) & (cb != 0).any(axis=1)
     eq = (ca[:, :, None] == cb[:, None, :]) & (ca[:, :, None] != 0)
-    extra_a = ((ca != 0) & ~eq.any(axis=2)).any(axis=1)
-    extra_b = ((cb != 0) & ~eq.any(axis=1)).any(axis=1)
+    only_a, only_b = (ca != 0) & ~eq.any(axis=2), (cb != 0) & ~eq.any(axis=1)  # per code: the other side lacks it
+    extra_a, extra_b = only_a.any(axis=1), only_b.any(axis=1)
     shared = eq.any(axis=(1, 2))
     # A code whose stem is the code itself carries no suffix ("bare"). Shared stems count (0.4) only when a
     # side is bare or one suffix is the other cut short ("WFW8300SWH" / "WFW8300SW"): two different suffixes
@@ -141,14 +141,13 @@ def _code_match(a: Columns, b: Columns) -> np.ndarray:
     bare = (sa == ca)[:, :, None] | (sb == cb)[:, None, :]
     cut = _shares(ca, b["code_cuts"]) | _shares(cb, a["code_cuts"])
     near = (same_stem & bare).any(axis=(1, 2)) | cut
-    out = np.where(shared & ~(extra_a & extra_b), 1.0, np.where(shared, 0.7, np.where(near, 0.4, 0.0)))
     # Two different numbers of one form, each on one side only ("ThinkPad X1 Carbon 3444" / "... 3460" beside
     # a shared CPU code "3667U"): the machine-type slot filled twice, two products, whatever else is shared.
     da, db = a["code_digits"], b["code_digits"]
-    only_a, only_b = (ca != 0) & ~eq.any(axis=2), (cb != 0) & ~eq.any(axis=1)
     clash = (only_a[:, :, None] & only_b[:, None, :] & (da[:, :, None] == db[:, None, :])
              & (da[:, :, None] > 0)).any(axis=(1, 2))
-    out = np.where(clash, 0.0, out)
+    out = np.where(clash, 0.0, np.where(shared & ~(extra_a & extra_b), 1.0,
+                                        np.where(shared, 0.7, np.where(near, 0.4, 0.0))))
     return np.where(both, out, np.nan).astype(np.float32)
 
 

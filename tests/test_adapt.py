@@ -89,12 +89,29 @@ def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def test_reciprocal_fit_learns_that_a_code_conflict_is_evidence_against() -> None:
     x, left, right, truth = _pairs(np.random.default_rng(3))
     comps = [Comparison("code_match", (1.0, 0.7)), Comparison("title_idf", (0.8, 0.6, 0.4, 0.25))]
-    model = fit_reciprocal(x, left, right, comps)
+    model = fit_reciprocal(x, left, right, comps, vetoes={"code_match"})
     w = model.match_weight(x)
     assert (w[truth] > 0).mean() > 0.95
     assert (w[~truth] < 0).mean() > 0.95
     assert model.info["method"] == "reciprocal-best self-training"
     assert 0 < model.lam < 0.5
+
+
+def test_reciprocal_fit_bounds_the_evidence_of_a_lower_similarity_level_but_not_of_a_conflict() -> None:
+    # The training pairs are each record's most alike: true pairs with a middling title overlap are rare
+    # among them by selection. Such a level may not weigh like a conflict the encoder declares.
+    x, left, right, _ = _pairs(np.random.default_rng(5))
+    comps = [Comparison("code_match", (1.0, 0.7)), Comparison("title_idf", (0.95, 0.6, 0.4, 0.25))]
+    model = fit_reciprocal(x, left, right, comps, vetoes={"code_match"}, shrink=0.3)
+    weight = {(r["comparison"], r["level"]): r["weight"] for r in model.explain()}
+    lower = [weight[("title_idf", level)] for level in (">= 0.4", ">= 0.25", "else")]
+    assert min(lower) >= np.log2(0.3) - 0.5  # a level the training pairs lack: about log2(shrink), renormalised
+    assert weight[("code_match", "else")] < -3.5  # the declared conflict keeps its weight...
+    undeclared = fit_reciprocal(x, left, right, comps, shrink=0.3)
+    assert next(r["weight"] for r in undeclared.explain() if r["comparison"] == "code_match"
+                and r["level"] == "else") > -2.5  # ...which an undeclared one would lose
+    light = fit_reciprocal(x, left, right, comps, vetoes={"code_match"}, shrink=0.05)
+    assert min(r["weight"] for r in light.explain() if r["comparison"] == "title_idf") < min(lower) - 1
 
 
 def test_reciprocal_fit_leaves_out_a_comparison_most_pairs_lack() -> None:

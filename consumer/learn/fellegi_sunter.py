@@ -34,7 +34,7 @@ Pure: arrays in, arrays out; the adapter that runs the engine for candidate and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +53,14 @@ TF_CLIP = 4.0
 LAMBDA_RANGE = (1e-12, 0.5)
 #: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
 MIN_PRESENT = 0.5
+#: How far a reciprocal fit shrinks m toward u (toward "no evidence"): the training pairs are a pseudo-labelled
+#: sample, and the most alike pairs of the file (each other's best), so a true pair whose titles were
+#: rewritten or whose shops price apart is missing from them by selection, not because such pairs are not
+#: matches (Amazon-Google: a price level 0.6-0.9 weighed -4.3 bits, like prices nothing alike). A level that
+#: is a declared conflict (`Feature.conflict`: a code or variant clash) is what the encoder calls two
+#: products; it keeps the light shrink, so a conflict stays a strong no. Chosen by leaving one file out over
+#: 0.05 / 0.2 / 0.3 / 0.4 (docs/benchmarks.md, tenth round).
+SIMILARITY_SHRINK, CONFLICT_SHRINK = 0.3, 0.05
 
 
 @dataclass(frozen=True)
@@ -277,9 +285,18 @@ def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
                     bool)
 
 
+def _shrunk(m: np.ndarray, u: np.ndarray, shrink: float, veto: bool) -> np.ndarray:
+    """`m` moved `shrink` of the way toward `u`, a veto's last level only `CONFLICT_SHRINK`; renormalised."""
+    k = np.full(len(m), shrink)
+    if veto:
+        k[-1] = min(shrink, CONFLICT_SHRINK)
+    out = m * (1 - k) + k * u
+    return out / out.sum()
+
+
 def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comps: Sequence[Comparison], *,
-                   rounds: int = 3, shrink: float = 0.05, first: np.ndarray | None = None
-                   ) -> FellegiSunterModel:
+                   rounds: int = 3, shrink: float = SIMILARITY_SHRINK, first: np.ndarray | None = None,
+                   vetoes: Collection[str] = ()) -> FellegiSunterModel:
     """Fellegi-Sunter weights by self-training on reciprocal best pairs, for files where plain EM finds
     the wrong two classes.
 
@@ -292,7 +309,8 @@ def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comp
     every other candidate pair (hard non-matches, not random ones), lambda as the share of reciprocal
     pairs with positive evidence. `left`/`right`: the records of each candidate pair. Comparisons filled
     on under `MIN_PRESENT` of the pairs are left out (`info["left_out"]`). `first`: another first ordering
-    (higher is better) instead of the summed level ranks."""
+    (higher is better) instead of the summed level ranks. `shrink`: of m toward u on every level but the last
+    of the comparisons in `vetoes` (a declared conflict: `CONFLICT_SHRINK`)."""
     names = [c.feature for c in comps]
     if len(cand_x) < 20:
         raise ValueError(f"too few candidate pairs to fit on ({len(cand_x)})")
@@ -312,9 +330,8 @@ def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comp
         if positive.sum() < 5 or (~positive).sum() < 5:
             raise ValueError("too few reciprocal best pairs to fit on")
         u = [level_probs(g[:, j], (~positive).astype(np.float64), c.n_levels) for j, c in enumerate(comps)]
-        # m shrunk toward u (toward "no evidence"): the reciprocal pairs are a pseudo-labelled sample, and
-        # a level they happen to lack must not become a veto of -9 bits (Amazon-Google: prices of two shops)
-        m = [(level_probs(g[:, j], positive.astype(np.float64), c.n_levels) * (1 - shrink) + shrink * u[j])
+        # m shrunk toward u (toward "no evidence"), a declared conflict's level less (`SIMILARITY_SHRINK`)
+        m = [_shrunk(level_probs(g[:, j], positive.astype(np.float64), c.n_levels), u[j], shrink, c.feature in vetoes)
              for j, c in enumerate(comps)]
         model = FellegiSunterModel(comps, m, u, float(np.clip(positive.mean(), *LAMBDA_RANGE)))
         w = model.match_weight(cand_x)

@@ -138,7 +138,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
                               slots, candidate_log)
     comps, features = vec.comps, vec.features
     if reciprocal:
-        fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps)
+        fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps, vetoes=vec.vetoes)
         fs.info.update({"fit": FIT_OK, "reasons": [], "notes": [], "operating_point": dict(RECIPROCAL_OPERATING_POINT)})
         fs.records = population
         fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, features, vec.conflict))
@@ -184,6 +184,7 @@ class _Vectors:
     right: np.ndarray
     all_x: np.ndarray  # every feature of the candidate pairs (to compare a shipped model with the fit)
     conflict: np.ndarray | None  # the comparator's conflicts on those pairs (None: the profile has none)
+    vetoes: frozenset[str]  # the comparisons with a declared conflict value (`Feature.conflict`)
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # the pass's stage timer
 
 
@@ -237,8 +238,9 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         random_x = _compare_only(pipe, comps, a, b) if len(a) else np.zeros((0, len(comps)), np.float32)
     finally:
         pipe.close()
+    vetoes = frozenset(features[j] for j, _ in pipe.comparator.conflict_columns)
     return _Vectors(comps, features, cand_x, random_x, left, right, all_x, pipe.comparator.conflicts(all_x),
-                    pipe.timer.totals())
+                    vetoes, pipe.timer.totals())
 
 
 def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -36,6 +36,16 @@ def test_title_words_keep_numbers_and_order() -> None:
     assert title_words("QB POS 6.0 Basic") == ("qb", "pos", "6", "basic")  # 6.0 = 6
 
 
+def test_a_capacity_is_read_as_the_binary_size_sellers_round_it_to() -> None:
+    cap = lambda title: parse_title(title).attributes.get("cap")  # noqa: E731
+    # one drive in decimal and binary units: one size
+    assert cap("Nord 3 0.5tb") == cap("Nord 3 512 GB") == cap("SSD 500GB") == ("512",)
+    assert cap("1 TB drive") == cap("1000GB") == cap("1024 GB") == cap("disque 1 To") == ("1024",)
+    # sizes that are not a power of two rounded stay apart from their neighbours
+    assert cap("480 GB SSD") == ("480",) and cap("120gb") == ("120",) and cap("128 GB") == ("128",)
+    assert cap("1.5TB") == ("1500",) and cap("64Go") == ("64",)
+
+
 def test_versions_are_written_one_way() -> None:
     one = title_words("Adobe Photoshop Elements v. 9.0")
     assert one == title_words("Adobe Photoshop Elements version 9") == title_words("adobe photoshop elements v9.0")

@@ -114,7 +114,7 @@ def test_a_code_inside_another_shops_longer_code_is_near_not_a_conflict() -> Non
 @pytest.mark.parametrize(("title", "kind", "value"), [
     ("Galaxy A55 5G 128GB", "cap", ("128",)),  # "5G" is the network, not five grams
     ("EliteBook 840 G9 1.4 kg", "mass", ("1400",)),  # "840 G9" is a model, not 840 grams
-    ("SSD 250GB up to 560 MB/s", "cap", ("250",)),  # a rate is not a capacity
+    ("SSD 250GB up to 560 MB/s", "cap", ("256",)),  # a rate is not a capacity (250 GB is the binary 256)
     ("Laptop 16GB RAM 512GB SSD", "cap", ("512",)),  # working memory is a kind of its own
     ("Laptop 16GB RAM 512GB SSD", "ram", ("16",)),
     ("TN 243 pack of 4 toner", "pack", ("4",)),  # the model number is not the count

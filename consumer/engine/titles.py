@@ -20,6 +20,7 @@ similar the rest: that is hard evidence against a match (`attr_agree` and `varia
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -129,6 +130,21 @@ def _prepare(title: str) -> str:
     return re.sub(r"(\d),(\d{3})(?!\d)", r"\1\2", text)  # 1,000 -> 1000 (a comma decimal keeps 1-2 digits)
 
 
+#: How far a capacity may sit from a power of two and still be that size as sellers round it.
+_ROUNDING = 0.03
+
+
+def _binary_size(gb: float) -> float:
+    """A storage capacity in GB as the power of two it rounds (within `_ROUNDING`): "0.5 TB", "500 GB" and
+    "512 GB" are one size, as are "1 TB", "1000 GB" and "1024 GB"; "480 GB" and "120 GB" stay themselves.
+    Why: shops write one drive's size in decimal or binary units, and a capacity that disagrees is a
+    conflict (two products), so without this a 512 GB offer and its "0.5 TB" twin were kept apart."""
+    if gb <= 0:
+        return gb
+    power = 2.0 ** round(math.log2(gb))
+    return power if abs(gb - power) <= _ROUNDING * power else gb
+
+
 def _model_suffix(m: re.Match[str]) -> bool:
     """Is a "2X" that `_PACK_RE` read as a count the end of a model name instead ("Flux 2X Coffee Mug",
     "Pulse 6X Gaming Mouse")? Yes between two words; a count stands at an end or beside a separator ("4x
@@ -157,7 +173,8 @@ def parse_title(title: str, brand: str = "") -> Title:
         if u == "g" and m.group(0) in _NETWORKS:
             return m.group(0)  # "5G" on a phone is its network, not five grams
         kind, factor = _UNITS["floz" if u.startswith("fl") else "cuft" if u.startswith("cu") else u]
-        return add(kind, _fmt(_num(m.group(1)) * factor))
+        value = _num(m.group(1)) * factor
+        return add(kind, _fmt(_binary_size(value) if kind == "cap" else value))
 
     def pack(m: re.Match[str]) -> str:
         return m.group(0) if _model_suffix(m) else add("pack", str(int(next(g for g in m.groups() if g))))

@@ -59,7 +59,7 @@ MIN_PRESENT = 0.5
 #: matches (Amazon-Google: a price level 0.6-0.9 weighed -4.3 bits, like prices nothing alike). A level that
 #: is a declared conflict (`Feature.conflict`: a code or variant clash) is what the encoder calls two
 #: products; it keeps the light shrink, so a conflict stays a strong no. Chosen by leaving one file out over
-#: 0.05 / 0.2 / 0.3 / 0.4 (docs/benchmarks.md, tenth round).
+#: 0.05 / 0.2 / 0.25 / 0.3 / 0.4 (docs/benchmarks.md, tenth round).
 SIMILARITY_SHRINK, CONFLICT_SHRINK = 0.3, 0.05
 
 
@@ -330,7 +330,8 @@ def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comp
         if positive.sum() < 5 or (~positive).sum() < 5:
             raise ValueError("too few reciprocal best pairs to fit on")
         u = [level_probs(g[:, j], (~positive).astype(np.float64), c.n_levels) for j, c in enumerate(comps)]
-        # m shrunk toward u (toward "no evidence"), a declared conflict's level less (`SIMILARITY_SHRINK`)
+        # m shrunk toward u (toward "no evidence"), a declared conflict's level less (`SIMILARITY_SHRINK`,
+        # `CONFLICT_SHRINK`): a level the pairs happen to lack must not become a veto (Amazon-Google's prices)
         m = [_shrunk(level_probs(g[:, j], positive.astype(np.float64), c.n_levels), u[j], shrink, c.feature in vetoes)
              for j, c in enumerate(comps)]
         model = FellegiSunterModel(comps, m, u, float(np.clip(positive.mean(), *LAMBDA_RANGE)))

@@ -167,7 +167,7 @@ def test_two_machine_types_beside_a_shared_code_are_two_products() -> None:
     titles = ["Lenovo ThinkPad X1 Carbon 3444 - Core i7 3667U", "Lenovo ThinkPad X1 Carbon 3460 - Core i7 3667U",
               "Speaker SRS-X77 027242923492", "Speaker SRS-X77 027242923508",
               "Camera DSC-W800 4548736", "Camera DSC-W800 45487"]
-    enc, cols = _encoded(titles)
+    _, cols = _encoded(titles)
 
     def match(i: int, j: int) -> float:
         return float(_code_match({k: v[[i]] for k, v in cols.items()}, {k: v[[j]] for k, v in cols.items()})[0])

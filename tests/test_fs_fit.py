@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m, fit_near_count
 from consumer.learn.fs_fit import (
     DEFAULT_MATCHES_PER_RECORD,
     FIT_FALLBACK,
@@ -198,3 +198,25 @@ def test_fit_sample_scales_with_the_file() -> None:
     assert fit_sample_size(40_000) == FIT_FLOOR
     assert fit_sample_size(100_000) == 15_000
     assert fit_sample_size(10_000_000) == 50_000
+
+
+def test_two_common_names_one_edit_apart_weigh_less_than_a_typo() -> None:
+    """At the one-edit level a pair is weighed by how many records hold its rarer value against the likely
+    matches' typical count: a typo (a value held once) keeps about the fitted weight, two common names one
+    edit apart (Schmitt / Schmidt) lose up to `TF_CLIP` bits; the exact level is adjusted as before, and a
+    model fitted before the adjustment existed (no `near_count`) weighs the one-edit level alone."""
+    comp = Comparison("surname", (1.0, 0.88), tf="surname_rarity", tf_near="surname_rarer")
+    fs = FellegiSunterModel((comp,), [np.array([0.7, 0.25, 0.05])], [np.array([0.01, 0.005, 0.985])], 0.02,
+                            records=10_000)
+    assert fs.inputs == ("surname", "surname_rarity", "surname_rarer")
+    once, common = np.log(1.0), np.log(100.0)  # the rarer value: held by its own record only / by 100
+    x = np.array([[0.9, np.nan, once], [0.9, np.nan, common], [1.0, np.log1p(99.0), common]])
+    old = fs.match_weight(x)
+    assert old[0] == old[1]  # no typical count: the level's weight whatever the names
+    pairs = np.array([[0.9, np.nan, once]] * 8 + [[0.9, np.nan, common]] * 2 + [[0.5, np.nan, common]] * 5)
+    fs.near_count = fit_near_count(fs, pairs)
+    assert 1.0 < fs.near_count["surname"] < 3.0  # mostly typos: about one record
+    new = fs.match_weight(x)
+    assert 0 <= new[0] - old[0] < 1.5  # a typo like most of the pairs': about the fitted weight
+    assert new[1] == pytest.approx(old[1] - 4.0)  # 100 records against ~2.5: -5.3 bits, bounded to -4
+    assert new[2] == pytest.approx(old[2])  # the exact level: unchanged

@@ -102,3 +102,16 @@ def test_the_hash_table_and_the_rows_shortcut_give_the_counters_values_exactly()
     got = fast.pair_rarity(a, b, (qa, qb))
     for name in want:
         assert np.array_equal(got[name], want[name], equal_nan=True), name
+
+
+def test_a_rarer_value_rarity_reads_the_count_of_the_less_common_side() -> None:
+    """`Rarity.rarer`: log of how many records hold the rarer of the two values (not extrapolated to a
+    larger population, unlike the first record's commonness), NaN where a side has no value; computed
+    with the pair (`pair_features`), not from the first record alone (`features`)."""
+    table = FrequencyTable([Rarity("first", lambda c: c["h"]), Rarity("rarer", lambda c: c["h"], rarer=True)])
+    table.observe({"h": np.array([5] * 100 + [7] + [9] * 40 + [0], np.uint32)})
+    a, b = {"h": np.array([5, 7, 5, 9, 5], np.uint32)}, {"h": np.array([7, 5, 5, 5, 0], np.uint32)}
+    assert "rarer" not in table.features(a, b) and "first" in table.features(a, b)
+    rarer = table.pair_rarity(a, b)["rarer"]
+    assert np.allclose(np.exp(rarer[:4]), [1, 1, 100, 40])  # 5 and 7 either way round: 7's single record
+    assert np.isnan(rarer[4])

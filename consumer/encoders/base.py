@@ -52,6 +52,9 @@ class Feature:
     levels: tuple[float, ...] = ()
     tf: str | None = None
     conflict: float | None = None
+    #: The rarer-value rarity (`Rarity.rarer`) that adjusts the second level's weight (one edit apart):
+    #: two common names one edit apart are two names, a name and its typo one (`consumer.learn.fellegi_sunter`).
+    tf_near: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,13 @@ class Rarity:
     pairwise: bool = False
     #: Fellegi-Sunter levels for a pairwise rarity (it is then a comparison, as `Feature.levels`).
     levels: tuple[float, ...] = ()
+    #: Instead of the first record's commonness: log of how many records so far hold the *rarer* of the
+    #: pair's two values (itself included; one key per record; NaN where a side has none), not
+    #: extrapolated. Why: a typo makes a value held once, so two names one edit apart of which one is held
+    #: once are most likely one name mistyped, while two names one edit apart that many records hold
+    #: (Schmitt / Schmidt, Andrea / Andreas) are two names (`Feature.tf_near`). A count, not a share: a
+    #: typo is held once at 1,000 records as at 1,000,000, and early in a stream nothing looks common.
+    rarer: bool = False
 
 
 @dataclass(frozen=True)

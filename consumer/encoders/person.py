@@ -4,7 +4,8 @@ A plug-in modality (docs/extending.md) used by the built-in `person` profile, be
 compares the whole name with nicknames and phonetics, and feeds the candidate index). Fitting without
 labels (Fellegi-Sunter, `consumer/learn/fellegi_sunter.py`) needs each field as its own comparison: agreeing on
 a surname and disagreeing on a given name is a sibling, the reverse a spouse, and a rare surname says far
-more than a common one (`Feature.tf`: term-frequency adjustment from the streaming frequency table).
+more than a common one (`Feature.tf`: term-frequency adjustment from the streaming frequency table), and
+two names one edit apart are a typo only when one of them is rare (`Feature.tf_near`: Schmitt / Schmidt).
 
 - given name / surname: equal, one edit apart, trigram overlap; a pair whose two fields were swapped
   ("smith john" vs "john smith") is compared crossed;
@@ -100,11 +101,13 @@ class PersonEncoder:
             columns=(*field_columns("given"), *field_columns("surname"), "dob_h", "dob_dels", "dob_swap",
                      "dob_year", "dob_month", "dob_day", "dob_ym", "dob_ym_near", "dob_y_near",
                      *field_columns("phone")),
-            features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity"),
-                      Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity"),
+            features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity", tf_near="given_rarer"),
+                      Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity", tf_near="surname_rarer"),
                       Feature("dob", levels=DOB_LEVELS), Feature("phone", levels=(1.0, 0.88))),
             rarity=(Rarity("given_rarity", lambda cols: cols["given_h"]),
-                    Rarity("surname_rarity", lambda cols: cols["surname_h"])),
+                    Rarity("surname_rarity", lambda cols: cols["surname_h"]),
+                    Rarity("given_rarer", lambda cols: cols["given_h"], rarer=True),
+                    Rarity("surname_rarer", lambda cols: cols["surname_h"], rarer=True)),
             scores=(Score("dob"), Score("phone")),
             keys=(("dob_h",),),
             coefficients={"dob.weight": 0.3, "phone.weight": 0.2})

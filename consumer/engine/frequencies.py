@@ -106,6 +106,19 @@ class FrequencyTable:
         """The pairwise rarities (overlaps weighted by rarity), computed per pair by `pair_features`."""
         return [r for r in self._rarities if r.pairwise]
 
+    def _rarer(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        """The rarer-value rarities (`Rarity.rarer`) of aligned pairs: log of the count of the less common
+        of the two values (at least 1: a value being scored was counted); NaN where a side has no value."""
+        out: dict[str, np.ndarray] = {}
+        for r in self._rarities:
+            if not r.rarer:
+                continue
+            ka, kb = r.keys(a), r.keys(b)
+            counts = self._count(r.feature, np.concatenate([ka, kb]))
+            rarer = np.maximum(np.minimum(counts[:len(ka)], counts[len(ka):]), 1.0)
+            out[r.feature] = np.where((ka != 0) & (kb != 0), np.log(rarer), np.nan).astype(np.float32)
+        return out
+
     def _norms(self, feature: str, ka: np.ndarray, kb: np.ndarray,
                records: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
         """Each pair's sums of its two sides' squared key weights. With `records` (each distinct record's
@@ -122,11 +135,12 @@ class FrequencyTable:
 
     def pair_features(self, a: Columns, b: Columns,
                       rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Pairwise rarities of aligned pairs (a[i], b[i]): the IDF-weighted overlap of their key sets, in
-        [0, 1]: the shared keys' squared weights over the geometric mean of the smaller set's and the
-        cosine's norms. `rows`: the store rows `a` and `b` were gathered from (equal rows, equal keys), to
-        look each record's keys up once; the result is the same without."""
-        out: dict[str, np.ndarray] = {}
+        """Pairwise rarities of aligned pairs (a[i], b[i]) (and the rarer-value ones, `Rarity.rarer`): the
+        IDF-weighted overlap of their key sets, in [0, 1]: the shared keys' squared weights over the
+        geometric mean of the smaller set's and the cosine's norms. `rows`: the store rows `a` and `b` were
+        gathered from (equal rows, equal keys), to look each record's keys up once; the result is the same
+        without."""
+        out = self._rarer(a, b)
         records = None
         if rows is not None and self.pairwise:
             _, first, inverse = np.unique(np.concatenate(rows), return_index=True, return_inverse=True)
@@ -162,10 +176,10 @@ class FrequencyTable:
     def features(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         """Commonness of the values the pair's first record carries (for several keys per record, e.g. name
         tokens, the mean over its non-zero keys); NaN where absent. Pairwise rarities are not here: they
-        need both records (`pair_features`)."""
+        need both records (`pair_features`), nor the rarer-value ones (`Rarity.rarer`)."""
         out: dict[str, np.ndarray] = {}
         for r in self._rarities:
-            if r.pairwise:
+            if r.pairwise or r.rarer:
                 continue
             keys = r.keys(a)
             if keys.ndim == 1:

@@ -22,7 +22,9 @@ the comparisons are close to independent among non-matches, which is what the mo
 A pair's match weight is log2(lambda / (1 - lambda)) plus, per comparison, log2(m / u) of its level (0
 for a null level: a missing value is no evidence); its probability is the logistic of that. Agreeing on a
 rare value says more than on a common one: for comparisons with a term-frequency feature the exact level's
-u is replaced by the value's share of the records (Splink's term-frequency adjustment).
+u is replaced by the value's share of the records (Splink's term-frequency adjustment). One edit apart, the
+rarer of the two values tells a typo (held once) from two names (Schmitt / Schmidt, each held by dozens):
+`fit_near_count`.
 
 The fit is checked before it is used (`consumer/learn/fs_fit.py`: a plausible number of matches, agreement is
 evidence for a match), re-seeded from a deterministic rule when it fails, and replaced by stated default
@@ -43,7 +45,7 @@ import numpy as np
 from consumer.engine.frequencies import MIN_RECORDS as FREQ_SCALE
 
 __all__ = ["Comparison", "FellegiSunterModel", "Population", "levels_of", "estimate_u", "default_m",
-           "pattern_counts", "match_mass", "run_em", "fit_reciprocal", "reciprocal_best"]
+           "pattern_counts", "match_mass", "run_em", "fit_reciprocal", "reciprocal_best", "fit_near_count"]
 
 #: Smoothing of level counts (pseudo-pairs per level), so an unseen level never has probability 0.
 SMOOTH = 0.5
@@ -66,11 +68,13 @@ SIMILARITY_SHRINK, CONFLICT_SHRINK = 0.3, 0.05
 @dataclass(frozen=True)
 class Comparison:
     """A feature used as a comparison: `levels` are descending cut points (level i: value >= levels[i];
-    the last level: below all; NaN: null), `tf` the rarity feature adjusting the exact level, if any."""
+    the last level: below all; NaN: null), `tf` the rarity feature adjusting the exact level, if any,
+    `tf_near` the rarer-value count adjusting the second level (`FellegiSunterModel.near_count`)."""
 
     feature: str
     levels: tuple[float, ...]
     tf: str | None = None
+    tf_near: str | None = None
 
     @property
     def n_levels(self) -> int:
@@ -204,6 +208,10 @@ class FellegiSunterModel:
     #: Records of the file the model was fitted to: the scale of the rarity counts when no running
     #: population is bound (a service that loaded the model file).
     records: int = 0
+    #: Per comparison with a `tf_near` feature: the typical count of the rarer value among the likely
+    #: matches at its second level (one edit apart, `fit_near_count`); a pair there loses the bits by which
+    #: its rarer value is more common than that. Empty: no adjustment (a model fitted before it existed).
+    near_count: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.population: Population | None = None
@@ -214,7 +222,8 @@ class FellegiSunterModel:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("records", 0)  # model files written before the field existed
+        state.setdefault("records", 0)  # model files written before the fields existed
+        state.setdefault("near_count", {})
         state.setdefault("population", None)
         self.__dict__.update(state)
 
@@ -227,7 +236,8 @@ class FellegiSunterModel:
     @property
     def inputs(self) -> tuple[str, ...]:
         tfs = [c.tf for c in self.comparisons if c.tf]
-        return tuple([c.feature for c in self.comparisons] + tfs)
+        near = [c.tf_near for c in self.comparisons if c.tf_near]
+        return tuple([c.feature for c in self.comparisons] + tfs + near)
 
     def _scale(self) -> float:
         """Records the rarity counts are taken over: the running count, else the fitted file's, never
@@ -241,6 +251,7 @@ class FellegiSunterModel:
         g = gamma(x[:, :k], self.comparisons)
         w = np.full(len(x), np.log2(self.lam / (1 - self.lam)))
         tf_col = k
+        near_col = k + sum(1 for c in self.comparisons if c.tf)
         scale = self._scale()
         for j, c in enumerate(self.comparisons):
             bf = np.log2(self.m[j] / self.u[j])
@@ -255,6 +266,12 @@ class FellegiSunterModel:
                     share = (np.expm1(rarity) + 1.0) / scale
                     adj = np.clip(np.log2(self.u[j][0] / share), -TF_CLIP, TF_CLIP)
                 w += np.where((lv == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
+            if c.tf_near:
+                typical = self.near_count.get(c.feature)
+                if typical:  # log2(typical count / this pair's count of its rarer value), second level only
+                    near = np.log2(typical) - x[:, near_col].astype(np.float64) / np.log(2.0)
+                    w += np.where((lv == 1) & np.isfinite(near), np.clip(near, -TF_CLIP, TF_CLIP), 0.0)
+                near_col += 1
         return w
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -272,6 +289,37 @@ class FellegiSunterModel:
                              "weight": round(float(np.log2(self.m[j][i] / self.u[j][i])), 3),
                              "share": round(float(self.share[j][i]), 4) if self.share else None})
         return rows
+
+
+def fit_near_count(model: FellegiSunterModel, x: np.ndarray) -> dict[str, float]:
+    """For each comparison with a `tf_near` feature: the typical number of records holding the rarer value
+    of the pairs at its second level (one edit apart), weighted by each pair's match probability under
+    `model` (a geometric mean); `x`: the candidate pairs' features in `model.inputs` order, the `tf_near`
+    features after them.
+
+    Why: a typo makes a value held once, so among true pairs one edit apart the rarer value is held by one
+    or two records (RLdata10000: 343 of 349 given names), while two names one edit apart that dozens of
+    records hold (Schmitt / Schmidt, Andrea / Andreas: 39 to 135 each) are two names, and were 14 of that
+    file's 27 false pairs. A pair at that level then weighs log2(typical count / its rarer value's count)
+    bits more (bounded by `TF_CLIP`), as the exact level's term-frequency adjustment does for a common
+    name: a pair whose rarer value is as rare as the matches' keeps the fitted weight. Read from the file
+    itself, no setting."""
+    p = model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+    k = len(model.comparisons) + sum(1 for c in model.comparisons if c.tf)
+    out: dict[str, float] = {}
+    for j, c in enumerate(model.comparisons):
+        if not c.tf_near:
+            continue
+        logc = x[:, k].astype(np.float64)
+        k += 1
+        if c.n_levels < 3:  # no level between exact and the rest
+            continue
+        at = (levels_of(x[:, j], c) == 1) & np.isfinite(logc)
+        weight = p[at]
+        if weight.sum() < 1.0:  # under one expected match at the level: nothing to read
+            continue
+        out[c.feature] = float(np.exp((weight * logc[at]).sum() / weight.sum()))
+    return out
 
 
 def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
 from consumer.learn.agreement import reference_agreement
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_near_count, fit_reciprocal, levels_of
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
 from consumer.learn.photo_cut import photo_info
@@ -72,7 +72,7 @@ def fit_sample(records: Iterable[Record], settings: Settings, size: int | None =
 
 def comparisons_of(encoders: Sequence[Encoder]) -> list[Comparison]:
     """The comparisons the encoders declare (features with levels), in encoder order."""
-    return [Comparison(f.name, tuple(f.levels), f.tf) for e in encoders for f in e.contribution.features
+    return [Comparison(f.name, tuple(f.levels), f.tf, f.tf_near) for e in encoders for f in e.contribution.features
             if f.levels] + [Comparison(r.feature, tuple(r.levels)) for e in encoders for r in e.contribution.rarity
                             if r.levels]
 
@@ -144,6 +144,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, features, vec.conflict))
     else:
         fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
+        fs.near_count = fit_near_count(fs, vec.all_x[:, [features.index(f) for f in fs.inputs]])
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
                                  for j, c in enumerate(comps)}
         fs.records = population
@@ -378,6 +379,11 @@ def explain_model(model: LearnedModel) -> str:
     if (cut := model.meta.get("photo_cut")) is not None:
         lines.append(f"photos tell siblings apart in this file (gap {info.get('photos', {}).get('gap', '?')}): a pair "
                      f"whose photos are less alike than {cut:.3f} is two products (consumer/learn/photo_cut.py)")
+    if est.near_count:
+        lines.append("one edit apart: a pair weighs log2(typical / n) bits more, n the records holding its rarer "
+                     "value, typical that of the likely matches ("
+                     + ", ".join(f"{f} {n:.1f}" for f, n in est.near_count.items())
+                     + "): two common names one edit apart are two names")
     lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():
         w = row["weight"]

@@ -37,8 +37,9 @@ __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "ei
 
 #: Comparisons added after the packaged models were trained, for the weights fitted to a file: a model that
 #: never saw one reads the pipeline without it (as before it existed) instead of refusing the pipeline.
-#: `desc_idf` (`consumer/encoders/title.py`): the rarity-weighted overlap of two descriptions.
-FIT_ONLY_FEATURES = frozenset({"desc_idf"})
+#: `desc_idf` (`consumer/encoders/title.py`): the rarity-weighted overlap of two descriptions;
+#: `given_rarer` / `surname_rarer` (`consumer/encoders/person.py`): how many records hold the rarer of two names.
+FIT_ONLY_FEATURES = frozenset({"desc_idf", "given_rarer", "surname_rarer"})
 
 
 NAME_GATE = 0.35

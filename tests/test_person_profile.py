@@ -121,6 +121,12 @@ def test_person_fields_swapped_names_and_dob() -> None:
     assert f["given_name"] == 1.0 and f["surname"] == 1.0  # swapped fields compared crossed
     assert f["dob"] == pytest.approx(0.9)  # day and month swapped
     assert np.isnan(f["phone"])
+    f = _pair(enc, {"given_name": "holly"}, {"given_name": "thomson", "surname": "holly"})
+    assert f["given_name"] == 1.0 and np.isnan(f["surname"])  # swapped, one side's other field empty
+    f = _pair(enc, {"surname": "thomson"}, {"given_name": "thomsen", "surname": "holly"})
+    assert np.isnan(f["given_name"]) and f["surname"] == pytest.approx(0.9)
+    f = _pair(enc, {"given_name": "holly", "surname": "smith"}, {"given_name": "thomson", "surname": "holly"})
+    assert f["given_name"] < 0.88  # the crossed reading must fit both fields that can be read: not swapped
 
 
 @pytest.mark.parametrize(("a", "b", "one_edit"), [

@@ -8,7 +8,8 @@ more than a common one (`Feature.tf`: term-frequency adjustment from the streami
 two names one edit apart are a typo only when one of them is rare (`Feature.tf_near`: Schmitt / Schmidt).
 
 - given name / surname: equal, one edit apart, trigram overlap; a pair whose two fields were swapped
-  ("smith john" vs "john smith") is compared crossed;
+  ("smith john" vs "john smith") is compared crossed, also where one side's other field is empty
+  ("holly" vs "thomson holly");
 - date of birth (optional): equal; one typo or day and month swapped; two of year, month and day equal
   (one part wrong: a mistyped year, a default day); the next or previous month (a date entered a few
   weeks off: "1981-12-15" / "1982-01-14"); the same year only; the next or previous year; else. "One
@@ -152,8 +153,11 @@ class PersonEncoder:
         # Swapped fields: compare crossed where that fits both names better than the direct reading.
         crossed_g = _cross(a, b, "given", "surname")
         crossed_s = _cross(a, b, "surname", "given")
-        swap = (crossed_g >= 0.88) & (crossed_s >= 0.88) & (
-            np.nan_to_num(given) + np.nan_to_num(surname) < crossed_g + crossed_s)
+        # One side's other field may be empty ("holly" / "thomson holly"): the crossed field that can be read
+        # must then agree, and the crossed reading still fit better than the direct one.
+        swap = (crossed_g >= 0.88) | (crossed_s >= 0.88)
+        swap &= ~(crossed_g < 0.88) & ~(crossed_s < 0.88)
+        swap &= np.nan_to_num(given) + np.nan_to_num(surname) < np.nan_to_num(crossed_g) + np.nan_to_num(crossed_s)
         given = np.where(swap, crossed_g, given).astype(np.float32)
         surname = np.where(swap, crossed_s, surname).astype(np.float32)
         return {"given_name": given, "surname": surname, "dob": self._dob(a, b),

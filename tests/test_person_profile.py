@@ -129,6 +129,28 @@ def test_person_fields_swapped_names_and_dob() -> None:
     assert f["given_name"] < 0.88  # the crossed reading must fit both fields that can be read: not swapped
 
 
+@pytest.mark.parametrize(("a", "b", "level"), [
+    ("T.", "Thomas", 0.7),  # an initial: related (the third level), not a different name
+    ("wolf", "Wolfgang", 0.7),  # a shortened name
+    ("rob", "robert", 0.7),
+    ("W.", "Thomas", 0.0),  # another initial: different
+    ("thomas", "thomas", 1.0),
+    ("peter", "petra", 0.9),  # one edit apart stays one edit apart
+    ("jens martin", "jens", None),  # several words: the trigram overlap decides, as before
+])
+def test_an_initial_or_a_shortened_given_name_is_related(a: str, b: str, level: float | None) -> None:
+    """"T." / "Thomas" and "Wolf" / "Wolfgang" compared by trigrams were "else" (-4 to -10 bits), as if two
+    different names; now they are the "related" level (`GIVEN_SHORTENED`), whose weight the fit reads from
+    the file, in either order."""
+    enc = PersonEncoder("k")
+    for x, y in ((a, b), (b, a)):
+        f = _pair(enc, {"given_name": x, "surname": "x"}, {"given_name": y, "surname": "x"})
+        if level is None:
+            assert f["given_name"] < 0.7
+        else:
+            assert f["given_name"] == pytest.approx(level)
+
+
 @pytest.mark.parametrize(("a", "b", "one_edit"), [
     ("rowe", "rwoe", True),  # two neighbours swapped in a 4-letter name: one shared trigram of five
     ("luca", "lca", True),  # a letter dropped from a short name

@@ -7,7 +7,8 @@ a surname and disagreeing on a given name is a sibling, the reverse a spouse, an
 more than a common one (`Feature.tf`: term-frequency adjustment from the streaming frequency table), and
 two names one edit apart are a typo only when one of them is rare (`Feature.tf_near`: Schmitt / Schmidt).
 
-- given name / surname: equal, one edit apart, trigram overlap; a pair whose two fields were swapped
+- given name / surname: equal, one edit apart, trigram overlap; a given name that is an initial or the start
+  of the other ("t." / "thomas", "wolf" / "wolfgang") is related (the third level); a pair whose two fields were swapped
   ("smith john" vs "john smith") is compared crossed, also where one side's other field is empty
   ("holly" vs "thomson holly");
 - date of birth (optional): equal; one typo or day and month swapped; two of year, month and day equal
@@ -61,6 +62,10 @@ DOB_TWO_PARTS = 0.7
 DOB_NEXT_MONTH = 0.6
 DOB_NEXT_YEAR = 0.4
 PHONE_DIGITS = 8
+#: A given name that is an initial of the other ("t." / "thomas") or its start ("wolf" / "wolfgang", "rob" /
+#: "robert", at least `MIN_PREFIX` letters): related, the third level, neither agreement nor a different name.
+GIVEN_SHORTENED = 0.7
+MIN_PREFIX, MAX_PREFIX = 3, 8
 
 
 def _name(text: str) -> str:
@@ -99,7 +104,8 @@ class PersonEncoder:
     def contribution(self) -> Contribution:
         return Contribution(
             roles=ROLES,
-            columns=(*field_columns("given"), *field_columns("surname"), "dob_h", "dob_dels", "dob_swap",
+            columns=(*field_columns("given"), *field_columns("surname"), "given_short", "given_starts",
+                     "dob_h", "dob_dels", "dob_swap",
                      "dob_year", "dob_month", "dob_day", "dob_ym", "dob_ym_near", "dob_y_near",
                      *field_columns("phone")),
             features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity", tf_near="given_rarer"),
@@ -117,6 +123,7 @@ class PersonEncoder:
         cols: Columns = {}
         cols.update(self._fields.encode([r.role("given_name") for r in records], "given", _name, "pname"))
         cols.update(self._fields.encode([r.role("surname") for r in records], "surname", _name, "pname"))
+        cols["given_short"], cols["given_starts"] = self._starts([r.role("given_name") for r in records])
         cols.update(self._fields.encode([r.role("phone") for r in records], "phone", _phone))
         n = len(records)
         dob_h = np.zeros(n, np.uint32)
@@ -147,8 +154,29 @@ class PersonEncoder:
                      "dob_y_near": dob_y_near})
         return cols
 
+    def _starts(self, values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per given name: a keyed hash of itself as a possible shortening (an initial, or a one-word name of
+        `MIN_PREFIX` to `MAX_PREFIX` letters; 0 otherwise), and keyed hashes of its first letter and of its
+        starts of `MIN_PREFIX` to `MAX_PREFIX` letters shorter than itself. One name is a shortening of the
+        other when its own hash is among the other's starts. Keyed hashes only: no letter is stored."""
+        short = np.zeros(len(values), np.uint32)
+        starts = np.zeros((len(values), MAX_PREFIX - MIN_PREFIX + 2), np.uint32)
+        for i, raw in enumerate(values):
+            name = _name(raw) if raw else ""
+            if not name or " " in name:
+                continue
+            if len(name) == 1 or MIN_PREFIX <= len(name) <= MAX_PREFIX:
+                short[i] = self._hash("start:" + name) or 1
+            cuts = [name[:1]] + [name[:k] for k in range(MIN_PREFIX, min(MAX_PREFIX, len(name) - 1) + 1)]
+            if len(name) > 1:
+                starts[i, :len(cuts)] = [self._hash("start:" + c) or 1 for c in cuts]
+        return short, starts
+
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         given = field_similarity(a, b, "given")
+        # An initial or a shortened given name ("t." / "thomas", "wolf" / "wolfgang"): related, not different.
+        shortened = _starts_with(a, b) | _starts_with(b, a)
+        given = np.where(shortened & (given < GIVEN_SHORTENED), GIVEN_SHORTENED, given).astype(np.float32)
         surname = field_similarity(a, b, "surname")
         # Swapped fields: compare crossed where that fits both names better than the direct reading.
         crossed_g = _cross(a, b, "given", "surname")
@@ -185,6 +213,11 @@ class PersonEncoder:
 
     def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
         return {"dob": feats["dob"].astype(np.float32), "phone": feats["phone"].astype(np.float32)}
+
+
+def _starts_with(a: Columns, b: Columns) -> np.ndarray:
+    """Whether a's given name is an initial or a start of b's (`PersonEncoder._starts`)."""
+    return ((a["given_short"][:, None] == b["given_starts"]) & (a["given_short"] != 0)[:, None]).any(axis=1)
 
 
 def _cross(a: Columns, b: Columns, field_a: str, field_b: str) -> np.ndarray:

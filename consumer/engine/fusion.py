@@ -37,8 +37,7 @@ __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "ei
 
 #: Comparisons added after the packaged models were trained, for the weights fitted to a file: a model that
 #: never saw one reads the pipeline without it (as before it existed) instead of refusing the pipeline.
-#: `desc_idf` (`consumer/encoders/title.py`): the rarity-weighted overlap of two descriptions;
-#: `given_rarer` / `surname_rarer` (`consumer/encoders/person.py`): how many records hold the rarer of two names.
+#: `desc_idf` (title.py): two descriptions' rarity-weighted overlap; `*_rarer` (person.py): the rarer name's count.
 FIT_ONLY_FEATURES = frozenset({"desc_idf", "given_rarer", "surname_rarer"})
 
 

@@ -167,8 +167,8 @@ class PersonEncoder:
                 continue
             if len(name) == 1 or MIN_PREFIX <= len(name) <= MAX_PREFIX:
                 short[i] = self._hash("start:" + name) or 1
-            cuts = [name[:1]] + [name[:k] for k in range(MIN_PREFIX, min(MAX_PREFIX, len(name) - 1) + 1)]
             if len(name) > 1:
+                cuts = [name[:1]] + [name[:k] for k in range(MIN_PREFIX, min(MAX_PREFIX, len(name) - 1) + 1)]
                 starts[i, :len(cuts)] = [self._hash("start:" + c) or 1 for c in cuts]
         return short, starts
 

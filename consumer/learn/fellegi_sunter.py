@@ -239,6 +239,11 @@ class FellegiSunterModel:
         near = [c.tf_near for c in self.comparisons if c.tf_near]
         return tuple([c.feature for c in self.comparisons] + tfs + near)
 
+    def near_columns(self) -> list[tuple[int, int]]:
+        """(comparison index, column in `inputs` order) of each comparison's `tf_near` feature."""
+        first = len(self.comparisons) + sum(1 for c in self.comparisons if c.tf)
+        return [(j, first + i) for i, j in enumerate(j for j, c in enumerate(self.comparisons) if c.tf_near)]
+
     def _scale(self) -> float:
         """Records the rarity counts are taken over: the running count, else the fitted file's, never
         below the frequency table's extrapolation scale (smaller indexes are extrapolated to it)."""
@@ -251,7 +256,6 @@ class FellegiSunterModel:
         g = gamma(x[:, :k], self.comparisons)
         w = np.full(len(x), np.log2(self.lam / (1 - self.lam)))
         tf_col = k
-        near_col = k + sum(1 for c in self.comparisons if c.tf)
         scale = self._scale()
         for j, c in enumerate(self.comparisons):
             bf = np.log2(self.m[j] / self.u[j])
@@ -266,12 +270,11 @@ class FellegiSunterModel:
                     share = (np.expm1(rarity) + 1.0) / scale
                     adj = np.clip(np.log2(self.u[j][0] / share), -TF_CLIP, TF_CLIP)
                 w += np.where((lv == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
-            if c.tf_near:
-                typical = self.near_count.get(c.feature)
-                if typical:  # log2(typical count / this pair's count of its rarer value), second level only
-                    near = np.log2(typical) - x[:, near_col].astype(np.float64) / np.log(2.0)
-                    w += np.where((lv == 1) & np.isfinite(near), np.clip(near, -TF_CLIP, TF_CLIP), 0.0)
-                near_col += 1
+        for j, col in self.near_columns():
+            typical = self.near_count.get(self.comparisons[j].feature)
+            if typical:  # log2(typical count / this pair's count of its rarer value), second level only
+                near = np.log2(typical) - x[:, col].astype(np.float64) / np.log(2.0)
+                w += np.where((g[:, j] == 1) & np.isfinite(near), np.clip(near, -TF_CLIP, TF_CLIP), 0.0)
         return w
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -305,15 +308,12 @@ def fit_near_count(model: FellegiSunterModel, x: np.ndarray) -> dict[str, float]
     name: a pair whose rarer value is as rare as the matches' keeps the fitted weight. Read from the file
     itself, no setting."""
     p = model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
-    k = len(model.comparisons) + sum(1 for c in model.comparisons if c.tf)
     out: dict[str, float] = {}
-    for j, c in enumerate(model.comparisons):
-        if not c.tf_near:
-            continue
-        logc = x[:, k].astype(np.float64)
-        k += 1
+    for j, col in model.near_columns():
+        c = model.comparisons[j]
         if c.n_levels < 3:  # no level between exact and the rest
             continue
+        logc = x[:, col].astype(np.float64)
         at = (levels_of(x[:, j], c) == 1) & np.isfinite(logc)
         weight = p[at]
         if weight.sum() < 1.0:  # under one expected match at the level: nothing to read

@@ -144,7 +144,8 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, features, vec.conflict))
     else:
         fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
-        fs.near_count = fit_near_count(fs, vec.all_x[:, [features.index(f) for f in fs.inputs]])
+        x = vec.all_x[:, [features.index(f) for f in fs.inputs]]  # the candidate pairs as the model reads them
+        fs.near_count = fit_near_count(fs, x)
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
                                  for j, c in enumerate(comps)}
         fs.records = population
@@ -154,9 +155,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.info["matches_per_record"] = round(fs.lam * (population - 1) / 2, 4)
         fs.info["notes"] = _notes(fs, comps, len(records), population)
         # How much rarer a third record of one entity is than a second in this file: the clustering's size prior.
-        cols = [features.index(f) for f in fs.inputs]
-        fs.info["size_prior"] = size_prior.estimate(fs.predict_proba(vec.all_x[:, cols])[:, 1], vec.left, vec.right,
-                                                    len(records))
+        fs.info["size_prior"] = size_prior.estimate(fs.predict_proba(x)[:, 1], vec.left, vec.right, len(records))
         fs.info["operating_point"] = dict(EM_OPERATING_POINT)
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
             "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info,

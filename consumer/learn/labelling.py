@@ -119,7 +119,7 @@ class LabelledModel:
 
     def bind(self, population: Any) -> None:
         """Forward the running population to a base model that reads one (Fellegi-Sunter tf adjustments)."""
-        if hasattr(self.base.estimator, "bind"):
+        if self.base.forest is None and hasattr(self.base.estimator, "bind"):  # a forest: nothing to bind
             self.base.estimator.bind(population)
 
 

@@ -81,9 +81,7 @@ def fit_method(settings: Settings) -> str:
     """"em" or "reciprocal" (`fusion.fit_method`; "auto": reciprocal best-pair self-training for product
     listings, whose candidate pairs are mostly siblings of one product family, EM for the rest)."""
     method = settings.fusion.fit_method
-    if method == "auto":
-        return "reciprocal" if settings.profile.name == "listing" else "em"
-    return method
+    return method if method != "auto" else "reciprocal" if settings.profile.name == "listing" else "em"
 
 
 #: Below this agreement with the weights fitted to the file, a shipped model is not trusted on it.
@@ -106,9 +104,7 @@ def needs_fit(settings: Settings, text_encoder: Any) -> bool:
     if settings.profile.name in PACKAGED_MODELS:  # the package ships a model trained for this profile
         return False
     encoders = build_encoders(settings, {"text_encoder": text_encoder})
-    if not comparisons_of(encoders):
-        return False
-    return not LearnedModel.packaged_fits(Comparator(encoders).features)
+    return bool(comparisons_of(encoders)) and not LearnedModel.packaged_fits(Comparator(encoders).features)
 
 
 def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder: Any, *,
@@ -293,10 +289,9 @@ def drift_notes(pipe: Pipeline, pairs: int = 20_000, seed: int = 0) -> list[str]
     random record pairs of the run: a comparison the model counts on that has no values here, or whose
     values agree between strangers far more or less often than in the fitted file (another population:
     its u, and so its weights, do not hold). Empty for any other model, or a file like the fitted one."""
-    model = pipe.fuser.model
-    if model is None or not isinstance(model.estimator, FellegiSunterModel) or len(pipe.store) < MIN_RECORDS:
+    fs = _estimator(pipe)
+    if not isinstance(fs, FellegiSunterModel) or len(pipe.store) < MIN_RECORDS:
         return []
-    fs = model.estimator
     rng = np.random.default_rng(seed)
     n = len(pipe.store)
     a, b = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
@@ -324,9 +319,15 @@ def bind_population(pipe: Pipeline) -> None:
     pipeline's own frequency table (term-frequency adjustments are shares of the records seen so far;
     without this, the fitted file's size stands in). A model corrected by labels forwards it to the model
     it corrects (`LabelledModel.bind`). Any other fusion: nothing to do."""
+    if hasattr(est := _estimator(pipe), "bind"):
+        est.bind(pipe.frequencies)
+
+
+def _estimator(pipe: Pipeline) -> Any:
+    """The pipeline model's estimator; None for none or a forest (its trees predict; reading `estimator`
+    would unpickle scikit-learn, ~140 MB of RSS and a second of CPU, to find no Fellegi-Sunter model)."""
     model = pipe.fuser.model
-    if model is not None and hasattr(model.estimator, "bind"):
-        model.estimator.bind(pipe.frequencies)
+    return None if model is None or model.forest is not None else model.estimator
 
 
 def _conflict_note(conflicts: dict[str, Any] | None) -> str:

@@ -154,6 +154,10 @@ def test_pipeline_is_pure_and_its_thread_limit_is_scoped(crm_file: tuple[Path, P
     def omp() -> list[int]:
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
 
+    # The packaged model predicts with numpy trees and never imports scikit-learn; load the OpenMP runtime
+    # here, as a process that also holds scikit-learn has it, so the test does not depend on test order.
+    import sklearn.ensemble  # noqa: F401
+
     before = omp()
     with Pipeline(s, art.text_encoder, art.model) as pipe:
         pipe.process(records(crm_file[0], s)[:64])

@@ -22,6 +22,7 @@ from consumer.learn.fs_fit import (
     FIT_REFIT,
     check_fit,
     fit_fellegi_sunter,
+    matches_removed,
 )
 from consumer.learn.unsupervised import FIT_FLOOR, fit_sample_size
 
@@ -220,3 +221,31 @@ def test_two_common_names_one_edit_apart_weigh_less_than_a_typo() -> None:
     assert 0 <= new[0] - old[0] < 1.5  # a typo like most of the pairs': about the fitted weight
     assert new[1] == pytest.approx(old[1] - 4.0)  # 100 records against ~2.5: -5.3 bits, bounded to -4
     assert new[2] == pytest.approx(old[2])  # the exact level: unchanged
+
+
+def test_u_is_read_from_the_random_pairs_non_matches() -> None:
+    """In a small file with many duplicates the random pairs hold matches at the rate lambda (here 0.0033,
+    a third of the strangers' exact-agreement rate): u read from them directly overstates every top level
+    (~0.0128 against the strangers' 0.01) and so understates its evidence. The fit removes them; the random
+    pairs' own shares stay in `u_random` (what `drift_notes` compares a new file's random pairs with)."""
+    rng = np.random.default_rng(5)
+    cand, random, _ = simulate(300, 0.5, seed=5)
+    lam = 150 / (300 * 299 / 2)
+    matches = rng.random(len(random)) < lam
+    random[matches] = np.stack([_draw(rng, M, int(matches.sum())) for _ in COMPS], 1)
+    fs = fit_fellegi_sunter(cand, random, COMPS, records=300)
+    assert fs.info["fit"] == FIT_OK
+    assert fs.info["matches_per_record"] == pytest.approx(0.5, abs=0.05)
+    for j in range(len(COMPS)):
+        assert fs.u_random[j][0] > 0.0118  # the raw share, matches included
+        assert fs.u[j][0] == pytest.approx(U[0], abs=0.0012)
+
+
+def test_matches_removed_inverts_the_mixture_and_keeps_a_floor() -> None:
+    u_true, m = np.array([0.01, 0.02, 0.97]), np.array([0.9, 0.08, 0.02])
+    lam = 0.004
+    mixed = (1 - lam) * u_true + lam * m
+    (back,) = matches_removed([mixed], [m], lam, random_pairs=100_000)
+    assert np.allclose(back, u_true, atol=1e-9)
+    (floored,) = matches_removed([np.array([0.001, 0.0, 0.999])], [np.array([0.9, 0.05, 0.05])], 0.01, 1000)
+    assert floored.min() > 0 and floored.sum() == pytest.approx(1.0)

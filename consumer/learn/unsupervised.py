@@ -305,7 +305,7 @@ def drift_notes(pipe: Pipeline, pairs: int = 20_000, seed: int = 0) -> list[str]
             notes.append(f"{c.feature} has no values in this file; the model was fitted on a file that had them")
             continue
         top = float((levels_of(x[:, j], c) == 0).sum() + 0.5) / float((~np.isnan(x[:, j])).sum() + 1.0)
-        ratio = top / float(fs.u[j][0])
+        ratio = top / float((fs.u_random or fs.u)[j][0])  # random pairs against random pairs
         if ratio > 4 or ratio < 0.25:
             notes.append(f"{c.feature}: strangers agree exactly {ratio:.1f} times as often as in the fitted file")
     if notes:

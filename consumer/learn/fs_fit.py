@@ -193,7 +193,7 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
             fit, reasons = FIT_FALLBACK, first + [f"after the refit: {r}" for r in second]
     share = [level_probs(g[:, j], np.ones(len(g)), c.n_levels) for j, c in enumerate(comps)]
     random_u = u
-    if fit == FIT_OK:  # a fit the checks trust: its lambda and m say how many matches the random pairs held
+    if fit == FIT_OK and len(random_x):  # a trusted fit: its lambda and m say how many matches random pairs held
         m, lam, u = _without_random_matches(patterns, counts, random_u, m, lam, total, len(random_x), max_iter, tol)
     expected = lam * total
     info = {"method": "fellegi-sunter-em", "fit": fit, "reasons": reasons, "iterations": iterations,

@@ -114,7 +114,8 @@ class SignatureStore:
     def gather_repeated(self, rows: np.ndarray, counts: np.ndarray, skip: Collection[str] = ()) -> Columns:
         """`gather(np.repeat(rows, counts), skip)`, each row copied as one block into its run of the output."""
         total = int(np.sum(counts))
-        return {name: self._zeros(arr, total) if name in self._zero else np.repeat(np.take(arr, rows, axis=0), counts, axis=0)
+        return {name: self._zeros(arr, total) if name in self._zero
+                else np.repeat(np.take(arr, rows, axis=0), counts, axis=0)
                 for name, arr in self._cols.items() if name not in skip}
 
     @staticmethod

@@ -40,10 +40,8 @@ __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "ei
 #: `desc_idf` (title.py): two descriptions' rarity-weighted overlap; `*_rarer` (person.py): the rarer name's count.
 FIT_ONLY_FEATURES = frozenset({"desc_idf", "given_rarer", "surname_rarer"})
 
-
 NAME_GATE = 0.35
-#: Profiles with their own packaged learned model (consumer/data/<stem>.pkl + .json + .forest.npz, its trees);
-#: others use the default.
+#: Profiles with their own packaged model (consumer/data/<stem>.pkl + .json + .forest.npz); others the default.
 PACKAGED_MODELS = {"listing": "fusion-listing"}
 #: Legacy per-modality rule weights (`fusion.weight_<modality>`); other modalities use `fusion.weights`.
 _LEGACY_WEIGHTS = ("text", "behaviour", "device")
@@ -126,6 +124,11 @@ class LearnedModel:
         return self._estimator
 
     @property
+    def estimator_unless_forest(self) -> Any:
+        """`estimator`, or None for a forest: its trees predict, and reading it would unpickle scikit-learn."""
+        return None if self.forest is not None else self.estimator
+
+    @property
     def used_features(self) -> tuple[str, ...]:
         return tuple(self.meta.get("used_features", self.features))
 
@@ -174,17 +177,14 @@ class LearnedModel:
 
     @classmethod
     def load(cls, path: str | Path | None = None, profile: str | None = None) -> LearnedModel:
-        """Load a model file (None = the default shipped in the package for `profile`: listings have their
-        own, `PACKAGED_MODELS`)."""
+        """Load a model file (None = the package's default for `profile`: listings have their own)."""
         try:
             if path is None:
                 stem, here = PACKAGED_MODELS.get(profile or "", "fusion-default"), resources.files("consumer") / "data"
-                blob = (here / f"{stem}.pkl").read_bytes()
-                manifest = (here / f"{stem}.json").read_bytes()
+                blob, manifest = (here / f"{stem}.pkl").read_bytes(), (here / f"{stem}.json").read_bytes()
                 trees: Any = here / f"{stem}{FOREST_SUFFIX}"
             else:
-                blob = Path(path).read_bytes()
-                manifest = _read_manifest(Path(path))
+                blob, manifest = Path(path).read_bytes(), _read_manifest(Path(path))
                 trees = forest_path(path)
             digest = hashlib.sha256(blob).hexdigest()
             _check_manifest(digest, manifest, path)

@@ -200,7 +200,8 @@ class FellegiSunterModel:
     m: list[np.ndarray]
     u: list[np.ndarray]
     lam: float
-    #: u from random pairs (the same as `u` since u is no longer re-estimated; kept for old model files).
+    #: The level shares of random pairs, matches included (`u` is their non-matches' share, `fs_fit`): what a
+    #: new file's random pairs are compared with (`drift_notes`).
     u_random: list[np.ndarray] = field(default_factory=list)
     #: Share of candidate pairs per level (reported).
     share: list[np.ndarray] = field(default_factory=list)

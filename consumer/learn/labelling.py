@@ -119,8 +119,8 @@ class LabelledModel:
 
     def bind(self, population: Any) -> None:
         """Forward the running population to a base model that reads one (Fellegi-Sunter tf adjustments)."""
-        if self.base.forest is None and hasattr(self.base.estimator, "bind"):  # a forest: nothing to bind
-            self.base.estimator.bind(population)
+        if hasattr(est := self.base.estimator_unless_forest, "bind"):
+            est.bind(population)
 
 
 def conflicts_confirmed(conflicting: np.ndarray, yes: np.ndarray) -> dict[str, Any]:

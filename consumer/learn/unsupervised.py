@@ -289,7 +289,7 @@ def drift_notes(pipe: Pipeline, pairs: int = 20_000, seed: int = 0) -> list[str]
     random record pairs of the run: a comparison the model counts on that has no values here, or whose
     values agree between strangers far more or less often than in the fitted file (another population:
     its u, and so its weights, do not hold). Empty for any other model, or a file like the fitted one."""
-    fs = _estimator(pipe)
+    fs = pipe.fuser.model.estimator_unless_forest if pipe.fuser.model is not None else None
     if not isinstance(fs, FellegiSunterModel) or len(pipe.store) < MIN_RECORDS:
         return []
     rng = np.random.default_rng(seed)
@@ -319,15 +319,9 @@ def bind_population(pipe: Pipeline) -> None:
     pipeline's own frequency table (term-frequency adjustments are shares of the records seen so far;
     without this, the fitted file's size stands in). A model corrected by labels forwards it to the model
     it corrects (`LabelledModel.bind`). Any other fusion: nothing to do."""
-    if hasattr(est := _estimator(pipe), "bind"):
-        est.bind(pipe.frequencies)
-
-
-def _estimator(pipe: Pipeline) -> Any:
-    """The pipeline model's estimator; None for none or a forest (its trees predict; reading `estimator`
-    would unpickle scikit-learn, ~140 MB of RSS and a second of CPU, to find no Fellegi-Sunter model)."""
     model = pipe.fuser.model
-    return None if model is None or model.forest is not None else model.estimator
+    if model is not None and hasattr(est := model.estimator_unless_forest, "bind"):
+        est.bind(pipe.frequencies)
 
 
 def _conflict_note(conflicts: dict[str, Any] | None) -> str:

@@ -83,7 +83,8 @@ def pipeline_with_labels(input_path: str, s: Settings, fmt: str | None, labels_p
         print(f"warning: {warning}", file=sys.stderr)
     text = load_text_encoder(s, encode_in_background=True) if needs_text_model(s) else None
     image = load_image_encoder(s, encode_in_background=True) if needs_image_model(s) else None
-    pipe = build_pipeline(s, text_encoder=text, model=fit.model, image_encoder=image, encode_in_background=True)
+    pipe = build_pipeline(s, text_encoder=text, model=fit.model, image_encoder=image, encode_in_background=True,
+                          hold_index_only=False)  # a batch run: see `Pipeline`
     from consumer.learn.unsupervised import bind_population
 
     bind_population(pipe)

@@ -84,6 +84,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from consumer.engine.rowmap import RowMap
 from consumer.store.record_state import cluster_id_for
 
 __all__ = ["ClusterState", "Assignment", "Guards", "PairScorer", "cluster_id_for", "partner_mode", "size_penalty",
@@ -171,7 +172,7 @@ class ClusterState:
     """row -> cluster (its founding row) and cluster -> member rows."""
 
     def __init__(self) -> None:
-        self.cluster_of: dict[int, int] = {}
+        self.cluster_of = RowMap()  # a dict's interface, 8 bytes a row (`consumer.engine.rowmap`)
         self.members: dict[int, list[int]] = {}
 
     def size(self, cluster: int) -> int:
@@ -205,10 +206,8 @@ class ClusterState:
             self.members[row] = [row]
             return Assignment(row, "new", [], [])
         by_cluster: dict[int, list[int]] = {}
-        cluster_of = self.cluster_of
-        for j, cand in enumerate(cand_rows.tolist()):
-            c = cluster_of.get(cand)
-            if c is not None:
+        for j, c in enumerate(self.cluster_of.take(cand_rows).tolist()):
+            if c >= 0:
                 by_cluster.setdefault(c, []).append(j)
         thr = g.match_threshold
         use_scorer = scorer is not None and g.link_members > 0

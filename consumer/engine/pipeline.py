@@ -39,6 +39,7 @@ from consumer.engine.keeper import choose_canonical
 from consumer.engine.keys import key_blocker, key_bytes, merge
 from consumer.engine.pipeline_state import PersistedState
 from consumer.engine.records import Record
+from consumer.engine.rowmap import RowMap
 from consumer.engine.sources import SourceLinks
 from consumer.engine.stages import DECIDE_STAGES, StageTimer, encode_stage
 from consumer.store.memory import SignatureStore
@@ -55,14 +56,14 @@ class Pipeline(PersistedState, Erasure):
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
                  encode_in_background: bool = False, image_encoder: Any = None, variant_slots: list | None = None,
-                 index_factory: IndexFactory | None = None):
+                 index_factory: IndexFactory | None = None, hold_index_only: bool = True):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion mode) are
         loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both; and `index_factory`, the
         index of a non-embedded `index.backend`: the engine does no I/O).
         `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker thread
         beside the deciding thread, and automatic thread counts split the cores (transformer cores - 1; knn,
         BLAS and the fusion's OpenMP 1): letting both claim all 2 cores measured ~15% slower. Speed only.
-        `variant_slots`: a title's variant words (`consumer.learn.variants`); None: the model's own."""
+        `variant_slots`: a title's variant words; None: the model's own. `hold_index_only`: `SignatureStore.drop`."""
         self.settings = settings
         self.encode_in_background = encode_in_background
         cores = usable_cores()
@@ -88,12 +89,13 @@ class Pipeline(PersistedState, Erasure):
         #: Exact-key candidates beside the index (None when no encoder declares a key, or `index.key_cap` 0).
         self.keys = key_blocker([k for c in contribs for k in c.keys], settings.index.key_cap)
         self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
-        self.store = SignatureStore()
+        self.store = SignatureStore(drop=() if hold_index_only else
+                                    self.comparator.unused_columns - {self.blocker.spec[0].column})
         #: A labelled model's answers (`consumer.engine.answers`): answered pairs score as answered.
         self.answers = Answers.of(model.meta, self.store.record_ids) if model is not None else None
         self.sources = SourceLinks.of(settings)  # a file joining sources: linked across them only
         self.clusters = ClusterState()
-        self.canonical: dict[int, int] = {}
+        self.canonical = RowMap()  # cluster -> its keeper row
         #: Owns every stage time (`timer.totals()`; the service diffs it per batch with `timer.since`).
         self.timer = StageTimer()
         self._encode_lock = threading.Lock()
@@ -169,8 +171,7 @@ class Pipeline(PersistedState, Erasure):
 
         return threadpool_limits(limits=1 if self.encode_in_background else None)
 
-    def process_stream(self, batches: Iterable[Sequence[Record]]) -> Iterator[tuple[Sequence[Record],
-                                                                                   list[Decision]]]:
+    def process_stream(self, batches: Iterable[Sequence[Record]]) -> Iterator[tuple[Sequence[Record], list[Decision]]]:
         """`process` over consecutive batches, encoding batch i+1 in a worker thread while batch i is
         decided. Same decisions as calling `process` batch by batch (the encoders are deterministic and
         batch-invariant and the worker encodes strictly in order); it overlaps the transformer, which
@@ -279,9 +280,7 @@ class Pipeline(PersistedState, Erasure):
         if ids == encoded.record_ids:
             return None
         pos = {rid: i for i, rid in enumerate(encoded.record_ids)}
-        if any(rid not in pos for rid in ids):
-            return False
-        return np.array([pos[rid] for rid in ids], np.int64)
+        return False if any(rid not in pos for rid in ids) else np.array([pos[rid] for rid in ids], np.int64)
 
     def _ahead_for(self, encoded: Encoded | None) -> Search | None:
         """The search started ahead for this batch, if any (used once)."""

@@ -291,7 +291,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     adapt = adapts(settings)
     if not adapt and not needs_fit(settings, text):
         image = load_image_encoder(settings, encode_in_background=True) if needs_image_model(settings) else None
-        pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True)
+        pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True,
+                              hold_index_only=False)
         bind_population(pipe)  # a given Fellegi-Sunter model reads this run's record count
         return pipe
     shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
@@ -315,12 +316,12 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
             summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc),
                              "variant_words": len(slots)}
             return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                  encode_in_background=True)
+                                  encode_in_background=True, hold_index_only=False)
         log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
         summary.model = {"fusion": "rule", "reason": str(exc), "variant_words": len(slots)}
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
         return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True,
-                              variant_slots=slots)
+                              variant_slots=slots, hold_index_only=False)
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
                                          "matches_per_record", "size_prior", "photos", "photo_cut") if k in model.meta}
@@ -336,7 +337,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
                              "photo_cut": model.meta.get("photo_cut"),
                              "fit_stage_seconds": fitted["fit_stage_seconds"]}
             return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                             encode_in_background=True), cands)
+                                             encode_in_background=True, hold_index_only=cands is not None), cands)
         summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
                          "agreement": agreement,
                          "note": "this file looks unlike the shipped model's training data: a pair is a match "
@@ -349,7 +350,9 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     if isinstance(summary.model, dict):
         summary.model["fit_seconds"] = round(time.perf_counter() - fit_start, 3)
         summary.model["variant_words"] = model.meta.get("variant_words", 0)
-    pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True)
+    # A replay assembles index vectors from stored rows when it ends early (`consumer.engine.replay`).
+    pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True,
+                          hold_index_only=cands is not None)
     bind_population(pipe)
     return _replaying(pipe, cands)
 

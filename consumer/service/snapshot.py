@@ -52,7 +52,7 @@ def save_snapshot(pipe: Pipeline, position: int, directory: str | Path, meta: di
     ids = [rid.encode("utf-8", "surrogatepass") for rid in store.record_ids]
     lengths = np.fromiter((len(b) for b in ids), np.int64, count=n)
     # -1: an erased row's tombstone (no id, zeroed columns, deleted in the graph: nothing of it is written)
-    cluster_of = np.fromiter((pipe.clusters.cluster_of.get(r, -1) for r in range(n)), np.int64, count=n)
+    cluster_of = pipe.clusters.cluster_of.take(np.arange(n))
     canonical = np.full(n, -1, np.int64)
     for c, k in pipe.canonical.items():
         canonical[c] = k

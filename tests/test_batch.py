@@ -168,3 +168,25 @@ def test_a_file_fitted_whole_is_read_once_with_the_same_rejects(profile: str, tm
     decided = [json.loads(x)["record_id"] for x in out.read_text().splitlines()]
     assert decided == [r.record_id for _, r in expected if not isinstance(r, batch.Rejected)]
     assert summary.rejected == 2 and summary.records == len(good)
+
+
+def test_batch_keeps_one_copy_of_the_index_only_vectors_and_decides_the_same(tmp_path: Path) -> None:
+    """`dedup batch` never assembles an index vector from stored rows, so its store drops the columns only the
+    index reads (the HNSW graph holds them, weighted, in the composite vector): 320 of a CRM record's 1,112
+    bytes. The keeper's centroid column stays, and every decision is the one a store holding them makes."""
+    from consumer.generate import write_crm
+    from consumer.io.artifacts import build_pipeline
+
+    write_crm(tmp_path / "crm.csv", tmp_path / "truth.csv", 600, 7)
+    s = load_settings(env={})
+    _, pipe = run_batch(tmp_path / "crm.csv", tmp_path / "a.jsonl", s, progress=False)
+    held = build_pipeline(s, text_encoder=pipe.text, encode_in_background=True)  # as `dedup run` builds it
+    _, held = run_batch(tmp_path / "crm.csv", tmp_path / "b.jsonl", s, progress=False, pipeline=held)
+    index_only = held.comparator.unused_columns
+    assert index_only and index_only <= set(held.store.column_names())
+    assert not index_only & set(pipe.store.column_names())
+    assert pipe.blocker.spec[0].column in pipe.store.column_names()  # the keeper's centroid
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert list(pipe.final_clusters()) == list(held.final_clusters())
+    pipe.close()
+    held.close()

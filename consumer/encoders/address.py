@@ -2,7 +2,9 @@
 
 A plug-in modality (docs/extending.md) used by the built-in `person` profile. Each part is its own
 comparison feature with Fellegi-Sunter levels (`Feature.levels`), because the parts fail independently:
-a typo in the street leaves the number and postcode intact, a move changes all of them together. Street
+a typo in the street leaves the number and postcode intact, a move changes all of them together. Among
+non-matches they agree together (people sharing a home), so they form one `Feature.joint` group: the fit
+weighs a whole shared address by what the file says it is worth (`consumer.learn.joint`). Street
 types are folded to one spelling first ("st" / "str" -> "street", "rd" -> "road", "cres" -> "crescent"),
 so an abbreviation is no difference at all; typos are left to the field comparison (one edit apart, or
 trigram overlap). A part missing on either side is NaN: no evidence, never disagreement.
@@ -91,7 +93,7 @@ class AddressEncoder:
         return Contribution(
             roles=ROLES,
             columns=(*[c for f in PARTS for c in field_columns(f)], "addr_vec"),
-            features=tuple(Feature(f, levels=levels) for f, (_, levels) in PARTS.items()),
+            features=tuple(Feature(f, levels=levels, joint="address") for f, (_, levels) in PARTS.items()),
             scores=(Score("address"),),
             index=(IndexVector("addr_vec", ADDR_VEC, 1.0),),
             index_only=("addr_vec",),

@@ -55,6 +55,10 @@ class Feature:
     #: The rarer-value rarity (`Rarity.rarer`) that adjusts the second level's weight (one edit apart):
     #: two common names one edit apart are two names, a name and its typo one (`consumer.learn.fellegi_sunter`).
     tf_near: str | None = None
+    #: Parts of one thing that agree together among non-matches though they fail apart among matches (the
+    #: parts of an address, shared by a household): features naming the same group have their summed
+    #: Fellegi-Sunter weight capped where all agree, at what the file says that is worth (`consumer.learn.joint`).
+    joint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -324,7 +324,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
                               variant_slots=slots, hold_index_only=False)
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
-                                         "matches_per_record", "size_prior", "photos", "photo_cut") if k in model.meta}
+                                         "matches_per_record", "size_prior", "joint", "photos", "photo_cut")
+              if k in model.meta}
     fitted["fit_stage_seconds"] = {k: round(v, 3) for k, v in model.meta.get("fit_stage_seconds", {}).items()}
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)

@@ -24,7 +24,7 @@ for a null level: a missing value is no evidence); its probability is the logist
 rare value says more than on a common one: for comparisons with a term-frequency feature the exact level's
 u is replaced by the value's share of the records (Splink's term-frequency adjustment). One edit apart, the
 rarer of the two values tells a typo (held once) from two names (Schmitt / Schmidt, each held by dozens):
-`fit_near_count`.
+`consumer.learn.fs_fit.fit_near_count`.
 
 The fit is checked before it is used (`consumer/learn/fs_fit.py`: a plausible number of matches, agreement is
 evidence for a match), re-seeded from a deterministic rule when it fails, and replaced by stated default
@@ -43,9 +43,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from consumer.engine.frequencies import MIN_RECORDS as FREQ_SCALE
+from consumer.learn.joint import joint_excess
 
 __all__ = ["Comparison", "FellegiSunterModel", "Population", "levels_of", "estimate_u", "default_m",
-           "pattern_counts", "match_mass", "run_em", "fit_reciprocal", "reciprocal_best", "fit_near_count"]
+           "pattern_counts", "match_mass", "run_em", "fit_reciprocal", "reciprocal_best"]
 
 #: Smoothing of level counts (pseudo-pairs per level), so an unseen level never has probability 0.
 SMOOTH = 0.5
@@ -213,6 +214,9 @@ class FellegiSunterModel:
     #: matches at its second level (one edit apart, `fit_near_count`); a pair there loses the bits by which
     #: its rarer value is more common than that. Empty: no adjustment (a model fitted before it existed).
     near_count: dict[str, float] = field(default_factory=dict)
+    #: Parts of one thing that agree together among non-matches (an address): group -> (its comparisons, the
+    #: bits their sum is capped at where every stated part agrees), read from the file (`consumer.learn.joint`).
+    joint: dict[str, tuple[tuple[str, ...], float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.population: Population | None = None
@@ -225,6 +229,7 @@ class FellegiSunterModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("records", 0)  # model files written before the fields existed
         state.setdefault("near_count", {})
+        state.setdefault("joint", {})
         state.setdefault("population", None)
         self.__dict__.update(state)
 
@@ -276,6 +281,9 @@ class FellegiSunterModel:
             if typical:  # log2(typical count / this pair's count of its rarer value), second level only
                 near = np.log2(typical) - x[:, col].astype(np.float64) / np.log(2.0)
                 w += np.where((g[:, j] == 1) & np.isfinite(near), np.clip(near, -TF_CLIP, TF_CLIP), 0.0)
+        names = [c.feature for c in self.comparisons]
+        for parts, cap in self.joint.values():
+            w -= joint_excess(g, self.m, self.u, [names.index(f) for f in parts], cap)
         return w
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -293,34 +301,6 @@ class FellegiSunterModel:
                              "weight": round(float(np.log2(self.m[j][i] / self.u[j][i])), 3),
                              "share": round(float(self.share[j][i]), 4) if self.share else None})
         return rows
-
-
-def fit_near_count(model: FellegiSunterModel, x: np.ndarray) -> dict[str, float]:
-    """For each comparison with a `tf_near` feature: the typical number of records holding the rarer value
-    of the pairs at its second level (one edit apart), weighted by each pair's match probability under
-    `model` (a geometric mean); `x`: the candidate pairs' features in `model.inputs` order, the `tf_near`
-    features after them.
-
-    Why: a typo makes a value held once, so among true pairs one edit apart the rarer value is held by one
-    or two records (RLdata10000: 343 of 349 given names), while two names one edit apart that dozens of
-    records hold (Schmitt / Schmidt, Andrea / Andreas: 39 to 135 each) are two names, and were 14 of that
-    file's 27 false pairs. A pair at that level then weighs log2(typical count / its rarer value's count)
-    bits more (bounded by `TF_CLIP`), as the exact level's term-frequency adjustment does for a common
-    name: a pair whose rarer value is as rare as the matches' keeps the fitted weight. Read from the file
-    itself, no setting."""
-    p = model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
-    out: dict[str, float] = {}
-    for j, col in model.near_columns():
-        c = model.comparisons[j]
-        if c.n_levels < 3:  # no level between exact and the rest
-            continue
-        logc = x[:, col].astype(np.float64)
-        at = (levels_of(x[:, j], c) == 1) & np.isfinite(logc)
-        weight = p[at]
-        if weight.sum() < 1.0:  # under one expected match at the level: nothing to read
-            continue
-        out[c.feature] = float(np.exp((weight * logc[at]).sum() / weight.sum()))
-    return out
 
 
 def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -29,9 +29,9 @@ from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
 from consumer.learn.agreement import reference_agreement
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_near_count, fit_reciprocal, levels_of
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
 from consumer.learn.fit_pass import FitPass
-from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter
+from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter, fit_near_count
 from consumer.learn.photo_cut import photo_info
 from consumer.learn.sampling import (
     FIT_FLOOR,
@@ -139,7 +139,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.records = population
         fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, features, vec.conflict))
     else:
-        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records))
+        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records), joint=vec.joint)
         x = vec.all_x[:, [features.index(f) for f in fs.inputs]]  # the candidate pairs as the model reads them
         fs.near_count = fit_near_count(fs, x)
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
@@ -182,6 +182,7 @@ class _Vectors:
     conflict: np.ndarray | None  # the comparator's conflicts on those pairs (None: the profile has none)
     vetoes: frozenset[str]  # the comparisons with a declared conflict value (`Feature.conflict`)
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # the pass's stage timer
+    joint: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # `Feature.joint` groups
 
 
 def _comparison_vectors(records: Sequence[Record], settings: Settings, text_encoder: Any, random_pairs: int,
@@ -235,8 +236,11 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
     finally:
         pipe.close()
     vetoes = frozenset(features[j] for j, _ in pipe.comparator.conflict_columns)
+    joint: dict[str, list[str]] = {}
+    for f in (f for e in pipe.encoders for f in e.contribution.features if f.joint and f.levels):
+        joint.setdefault(f.joint, []).append(f.name)
     return _Vectors(comps, features, cand_x, random_x, left, right, all_x, pipe.comparator.conflicts(all_x),
-                    vetoes, pipe.timer.totals())
+                    vetoes, pipe.timer.totals(), joint)
 
 
 def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b: np.ndarray) -> np.ndarray:

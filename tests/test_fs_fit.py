@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m, fit_near_count
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m
 from consumer.learn.fs_fit import (
     DEFAULT_MATCHES_PER_RECORD,
     FIT_FALLBACK,
@@ -22,6 +22,7 @@ from consumer.learn.fs_fit import (
     FIT_REFIT,
     check_fit,
     fit_fellegi_sunter,
+    fit_near_count,
     matches_removed,
 )
 from consumer.learn.unsupervised import FIT_FLOOR, fit_sample_size

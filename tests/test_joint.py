@@ -79,3 +79,15 @@ def fs_levels(cand: np.ndarray) -> np.ndarray:
     from consumer.learn.fellegi_sunter import gamma
 
     return gamma(cand, COMPS)
+
+
+def test_explain_model_says_what_a_whole_agreement_is_capped_at() -> None:
+    from consumer.engine.fusion import LearnedModel
+    from consumer.learn.unsupervised import explain_model
+
+    cand, random, _ = simulate(households=800)
+    fs = fit_fellegi_sunter(cand, random, COMPS, records=4000, joint=JOINT)
+    cap = fs.joint["address"][1]
+    text = explain_model(LearnedModel(fs, tuple(fs.inputs), {}))
+    assert f"address: where every stated part of number, street, postcode agrees, their weights sum to at most " \
+           f"{cap:.2f} bits" in text

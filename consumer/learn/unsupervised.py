@@ -382,6 +382,9 @@ def explain_model(model: LearnedModel) -> str:
                      "value, typical that of the likely matches ("
                      + ", ".join(f"{f} {n:.1f}" for f, n in est.near_count.items())
                      + "): two common names one edit apart are two names")
+    for name, (parts, cap) in est.joint.items():
+        lines.append(f"{name}: where every stated part of {', '.join(parts)} agrees, their weights sum to at most "
+                     f"{cap:.2f} bits (what the file says a whole agreement is worth among non-matches)")
     lines.append(f"{'comparison':<22}{'level':<10}{'m':>9}{'u':>10}{'weight':>8}  {'share':>6}  bits")
     for row in est.explain():
         w = row["weight"]

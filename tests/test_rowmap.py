@@ -60,3 +60,16 @@ def test_items_is_a_copy_so_the_map_may_change_while_it_is_walked() -> None:
         m.pop(k)
         m[k + 100] = k
     assert len(m) == 10 and min(m) == 100
+
+
+def test_assign_sets_many_rows_as_setting_each_would() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.choice(5000, 700, replace=False)
+    values = rng.integers(0, 5000, 700)
+    bulk, one = RowMap({3: 1, 9999: 2}), RowMap({3: 1, 9999: 2})
+    bulk.assign(rows, values)
+    for r, v in zip(rows.tolist(), values.tolist()):
+        one[r] = v
+    assert bulk == one and len(bulk) == len(one)
+    with pytest.raises(ValueError):
+        bulk.assign(np.array([1]), np.array([-1]))

@@ -131,13 +131,13 @@ def load_snapshot(pipe: Pipeline, directory: str | Path, expect: dict[str, Any])
         pipe.store.append(ids, cols, completeness, recency)
         cl = pipe.clusters
         live = np.flatnonzero(cluster_of >= 0)
-        cl.cluster_of.update(zip(live.tolist(), cluster_of[live].tolist()))
+        cl.cluster_of.assign(live, cluster_of[live])
         order = live[np.argsort(cluster_of[live], kind="stable")]
         keys, starts = np.unique(cluster_of[order], return_index=True)
         for key, part in zip(keys.tolist(), np.split(order, starts[1:])):
             cl.members[key] = part.tolist()
         has = np.flatnonzero(canonical >= 0)
-        pipe.canonical.update(zip(has.tolist(), canonical[has].tolist()))
+        pipe.canonical.assign(has, canonical[has])
         live_cols = {k: v[live] for k, v in cols.items()}
         pipe.frequencies.observe(live_cols)
         if pipe.keys is not None:  # exact-key candidates: the table rebuilds from the live rows' key columns

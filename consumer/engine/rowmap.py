@@ -52,13 +52,17 @@ class RowMap(MutableMapping[int, int]):
     def __setitem__(self, key: int, value: int) -> None:
         if key < 0 or value < 0:
             raise ValueError(f"rows are >= 0, not {key} -> {value}")
-        if key >= len(self._a):
-            grown = np.full(max(2 * len(self._a), int(key) + 1), _ABSENT, np.int64)
-            grown[: len(self._a)] = self._a
-            self._a = grown
+        self._hold(int(key))
         if self._a[key] == _ABSENT:
             self._n += 1
         self._a[key] = value
+
+    def _hold(self, row: int) -> None:
+        """Grow the array (doubling) so that `row` has a slot."""
+        if row >= len(self._a):
+            grown = np.full(max(2 * len(self._a), row + 1), _ABSENT, np.int64)
+            grown[: len(self._a)] = self._a
+            self._a = grown
 
     def __delitem__(self, key: int) -> None:
         if key not in self:
@@ -104,10 +108,7 @@ class RowMap(MutableMapping[int, int]):
             return
         if rows.min() < 0 or values.min() < 0:
             raise ValueError("rows are >= 0")
-        if int(rows.max()) >= len(self._a):
-            grown = np.full(max(2 * len(self._a), int(rows.max()) + 1), _ABSENT, np.int64)
-            grown[: len(self._a)] = self._a
-            self._a = grown
+        self._hold(int(rows.max()))
         self._a[rows] = values
         self._n = int(np.count_nonzero(self._a != _ABSENT))
 

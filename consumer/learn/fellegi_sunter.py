@@ -43,10 +43,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from consumer.engine.frequencies import MIN_RECORDS as FREQ_SCALE
-from consumer.learn.joint import joint_excess
 
 __all__ = ["Comparison", "FellegiSunterModel", "Population", "levels_of", "estimate_u", "default_m",
-           "pattern_counts", "match_mass", "run_em", "fit_reciprocal", "reciprocal_best"]
+           "pattern_counts", "match_mass", "log_bf", "run_em", "fit_reciprocal", "reciprocal_best", "all_agree",
+           "joint_excess"]
 
 #: Smoothing of level counts (pseudo-pairs per level), so an unseen level never has probability 0.
 SMOOTH = 0.5
@@ -149,19 +149,37 @@ def pattern_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return g[first], counts.astype(np.float64)
 
 
-def _log_bf(patterns: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray]) -> np.ndarray:
-    """Natural-log Bayes factor of each pattern (null levels add 0)."""
+def log_bf(patterns: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
+            cols: Sequence[int] | None = None) -> np.ndarray:
+    """Natural-log Bayes factor of each pattern (null levels add 0), over `cols` only when given."""
     out = np.zeros(len(patterns))
-    for j in range(patterns.shape[1]):
+    for j in range(patterns.shape[1]) if cols is None else cols:
         lv = patterns[:, j]
         out += np.where(lv >= 0, np.log(m[j] / u[j])[np.maximum(lv, 0)], 0.0)
+    return out
+
+
+def all_agree(g: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Pairs whose every stated comparison of `idx` is at its exact level (0), two stated at least: the pattern
+    a `consumer.learn.joint` group is capped at."""
+    lv = g[:, list(idx)]
+    return ((lv <= 0).all(axis=1)) & ((lv >= 0).sum(axis=1) >= 2)
+
+
+def joint_excess(g: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray], idx: Sequence[int],
+                 cap: float) -> np.ndarray:
+    """Bits by which each pair's comparisons `idx` sum above `cap` where every stated one agrees (else 0)."""
+    sel = all_agree(g, idx)
+    out = np.zeros(len(g))
+    if sel.any():
+        out[sel] = np.maximum(log_bf(g[sel], m, u, idx) / np.log(2.0) - cap, 0.0)
     return out
 
 
 def match_mass(patterns: np.ndarray, counts: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
                lam: float) -> np.ndarray:
     """Expected number of matches per pattern (its count times its posterior match probability)."""
-    w = np.log(lam / (1 - lam)) + _log_bf(patterns, m, u)
+    w = np.log(lam / (1 - lam)) + log_bf(patterns, m, u)
     return counts / (1.0 + np.exp(-np.clip(w, -60, 60)))
 
 

@@ -17,7 +17,8 @@ then log2 of (matches / (lambda x pairs)) / (non-matches / ((1 - lambda) x pairs
 at that pattern has its parts' summed weight capped at it (never raised: where the parts' sum is below it,
 independence was not what overstated the pair). Nothing is chosen: where non-matches hardly ever share a
 whole address (FEBRL), the estimate is far above the parts' sum and nothing changes; non-matches counted
-are floored at half a pair, the smoothing of the fit's random-pair levels.
+are floored at half a pair, the smoothing of the fit's random-pair levels (`SMOOTH`). The cap is applied
+by `FellegiSunterModel.match_weight` (`joint_excess`).
 """
 
 from __future__ import annotations
@@ -26,26 +27,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from consumer.learn.fellegi_sunter import SMOOTH, all_agree, joint_excess, log_bf
+
 __all__ = ["MIN_PAIRS", "all_agree", "fit_joint", "joint_excess"]
 
 #: Candidate pairs at the all-agree pattern below which the fit says nothing about it.
 MIN_PAIRS = 10
-#: Non-matches at that pattern are floored at half a pair (as the fit's levels are at half a random pair).
-SMOOTH = 0.5
-
-
-def all_agree(g: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """Pairs whose every stated part of `idx` is at its exact level (0), two parts stated at least."""
-    lv = g[:, list(idx)]
-    return ((lv <= 0).all(axis=1)) & ((lv >= 0).sum(axis=1) >= 2)
-
-
-def _log2_bf(g: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray], idx: Sequence[int]) -> np.ndarray:
-    out = np.zeros(len(g))
-    for j in idx:
-        bf = np.log2(m[j] / u[j])
-        out += np.where(g[:, j] >= 0, bf[np.maximum(g[:, j], 0)], 0.0)
-    return out
 
 
 def fit_joint(g: np.ndarray, features: Sequence[str], m: Sequence[np.ndarray], u: Sequence[np.ndarray], lam: float,
@@ -63,9 +50,9 @@ def fit_joint(g: np.ndarray, features: Sequence[str], m: Sequence[np.ndarray], u
         sel = all_agree(g, idx)
         if int(sel.sum()) < MIN_PAIRS:
             continue
-        # The other comparisons' evidence, natural log: the EM below is over the share of matches at the pattern.
+        # The other comparisons' evidence (natural log): the EM below is over the share of matches at the pattern.
         other = [j for j in range(len(features)) if j not in idx]
-        ev = _log2_bf(g[sel], m, u, other) * np.log(2.0)
+        ev = log_bf(g[sel], m, u, other)
         share = 0.5
         for _ in range(max_iter):
             p = 1.0 / (1.0 + np.exp(-np.clip(np.log(share / (1.0 - share)) + ev, -50.0, 50.0)))
@@ -79,15 +66,6 @@ def fit_joint(g: np.ndarray, features: Sequence[str], m: Sequence[np.ndarray], u
         caps[name] = (tuple(features[j] for j in idx), cap)
         report[name] = {"pairs": int(sel.sum()), "matches": round(matches, 1), "non_matches": round(non, 1),
                         "cap_bits": round(cap, 2),
-                        "parts_bits": round(float(np.median(_log2_bf(g[sel], m, u, idx))), 2)}
+                        "parts_bits": round(float(np.median(log_bf(g[sel], m, u, idx)) / np.log(2.0)), 2)}
     return caps, report
 
-
-def joint_excess(g: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray], idx: Sequence[int],
-                 cap: float) -> np.ndarray:
-    """Bits by which each pair's parts `idx` sum above `cap` where every stated part agrees (else 0)."""
-    sel = all_agree(g, idx)
-    out = np.zeros(len(g))
-    if sel.any():
-        out[sel] = np.maximum(_log2_bf(g[sel], m, u, idx) - cap, 0.0)
-    return out

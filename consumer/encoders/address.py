@@ -72,6 +72,8 @@ def _code(text: str) -> str:
     return fold(text).replace(" ", "").replace(",", "")
 
 
+#: The parts the address vector reads, in order (`AddressEncoder._vector`).
+VECTOR_ROLES = ("street_number", "address_1", "address_2", "suburb", "postcode")
 NORMALISE = {"street_number": _code, "address_1": street_canonical, "address_2": street_canonical,
              "suburb": city_canonical, "postcode": _code, "state": _code}
 
@@ -82,7 +84,7 @@ class AddressEncoder:
     def __init__(self, hash_key: str):
         self._hash = KeyedHasher(hash_key)
         self._fields = FieldCodec(self._hash)
-        self._vec = lru_cache(maxsize=100_000)(self._vector)
+        self._part = lru_cache(maxsize=100_000)(self._part_uncached)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> AddressEncoder:
@@ -110,26 +112,41 @@ class AddressEncoder:
         for feature, (role, _) in PARTS.items():
             values = [r.role(role) for r in records]
             cols.update(self._fields.encode(values, feature, NORMALISE[role]))
-        vec = np.zeros((len(records), ADDR_VEC), np.float16)
-        for i, r in enumerate(records):
-            key = tuple(r.role(role) for role in ("street_number", "address_1", "address_2", "suburb", "postcode"))
-            if any(key):
-                vec[i] = self._vec(key)
-        cols["addr_vec"] = vec
+        cols["addr_vec"] = self._vectors([tuple(r.role(role) for role in VECTOR_ROLES) for r in records]
+                                         ).astype(np.float16)
         return cols
 
-    def _vector(self, key: tuple[str, ...]) -> np.ndarray:
-        """Hashed character-trigram counts of the address (number, streets, suburb, postcode), L2-normed."""
-        number, line1, line2, suburb, postcode = key
-        text = " ".join(p for p in (_code(number), street_canonical(line1), street_canonical(line2),
-                                    city_canonical(suburb), _code(postcode)) if p)
-        v = np.zeros(ADDR_VEC, np.float32)
-        if text:
-            padded = f"  {text} "
-            hashes = np.array([self._hash("av:" + padded[j: j + 3]) for j in range(len(padded) - 2)], np.int64)
-            v = np.bincount(hashes % ADDR_VEC, minlength=ADDR_VEC).astype(np.float32)
-            v /= float(np.linalg.norm(v))
+    def _vectors(self, keys: Sequence[tuple[str, ...]]) -> np.ndarray:
+        """Per record, the hashed character-trigram counts of its address (number, streets, suburb, postcode:
+        the stated parts, normalised, joined by spaces, padded "  text "), L2-normed; zeros without one.
+        Counted part by part: each part's own trigrams (" part ", cached per value: suburbs, postcodes and
+        street names repeat), the text's first one and those across two parts' boundary: the same counts as
+        the joined text's, and integers, so the norms are exact in any order."""
+        h = self._hash.get
+        owner: list[int] = []
+        slots: list[np.ndarray] = []
+        for i, key in enumerate(keys):
+            parts = [p for p in (self._part(role, raw) for role, raw in zip(VECTOR_ROLES, key) if raw) if p[0]]
+            if not parts:
+                continue
+            edges = [h("av:  " + parts[0][0][0])] + [h("av:" + a[-1] + " " + b[0])
+                                                     for (a, _), (b, _) in zip(parts, parts[1:])]
+            for own in (np.array(edges, np.int64) % ADDR_VEC, *(own for _, own in parts)):
+                slots.append(own)
+                owner.append(i)
+        v = np.zeros((len(keys), ADDR_VEC), np.float32)
+        if slots:
+            at = np.repeat(np.array(owner, np.int64), [len(s) for s in slots]) * ADDR_VEC + np.concatenate(slots)
+            v = np.bincount(at, minlength=len(keys) * ADDR_VEC).reshape(len(keys), ADDR_VEC).astype(np.float32)
+            norm = np.sqrt((v * v).sum(axis=1))
+            np.divide(v, norm[:, None], out=v, where=norm[:, None] > 0)
         return v
+
+    def _part_uncached(self, role: str, raw: str) -> tuple[str, np.ndarray]:
+        """One address part normalised, and the vector slots of its own trigrams (those of " part ")."""
+        text = NORMALISE[role](raw) if raw else ""
+        padded, h = f" {text} ", self._hash.get
+        return text, np.array([h("av:" + padded[j: j + 3]) for j in range(len(padded) - 2)], np.int64) % ADDR_VEC
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

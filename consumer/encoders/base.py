@@ -237,11 +237,13 @@ class KeyedHasher:
 
     def __init__(self, key: str):
         self._key = hashlib.blake2b(key.encode("utf-8"), digest_size=32).digest()
-        # Fragments (trigrams, tokens) repeat endlessly across records: cache their hashes.
-        self._cached = lru_cache(maxsize=1 << 19)(self._hash)
+        # Fragments (trigrams, tokens) repeat endlessly across records: cache their hashes. `get` is the
+        # cache itself: an encoder's loop over a record's grams calls it directly, without the Python frame
+        # of `__call__` (2.3M calls per 50,000 person names, the frame about half of each call).
+        self.get = lru_cache(maxsize=1 << 19)(self._hash)
 
     def __call__(self, text: str) -> int:
-        return self._cached(text)
+        return self.get(text)
 
     def _hash(self, text: str) -> int:
         h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4, key=self._key).digest(),

@@ -42,8 +42,9 @@ def _trigram_bits(hasher: KeyedHasher, prefix: str, text: str) -> np.ndarray:
     padded = f"  {text} "
     width = 64 * BIT_WORDS
     mask = 0
+    h, prefix = hasher.get, prefix + "g:"
     for i in range(len(padded) - 2):
-        mask |= 1 << (hasher(prefix + "g:" + padded[i: i + 3]) % width)
+        mask |= 1 << (h(prefix + padded[i: i + 3]) % width)
     return np.array([(mask >> (64 * w)) & 0xFFFFFFFFFFFFFFFF for w in range(BIT_WORDS)], np.uint64)
 
 
@@ -53,7 +54,8 @@ def deletion_hashes(hasher: KeyedHasher, prefix: str, text: str, size: int = N_D
     if len(text) < 2:
         return out
     variants = {text} | {text[:i] + text[i + 1:] for i in range(len(text))}
-    hs = sorted({(hasher(prefix + "d:" + v) & 0xFFFF) or 1 for v in variants})[:size]
+    h, prefix = hasher.get, prefix + "d:"
+    hs = sorted({(h(prefix + v) & 0xFFFF) or 1 for v in variants})[:size]
     out[: len(hs)] = hs
     return out
 
@@ -86,10 +88,12 @@ class FieldCodec:
         bits = np.zeros((n, BIT_WORDS), np.uint64)
         dels = np.zeros((n, N_DEL), np.uint16)
         prefix = (namespace or name) + ":"
-        for i, raw in enumerate(values):
-            sig = self._sig(prefix, raw, normalise) if raw else None
-            if sig is not None:
-                h[i], bits[i], dels[i] = sig
+        sigs = [self._sig(prefix, raw, normalise) if raw else None for raw in values]
+        present = [i for i, sig in enumerate(sigs) if sig is not None]
+        if present:  # laid into the columns for the whole batch at once, not row by row
+            h[present] = [sigs[i][0] for i in present]
+            bits[present] = np.stack([sigs[i][1] for i in present])
+            dels[present] = np.stack([sigs[i][2] for i in present])
         c_h, c_bits, c_dels = field_columns(name)
         return {c_h: h, c_bits: bits, c_dels: dels}
 

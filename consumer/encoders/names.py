@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import jellyfish
 import numpy as np
@@ -36,6 +36,7 @@ TOKEN_WORDS = 2  # 128-bit character-gram signature per token
 NAME_WORDS = 4  # 256-bit trigram signature per name
 CITY_WORDS = 2
 NAME_VEC = 128  # hashed character-gram count vector of the name, for the candidate index
+NAME_BITS = 64 * NAME_WORDS
 CITY_VEC = 32
 #: Stored token "length" is only the class comparison needs: 1 (an initial), 2, or 3 = three or more letters.
 #: The real length would be a clear-text fragment of the name in every stored signature.
@@ -73,6 +74,33 @@ def _count_vec(hashes: list[int], dim: int) -> np.ndarray:
     v = np.bincount(np.array(hashes, np.int64) % dim, minlength=dim).astype(np.float32)
     n = float(np.linalg.norm(v))
     return v / n if n > 0 else v
+
+
+class _Token(NamedTuple):
+    """One distinct name token's signature (`NameEncoder._token`, cached): its columns, and its parts of
+    the record's name vector and name bits."""
+
+    keys: np.ndarray  # uint32 [N_KEYS]: nickname keys
+    phon: np.ndarray  # uint32 [2]: Metaphone, NYSIIS
+    grams: np.ndarray  # uint64 [TOKEN_WORDS]: bigram and skip-gram bits
+    nbits: int  # popcount of `grams`
+    dels: np.ndarray  # uint16 [N_DEL]: the token and its single deletions
+    init: int  # the initial
+    length: int  # 1, 2 or 3 (`LEN_CLASSES`)
+    vec: np.ndarray  # int64: the name-vector slots of its "^token$" bigrams and trigrams
+    tri: int  # NAME_BITS-wide mask of the trigrams of " token "
+
+
+def _name_vecs(n: int, rows: np.ndarray, sigs: Sequence[_Token]) -> np.ndarray:
+    """[n, NAME_VEC] L2-normed counts of each record's tokens' vector slots (zeros for a record without
+    one): character bigram+trigram counts of the tokens, order-free; typos and initials keep most of the
+    vector, which the transformer embedding does not. The counts are small integers, so the norms are exact
+    whatever the summation order: the same values as normalising record by record."""
+    slots = np.concatenate([sig.vec for sig in sigs])
+    owner = np.repeat(rows, [len(sig.vec) for sig in sigs])
+    v = np.bincount(owner * NAME_VEC + slots, minlength=n * NAME_VEC).reshape(n, NAME_VEC).astype(np.float32)
+    norm = np.sqrt((v * v).sum(axis=1))
+    return np.divide(v, norm[:, None], out=v, where=norm[:, None] > 0)
 
 
 def _popcount(a: np.ndarray) -> np.ndarray:
@@ -152,9 +180,9 @@ class NameEncoder:
             rarity=(Rarity("name_rarity", lambda cols: cols["tok_keys"][:, :, 0]),
                     Rarity("city_rarity", lambda cols: cols["city_key"])))
 
-    def _token_uncached(self, token: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    def _token_uncached(self, token: str) -> _Token:
         """Signature of one name token: keyed hashes only (no letter, no length, in clear)."""
-        h = self._hash
+        h = self._hash.get
         keys = np.zeros(N_KEYS, np.uint32)
         nick = nickname_keys(token, N_KEYS - 1)
         keys[: len(nick)] = [h("k:" + k) for k in nick]
@@ -171,8 +199,16 @@ class NameEncoder:
             variants = [token] + [token[:i] + token[i + 1:] for i in range(len(token))]
             hs = sorted({(h("d:" + v) & 0xFFFF) or 1 for v in variants})[:N_DEL]
             dels[: len(hs)] = hs
+        # The token's share of the name vector (`_name_vec`) and of the name's trigram bits: its own.
+        p = f"^{token}$"
+        vec = np.array([h("v2:" + p[j: j + 2]) for j in range(len(p) - 1)]
+                       + [h("v3:" + p[j: j + 3]) for j in range(len(p) - 2)], np.int64) % NAME_VEC
+        tri = 0
+        for g in _trigrams(token)[1:]:  # the trigrams of " token " (the name's first one is the record's)
+            tri |= 1 << (h("t:" + g) % NAME_BITS)
         # The initial as a keyed hash (only equality is ever asked of it), never the letter itself.
-        return keys, phon, grams, dels, h("i:" + token[0]) or 1
+        return _Token(keys, phon, grams, int(_popcount(grams)), dels, h("i:" + token[0]) or 1,
+                      min(len(token), LEN_CLASSES), vec, tri)
 
     def _city_uncached(self, city: str) -> tuple[int, np.ndarray, np.ndarray]:
         canon = city_canonical(city)
@@ -181,15 +217,18 @@ class NameEncoder:
         hashes = [self._hash("c:" + g) for g in _trigrams(canon)]
         return self._hash("city:" + canon), _bits(hashes, CITY_WORDS), _count_vec(hashes, CITY_VEC)
 
-    def _name_vec(self, tokens: tuple[str, ...]) -> np.ndarray:
-        """Character bigram+trigram counts of the tokens (order-free), hashed into NAME_VEC dims: typos
-        and initials keep most of the vector, which the transformer embedding does not."""
-        hashes: list[int] = []
-        for t in tokens:
-            p = f"^{t}$"
-            hashes += [self._hash("v2:" + p[j: j + 2]) for j in range(len(p) - 1)]
-            hashes += [self._hash("v3:" + p[j: j + 3]) for j in range(len(p) - 2)]
-        return _count_vec(hashes, NAME_VEC)
+    def _name_bits(self, tokens: Sequence[str], sigs: Sequence[_Token]) -> int:
+        """Hashed trigrams of the token-sorted name ("  " + sorted tokens joined by " " + " "), as a bit
+        mask: each token's own trigrams (" token ", cached with it), the name's first one, and those across
+        two neighbours' boundary. The same bits as hashing every trigram of the joined name, per record."""
+        h = self._hash.get
+        ordered = sorted(tokens)
+        mask = 1 << (h("t:  " + ordered[0][0]) % NAME_BITS)
+        for a, b in zip(ordered, ordered[1:]):
+            mask |= 1 << (h("t:" + a[-1] + " " + b[0]) % NAME_BITS)
+        for sig in sigs:
+            mask |= sig.tri
+        return mask
 
     def encode(self, records: Sequence[Record]) -> Columns:
         n = len(records)
@@ -208,26 +247,35 @@ class NameEncoder:
             "name_vec": np.zeros((n, NAME_VEC), np.float16),
             "city_vec": np.zeros((n, CITY_VEC), np.float16),
         }
+        # Per record only what is the record's own (which token sits where, the name's bits); every token's
+        # signature comes from the cache and is laid into the columns for the whole batch at once.
+        at: list[tuple[int, int]] = []
+        sigs: list[_Token] = []
+        bits = [0] * n
+        h = self._hash.get
         for i, rec in enumerate(records):
             tokens = name_tokens(rec.name)[:MAX_TOKENS]
-            for t, token in enumerate(tokens):
-                keys, phon, grams, dels, init = self._token(token)
-                cols["tok_dels"][i, t] = dels
-                cols["tok_keys"][i, t] = keys
-                cols["tok_phon"][i, t] = phon
-                cols["tok_bits"][i, t] = grams
-                cols["tok_nbits"][i, t] = _popcount(grams)
-                cols["tok_init"][i, t] = init
-                cols["tok_len"][i, t] = min(len(token), LEN_CLASSES)
             if tokens:
-                cols["name_vec"][i] = self._name_vec(tuple(sorted(tokens)))
-                cols["name_bits"][i] = _bits([self._hash("t:" + g) for g in _trigrams(" ".join(sorted(tokens)))],
-                                             NAME_WORDS)
-            cols["city_key"][i], cols["city_bits"][i], cols["city_vec"][i] = self._city(rec.city)
+                own = [self._token(t) for t in tokens]
+                at += [(i, t) for t in range(len(own))]
+                sigs += own
+                bits[i] = self._name_bits(tokens, own)
+            if rec.city:
+                key, city_bits, city_vec = self._city(rec.city)
+                if key:
+                    cols["city_key"][i], cols["city_bits"][i], cols["city_vec"][i] = key, city_bits, city_vec
             for j, value in enumerate(rec.keys[: self._n_keys]):
                 folded = fold(value).replace(" ", "")
                 if folded:
-                    cols["keys"][i, j] = (self._hash("key:" + folded), self._hash("kp:" + folded[:3]))
+                    cols["keys"][i, j] = (h("key:" + folded), h("kp:" + folded[:3]))
+        if sigs:
+            rows, slots = np.array(at, np.int64).T
+            for col, part in (("tok_keys", 0), ("tok_phon", 1), ("tok_bits", 2), ("tok_dels", 4)):
+                cols[col][rows, slots] = np.stack([sig[part] for sig in sigs])
+            for col, part in (("tok_nbits", 3), ("tok_init", 5), ("tok_len", 6)):
+                cols[col][rows, slots] = [sig[part] for sig in sigs]
+            cols["name_vec"][:] = _name_vecs(n, rows, sigs)
+            cols["name_bits"][:] = [[(m >> (64 * w)) & 0xFFFFFFFFFFFFFFFF for w in range(NAME_WORDS)] for m in bits]
         return cols
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:

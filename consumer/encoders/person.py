@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -89,12 +90,21 @@ def _phone(text: str) -> str:
     return digits[-PHONE_DIGITS:] if len(digits) >= 6 else ""
 
 
+#: The date-of-birth columns, in the order `PersonEncoder._dob_sig` gives them: the date, with day and month
+#: swapped, its year, month and day, its month number (year * 12 + month), its single deletions, the month
+#: before and after, the year before and after.
+DOB_COLUMNS = ("dob_h", "dob_swap", "dob_year", "dob_month", "dob_day", "dob_ym", "dob_dels", "dob_ym_near",
+               "dob_y_near")
+
+
 class PersonEncoder:
     name = "person"
 
     def __init__(self, hash_key: str):
         self._hash = KeyedHasher(hash_key)
         self._fields = FieldCodec(self._hash)
+        self._dob_sig = lru_cache(maxsize=100_000)(self._dob_uncached)
+        self._start = lru_cache(maxsize=100_000)(self._start_uncached)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> PersonEncoder:
@@ -126,33 +136,30 @@ class PersonEncoder:
         cols["given_short"], cols["given_starts"] = self._starts([r.role("given_name") for r in records])
         cols.update(self._fields.encode([r.role("phone") for r in records], "phone", _phone))
         n = len(records)
-        dob_h = np.zeros(n, np.uint32)
-        dob_swap = np.zeros(n, np.uint32)
-        dob_year = np.zeros(n, np.uint32)
-        dob_month = np.zeros(n, np.uint32)
-        dob_day = np.zeros(n, np.uint32)
-        dob_dels = np.zeros((n, 9), np.uint16)
-        dob_ym = np.zeros(n, np.uint32)  # the month number (year * 12 + month)
-        dob_ym_near = np.zeros((n, 2), np.uint32)  # the month before and after
-        dob_y_near = np.zeros((n, 2), np.uint32)  # the year before and after
-        for i, r in enumerate(records):
-            d = dob_canonical(r.role("date_of_birth"))
-            if d:
-                dob_h[i] = self._hash("dob:" + d)
-                dob_swap[i] = self._hash("dob:" + d[:4] + d[6:] + d[4:6])  # day and month swapped
-                dob_year[i] = self._hash("doby:" + d[:4])
-                dob_month[i] = self._hash("dobm:" + d[4:6])
-                dob_day[i] = self._hash("dobd:" + d[6:])
-                dob_dels[i] = deletion_hashes(self._hash, "dob:", d, 9)
-                y, mo = int(d[:4]), int(d[4:6])
-                ym = y * 12 + mo - 1
-                dob_ym[i] = self._hash(f"doba:{ym}")
-                dob_ym_near[i] = (self._hash(f"doba:{ym - 1}"), self._hash(f"doba:{ym + 1}"))
-                dob_y_near[i] = (self._hash(f"doby:{y - 1:04d}"), self._hash(f"doby:{y + 1:04d}"))
-        cols.update({"dob_h": dob_h, "dob_swap": dob_swap, "dob_year": dob_year, "dob_month": dob_month,
-                     "dob_day": dob_day, "dob_dels": dob_dels, "dob_ym": dob_ym, "dob_ym_near": dob_ym_near,
-                     "dob_y_near": dob_y_near})
+        cols.update({c: np.zeros(n, np.uint32) for c in ("dob_h", "dob_swap", "dob_year", "dob_month", "dob_day",
+                                                         "dob_ym")})
+        cols.update({"dob_dels": np.zeros((n, 9), np.uint16), "dob_ym_near": np.zeros((n, 2), np.uint32),
+                     "dob_y_near": np.zeros((n, 2), np.uint32)})
+        sigs = [self._dob_sig(r.role("date_of_birth")) for r in records]
+        present = [i for i, sig in enumerate(sigs) if sig is not None]
+        if present:  # laid into the columns for the whole batch at once
+            for j, col in enumerate(DOB_COLUMNS):
+                cols[col][present] = np.array([sigs[i][j] for i in present], cols[col].dtype)
         return cols
+
+    def _dob_uncached(self, raw: str) -> tuple[Any, ...] | None:
+        """A date of birth's columns (`DOB_COLUMNS` order), None without a date; cached per raw value (a
+        file's dates repeat: every record of a person, and the same birthdays)."""
+        d = dob_canonical(raw)
+        if not d:
+            return None
+        h = self._hash.get
+        y, mo = int(d[:4]), int(d[4:6])
+        ym = y * 12 + mo - 1
+        return (h("dob:" + d), h("dob:" + d[:4] + d[6:] + d[4:6]),  # the date, its day and month swapped
+                h("doby:" + d[:4]), h("dobm:" + d[4:6]), h("dobd:" + d[6:]), h(f"doba:{ym}"),
+                deletion_hashes(self._hash, "dob:", d, 9), (h(f"doba:{ym - 1}"), h(f"doba:{ym + 1}")),
+                (h(f"doby:{y - 1:04d}"), h(f"doby:{y + 1:04d}")))
 
     def _starts(self, values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per given name: a keyed hash of itself as a possible shortening (an initial, or a one-word name of
@@ -162,15 +169,23 @@ class PersonEncoder:
         short = np.zeros(len(values), np.uint32)
         starts = np.zeros((len(values), MAX_PREFIX - MIN_PREFIX + 2), np.uint32)
         for i, raw in enumerate(values):
-            name = _name(raw) if raw else ""
-            if not name or " " in name:
-                continue
-            if len(name) == 1 or MIN_PREFIX <= len(name) <= MAX_PREFIX:
-                short[i] = self._hash("start:" + name) or 1
-            if len(name) > 1:
-                cuts = [name[:1]] + [name[:k] for k in range(MIN_PREFIX, min(MAX_PREFIX, len(name) - 1) + 1)]
-                starts[i, :len(cuts)] = [self._hash("start:" + c) or 1 for c in cuts]
+            if raw:
+                own, cuts = self._start(raw)
+                short[i] = own
+                starts[i, :len(cuts)] = cuts
         return short, starts
+
+    def _start_uncached(self, raw: str) -> tuple[int, tuple[int, ...]]:
+        """`_starts` of one given name (cached per raw value: given names repeat)."""
+        name = _name(raw)
+        if not name or " " in name:
+            return 0, ()
+        h = self._hash.get
+        own = h("start:" + name) or 1 if len(name) == 1 or MIN_PREFIX <= len(name) <= MAX_PREFIX else 0
+        if len(name) == 1:
+            return own, ()
+        cuts = [name[:1]] + [name[:k] for k in range(MIN_PREFIX, min(MAX_PREFIX, len(name) - 1) + 1)]
+        return own, tuple(h("start:" + c) or 1 for c in cuts)
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         given = field_similarity(a, b, "given")

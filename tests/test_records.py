@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 import pytest
@@ -59,6 +60,16 @@ def test_bad_rows_are_rejected_with_a_reason(bad: dict[str, object], reason: str
     with pytest.raises(RejectError) as info:
         parse_record(row(**bad), P, L)
     assert info.value.reason == reason
+
+
+def test_field_limit_holds_for_plain_ascii_and_other_text_alike() -> None:
+    """Short ASCII fields skip the per-type checks; the configured length limit still holds for them."""
+    tight = dataclasses.replace(L, max_field_chars=10)
+    assert parse_record(row(name="  Ann Lee  "), P, tight).name == "Ann Lee"
+    for name in ("Annabel Lee-Smith", "Zoë Lee-Smithson"):
+        with pytest.raises(RejectError) as info:
+            parse_record(row(name=name), P, tight)
+        assert info.value.reason == "oversized_field"
 
 
 def test_reject_messages_never_quote_field_values() -> None:

@@ -59,3 +59,31 @@ def test_a_sample_of_blocks_is_a_smaller_share() -> None:
     assert fit_sample_size(100_000) == 15_000
     assert fit_sample_size(100_000, blocks=True) == 10_000
     assert fit_sample_size(FIT_FLOOR, blocks=True) == FIT_FLOOR
+
+
+def test_person_fit_parses_only_its_uniform_sample_of_a_large_file(tmp_path: Path, monkeypatch) -> None:
+    """EM fits on a uniform sample of a large file; only the rows sampled are parsed (the rest are read as
+    raw rows), and they are the rows `fit_unsupervised` would draw from the whole file's records."""
+    import numpy as np
+
+    import consumer.io.batch as batch
+
+    path = tmp_path / "people.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "given_name", "surname", "date_of_birth"])
+        for i in range(24_000):
+            w.writerow([f"p{i}", f"name{i % 700}", f"family{i % 900}", f"19{50 + i % 40}-0{1 + i % 9}-1{i % 10}"])
+    parsed: list[str] = []
+    real = batch.parse_record
+
+    def counting(row, profile, limits):  # noqa: ANN001, ANN202 - a spy on the real parser
+        parsed.append(row["id"])
+        return real(row, profile, limits)
+
+    monkeypatch.setattr(batch, "parse_record", counting)
+    records, total = fit_records(path, load_settings(None, profile="person"))
+    size = fit_sample_size(24_000)
+    assert total == 24_000 and len(records) == size == len(parsed)  # 15% of the rows, no other row parsed
+    expected = np.sort(np.random.default_rng(0).choice(24_000, size, replace=False))
+    assert [r.record_id for r in records] == [f"p{i}" for i in expected]

@@ -109,6 +109,13 @@ def _text(row: Mapping[str, Any], fields: list[str], limits: LimitSettings, rid:
         value = row.get(f)
         if value is None:
             continue
+        if type(value) is str and value.isascii() and len(value) <= (max_chars or limits.max_field_chars):
+            # An ASCII string within the length limit (most fields of most CSV files): valid UTF-8, so none
+            # of the checks below can refuse it.
+            value = value.strip()
+            if value:
+                parts.append(value)
+            continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
                 not numbers and not isinstance(value, str)):
             raise RejectError("wrong_type", f"field {f!r} must be a string, got {type(value).__name__}", rid)

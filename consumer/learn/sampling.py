@@ -71,6 +71,18 @@ def sample_file(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0
     return [r for _, r in sorted(kept, key=lambda t: t[0])], total
 
 
+def sample_file_uniform(items: Iterable[T], seed: int = 0) -> tuple[list[T], int]:
+    """The file's share (`fit_sample_size(total)`) of uniformly drawn items, in arrival order, plus the
+    number read: a reservoir of `FIT_SAMPLE` while the file is read once, then that share of it. The same
+    items `fit_unsupervised` draws from the reservoir itself (`size` of them, `seed`'s first draw), so a
+    caller can parse only these."""
+    got, total = sample_file(items, FIT_SAMPLE, seed)  # type: ignore[arg-type]
+    size = fit_sample_size(total)
+    if len(got) > size:
+        got = [got[i] for i in np.sort(np.random.default_rng(seed).choice(len(got), size, replace=False))]
+    return got, total
+
+
 def block_key(brand: Any, title: Any) -> str:
     """The block a listing falls in when the fit samples a large file (`sample_blocks`): its brand, else the
     first word of its title; "" when it has neither (such records are sampled one by one). Raw values (a

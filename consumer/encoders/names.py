@@ -87,7 +87,8 @@ class _Token(NamedTuple):
     dels: np.ndarray  # uint16 [N_DEL]: the token and its single deletions
     init: int  # the initial
     length: int  # 1, 2 or 3 (`LEN_CLASSES`)
-    vec: np.ndarray  # int64: the name-vector slots of its "^token$" bigrams and trigrams
+    vec: bytes  # the name-vector slots of its "^token$" bigrams and trigrams, one byte each (a cached token
+    # is kept for the run: bytes take a sixth of an int64 array's memory)
     tri: int  # NAME_BITS-wide mask of the trigrams of " token "
 
 
@@ -96,7 +97,7 @@ def _name_vecs(n: int, rows: np.ndarray, sigs: Sequence[_Token]) -> np.ndarray:
     one): character bigram+trigram counts of the tokens, order-free; typos and initials keep most of the
     vector, which the transformer embedding does not. The counts are small integers, so the norms are exact
     whatever the summation order: the same values as normalising record by record."""
-    slots = np.concatenate([sig.vec for sig in sigs])
+    slots = np.frombuffer(b"".join(sig.vec for sig in sigs), np.uint8).astype(np.int64)
     owner = np.repeat(rows, [len(sig.vec) for sig in sigs])
     v = np.bincount(owner * NAME_VEC + slots, minlength=n * NAME_VEC).reshape(n, NAME_VEC).astype(np.float32)
     norm = np.sqrt((v * v).sum(axis=1))
@@ -201,8 +202,8 @@ class NameEncoder:
             dels[: len(hs)] = hs
         # The token's share of the name vector (`_name_vec`) and of the name's trigram bits: its own.
         p = f"^{token}$"
-        vec = np.array([h("v2:" + p[j: j + 2]) for j in range(len(p) - 1)]
-                       + [h("v3:" + p[j: j + 3]) for j in range(len(p) - 2)], np.int64) % NAME_VEC
+        vec = bytes([h("v2:" + p[j: j + 2]) % NAME_VEC for j in range(len(p) - 1)]
+                    + [h("v3:" + p[j: j + 3]) % NAME_VEC for j in range(len(p) - 2)])
         tri = 0
         for g in _trigrams(token)[1:]:  # the trigrams of " token " (the name's first one is the record's)
             tri |= 1 << (h("t:" + g) % NAME_BITS)

@@ -104,6 +104,15 @@ def _name_vecs(n: int, rows: np.ndarray, sigs: Sequence[_Token]) -> np.ndarray:
     return np.divide(v, norm[:, None], out=v, where=norm[:, None] > 0)
 
 
+#: The per-token columns ([rows, MAX_TOKENS, ...]).
+TOKEN_COLUMNS = ("tok_keys", "tok_phon", "tok_bits", "tok_nbits", "tok_dels", "tok_init", "tok_len")
+
+
+def _token_slots(cols: Columns, used: int) -> Columns:
+    """The columns with the token columns cut to their first `used` slots (`_compare_names`)."""
+    return {**cols, **{c: cols[c][:, :used] for c in TOKEN_COLUMNS}}
+
+
 def _popcount(a: np.ndarray) -> np.ndarray:
     # Word by word rather than `.sum(axis=-1)`: numpy reduces a 2-4 long last axis with per-row overhead
     # (~2x slower on the [P, 4, 4, 2] token pairs); integer sums, so the same counts.
@@ -308,6 +317,12 @@ class NameEncoder:
 
     @staticmethod
     def _compare_names(a: Columns, b: Columns) -> dict[str, np.ndarray]:
+        # A record's tokens fill its first slots, so token slots no pair of the batch fills are padding on
+        # both sides: left out, the [P, T, T] token-pair arrays shrink (persons: mostly T = 2 or 3 of 4)
+        # and every value stays the same (an empty slot's similarities are masked to 0 below).
+        used = int(max(a["tok_len"].any(axis=0).sum(), b["tok_len"].any(axis=0).sum(), 1))
+        if used < MAX_TOKENS:
+            a, b = _token_slots(a, used), _token_slots(b, used)
         la, lb = a["tok_len"], b["tok_len"]
         va, vb = la > 0, lb > 0
         ta, tb = va.sum(axis=1), vb.sum(axis=1)

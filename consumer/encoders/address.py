@@ -72,7 +72,7 @@ def _code(text: str) -> str:
     return fold(text).replace(" ", "").replace(",", "")
 
 
-#: The parts the address vector reads, in order (`AddressEncoder._vector`).
+#: The parts the address vector reads, in order (`AddressEncoder._vectors`).
 VECTOR_ROLES = ("street_number", "address_1", "address_2", "suburb", "postcode")
 NORMALISE = {"street_number": _code, "address_1": street_canonical, "address_2": street_canonical,
              "suburb": city_canonical, "postcode": _code, "state": _code}

@@ -209,7 +209,7 @@ class NameEncoder:
             variants = [token] + [token[:i] + token[i + 1:] for i in range(len(token))]
             hs = sorted({(h("d:" + v) & 0xFFFF) or 1 for v in variants})[:N_DEL]
             dels[: len(hs)] = hs
-        # The token's share of the name vector (`_name_vec`) and of the name's trigram bits: its own.
+        # The token's share of the name vector (`_name_vecs`) and of the name's trigram bits (`_name_bits`).
         p = f"^{token}$"
         vec = bytes([h("v2:" + p[j: j + 2]) % NAME_VEC for j in range(len(p) - 1)]
                     + [h("v3:" + p[j: j + 3]) % NAME_VEC for j in range(len(p) - 2)])

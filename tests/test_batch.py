@@ -190,3 +190,36 @@ def test_batch_keeps_one_copy_of_the_index_only_vectors_and_decides_the_same(tmp
     assert list(pipe.final_clusters()) == list(held.final_clusters())
     pipe.close()
     held.close()
+
+
+def test_outputs_to_a_device_or_fifo_are_written_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out /dev/null` (or a FIFO, /dev/stdout) is written where it is: the temporary-file-then-rename that
+    keeps a regular output whole must never replace a device with a file. Rejects then go to the working
+    folder, as for `--out -`. A FIFO stands in for /dev/null here (a test must not risk the real one)."""
+    import os
+    import stat
+    import threading
+
+    src = tmp_path / "in.csv"
+    write_csv(src, [',No Id,Somewhere,Chrome,Windows,"[]"'])
+    fifo, table = tmp_path / "decisions.fifo", tmp_path / "clusters.fifo"
+    os.mkfifo(fifo)
+    os.mkfifo(table)
+    got: dict[Path, bytes] = {}
+
+    def drain(path: Path) -> None:
+        with path.open("rb") as fh:
+            got[path] = fh.read()
+
+    readers = [threading.Thread(target=drain, args=(p,), daemon=True) for p in (fifo, table)]
+    for r in readers:
+        r.start()
+    monkeypatch.chdir(tmp_path)
+    summary, _ = run_batch(src, fifo, load_settings(env={}), progress=False, clusters_path=table)
+    for r in readers:
+        r.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISFIFO(os.stat(table).st_mode)  # still FIFOs
+    assert [json.loads(line)["record_id"] for line in got[fifo].splitlines()] == ["g1", "g2", "g3", "g4"]
+    assert got[table].decode().splitlines()[0].startswith("record_id")
+    assert summary.rejected == 1 and json.loads((tmp_path / "rejects.jsonl").read_text())["reason"] == "missing_id"
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left beside them

@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="deduplicate a CSV/JSONL file in arrival order (no Kafka/Redis)")
     p.add_argument("input")
     p.add_argument("--out", required=True, help="decisions, one JSON line per record ('-' = stdout)")
-    p.add_argument("--rejects", help="rejected rows with reasons (default: OUT.rejects.jsonl)")
+    p.add_argument("--rejects", help="rejected rows with reasons (default: OUT.rejects.jsonl; rejects.jsonl "
+                                     "where OUT is - or a device such as /dev/null)")
     p.add_argument("--clusters", help="also write the final clusters (every merge applied) as CSV: "
                    "record_id,cluster_id,canonical_id")
     p.add_argument("--model", help="learned fusion model file (default: the shipped one)")

@@ -30,6 +30,7 @@ from consumer.io.files import (
     check_input,
     check_outputs_distinct,
     input_columns,
+    is_stream,
     read_rows,
     write_csv_table,
 )
@@ -157,16 +158,18 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
     applied, which the per-record decision lines, written at decision time, cannot show)."""
     summary = BatchSummary()
     if rejects_path is None:
-        rejects_path = Path(str(out_path) + ".rejects.jsonl") if str(out_path) != "-" else "rejects.jsonl"
+        # Beside the output, unless that is stdout or a device (/dev/null): then in the working folder.
+        rejects_path = "rejects.jsonl" if is_stream(out_path) else Path(str(out_path) + ".rejects.jsonl")
     # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
     check_columns(input_columns(input_path, check_input(input_path, fmt)), settings.profile)
     check_outputs_distinct(input_path, out_path, rejects_path, clusters_path)
-    if str(out_path) != "-" and Path(out_path).resolve() == Path(rejects_path).resolve():
+    # Two outputs may share a device (/dev/null), never a file.
+    if not is_stream(out_path) and Path(out_path).resolve() == Path(rejects_path).resolve():
         raise InputError("--rejects is the same file as --out; choose another path")
     if clusters_path is not None and str(clusters_path) == "-":
         raise InputError("--clusters needs a file path")
-    if clusters_path is not None and any(str(p) != "-" and Path(p).resolve() == Path(clusters_path).resolve()
-                                         for p in (out_path, rejects_path)):
+    if clusters_path is not None and not is_stream(clusters_path) and any(
+            str(p) != "-" and Path(p).resolve() == Path(clusters_path).resolve() for p in (out_path, rejects_path)):
         raise InputError("--clusters is the same file as --out or --rejects; choose another path")
     parsed = ParsedFile() if pipeline is None else None
     pipe = pipeline or pipeline_for(input_path, settings, fmt, summary, save_model, parsed)

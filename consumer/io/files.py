@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from consumer.config import ProfileSettings
 
 __all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter",
-           "write_csv_table"]
+           "is_stream", "write_csv_table"]
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # huge fields become a reasoned reject, not a crash
 
@@ -268,17 +269,35 @@ def _read_jsonl(fh: IO[str], max_bytes: int) -> Iterator[tuple[int, dict[str, An
         raise InputError("input file has no records (only blank lines)")
 
 
+def is_stream(path: str | Path) -> bool:
+    """Whether `path` is "-" or an existing file that is not a regular file or folder: a device (/dev/null,
+    /dev/stdout), a FIFO, a socket. Such an output is written where it is: renaming a finished temporary
+    file over it would replace the device itself (`--out /dev/null` run as root once left /dev/null a
+    regular file, and every program that opens it for a terminal broke)."""
+    if str(path) == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 class JsonlWriter:
     """Write one JSON object per line; '-' means stdout.
 
     A file is written to a temporary sibling and renamed over `path` only by `close()`: a run that fails
-    half-way (or is interrupted) leaves an existing output as it was, never truncated or half-written.
+    half-way (or is interrupted) leaves an existing output as it was, never truncated or half-written. A
+    device or FIFO (`is_stream`) is written in place.
     """
 
     def __init__(self, path: str | Path):
         self._own = str(path) != "-"
         self._tmp: Path | None = None
-        if self._own:
+        if self._own and is_stream(path):
+            self._path = Path(path)
+            self._fh = self._path.open("wb")
+        elif self._own:
             self._path = Path(path)
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=self._path.parent)
@@ -297,7 +316,8 @@ class JsonlWriter:
         if not self._own:
             self._fh.flush()
             return
-        if self._tmp is None:
+        if self._tmp is None:  # a device written in place (or closed already)
+            self._fh.close()
             return
         self._fh.close()
         os.chmod(self._tmp, 0o666 & ~_umask())
@@ -306,8 +326,9 @@ class JsonlWriter:
 
     def abort(self) -> None:
         """Give up: remove the temporary file, leave any existing output untouched."""
-        if self._own and self._tmp is not None:
+        if self._own:
             self._fh.close()
+        if self._own and self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
@@ -331,9 +352,17 @@ def write_csv_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequ
     """Write a CSV table atomically (temporary sibling, renamed when complete, like `JsonlWriter`), so a
     failed run never leaves a half-written table; returns the number of rows."""
     target = Path(path)
+    n = 0
+    if is_stream(target):  # a device or FIFO: written in place, never replaced
+        with target.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow(row)
+                n += 1
+        return n
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")

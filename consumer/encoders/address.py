@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 
 from consumer.config import Settings
-from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Score, nanmean_weighted
+from consumer.encoders.base import (
+    Columns,
+    Contribution,
+    Feature,
+    IndexVector,
+    KeyedHasher,
+    Score,
+    nanmean_weighted,
+    normed_counts,
+)
 from consumer.encoders.fields import FIELD_LEVELS, FieldCodec, field_columns, field_similarity
 from consumer.engine.normalize import city_canonical, fold
 from consumer.engine.records import Record
@@ -121,7 +130,7 @@ class AddressEncoder:
         the stated parts, normalised, joined by spaces, padded "  text "), L2-normed; zeros without one.
         Counted part by part: each part's own trigrams (" part ", cached per value: suburbs, postcodes and
         street names repeat), the text's first one and those across two parts' boundary: the same counts as
-        the joined text's, and integers, so the norms are exact in any order."""
+        the joined text's."""
         h = self._hash.get
         owner: list[int] = []
         slots: list[np.ndarray] = []
@@ -134,13 +143,10 @@ class AddressEncoder:
             for own in (np.array(edges, np.int64) % ADDR_VEC, *(own for _, own in parts)):
                 slots.append(own)
                 owner.append(i)
-        v = np.zeros((len(keys), ADDR_VEC), np.float32)
-        if slots:
-            at = np.repeat(np.array(owner, np.int64), [len(s) for s in slots]) * ADDR_VEC + np.concatenate(slots)
-            v = np.bincount(at, minlength=len(keys) * ADDR_VEC).reshape(len(keys), ADDR_VEC).astype(np.float32)
-            norm = np.sqrt((v * v).sum(axis=1))
-            np.divide(v, norm[:, None], out=v, where=norm[:, None] > 0)
-        return v
+        if not slots:
+            return np.zeros((len(keys), ADDR_VEC), np.float32)
+        return normed_counts(len(keys), np.repeat(np.array(owner, np.int64), [len(s) for s in slots]),
+                             np.concatenate(slots), ADDR_VEC)
 
     def _part_uncached(self, role: str, raw: str) -> tuple[str, np.ndarray]:
         """One address part normalised, and the vector slots of its own trigrams (those of " part ")."""

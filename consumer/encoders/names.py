@@ -23,7 +23,16 @@ import jellyfish
 import numpy as np
 
 from consumer.config import Settings
-from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, KeyedHasher, Rarity, Score
+from consumer.encoders.base import (
+    Columns,
+    Contribution,
+    Feature,
+    IndexVector,
+    KeyedHasher,
+    Rarity,
+    Score,
+    normed_counts,
+)
 from consumer.engine.normalize import city_canonical, fold, name_tokens, nickname_keys
 from consumer.engine.records import Record
 
@@ -93,15 +102,11 @@ class _Token(NamedTuple):
 
 
 def _name_vecs(n: int, rows: np.ndarray, sigs: Sequence[_Token]) -> np.ndarray:
-    """[n, NAME_VEC] L2-normed counts of each record's tokens' vector slots (zeros for a record without
-    one): character bigram+trigram counts of the tokens, order-free; typos and initials keep most of the
-    vector, which the transformer embedding does not. The counts are small integers, so the norms are exact
-    whatever the summation order: the same values as normalising record by record."""
+    """[n, NAME_VEC] character bigram+trigram counts of each record's tokens, order-free, L2-normed (zeros
+    for a record without one): typos and initials keep most of the vector, which the transformer embedding
+    does not."""
     slots = np.frombuffer(b"".join(sig.vec for sig in sigs), np.uint8).astype(np.int64)
-    owner = np.repeat(rows, [len(sig.vec) for sig in sigs])
-    v = np.bincount(owner * NAME_VEC + slots, minlength=n * NAME_VEC).reshape(n, NAME_VEC).astype(np.float32)
-    norm = np.sqrt((v * v).sum(axis=1))
-    return np.divide(v, norm[:, None], out=v, where=norm[:, None] > 0)
+    return normed_counts(n, np.repeat(rows, [len(sig.vec) for sig in sigs]), slots, NAME_VEC)
 
 
 #: The per-token columns ([rows, MAX_TOKENS, ...]).

@@ -294,11 +294,11 @@ class JsonlWriter:
     def __init__(self, path: str | Path):
         self._own = str(path) != "-"
         self._tmp: Path | None = None
-        if self._own and is_stream(path):
+        if self._own:
             self._path = Path(path)
+        if self._own and is_stream(path):
             self._fh = self._path.open("wb")
         elif self._own:
-            self._path = Path(path)
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=self._path.parent)
             self._tmp = Path(tmp)
@@ -350,17 +350,32 @@ def _umask() -> int:
 
 def write_csv_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
     """Write a CSV table atomically (temporary sibling, renamed when complete, like `JsonlWriter`), so a
-    failed run never leaves a half-written table; returns the number of rows."""
+    failed run never leaves a half-written table; a device or FIFO in place. Returns the number of rows."""
     target = Path(path)
-    n = 0
-    if is_stream(target):  # a device or FIFO: written in place, never replaced
-        with target.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(row)
-                n += 1
+
+    def write(fh: IO[str]) -> int:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        n = 0
+        for row in rows:
+            writer.writerow(row)
+            n += 1
         return n
+
+    if is_stream(target):  # never replaced: see `is_stream`
+        with target.open("w", encoding="utf-8", newline="") as out:
+            return write(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            n = write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

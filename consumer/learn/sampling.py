@@ -20,7 +20,8 @@ from consumer.engine.records import Record
 from consumer.engine.titles import title_words
 
 __all__ = ["FIT_SAMPLE", "FIT_FRACTION", "FIT_FLOOR", "BLOCK_FRACTION", "fit_sample_size", "sample_records",
-           "sample_file", "block_key", "record_block_key", "sample_blocks", "sample_file_blocks"]
+           "sample_file", "sample_file_uniform", "uniform_draw", "block_key", "record_block_key", "sample_blocks",
+           "sample_file_blocks"]
 
 T = TypeVar("T")
 
@@ -73,14 +74,19 @@ def sample_file(records: Iterable[Record], size: int = FIT_SAMPLE, seed: int = 0
 
 def sample_file_uniform(items: Iterable[T], seed: int = 0) -> tuple[list[T], int]:
     """The file's share (`fit_sample_size(total)`) of uniformly drawn items, in arrival order, plus the
-    number read: a reservoir of `FIT_SAMPLE` while the file is read once, then that share of it. The same
-    items `fit_unsupervised` draws from the reservoir itself (`size` of them, `seed`'s first draw), so a
-    caller can parse only these."""
+    number read: a reservoir of `FIT_SAMPLE` while the file is read once, then that share of it by
+    `uniform_draw`, as `fit_unsupervised` draws from the reservoir itself, so a caller can parse only these."""
     got, total = sample_file(items, FIT_SAMPLE, seed)  # type: ignore[arg-type]
     size = fit_sample_size(total)
     if len(got) > size:
-        got = [got[i] for i in np.sort(np.random.default_rng(seed).choice(len(got), size, replace=False))]
+        got = [got[i] for i in uniform_draw(np.random.default_rng(seed), len(got), size)]
     return got, total
+
+
+def uniform_draw(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """`size` of `n` positions drawn uniformly without replacement, in order: the fit's sample of its
+    records (`fit_unsupervised`, `sample_file_uniform`: one draw, so both keep the same records)."""
+    return np.sort(rng.choice(n, size, replace=False))
 
 
 def block_key(brand: Any, title: Any) -> str:

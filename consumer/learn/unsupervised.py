@@ -42,6 +42,7 @@ from consumer.learn.sampling import (
     sample_file,
     sample_file_blocks,
     sample_records,
+    uniform_draw,
 )
 from consumer.learn.variants import variant_slots_of
 
@@ -123,7 +124,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     rng = np.random.default_rng(seed)
     population = max(population or 0, len(records))
     if len(records) > sample:  # a seeded sample, kept in arrival order
-        keep = np.sort(rng.choice(len(records), sample, replace=False))
+        keep = uniform_draw(rng, len(records), sample)
         records = [records[i] for i in keep]
     if len(records) < MIN_RECORDS:
         raise ValueError(f"too few records to fit match weights without labels ({len(records)} < {MIN_RECORDS})")

@@ -106,17 +106,6 @@ class ParsedFile:
     items: list[tuple[int, Record | Rejected]] | None = None
     warnings: Counter[str] = field(default_factory=Counter)
 
-    def tee(self, rows: Iterable[tuple[int, Record | Rejected]]) -> Iterator[tuple[int, Record | Rejected]]:
-        """`rows`, noting each while there is room; `items` is set once the last row was read."""
-        seen: list[tuple[int, Record | Rejected]] | None = []
-        for item in rows:
-            if seen is not None:
-                seen.append(item)
-                if len(seen) > self.limit:
-                    seen = None
-            yield item
-        self.items = seen
-
 
 def micro_batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
     """Consecutive lists of `size` records (the last may be shorter), in order: what `Pipeline.process_stream`

@@ -176,6 +176,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--service-rate", type=float, default=500.0, help="service: paced records/s")
     ap.add_argument("--service-seconds", type=float, default=30.0, help="service: paced phase seconds")
     ap.add_argument("--service-arg", action="append", default=[], help="service: extra `dedup run` flag")
+    ap.add_argument("--service-driver", choices=("head", "own"), default="head",
+                    help="service: measure both sides with head's driver (loadtest/bench_service.py, "
+                         "loadtest/common.py, tests/harness copied into the base worktree: one instrument, only "
+                         "the service differs; default), or each side with its own")
     args = ap.parse_args(argv)
     # Absolute, not resolved: a venv's python is a symlink whose target would lose the venv.
     args.python, args.peer_python = (os.path.abspath(p) if os.sep in p else p for p in (args.python, args.peer_python))
@@ -186,6 +190,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rounds < 1 or (args.rounds < MIN_ROUNDS and not args.smoke):
         ap.error(f"--rounds {args.rounds}: a claim needs >= {MIN_ROUNDS} rounds per side; fewer only with --smoke")
     return args
+
+
+def _copy_drivers(src: Path, dst: Path, paths: list[str]) -> None:
+    """Head's service driver files over the base worktree's (a throwaway checkout)."""
+    for rel in paths:
+        source, target = src / rel, dst / rel
+        if source.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
 
 def _side_label(side: Side, dirty: bool = False) -> str:
@@ -217,11 +233,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"*** {SMOKE_MARK}: {opts.rounds} round(s); no figure below supports a claim ***")
         print(f"# bench-compare, CPU: {m['cpu_model']}, {m['cpus']} cores; python {opts.python}")
         print(f"# {_side_label(base)} (ref {opts.base})\n# {_side_label(head, dirty)}")
-        if "service" in wanted:  # each side runs its own driver (it puts its own tree first on sys.path)
+        if "service" in wanted:  # the driver puts its own tree first on sys.path: it runs that tree's service
             drivers = ["loadtest/bench_service.py", "loadtest/common.py", "tests/harness"]
             same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", base_commit, "--", *drivers]).returncode
             info["service_driver_differs"] = same != 0
-            if same != 0:
+            info["service_driver"] = opts.service_driver
+            if same != 0 and opts.service_driver == "head":
+                _copy_drivers(ROOT, tree, drivers)
+                print(f"# service: both sides measured by head's {', '.join(drivers)} (copied into the base tree)")
+            elif same != 0:
                 print(f"# NOTE: {', '.join(drivers)} differ between base and head: each side's service figures come "
                       "from its own driver, so part of a service ratio may be the driver's")
         for side in (base, head):

@@ -278,7 +278,8 @@ class Person(Case):
 
 @dataclass
 class Service(Case):
-    """`loadtest/bench_service.py` of the side's own tree (it starts a broker, Redis and `dedup run`): the
+    """`loadtest/bench_service.py` in the side's tree (head's copy unless `--service-driver own`; it starts a broker,
+    Redis and `dedup run` of that tree): the
     max rate over a pre-filled topic, then end-to-end latency at a paced rate (steady state: its first
     2 s dropped, the figure it reports for that)."""
 

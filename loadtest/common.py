@@ -195,7 +195,11 @@ def _read_events(bootstrap: str, topic: str, wanted: Collection[str], out: dict[
         consumer.assign([TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p),
                                                                                  timeout=10)[1]) for p in parts])
         while not stop.is_set():
-            for msg in consumer.consume(500, 0.05):
+            # One poll that returns as soon as an event arrives, then what is already queued. Not
+            # `consume(500, timeout)`: it waits for 500 messages or the whole timeout, which added up to 50 ms
+            # (25 ms at the median) to every latency this reader measured.
+            first = consumer.poll(0.05)
+            for msg in [] if first is None else [first, *consumer.consume(500, 0)]:
                 ready.set()
                 if msg.error() is not None:
                     continue

@@ -74,6 +74,33 @@ def test_search_run_ahead_uses_the_grown_width_of_the_index_it_searched(crm_file
     assert pipe.blocker.k_for(len(recs)) > s.index.k  # the width did grow
 
 
+def test_records_joining_a_waiting_batch_decide_as_one_batch(crm_file: tuple[Path, Path]) -> None:
+    """The service's join (records polled while a batch waits are added to it, `Pipeline.encode_also`):
+    the joined encoding extends the waiting one, the search run ahead for the waiting batch serves its rows
+    and the joined rows are searched on the deciding thread; decisions are exactly plain `process` on the
+    joined batches. A joined record repeating an id of the waiting batch is not encoded twice."""
+    s = load_settings(env={})
+    recs = records(crm_file[0], s)
+    pipe = build_pipeline(s, encode_in_background=True)
+    waiting = [recs[i: i + 40] for i in range(0, len(recs), 60)]
+    joining = [recs[i + 40: i + 60] for i in range(0, len(recs), 60)]
+    joining[3] = joining[3] + [waiting[3][0]]  # a replayed id arriving while its first copy waits
+    futures = [pipe.encode_in_worker(waiting[0])]
+    got: list[dict[str, object]] = []
+    for i in range(len(waiting)):
+        joined = pipe.encode_also(futures[i], joining[i])  # the service joins, then decides at once
+        encoded = joined.result()
+        assert encoded.head is futures[i].result() or not joining[i]
+        assert len(set(encoded.record_ids)) == len(encoded.record_ids)
+        if i + 1 < len(waiting):
+            futures.append(pipe.encode_in_worker(waiting[i + 1]))  # polled while this one is decided
+        got += [d.to_dict() for d in pipe.process(waiting[i] + joining[i], encoded)]
+    plain = build_pipeline(s)
+    expected = [d.to_dict() for i in range(len(waiting)) for d in plain.process(waiting[i] + joining[i])]
+    assert got == expected
+    assert pipe.blocker.ahead_used >= len(waiting) - 2 and pipe.blocker.ahead_stale == 0
+
+
 def test_batch_boundaries_do_not_change_clusters(crm_file: tuple[Path, Path]) -> None:
     s = load_settings(env={})
     recs = records(crm_file[0], s)

@@ -296,17 +296,19 @@ class Blocker:
         self.search_seconds += search.start(self)
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Search | None = None,
-                   take: np.ndarray | None = None) -> list[np.ndarray]:
+                   take: np.ndarray | None = None, searched: np.ndarray | None = None) -> list[np.ndarray]:
         """Candidate rows per batch record (sorted, unique); `vecs` from `vectors`.
 
         `ahead`: this batch's `search_ahead` (rows `take` of it, when the batch shrank since); used only if
-        the index still holds exactly what it searched, else the search runs here. One pass over the whole
+        the index still holds exactly what it searched, else the search runs here. `searched`: the vectors
+        `take` counts in, when records joined the batch after its search started: the rows past the ones
+        searched ahead are searched here. One pass over the whole
         batch, no per-record Python work: the index's top-k, the held batch and every earlier record of the
         batch are laid side by side, and each row keeps its k best valid entries. That is the same set as
         "index top-k plus the held and the batch's top-k, then the k best of all" (an exact entry outside
         its own block's top-k can never be among the k best overall).
         """
-        found = self._searched_ahead(ahead, take)
+        found = self._searched_ahead(ahead, take, searched)
         if found is None:
             self.settle()  # the previous batch's insert
             indexed = len(self._index)
@@ -317,7 +319,8 @@ class Blocker:
         held_vecs, held_rows = self._held if self._held is not None else (None, None)
         return merge_candidates(*found, vecs, np.asarray(rows, np.int64), k, held_vecs, held_rows)
 
-    def _searched_ahead(self, ahead: Search | None, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _searched_ahead(self, ahead: Search | None, take: np.ndarray | None,
+                        searched: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         if ahead is None:
             return None
         t0 = time.perf_counter()
@@ -328,6 +331,9 @@ class Blocker:
             self.ahead_stale += found is not None
             return None
         self.ahead_used += 1
+        if searched is not None and len(searched) > len(found[0]):  # rows that joined: same index, same k
+            ids, sims = self.search(searched[len(found[0]):], ahead.indexed)
+            found = (np.concatenate([found[0], ids]), np.concatenate([found[1], sims]))
         return found if take is None else (found[0][take], found[1][take])
 
     def advance(self, vecs: np.ndarray, rows: np.ndarray) -> None:

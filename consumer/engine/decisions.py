@@ -87,6 +87,9 @@ class Encoded:
     cols: dict[str, np.ndarray]
     #: The blocker's index vectors of `cols` (computed on the encode thread too; None when empty).
     vecs: np.ndarray | None = None
+    #: The waiting batch's own encoding when records joined it (`Pipeline.encode_also`): its rows come
+    #: first here, so an index search started ahead for it still serves them.
+    head: Encoded | None = None
 
 
 def replay_clusters(lines: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:

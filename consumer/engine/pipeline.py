@@ -149,6 +149,24 @@ class Pipeline(PersistedState, Erasure):
         self._latest = self._encode_pool.submit(self.encode_ahead, list(records))
         return self._latest
 
+    def encode_also(self, ahead: Future[Encoded] | None, records: Sequence[Record]) -> Future[Encoded]:
+        """`ahead` (a waiting batch's encoding, or None) extended by `records` that joined that batch,
+        encoded on the worker after it; ids `ahead` already holds are not encoded twice (the first wins)."""
+        if self._encode_pool is None:
+            self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._latest = self._encode_pool.submit(self._encode_joined, ahead, list(records))
+        return self._latest
+
+    def _encode_joined(self, ahead: Future[Encoded] | None, records: list[Record]) -> Encoded:
+        first = ahead.result() if ahead is not None else Encoded([], {})
+        known = set(first.record_ids)
+        more = self.encode_ahead([r for r in records if r.record_id not in known])
+        if not first.record_ids or not more.record_ids:
+            return more if not first.record_ids else first
+        cols = {name: np.concatenate([arr, more.cols[name]]) for name, arr in first.cols.items()}
+        vecs = None if first.vecs is None or more.vecs is None else np.concatenate([first.vecs, more.vecs])
+        return Encoded(first.record_ids + more.record_ids, cols, vecs, first.head or first)
+
     def close(self, wait: bool = True) -> None:
         """Stop the encode worker and the index-add thread once their work is done; `wait=False` lets them
         finish in the background (a service replacing its pipeline after a reload). Idempotent."""
@@ -220,7 +238,8 @@ class Pipeline(PersistedState, Erasure):
             else:
                 vecs = self.blocker.vectors(cols)
             cands = self.blocker.candidates(vecs, rows, self._ahead_for(encoded),
-                                           take if isinstance(take, np.ndarray) else None)
+                                           take if isinstance(take, np.ndarray) else None,
+                                           None if encoded is None else encoded.vecs)
             cands = cands if self.keys is None else merge(cands, self.keys.candidates(cols, rows))
             if self.sources is not None:
                 cands = self.sources.candidates(cands, cols, self.store)
@@ -288,8 +307,8 @@ class Pipeline(PersistedState, Erasure):
         if ahead is None or encoded is None:
             return None
         fut, search = ahead
-        if fut.done() and fut.exception() is None and fut.result() is encoded:
-            self._ahead = None
+        if fut.done() and fut.exception() is None and fut.result() in (encoded, encoded.head):
+            self._ahead = None  # (for `encoded.head`, its first rows: the blocker searches the rest)
             return search
         return None  # started for a later batch
 

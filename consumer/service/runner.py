@@ -181,7 +181,10 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
                 if erasures:  # the erasure door: erased in Redis now, replicas follow via the changelog
                     msgs = [m for m in msgs if m.topic() != self.svc.erasure_topic]
                     self._erase_messages(erasures)
-                nxt = self._prefetch(Batch(msgs)) if msgs else None
+                if msgs and busy and self._joins(msgs):
+                    nxt = None  # joined the waiting batch: decided with it now, not one batch later
+                else:
+                    nxt = self._prefetch(Batch(msgs)) if msgs else None
                 current, self._pending = self._pending, nxt
                 if current is not None and not current.abandoned:
                     self._handle(current)
@@ -192,6 +195,29 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
             if last is not None and not last.abandoned and time.monotonic() < self._stop_deadline:
                 self._handle(last)  # polled before the stop: finish it rather than re-read it
             self._written(last)
+
+    def _joins(self, msgs: list[Any]) -> bool:
+        """Add records polled while a batch waits to that batch, when both together fit in `max_batch`.
+
+        The waiting batch was polled before the batch now finished was decided; records that arrived
+        meanwhile would otherwise wait for it *and* then for their own batch. Below full load that extra
+        batch cycle is a third of a record's latency (at 500 records/s, batches of ~8 records every ~15 ms);
+        at full load the waiting batch is full and the encoder overlaps the deciding thread as before. The
+        joined records ride on the waiting batch's in-flight registration, made before they arrived: other
+        members' later batches wait for them all the same."""
+        pending = self._pending
+        assert pending is not None and self.pipe is not None
+        if pending.abandoned or len(pending.messages) + len(msgs) > self.svc.max_batch:
+            return False
+        more = Batch(msgs)
+        with self.metrics.time_stage("decode"):
+            more.decode(self.settings)
+        pending.messages.extend(more.messages)
+        pending.good.extend(more.good)
+        pending.dead.extend(more.dead)
+        if more.good:
+            pending.encoded = self.pipe.encode_also(pending.encoded, [r for _, r in more.good])
+        return True
 
     def _prefetch(self, batch: Batch) -> Batch:
         """Decode a polled batch and start encoding its good records on the worker thread."""

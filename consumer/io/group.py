@@ -108,15 +108,23 @@ class GroupMember:
 
     # -- polling ------------------------------------------------------------------------------------------
     def collect(self, max_batch: int, max_wait_ms: int, first_wait: float = 0.5) -> list[Message]:
-        """Up to `max_batch` messages: the first waits up to `first_wait` s, the rest up to `max_wait_ms`
-        (stopping early when `max_batch` is reached)."""
+        """Up to `max_batch` messages: the first waits up to `first_wait` s and, when it had to be waited
+        for, the rest up to `max_wait_ms` (stopping early when `max_batch` is reached).
+
+        Messages already queued when called (they arrived while the last batch was decided) are taken
+        without the fill wait: they have waited a batch already, and waiting for more only adds to it. The
+        wait is for a consumer that was idle, where one record alone would make a batch of one."""
         batch, self._stash = self._stash[:max_batch], self._stash[max_batch:]
+        waited = False
         if not batch:
-            first = self._good(self.consumer.poll(first_wait))
+            first = self._good(self.consumer.poll(0))
+            if first is None:
+                waited = True
+                first = self._good(self.consumer.poll(first_wait))
             if first is None:
                 return []
             batch.append(first)
-        deadline = time.monotonic() + max_wait_ms / 1000
+        deadline = time.monotonic() + (max_wait_ms / 1000 if waited else 0.0)
         while len(batch) < max_batch:
             more = [m for m in map(self._good, self.consumer.consume(max_batch - len(batch), 0)) if m is not None]
             batch += more

@@ -22,6 +22,7 @@ from consumer.service.batch import Batch
 from consumer.service.changelog import Replica
 from consumer.service.snapshot import SnapshotInfo, load_snapshot, save_snapshot
 from consumer.service.sync import late_link_outputs, late_link_write, resolved_link
+from consumer.store.erasure import LOG_PAGE
 from consumer.store.redis import RETRYABLE, ChangelogTrimmed, RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
@@ -138,6 +139,8 @@ class ReplicaDuties:
                 log.info("late links", extra={"found": len(result.links), "applied": len(applied)})
             if result.erased:
                 self._after_erasures(result.erased, batch)
+            if len(entries) < LOG_PAGE:  # the log's end when read: no second round trip to learn it
+                break
         if absorbed:
             self.metrics.observe_sync(absorbed, time.perf_counter() - t0)
             self.metrics.index_size.set(len(pipe.store))

@@ -32,10 +32,12 @@ from consumer.store.event_codec import events_json
 from consumer.store.lua import MEMBERS, RESOLVE_FWD
 from consumer.store.record_state import cluster_id_for
 
-__all__ = ["ChangelogTrimmed", "ErasureOps", "id_hash", "ERASE", "READ_LOG", "TRIM_LOG"]
+__all__ = ["ChangelogTrimmed", "ErasureOps", "id_hash", "ERASE", "LOG_PAGE", "READ_LOG", "TRIM_LOG"]
 
 #: Audit entries kept (newest last); an entry is ~150 bytes.
 AUDIT_KEEP = 100_000
+#: Changelog entries one `read_log` returns at most: a shorter page reached the log's end.
+LOG_PAGE = 5000
 
 
 class ChangelogTrimmed(Exception):
@@ -199,7 +201,7 @@ class ErasureOps:
         """The oldest position still in the changelog (entries before it were trimmed)."""
         return int(self.client.get(self.key("logbase")) or 0)
 
-    def read_log(self, start: int, limit: int = 5000) -> list[str]:
+    def read_log(self, start: int, limit: int = LOG_PAGE) -> list[str]:
         """Changelog entries from absolute position `start`, at most `limit`; `ChangelogTrimmed` when
         `start` was cut away."""
         raw = self._scripts()["read"](keys=[self.key("log")], args=[self.prefix, start, limit])

@@ -167,8 +167,8 @@ class RecordingBlocker(_Proxy):
         self.log = log
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Search | None = None,
-                   take: np.ndarray | None = None) -> list[np.ndarray]:
-        out = self.inner.candidates(vecs, rows, ahead, take)
+                   take: np.ndarray | None = None, searched: np.ndarray | None = None) -> list[np.ndarray]:
+        out = self.inner.candidates(vecs, rows, ahead, take, searched)
         for r, c in zip(np.asarray(rows, np.int64).tolist(), out):
             self.log.cands[r] = c
         return out
@@ -193,7 +193,7 @@ class ReplayBlocker(_Proxy):
         return np.zeros((len(next(iter(cols.values()))) if cols else 0, 0), np.float32)
 
     def candidates(self, vecs: np.ndarray, rows: np.ndarray, ahead: Search | None = None,
-                   take: np.ndarray | None = None) -> list[np.ndarray]:
+                   take: np.ndarray | None = None, searched: np.ndarray | None = None) -> list[np.ndarray]:
         rows = np.asarray(rows, np.int64)
         if not self.live and self.log.matches(self.store, rows):
             self.replayed += len(rows)
@@ -202,8 +202,8 @@ class ReplayBlocker(_Proxy):
             self._go_live(rows)
             ahead = None
         if vecs.shape[1] == 0:  # encoded while replaying: assembled from the store now
-            vecs = self._stored_vectors(rows)
-        return self.inner.candidates(vecs, rows, ahead, take)
+            vecs, searched = self._stored_vectors(rows), None
+        return self.inner.candidates(vecs, rows, ahead, take, searched)
 
     def _go_live(self, rows: np.ndarray) -> None:
         """Stop replaying before `rows` are searched: the rows stored before them go into the index."""

@@ -272,7 +272,8 @@ class ServiceSettings:
     dlq_topic: str | None = None
     group: str = "dedup-stream"
     max_batch: int = 500
-    #: How long a micro-batch may wait to fill after its first record. Small on purpose: under load batches
+    #: How long a micro-batch that starts on an idle member may wait to fill after its first record (records
+    #: already queued are taken without it). Small on purpose: under load batches
     #: fill by themselves while the previous one is processed, so waiting only adds latency: at 300 records/s
     #: 200 ms doubled p50 latency (765 vs 353 ms, loadtest/bench_service.py), and at 500 records/s 5 ms gave a
     #: lower p99 than 20 ms at the same max rate (docs/benchmarks.md).

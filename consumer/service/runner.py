@@ -12,7 +12,9 @@ Per micro-batch, in this order, and nothing of a later step before the earlier o
 
 While batch i goes through steps 2-6, batch i+1 is already polled, decoded and *encoded* on a worker
 thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest). Its offsets are not
-committed before its own step 6, so a crash or revoke just drops it and it is read again.
+committed before its own step 6, so a crash or revoke just drops it and it is read again. Records polled
+while batch i+1 waits join it when both fit in `max_batch` (below full load, so they are not held back a
+whole batch; `_joins`).
 
 A crash anywhere re-reads the batch from the last commit: records already in Redis come back as replays and
 re-send their stored events byte for byte (same event ids), records not in Redis are decided again from the

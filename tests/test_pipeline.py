@@ -75,7 +75,7 @@ def test_search_run_ahead_uses_the_grown_width_of_the_index_it_searched(crm_file
 
 
 def test_records_joining_a_waiting_batch_decide_as_one_batch(crm_file: tuple[Path, Path]) -> None:
-    """The service's join (records polled while a batch waits are added to it, `Pipeline.encode_also`):
+    """The service's join (records polled while a batch waits are added to it, `encode_in_worker(..., joining=)`):
     the joined encoding extends the waiting one, the search run ahead for the waiting batch serves its rows
     and the joined rows are searched on the deciding thread; decisions are exactly plain `process` on the
     joined batches. A joined record repeating an id of the waiting batch is not encoded twice."""
@@ -88,7 +88,7 @@ def test_records_joining_a_waiting_batch_decide_as_one_batch(crm_file: tuple[Pat
     futures = [pipe.encode_in_worker(waiting[0])]
     got: list[dict[str, object]] = []
     for i in range(len(waiting)):
-        joined = pipe.encode_also(futures[i], joining[i])  # the service joins, then decides at once
+        joined = pipe.encode_in_worker(joining[i], joining=futures[i])  # the service joins, then decides at once
         encoded = joined.result()
         assert encoded.head is futures[i].result() or not joining[i]
         assert len(set(encoded.record_ids)) == len(encoded.record_ids)

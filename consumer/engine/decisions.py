@@ -87,9 +87,25 @@ class Encoded:
     cols: dict[str, np.ndarray]
     #: The blocker's index vectors of `cols` (computed on the encode thread too; None when empty).
     vecs: np.ndarray | None = None
-    #: The waiting batch's own encoding when records joined it (`Pipeline.encode_also`): its rows come
-    #: first here, so an index search started ahead for it still serves them.
+    #: The waiting batch's own encoding when records joined it (`Pipeline.encode_in_worker(..., joining=)`):
+    #: its rows come first here, so an index search started ahead for it still serves them.
     head: Encoded | None = None
+
+    def rows_of(self, ids: list[str]) -> np.ndarray | None | bool:
+        """Which rows hold the records `ids`: None = all of them in order, False = not all from this
+        encoding (encode afresh rather than guess), else their positions."""
+        if ids == self.record_ids:
+            return None
+        pos = {rid: i for i, rid in enumerate(self.record_ids)}
+        return False if any(rid not in pos for rid in ids) else np.array([pos[rid] for rid in ids], np.int64)
+
+    def then(self, more: Encoded) -> Encoded:
+        """These rows followed by `more`'s (records that joined this batch), `head` pointing at these."""
+        if not self.record_ids or not more.record_ids:
+            return self if not more.record_ids else more
+        cols = {name: np.concatenate([arr, more.cols[name]]) for name, arr in self.cols.items()}
+        vecs = None if self.vecs is None or more.vecs is None else np.concatenate([self.vecs, more.vecs])
+        return Encoded(self.record_ids + more.record_ids, cols, vecs, self.head or self)
 
 
 def replay_clusters(lines: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:

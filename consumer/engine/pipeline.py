@@ -142,30 +142,19 @@ class Pipeline(PersistedState, Erasure):
         cols = self.encode(fresh)
         return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols))
 
-    def encode_in_worker(self, records: Sequence[Record]) -> Future[Encoded]:
-        """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order."""
+    def encode_in_worker(self, records: Sequence[Record], joining: Future[Encoded] | None = None) -> Future[Encoded]:
+        """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order.
+        `joining`: a waiting batch's encoding that these records join (the service's `_joins`): the result
+        holds its rows, then these (an id it holds is not encoded twice: the first wins)."""
+        def job(recs: Sequence[Record] = tuple(records)) -> Encoded:
+            first = joining.result() if joining is not None else Encoded([], {})
+            known = set(first.record_ids)
+            return first.then(self.encode_ahead([r for r in recs if r.record_id not in known]))
+
         if self._encode_pool is None:
             self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        self._latest = self._encode_pool.submit(self.encode_ahead, list(records))
+        self._latest = self._encode_pool.submit(job)
         return self._latest
-
-    def encode_also(self, ahead: Future[Encoded] | None, records: Sequence[Record]) -> Future[Encoded]:
-        """`ahead` (a waiting batch's encoding, or None) extended by `records` that joined that batch,
-        encoded on the worker after it; ids `ahead` already holds are not encoded twice (the first wins)."""
-        if self._encode_pool is None:
-            self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        self._latest = self._encode_pool.submit(self._encode_joined, ahead, list(records))
-        return self._latest
-
-    def _encode_joined(self, ahead: Future[Encoded] | None, records: list[Record]) -> Encoded:
-        first = ahead.result() if ahead is not None else Encoded([], {})
-        known = set(first.record_ids)
-        more = self.encode_ahead([r for r in records if r.record_id not in known])
-        if not first.record_ids or not more.record_ids:
-            return more if not first.record_ids else first
-        cols = {name: np.concatenate([arr, more.cols[name]]) for name, arr in first.cols.items()}
-        vecs = None if first.vecs is None or more.vecs is None else np.concatenate([first.vecs, more.vecs])
-        return Encoded(first.record_ids + more.record_ids, cols, vecs, first.head or first)
 
     def close(self, wait: bool = True) -> None:
         """Stop the encode worker and the index-add thread once their work is done; `wait=False` lets them
@@ -224,7 +213,7 @@ class Pipeline(PersistedState, Erasure):
         by_id: dict[str, Decision] = {}
         given = encoded
         if fresh:
-            take = self._take(fresh, encoded)
+            take = False if encoded is None else encoded.rows_of([r.record_id for r in fresh])
             if take is False or encoded is None:
                 cols, encoded = self.encode(fresh), None
             else:
@@ -288,18 +277,6 @@ class Pipeline(PersistedState, Erasure):
             d = by_id.pop(r.record_id, None)
             out.append(d if d is not None else self._replay(r.record_id))
         return out
-
-    @staticmethod
-    def _take(fresh: list[Record], encoded: Encoded | None) -> np.ndarray | None | bool:
-        """Which rows of `encoded` are `fresh`: None = all of them in order, False = not from this batch
-        (encode afresh rather than guess), else their positions."""
-        if encoded is None:
-            return False
-        ids = [r.record_id for r in fresh]
-        if ids == encoded.record_ids:
-            return None
-        pos = {rid: i for i, rid in enumerate(encoded.record_ids)}
-        return False if any(rid not in pos for rid in ids) else np.array([pos[rid] for rid in ids], np.int64)
 
     def _ahead_for(self, encoded: Encoded | None) -> Search | None:
         """The search started ahead for this batch, if any (used once)."""

@@ -113,6 +113,13 @@ class Batch:
                 self.dead.append(item)
         self.decoded = True
 
+    def join(self, later: Batch) -> None:
+        """Take in a decoded batch polled after this one (its messages follow these: same order, later
+        offsets), before this one is decided."""
+        self.messages.extend(later.messages)
+        self.good.extend(later.good)
+        self.dead.extend(later.dead)
+
     def fingerprints(self) -> dict[str, str]:
         """Content fingerprint of each record id's first occurrence in the batch (set by the service)."""
         out: dict[str, str] = {}

@@ -2,7 +2,8 @@
 moment apart by two members are decided together instead of joined afterwards by a late link.
 
 A mixin of `Service`, apart from the batch state machine in `consumer.service.runner`: a polled batch is
-registered (`_register_in_flight`), waits before it is decided for the batches registered before it to be
+decoded, its encoding started and registered (`_prefetch`, `_register_in_flight`); records polled while it
+waits join it (`_joins`); before it is decided it waits for the batches registered before it to be
 written (`_await_earlier`, at most `service.freshness_wait_ms`; the changelog sync that follows then holds
 their records), and is deregistered once its Redis write returned or it was dropped (`_written`). Redis
 errors here never stop a batch: it is decided without waiting, and the late link remains the safety net.
@@ -14,7 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from consumer.config import ServiceSettings
+from confluent_kafka import Message
+
+from consumer.config import ServiceSettings, Settings
+from consumer.engine.pipeline import Pipeline
 from consumer.service.batch import Batch
 from consumer.store.redis import RETRYABLE, RedisStateStore
 from consumer.telemetry.metrics import Metrics
@@ -33,6 +37,9 @@ class FreshnessDuties:
     """Mixed into `Service`; the attributes below are the service's."""
 
     svc: ServiceSettings
+    settings: Settings
+    pipe: Pipeline | None
+    _pending: Batch | None
     store: RedisStateStore
     metrics: Metrics
     _warn: Callable[..., None]
@@ -40,6 +47,32 @@ class FreshnessDuties:
     #: in order, so never waited for: each is written before the next one is decided).
     _given_up: dict[str, None]
     _mine: set[str]
+
+    def _joins(self, msgs: list[Message]) -> bool:
+        """Add records polled while a batch waits to that batch, when both fit in `max_batch`: else they
+        would wait for it *and* then for their own batch, a third of a record's latency below full load (at
+        full load the waiting batch is full: the encoder overlaps the deciding thread as before). They ride
+        on the waiting batch's in-flight registration, made earlier: later batches wait for them too."""
+        pending = self._pending
+        assert pending is not None and self.pipe is not None
+        if pending.abandoned or len(pending.messages) + len(msgs) > self.svc.max_batch:
+            return False
+        more = Batch(msgs)
+        with self.metrics.time_stage("decode"):
+            more.decode(self.settings)
+        pending.join(more)
+        if more.good:
+            pending.encoded = self.pipe.encode_in_worker([r for _, r in more.good], joining=pending.encoded)
+        return True
+
+    def _prefetch(self, batch: Batch) -> Batch:
+        """Decode a polled batch and start encoding its good records on the worker thread."""
+        with self.metrics.time_stage("decode"):
+            batch.decode(self.settings)
+        if batch.good and self.pipe is not None:
+            batch.encoded = self.pipe.encode_in_worker([r for _, r in batch.good])
+        self._register_in_flight(batch)  # from now on, batches polled later by the group wait for this one
+        return batch
 
     def _register_in_flight(self, batch: Batch) -> None:
         """Register a polled batch that has records to decide (once; a retried batch keeps its place)."""

@@ -198,38 +198,6 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
                 self._handle(last)  # polled before the stop: finish it rather than re-read it
             self._written(last)
 
-    def _joins(self, msgs: list[Any]) -> bool:
-        """Add records polled while a batch waits to that batch, when both together fit in `max_batch`.
-
-        The waiting batch was polled before the batch now finished was decided; records that arrived
-        meanwhile would otherwise wait for it *and* then for their own batch. Below full load that extra
-        batch cycle is a third of a record's latency (at 500 records/s, batches of ~8 records every ~15 ms);
-        at full load the waiting batch is full and the encoder overlaps the deciding thread as before. The
-        joined records ride on the waiting batch's in-flight registration, made before they arrived: other
-        members' later batches wait for them all the same."""
-        pending = self._pending
-        assert pending is not None and self.pipe is not None
-        if pending.abandoned or len(pending.messages) + len(msgs) > self.svc.max_batch:
-            return False
-        more = Batch(msgs)
-        with self.metrics.time_stage("decode"):
-            more.decode(self.settings)
-        pending.messages.extend(more.messages)
-        pending.good.extend(more.good)
-        pending.dead.extend(more.dead)
-        if more.good:
-            pending.encoded = self.pipe.encode_also(pending.encoded, [r for _, r in more.good])
-        return True
-
-    def _prefetch(self, batch: Batch) -> Batch:
-        """Decode a polled batch and start encoding its good records on the worker thread."""
-        with self.metrics.time_stage("decode"):
-            batch.decode(self.settings)
-        if batch.good and self.pipe is not None:
-            batch.encoded = self.pipe.encode_in_worker([r for _, r in batch.good])
-        self._register_in_flight(batch)  # from now on, batches polled later by the group wait for this one
-        return batch
-
     def _shutdown(self) -> None:
         # In-flight API requests finish first (they use the pipeline and Redis closed below); the
         # management listener keeps answering probes until the end.

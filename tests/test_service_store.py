@@ -15,7 +15,7 @@ import redis
 
 from consumer.engine.clustering import cluster_id_for
 from consumer.engine.state import RecordState
-from consumer.store.redis import BatchWrite, RedisStateStore
+from consumer.store.redis import BatchWrite, MergesMoved, RedisStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,40 @@ def write(store: RedisStateStore, token: str, recs: list[tuple[str, str]],
         b.add_merge(survivor, absorbed)
     b.set_offset("in", 0, len(recs))
     return store.write_batch(b, "2025-01-01T00:00:00.000Z")
+
+
+def test_a_decision_whose_merges_were_partly_done_meanwhile_is_refused_before_anything_is_written(
+        redis_url: str, redis_prefix: str) -> None:
+    """A member named the clusters, then another member merged one of them: a decision bridging it and one
+    nobody merged would announce the first a second time. With `check_merges` nothing is written and
+    `MergesMoved` says to name them again; named again, only the other is absorbed and announced."""
+    store = RedisStateStore(redis_url, redis_prefix)
+    a, b, c = (cluster_id_for(x) for x in "abc")
+    write(store, "t1", [("a", "a"), ("b", "b"), ("c", "c")])
+    write(store, "t2", [("x", "a")], [(a, [b])])  # the other member: b's cluster into a's
+
+    def bridging(rid: str, absorbed: list[str]) -> BatchWrite:
+        w = BatchWrite("t3-" + rid)
+        w.check_merges = True
+        w.add_record(rec(rid, "a"), a, [b'{"event_id":"%s-merged"}' % rid.encode()],
+                     alt_events=[b'{"event_id":"%s-joined"}' % rid.encode()])
+        w.add_merge(a, absorbed, of_last_record=True)
+        return w
+
+    client = redis.Redis.from_url(redis_url)
+    keys_before = sorted(client.keys(f"{redis_prefix}*"))
+    with pytest.raises(MergesMoved):
+        store.write_batch(bridging("d", [b, c]), "2025-01-01T00:00:00.000Z")
+    assert sorted(client.keys(f"{redis_prefix}*")) == keys_before  # nothing written, no log entry
+    assert client.llen(f"{redis_prefix}log") == 5
+    named_again = bridging("d", [c])  # `freshen` drops b's cluster: it lives in a's already
+    assert store.write_batch(named_again, "2025-01-01T00:00:00.000Z") == (1, [])
+    assert named_again.applied_merges == 1 and named_again.demoted == []
+    assert store.stored_events(["d"]) == {"d": [b'{"event_id":"d-merged"}']}
+    all_done = bridging("e", [b, c])  # every merge done already: demoted, no error
+    assert store.write_batch(all_done, "2025-01-01T00:00:00.000Z") == (1, [])
+    assert all_done.demoted == ["e"] and store.stored_events(["e"]) == {"e": [b'{"event_id":"e-joined"}']}
+    assert store.verify() == [] and set(dict(store.export_clusters()).values()) == {a}
 
 
 def test_batches_merges_and_idempotent_reapply(redis_url: str, redis_prefix: str) -> None:

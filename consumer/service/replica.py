@@ -18,12 +18,19 @@ from consumer.engine.erasure import Erased
 from consumer.engine.pipeline import Pipeline
 from consumer.io.events import utc_iso
 from consumer.io.kafka import TrackedProducer
-from consumer.service.batch import Batch
-from consumer.service.changelog import Replica
+from consumer.service.batch import Batch, assemble
+from consumer.service.changelog import LateLink, Replica
 from consumer.service.snapshot import SnapshotInfo, load_snapshot, save_snapshot
-from consumer.service.sync import late_link_outputs, late_link_write, resolved_link
+from consumer.service.sync import (
+    RENAME_ATTEMPTS,
+    clusters_to_resolve,
+    freshen,
+    late_link_outputs,
+    late_link_write,
+    resolved_link,
+)
 from consumer.store.erasure import LOG_PAGE
-from consumer.store.redis import RETRYABLE, ChangelogTrimmed, RedisStateStore
+from consumer.store.redis import RETRYABLE, ChangelogTrimmed, MergesMoved, RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
 __all__ = ["ReplicaDuties"]
@@ -122,15 +129,8 @@ class ReplicaDuties:
             self.metrics.observe_replica_lag(written.values(), time.time())
             applied = []
             for found in result.links:
-                where = self._retry("redis", "resolve clusters", lambda f=found: self.store.resolve_clusters(
-                    [f.surviving_cluster_id, *f.merged_cluster_ids, f.match.cluster_id]), batch)
-                link = resolved_link(found, where)
-                if link is None:  # merged in Redis already (by another member meanwhile): nothing to announce
-                    continue
-                write = late_link_write(link)
-                self._retry("redis", "write late link",
-                            lambda w=write: self.store.write_batch(w, utc_iso(time.time())), batch)
-                if write.applied_merges:
+                link = self._write_late_link(found, batch)
+                if link is not None:
                     applied.append(link)
             if applied:
                 self._send_now(late_link_outputs(applied, pipe, start, time.time()), batch)
@@ -150,6 +150,40 @@ class ReplicaDuties:
             self._housekeeping()
         except RETRYABLE as exc:  # positions and trimming wait for the next turn
             self._warn("redis", "changelog housekeeping skipped", error=type(exc).__name__)
+
+    def _name_and_assemble(self, batch: Batch) -> None:
+        """Name the decisions' clusters as Redis knows them now (another member may have merged some
+        meanwhile), then build the batch's events and its Redis write."""
+        assert self.pipe is not None
+        fresh = [d for d in batch.decisions if d.outcome != "replay"]
+        ids = clusters_to_resolve(fresh)
+        if ids:
+            where = self._retry("redis", "resolve clusters", lambda: self.store.resolve_clusters(ids), batch)
+            if freshen(fresh, where):
+                log.debug("decisions renamed to current clusters")
+        gens = self._retry("redis", "read generations", lambda: self.store.generations(
+            [d.record_id for d in fresh], self.settings.encoders.hash_key), batch)
+        assemble(batch, self.pipe, time.time(), gens)
+
+    def _write_late_link(self, found: LateLink, batch: Batch | None) -> LateLink | None:
+        """Write a late link named as Redis knows its clusters now; the link to announce, or None when
+        another member merged them meanwhile. Named again when Redis refuses it (`MergesMoved`: merged in
+        part meanwhile), at most `RENAME_ATTEMPTS` times, the last without that check."""
+        for attempt in range(RENAME_ATTEMPTS):
+            where = self._retry("redis", "resolve clusters", lambda f=found: self.store.resolve_clusters(
+                [f.surviving_cluster_id, *f.merged_cluster_ids, f.match.cluster_id]), batch)
+            link = resolved_link(found, where)
+            if link is None:  # merged in Redis already (by another member meanwhile): nothing to announce
+                return None
+            write = late_link_write(link)
+            write.check_merges = attempt < RENAME_ATTEMPTS - 1
+            try:
+                self._retry("redis", "write late link",
+                            lambda w=write: self.store.write_batch(w, utc_iso(time.time())), batch)
+            except MergesMoved:
+                continue
+            return link if write.applied_merges else None
+        return None
 
     def _send_now(self, outputs: list[Any], batch: Batch | None) -> None:
         assert self.producer is not None

@@ -57,7 +57,7 @@ from consumer.io.kafka import (
     normalize_properties,
     properties_from_env,
 )
-from consumer.service.batch import Batch, assemble, outputs_of
+from consumer.service.batch import Batch, outputs_of
 from consumer.service.changelog import Replica
 from consumer.service.deps import DEFAULT_KAFKA_PROPERTIES, Abandoned, DependencyRefused, DependencyWaits
 from consumer.service.erasure import ErasureDuties
@@ -66,8 +66,8 @@ from consumer.service.guard import decide_guarded, encoded_or_none, fingerprint_
 from consumer.service.replica import ReplicaDuties
 from consumer.service.shared_index import SharedIndexDuties
 from consumer.service.state import StateLoading, freeze_survivors
-from consumer.service.sync import clusters_to_resolve, freshen
-from consumer.store.redis import RedisStateStore
+from consumer.service.sync import RENAME_ATTEMPTS
+from consumer.store.redis import MergesMoved, RedisStateStore
 from consumer.telemetry.logs import kafka_logger
 from consumer.telemetry.metrics import Metrics
 
@@ -295,15 +295,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
             "redis", "read fingerprints", lambda: self.store.stored_fingerprints(ids), batch))
         pipe = self.pipe
         self.metrics.observe_stages(pipe.timer.since(before, pipe.batch_stages))
-        fresh = [d for d in batch.decisions if d.outcome != "replay"]
-        ids = clusters_to_resolve(fresh)
-        if ids:  # name clusters as Redis knows them now (another member may have merged them meanwhile)
-            where = self._retry("redis", "resolve clusters", lambda: self.store.resolve_clusters(ids), batch)
-            if freshen(fresh, where):
-                log.debug("decisions renamed to current clusters")
-        gens = self._retry("redis", "read generations", lambda: self.store.generations(
-            [d.record_id for d in fresh], self.settings.encoders.hash_key), batch)
-        assemble(batch, pipe, time.time(), gens)
+        self._name_and_assemble(batch)
         if batch.replay_ids:
             stored = self._retry("redis", "read stored events",
                                  lambda: self.store.stored_events(batch.replay_ids), batch)
@@ -331,11 +323,18 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
 
     def _store(self, batch: Batch) -> None:
         assert batch.write is not None and self.pipe is not None
-        write = batch.write
-        write.seen = self.replica.position  # erasures past it raced this batch (the store cleans up)
         with self.metrics.time_stage("redis"):
-            _n, conflicts = self._retry("redis", "write batch",
-                                        lambda: self.store.write_batch(write, utc_iso(time.time())), batch)
+            for attempt in range(RENAME_ATTEMPTS):
+                write = batch.write
+                write.seen = self.replica.position  # erasures past it raced this batch (the store cleans up)
+                write.check_merges = attempt < RENAME_ATTEMPTS - 1  # the last attempt writes as it is
+                try:
+                    _n, conflicts = self._retry("redis", "write batch",
+                                                lambda w=write: self.store.write_batch(w, utc_iso(time.time())), batch)
+                    break
+                except MergesMoved:  # nothing written: name the clusters again and rebuild the events
+                    log.info("merges done meanwhile by another member, events rebuilt", extra={"attempt": attempt})
+                    self._name_and_assemble(batch)
             if conflicts:  # another member (or a dropped batch) got there first: its outcome stands
                 log.warning("records already stored by another batch", extra={"records": len(conflicts)})
                 batch.events.update(outputs_of(self._retry("redis", "read stored events",

@@ -18,11 +18,17 @@ from consumer.service.batch import Output
 from consumer.service.changelog import LateLink
 from consumer.store.redis import BatchWrite
 
-__all__ = ["CHANGELOG_SOURCE", "late_link_write", "late_link_outputs", "clusters_to_resolve", "freshen",
-           "resolved_link"]
+__all__ = ["CHANGELOG_SOURCE", "RENAME_ATTEMPTS", "late_link_write", "late_link_outputs", "clusters_to_resolve",
+           "freshen", "resolved_link"]
 
 #: The `source.topic` of late-link events.
 CHANGELOG_SOURCE = "dedup.changelog"
+
+
+#: Writes refused because another member merged some of their clusters meanwhile (`MergesMoved`), each
+#: followed by naming the clusters again, before the last attempt writes without that check (an absorbed
+#: cluster may then be announced twice).
+RENAME_ATTEMPTS = 3
 
 
 def late_link_write(link: LateLink) -> BatchWrite:

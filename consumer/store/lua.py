@@ -47,14 +47,16 @@ APPLY_BATCH = r"""
 --   ev_ttl:  seconds the stored events (ev:<id>) are kept, 0 or absent = forever (replays only need them
 --            until the batch is committed in Kafka, plus a rewind margin)
 --   seen:    the changelog position the decisions saw (the member's replica position; absent = not checked)
+--   check:   refuse a batch whose decision's merges were partly done already (below): returns {-1}
 -- Returns {new_records, merges applied (not already done), #conflicts, #raced, split pieces dropped,
 -- conflicting record ids..., raced ids..., demoted record ids...}. *Raced* ids were erased after `seen`
 -- (an `e` entry past it): the batch was decided on a view that still held them, so the caller deletes
 -- this batch's stored events that name them; a split piece whose founder is no longer stored is dropped
 -- (never write an erased id back as a founder) and the caller reloads (its replica applied the split).
 -- A record whose bridging merges were all done already (another member merged the
--- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead,
--- so no absorbed cluster is ever announced by two merge events.
+-- same clusters a moment before) is *demoted*: its alternative events (no clusters.merged) are stored instead;
+-- one whose merges were partly done is refused with ops.check (below), so no absorbed cluster is ever
+-- announced by two merge events.
 --
 -- Every new record appends 'r<record id>', every applied merge 'm<len>:<survivor founder><absorbed founder>'
 -- (founder record ids) and every split piece 's[<founder id>, [<record id>, ...]]' (JSON) to the list
@@ -187,6 +189,44 @@ local function split(m)
     split_piece(piece[1], piece[2], piece[3])
   end
   touched[old] = true
+end
+
+-- A decision (or a late link) whose merges were *partly* done already (another member merged one of its
+-- clusters after this member named them, before this write) would announce that cluster a second time:
+-- with ops.check the batch is refused before anything is written ({-1}); the member names the clusters
+-- again, rebuilds its events and writes again. Merges are replayed on a scratch union of the resolved ids;
+-- a record already stored (the same batch again) is not judged; a batch with a split is not checked.
+if ops.check then
+  local has_split = false
+  for _, m in ipairs(ops.merges) do if m.split then has_split = true end end
+  if not has_split then
+    local rep, done, todo = {}, {}, {}
+    local function find(c)
+      c = resolve(c)
+      while rep[c] do c = rep[c] end
+      return c
+    end
+    for j, m in ipairs(ops.merges) do
+      local i = m[3] or 0
+      local owner = -j
+      if i > 0 then
+        owner = i
+        if redis.call('EXISTS', p .. 'rec:' .. ops.recs[i][1]) == 1 then owner = nil end
+      end
+      for _, a in ipairs(m[2]) do
+        local s, x = find(m[1]), find(a)
+        if s == x then
+          if owner then done[owner] = true end
+        else
+          rep[x] = s
+          if owner then todo[owner] = true end
+        end
+      end
+    end
+    for owner, _ in pairs(done) do
+      if todo[owner] then return {-1} end
+    end
+  end
 end
 
 -- The record hash keeps the token's first 16 hex digits and the write time as epoch ms (ops.now_ms): with

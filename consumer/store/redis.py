@@ -56,7 +56,7 @@ from consumer.store.record_state import LAYOUTS, RecordState, cluster_id_for, la
 from consumer.store.verify import VerifyOps, glob_escape, split_meta
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS", "pack_events", "unpack_events",
-           "EVENTS_ZDICT_1", "ChangelogTrimmed"]
+           "EVENTS_ZDICT_1", "ChangelogTrimmed", "MergesMoved"]
 
 #: Errors after which the same call can simply be retried later (server down, restarting, loading its AOF).
 #: On a Redis Cluster also a failover or resharding in progress (cluster down, TRYAGAIN, a slot not covered).
@@ -91,6 +91,9 @@ class BatchWrite:
         #: deleted) and split pieces dropped because their founder was erased (the caller reloads).
         self.raced: list[str] = []
         self.dropped_pieces = 0
+        #: Refuse the write (`MergesMoved`) when a decision's merges were partly done already (the service
+        #: sets it, and names the clusters again when refused).
+        self.check_merges = False
 
     def add_record(self, state: RecordState, cluster_id: str, events: Sequence[bytes], fp: str = "",
                    alt_events: Sequence[bytes] | None = None) -> None:
@@ -137,7 +140,15 @@ class BatchWrite:
             ops["now_ms"] = now_ms
         if self.seen is not None:
             ops["seen"] = int(self.seen)
+        if self.check_merges:
+            ops["check"] = True
         return orjson.dumps(ops)
+
+
+class MergesMoved(Exception):
+    """Nothing was written: a decision bridges a cluster another member merged after this one named the
+    clusters, and one nobody merged; written as it is, its event would announce the first one again. Name
+    the clusters again (`resolve_clusters`), rebuild the events and write again."""
 
 
 class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
@@ -179,6 +190,8 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         args: list[Any] = [self.prefix, batch.token, now_iso, ops, *batch.blobs]
         # KEYS[1] only routes the script: every key it builds from the prefix shares this key's slot.
         out = self._apply(keys=[self.key("seq")], args=args)
+        if int(out[0]) < 0:
+            raise MergesMoved("a decision's merges were partly done by another writer since it was named")
         batch.applied_merges = int(out[1])
         ids = [x.decode() if isinstance(x, bytes) else str(x) for x in out[5:]]
         n_conflicts, n_raced = int(out[2]), int(out[3])

@@ -105,7 +105,7 @@ class Encoded:
             return self if not more.record_ids else more
         cols = {name: np.concatenate([arr, more.cols[name]]) for name, arr in self.cols.items()}
         vecs = None if self.vecs is None or more.vecs is None else np.concatenate([self.vecs, more.vecs])
-        return Encoded(self.record_ids + more.record_ids, cols, vecs, self.head or self)
+        return Encoded(self.record_ids + more.record_ids, cols, vecs, self.head if self.head is not None else self)
 
 
 def replay_clusters(lines: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:

@@ -284,7 +284,8 @@ class Pipeline(PersistedState, Erasure):
         if ahead is None or encoded is None:
             return None
         fut, search = ahead
-        if fut.done() and fut.exception() is None and fut.result() in (encoded, encoded.head):
+        # By identity: `Encoded` is a dataclass, and `==` would compare its arrays.
+        if fut.done() and fut.exception() is None and (fut.result() is encoded or fut.result() is encoded.head):
             self._ahead = None  # (for `encoded.head`, its first rows: the blocker searches the rest)
             return search
         return None  # started for a later batch

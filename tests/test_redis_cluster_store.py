@@ -188,6 +188,43 @@ def test_batches_in_flight_are_ordered_by_registration(store: RedisStateStore) -
     assert all(k.startswith(store.prefix.encode()) for k in keys_on_every_master(store))
 
 
+def test_a_wait_ends_when_the_batch_is_written_and_costs_a_few_round_trips(store: RedisStateStore) -> None:
+    """`wait_written` blocks on the stream of deregistrations: it returns as soon as the earlier batch is
+    written (not at the bound), asks Redis a handful of times however long it waits, and a batch
+    deregistered without a stream entry (a member of an older version) still ends the wait within a slice."""
+    import threading
+    import time
+
+    now = int(time.time() * 1000)
+    store.register_batch("early", now)
+    store.register_batch("late", now + 1)
+    calls = {"n": 0}
+    still = store._still_waiting
+
+    def counted(tokens: list[str]) -> tuple[str, list[str]]:
+        calls["n"] += 1
+        return still(tokens)
+
+    store._still_waiting = counted  # type: ignore[method-assign]
+    threading.Timer(0.3, store.batch_written, args=("early",)).start()
+    t0 = time.monotonic()
+    assert store.wait_written(["early"], 5.0) == []
+    waited = time.monotonic() - t0
+    assert 0.25 <= waited < 1.5, waited
+    assert calls["n"] <= 0.3 * 1000 / 25 + 2  # one look per blocking slice at most, not one per millisecond
+    threading.Timer(0.1, store.client.hdel, args=(store.key("inflight"), "late")).start()  # no stream entry
+    t0 = time.monotonic()
+    assert store.wait_written(["late"], 5.0) == []
+    assert time.monotonic() - t0 < 0.1 + 0.5
+    store.register_batch("never", now + 2)
+    t0 = time.monotonic()
+    assert store.wait_written(["never"], 0.1) == ["never"]  # bounded: the member died mid-batch
+    assert 0.09 <= time.monotonic() - t0 < 1.0
+    store.batch_written("never")
+    assert store.verify() == []
+    assert all(k.startswith(store.prefix.encode()) for k in keys_on_every_master(store))
+
+
 def test_concurrent_writers_converge(store: RedisStateStore, backend: tuple[str, str]) -> None:
     """Two writers with stale views joining and merging the same clusters: one consistent state."""
     import threading

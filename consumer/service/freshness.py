@@ -29,8 +29,6 @@ log = logging.getLogger("dedup.service")
 
 #: Tokens a member stopped waiting for (a member that died mid-batch): not waited for again. Bounded.
 GIVEN_UP_KEEP = 1024
-#: How often a waiting member asks Redis whether the earlier batches were written.
-POLL_SECONDS = 0.001
 
 
 class FreshnessDuties:
@@ -97,25 +95,19 @@ class FreshnessDuties:
             self.metrics.freshness_waits.labels(result="none").inc()
             return
         t0 = time.monotonic()
-        deadline = t0 + self.svc.freshness_wait_ms / 1000.0
         result = "clear"
-        while True:
-            try:
-                waiting = self.store.still_in_flight(waiting)
-            except RETRYABLE:
-                result = "error"
-                break
-            if not waiting:
-                break
-            if time.monotonic() >= deadline:
-                result = "timeout"
-                for token in waiting:
-                    self._given_up[token] = None
-                while len(self._given_up) > GIVEN_UP_KEEP:
-                    del self._given_up[next(iter(self._given_up))]
-                log.info("decided without earlier batches still in flight", extra={"batches": len(waiting)})
-                break
-            time.sleep(POLL_SECONDS)
+        try:
+            waiting = self.store.wait_written(waiting, self.svc.freshness_wait_ms / 1000.0)
+        except RETRYABLE:
+            result = "error"
+            waiting = []
+        if waiting:
+            result = "timeout"
+            for token in waiting:
+                self._given_up[token] = None
+            while len(self._given_up) > GIVEN_UP_KEEP:
+                del self._given_up[next(iter(self._given_up))]
+            log.info("decided without earlier batches still in flight", extra={"batches": len(waiting)})
         self.metrics.freshness_waits.labels(result=result).inc()
         self.metrics.freshness_wait.observe(time.monotonic() - t0)
 

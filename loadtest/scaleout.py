@@ -337,10 +337,14 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
         merge_events: dict[str, set[str]] = {}
+        merge_detail: dict[str, list[dict[str, Any]]] = {}  # what each merge event said: to tell a repeat's cause
         for m in hk.consume_all(bootstrap, events, timeout=60):
             e = orjson.loads(m.value or b"{}")
             for c in e.get("merged_cluster_ids", []):
                 merge_events.setdefault(c, set()).add(e["event_id"])
+                merge_detail.setdefault(c, []).append({
+                    k: e.get(k) for k in ("event_id", "event_type", "record_id", "cluster_id", "merged_cluster_ids",
+                                          "source", "event_time", "outcome", "surviving_cluster_id")})
         redis_server.stop()
     stream = cluster_scores(final, truth)
     twice = sorted(c for c, ids in merge_events.items() if len(ids) > 1)
@@ -358,6 +362,7 @@ def main() -> int:
                    "recall": round(stream.recall, 4), "records_in_clusters": len(final)},
         "f1_gap": round(gap, 4), "tolerance": args.tolerance,
         "verify_problems": problems[:5], "clusters_merged_by_two_events": twice[:5],
+        "twice_events": {c: merge_detail[c] for c in twice[:3]},
         "seconds_producing": round(produced_s, 1), "seconds_until_all_stored": round(done_s, 1),
         "throughput_records_per_s": round(len(rows) / done_s, 1),
         "members_cpu_seconds": round(members_cpu, 1),

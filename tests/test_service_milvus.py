@@ -226,3 +226,28 @@ def test_an_empty_collection_is_filled_once_from_the_state(kafka_bootstrap: str,
         wait_for(lambda: http_get(again.url + "/readyz")[0] == 200, 90, "ready again")
         assert again.backfilled == 0 and not again.shared_index.is_empty()
     assert sorted(stored_ids(milvus_uri, name)) == sorted(ids)
+
+
+def test_a_new_member_opens_the_collection_before_it_reports_ready(kafka_bootstrap: str, redis_url: str,
+                                                                  redis_prefix: str, milvus_uri: str) -> None:
+    """An empty store (the group's first start): the collection is created and loaded while the member
+    starts, not by its first search, which held that batch for seconds while the other members' batches
+    gave up waiting for it (late links instead of joins at decision)."""
+    from pymilvus import connections, utility
+
+    topic, events, group = unique_topic("mvo"), unique_topic("events"), unique_topic("g")
+    create_topics(kafka_bootstrap, [topic], partitions=1)
+    create_topics(kafka_bootstrap, [events])
+    s = milvus_settings(kafka_bootstrap, redis_url, topic, events, group, redis_prefix, milvus_uri,
+                        f"t{uuid.uuid4().hex[:10]}")
+    with running_service(s) as svc:
+        wait_for(lambda: http_get(svc.url + "/readyz")[0] == 200, 90, "ready on milvus")
+        assert svc.pipe is not None and len(svc.pipe.store) == 0 and svc.backfilled == 0
+        name = svc.shared_index.name
+        alias = f"t-{uuid.uuid4().hex[:8]}"
+        connections.connect(alias=alias, uri=milvus_uri)
+        try:
+            assert utility.has_collection(name, using=alias)
+            assert utility.load_state(name, using=alias).name == "Loaded"
+        finally:
+            connections.disconnect(alias)

@@ -167,6 +167,10 @@ class MilvusIndex:
             getattr(coll, op)([rows[lo:lo + WRITE_CHUNK].tolist(), vecs[lo:lo + WRITE_CHUNK]], timeout=self._timeout)
         return vecs, rows
 
+    def open(self) -> None:
+        """Connect, create (or re-create) the collection and its index, and load it now."""
+        self._open()
+
     def is_empty(self) -> bool:
         """Whether the collection holds no row at all, read under Strong consistency (a start-up check)."""
         got = self._open().query("id >= 0", output_fields=["id"], limit=1, consistency_level="Strong",

@@ -257,6 +257,10 @@ class SharedMilvusIndex:
         """Whether the collection holds no vector at all (Strong read: a start-up check)."""
         return self.inner.is_empty()
 
+    def open(self) -> None:
+        """Connect, create the collection if missing, load it (a start-up step; else the first use does it)."""
+        self.inner.open()
+
     def held_ids(self) -> np.ndarray:
         """Global ids of every live row this member holds (start-up backfill, audits)."""
         with self._lock:

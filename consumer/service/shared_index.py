@@ -72,10 +72,16 @@ class SharedIndexDuties:
         self._retry("milvus", "publish vectors", lambda: index.publish(vecs, ids), batch)
 
     def _backfill(self, pipe: Pipeline) -> None:
-        """An empty collection while this member holds records: write them all once (every member that
-        starts then does the same; upserts by global id make that harmless)."""
+        """Open the group's collection; if it is empty while this member holds records, write them all once
+        (every member that starts then does the same; upserts by global id make that harmless)."""
         index = self.shared_index
-        if index is None or not len(pipe.store):
+        if index is None:
+            return
+        # Opened here, before the member reports ready: opened by the first search instead, it held the
+        # member's first batch for seconds (the client's import, the collection's load) while the group's
+        # batches registered meanwhile stopped waiting for it and needed late links (docs/scale-out.md).
+        self._retry("milvus", "open the collection", index.open)
+        if not len(pipe.store):
             return
         if not self._retry("milvus", "check the collection", index.is_empty):
             return

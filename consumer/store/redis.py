@@ -28,6 +28,7 @@ Keys (prefix `p`, e.g. `dedup:`; on a Redis Cluster a hash tag, `{dedup}:`, so a
     p offsets              hash  "topic:partition" -> next offset written (diagnostics; Kafka has the commits)
     p inflight             hash  batch token -> epoch ms, while a polled batch is not yet written
                                  (consumer/store/inflight.py: how twins on two members meet at decision)
+    p written              stream  tokens deregistered lately (capped): what a waiting member blocks on
     p meta                 hash  model_version, config_version of the last writer
     p layouts              hash  payload layout id -> column layout JSON (consumer/store/record_state.py)
 

@@ -225,6 +225,25 @@ def test_a_wait_ends_when_the_batch_is_written_and_costs_a_few_round_trips(store
     assert all(k.startswith(store.prefix.encode()) for k in keys_on_every_master(store))
 
 
+def test_a_batch_leaves_the_in_flight_hash_with_its_write(store: RedisStateStore) -> None:
+    """The batch script deregisters its own token atomically with the state (no round trip of its own)
+    and tells a member waiting on it; a write whose token was never registered appends nothing."""
+    import threading
+    import time
+
+    now = int(time.time() * 1000)
+    store.register_batch("t1", now)
+    threading.Timer(0.2, write, args=(store, "t1", [("a", "a")])).start()
+    t0 = time.monotonic()
+    assert store.wait_written(["t1"], 5.0) == []
+    assert 0.15 <= time.monotonic() - t0 < 1.5
+    stream = store.key("written")
+    assert [f[b"t"] for _id, f in store.client.xrange(stream)] == [b"t1"]
+    write(store, "t2", [("b", "b")])  # never registered: nothing to tell
+    assert store.client.xlen(stream) == 1 and store.still_in_flight(["t1", "t2"]) == []
+    assert store.verify() == []
+
+
 def test_concurrent_writers_converge(store: RedisStateStore, backend: tuple[str, str]) -> None:
     """Two writers with stale views joining and merging the same clusters: one consistent state."""
     import threading

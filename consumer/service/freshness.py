@@ -111,12 +111,15 @@ class FreshnessDuties:
         self.metrics.freshness_waits.labels(result=result).inc()
         self.metrics.freshness_wait.observe(time.monotonic() - t0)
 
-    def _written(self, batch: Batch | None) -> None:
-        """The batch's Redis write returned, or it was dropped: deregister it (idempotent)."""
+    def _written(self, batch: Batch | None, by_write: bool = False) -> None:
+        """The batch's Redis write returned, or it was dropped: deregister it (idempotent). `by_write`: the
+        batch script deregistered it already, with its state (no round trip of its own)."""
         if batch is None or not batch.registered:
             return
         batch.registered = False
         self._mine.discard(batch.token)
+        if by_write:
+            return
         try:
             self.store.batch_written(batch.token)
         except RETRYABLE as exc:  # left behind: the others stop waiting for it after freshness_wait_ms

@@ -344,7 +344,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
                 batch.events[rid] = batch.alt_events[rid]
             self._reload_needed |= write.dropped_pieces > 0  # a split founded by a record erased meanwhile
         batch.stored = True
-        self._written(batch)
+        self._written(batch, by_write=True)  # the batch script took it out of the in-flight hash
         self.replica.note_own(d.row for d in batch.decisions if d.outcome != "replay")
         self.replica.note_own_splits(p.founder_id for d in batch.decisions for p in d.splits)
         self.metrics.index_size.set(len(self.pipe.store))

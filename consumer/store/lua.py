@@ -3,6 +3,8 @@
 Kept as a Python string (not a .lua file) so it ships with the package without package-data rules.
 """
 
+from consumer.store.inflight import WRITTEN_KEEP
+
 #: Follows forward pointers (fwd:<id> -> survivor) from an absorbed cluster to the one that holds it now;
 #: shared by the batch script and the erasure script (`consumer.store.erasure`). Needs `p` (the prefix).
 RESOLVE_FWD = r"""
@@ -323,6 +325,13 @@ end
 for tp, off in pairs(ops.offsets) do
   local cur = tonumber(redis.call('HGET', p .. 'offsets', tp) or '-1')
   if off > cur then redis.call('HSET', p .. 'offsets', tp, off) end
+end
+-- A batch registered in flight when it was polled (consumer/store/inflight.py) is written now: it leaves the
+-- hash here, atomically with its state, and a member blocked on it learns so from the stream (one round
+-- trip fewer per batch than deregistering after the reply). Tokens never registered (late links, erasures)
+-- are not in the hash: nothing is appended.
+if redis.call('HDEL', p .. 'inflight', token) == 1 then
+  redis.call('XADD', p .. 'written', 'MAXLEN', '~', """ + str(WRITTEN_KEEP) + r""", '*', 't', token)
 end
 local out = {n_new, applied, #conflicts, #raced, dropped}
 for _, rid in ipairs(conflicts) do table.insert(out, rid) end

@@ -5,19 +5,19 @@ milliseconds apart are decided before either write reaches the other replica, an
 joins them afterwards (a second event, tens of milliseconds later; docs/scale-out.md). So every member
 registers each batch it polled (`register_batch`, one script: atomic with every other registration) and
 gets back the batches that were registered and not yet written at that moment; before deciding, it waits
-until those are written (`still_in_flight`), then tails the changelog. For any two batches one of them was
+until those are written (`wait_written`), then tails the changelog. For any two batches one of them was
 registered first: the later one either sees the earlier in flight and waits for it, or the earlier was
 already written and is in the changelog. Either way the later decides with the earlier's records, so two
 twins meet in one decision, whichever member polled first. Waits point only to earlier registrations, so
 they cannot form a cycle; the wait is bounded (`service.freshness_wait_ms`) and the late link stays the
 safety net for a member that stalls or dies with a batch registered.
 
-    p inflight       hash  batch token -> registration time (epoch ms), until the batch's Redis write returns
-                           (entries older than `stale_ms`, of a member that died mid-batch, are dropped by
-                           the next registration)
+    p inflight       hash  batch token -> registration time (epoch ms), until the batch script writing the
+                           batch removes it (`batch_written` for a batch dropped unwritten; entries older than
+                           `stale_ms`, of a member that died mid-batch, are dropped by the next registration)
     p written        stream  the tokens deregistered lately (capped at ~WRITTEN_KEEP entries): a waiting
-                           member blocks on it (`XREAD BLOCK`) instead of asking the hash every millisecond,
-                           which cost the group as much CPU as a sixth of its decisions (docs/scale-out.md)
+                           member blocks on it (`XREAD BLOCK`) instead of asking the hash every millisecond
+                           (three members' CPU per record x0.90; docs/scale-out.md, *Costs and limits*)
 
 No record id or field value is written: a batch token is a random hex string.
 """
@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["InFlightOps", "REGISTER_BATCH", "WAIT_SLICE_MS"]
+__all__ = ["InFlightOps", "REGISTER_BATCH", "WAIT_SLICE_MS", "WRITTEN_KEEP"]
 
 #: Deregistrations kept in the stream; a waiter reads it from the position it took a moment before.
 WRITTEN_KEEP = 1024

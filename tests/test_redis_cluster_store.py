@@ -188,6 +188,28 @@ def test_batches_in_flight_are_ordered_by_registration(store: RedisStateStore) -
     assert all(k.startswith(store.prefix.encode()) for k in keys_on_every_master(store))
 
 
+def test_a_state_of_a_layout_this_process_never_saw_is_fetched_with_its_layout(store: RedisStateStore) -> None:
+    """Another member wrote a payload of a column layout this process has not registered: fetching it reads
+    the store's layout table (else a sync would fail to decode it); known layouts need no such read."""
+    import numpy as np
+
+    from consumer.store.record_state import LAYOUTS, decode_payload, encode_rows, layout_of
+
+    cols = {"v": np.arange(6, dtype=np.float32).reshape(2, 3), "h": np.array([7, 9], np.int64)}
+    payloads = encode_rows(cols, np.ones(2), np.zeros(2))
+    b = BatchWrite("lay")
+    for rid, pl in zip(("x", "y"), payloads):
+        b.add_record(RecordState(rid, 0, rid, pl), cluster_id_for(rid), [b"{}"])
+    b.set_offset("in", 0, 2)
+    store.write_batch(b, NOW)
+    lid = layout_of(payloads[0])
+    assert lid is not None
+    del LAYOUTS[lid]  # as in a process that never encoded this layout
+    states, _ = store.fetch_states(["x", "y"])
+    got, _c, _r = decode_payload(states["y"].payload)
+    assert got["v"].tolist() == [3.0, 4.0, 5.0] and int(got["h"]) == 9
+
+
 def test_a_wait_ends_when_the_batch_is_written_and_costs_a_few_round_trips(store: RedisStateStore) -> None:
     """`wait_written` blocks on the stream of deregistrations: it returns as soon as the earlier batch is
     written (not at the bound), asks Redis a handful of times however long it waits, and a batch

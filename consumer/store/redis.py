@@ -266,16 +266,19 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
     def fetch_states(self, record_ids: Sequence[str]) -> tuple[dict[str, RecordState], dict[str, str]]:
         """The stored state of these records (founder as of now: merges applied since are included), and
         when each was written (the writer's ISO time: the replica's consistency window is measured on it)."""
-        self.load_layouts()
         pipe = self.client.pipeline(transaction=False)
         for rid in record_ids:
             pipe.hmget(self.key("rec", rid), ["seq", "founder", "payload", "written"])
             pipe.get(self.key("pl", rid))
         res = pipe.execute()
+        payloads = [pl if pl is not None else fields[2] for fields, pl in zip(res[0::2], res[1::2])]
+        # A payload's layout is stored by the script that stored the payload: the table is read again only
+        # when a payload names a layout this process has not seen (a round trip per changelog sync before).
+        if any(lid is not None and lid not in LAYOUTS for lid in map(layout_of, filter(None, payloads))):
+            self.load_layouts()
         out: dict[str, RecordState] = {}
         written: dict[str, str] = {}
-        for rid, (seq, founder, old, when), payload in zip(record_ids, res[0::2], res[1::2]):
-            payload = payload if payload is not None else old
+        for rid, (seq, founder, _old, when), payload in zip(record_ids, res[0::2], payloads):
             if payload is not None and seq is not None:
                 out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
                 written[rid] = _iso_of((when or b"").decode())

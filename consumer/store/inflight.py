@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["InFlightOps", "REGISTER_BATCH", "WAIT_SLICE_MS", "WRITTEN_KEEP"]
+__all__ = ["DEREGISTER", "InFlightOps", "REGISTER_BATCH", "WAIT_SLICE_MS", "WRITTEN_KEEP"]
 
 #: Deregistrations kept in the stream; a waiter reads it from the position it took a moment before.
 WRITTEN_KEEP = 1024
@@ -69,10 +69,18 @@ end
 return out
 """
 
+#: Deregisters a batch token and tells the members blocked on it; shared by `BATCH_WRITTEN` and the batch
+#: script (`consumer.store.lua`), which deregisters the batch it writes. Needs `hash`, `stream`, `token`.
+DEREGISTER = r"""
+if redis.call('HDEL', hash, token) == 1 then
+  redis.call('XADD', stream, 'MAXLEN', '~', """ + str(WRITTEN_KEEP) + r""", '*', 't', token)
+end
+"""
+
 BATCH_WRITTEN = r"""
--- KEYS[1] the in-flight hash, KEYS[2] the stream of deregistrations; ARGV[1] the token, ARGV[2] the cap.
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 't', ARGV[1])
+-- KEYS[1] the in-flight hash, KEYS[2] the stream of deregistrations; ARGV[1] the token.
+local hash, stream, token = KEYS[1], KEYS[2], ARGV[1]
+""" + DEREGISTER + r"""
 return 1
 """
 
@@ -138,5 +146,4 @@ class InFlightOps:
     def batch_written(self, token: str) -> None:
         """The batch's Redis write returned (or it was dropped): nobody waits for it any longer; a member
         blocked on it learns so from the stream at once."""
-        self._script("_written_script", BATCH_WRITTEN)(
-            keys=[self.key("inflight"), self.key("written")], args=[token, WRITTEN_KEEP])
+        self._script("_written_script", BATCH_WRITTEN)(keys=[self.key("inflight"), self.key("written")], args=[token])

@@ -3,7 +3,7 @@
 Kept as a Python string (not a .lua file) so it ships with the package without package-data rules.
 """
 
-from consumer.store.inflight import WRITTEN_KEEP
+from consumer.store.inflight import DEREGISTER
 
 #: Follows forward pointers (fwd:<id> -> survivor) from an absorbed cluster to the one that holds it now;
 #: shared by the batch script and the erasure script (`consumer.store.erasure`). Needs `p` (the prefix).
@@ -330,8 +330,9 @@ end
 -- hash here, atomically with its state, and a member blocked on it learns so from the stream (one round
 -- trip fewer per batch than deregistering after the reply). Tokens never registered (late links, erasures)
 -- are not in the hash: nothing is appended.
-if redis.call('HDEL', p .. 'inflight', token) == 1 then
-  redis.call('XADD', p .. 'written', 'MAXLEN', '~', """ + str(WRITTEN_KEEP) + r""", '*', 't', token)
+do
+  local hash, stream = p .. 'inflight', p .. 'written'
+""" + DEREGISTER + r"""
 end
 local out = {n_new, applied, #conflicts, #raced, dropped}
 for _, rid in ipairs(conflicts) do table.insert(out, rid) end

@@ -8,6 +8,7 @@ throw-away one).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import os
@@ -53,6 +54,21 @@ def crm_file(n: int, seed: int, workdir: Path) -> tuple[Path, Path]:
     if not path.exists():
         write_crm(path, truth, n, seed)
     return path, truth
+
+
+def listing_file(n: int, seed: int, workdir: Path) -> tuple[Path, Path, list[dict[str, str]]]:
+    """Generated listings with photos, their truth, and the rows as a producer sends them: each photo inline
+    as base64 (a message carries its record; the members read no file of the producer's)."""
+    from consumer.generate.listings import write_listings
+
+    path, truth = workdir / f"listings-{n}-{seed}.csv", workdir / f"listings-{n}-{seed}.truth.csv"
+    if not path.exists():
+        write_listings(path, truth, n, seed)
+    rows = read_rows(path)
+    for row in rows:
+        if row["image"]:
+            row["image"] = base64.b64encode((path.parent / row["image"]).read_bytes()).decode()
+    return path, truth, rows
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -3,6 +3,7 @@
     python loadtest/scaleout.py --records 6400 --rate 500 --members 3 --partitions 6
     python loadtest/scaleout.py ... --redis-cluster 3    # the state in a 3-master Redis Cluster (issue 39)
     python loadtest/scaleout.py ... --index-backend milvus  # one shared Milvus collection (issue 39)
+    python loadtest/scaleout.py ... --profile listing       # generated listings with photos (base64 in the message)
 
 Every member is a real `dedup run` process (own health port), all ready before the first record; records
 are produced with *random* keys at --rate, so a person's accounts land on different members. At
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from common import ROOT, crm_file, hk, hr, producer, read_rows, scrape
+from common import ROOT, crm_file, hk, hr, listing_file, producer, read_rows, scrape
 from harness import redis_cluster as hrc
 from stream_vs_batch import batch_baseline
 
@@ -42,11 +43,12 @@ FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "max.poll.
 
 def start_member(bootstrap: str, redis_url: str, topic: str, events: str, group: str, prefix: str,
                  workdir: Path, n: int, snapshot_dir: str | None,
-                 index_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+                 index_env: dict[str, str] | None = None,
+                 profile: str = "crm-signup") -> tuple[subprocess.Popen[bytes], int]:
     port = hk.free_port()
-    argv = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", "--kafka", bootstrap,
-            "--redis", redis_url, "--input-topic", topic, "--events-topic", events, "--group", group,
-            "--redis-prefix", prefix, "--http-host", "127.0.0.1", "--http-port", str(port),
+    argv = [sys.executable, "-m", "consumer.cli", "--log-level", "INFO", "run", "--profile", profile,
+            "--kafka", bootstrap, "--redis", redis_url, "--input-topic", topic, "--events-topic", events,
+            "--group", group, "--redis-prefix", prefix, "--http-host", "127.0.0.1", "--http-port", str(port),
             "--insecure-default-key", *[a for k, v in FAST.items() for a in ("--kafka-property", f"{k}={v}")]]
     env = {**os.environ, **(index_env or {})}
     if snapshot_dir:
@@ -172,7 +174,8 @@ class RedisForRun:
             self.server.stop()
 
 
-def milvus_rows(uri: str, settings_env: dict[str, str], prefix: str) -> tuple[list[int], str]:
+def milvus_rows(uri: str, settings_env: dict[str, str], prefix: str,
+                profile: str = "crm-signup") -> tuple[list[int], str]:
     """Every primary key of the group's collection (Strong read), and the collection's name."""
     from pymilvus import Collection, connections, utility
 
@@ -180,7 +183,7 @@ def milvus_rows(uri: str, settings_env: dict[str, str], prefix: str) -> tuple[li
     from consumer.io.milvus_index import collection_name
     from consumer.io.milvus_shared import shared_collection_prefix
 
-    settings = load_settings(env=settings_env)
+    settings = load_settings(env=settings_env, profile=profile)
     alias = f"scaleout-{uuid.uuid4().hex[:8]}"
     connections.connect(alias=alias, uri=uri)
     try:
@@ -222,6 +225,8 @@ def main() -> int:
     ap.add_argument("--index-backend", choices=["hnswlib", "milvus"], default="hnswlib",
                     help="milvus: the members share one collection (a standalone server started here)")
     ap.add_argument("--milvus-uri", default="", help="a running Milvus instead of starting one")
+    ap.add_argument("--profile", choices=["crm-signup", "listing"], default="crm-signup",
+                    help="listing: generated listings with photos instead of CRM signups")
     ap.add_argument("--rss-at", type=int, default=0, metavar="N",
                     help="also sample every member's RSS once N records are stored (memory as the data grows)")
     args = ap.parse_args()
@@ -232,10 +237,13 @@ def main() -> int:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="dedup-scaleout-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    data, truth_path = crm_file(args.records, args.seed, workdir)
-    truth = load_truth(truth_path)
-    rows = read_rows(data)
-    batch, batch_seconds = batch_baseline(data, truth, workdir)
+    if args.profile == "listing":
+        data, truth_path, rows = listing_file(args.records, args.seed, workdir)
+        truth = load_truth(truth_path, "listing_id")
+    else:
+        data, truth_path = crm_file(args.records, args.seed, workdir)
+        truth, rows = load_truth(truth_path), read_rows(data)
+    batch, batch_seconds = batch_baseline(data, truth, workdir, ["--profile", args.profile])
 
     procs: list[tuple[subprocess.Popen[bytes], int]] = []
     redis_server = RedisForRun(args.redis_cluster, workdir)
@@ -252,7 +260,7 @@ def main() -> int:
             snap = str(workdir / "snapshots") if args.snapshots else None
             for i in range(args.members):
                 procs.append(start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir, i, snap,
-                                          index_env))
+                                          index_env, args.profile))
             wait(lambda: all(ready(p) for _, p in procs), 300, "every member ready (assigned, index loaded)")
             # CPU each member spent before its first record (imports, models, state load, the group join):
             # paid once per process whatever the stream, so reported apart from the stream's work.
@@ -267,7 +275,7 @@ def main() -> int:
             def add_member() -> None:
                 t = time.monotonic()
                 proc, port = start_member(bootstrap, redis_server.url, topic, events, group, prefix, workdir,
-                                          len(procs), snap, index_env)
+                                          len(procs), snap, index_env, args.profile)
                 procs.append((proc, port))
                 wait(lambda: ready(port), 300, "new member ready")
                 cpu_at_ready[proc.pid] = proc_usage(proc.pid)[0]
@@ -323,7 +331,7 @@ def main() -> int:
             if index_env:  # the collection holds every record once: written by its decider only
                 from consumer.io.milvus_shared import gid_key, global_ids
 
-                ids, name = milvus_rows(index_env["DEDUP_INDEX__MILVUS_URI"], index_env, prefix)
+                ids, name = milvus_rows(index_env["DEDUP_INDEX__MILVUS_URI"], index_env, prefix, args.profile)
                 want = global_ids(list(final), gid_key(load_settings(env=index_env).encoders.hash_key))
                 milvus = {"collection": name, "rows": len(ids), "distinct": len(set(ids)),
                           "each_record_once": sorted(ids) == sorted(want.tolist())}
@@ -358,7 +366,7 @@ def main() -> int:
     ok = (gap <= args.tolerance and len(final) == len(rows) and not problems and not twice
           and (not index_env or milvus.get("each_record_once", False)))
     print(json.dumps({
-        "records": len(rows), "seed": args.seed, "rate": args.rate, "members": args.members,
+        "records": len(rows), "profile": args.profile, "seed": args.seed, "rate": args.rate, "members": args.members,
         "partitions": args.partitions, "redis_cluster_masters": args.redis_cluster,
         "index_backend": args.index_backend, "milvus": milvus,
         "killed_at": kill_i, "added_at": add_i,

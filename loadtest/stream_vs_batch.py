@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,15 @@ def clusters(path: Path) -> dict[str, str]:
 
 
 
-def batch_baseline(data: Path, truth: dict[str, str], workdir: Path) -> tuple[Any, float]:
-    """`dedup batch` on the same file, scored on its final clusters: the figure a stream must match.
-    Returns (Scores, seconds)."""
+def batch_baseline(data: Path, truth: dict[str, str], workdir: Path,
+                   extra: Sequence[str] = ()) -> tuple[Any, float]:
+    """`dedup batch` on the same file (`extra`: more flags, e.g. the profile), scored on its final clusters:
+    the figure a stream must match. Returns (Scores, seconds)."""
     from consumer.evaluation.evaluate import cluster_scores
 
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "consumer.cli", "batch", str(data), "--out", str(workdir / "batch.jsonl"),
-                    "-q"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+                    "-q", *extra], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     seconds = time.monotonic() - t0
     return cluster_scores(clusters(workdir / "batch.jsonl"), truth), seconds
 

@@ -107,6 +107,27 @@ def test_freshness_schedules_twins_within_the_gap_and_classifies_by_events() -> 
     assert classify(events, [("a1", "b1"), ("a2", "b2"), ("a3", "b3")]) == ["decision", "late", "neither"]
 
 
+def test_scaleout_listing_rows_carry_their_photos_inline(tmp_path: Path) -> None:
+    """loadtest/scaleout.py --profile listing: every produced row carries its photo as base64 (a member reads
+    no file of the producer's), the other fields as generated; the truth is keyed by listing id."""
+    import base64
+    import csv
+
+    from common import listing_file
+
+    from consumer.evaluation.evaluate import load_truth
+
+    path, truth, rows = listing_file(60, 5, tmp_path)
+    with open(path, encoding="utf-8", newline="") as fh:
+        on_disk = list(csv.DictReader(fh))
+    assert len(rows) == len(on_disk) == 60 and any(r["image"] for r in on_disk)
+    for row, disk in zip(rows, on_disk):
+        assert {k: v for k, v in row.items() if k != "image"} == {k: v for k, v in disk.items() if k != "image"}
+        photo = (path.parent / disk["image"]).read_bytes() if disk["image"] else b""
+        assert base64.b64decode(row["image"]) == photo
+    assert set(load_truth(truth, "listing_id")) == {r["listing_id"] for r in rows}
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_freshness_small_run_puts_every_twin_pair_in_one_cluster(tmp_path: Path) -> None:

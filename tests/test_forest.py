@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import pickle
 import subprocess
 import sys
@@ -60,6 +61,21 @@ def test_packaged_trees_file_bit_equal(packaged: tuple[LearnedModel, FastForest,
     assert model.forest is not None  # the packaged model predicts from its trees' file
     cols = np.arange(len(model.used_features))
     assert np.array_equal(model.predict(x, cols), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [1, 7, 384, 5000])
+def test_compiled_tables_give_the_numpy_tables_bits(packaged: tuple[LearnedModel, FastForest, object], n: int) -> None:
+    """`proba` runs the compiled `_table_raw` where numba is installed (a dependency), else the numpy tables:
+    the same bits either way, so a run with numba decides exactly as one without."""
+    from consumer.engine import forest as forest_module
+
+    _, forest, _ = packaged
+    assert forest_module._KERNEL.get() is not None
+    x = _rows(n, forest.n_features, 100 + n).astype(np.float64)
+    x[: min(n, 3), 0] = [np.inf, -np.inf, -0.0][: min(n, 3)]
+    with forest_module._KERNEL.disabled():
+        reference = forest.proba(x)
+    assert forest.proba(x).tobytes() == reference.tobytes()
 
 
 def test_packaged_model_from_its_trees_file_is_the_pickled_model(
@@ -173,8 +189,8 @@ def test_other_estimators_keep_their_own_predict(tmp_path: Path) -> None:
 
 
 def test_packaged_models_load_and_predict_without_scikit_learn() -> None:
-    """A service member loads its model the way `load_artifacts` does and never imports scikit-learn or scipy
-    (~1 s of start-up CPU)."""
+    """A service member loads its model the way `load_artifacts` does and never imports scikit-learn (~1 s of
+    start-up CPU)."""
     code = ("import sys, numpy as np\n"
             "from consumer.config import load_settings\n"
             "from consumer.engine.fusion import LearnedModel\n"
@@ -189,13 +205,18 @@ def test_packaged_models_load_and_predict_without_scikit_learn() -> None:
 
 
 def _without_scikit_learn(code: str, timeout: int) -> None:
-    """Run `code` in a fresh interpreter, then check it imported neither scikit-learn nor scipy."""
-    code += ("assert 'sklearn' not in sys.modules and 'scipy' not in sys.modules, "
-             "sorted(k for k in sys.modules if k.startswith(('sklearn', 'scipy')))[:5]\n"
-             "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                         cwd=Path(__file__).resolve().parents[1])
-    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+    """Run `code` in a fresh interpreter, then check it imported neither scikit-learn nor scipy. Run twice:
+    with the compiled kernels (numba's own set-up imports scipy.linalg to look for a BLAS, ~0.25 s, so there
+    only scikit-learn is checked) and with `NUMBA_DISABLE_JIT=1` (nothing of ours imports scipy)."""
+    for jit in (True, False):
+        check = "'sklearn' not in sys.modules" + ("" if jit else " and 'scipy' not in sys.modules")
+        full = code + (f"assert {check}, "
+                       "sorted(k for k in sys.modules if k.startswith(('sklearn', 'scipy')))[:5]\n"
+                       "print('ok')\n")
+        env = {**os.environ, **({} if jit else {"NUMBA_DISABLE_JIT": "1"})}
+        out = subprocess.run([sys.executable, "-c", full], capture_output=True, text=True, timeout=timeout,
+                             cwd=Path(__file__).resolve().parents[1], env=env)
+        assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
 
 
 def test_a_batch_run_with_the_packaged_forest_never_unpickles_it(tmp_path: Path) -> None:

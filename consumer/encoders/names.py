@@ -33,6 +33,7 @@ from consumer.encoders.base import (
     Score,
     normed_counts,
 )
+from consumer.encoders.name_pairs import best_counterparts
 from consumer.engine.normalize import city_canonical, fold, name_tokens, nickname_keys
 from consumer.engine.records import Record
 
@@ -156,6 +157,52 @@ def _dice_bits(a: np.ndarray, b: np.ndarray, na: np.ndarray | None = None, nb: n
     inter = _popcount(a & b)
     total = (_popcount(a) if na is None else na) + (_popcount(b) if nb is None else nb)
     return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 0.0).astype(np.float32)
+
+
+def token_pair_best(used: int, a: Columns, b: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """[pairs, used] float32: each token's best similarity among the other name's tokens, in numpy (the
+    reference of the compiled `consumer.encoders.name_pairs`, and its stand-in without numba). `a`/`b`: the
+    token columns; slots past `used` (empty in every pair) are left out."""
+    if used < MAX_TOKENS:
+        a, b = _token_slots(a, used), _token_slots(b, used)
+    la, lb = a["tok_len"], b["tok_len"]
+    va, vb = la > 0, lb > 0
+    # [P, Ta, Tb] token-pair similarities.
+    # Nickname keys: slot 0 is the token itself, then the canonical names it may stand for. A token
+    # found among the other side's keys covers nickname <-> full name (bob/robert) and exact equality;
+    # equal primary canonicals cover nickname <-> nickname (bob/rob). Cheaper than all-keys x all-keys.
+    ka, kb = a["tok_keys"], b["tok_keys"]
+    key_hit = _any_equal(ka[:, :, None, :1], kb[:, None, :, :])
+    key_hit |= _any_equal(ka[:, :, None, :], kb[:, None, :, :1])
+    key_hit |= (ka[:, :, None, 1] == kb[:, None, :, 1]) & (ka[:, :, None, 1] != 0)
+    pa, pb = a["tok_phon"], b["tok_phon"]
+    long_enough = (la >= 3)[:, :, None] & (lb >= 3)[:, None, :]
+    # Phonetic codes slot by slot (primary with primary, secondary with secondary), as before.
+    phon_hit = np.zeros_like(long_enough)
+    for c in range(pa.shape[-1]):
+        phon_hit |= (pa[:, :, None, c] == pb[:, None, :, c]) & (pa[:, :, None, c] != 0)
+    phon_hit &= long_enough
+    init_hit = (a["tok_init"][:, :, None] == b["tok_init"][:, None, :]) & (
+        (la == 1)[:, :, None] | (lb == 1)[:, None, :])
+    dice = _dice_bits(a["tok_bits"][:, :, None, :], b["tok_bits"][:, None, :, :],
+                      a["tok_nbits"][:, :, None], b["tok_nbits"][:, None, :])
+    # One-edit test only where it can change the answer: token pairs not already equal/nicknames
+    # whose character grams overlap at all (a typo keeps most grams). ~10x less work than testing all.
+    ed1 = np.zeros_like(key_hit)
+    p_idx, i_idx, j_idx = np.nonzero(~key_hit & (dice >= 0.25) & (la >= 3)[:, :, None] & (lb >= 3)[:, None, :])
+    if len(p_idx):
+        da = a["tok_dels"][p_idx, i_idx]
+        db = b["tok_dels"][p_idx, j_idx]
+        ed1[p_idx, i_idx, j_idx] = ((da[:, :, None] == db[:, None, :]) & (da != 0)[:, :, None]).any(axis=(1, 2))
+    # Maxima pairwise and slot by slot (exact in any order) instead of stacking the five arrays and
+    # reducing over short axes: the same values, ~2x less time on [P, 4, 4].
+    sim = key_hit * np.float32(1.0)
+    for hit, weight in ((ed1, 0.92), (phon_hit, 0.88), (init_hit, 0.85)):
+        np.maximum(sim, hit * np.float32(weight), out=sim)
+    np.maximum(sim, dice * np.float32(0.9), out=sim)
+    pair_valid = va[:, :, None] & vb[:, None, :]
+    sim = np.where(pair_valid, sim, 0.0)
+    return _max_over(sim, 2), _max_over(sim, 1)
 
 
 class NameEncoder:
@@ -326,48 +373,11 @@ class NameEncoder:
         # both sides: left out, the [P, T, T] token-pair arrays shrink (persons: mostly T = 2 or 3 of 4)
         # and every value stays the same (an empty slot's similarities are masked to 0 below).
         used = int(max(a["tok_len"].any(axis=0).sum(), b["tok_len"].any(axis=0).sum(), 1))
-        if used < MAX_TOKENS:
-            a, b = _token_slots(a, used), _token_slots(b, used)
-        la, lb = a["tok_len"], b["tok_len"]
+        # Each token's best counterpart on the other side.
+        best_a, best_b = best_counterparts(used, a, b, token_pair_best)
+        la, lb = a["tok_len"][:, :used], b["tok_len"][:, :used]
         va, vb = la > 0, lb > 0
         ta, tb = va.sum(axis=1), vb.sum(axis=1)
-        # [P, Ta, Tb] token-pair similarities.
-        # Nickname keys: slot 0 is the token itself, then the canonical names it may stand for. A token
-        # found among the other side's keys covers nickname <-> full name (bob/robert) and exact equality;
-        # equal primary canonicals cover nickname <-> nickname (bob/rob). Cheaper than all-keys x all-keys.
-        ka, kb = a["tok_keys"], b["tok_keys"]
-        key_hit = _any_equal(ka[:, :, None, :1], kb[:, None, :, :])
-        key_hit |= _any_equal(ka[:, :, None, :], kb[:, None, :, :1])
-        key_hit |= (ka[:, :, None, 1] == kb[:, None, :, 1]) & (ka[:, :, None, 1] != 0)
-        pa, pb = a["tok_phon"], b["tok_phon"]
-        long_enough = (la >= 3)[:, :, None] & (lb >= 3)[:, None, :]
-        # Phonetic codes slot by slot (primary with primary, secondary with secondary), as before.
-        phon_hit = np.zeros_like(long_enough)
-        for c in range(pa.shape[-1]):
-            phon_hit |= (pa[:, :, None, c] == pb[:, None, :, c]) & (pa[:, :, None, c] != 0)
-        phon_hit &= long_enough
-        init_hit = (a["tok_init"][:, :, None] == b["tok_init"][:, None, :]) & (
-            (la == 1)[:, :, None] | (lb == 1)[:, None, :])
-        dice = _dice_bits(a["tok_bits"][:, :, None, :], b["tok_bits"][:, None, :, :],
-                          a["tok_nbits"][:, :, None], b["tok_nbits"][:, None, :])
-        # One-edit test only where it can change the answer: token pairs not already equal/nicknames
-        # whose character grams overlap at all (a typo keeps most grams). ~10x less work than testing all.
-        ed1 = np.zeros_like(key_hit)
-        p_idx, i_idx, j_idx = np.nonzero(~key_hit & (dice >= 0.25) & (la >= 3)[:, :, None] & (lb >= 3)[:, None, :])
-        if len(p_idx):
-            da = a["tok_dels"][p_idx, i_idx]
-            db = b["tok_dels"][p_idx, j_idx]
-            ed1[p_idx, i_idx, j_idx] = ((da[:, :, None] == db[:, None, :]) & (da != 0)[:, :, None]).any(axis=(1, 2))
-        # Maxima pairwise and slot by slot (exact in any order) instead of stacking the five arrays and
-        # reducing over short axes: the same values, ~2x less time on [P, 4, 4].
-        sim = key_hit * np.float32(1.0)
-        for hit, weight in ((ed1, 0.92), (phon_hit, 0.88), (init_hit, 0.85)):
-            np.maximum(sim, hit * np.float32(weight), out=sim)
-        np.maximum(sim, dice * np.float32(0.9), out=sim)
-        pair_valid = va[:, :, None] & vb[:, None, :]
-        sim = np.where(pair_valid, sim, 0.0)
-        best_a = _max_over(sim, 2)  # each of a's tokens: its best counterpart in b
-        best_b = _max_over(sim, 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             cov_a = best_a.sum(axis=1) / ta
             cov_b = best_b.sum(axis=1) / tb

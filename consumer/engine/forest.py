@@ -20,6 +20,11 @@ float64s; NaN follows each split's `missing_go_to_left`; the leaf values are add
 a time in tree order (a sequential `cumsum`, like scikit-learn's `raw += predictor.predict(X)`). A forest whose
 trees are too wide or deep for the tables walks all trees at once instead (`_walk`, the same tests per node).
 
+Where numba is installed (a dependency) `proba` runs the same tables as one compiled loop over the rows
+(`_table_raw`: no rows x trees temporaries; ~4x less time at a micro-batch's ~400 pairs, ~7x at 4,000 rows,
+~8x at 32), bit-equal to the numpy form, which stays as the reference and the path without numba
+(`tests/test_forest.py` compares them).
+
 The probability is scipy's `expit` (what scikit-learn's binomial loss returns), reproduced bit for bit as
 `1 / (1 + exp(-raw))` with the C library's `exp` (`math.exp`, the one scipy calls; numpy's vectorised `exp`
 may differ in the last bit on some CPUs): importing scipy.special alone costs ~0.47 s. Anything `of` does not
@@ -34,10 +39,13 @@ import json
 import math
 import zipfile
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from consumer.engine.compiled import Kernel
 
 __all__ = ["CHUNK", "FOREST_SUFFIX", "FastForest", "expit", "forest_path", "read_forest_file", "write_forest_file"]
 
@@ -220,10 +228,29 @@ class FastForest:
         """P(duplicate) per row of `x` (the model's feature columns, NaN = missing), float64."""
         x = np.ascontiguousarray(x, np.float64)
         raw = np.empty(len(x), np.float64)
+        kernel = _KERNEL.get() if self._tables is not None and self._tables["features"] else None
+        if kernel is not None and len(x):
+            kernel(x, *self._packed, self._start, raw)
+            return expit(raw)
         path = self._walk if self._tables is None else self._table
         for lo in range(0, len(x), CHUNK):
             raw[lo: lo + CHUNK] = path(x[lo: lo + CHUNK])
         return expit(raw)
+
+    @cached_property
+    def _packed(self) -> tuple[Any, ...]:
+        """The leaf tables as flat arrays for the compiled `_table_raw`: feature of each table, its cuts'
+        and rows' starts, all cuts, all rows (one 2-d array), the leaf values and their width per tree."""
+        t = self._tables
+        assert t is not None
+        feats = t["features"]
+        feature = np.array([f for f, _, _ in feats], np.int64)
+        cut_start = np.concatenate([[0], np.cumsum([len(c) for _, c, _ in feats])]).astype(np.int64)
+        cuts = np.concatenate([c for _, c, _ in feats]).astype(np.float64)
+        table_start = np.concatenate([[0], np.cumsum([len(tb) for _, _, tb in feats])[:-1]]).astype(np.int64)
+        table = np.ascontiguousarray(np.concatenate([tb for _, _, tb in feats]))
+        values = np.ascontiguousarray(t["values"], np.float64)
+        return feature, cut_start, cuts, table_start, table, values, len(values) // table.shape[1]
 
     def _sum(self, leaf_values: np.ndarray) -> np.ndarray:
         """baseline + tree 1 + tree 2 + ..., added in tree order like scikit-learn's `raw += tree` (a
@@ -257,6 +284,50 @@ class FastForest:
             left = np.where(np.isnan(v), self._missing_left[node], v <= self._threshold[node])
             node = np.where(left, self._left[node], self._right[node])
         return self._sum(self._value[node])
+
+
+#: Bit index of an isolated bit b (a power of two): `_LOWEST_BIT[(b * _DE_BRUIJN) >> 58]` (64-bit wrap).
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_LOWEST_BIT = np.zeros(64, np.int64)
+_LOWEST_BIT[((np.uint64(1) << np.arange(64, dtype=np.uint64)) * _DE_BRUIJN) >> np.uint64(58)] = np.arange(64)
+_ONE_U64, _SHIFT_58 = np.uint64(1), np.uint64(58)
+
+
+def _table_raw(x, feature, cut_start, cuts, table_start, table, values, width, start,
+               out):  # pragma: no cover - compiled (`_KERNEL`); the numpy form is `FastForest._table`
+    """`FastForest._table` row by row, fused: the same bins (numpy's `searchsorted`, side left; NaN past the
+    last bin), the same ANDs, the same lowest standing leaf, the leaf values added to the baseline in tree
+    order. No rows x trees temporaries: ~4x less time at a micro-batch's ~400 pairs, ~7x at 4,000."""
+    trees = table.shape[1]
+    standing = np.empty(trees, table.dtype)
+    for r in range(x.shape[0]):
+        standing[:] = table[0, 0] | ~table[0, 0]  # every bit set, in the table's dtype
+        for fi in range(feature.shape[0]):
+            v = x[r, feature[fi]]
+            lo, hi = cut_start[fi], cut_start[fi + 1]
+            if np.isnan(v):
+                b = hi - lo + 1
+            else:
+                a, z = lo, hi
+                while a < z:
+                    m = (a + z) >> 1
+                    if cuts[m] < v:
+                        a = m + 1
+                    else:
+                        z = m
+                b = a - lo
+            row = table_start[fi] + b
+            for t in range(trees):
+                standing[t] &= table[row, t]
+        s = np.uint64(standing[0])
+        acc = start + values[_LOWEST_BIT[((s & (~s + _ONE_U64)) * _DE_BRUIJN) >> _SHIFT_58]]
+        for t in range(1, trees):
+            s = np.uint64(standing[t])
+            acc = acc + values[t * width + _LOWEST_BIT[((s & (~s + _ONE_U64)) * _DE_BRUIJN) >> _SHIFT_58]]
+        out[r] = acc
+
+
+_KERNEL = Kernel(_table_raw)
 
 
 def _low_bits(n: np.ndarray) -> np.ndarray:

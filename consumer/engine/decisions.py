@@ -90,6 +90,11 @@ class Encoded:
     #: The waiting batch's own encoding when records joined it (`Pipeline.encode_in_worker(..., joining=)`):
     #: its rows come first here, so an index search started ahead for it still serves them.
     head: Encoded | None = None
+    #: Each row's persisted payload (`consumer.store.record_state.encode_rows`), encoded on the encode thread
+    #: when the caller persists every decision (`Pipeline.payloads_ahead`), with the column names it holds
+    #: in their order; None otherwise.
+    payloads: list[bytes] | None = None
+    payload_columns: tuple[str, ...] = ()
 
     def rows_of(self, ids: list[str]) -> np.ndarray | None | bool:
         """Which rows hold the records `ids`: None = all of them in order, False = not all from this
@@ -105,7 +110,10 @@ class Encoded:
             return self if not more.record_ids else more
         cols = {name: np.concatenate([arr, more.cols[name]]) for name, arr in self.cols.items()}
         vecs = None if self.vecs is None or more.vecs is None else np.concatenate([self.vecs, more.vecs])
-        return Encoded(self.record_ids + more.record_ids, cols, vecs, self.head if self.head is not None else self)
+        same = self.payloads is not None and more.payloads is not None and self.payload_columns == more.payload_columns
+        return Encoded(self.record_ids + more.record_ids, cols, vecs, self.head if self.head is not None else self,
+                       self.payloads + more.payloads if same else None,  # type: ignore[operator]
+                       self.payload_columns if same else ())
 
 
 def replay_clusters(lines: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:

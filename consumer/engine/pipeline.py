@@ -37,7 +37,7 @@ from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.fusion import Fuser, LearnedModel
 from consumer.engine.keeper import choose_canonical
 from consumer.engine.keys import key_blocker, key_bytes, merge
-from consumer.engine.pipeline_state import PersistedState
+from consumer.engine.pipeline_state import PersistedState, keeper_inputs
 from consumer.engine.records import Record
 from consumer.engine.rowmap import RowMap
 from consumer.engine.sources import SourceLinks
@@ -140,7 +140,8 @@ class Pipeline(PersistedState, Erasure):
         if not fresh:
             return Encoded([], {})
         cols = self.encode(fresh)
-        return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols))
+        return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols), None,
+                       *self.encode_payloads(fresh, cols))
 
     def encode_in_worker(self, records: Sequence[Record], joining: Future[Encoded] | None = None) -> Future[Encoded]:
         """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order.
@@ -218,9 +219,9 @@ class Pipeline(PersistedState, Erasure):
                 cols, encoded = self.encode(fresh), None
             else:
                 cols = encoded.cols if take is None else {n: a[take] for n, a in encoded.cols.items()}
-            recency = np.array([r.login_times[-1].timestamp() if r.login_times else 0.0 for r in fresh])
-            completeness = np.array([r.completeness() for r in fresh], np.float32)
+            completeness, recency = keeper_inputs(fresh)
             rows = self.store.append([r.record_id for r in fresh], cols, completeness, recency)
+            self.stash_payloads(rows, encoded, take)
             t0 = time.perf_counter()
             if encoded is not None and encoded.vecs is not None:
                 vecs = encoded.vecs if take is None else encoded.vecs[take]

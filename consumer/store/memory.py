@@ -69,8 +69,7 @@ class SignatureStore:
                recency: np.ndarray) -> np.ndarray:
         """Store new records; returns their rows. Callers guarantee the ids are new."""
         start, n = len(self), len(record_ids)
-        if self._drop:
-            cols = {name: arr for name, arr in cols.items() if name not in self._drop}
+        cols = self.kept(cols)
         for name, arr in cols.items():
             held = self._cols.get(name)
             if held is not None and (held.shape[1:] != arr.shape[1:] or held.dtype != arr.dtype):
@@ -131,6 +130,10 @@ class SignatureStore:
 
     def column_names(self) -> list[str]:
         return list(self._cols)
+
+    def kept(self, cols: Columns) -> Columns:
+        """`cols` as `append` keeps them (without the dropped ones)."""
+        return {name: arr for name, arr in cols.items() if name not in self._drop} if self._drop else cols
 
     def column(self, name: str) -> np.ndarray:
         """The stored rows of a column, as a view to read: only `append` and `erase` write (`gather` relies

@@ -90,8 +90,7 @@ def test_service_warm_up_runs_compare_and_fuse_on_every_profile(profile: str) ->
     through every profile's encoders, comparator and fuser without an error (a failure is only logged)."""
     from consumer.config import load_settings
     from consumer.engine import forest
-    from consumer.io.artifacts import build_pipeline
-    from consumer.service.state import warm_kernels
+    from consumer.io.artifacts import build_pipeline, warm_kernels
 
     pipe = build_pipeline(load_settings(env={}, profile=profile))
     cols = pipe.encode([Record("warm-up", "Ann Lee", "Oslo", (), "", "", ())], timed=False)

@@ -8,6 +8,7 @@ loaded transformer and one unpickled model, and nothing surprising happens at co
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,11 @@ from consumer.encoders import needs_image_model, needs_text_model
 from consumer.engine.cores import usable_cores
 from consumer.engine.fusion import LearnedModel
 from consumer.engine.pipeline import Pipeline
+from consumer.engine.records import Record
 
-__all__ = ["Artifacts", "build_pipeline", "load_artifacts", "load_text_encoder"]
+__all__ = ["Artifacts", "build_pipeline", "load_artifacts", "load_text_encoder", "warm_kernels"]
+
+log = logging.getLogger("dedup.io")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,21 @@ def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: Learn
         from consumer.io.milvus_index import milvus_index_factory
 
         factory = milvus_index_factory(settings, recreate=True)
-    return Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
+    pipe = Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
                     image_encoder=a.image_encoder, variant_slots=variant_slots, index_factory=factory,
                     hold_index_only=hold_index_only)
+    warm_kernels(pipe)
+    return pipe
+
+
+def warm_kernels(pipe: Pipeline) -> None:
+    """Compare and fuse one made-up record with itself before the pipeline serves (a service member before it
+    reports ready, the HTTP API before it listens), so the compiled kernels (`consumer.engine.compiled`) are
+    loaded: their first use costs ~0.8 s of CPU and ~100 MB (numba's import and type set-up; a compile on the
+    first start after an install), which would otherwise stall the first batch or request. Touches only the
+    encoders' caches; a failure is logged and start-up goes on (the kernels then load on first use)."""
+    try:
+        cols = pipe.encode([Record("warm-up", "Ann Lee", "Oslo", (), "", "", ())], timed=False)
+        pipe.fuser.score(pipe.comparator.compare(cols, cols))
+    except Exception as exc:  # noqa: BLE001 - speed only: never a reason not to start
+        log.warning("kernel warm-up failed", extra={"error": type(exc).__name__})

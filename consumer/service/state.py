@@ -18,16 +18,15 @@ from consumer.api.health import HealthState
 from consumer.config import ServiceSettings, Settings, key_id
 from consumer.engine.blocking import IndexFactory
 from consumer.engine.pipeline import Pipeline
-from consumer.engine.records import Record
 from consumer.engine.state import restore
-from consumer.io.artifacts import Artifacts, load_artifacts
+from consumer.io.artifacts import Artifacts, load_artifacts, warm_kernels
 from consumer.io.group import GroupMember
 from consumer.service.changelog import Replica
 from consumer.service.snapshot import SnapshotInfo, rss_bytes
 from consumer.store.redis import RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
-__all__ = ["StateLoading", "freeze_survivors", "warm_kernels"]
+__all__ = ["StateLoading", "freeze_survivors"]
 
 log = logging.getLogger("dedup.service")
 
@@ -42,19 +41,6 @@ def freeze_survivors(thaw: bool = False) -> None:
         gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def warm_kernels(pipe: Pipeline) -> None:
-    """Compare and fuse one made-up record with itself before the member reports ready, so the compiled
-    kernels (`consumer.engine.compiled`) are loaded: their first use costs ~0.8 s of CPU (numba's import and
-    type set-up; a compile on the first start after an install), which would otherwise stall the first batch.
-    Touches only the encoders' caches; a failure is logged and start-up goes on (the kernels then load on
-    first use)."""
-    try:
-        cols = pipe.encode([Record("warm-up", "Ann Lee", "Oslo", (), "", "", ())], timed=False)
-        pipe.fuser.score(pipe.comparator.compare(cols, cols))
-    except Exception as exc:  # noqa: BLE001 - speed only: never a reason not to start
-        log.warning("kernel warm-up failed", extra={"error": type(exc).__name__})
 
 
 class StateLoading:

@@ -40,7 +40,7 @@ _S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
 
 
 def _kernel(used, la, lb, ka, kb, pa, pb, ia, ib, bits_a, bits_b, nb_a, nb_b,
-            del_a, del_b, best_a, best_b):  # pragma: no cover - compiled; same tests as `_numpy`
+            del_a, del_b, best_a, best_b):  # pragma: no cover - compiled; the tests of `token_pair_best`
     n_keys, n_phon, n_words, n_del = ka.shape[2], pa.shape[2], bits_a.shape[2], del_a.shape[2]
     for p in range(la.shape[0]):
         for i in range(used):

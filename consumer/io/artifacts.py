@@ -91,7 +91,7 @@ def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: Learn
 def warm_kernels(pipe: Pipeline) -> None:
     """Compare and fuse one made-up record with itself before the pipeline serves (a service member before it
     reports ready, the HTTP API before it listens), so the compiled kernels (`consumer.engine.compiled`) are
-    loaded: their first use costs ~0.8 s of CPU and ~100 MB (numba's import and type set-up; a compile on the
+    loaded: their first use costs ~0.8 s of CPU and ~50-120 MB (numba's import and type set-up; a compile on the
     first start after an install), which would otherwise stall the first batch or request. Touches only the
     encoders' caches; a failure is logged and start-up goes on (the kernels then load on first use)."""
     try:

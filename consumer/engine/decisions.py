@@ -112,8 +112,8 @@ class Encoded:
         vecs = None if self.vecs is None or more.vecs is None else np.concatenate([self.vecs, more.vecs])
         same = self.payloads is not None and more.payloads is not None and self.payload_columns == more.payload_columns
         return Encoded(self.record_ids + more.record_ids, cols, vecs, self.head if self.head is not None else self,
-                       self.payloads + more.payloads if same else None,  # type: ignore[operator]
-                       self.payload_columns if same else ())
+                       payloads=self.payloads + more.payloads if same else None,  # type: ignore[operator]
+                       payload_columns=self.payload_columns if same else ())
 
 
 def replay_clusters(lines: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:

@@ -140,8 +140,9 @@ class Pipeline(PersistedState, Erasure):
         if not fresh:
             return Encoded([], {})
         cols = self.encode(fresh)
-        return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols), None,
-                       *self.encode_payloads(fresh, cols))
+        payloads, payload_columns = self.encode_payloads(fresh, cols)
+        return Encoded([r.record_id for r in fresh], cols, self.blocker.vectors(cols), payloads=payloads,
+                       payload_columns=payload_columns)
 
     def encode_in_worker(self, records: Sequence[Record], joining: Future[Encoded] | None = None) -> Future[Encoded]:
         """`encode_ahead` on the pipeline's one encode thread, so batches are encoded in submission order.

@@ -60,6 +60,12 @@ def keys_on_every_master(store: RedisStateStore) -> list[bytes]:
     return [k for m in masters(store) for k in m.scan_iter(match=pattern, count=1000)]
 
 
+def getkeys_calls(store: RedisStateStore) -> int:
+    """`COMMAND GETKEYS` calls served by the masters so far (redis-py's way to find a moving-key command's slot)."""
+    stats = [m.info("commandstats").get("cmdstat_command|getkeys", {}) for m in masters(store)]
+    return sum(int(s.get("calls", 0)) for s in stats)
+
+
 def write(store: RedisStateStore, token: str, recs: list[tuple[str, str]],
           merges: list[tuple[str, list[str]]] = ()) -> tuple[int, list[str]]:
     b = BatchWrite(token)
@@ -230,9 +236,11 @@ def test_a_wait_ends_when_the_batch_is_written_and_costs_a_few_round_trips(store
     store._still_waiting = counted  # type: ignore[method-assign]
     threading.Timer(0.3, store.batch_written, args=("early",)).start()
     t0 = time.monotonic()
+    asked = getkeys_calls(store)
     assert store.wait_written(["early"], 5.0) == []
     waited = time.monotonic() - t0
     assert 0.25 <= waited < 1.5, waited
+    assert getkeys_calls(store) == asked  # the blocking reads went to the stream's node, no key lookups
     assert calls["n"] <= 0.3 * 1000 / 25 + 2  # one look per blocking slice at most, not one per millisecond
     threading.Timer(0.1, store.client.hdel, args=(store.key("inflight"), "late")).start()  # no stream entry
     t0 = time.monotonic()
@@ -245,6 +253,36 @@ def test_a_wait_ends_when_the_batch_is_written_and_costs_a_few_round_trips(store
     store.batch_written("never")
     assert store.verify() == []
     assert all(k.startswith(store.prefix.encode()) for k in keys_on_every_master(store))
+
+
+def test_per_batch_calls_go_to_the_slots_node_and_follow_a_redirect(store: RedisStateStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member's per-batch calls (registration, the in-flight check, the changelog read, the states'
+    fetch) answer the same whether they reach the node that owns the store's slot directly or, when that
+    node's map is stale (here: a node that does not own the slot, which answers MOVED), through the
+    cluster client once more."""
+    import time
+
+    now = int(time.time() * 1000)
+    write(store, "t0", [("a", "a"), ("b", "a")])
+
+    def calls() -> tuple[object, ...]:
+        store.register_batch("t-x", now)
+        return (store.register_batch("t-y", now + 1), store.still_in_flight(["t-x", "t-y", "gone"]),
+                store.read_log(0), sorted(store.fetch_states(["a", "b", "zz"])[0]))
+
+    direct = calls()
+    assert direct[0] == ["t-x"] and direct[1] == ["t-x", "t-y"] and direct[3] == ["a", "b"]
+    if not store.cluster:
+        return
+    client = store.client
+    owner = client.get_node_from_key(store.key("log"))
+    other = next(n for n in client.get_primaries() if n.name != owner.name)
+    monkeypatch.setattr(client, "get_node_from_key", lambda *_a, **_k: other)  # a stale map: MOVED
+    store.batch_written("t-x")
+    store.batch_written("t-y")
+    again = calls()
+    assert again[:1] == direct[:1] and again[1:] == direct[1:]
 
 
 def test_a_batch_leaves_the_in_flight_hash_with_its_write(store: RedisStateStore) -> None:

@@ -223,6 +223,29 @@ def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, re
     assert plain.fetch_states(["d"])[1] == {"d": "2025-01-01T00:00:00.001Z"}
 
 
+def test_fetch_states_reads_many_records_in_chunks_and_old_payload_fields(
+        redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica's fetch: every record asked for that is stored (none that is not), its founder, sequence
+    and payload, also where the payload is still in the hash (written before issue 12), across several of
+    the script's chunks, in the order asked."""
+    import consumer.store.redis as store_module
+
+    monkeypatch.setattr(store_module, "FETCH_CHUNK", 3)
+    store = RedisStateStore(redis_url, redis_prefix)
+    client = redis.Redis.from_url(redis_url)
+    ids = [f"r{i}" for i in range(8)]
+    assert write(store, "t1", [(rid, "r0") for rid in ids]) == (8, [])
+    old = client.get(f"{redis_prefix}pl:r5")
+    client.delete(f"{redis_prefix}pl:r5")  # as an old writer left it: the payload in the hash
+    client.hset(f"{redis_prefix}rec:r5", "payload", old)
+    asked = ["r7", "missing", *ids[:7], "also-missing"]
+    states, written = store.fetch_states(asked)
+    assert list(states) == ["r7", *ids[:7]] and set(written) == set(ids)
+    assert all(st.founder_id == "r0" and st.payload == b"\x00\x01payload-" + rid.encode() for rid, st in states.items())
+    assert states["r5"].payload == old and len({st.seq for st in states.values()}) == 8
+    assert store.fetch_states([]) == ({}, {})
+
+
 def test_member_sets_written_before_still_read_and_merged(redis_url: str, redis_prefix: str) -> None:
     """Clusters written before issue 12's layout keep their members in a `cl:<id>` set; new members are
     '.<id>' fields of `clmeta:<id>`. Joins, merges, look-ups and verify() see the union."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -176,6 +176,7 @@ class ErasureOps:
 
     client: redis.Redis  # or a RedisCluster: the scripts name KEYS[1] (the log) so the cluster can route them
     prefix: str
+    _on_slot: Callable[[Any, list[str], list[Any]], Any]  # provided by InFlightOps
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
         raise NotImplementedError
@@ -204,7 +205,7 @@ class ErasureOps:
     def read_log(self, start: int, limit: int = LOG_PAGE) -> list[str]:
         """Changelog entries from absolute position `start`, at most `limit`; `ChangelogTrimmed` when
         `start` was cut away."""
-        raw = self._scripts()["read"](keys=[self.key("log")], args=[self.prefix, start, limit])
+        raw = self._on_slot(self._scripts()["read"], [self.key("log")], [self.prefix, start, limit])
         if int(raw[0]) < 0:
             raise ChangelogTrimmed(f"position {start} was trimmed (log starts at {int(raw[1])})")
         return [x.decode() for x in raw[1:]]

@@ -362,3 +362,19 @@ for i = 2, #ARGV do
 end
 return out
 """
+
+FETCH_STATES = r"""
+-- KEYS: each record's hash and its payload key, in pairs. Returns {seq, founder, payload, written} per record
+-- (nil where absent): one command for a changelog sync's records instead of two per record (the payload in its
+-- own key, else in the hash's `payload` field, written before issue 12). Read-only.
+local out = {}
+for i = 1, #KEYS, 2 do
+  local f = redis.call('HMGET', KEYS[i], 'seq', 'founder', 'payload', 'written')
+  local pl = redis.call('GET', KEYS[i + 1])
+  out[#out + 1] = f[1]
+  out[#out + 1] = f[2]
+  out[#out + 1] = pl or f[3]
+  out[#out + 1] = f[4]
+end
+return out
+"""

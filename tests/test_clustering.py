@@ -55,6 +55,39 @@ def test_keeper_prefers_complete_recent_representative() -> None:
     assert choose_canonical(rows[:1], vecs[:1], completeness[:1], recency[:1]) == 10
 
 
+def reference_keeper(rows: np.ndarray, vectors: np.ndarray, completeness: np.ndarray, recency: np.ndarray,
+                     alpha: float = 0.7) -> int:
+    """The keeper's rule written with numpy's plain calls (the form before it was made faster)."""
+    if len(rows) == 1:
+        return int(rows[0])
+    centroid = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    sim = vectors @ (centroid / norm) if norm > 0 else np.zeros(len(rows))
+    span = float(recency.max() - recency.min())
+    rec = (recency - recency.min()) / span if span > 0 else np.ones(len(rows))
+    score = alpha * sim + (1.0 - alpha) * (0.6 * completeness + 0.4 * rec)
+    best = np.flatnonzero(score >= score.max() - 1e-9)
+    return int(rows[best[np.argmin(rows[best])]])
+
+
+def test_keeper_chooses_as_the_plain_numpy_rule_does_ties_included() -> None:
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((2000, 64)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    completeness = rng.random(2000).astype(np.float32)
+    recency = rng.integers(0, 10**9, 2000).astype(np.float64)
+    for t in range(3000):
+        rows = rng.choice(2000, int(rng.integers(1, 15)), replace=False).astype(np.int64)
+        v, c, r = vecs[rows].copy(), completeness[rows].copy(), recency[rows].copy()
+        if t % 3 == 0:
+            v[:] = v[0]  # identical text: the tie goes by quality, then to the earliest row
+        if t % 5 == 0:
+            r[:] = 0.0  # no recency spread
+        if t % 7 == 0:
+            v[:] = 0.0  # a zero centroid
+        assert choose_canonical(rows, v, c, r) == reference_keeper(rows, v, c, r)
+
+
 # -- average linkage (issue 11): evidence that holds for the clusters, not one bridging pair ------------------
 def linked(state: ClusterState, row: int, cands: list[int], scores: list[float], truth: dict[frozenset[int], float],
            calls: list[int] | None = None) -> object:

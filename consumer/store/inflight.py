@@ -25,7 +25,7 @@ No record id or field value is written: a batch token is a random hex string.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -154,30 +154,27 @@ class InFlightOps:
             return None
         return client.get_redis_connection(client.get_node_from_key(key))
 
-    def _on_slot(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """`script(keys, args)` for an idempotent per-batch call, on the slot's node directly (`_slot_client`).
-        A redirect (the slot moved) or a node that does not answer (a failover under way) sends it once more
-        through the cluster client, which follows the redirect and refreshes its map of the cluster; a lost
-        reply re-sent changes nothing (registration, reads)."""
-        node = self._slot_client(keys[0])
+    def _slot_call(self, key: str, call: Callable[[Any], Any]) -> Any:
+        """`call(client)` for an idempotent per-batch call, on the node of `key`'s slot directly
+        (`_slot_client`). A redirect (the slot moved) or a node that does not answer (a failover under way)
+        sends it once more through the cluster client, which follows the redirect and refreshes its map of
+        the cluster; a lost reply re-sent changes nothing (registration, reads)."""
+        node = self._slot_client(key)
         if node is not None:
             try:
-                return script(keys=keys, args=args, client=node)
+                return call(node)
             except (redis.exceptions.ResponseError, redis.ConnectionError, redis.TimeoutError):
                 pass
-        return script(keys=keys, args=args)
+        return call(self.client)
+
+    def _on_slot(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """`script(keys, args)` through `_slot_call` (the keys' slot: every key of a store has the same)."""
+        return self._slot_call(keys[0], lambda client: script(keys=keys, args=args, client=client))
 
     def _read_stream(self, stream: str, last: str, block_ms: int) -> Any:
-        """`XREAD BLOCK block_ms STREAMS stream last`, on the stream's node directly on a Redis Cluster
-        (`_slot_client`: before, a third of the CPU of waiting went to the key lookup); a redirect or a node
-        that does not answer is read again through the cluster client, as `_on_slot` does."""
-        node = self._slot_client(stream)
-        if node is not None:
-            try:
-                return node.xread({stream: last}, block=block_ms)
-            except (redis.exceptions.ResponseError, redis.ConnectionError, redis.TimeoutError):
-                pass
-        return self.client.xread({stream: last}, block=block_ms)
+        """`XREAD BLOCK block_ms STREAMS stream last` through `_slot_call` (before, a third of the CPU of
+        waiting went to the cluster client's key lookup for XREAD)."""
+        return self._slot_call(stream, lambda client: client.xread({stream: last}, block=block_ms))
 
     def batch_written(self, token: str) -> None:
         """The batch's Redis write returned (or it was dropped): nobody waits for it any longer; a member

@@ -81,6 +81,35 @@ def test_twins_decided_apart_are_linked_by_the_later_writer(recs: list[Record]) 
     assert a.assignments()[y.record_id] == a.assignments()[x.record_id] == b.assignments()[x.record_id]
 
 
+def test_a_member_without_old_index_columns_still_links_twins_and_persists_every_column(recs: list[Record]) -> None:
+    """A member on a shared Milvus collection keeps the index-only columns of its newest rows only
+    (`SignatureStore.recent`). Its payloads still carry every column (other members index them), and a
+    pending record of its own that left the ring is still scored against the foreign records it reads."""
+    from consumer.store.record_state import decode_payload
+
+    s = load_settings(env={})
+    a = build_pipeline(s)
+    b = build_pipeline(s, text_encoder=a.text, hold_index_only=False, recent_index_rows=4)
+    assert "name_vec" not in b.store.column_names()
+    for p in (a, b):
+        p.process(recs[:300])
+    x = recs[300]
+    y = dataclasses.replace(x, record_id=x.record_id + "-twin")
+    (dx,) = a.process([x])
+    (dy,) = b.process([y])
+    states_x = {x.record_id: a.snapshot([dx.row])[0]}
+    columns_y = decode_payload(b.snapshot([dy.row])[0].payload)[0]
+    assert set(columns_y) == set(decode_payload(states_x[x.record_id].payload)[0]) and "name_vec" in columns_y
+    b.process(recs[301:306])  # y leaves b's ring of 4 rows
+    assert not b.store.holds([dy.row])[0]
+    rb = Replica()
+    rb.note_own([dy.row])
+    res_b = rb.apply(b, [f"r{x.record_id}", f"r{y.record_id}"], states_x)
+    assert len(res_b.links) == 1 and res_b.links[0].match.record_id == x.record_id
+    assert b.assignments()[x.record_id] == b.assignments()[y.record_id]
+    assert b.store.holds([b.store.row_of[x.record_id]])[0]  # absorbed with every column: in the ring
+
+
 def test_freshen_names_clusters_as_redis_knows_them() -> None:
     """A bridge decided on a stale replica: ids resolved, Redis's survivor rule, nothing announced twice."""
     from consumer.engine.pipeline import Decision, Match

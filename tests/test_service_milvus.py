@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from harness.kafka import create_topics, produce_json, unique_topic
 from harness.service import (
@@ -25,6 +26,7 @@ from harness.service import (
     produce_twins,
     running_service,
     service_settings,
+    shared_text_encoder,
     wait_for,
 )
 
@@ -202,10 +204,32 @@ def test_a_member_killed_with_sigkill_comes_back_without_rewriting_the_collectio
     assert f1 >= batch_f1 - 0.03, (f1, batch_f1)
 
 
+def stored_vectors(uri: str, name: str) -> dict[int, np.ndarray]:
+    """Every row's vector (Strong read)."""
+    from pymilvus import Collection, connections
+
+    alias = f"check-{uuid.uuid4().hex[:8]}"
+    connections.connect(alias=alias, uri=uri)
+    try:
+        got = Collection(name, using=alias).query("id >= 0", output_fields=["id", "vector"], limit=16384,
+                                                  consistency_level="Strong")
+        return {int(r["id"]): np.asarray(r["vector"], np.float32) for r in got}
+    finally:
+        connections.disconnect(alias)
+
+
 def test_an_empty_collection_is_filled_once_from_the_state(kafka_bootstrap: str, redis_url: str, redis_prefix: str,
-                                                           milvus_uri: str, tmp_path: Path) -> None:
+                                                           milvus_uri: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A store written before the group used Milvus (hnswlib members), or a new Milvus: the first member on
-    Milvus writes every held record to the empty collection at start-up, and the next one writes nothing."""
+    Milvus writes every held record to the empty collection at start-up, and the next one writes nothing.
+    A member on Milvus keeps the index-only columns of its newest rows only (here 32 of 120): the older
+    rows' vectors are rebuilt from their payloads in Redis, the same vectors an encoder gives their rows."""
+    import consumer.service.state as service_state
+    from consumer.engine.records import parse_record
+    from consumer.io.artifacts import build_pipeline
+
+    monkeypatch.setattr(service_state, "RECENT_INDEX_ROWS", 0)  # the ring is then 4 x max_batch rows
     _path, _truth, rows = crm_rows(120, 13, tmp_path)
     topic, events, group = unique_topic("mvb"), unique_topic("events"), unique_topic("g")
     create_topics(kafka_bootstrap, [topic], partitions=2)
@@ -216,12 +240,20 @@ def test_an_empty_collection_is_filled_once_from_the_state(kafka_bootstrap: str,
         wait_for(lambda: store.record_count() >= len(rows), 90, "records in redis (hnswlib)")
     s = milvus_settings(kafka_bootstrap, redis_url, topic, events, group, redis_prefix, milvus_uri,
                         f"t{uuid.uuid4().hex[:10]}")
+    s.service.max_batch = 8
     with running_service(s) as svc:
         wait_for(lambda: http_get(svc.url + "/readyz")[0] == 200, 90, "ready on milvus")
         name, filled = svc.shared_index.name, svc.backfilled
-    assert filled == len(rows)
+        held = svc.pipe.store.holds(np.arange(len(rows)))
+    assert filled == len(rows) and held.sum() == 32, held.sum()
     ids = stored_ids(milvus_uri, name)
-    assert sorted(ids) == sorted(global_ids([r["customer_id"] for r in rows], gid_key(s.encoders.hash_key)).tolist())
+    gids = global_ids([r["customer_id"] for r in rows], gid_key(s.encoders.hash_key))
+    assert sorted(ids) == sorted(gids.tolist())
+    plain = load_settings(env={})
+    pipe = build_pipeline(plain, text_encoder=shared_text_encoder())
+    expected = pipe.blocker.vectors(pipe.encode([parse_record(r, plain.profile, plain.limits) for r in rows]))
+    got = stored_vectors(milvus_uri, name)
+    assert np.allclose(np.stack([got[g] for g in gids.tolist()]), expected, atol=1e-6)
     with running_service(s) as again:
         wait_for(lambda: http_get(again.url + "/readyz")[0] == 200, 90, "ready again")
         assert again.backfilled == 0 and not again.shared_index.is_empty()

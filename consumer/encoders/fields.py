@@ -54,7 +54,7 @@ def deletion_hashes(hasher: KeyedHasher, prefix: str, text: str, size: int = N_D
     if len(text) < 2:
         return out
     variants = {text} | {text[:i] + text[i + 1:] for i in range(len(text))}
-    h, prefix = hasher.get, prefix + "d:"
+    h, prefix = hasher.once, prefix + "d:"  # the value's own strings: its signature is cached, not these
     hs = sorted({(h(prefix + v) & 0xFFFF) or 1 for v in variants})[:size]
     out[: len(hs)] = hs
     return out

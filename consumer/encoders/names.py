@@ -259,7 +259,8 @@ class NameEncoder:
         dels = np.zeros(N_DEL, np.uint16)
         if len(token) >= 3:
             variants = [token] + [token[:i] + token[i + 1:] for i in range(len(token))]
-            hs = sorted({(h("d:" + v) & 0xFFFF) or 1 for v in variants})[:N_DEL]
+            once = self._hash.once  # this token's own strings: cached with the token, not one by one
+            hs = sorted({(once("d:" + v) & 0xFFFF) or 1 for v in variants})[:N_DEL]
             dels[: len(hs)] = hs
         # The token's share of the name vector (`_name_vecs`) and of the name's trigram bits (`_name_bits`).
         p = f"^{token}$"

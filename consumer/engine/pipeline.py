@@ -56,14 +56,16 @@ class Pipeline(PersistedState, Erasure):
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
                  encode_in_background: bool = False, image_encoder: Any = None, variant_slots: list | None = None,
-                 index_factory: IndexFactory | None = None, hold_index_only: bool = True):
+                 index_factory: IndexFactory | None = None, hold_index_only: bool = True,
+                 recent_index_rows: int = 0):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion mode) are
         loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both; and `index_factory`, the
         index of a non-embedded `index.backend`: the engine does no I/O).
         `encode_in_background`: the caller will use `process_stream`, so encoding runs on a worker thread
         beside the deciding thread, and automatic thread counts split the cores (transformer cores - 1; knn,
         BLAS and the fusion's OpenMP 1): letting both claim all 2 cores measured ~15% slower. Speed only.
-        `variant_slots`: a title's variant words; None: the model's own. `hold_index_only`: `SignatureStore.drop`."""
+        `variant_slots`: a title's variant words; None: the model's own. `hold_index_only`, `recent_index_rows`:
+        `SignatureStore`'s `drop` and `recent`."""
         self.settings = settings
         self.encode_in_background = encode_in_background
         cores = usable_cores()
@@ -89,8 +91,8 @@ class Pipeline(PersistedState, Erasure):
         #: Exact-key candidates beside the index (None when no encoder declares a key, or `index.key_cap` 0).
         self.keys = key_blocker([k for c in contribs for k in c.keys], settings.index.key_cap)
         self.frequencies = FrequencyTable([r for c in contribs for r in c.rarity])
-        self.store = SignatureStore(drop=() if hold_index_only else
-                                    self.comparator.unused_columns - {self.blocker.spec[0].column})
+        drop = () if hold_index_only else self.comparator.unused_columns - {self.blocker.spec[0].column}
+        self.store = SignatureStore(drop=drop, recent=recent_index_rows)
         #: A labelled model's answers (`consumer.engine.answers`): answered pairs score as answered.
         self.answers = Answers.of(model.meta, self.store.record_ids) if model is not None else None
         self.sources = SourceLinks.of(settings)  # a file joining sources: linked across them only

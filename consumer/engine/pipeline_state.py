@@ -59,11 +59,11 @@ class PersistedState:
     # -- state --------------------------------------------------------------------------------------------
     def encode_payloads(self, records: Sequence[Record], cols: Columns) -> tuple[list[bytes] | None, tuple[str, ...]]:
         """(payloads, their column names) of records encoded ahead, or (None, ()) unless `payloads_ahead`.
-        The bytes `snapshot` would write: the columns `append` keeps, in the order given; `stash_payloads`
-        uses them only where that is the store's order."""
+        The bytes `snapshot` would write: the columns a payload carries (`SignatureStore.persisted`), in the
+        order given; `stash_payloads` uses them only where that is the store's order."""
         if not self.payloads_ahead or not records:
             return None, ()
-        kept = self.store.kept(cols)
+        kept = self.store.persisted(cols)
         return encode_rows(kept, *keeper_inputs(records)), tuple(kept)
 
     def stash_payloads(self, rows: np.ndarray, encoded: Encoded | None, take: np.ndarray | None | bool) -> None:
@@ -71,7 +71,7 @@ class PersistedState:
         are, None = all), for `snapshot`; only while the store's columns are exactly the ones encoded, in the
         same order (else a gather would give other bytes). Replaces the previous batch's."""
         payloads = None if encoded is None or take is False else encoded.payloads
-        if payloads is None or tuple(self.store.column_names()) != encoded.payload_columns:  # type: ignore[union-attr]
+        if payloads is None or tuple(self.store.persisted_columns()) != encoded.payload_columns:  # type: ignore[union-attr]
             self._stashed = None
             return
         picked = payloads if take is None else [payloads[int(i)] for i in take]  # type: ignore[union-attr]
@@ -90,10 +90,14 @@ class PersistedState:
         payloads = [stash.get(row) if ids[row] else None for row in rows]
         missing = [i for i, p in enumerate(payloads) if p is None]
         if missing:
-            idx = np.array([rows[i] for i in missing])
-            encoded = encode_rows(self.store.gather(idx), self.store.completeness[idx], self.store.recency[idx])
-            for i, payload in zip(missing, encoded):
-                payloads[i] = payload
+            idx = np.array([rows[i] for i in missing], np.int64)
+            held = self.store.holds(idx)
+            for part in (held, ~held):
+                if part.any():  # rows with every column (`SignatureStore.holds`), then the rest
+                    sub = idx[part]
+                    encoded = encode_rows(self.store.gather(sub), self.store.completeness[sub], self.store.recency[sub])
+                    for i, payload in zip(np.flatnonzero(part).tolist(), encoded):
+                        payloads[missing[i]] = payload
         return [RecordState(ids[row], row, ids[self.clusters.cluster_of[row]], payload)  # type: ignore[arg-type]
                 for row, payload in zip(rows, payloads)]
 

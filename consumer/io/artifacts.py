@@ -70,7 +70,8 @@ def load_artifacts(settings: Settings, *, text_encoder: Any = None, model: Learn
 
 def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: LearnedModel | None = None,
                    image_encoder: Any = None, encode_in_background: bool = False,
-                   variant_slots: list[list[int]] | None = None, hold_index_only: bool = True) -> Pipeline:
+                   variant_slots: list[list[int]] | None = None, hold_index_only: bool = True,
+                   recent_index_rows: int = 0) -> Pipeline:
     """`load_artifacts`, then the pure `Pipeline` around them (`variant_slots`: the file's variant words,
     else the model's own), with the candidate index of `index.backend`: for "milvus" the run's own collection,
     started empty (`consumer.io.milvus_index`: a file run's row numbers start at 0)."""
@@ -83,7 +84,7 @@ def build_pipeline(settings: Settings, *, text_encoder: Any = None, model: Learn
         factory = milvus_index_factory(settings, recreate=True)
     pipe = Pipeline(settings, a.text_encoder, a.model, encode_in_background=encode_in_background,
                     image_encoder=a.image_encoder, variant_slots=variant_slots, index_factory=factory,
-                    hold_index_only=hold_index_only)
+                    hold_index_only=hold_index_only, recent_index_rows=recent_index_rows)
     warm_kernels(pipe)
     return pipe
 

@@ -213,6 +213,20 @@ class Replica:
         pipe.update_canonical(key, [])
         return 1
 
+    @staticmethod
+    def similarities(pipe: Pipeline, foreign: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Index-vector similarity of every (foreign, own) pair. A row whose index-only columns the store no
+        longer holds (a member on a shared Milvus collection keeps its newest rows' only) scores 2.0, above
+        any cosine, with everything: its pairs are all scored rather than any left out."""
+        store, blocker = pipe.store, pipe.blocker
+        hf, ho = store.holds(foreign), store.holds(own)
+        if hf.all() and ho.all():
+            return blocker.vectors(store.gather(foreign)) @ blocker.vectors(store.gather(own)).T
+        sims = np.full((len(foreign), len(own)), 2.0, np.float32)
+        if hf.any() and ho.any():
+            sims[np.ix_(hf, ho)] = blocker.vectors(store.gather(foreign[hf])) @ blocker.vectors(store.gather(own[ho])).T
+        return sims
+
     def late_links(self, pipe: Pipeline, foreign: np.ndarray) -> list[LateLink]:
         """Score freshly absorbed foreign records against this consumer's pending own records (pairs that
         neither decider saw) and merge the clusters of matching pairs, with the evidence `assign` asks for:
@@ -222,9 +236,7 @@ class Replica:
         if not len(own) or not len(foreign):
             return []
         store, blocker = pipe.store, pipe.blocker
-        fv = blocker.vectors(store.gather(foreign))
-        ov = blocker.vectors(store.gather(own))
-        sims = fv @ ov.T
+        sims = self.similarities(pipe, foreign, own)
         k = min(blocker.k, len(own))
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         q_idx = np.repeat(np.arange(len(foreign)), k)

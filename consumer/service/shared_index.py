@@ -22,6 +22,8 @@ from consumer.config import ServiceSettings, Settings
 from consumer.engine.blocking import IndexFactory
 from consumer.engine.pipeline import Pipeline
 from consumer.service.batch import Batch
+from consumer.store.record_state import decode_payloads
+from consumer.store.redis import RedisStateStore
 
 __all__ = ["SharedIndexDuties"]
 
@@ -29,6 +31,9 @@ log = logging.getLogger("dedup.service")
 
 #: Rows per publish call while backfilling an empty collection.
 BACKFILL_CHUNK = 5000
+#: Newest rows whose index-only columns a member on a shared collection keeps (`SignatureStore.recent`):
+#: far more than a batch (published right after it is decided) or the records pending in one sync.
+RECENT_INDEX_ROWS = 20_000
 
 
 class SharedIndexDuties:
@@ -36,6 +41,7 @@ class SharedIndexDuties:
 
     settings: Settings
     svc: ServiceSettings
+    store: RedisStateStore
     _retry: Callable[..., Any]
     #: The shared index of the current pipeline (None with hnswlib).
     shared_index: Any = None
@@ -67,8 +73,9 @@ class SharedIndexDuties:
         if not fresh:
             return
         rows = np.array([d.row for d in fresh], np.int64)
-        vecs = pipe.blocker.vectors(pipe.store.gather(rows))
-        ids = [d.record_id for d in fresh]
+        vecs, ok = self._vectors(pipe, rows)
+        ids = [d.record_id for d, has in zip(fresh, ok.tolist()) if has]
+        vecs = vecs[ok]
         self._retry("milvus", "publish vectors", lambda: index.publish(vecs, ids), batch)
 
     def _backfill(self, pipe: Pipeline) -> None:
@@ -90,9 +97,30 @@ class SharedIndexDuties:
         live = np.array([r for r, rid in enumerate(ids) if rid], np.int64)
         for lo in range(0, len(live), BACKFILL_CHUNK):
             rows = live[lo:lo + BACKFILL_CHUNK]
-            vecs = pipe.blocker.vectors(pipe.store.gather(rows))
-            names = [ids[r] for r in rows.tolist()]
+            vecs, ok = self._vectors(pipe, rows)
+            vecs, names = vecs[ok], [ids[r] for r in rows[ok].tolist()]
             self._retry("milvus", "backfill vectors", lambda v=vecs, n=names: index.publish(v, n))
         self.backfilled = len(live)
         log.info("empty milvus collection filled from the state", extra={
             "records": len(live), "collection": index.name, "seconds": round(time.perf_counter() - t0, 2)})
+
+    def _vectors(self, pipe: Pipeline, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index vectors of held rows, and which rows have one. A member on a shared collection keeps the
+        index-only columns of its newest rows only (`RECENT_INDEX_ROWS`): older rows' vectors are rebuilt
+        from their payloads in Redis (a backfill; a batch just decided is always recent). A row whose
+        payload is gone (erased meanwhile) has none."""
+        held = pipe.store.holds(rows)
+        if held.all():
+            return pipe.blocker.vectors(pipe.store.gather(rows)), held
+        out = np.zeros((len(rows), sum(v.size for v in pipe.blocker.spec)), np.float32)
+        if held.any():
+            out[held] = pipe.blocker.vectors(pipe.store.gather(rows[held]))
+        others = np.flatnonzero(~held)
+        ids = [pipe.store.record_ids[r] for r in rows[others].tolist()]
+        states, _ = self._retry("redis", "read payloads", lambda: self.store.fetch_states(ids))
+        found = [i for i, rid in enumerate(ids) if rid in states]
+        if found:
+            cols, _, _ = decode_payloads([states[ids[i]].payload for i in found])
+            out[others[found]] = pipe.blocker.vectors(cols)
+            held[others[found]] = True
+        return out, held

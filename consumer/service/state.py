@@ -22,6 +22,7 @@ from consumer.engine.state import restore
 from consumer.io.artifacts import Artifacts, load_artifacts, warm_kernels
 from consumer.io.group import GroupMember
 from consumer.service.changelog import Replica
+from consumer.service.shared_index import RECENT_INDEX_ROWS
 from consumer.service.snapshot import SnapshotInfo, rss_bytes
 from consumer.store.redis import RedisStateStore
 from consumer.telemetry.metrics import Metrics
@@ -88,8 +89,12 @@ class StateLoading:
             self._artifacts = load_artifacts(self.settings, text_encoder=self._text_encoder,
                                              encode_in_background=True)
         a = self._artifacts
+        # On a shared Milvus collection the index-only columns of old rows are Milvus's and Redis's to hold.
+        shared = self.settings.index.backend == "milvus"
         pipe = Pipeline(self.settings, a.text_encoder, a.model, encode_in_background=True,
-                        image_encoder=a.image_encoder, index_factory=self._index_factory())
+                        image_encoder=a.image_encoder, index_factory=self._index_factory(),
+                        hold_index_only=not shared,
+                        recent_index_rows=max(RECENT_INDEX_ROWS, 4 * self.svc.max_batch) if shared else 0)
         pipe.payloads_ahead = True  # every decision is persisted: its payload is compressed on the encode thread
         warm_kernels(pipe)
         self._bind_index(pipe)

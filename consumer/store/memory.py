@@ -29,12 +29,21 @@ class LayoutMismatch(ValueError):
 
 
 class SignatureStore:
-    def __init__(self, capacity: int = 4096, drop: Collection[str] = ()):
+    def __init__(self, capacity: int = 4096, drop: Collection[str] = (), recent: int = 0):
         """`drop`: columns `append` does not keep. A run whose index holds the composite vectors and that
         never rebuilds them (`dedup batch`: no snapshot, replay or absorbed record) needs no second copy of
-        the parts only the index reads (`Contribution.index_only`): 320 of a CRM record's 1,112 bytes."""
+        the parts only the index reads (`Contribution.index_only`): 320 of a CRM record's 1,112 bytes.
+        `recent`: keep the dropped columns of the newest `recent` rows all the same, in a ring (`holds`):
+        a `dedup run` member on a shared Milvus collection, which holds every vector, still writes the
+        vectors of the rows it just decided and scores late links on recent rows; older rows have them in
+        Redis only. Fixed memory (20,000 CRM rows: 6.4 MB) instead of 320 bytes for every record held."""
         self._cap = capacity
         self._drop = frozenset(drop)
+        self._recent = recent if self._drop else 0
+        self._ring: Columns = {}
+        self._ring_row = np.full(self._recent, -1, np.int64)  # slot -> the row it holds (-1: none)
+        #: Column names in the encoders' order, the dropped ones included (`persisted_columns`).
+        self._order: tuple[str, ...] = ()
         self._cols: Columns = {}
         self.record_ids: list[str] = []
         self.row_of: dict[str, int] = {}
@@ -69,6 +78,10 @@ class SignatureStore:
                recency: np.ndarray) -> np.ndarray:
         """Store new records; returns their rows. Callers guarantee the ids are new."""
         start, n = len(self), len(record_ids)
+        if self._recent:
+            self._keep_recent(start, n, cols)
+        if set(cols) >= set(self._order):
+            self._order = tuple(cols)
         cols = self.kept(cols)
         for name, arr in cols.items():
             held = self._cols.get(name)
@@ -95,6 +108,31 @@ class SignatureStore:
         self.record_ids.extend(record_ids)
         return np.arange(start, start + n, dtype=np.int64)
 
+    def _keep_recent(self, start: int, n: int, cols: Columns) -> None:
+        """The dropped columns of rows start..start+n into the ring (the newest `recent` of them)."""
+        m = min(n, self._recent)
+        rows = np.arange(start + n - m, start + n, dtype=np.int64)
+        slots = rows % self._recent
+        names = [name for name in cols if name in self._drop]
+        for name in names:
+            arr = cols[name][n - m:]
+            ring = self._ring.get(name)
+            if ring is None or ring.shape[1:] != arr.shape[1:] or ring.dtype != arr.dtype:
+                ring = self._ring[name] = np.zeros((self._recent, *arr.shape[1:]), arr.dtype)
+                self._ring_row[:] = -1  # a new layout: what the ring held is not comparable any more
+            ring[slots] = arr
+        # Held only when every dropped column of these rows came in (rows loaded from a snapshot have none).
+        self._ring_row[slots] = rows if names and len(names) == len(self._ring) else -1
+
+    def holds(self, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` have every column, the dropped ones included (`gather` then returns those too)."""
+        rows = np.asarray(rows, np.int64)
+        if not self._drop:
+            return np.ones(len(rows), bool)
+        if not self._recent:
+            return np.zeros(len(rows), bool)
+        return self._ring_row[rows % self._recent] == rows
+
     def erase(self, row: int) -> None:
         """Forget a row (GDPR erasure): its id leaves `row_of` and `record_ids` (an empty string marks the
         tombstone) and its columns and keeper inputs are zeroed, so no later snapshot or gather holds them.
@@ -105,16 +143,25 @@ class SignatureStore:
         self.record_ids[row] = ""
         for arr in self._cols.values():
             arr[row] = 0
+        if self._recent and self._ring_row[row % self._recent] == row:
+            for arr in self._ring.values():
+                arr[row % self._recent] = 0
+            self._ring_row[row % self._recent] = -1
         self.completeness[row] = 0.0
         self.recency[row] = 0.0
 
     def gather(self, rows: np.ndarray, skip: Collection[str] = ()) -> Columns:
         """The columns of `rows` (row numbers), but those in `skip` (comparison never reads the index-only
-        vectors)."""
+        vectors); the dropped ones too when the ring `holds` every row."""
         # `np.take` along rows, not `arr[rows]`: the same array, ~3x faster for these narrow 2-3-d columns
         # (fancy indexing walks every inner element; a gather is 18% of a person run's deciding thread).
-        return {name: self._zeros(arr, len(rows)) if name in self._zero else np.take(arr, rows, axis=0)
-                for name, arr in self._cols.items() if name not in skip}
+        out = {name: self._zeros(arr, len(rows)) if name in self._zero else np.take(arr, rows, axis=0)
+               for name, arr in self._cols.items() if name not in skip}
+        if self._ring and not self._drop <= set(skip) and self.holds(rows).all():
+            slots = np.asarray(rows, np.int64) % self._recent
+            out.update({name: np.take(arr, slots, axis=0) for name, arr in self._ring.items() if name not in skip})
+            out = {name: out[name] for name in self._order if name in out}  # a payload's order (`persisted`)
+        return out
 
     def gather_repeated(self, rows: np.ndarray, counts: np.ndarray, skip: Collection[str] = ()) -> Columns:
         """`gather(np.repeat(rows, counts), skip)`, each row copied as one block into its run of the output."""
@@ -135,6 +182,17 @@ class SignatureStore:
         """`cols` as `append` keeps them (without the dropped ones)."""
         return {name: arr for name, arr in cols.items() if name not in self._drop} if self._drop else cols
 
+    def persisted(self, cols: Columns) -> Columns:
+        """`cols` as a persisted payload carries them: every column when the store keeps a ring (its rows
+        are written to Redis, where other members and restarts read every column back), else `kept`."""
+        return cols if self._recent else self.kept(cols)
+
+    def persisted_columns(self) -> list[str]:
+        """The names, in order, of what `persisted` keeps and `gather` gives for rows the store `holds`."""
+        if not self._recent:
+            return self.column_names()
+        return [name for name in self._order if name in self._cols or name in self._ring]
+
     def column(self, name: str) -> np.ndarray:
         """The stored rows of a column, as a view to read: only `append` and `erase` write (`gather` relies
         on them to know which columns are still all zeros)."""
@@ -143,4 +201,4 @@ class SignatureStore:
     def memory_bytes(self) -> int:
         used = len(self)
         per_row = sum(a.itemsize * int(np.prod(a.shape[1:])) for a in self._cols.values()) + 12
-        return used * per_row
+        return used * per_row + sum(a.nbytes for a in self._ring.values())

@@ -78,10 +78,10 @@ class SignatureStore:
                recency: np.ndarray) -> np.ndarray:
         """Store new records; returns their rows. Callers guarantee the ids are new."""
         start, n = len(self), len(record_ids)
-        if self._recent:
+        if self._recent:  # (`_order` only matters with a ring: not on `dedup batch`'s or the embedded path)
             self._keep_recent(start, n, cols)
-        if set(cols) >= set(self._order):
-            self._order = tuple(cols)
+            if set(cols) >= set(self._order):
+                self._order = tuple(cols)
         cols = self.kept(cols)
         for name, arr in cols.items():
             held = self._cols.get(name)

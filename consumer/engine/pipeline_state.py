@@ -101,6 +101,18 @@ class PersistedState:
         return [RecordState(ids[row], row, ids[self.clusters.cluster_of[row]], payload)  # type: ignore[arg-type]
                 for row, payload in zip(rows, payloads)]
 
+    def held_vectors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index vectors of `rows`, and which rows have one: those the store `holds` every column of (all,
+        but where a ring keeps the index-only columns of the newest rows only); zeros for the rest."""
+        rows = np.asarray(rows, np.int64)
+        held = self.store.holds(rows)
+        if held.all():
+            return self.blocker.vectors(self.store.gather(rows)), held
+        out = np.zeros((len(rows), sum(v.size for v in self.blocker.spec)), np.float32)
+        if held.any():
+            out[held] = self.blocker.vectors(self.store.gather(rows[held]))
+        return out, held
+
     def restore(self, states: Iterable[RecordState]) -> int:
         """Load persisted records into this (empty) pipeline in arrival order, rebuilding the index, the
         clusters, the canonical records and the term frequencies; returns how many were loaded. Rebuilding

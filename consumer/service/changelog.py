@@ -218,13 +218,10 @@ class Replica:
         """Index-vector similarity of every (foreign, own) pair. A row whose index-only columns the store no
         longer holds (a member on a shared Milvus collection keeps its newest rows' only) scores 2.0, above
         any cosine, with everything: its pairs are all scored rather than any left out."""
-        store, blocker = pipe.store, pipe.blocker
-        hf, ho = store.holds(foreign), store.holds(own)
-        if hf.all() and ho.all():
-            return blocker.vectors(store.gather(foreign)) @ blocker.vectors(store.gather(own)).T
-        sims = np.full((len(foreign), len(own)), 2.0, np.float32)
-        if hf.any() and ho.any():
-            sims[np.ix_(hf, ho)] = blocker.vectors(store.gather(foreign[hf])) @ blocker.vectors(store.gather(own[ho])).T
+        (vf, hf), (vo, ho) = pipe.held_vectors(foreign), pipe.held_vectors(own)
+        sims = vf @ vo.T
+        sims[~hf] = 2.0
+        sims[:, ~ho] = 2.0
         return sims
 
     def late_links(self, pipe: Pipeline, foreign: np.ndarray) -> list[LateLink]:

@@ -109,12 +109,9 @@ class SharedIndexDuties:
         index-only columns of its newest rows only (`RECENT_INDEX_ROWS`): older rows' vectors are rebuilt
         from their payloads in Redis (a backfill; a batch just decided is always recent). A row whose
         payload is gone (erased meanwhile) has none."""
-        held = pipe.store.holds(rows)
+        out, held = pipe.held_vectors(rows)
         if held.all():
-            return pipe.blocker.vectors(pipe.store.gather(rows)), held
-        out = np.zeros((len(rows), sum(v.size for v in pipe.blocker.spec)), np.float32)
-        if held.any():
-            out[held] = pipe.blocker.vectors(pipe.store.gather(rows[held]))
+            return out, held
         others = np.flatnonzero(~held)
         ids = [pipe.store.record_ids[r] for r in rows[others].tolist()]
         states, _ = self._retry("redis", "read payloads", lambda: self.store.fetch_states(ids))

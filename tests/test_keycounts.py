@@ -9,18 +9,54 @@ the faster paths of `FrequencyTable` (its table, `rows`) give exactly the values
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
 
 from consumer.encoders.base import Rarity
 from consumer.engine.frequencies import FrequencyTable
-from consumer.engine.keycounts import KeyCounts
+from consumer.engine.keycounts import ADD_KERNEL, LOOKUP_KERNEL, KeyCounts
 
 
+def _numpy_form(compiled: bool) -> ExitStack:
+    """A context running the table's numpy form (`compiled` False) or its compiled loops (True)."""
+    stack = ExitStack()
+    if not compiled:
+        stack.enter_context(ADD_KERNEL.disabled())
+        stack.enter_context(LOOKUP_KERNEL.disabled())
+    return stack
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("dtype, high", [(np.uint32, 60), (np.uint32, 2**32 - 1), (np.uint64, 2**64 - 1),
                                          (np.int64, 10**6)])
-def test_counts_match_a_counter_through_additions_and_erasures(dtype: type, high: int) -> None:
+def test_counts_match_a_counter_through_additions_and_erasures(dtype: type, high: int, compiled: bool) -> None:
+    assert ADD_KERNEL.get() is not None and LOOKUP_KERNEL.get() is not None  # numba is a dependency
+    with _numpy_form(compiled):
+        _additions_and_erasures(dtype, high)
+
+
+def test_large_additions_count_as_small_ones() -> None:
+    """`add` takes a unique pass above a few thousand keys and counts them one by one below: same counts
+    either way, and as the numpy form's, after a growth from a tiny table."""
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 3000, size=(4000, 6), dtype=np.uint64)
+    tables = [KeyCounts(bits=2), KeyCounts(bits=2), KeyCounts(bits=2)]
+    tables[0].add(keys)  # one call, 24,000 keys
+    for chunk in np.array_split(keys, 40):  # 40 small calls
+        tables[1].add(chunk)
+    with _numpy_form(False):
+        tables[2].add(keys)
+    probe = np.arange(0, 3100, dtype=np.uint64)
+    want = tables[2].lookup(probe)
+    assert want.sum() == np.count_nonzero(keys)
+    for table in tables[:2]:
+        assert np.array_equal(table.lookup(probe), want)
+        assert len(table) == len(tables[2])
+
+
+def _additions_and_erasures(dtype: type, high: int) -> None:
     rng = np.random.default_rng(7)
     table, counter = KeyCounts(bits=2), Counter()  # a tiny table: growth and long probe runs are exercised
     for _ in range(60):

@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from consumer.encoders.base import Columns, KeyedHasher
+from consumer.encoders.field_pairs import similarity
 
 __all__ = ["FIELD_LEVELS", "ONE_EDIT", "FieldCodec", "field_columns", "field_similarity", "deletion_hashes",
            "one_edit"]
@@ -115,10 +116,14 @@ def one_edit(da: np.ndarray, db: np.ndarray) -> np.ndarray:
 def field_similarity(a: Columns, b: Columns, name: str, code: bool = False) -> np.ndarray:
     """Similarity of pair-aligned rows of one field: 1 equal, ONE_EDIT one edit apart, else trigram Dice;
     NaN where a side is absent. `code`: a short code (street number, postcode, phone) whose character
-    overlap means nothing ("12" / "21" share no trigram): equal, one edit apart, or 0."""
+    overlap means nothing ("12" / "21" share no trigram): equal, one edit apart, or 0. Compiled where numba
+    is (`consumer.encoders.field_pairs`: the same bits); the numpy form below is the reference."""
     c_h, c_bits, c_dels = field_columns(name)
     ha, hb = a[c_h], b[c_h]
     ba, bb = a[c_bits], b[c_bits]
+    compiled = similarity(ha, hb, ba, bb, a[c_dels], b[c_dels], code, ONE_EDIT, MAX_EDIT_GRAMS)
+    if compiled is not None:
+        return compiled
     inter = np.bitwise_count(ba & bb).sum(axis=-1, dtype=np.int32)
     na, nb = np.bitwise_count(ba).sum(axis=-1, dtype=np.int32), np.bitwise_count(bb).sum(axis=-1, dtype=np.int32)
     total = na + nb

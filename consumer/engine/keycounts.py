@@ -22,11 +22,68 @@ from collections.abc import ItemsView, Iterator, Mapping
 
 import numpy as np
 
-__all__ = ["KeyCounts"]
+from consumer.engine.compiled import Kernel
+
+__all__ = ["ADD_KERNEL", "KeyCounts", "LOOKUP_KERNEL"]
 
 #: Fibonacci hashing (Knuth): the key times 2^64 / golden ratio, top bits. Keyed hashes are uniform
 #: already, but tests and other callers count small consecutive integers, which would fill one run of slots.
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: Below this many keys `add` counts them one by one in the compiled loop (no `np.unique`), growing the table
+#: for as many new keys as it was given: at most this many slots more than needed, for a moment.
+_SMALL_ADD = 4096
+_ONE = np.uint64(1)
+_64 = np.uint64(64)
+
+
+def _add_raw(table, counts, bits, keys, n):  # pragma: no cover - compiled; the tests of `KeyCounts`
+    """Count keys[i] n[i] times (keys non-zero), inserting each new key at the first empty slot of its probe
+    run, as the numpy form does; returns how many keys were new."""
+    mask = (_ONE << np.uint64(bits)) - _ONE
+    shift = _64 - np.uint64(bits)
+    new = 0
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        pos = (key * _GOLDEN) >> shift
+        while True:
+            held = table[pos]
+            if held == key:
+                counts[pos] += n[i]
+                break
+            if held == 0:
+                table[pos] = key
+                counts[pos] = n[i]
+                new += 1
+                break
+            pos = (pos + _ONE) & mask
+    return new
+
+
+def _lookup_raw(table, counts, bits, keys, out):  # pragma: no cover - compiled; the tests of `KeyCounts`
+    """out[i] = the count of keys[i] (0 for padding and unseen keys)."""
+    mask = (_ONE << np.uint64(bits)) - _ONE
+    shift = _64 - np.uint64(bits)
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        out[i] = 0
+        if key == 0:
+            continue
+        pos = (key * _GOLDEN) >> shift
+        while True:
+            held = table[pos]
+            if held == key:
+                out[i] = counts[pos]
+                break
+            if held == 0:
+                break
+            pos = (pos + _ONE) & mask
+
+
+#: The table's loops compiled (`consumer.engine.compiled`): at a micro-batch's few hundred keys the numpy
+#: form's fixed cost (a unique, a probe round of ~10 array steps per rarity feature) was most of `observe`,
+#: which runs for every batch a member decides and every run of records it absorbs. Same counts, same answers.
+ADD_KERNEL = Kernel(_add_raw)
+LOOKUP_KERNEL = Kernel(_lookup_raw)
 
 
 class KeyCounts(Mapping[int, int]):
@@ -110,11 +167,22 @@ class KeyCounts(Mapping[int, int]):
 
     def add(self, keys: np.ndarray) -> None:
         """Count every non-zero key of `keys` (any shape) once per occurrence."""
-        uniq, n = np.unique(np.asarray(keys).ravel().astype(np.uint64), return_counts=True)
+        jit = ADD_KERNEL.get()
+        flat = np.asarray(keys).ravel().astype(np.uint64)
+        if jit is not None and len(flat) <= _SMALL_ADD:
+            flat = flat[flat != 0]
+            if len(flat):
+                self._grow(len(flat))
+                self._used += jit(self._keys, self._counts, self._bits, flat, np.ones(len(flat), np.int64))
+            return
+        uniq, n = np.unique(flat, return_counts=True)
         uniq, n = uniq[uniq != 0], n[uniq != 0]
         if not len(uniq):
             return
         self._grow(len(uniq))
+        if jit is not None:
+            self._used += jit(self._keys, self._counts, self._bits, uniq, n.astype(np.int64))
+            return
         slots, new = self._slots(uniq)
         self._counts[slots] += n
         self._used += new
@@ -151,5 +219,10 @@ class KeyCounts(Mapping[int, int]):
         """The count of every key of `keys`, as int64 of its shape (0 for padding and unseen keys)."""
         keys = np.asarray(keys)
         flat = keys.ravel().astype(np.uint64)
+        jit = LOOKUP_KERNEL.get()
+        if jit is not None:
+            out = np.empty(len(flat), np.int64)
+            jit(self._keys, self._counts, self._bits, flat, out)
+            return out.reshape(keys.shape)
         slot, hit = self._find(flat)
         return np.where(hit, self._counts[slot], 0).reshape(keys.shape)

@@ -10,6 +10,7 @@ import pytest
 
 from consumer.encoders import name_pairs
 from consumer.encoders.names import MAX_TOKENS, N_DEL, N_KEYS, TOKEN_WORDS, NameEncoder, token_pair_best
+from consumer.engine.keycounts import ADD_KERNEL, LOOKUP_KERNEL
 from consumer.engine.records import Record
 
 
@@ -98,4 +99,6 @@ def test_service_warm_up_runs_compare_and_fuse_on_every_profile(profile: str) ->
     assert pipe.fuser.score(feats)[0].shape == (1,)
     warm_kernels(pipe)
     assert name_pairs.compiled() and forest._KERNEL.get() is not None
+    assert ADD_KERNEL._tried and LOOKUP_KERNEL._tried  # the frequency table's loops too
     assert len(pipe.store) == 0  # nothing was decided or stored
+    assert pipe.frequencies.records == 0 and all(len(c) == 0 for c in pipe.frequencies.counts.values())

@@ -12,10 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from consumer.config import Settings
 from consumer.encoders import needs_image_model, needs_text_model
 from consumer.engine.cores import usable_cores
 from consumer.engine.fusion import LearnedModel
+from consumer.engine.keycounts import KeyCounts
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record
 
@@ -98,5 +101,9 @@ def warm_kernels(pipe: Pipeline) -> None:
     try:
         cols = pipe.encode([Record("warm-up", "Ann Lee", "Oslo", (), "", "", ())], timed=False)
         pipe.fuser.score(pipe.comparator.compare(cols, cols))
+        if pipe.frequencies.rarities:  # the counts' loops, on a throwaway table (the pipeline's stays empty)
+            scratch = KeyCounts()
+            scratch.add(np.ones(1, np.uint64))
+            scratch.lookup(np.ones(1, np.uint64))
     except Exception as exc:  # noqa: BLE001 - speed only: never a reason not to start
         log.warning("kernel warm-up failed", extra={"error": type(exc).__name__})

@@ -19,6 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from consumer.engine.compiled import POP_H01 as _H01
+from consumer.engine.compiled import POP_M1 as _M1
+from consumer.engine.compiled import POP_M2 as _M2
+from consumer.engine.compiled import POP_M4 as _M4
+from consumer.engine.compiled import POP_S1 as _S1
+from consumer.engine.compiled import POP_S2 as _S2
+from consumer.engine.compiled import POP_S4 as _S4
+from consumer.engine.compiled import POP_S56 as _S56
 from consumer.engine.compiled import Kernel
 
 __all__ = ["KERNEL", "similarity"]
@@ -26,11 +34,6 @@ __all__ = ["KERNEL", "similarity"]
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 _NAN = np.float32(np.nan)
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
-_S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
 
 
 def _kernel(ha, hb, ba, bb, da, db, code, one_edit, max_edit_grams, out):  # pragma: no cover - compiled

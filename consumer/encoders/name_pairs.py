@@ -22,6 +22,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from consumer.engine.compiled import POP_H01 as _H01
+from consumer.engine.compiled import POP_M1 as _M1
+from consumer.engine.compiled import POP_M2 as _M2
+from consumer.engine.compiled import POP_M4 as _M4
+from consumer.engine.compiled import POP_S1 as _S1
+from consumer.engine.compiled import POP_S2 as _S2
+from consumer.engine.compiled import POP_S4 as _S4
+from consumer.engine.compiled import POP_S56 as _S56
 from consumer.engine.compiled import Kernel
 
 __all__ = ["KERNEL", "best_counterparts", "compiled"]
@@ -32,11 +40,6 @@ _PHON = np.float32(0.88)
 _INIT = np.float32(0.85)
 _DICE = np.float32(0.9)
 _ZERO = np.float32(0.0)
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
-_S1, _S2, _S4, _S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
 
 
 def _kernel(used, la, lb, ka, kb, pa, pb, ia, ib, bits_a, bits_b, nb_a, nb_b,

@@ -21,7 +21,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Kernel"]
+import numpy as np
+
+__all__ = ["Kernel", "POP_H01", "POP_M1", "POP_M2", "POP_M4", "POP_S1", "POP_S2", "POP_S4", "POP_S56"]
+
+#: A kernel's popcount of a uint64 `x` (SWAR, counting as np.bitwise_count does), in four steps:
+#: `x - ((x >> POP_S1) & POP_M1)`, `(x & POP_M2) + ((x >> POP_S2) & POP_M2)`, `(x + (x >> POP_S4)) & POP_M4`,
+#: `(x * POP_H01) >> POP_S56`. uint64 constants, so numba keeps the arithmetic unsigned (a uint64 mixed with an
+#: int literal becomes a float).
+POP_M1 = np.uint64(0x5555555555555555)
+POP_M2 = np.uint64(0x3333333333333333)
+POP_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+POP_H01 = np.uint64(0x0101010101010101)
+POP_S1, POP_S2, POP_S4, POP_S56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
 
 log = logging.getLogger("dedup.engine")
 

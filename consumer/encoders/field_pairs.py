@@ -39,6 +39,7 @@ _NAN = np.float32(np.nan)
 def _kernel(ha, hb, ba, bb, da, db, code, one_edit, max_edit_grams, out):  # pragma: no cover - compiled
     n_words, n_del = ba.shape[1], da.shape[1]
     one_edit32 = np.float32(one_edit)
+    filled = np.empty(2 * n_del, da.dtype)  # the pair's non-zero deletion hashes, both rows
     for p in range(ha.shape[0]):
         if ha[p] == 0 or hb[p] == 0:
             out[p] = _NAN
@@ -66,13 +67,22 @@ def _kernel(ha, hb, ba, bb, da, db, code, one_edit, max_edit_grams, out):  # pra
         dice = 2.0 * inter / total if total > 0 else 0.0
         sim = _ZERO if code else np.float32(dice)
         if (code or min(na, nb) - inter <= max_edit_grams) and dice < one_edit:
+            # A non-zero hash twice among both rows. The zeros (padding) are left out first: a short code
+            # fills ~6 of 24 slots a row, and testing every slot against every other was most of the time.
+            m = 0
+            for i in range(n_del):
+                if da[p, i] != 0:
+                    filled[m] = da[p, i]
+                    m += 1
+            for i in range(n_del):
+                if db[p, i] != 0:
+                    filled[m] = db[p, i]
+                    m += 1
             hit = False
-            for i in range(2 * n_del):  # a non-zero hash twice among both rows (each row's hashes are distinct)
-                v = da[p, i] if i < n_del else db[p, i - n_del]
-                if v == 0:
-                    continue
-                for j in range(i + 1, 2 * n_del):
-                    if v == (da[p, j] if j < n_del else db[p, j - n_del]):
+            for i in range(m):
+                v = filled[i]
+                for j in range(i + 1, m):
+                    if v == filled[j]:
                         hit = True
                         break
                 if hit:

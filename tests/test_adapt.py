@@ -161,6 +161,30 @@ def test_reciprocal_best_marks_pairs_that_are_each_others_best() -> None:
     assert reciprocal_best(w, left, right).tolist() == [True, False, True, False]
 
 
+def _reciprocal_walk(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The definition, walked pair by pair: each record's first pair in the stable best-first order."""
+    best: dict[int, int] = {}
+    for j in np.argsort(-weight, kind="stable"):
+        for r in (int(left[j]), int(right[j])):
+            best.setdefault(r, int(j))
+    return np.array([best[int(a)] == j and best[int(b)] == j for j, (a, b) in enumerate(zip(left, right))], bool)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reciprocal_best_equals_the_walk_with_ties_and_missing_weights(seed: int) -> None:
+    """Vectorised, it must mark the very pairs the walk marks: ties keep the earlier pair, NaN weights sort
+    last, a record may sit on either side, and record numbers need not start at 0."""
+    rng = np.random.default_rng(seed)
+    n, records = 500, 60
+    w = rng.integers(-3, 4, n).astype(float) if seed % 2 else rng.standard_normal(n)
+    w[rng.integers(0, n, n // 10)] = np.nan
+    left, right = rng.integers(0, records, n) + 7 * seed, rng.integers(0, records, n) + 7 * seed
+    got = reciprocal_best(w, left, right)
+    assert got.dtype == bool and got.tolist() == _reciprocal_walk(w, left, right).tolist()
+    assert got.any() and not got.all()
+    assert reciprocal_best(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)).shape == (0,)
+
+
 def _write_listings(path: Path, n_products: int = 90) -> Path:
     """A two-shop product file unlike the generator's: codes in the title, no brand, a few variants."""
     rng = np.random.default_rng(11)

@@ -100,5 +100,10 @@ def test_service_warm_up_runs_compare_and_fuse_on_every_profile(profile: str) ->
     warm_kernels(pipe)
     assert name_pairs.compiled() and forest._KERNEL.get() is not None
     assert ADD_KERNEL._tried and LOOKUP_KERNEL._tried  # the frequency table's loops too
+    if profile == "listing":  # the title comparison's loops (`consumer.encoders.title_pairs`)
+        from consumer.encoders import title_pairs
+
+        assert all(k._tried and k.get() is not None for k in (title_pairs.ATTRIBUTES, title_pairs.CODES,
+                                                               title_pairs.TOKENS))
     assert len(pipe.store) == 0  # nothing was decided or stored
     assert pipe.frequencies.records == 0 and all(len(c) == 0 for c in pipe.frequencies.counts.values())

@@ -55,6 +55,7 @@ from consumer.encoders.base import (
     Support,
     nanmean_weighted,
 )
+from consumer.encoders.title_pairs import attribute_agreement, code_match, shared_tokens
 from consumer.engine.normalize import fold
 from consumer.engine.records import Record
 from consumer.engine.titles import ATTRIBUTE_KINDS, code_stem, parse_price, parse_title, product_codes, title_words
@@ -128,6 +129,10 @@ def _code_match(a: Columns, b: Columns) -> np.ndarray:
     up to a letter suffix or one inside the other (`code_cuts`), 0 both coded and none shared or each side
     with a number of one length the other lacks (two machine types), NaN when a side has none."""
     ca, cb = a["codes"], b["codes"]
+    compiled = code_match(ca, cb, a["code_stems"], b["code_stems"], a["code_cuts"], b["code_cuts"],
+                          a["code_digits"], b["code_digits"])
+    if compiled is not None:  # `consumer.encoders.title_pairs`: the same bits; the numpy form is the reference
+        return compiled
     both = (ca != 0).any(axis=1) & (cb != 0).any(axis=1)
     eq = (ca[:, :, None] == cb[:, None, :]) & (ca[:, :, None] != 0)
     only_a, only_b = (ca != 0) & ~eq.any(axis=2), (cb != 0) & ~eq.any(axis=1)  # per code: the other side lacks it
@@ -156,6 +161,9 @@ def _attribute_agreement(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np
     values one states are all among the other's: a shop that adds "8GB RAM" beside "256GB", or a tint
     ("Graphite Purple") beside the colour, still names the same product; each stating a value the other
     lacks ("128GB" / "256GB") is two products."""
+    compiled = attribute_agreement(xa, xb, MAX_VALUES)
+    if compiled is not None:  # `consumer.encoders.title_pairs`: the same bits; the numpy form is the reference
+        return compiled
     a = xa.reshape(len(xa), xa.shape[1] // MAX_VALUES, MAX_VALUES)
     b = xb.reshape(len(xb), xb.shape[1] // MAX_VALUES, MAX_VALUES)
     in_b = (a[:, :, :, None] == b[:, :, None, :]).any(axis=3) | (a == 0)
@@ -323,7 +331,9 @@ class TitleEncoder:
         cos = np.where(has, np.einsum("ij,ij->i", a["title_vec"], b["title_vec"]), np.nan).astype(np.float32)
         tri = np.where(has, np.einsum("ij,ij->i", a["title_tri"], b["title_tri"]), np.nan).astype(np.float32)
         ta, tb = a["title_tok"], b["title_tok"]
-        inter = ((ta[:, :, None] == tb[:, None, :]) & (ta[:, :, None] != 0)).sum(axis=(1, 2))
+        inter = shared_tokens(ta, tb)  # compiled (`consumer.encoders.title_pairs`), else numpy: the same counts
+        if inter is None:
+            inter = ((ta[:, :, None] == tb[:, None, :]) & (ta[:, :, None] != 0)).sum(axis=(1, 2))
         na, nb = (ta != 0).sum(axis=1), (tb != 0).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             tok = np.where(has, inter / np.maximum(np.minimum(na, nb), 1), np.nan).astype(np.float32)

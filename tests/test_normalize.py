@@ -61,3 +61,28 @@ def test_real_cyrillic_and_greek_still_transliterate() -> None:
     assert fold("\u0418\u0432\u0430\u043d \u041f\u0435\u0442\u0440\u043e\u0432") == "ivan petrov"
     assert fold("\u0391\u03b8\u03ae\u03bd\u03b1") == "athina"
     assert fold("\uff2a\uff4f\uff48\uff4e") == "john"  # fullwidth
+
+
+def _strip_accents_reference(text: str) -> str:
+    """`strip_accents` as defined: NFKD after the special letters, every combining mark dropped."""
+    import unicodedata
+
+    from consumer.engine.normalize import _SPECIAL
+
+    text = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
+
+
+def test_strip_accents_fast_paths_change_nothing() -> None:
+    """ASCII text is returned as it is, and text that is ASCII once decomposed skips the per-character pass:
+    the same strings as the definition, on ASCII, accents, special letters, fullwidth forms and other scripts."""
+    import random
+
+    from consumer.engine.normalize import strip_accents
+
+    rng = random.Random(5)
+    alphabet = "abcXYZ09 ,.-\"'ßøØæŒłĐþıéèÉñüÅçŠ\u0301\u0308ＡＢｃ１ﬁ™½Москва王Αθήνα\u200b"
+    texts = ["", "Stück", "Weiß", "Ø", "ＡＢＣ", "ﬁne", "plain ascii 6.1\"", "0,5 TB", "Crème brûlée"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    for text in texts:
+        assert strip_accents(text) == _strip_accents_reference(text), text

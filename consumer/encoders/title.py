@@ -271,6 +271,7 @@ class TitleEncoder:
 
     def encode(self, records: Sequence[Record]) -> Columns:
         n = len(records)
+        h = self._hash.get  # the cached hash without `__call__`'s frame (a listing hashes ~100 words)
         titles = [parse_title(r.role("title"), r.role("brand")) for r in records]
         vec = self._embed([t.text for t in titles])
         vec[[not t.core for t in titles]] = 0.0
@@ -289,36 +290,36 @@ class TitleEncoder:
         for i, (rec, t) in enumerate(zip(records, titles)):
             found = product_codes(rec.role("title"), MAX_CODES) or product_codes(rec.role("description"), MAX_CODES)
             for j, code in enumerate(found):
-                codes[i, j] = self._hash("tk:" + code)
+                codes[i, j] = h("tk:" + code)
                 if code.isdigit() and len(code) <= MAX_SLOT_DIGITS:
                     digits[i, j] = len(code)
                 stem = code_stem(code)
-                stems[i, j] = self._hash("tk:" + (stem or code))
+                stems[i, j] = h("tk:" + (stem or code))
                 parts = code_cuts(code, stem)[:CUTS_PER_CODE]
-                cuts[i, CUTS_PER_CODE * j: CUTS_PER_CODE * j + len(parts)] = [self._hash("tk:" + c) for c in parts]
+                cuts[i, CUTS_PER_CODE * j: CUTS_PER_CODE * j + len(parts)] = [h("tk:" + c) for c in parts]
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])
-            words = list(dict.fromkeys([self._hash("tw:" + w) for w in title_words(rec.role("title"))]
-                                       + [self._hash("tw:" + w) for w in title_words(rec.role("brand"), 3)]
-                                       + [self._hash("tw:" + c) for c in found]))[:MAX_IDF_KEYS]
+            words = list(dict.fromkeys([h("tw:" + w) for w in title_words(rec.role("title"))]
+                                       + [h("tw:" + w) for w in title_words(rec.role("brand"), 3)]
+                                       + [h("tw:" + c) for c in found]))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
-            desc = list(dict.fromkeys(self._hash("td:" + w) for w in title_words(rec.role("description"),
+            desc = list(dict.fromkeys(h("td:" + w) for w in title_words(rec.role("description"),
                                                                                  MAX_DESC_KEYS)))
             desc_keys[i, :len(desc)] = desc
             if t.core:
-                grams = np.array([self._hash("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM
+                grams = np.array([h("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM
                 counts = np.bincount(grams, minlength=TRI_DIM).astype(np.float32)
                 tri[i] = counts / max(float(np.linalg.norm(counts)), 1e-9)
-                hashes = sorted({self._hash("tk:" + w) for w in t.core})[:MAX_TOKENS]
+                hashes = sorted({h("tk:" + w) for w in t.core})[:MAX_TOKENS]
                 tok[i, :len(hashes)] = hashes
             for j, kind in enumerate(ATTRIBUTE_KINDS):
                 for v, value in enumerate(t.attributes.get(kind, ())[:MAX_VALUES]):
-                    attr[i, j * MAX_VALUES + v] = self._hash(f"ta:{kind}:{value}")
+                    attr[i, j * MAX_VALUES + v] = h(f"ta:{kind}:{value}")
             for j, role in enumerate(("brand", "category", "currency")):
                 value = fold(rec.role(role))
                 if value:
-                    keys[i, j] = self._hash(f"lk:{role}:" + value)
+                    keys[i, j] = h(f"lk:{role}:" + value)
             p = parse_price(rec.role("price"))
             if p is not None:
                 price[i] = p

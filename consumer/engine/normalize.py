@@ -105,7 +105,11 @@ def strip_accents(text: str) -> str:
     """Accents off and the letters NFKD keeps apart spelt out ("Stück" -> "Stuck", "Weiß" -> "Weiss",
     "Ø" -> "o"), punctuation and case untouched: what `fold` does first, for readers that still need the
     punctuation (product titles: "6.1\"", "0,5 TB")."""
+    if text.isascii():  # nothing to strip or spell out (no ASCII character is in `_SPECIAL`)
+        return text
     text = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
+    if text.isascii():  # ASCII once decomposed (fullwidth forms, ligatures): no combining mark to drop
+        return text
     return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 

@@ -227,6 +227,15 @@ def versions(text: str) -> str:
     return _TRAILING_ZEROS.sub(r"\1", text)
 
 
+@lru_cache(maxsize=4096)
+def _code_text(text: str | None) -> str:
+    """`text` as `product_codes` and `title_words` read it: compatibility forms unified, lower case, versions
+    written one way, the joins inside codes removed, folded. Cached apart from them because both read the same
+    titles and descriptions (most of a listing's encoding was folding each text twice); a small cache, since
+    the two calls on one text come within one batch."""
+    return fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
+
+
 @lru_cache(maxsize=1 << 16)
 def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     """Model and part numbers in a title or description: tokens of at least four characters mixing letters
@@ -235,16 +244,15 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     inside them removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml",
     "1080p") left out. Why: a shared rare code is the strongest evidence two listings are one product, whatever
     the sellers wrote around it; first `limit` distinct codes, in order."""
-    folded = fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
+    folded = _code_text(text)
     out: list[str] = []
     for tok in re.findall(r"[a-z0-9]+", folded):
         if tok in out:
             continue
-        digits = sum(c.isdigit() for c in tok)
         if tok.isdigit():
             if len(tok) >= 5 or (len(tok) == 4 and not 1900 <= int(tok) <= 2099):
                 out.append(tok)
-        elif digits and len(tok) >= 4 and not _QUANTITY.fullmatch(tok):
+        elif len(tok) >= 4 and not tok.isalpha() and not _QUANTITY.fullmatch(tok):  # [a-z0-9]: a digit in it
             out.append(tok)
         if len(out) >= limit:
             break
@@ -256,7 +264,7 @@ def title_words(text: str, limit: int = 24) -> tuple[str, ...]:
     """Every word of a title, folded, in order, codes joined as `product_codes` joins them, each once:
     what the rarity-weighted title comparison weighs. Unlike the core tokens, numbers ("office 2007",
     "qb pos 6"), colours and common words stay: the file's own counts say how much each is worth."""
-    folded = fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
+    folded = _code_text(text)
     return tuple(dict.fromkeys(re.findall(r"[a-z0-9]+", folded)))[:limit]
 
 

@@ -322,26 +322,16 @@ class FellegiSunterModel:
 
 
 def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Mask of pairs that are each side's best-scoring pair (ties: the first such pair).
-
-    Vectorised: the pairs best first (a stable sort, so ties keep their order), each pair's two records
-    (left, then right) in that order, and each record's first appearance there is its best pair. The same
-    mask as walking the pairs with a dict (the fit calls this once a self-training round, on up to a few
-    hundred thousand pairs)."""
-    n = len(weight)
-    if n == 0:
-        return np.zeros(0, bool)
-    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    """Mask of pairs that are each side's best-scoring pair (ties: the first such pair): a record's best pair
+    is where it first appears among the pairs' records taken best first (a stable sort)."""
     order = np.argsort(-np.asarray(weight), kind="stable")
-    low = min(int(left.min()), int(right.min()))
-    left, right = left - low, right - low  # record numbers from 0, for a table indexed by them
-    recs = np.stack([left[order], right[order]], axis=1).ravel()
-    first = np.full(int(recs.max()) + 1, len(recs), np.int64)  # each record's first position in `recs`
+    pairs = np.stack([np.asarray(left, np.int64), np.asarray(right, np.int64)], axis=1)
+    pairs = pairs - pairs.min(initial=0)  # record numbers from 0: a table's indices
+    recs = pairs[order].ravel()
+    first = np.full(recs.max(initial=0) + 1, len(recs), np.int64)  # each record's first position in `recs`
     np.minimum.at(first, recs, np.arange(len(recs)))
-    pair_at = np.repeat(order, 2)
-    of_left, of_right = pair_at[first[left]], pair_at[first[right]]
-    pair = np.arange(n)
-    return (of_left == pair) & (of_right == pair)
+    best = np.repeat(order, 2)[first[pairs]]  # [pair, side]: that side's best pair
+    return (best == np.arange(len(weight))[:, None]).all(axis=1)
 
 
 def _shrunk(m: np.ndarray, u: np.ndarray, shrink: float, veto: bool) -> np.ndarray:

@@ -34,32 +34,29 @@ def _attributes(a, b, shared, same):  # pragma: no cover - compiled
     n_kinds, n_values = a.shape[1], a.shape[2]
     for p in range(a.shape[0]):
         for k in range(n_kinds):
-            any_a = False
-            any_b = False
-            all_in_b = True  # every value a states is among b's
-            all_in_a = True
-            for i in range(n_values):
-                va = a[p, k, i]
-                if va != 0:
-                    any_a = True
+            stated_a = stated_b = False
+            all_in_b = all_in_a = True  # every value a states is among b's; every value b states among a's
+            for side in range(2):
+                this, other = (a, b) if side == 0 else (b, a)
+                stated = False
+                all_in = True
+                for i in range(n_values):
+                    v = this[p, k, i]
+                    if v == 0:
+                        continue
+                    stated = True
                     found = False
                     for j in range(n_values):
-                        if b[p, k, j] == va:
+                        if other[p, k, j] == v:
                             found = True
                             break
                     if not found:
-                        all_in_b = False
-                vb = b[p, k, i]
-                if vb != 0:
-                    any_b = True
-                    found = False
-                    for j in range(n_values):
-                        if a[p, k, j] == vb:
-                            found = True
-                            break
-                    if not found:
-                        all_in_a = False
-            shared[p, k] = any_a and any_b
+                        all_in = False
+                if side == 0:
+                    stated_a, all_in_b = stated, all_in
+                else:
+                    stated_b, all_in_a = stated, all_in
+            shared[p, k] = stated_a and stated_b
             same[p, k] = all_in_b or all_in_a
 
 

@@ -304,8 +304,7 @@ class TitleEncoder:
                                        + [h("tw:" + w) for w in title_words(rec.role("brand"), 3)]
                                        + [h("tw:" + c) for c in found]))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
-            desc = list(dict.fromkeys(h("td:" + w) for w in title_words(rec.role("description"),
-                                                                                 MAX_DESC_KEYS)))
+            desc = list(dict.fromkeys(h("td:" + w) for w in title_words(rec.role("description"), MAX_DESC_KEYS)))
             desc_keys[i, :len(desc)] = desc
             if t.core:
                 grams = np.array([h("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM

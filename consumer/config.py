@@ -35,6 +35,8 @@ __all__ = [
     "ProfileSettings",
     "FusionSettings",
     "IndexSettings",
+    "EXACT_ROWS",
+    "exact_rows",
     "ClusterSettings",
     "EncoderSettings",
     "LimitSettings",
@@ -156,6 +158,11 @@ class IndexSettings:
     #: common to identify anyone and proposes nothing from then on, so a record gets at most `key_cap`
     #: extra candidates per key. 0 = off. Profiles whose encoders declare no key (CRM) pay nothing.
     key_cap: int = 8
+    #: Searched exactly (a matrix product, `consumer.engine.exact_index`) while the index holds at most this many
+    #: rows, then by HNSW, built once from every row held. Why: below ~50,000 rows of 256 floats a scan costs
+    #: less than HNSW's insert plus search and finds the true top-k. None = the profile's default
+    #: (`EXACT_ROWS`); 0 = HNSW from the first row. The embedded index only (Milvus is searched as it is).
+    exact_rows: int | None = None
     #: Where the candidate vectors live: "hnswlib" (embedded in the process, the default) or "milvus" (a
     #: Milvus server shared by processes, `consumer.io.milvus_index`; needs the `milvus` extra). Why a
     #: choice: one machine's memory bounds the embedded index (docs/scale-out.md, *The Milvus backend*).
@@ -366,6 +373,8 @@ class Settings:
         # Where the index lives and how to reach it decide nothing (and hold secrets); the embedded default
         # leaves the hash as it was before the Milvus backend, so old snapshots and events still match.
         index = data["index"]
+        if index["exact_rows"] is None:  # the profile's default (in the hash through the profile's name)
+            index.pop("exact_rows")
         milvus = index["backend"] == "milvus"
         for name in [k for k in index if k.startswith("milvus_") or k == "backend"]:
             if not milvus or name not in ("backend", "milvus_consistency", "milvus_fresh_seconds"):
@@ -396,6 +405,18 @@ BUILTIN_PROFILES: dict[str, ProfileSettings] = {
         encoders=["title", "image"],
     ),
 }
+
+
+#: `index.exact_rows` where a profile leaves it unset: person files scan up to 50,000 rows (measured side by side,
+#: docs/benchmarks.md); the others keep HNSW from the first row.
+EXACT_ROWS: dict[str, int] = {"person": 50_000}
+
+
+def exact_rows(settings: Settings) -> int:
+    """The rows searched exactly before the switch to HNSW (`IndexSettings.exact_rows`)."""
+    if settings.index.exact_rows is not None:
+        return settings.index.exact_rows
+    return EXACT_ROWS.get(settings.profile.name, 0)
 
 
 #: DEDUP_* variables read elsewhere (librdkafka properties, the model folder, the load-test scripts).
@@ -457,7 +478,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "fusion.weight_text": (0, None), "fusion.weight_behaviour": (0, None), "fusion.weight_device": (0, None),
     "index.k": (1, 4096), "index.ef": (1, 65536), "index.m": (2, 256), "index.ef_construction": (1, 65536),
     "index.seed": (0, 2**63 - 1), "index.initial_capacity": (1, 2**31 - 1), "index.query_threads": (1, 4096),
-    "index.ef_from": (1, None), "index.ef_growth": (0, 4), "index.ef_max": (1, 65536),
+    "index.ef_from": (1, None), "index.exact_rows": (0, None), "index.ef_growth": (0, 4), "index.ef_max": (1, 65536),
     "index.k_from": (1, None), "index.k_growth": (0, 4), "index.k_max": (1, 4096),
     "index.key_cap": (0, 4096),
     "index.milvus_port": (1, 65535), "index.milvus_fresh_seconds": (0, 86_400),

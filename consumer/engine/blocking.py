@@ -43,6 +43,7 @@ import numpy as np
 
 from consumer.config import IndexSettings
 from consumer.encoders.base import Columns, IndexVector
+from consumer.engine.exact_index import SwitchingIndex
 from consumer.engine.index import CandidateIndex, VectorIndex
 
 __all__ = ["index_vectors", "merge_candidates", "search_width", "Blocker", "IndexFactory", "Search"]
@@ -145,6 +146,7 @@ class Search:
         #: The blocker's erasure count when searched (an erasure since makes the result stale).
         self.removals = -1
         self.k = 0
+        self.chunk = self.CHUNK
         self.ids = np.zeros((0, 0), np.int64)
         self.sims = np.zeros((0, 0), np.float32)
 
@@ -157,6 +159,9 @@ class Search:
                 self.indexed = blocker.inserted
                 self.removals = blocker.removals
                 self.k = blocker.k_for(self.indexed)
+                # An exact scan is cheapest as one product of the whole batch (its cost is mostly reading
+                # the indexed vectors once per call); a graph search is cheapest shared out in chunks.
+                self.chunk = blocker.query_rows
                 self.ids = np.full((len(vecs), self.k), -1, np.int64)
                 self.sims = np.zeros((len(vecs), self.k), np.float32)
                 self.vecs = vecs
@@ -177,7 +182,7 @@ class Search:
                 if self.vecs is None or self._next >= len(self.vecs):
                     return spent
                 lo = self._next
-                self._next = hi = min(lo + self.CHUNK, len(self.vecs))
+                self._next = hi = min(lo + self.chunk, len(self.vecs))
                 self._busy += 1
             t0 = time.perf_counter()
             try:
@@ -206,9 +211,10 @@ class Blocker:
     """Top-k candidates from the index, the held (previous) batch and the earlier records of the same batch."""
 
     def __init__(self, spec: Sequence[IndexVector], settings: IndexSettings, query_threads: int | None = None,
-                 background_add: bool = False, index_factory: IndexFactory | None = None):
+                 background_add: bool = False, index_factory: IndexFactory | None = None, exact_rows: int = 0):
         """`index_factory`: builds the index for the composite vector's size; None = the embedded hnswlib
-        `CandidateIndex` (`index.backend = "hnswlib"`). Another backend must be handed in by the runner."""
+        `CandidateIndex` (`index.backend = "hnswlib"`), searched exactly up to `exact_rows` rows
+        (`consumer.config.exact_rows`). Another backend must be handed in by the runner."""
         if not spec:
             raise ValueError("no encoder contributes an index vector: blocking needs at least one")
         self.k = settings.k
@@ -221,9 +227,12 @@ class Blocker:
             raise ValueError(f"index.backend = {settings.backend!r}: the runner must hand in the index "
                              "(consumer.io.artifacts.build_pipeline does); the engine builds only hnswlib")
         else:
-            self._index = CandidateIndex(dim, m=settings.m, ef_construction=settings.ef_construction,
-                                         ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
-                                         query_threads=settings.query_threads or query_threads)
+            def hnsw() -> CandidateIndex:
+                return CandidateIndex(dim, m=settings.m, ef_construction=settings.ef_construction,
+                                      ef=settings.ef, seed=settings.seed, capacity=settings.initial_capacity,
+                                      query_threads=settings.query_threads or query_threads)
+
+            self._index = SwitchingIndex(dim, exact_rows, hnsw) if exact_rows > 0 else hnsw()
         self._background = background_add
         self._adder: ThreadPoolExecutor | None = None
         self._pending: list[Future[float]] = []
@@ -269,6 +278,12 @@ class Blocker:
         if held is not None:
             self._insert(*held)
         self.settle()
+
+    @property
+    def query_rows(self) -> int:
+        """Rows per index query when a search is shared out in chunks: the index's own preference (an exact
+        scan wants the whole batch in one product), else `Search.CHUNK`."""
+        return int(getattr(self._index, "query_rows", Search.CHUNK))
 
     def k_for(self, indexed: int) -> int:
         """How many candidates a batch keeps when the index holds `indexed` rows (the held batch not counted).

@@ -128,3 +128,23 @@ def test_batch_on_a_person_file_replays_its_fit_pass(tmp_path: Path) -> None:
     assert isinstance(pipe.blocker, ReplayBlocker) and pipe.blocker.replayed == len(rows) and not pipe.blocker.live
     assert isinstance(pipe.comparator, ReplayComparator) and pipe.comparator.replayed == len(rows)
     pipe.close()
+
+
+def test_a_sampled_fit_lends_the_run_its_columns_record_by_record(crm: tuple[Settings, list[Record]]) -> None:
+    """A fit on a sample of the file (`columns_only`): the run takes the sampled records' columns, encodes the
+    rest, and searches and compares everything itself; the decisions are a plain run's."""
+    settings, records = crm
+    sample = records[::3]
+    log = CandidateLog(columns_only=True)
+    _decide(settings, sample, record=log)
+    plain, _ = _decide(settings, records)
+    pipe = build_pipeline(settings, encode_in_background=True)
+    replay_from(pipe, log)
+    assert not isinstance(pipe.blocker, ReplayBlocker) and not isinstance(pipe.comparator, ReplayComparator)
+    batches = [records[i: i + 128] for i in range(0, len(records), 128)]
+    lent = [d.to_dict() for _, ds in pipe.process_stream(batches) for d in ds]
+    replayed = [e.replayed for e in pipe.encoders]  # type: ignore[attr-defined]
+    pipe.close()
+    assert lent == plain
+    assert replayed and all(n == len(sample) for n in replayed)
+    assert not log.cands and not log.pairs  # nothing but columns was logged

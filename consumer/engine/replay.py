@@ -63,6 +63,9 @@ class CandidateLog:
     #: and the comparator's feature names; set by `finish`.
     pairs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     features: tuple[str, ...] = ()
+    #: A sampled fit (a file larger than the fit's sample): the run takes the encoders' columns of the records
+    #: the fit encoded, one record at a time, and searches and compares everything itself.
+    columns_only: bool = False
 
     def matches(self, store: SignatureStore, rows: np.ndarray) -> bool:
         """Does every row hold the record it held in the logged pass (and have a logged list)?"""
@@ -85,8 +88,10 @@ class CandidateLog:
 def record_into(pipe: Pipeline, log: CandidateLog) -> None:
     """Make `pipe` (a fit's pass) log its encoders' columns, its candidate lists and (`finish`) the pairs
     it compared into `log`."""
-    pipe.blocker = RecordingBlocker(pipe.blocker, log)  # type: ignore[assignment]
     pipe.encoders = [RecordingEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
+    if log.columns_only:
+        return
+    pipe.blocker = RecordingBlocker(pipe.blocker, log)  # type: ignore[assignment]
     if pipe.pair_log is None:
         pipe.pair_log = []
 
@@ -96,8 +101,10 @@ def replay_from(pipe: Pipeline, log: CandidateLog) -> None:
     records are the logged pass's; nothing changes for a log that was never finished."""
     if log.store is None:
         return
-    pipe.blocker = ReplayBlocker(pipe.blocker, log, pipe.store)  # type: ignore[assignment]
     pipe.encoders = [ReplayEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
+    if log.columns_only:
+        return
+    pipe.blocker = ReplayBlocker(pipe.blocker, log, pipe.store)  # type: ignore[assignment]
     if log.pairs and tuple(pipe.comparator.features) == log.features:
         pipe.comparator = ReplayComparator(pipe.comparator, log, pipe.store)  # type: ignore[assignment]
 
@@ -135,7 +142,9 @@ class RecordingEncoder(_Proxy):
 
 
 class ReplayEncoder(_Proxy):
-    """An encoder that answers from the logged pass's store for records encoded there, unchanged."""
+    """An encoder that answers from the logged pass's store for records encoded there, unchanged, and
+    encodes the others (a batch's rows are laid side by side: encoders are batch-invariant, so a record's
+    columns do not depend on the records encoded with it)."""
 
     def __init__(self, inner: Any, log: CandidateLog) -> None:
         super().__init__(inner)
@@ -149,14 +158,27 @@ class ReplayEncoder(_Proxy):
             return self.inner.encode(records)
         rows = [store.row_of.get(r.record_id, -1) for r in records]
         seen = [log.fingerprints.get(r.record_id) for r in records]
-        differ = [r.record_id for row, fp, r in zip(rows, seen, records)
-                  if row < 0 or fp in (None, -1) or fp != _fingerprint(r)]
-        if differ:  # the replay stops at this batch, when it is decided (`CandidateLog.matches`)
-            log.changed.update(differ)
+        logged = [row >= 0 and fp not in (None, -1) and fp == _fingerprint(r)
+                  for row, fp, r in zip(rows, seen, records)]
+        fresh = [i for i, ok in enumerate(logged) if not ok]
+        if fresh:  # a full replay stops at this batch, when it is decided (`CandidateLog.matches`)
+            log.changed.update(records[i].record_id for i in fresh)
+            if len(fresh) == len(records):
+                return self.inner.encode(records)
+        took = [i for i, ok in enumerate(logged) if ok]
+        got = {name: store.column(name)[np.asarray([rows[i] for i in took], np.int64)] for name in names}
+        self.replayed += len(took)
+        if not fresh:
+            return got
+        new = self.inner.encode([records[i] for i in fresh])
+        if set(new) != set(names):  # an encoder whose columns vary with its input: nothing to lay side by side
             return self.inner.encode(records)
-        idx = np.asarray(rows, np.int64)
-        self.replayed += len(rows)
-        return {name: store.column(name)[idx] for name in names}
+        out: Columns = {}
+        for name in names:
+            col = np.empty((len(records), *new[name].shape[1:]), new[name].dtype)
+            col[took], col[fresh] = got[name], new[name]
+            out[name] = col
+        return out
 
 
 class RecordingBlocker(_Proxy):

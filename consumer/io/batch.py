@@ -295,15 +295,18 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     if shipped is not None and slots:  # whichever model decides reads them
         shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": slots})
     sample = fit_sample_size(total, blocks=fit_method(settings) == "reciprocal")
-    # The fit pass reads the whole file: the run replays its columns and candidate lists (consumer.engine.replay).
-    cands = CandidateLog() if len(records) == total <= sample and settings.index.backend == "hnswlib" else None
+    # The fit pass reads the whole file: the run replays its columns and candidate lists (consumer.engine.replay);
+    # a sample of it: the run takes the columns of the records the fit encoded.
+    whole = len(records) == total <= sample and settings.index.backend == "hnswlib"
+    cands = CandidateLog() if whole else None
+    encoded = cands if cands is not None else CandidateLog(columns_only=True)
     # Then only the fit pass encodes photos, and its deciding thread has little to do: the image model gets
     # every core instead of all but one (the same vectors bit for bit; 68 -> 109 images/s on 2 cores).
     image = load_image_encoder(settings, encode_in_background=cands is None) if needs_image_model(settings) else None
     try:
         model = fit_unsupervised(records, settings, text, population=total, sample=sample,
                                  source=Path(input_path).name, image_encoder=image, reference=shipped,
-                                 variant_slots=slots, candidate_log=cands)
+                                 variant_slots=slots, candidate_log=encoded)
     except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
         if shipped is not None:
             summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc),
@@ -331,7 +334,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
                              "photo_cut": model.meta.get("photo_cut"),
                              "fit_stage_seconds": fitted["fit_stage_seconds"]}
             return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                             encode_in_background=True, hold_index_only=cands is not None), cands)
+                                             encode_in_background=True, hold_index_only=cands is not None), encoded)
         summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
                          "agreement": agreement,
                          "note": "this file looks unlike the shipped model's training data: a pair is a match "
@@ -348,7 +351,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True,
                           hold_index_only=cands is not None)
     bind_population(pipe)
-    return _replaying(pipe, cands)
+    return _replaying(pipe, encoded)
 
 
 def _replaying(pipe: Pipeline, cands: CandidateLog | None) -> Pipeline:

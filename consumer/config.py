@@ -253,6 +253,10 @@ class EncoderSettings:
     #: default is public (anyone can hash a name list with it): `dedup run` refuses it unless told
     #: `--insecure-default-key`, `dedup batch` warns (docs/security.md: choosing and rotating the key).
     hash_key: str = DEFAULT_HASH_KEY
+    #: `dedup batch`: encode in a second process where the profile's encoders are Python loops (no ONNX
+    #: model; `consumer.io.encode_process`), so encoding and deciding do not take turns on one interpreter.
+    #: The same columns either way; false = in a thread of the run's process.
+    batch_process: bool = True
 
 
 @dataclass
@@ -370,6 +374,7 @@ class Settings:
         data.pop("service", None)
         data.pop("api", None)
         data["encoders"].pop("hash_key", None)
+        data["encoders"].pop("batch_process", None)  # where columns are computed, not what they are
         # Where the index lives and how to reach it decide nothing (and hold secrets); the embedded default
         # leaves the hash as it was before the Milvus backend, so old snapshots and events still match.
         index = data["index"]

@@ -79,3 +79,15 @@ def test_encodings_do_not_depend_on_the_batch() -> None:
             alone = type(encoder)(KEY).encode([rec])
             for col, values in whole.items():
                 assert np.array_equal(values[i], alone[col][0]), (type(encoder).__name__, col, i)
+
+
+def test_keyed_hash_is_the_keyed_blake2b_of_the_text() -> None:
+    """The hasher copies a keyed state instead of keying each hash: the same 32-bit values, stored columns
+    and Redis state included, as BLAKE2b keyed with the deployment key."""
+    import hashlib
+
+    key = hashlib.blake2b(KEY.encode("utf-8"), digest_size=32).digest()
+    h = KeyedHasher(KEY)
+    for text in ["", "a", "anna", "zoë", "  x ", "d:" + "long" * 80, *NAMES]:
+        want = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4, key=key).digest(), "little") or 1
+        assert h(text) == h.once(text) == h.get(text) == want

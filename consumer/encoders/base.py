@@ -237,6 +237,9 @@ class KeyedHasher:
 
     def __init__(self, key: str):
         self._key = hashlib.blake2b(key.encode("utf-8"), digest_size=32).digest()
+        # The keyed state before any data: each hash copies it (the same digest as a keyed one-shot hash,
+        # ~30% cheaper than setting the key up again; tests/test_encoder_parts.py).
+        self._keyed = hashlib.blake2b(digest_size=4, key=self._key)
         # Fragments (trigrams, tokens) repeat endlessly across records: cache their hashes. `get` is the
         # cache itself: an encoder's loop over a record's grams calls it directly, without the Python frame
         # of `__call__` (2.3M calls per 50,000 person names, the frame about half of each call).
@@ -250,9 +253,9 @@ class KeyedHasher:
         return self.get(text)
 
     def _hash(self, text: str) -> int:
-        h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4, key=self._key).digest(),
-                           "little")
-        return h or 1
+        state = self._keyed.copy()
+        state.update(text.encode("utf-8"))
+        return int.from_bytes(state.digest(), "little") or 1
 
 
 def normed_counts(n: int, owner: np.ndarray, slots: np.ndarray, dim: int) -> np.ndarray:

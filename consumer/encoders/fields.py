@@ -70,13 +70,14 @@ class FieldCodec:
         self._hash = hasher
         self._sig = lru_cache(maxsize=cache_size)(self._signature)
 
-    def _signature(self, prefix: str, raw: str, normalise: Callable[[str], str]
-                   ) -> tuple[int, np.ndarray, np.ndarray] | None:
+    def _signature(self, prefix: str, raw: str, normalise: Callable[[str], str]) -> tuple[int, bytes, bytes] | None:
+        """(value hash, trigram bits, deletion hashes); the arrays as their bytes, so that a batch's rows are
+        laid into the columns by one join (np.stack of 256 small arrays cost 35x as much)."""
         text = normalise(raw)
         if not text:
             return None
-        return (self._hash(prefix + text), _trigram_bits(self._hash, prefix, text),
-                deletion_hashes(self._hash, prefix, text))
+        return (self._hash(prefix + text), _trigram_bits(self._hash, prefix, text).tobytes(),
+                deletion_hashes(self._hash, prefix, text).tobytes())
 
     def encode(self, values: Sequence[str], name: str, normalise: Callable[[str], str],
                namespace: str | None = None) -> Columns:
@@ -93,8 +94,8 @@ class FieldCodec:
         present = [i for i, sig in enumerate(sigs) if sig is not None]
         if present:  # laid into the columns for the whole batch at once, not row by row
             h[present] = [sigs[i][0] for i in present]
-            bits[present] = np.stack([sigs[i][1] for i in present])
-            dels[present] = np.stack([sigs[i][2] for i in present])
+            bits[present] = np.frombuffer(b"".join([sigs[i][1] for i in present]), np.uint64).reshape(-1, BIT_WORDS)
+            dels[present] = np.frombuffer(b"".join([sigs[i][2] for i in present]), np.uint16).reshape(-1, N_DEL)
         c_h, c_bits, c_dels = field_columns(name)
         return {c_h: h, c_bits: bits, c_dels: dels}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -56,8 +56,7 @@ class Pipeline(PersistedState, Erasure):
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
                  encode_in_background: bool = False, image_encoder: Any = None, variant_slots: list | None = None,
-                 index_factory: IndexFactory | None = None, hold_index_only: bool = True,
-                 recent_index_rows: int = 0):
+                 index_factory: IndexFactory | None = None, hold_index_only: bool = True, recent_index_rows: int = 0):
         """Pure: reads no file. `text_encoder` (when the profile uses it) and `model` (in learned fusion mode) are
         loaded outside and handed in (`consumer.io.artifacts.build_pipeline` does both; and `index_factory`, the
         index of a non-embedded `index.backend`: the engine does no I/O).
@@ -105,6 +104,7 @@ class Pipeline(PersistedState, Erasure):
         #: The last batch handed to the encode worker; the index search started ahead for one (`_search_ahead`).
         self._latest: Future[Encoded] | None = None
         self._ahead: tuple[Future[Encoded], Search] | None = None
+        self.closers: list[Callable[[], None]] = []  # called by `close`: what a runner attached (an encoder process)
         #: When a list, every scored candidate set as (row, candidate rows, features): `dedup train`, labelling.
         self.pair_log: list[tuple[int, np.ndarray, np.ndarray]] | None = None
         self.model_version = self.fuser.version
@@ -168,6 +168,8 @@ class Pipeline(PersistedState, Erasure):
             pool.shutdown(wait=wait)
         self.blocker.close(wait=wait)
         self.fuser.close()
+        for closer in self.closers:
+            closer()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -201,8 +203,7 @@ class Pipeline(PersistedState, Erasure):
         self.blocker.flush()  # so the last batches' inserts are done and counted when the stream ends
         self._index_stages()
 
-    def _index_stages(self) -> None:
-        # Cumulative, not per thread: in the background these overlap the deciding stages.
+    def _index_stages(self) -> None:  # cumulative, not per thread: in the background they overlap the deciding
         self.timer.set("index_add", self.blocker.add_seconds)
         self.timer.set("index_wait", self.blocker.wait_seconds)
         self.timer.set("index_search", self.blocker.search_seconds)
@@ -287,8 +288,7 @@ class Pipeline(PersistedState, Erasure):
         ahead = self._ahead
         if ahead is None or encoded is None:
             return None
-        fut, search = ahead
-        # By identity: `Encoded` is a dataclass, and `==` would compare its arrays.
+        fut, search = ahead  # compared by identity: `Encoded` is a dataclass, `==` would compare its arrays
         if fut.done() and fut.exception() is None and (fut.result() is encoded or fut.result() is encoded.head):
             self._ahead = None  # (for `encoded.head`, its first rows: the blocker searches the rest)
             return search

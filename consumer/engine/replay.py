@@ -66,6 +66,9 @@ class CandidateLog:
     #: A sampled fit (a file larger than the fit's sample): the run takes the encoders' columns of the records
     #: the fit encoded, one record at a time, and searches and compares everything itself.
     columns_only: bool = False
+    #: Wraps the pass's encoders before anything is logged: `dedup batch` runs them in its encoder process
+    #: (`consumer.io.encode_process`), which the run then encodes in as well.
+    encoders: Callable[[list[Any]], list[Any]] | None = None
 
     def matches(self, store: SignatureStore, rows: np.ndarray) -> bool:
         """Does every row hold the record it held in the logged pass (and have a logged list)?"""
@@ -88,6 +91,8 @@ class CandidateLog:
 def record_into(pipe: Pipeline, log: CandidateLog) -> None:
     """Make `pipe` (a fit's pass) log its encoders' columns, its candidate lists and (`finish`) the pairs
     it compared into `log`."""
+    if log.encoders is not None:
+        pipe.encoders = log.encoders(pipe.encoders)
     pipe.encoders = [RecordingEncoder(e, log) for e in pipe.encoders]  # type: ignore[misc]
     if log.columns_only:
         return

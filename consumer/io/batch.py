@@ -265,7 +265,22 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     """The run's pipeline; fits match weights to the input first where `needs_fit` says so, or where a
     shipped model should be checked against the input (`adapts`: it alone decides only if the two agree).
     The fit reads a sample sized by `fit_sample_size`, so it stays a small share of the run. `parsed`: the
-    rows the fit parsed, when it parsed the whole file (`ParsedFile`; left empty without a fit)."""
+    rows the fit parsed, when it parsed the whole file (`ParsedFile`; left empty without a fit). Where
+    `wants_encoder_process`, the fit pass and the run encode in a second process, started first."""
+    from consumer.io.encode_process import EncoderProcess, wants_encoder_process
+
+    size = 0 if is_stream(input_path) else Path(input_path).stat().st_size
+    process = EncoderProcess(settings) if wants_encoder_process(settings, size) else None
+    try:
+        return _pipeline_for(input_path, settings, fmt, summary, save_model, parsed, process)
+    except BaseException:
+        if process is not None:
+            process.close()
+        raise
+
+
+def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, summary: BatchSummary,
+                  save_model: str | Path | None, parsed: ParsedFile | None, process: Any) -> Pipeline:
     from consumer.encoders import needs_image_model, needs_text_model
     from consumer.engine.fusion import LearnedModel, either_of
     from consumer.io.artifacts import load_image_encoder, load_text_encoder
@@ -287,7 +302,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         pipe = build_pipeline(settings, text_encoder=text, image_encoder=image, encode_in_background=True,
                               hold_index_only=False)
         bind_population(pipe)  # a given Fellegi-Sunter model reads this run's record count
-        return pipe
+        return _replaying(pipe, None, process)
     shipped = LearnedModel.load(None, profile=settings.profile.name) if adapt else None
     fit_start = time.perf_counter()
     records, total = fit_records(input_path, settings, fmt, parsed)
@@ -300,6 +315,7 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     whole = len(records) == total <= sample and settings.index.backend == "hnswlib"
     cands = CandidateLog() if whole else None
     encoded = cands if cands is not None else CandidateLog(columns_only=True)
+    encoded.encoders = None if process is None else process.wrap
     # Then only the fit pass encodes photos, and its deciding thread has little to do: the image model gets
     # every core instead of all but one (the same vectors bit for bit; 68 -> 109 images/s on 2 cores).
     image = load_image_encoder(settings, encode_in_background=cands is None) if needs_image_model(settings) else None
@@ -311,13 +327,13 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
         if shipped is not None:
             summary.model = {"fusion": "shipped model", "adapted": False, "reason": str(exc),
                              "variant_words": len(slots)}
-            return build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                  encode_in_background=True, hold_index_only=False)
+            return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
+                                             encode_in_background=True, hold_index_only=False), None, process)
         log.warning("no match weights fitted; using rule fusion", extra={"reason": str(exc)})
         summary.model = {"fusion": "rule", "reason": str(exc), "variant_words": len(slots)}
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
-        return build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True,
-                              variant_slots=slots, hold_index_only=False)
+        return _replaying(build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True,
+                                         variant_slots=slots, hold_index_only=False), None, process)
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
                                          "matches_per_record", "size_prior", "joint", "photos", "photo_cut")
@@ -334,7 +350,8 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
                              "photo_cut": model.meta.get("photo_cut"),
                              "fit_stage_seconds": fitted["fit_stage_seconds"]}
             return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
-                                             encode_in_background=True, hold_index_only=cands is not None), encoded)
+                                             encode_in_background=True, hold_index_only=cands is not None),
+                              encoded, process)
         summary.model = {"fusion": "fitted without labels, with the shipped model", "adapted": True,
                          "agreement": agreement,
                          "note": "this file looks unlike the shipped model's training data: a pair is a match "
@@ -351,12 +368,16 @@ def pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, su
     pipe = build_pipeline(settings, text_encoder=text, model=model, image_encoder=image, encode_in_background=True,
                           hold_index_only=cands is not None)
     bind_population(pipe)
-    return _replaying(pipe, encoded)
+    return _replaying(pipe, encoded, process)
 
 
-def _replaying(pipe: Pipeline, cands: CandidateLog | None) -> Pipeline:
-    """`pipe`, taking columns and candidate lists from the fit pass while its records are that pass's
-    (`consumer.engine.replay`: the same decisions without encoding again or building a second index)."""
+def _replaying(pipe: Pipeline, cands: CandidateLog | None, process: Any = None) -> Pipeline:
+    """`pipe`, encoding in `process` (an `EncoderProcess`, closed with the pipeline) and taking columns and
+    candidate lists from the fit pass while its records are that pass's (`consumer.engine.replay`: the same
+    decisions without encoding again or building a second index)."""
+    if process is not None:
+        pipe.encoders = process.wrap(pipe.encoders)
+        pipe.closers.append(process.close)
     if cands is not None:
         replay_from(pipe, cands)
     return pipe

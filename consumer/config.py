@@ -253,10 +253,10 @@ class EncoderSettings:
     #: default is public (anyone can hash a name list with it): `dedup run` refuses it unless told
     #: `--insecure-default-key`, `dedup batch` warns (docs/security.md: choosing and rotating the key).
     hash_key: str = DEFAULT_HASH_KEY
-    #: `dedup batch`: encode in a second process where the profile's encoders are Python loops (no ONNX
-    #: model; `consumer.io.encode_process`), so encoding and deciding do not take turns on one interpreter.
-    #: The same columns either way; false = in a thread of the run's process.
-    batch_process: bool = True
+    #: `dedup batch`: encode in a second process (`consumer.io.encode_process`), so encoding and deciding do
+    #: not take turns on one interpreter. The same columns either way. None = where it was measured to pay
+    #: (the person profile); false = in a thread of the run's process.
+    batch_process: bool | None = None
 
 
 @dataclass

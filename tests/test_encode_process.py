@@ -92,5 +92,9 @@ def test_only_where_a_second_process_pays() -> None:
     assert not wants_encoder_process(load_settings(profile="listing", env={}), big)  # titles, photos: ONNX
     assert not wants_encoder_process(load_settings(profile="person", env={"DEDUP_ENCODERS__BATCH_PROCESS": "false"}),
                                      big)
-    transformer = load_settings(env={"DEDUP_ENCODERS__TEXT_BACKEND": "transformer"})
+    assert not wants_encoder_process(load_settings(env={}), big)  # CRM: measured no faster, so not by default
+    crm = load_settings(env={"DEDUP_ENCODERS__BATCH_PROCESS": "true"})
+    assert wants_encoder_process(crm, big) == (cores >= 2)
+    transformer = load_settings(env={"DEDUP_ENCODERS__BATCH_PROCESS": "true", "DEDUP_ENCODERS__TEXT_BACKEND":
+                                     "transformer"})
     assert not wants_encoder_process(transformer, big)

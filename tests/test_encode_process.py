@@ -98,3 +98,24 @@ def test_only_where_a_second_process_pays() -> None:
     transformer = load_settings(env={"DEDUP_ENCODERS__BATCH_PROCESS": "true", "DEDUP_ENCODERS__TEXT_BACKEND":
                                      "transformer"})
     assert not wants_encoder_process(transformer, big)
+
+
+def test_no_process_to_be_had_means_encoding_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a process cannot be started at all (a sandbox), the run encodes in this process, as before."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    def refuse(self: object, *args: object, **kwargs: object) -> None:
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse)
+    settings = load_settings(profile="person", env={"DEDUP_FUSION__MODE": "rule"})
+    process = EncoderProcess(settings)
+    assert not process.alive
+    pipe = build_pipeline(settings)
+    records = [Record(f"r{i}", f"{g} koch", "", (), "", "", (), extra=(("given_name", g), ("surname", "koch")))
+               for i, g in enumerate(["anna", "bernd"])]
+    local = pipe.encode(records)
+    pipe.encoders = process.wrap(pipe.encoders)
+    remote = pipe.encode(records)
+    assert all(np.array_equal(remote[c], local[c]) for c in local)
+    pipe.close()

@@ -83,13 +83,17 @@ class EncoderProcess:
     this process does next); calls are answered in order."""
 
     def __init__(self, settings: Settings):
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[str, ...], list[Columns]] | None = None
         # spawn, never fork: this process runs threads (the index, the encoder thread, BLAS).
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
             initargs=(settings,))
-        self._lock = threading.Lock()
-        self._last: tuple[tuple[str, ...], list[Columns]] | None = None
-        self._pool.submit(len, ())  # start the worker now
+        try:
+            self._pool.submit(len, ())  # start the worker now
+        except Exception as exc:  # noqa: BLE001 - no process to be had (a sandbox, no /dev/shm): encode here
+            log.warning("encoder process not started; encoding in this process", extra={"error": type(exc).__name__})
+            self._shutdown(wait=False)
 
     @property
     def alive(self) -> bool:

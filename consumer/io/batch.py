@@ -8,6 +8,7 @@ file order. Same file, same order, same settings -> same clusters and ids.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import sys
 import time
@@ -316,12 +317,15 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     cands = CandidateLog() if whole else None
     encoded = cands if cands is not None else CandidateLog(columns_only=True)
     encoded.encoders = None if process is None else process.wrap
-    # Then only the fit pass encodes photos, and its deciding thread has little to do: the image model gets
-    # every core instead of all but one (the same vectors bit for bit; 68 -> 109 images/s on 2 cores).
-    image = load_image_encoder(settings, encode_in_background=cands is None) if needs_image_model(settings) else None
+    # The fit pass's deciding thread has little to do: its image model gets every core instead of all but one
+    # (the same vectors bit for bit; 68 -> 109 images/s on 2 cores). A run that replays the whole fit encodes no
+    # photo; a run beside a sampled fit encodes the rest beside its deciding thread, on a model of its own.
+    fit_image = load_image_encoder(settings) if needs_image_model(settings) else None
+    image = fit_image if cands is not None or fit_image is None else load_image_encoder(settings,
+                                                                                       encode_in_background=True)
     try:
         model = fit_unsupervised(records, settings, text, population=total, sample=sample,
-                                 source=Path(input_path).name, image_encoder=image, reference=shipped,
+                                 source=Path(input_path).name, image_encoder=fit_image, reference=shipped,
                                  variant_slots=slots, candidate_log=encoded)
     except ValueError as exc:  # too small a file: judge it by the rule (or the shipped model) instead
         if shipped is not None:
@@ -334,6 +338,9 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         rule = dataclasses.replace(settings, fusion=dataclasses.replace(settings.fusion, mode="rule"))
         return _replaying(build_pipeline(rule, text_encoder=text, image_encoder=image, encode_in_background=True,
                                          variant_slots=slots, hold_index_only=False), None, process)
+    if fit_image is not image:  # the fit pass's image session (and its buffers) goes before the run's fill up
+        fit_image = None
+        gc.collect()
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
                                          "candidate_pairs", "iterations", "converged", "lambda",
                                          "matches_per_record", "size_prior", "joint", "photos", "photo_cut")

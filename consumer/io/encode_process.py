@@ -4,7 +4,8 @@ Why: the person, address, name and static-text encoders are per-value Python (ke
 deletion variants), and so is the deciding thread; in one process they take turns holding the GIL, so two
 cores ran a generated 50,000-person file at ~1.1-1.5 cores (the GIL held ~20 s of a 22 s run). A second
 process encodes with its own interpreter while this one decides and searches. The encoders are
-deterministic and batch-invariant, so the columns are the same bits as encoded here (tests/test_batch.py).
+deterministic and batch-invariant, so the columns are the same bits as encoded here
+(tests/test_encode_process.py).
 
 Not for profiles with an ONNX model (the transformer, the image model: they release the GIL and run their
 own threads already, and a second copy of the model would cost its memory twice), nor for the service, whose
@@ -48,8 +49,8 @@ PROFILES = frozenset({"person"})
 
 def wants_encoder_process(settings: Settings, input_bytes: int) -> bool:
     """`encoders.batch_process` (unset: the profile is in `PROFILES`), where it can pay: an input of at least
-    `MIN_INPUT_BYTES`, two or more cores, no ONNX model, no listing titles (whose encoder reads the fit's
-    variant words, which the run's model may replace)."""
+    `MIN_INPUT_BYTES`, two or more cores, no ONNX model (the transformer, photos), no listing titles (the
+    title encoder's per-file variant words are the run's model's, not the worker's to know)."""
     wanted = settings.encoders.batch_process
     if wanted is None:
         wanted = settings.profile.name in PROFILES

@@ -182,6 +182,12 @@ def test_lean_layout_events_ttl_and_cluster_metadata_defaults(redis_url: str, re
     assert packed[:2] == b"E1" and len(packed) < len(zlib.compress(b"[" + b",".join(events) + b"]", 6))
     old_z, old_json = b"Z" + zlib.compress(b"[" + b",".join(events) + b"]"), b"[" + b",".join(events) + b"]"
     assert unpack_events(packed) == unpack_events(old_z) == unpack_events(old_json)
+    # Packed before with deflate's memory level 9 (the same format and dictionary): read back the same.
+    from consumer.store.event_codec import EVENTS_ZDICT_1
+
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, EVENTS_ZDICT_1)
+    level9 = b"E1" + comp.compress(b"[" + b",".join(events) + b"]") + comp.flush()
+    assert unpack_events(level9) == unpack_events(packed)
 
     store = RedisStateStore(redis_url, redis_prefix, events_ttl=3600)
     client = redis.Redis.from_url(redis_url)

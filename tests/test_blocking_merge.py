@@ -118,3 +118,49 @@ def test_a_failed_search_ahead_falls_back_to_searching_on_the_caller() -> None:
         assert [c.tolist() for c in got] == expected
     assert blocker.ahead_used == 0
     blocker.close()
+
+
+@pytest.mark.parametrize("n,m,k,levels", [(1, 0, 4, 0), (30, 0, 8, 3), (60, 40, 16, 4), (200, 200, 32, 0),
+                                          (50, 50, 64, 2)])
+def test_compiled_pool_and_numpy_form_keep_the_same_rows(n: int, m: int, k: int, levels: int) -> None:
+    """The loop and its numpy form (no numba) keep the same rows, ties included: few score levels make many
+    ties at the k-th place, NaN scores and -1 padding are mixed in."""
+    from consumer.engine.candidate_pool import POOL_TOP
+
+    rng = np.random.default_rng(n + 7 * m + k)
+
+    def unit(count: int) -> np.ndarray:
+        if levels:  # vectors from a few prototypes: equal scores
+            protos = rng.normal(size=(levels, 12)).astype(np.float32)
+            v = protos[rng.integers(0, levels, count)]
+        else:
+            v = rng.normal(size=(count, 12)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    vecs, held = unit(n), unit(m)
+    rows = np.arange(5000, 5000 + n, dtype=np.int64)
+    held_rows = np.arange(4000, 4000 + m, dtype=np.int64)
+    ids = np.stack([rng.choice(4000, size=k, replace=False) for _ in range(n)]).astype(np.int64)
+    ids[rng.random((n, k)) < 0.2] = -1  # an index that found fewer than k
+    sims = np.round(rng.uniform(-1, 1, size=(n, k)), 1).astype(np.float32)
+    sims[rng.random((n, k)) < 0.05] = np.nan
+    got = [c.tolist() for c in merge_candidates(ids, sims, vecs, rows, k, held, held_rows)]
+    with POOL_TOP.disabled():
+        ref = [c.tolist() for c in merge_candidates(ids, sims, vecs, rows, k, held, held_rows)]
+    assert got == ref
+    assert all(c == sorted(set(c)) and len(c) <= k for c in got)
+
+
+def test_ties_at_the_kth_place_go_to_the_earlier_record() -> None:
+    """Equal scores at the cut keep the earlier pool entry: index neighbours (in the index's order), then the
+    held batch, then the batch: the rule the exact index's own top-k uses, so the cut never depends on how
+    a partition happened to order equal values."""
+    vecs = np.ones((2, 1), np.float32)  # every exact score is 1.0
+    ids = np.array([[7, 3], [7, 3]], np.int64)
+    sims = np.array([[1.0, 1.0]] * 2, np.float32)
+    held = np.ones((2, 1), np.float32)
+    got = merge_candidates(ids, sims, vecs, np.array([20, 21]), 3, held, np.array([10, 11]))
+    assert [c.tolist() for c in got] == [[3, 7, 10], [3, 7, 10]]
+    got = merge_candidates(np.full((2, 1), -1, np.int64), np.zeros((2, 1), np.float32), vecs,
+                           np.array([20, 21]), 2, held, np.array([10, 11]))
+    assert [c.tolist() for c in got] == [[10, 11], [10, 11]]

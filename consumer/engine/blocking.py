@@ -43,6 +43,7 @@ import numpy as np
 
 from consumer.config import IndexSettings
 from consumer.encoders.base import Columns, IndexVector
+from consumer.engine.candidate_pool import merge_candidates
 from consumer.engine.exact_index import SwitchingIndex
 from consumer.engine.index import CandidateIndex, VectorIndex
 
@@ -81,47 +82,6 @@ def _grown(base: int, size: int, start: int, growth: float, cap: int) -> int:
     if size <= start or growth <= 0:
         return base
     return max(base, min(cap, round(base * (size / start) ** growth)))
-
-
-#: Sort key of an empty slot: below any cosine (-1) and any NaN-mapped score, so it is never kept.
-_EMPTY = -np.inf
-#: Score of a real candidate whose similarity is NaN: kept only when there is room, as before.
-_NAN_SCORE = -2.0
-
-
-def merge_candidates(ids: np.ndarray, sims: np.ndarray, vecs: np.ndarray, rows: np.ndarray, k: int,
-                     held_vecs: np.ndarray | None = None,
-                     held_rows: np.ndarray | None = None) -> list[np.ndarray]:
-    """Per batch record: the k most similar of its index neighbours (`ids`/`sims`, -1 = none), every record
-    of the held batch (`held_vecs`, rows `held_rows`: not in the index yet, compared exactly) and the
-    earlier records of its batch (`vecs[:i]`, rows `rows[:i]`), as sorted unique row arrays."""
-    n = len(rows)
-    if n == 0:
-        return []
-    scores = [sims.astype(np.float32, copy=False)]
-    valids = [ids >= 0]
-    pools = [ids]
-    if held_rows is not None and held_vecs is not None and len(held_rows):
-        scores.append((vecs @ held_vecs.T).astype(np.float32, copy=False))
-        valids.append(np.ones((n, len(held_rows)), bool))
-        pools.append(np.broadcast_to(np.asarray(held_rows, np.int64), (n, len(held_rows))))
-    scores.append((vecs @ vecs.T).astype(np.float32, copy=False))
-    valids.append(np.tri(n, n, -1, dtype=bool))  # j < i: only earlier records of the batch
-    pools.append(np.broadcast_to(rows, (n, n)))
-    valid = np.hstack(valids)
-    score = np.hstack(scores)
-    score = np.where(np.isnan(score), _NAN_SCORE, score)
-    score[~valid] = _EMPTY
-    pool = np.hstack(pools)
-    width = pool.shape[1]
-    if width > k:
-        top = np.argpartition(-score, k - 1, axis=1)[:, :k]
-        pool = np.take_along_axis(pool, top, axis=1)
-        valid = np.take_along_axis(valid, top, axis=1)
-    counts = valid.sum(axis=1)
-    # Empty slots sort last (max int), so each row's valid candidates are a sorted prefix.
-    keyed = np.sort(np.where(valid, pool, np.iinfo(np.int64).max), axis=1)
-    return [keyed[i, :c] for i, c in enumerate(counts.tolist())]
 
 
 class Search:

@@ -16,6 +16,7 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders import needs_image_model, needs_text_model
+from consumer.engine.candidate_pool import merge_candidates
 from consumer.engine.cores import usable_cores
 from consumer.engine.fusion import LearnedModel
 from consumer.engine.keycounts import KeyCounts
@@ -101,6 +102,8 @@ def warm_kernels(pipe: Pipeline) -> None:
     try:
         cols = pipe.encode([Record("warm-up", "Ann Lee", "Oslo", (), "", "", ())], timed=False)
         pipe.fuser.score(pipe.comparator.compare(cols, cols))
+        one = np.ones((1, 1), np.float32)  # the candidate pool's loop (a full batch's merge)
+        merge_candidates(np.zeros((1, 1), np.int64), one, one, np.ones(1, np.int64), 1, one, np.zeros(1, np.int64))
         if pipe.frequencies.rarities:  # the counts' loops, on a throwaway table (the pipeline's stays empty)
             scratch = KeyCounts()
             scratch.add(np.ones(1, np.uint64))

@@ -5,7 +5,7 @@ Why its own module and a compiled loop: on a full micro-batch (500 records, k 32
 numpy form lays out 500 x 1,032 scores, masks, pools and a partition (8.7 ms, of which 0.9 ms is the two
 matrix products); the service drains a backlog in such batches, and the merge was ~11% of its deciding thread.
 The loop keeps a bounded heap per record (most entries cost one comparison with the current k-th best):
-~1.5 ms with the products.
+2.3 ms with the products.
 
 Which entries are kept is defined, compiled or not: the k best scores, ties to the earlier column of the pool
 (index neighbours in the index's order, then the held batch, then the batch, each in row order). A NaN score

@@ -123,9 +123,9 @@ def test_a_failed_search_ahead_falls_back_to_searching_on_the_caller() -> None:
 @pytest.mark.parametrize("n,m,k,levels", [(1, 0, 4, 0), (30, 0, 8, 3), (60, 40, 16, 4), (200, 200, 32, 0),
                                           (50, 50, 64, 2)])
 def test_compiled_pool_and_numpy_form_keep_the_same_rows(n: int, m: int, k: int, levels: int) -> None:
-    """The loop and its numpy form (no numba) keep the same rows, ties included: few score levels make many
+    """The compiled top-k and its numpy form (no numba) keep the same rows, ties included: few score levels make many
     ties at the k-th place, NaN scores and -1 padding are mixed in."""
-    from consumer.engine.candidate_pool import POOL_TOP
+    from consumer.engine.exact_index import TOP_K
 
     rng = np.random.default_rng(n + 7 * m + k)
 
@@ -145,7 +145,7 @@ def test_compiled_pool_and_numpy_form_keep_the_same_rows(n: int, m: int, k: int,
     sims = np.round(rng.uniform(-1, 1, size=(n, k)), 1).astype(np.float32)
     sims[rng.random((n, k)) < 0.05] = np.nan
     got = [c.tolist() for c in merge_candidates(ids, sims, vecs, rows, k, held, held_rows)]
-    with POOL_TOP.disabled():
+    with TOP_K.disabled():
         ref = [c.tolist() for c in merge_candidates(ids, sims, vecs, rows, k, held, held_rows)]
     assert got == ref
     assert all(c == sorted(set(c)) and len(c) <= k for c in got)

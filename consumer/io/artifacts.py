@@ -102,7 +102,7 @@ def warm_kernels(pipe: Pipeline) -> None:
     try:
         cols = pipe.encode([Record("warm-up", "Ann Lee", "Oslo", (), "", "", ())], timed=False)
         pipe.fuser.score(pipe.comparator.compare(cols, cols))
-        one = np.ones((1, 1), np.float32)  # the candidate pool's loop (a full batch's merge)
+        one = np.ones((1, 1), np.float32)  # the candidate pool's top-k loop (every batch's merge)
         merge_candidates(np.zeros((1, 1), np.int64), one, one, np.ones(1, np.int64), 1, one, np.zeros(1, np.int64))
         if pipe.frequencies.rarities:  # the counts' loops, on a throwaway table (the pipeline's stays empty)
             scratch = KeyCounts()

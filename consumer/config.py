@@ -98,6 +98,13 @@ class FusionSettings:
     learned_match: float | None = None
     learned_possible: float | None = None
     learned_model: str | None = None
+    #: Where a pair becomes a match in a file linked across sources (`profile.source_field` set), for the
+    #: shipped model and the weights fitted to the file alike; `learned_match` and a model fitted to the
+    #: user's labels keep their own. Why lower: a model's operating point is chosen on one-pool files, where
+    #: a candidate pair is a duplicate far more rarely than a listing's partner in the other shop, and
+    #: linking already keeps one partner per source, the better one. None = the profile's default
+    #: (`LINK_MATCH`), else the models' own operating points.
+    link_match: float | None = None
     #: How weights are fitted to a file without labels: "em" (Fellegi-Sunter by EM), "reciprocal"
     #: (self-training on pairs that are each other's best), "auto" (reciprocal for listings, else EM).
     fit_method: Literal["auto", "em", "reciprocal"] = "auto"
@@ -417,6 +424,22 @@ BUILTIN_PROFILES: dict[str, ProfileSettings] = {
 EXACT_ROWS: dict[str, int] = {"person": 50_000}
 
 
+#: `fusion.link_match` where a profile leaves it unset: listings 0.05, chosen by leaving one linked file out
+#: and checked with most listings left without a partner (docs/benchmarks.md, *Linked files: a match point of
+#: their own*); person files keep their operating point (no linked person file has been measured).
+LINK_MATCH: dict[str, float] = {"listing": 0.05}
+
+
+def link_match(settings: Settings) -> float | None:
+    """The match probability of a linked file (`FusionSettings.link_match`); None for a file deduplicated in
+    itself, or where the profile has no default and none is set."""
+    if settings.profile.source_field is None:
+        return None
+    if settings.fusion.link_match is not None:
+        return settings.fusion.link_match
+    return LINK_MATCH.get(settings.profile.name)
+
+
 def exact_rows(settings: Settings) -> int:
     """The rows searched exactly before the switch to HNSW (`IndexSettings.exact_rows`)."""
     if settings.index.exact_rows is not None:
@@ -480,6 +503,7 @@ def load_settings(
 #: (hnswlib segfaults on m = 0) or silently mean nothing, so they are refused at load time.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "batch_size": (1, None),
+    "fusion.link_match": (0, 1),
     "fusion.weight_text": (0, None), "fusion.weight_behaviour": (0, None), "fusion.weight_device": (0, None),
     "index.k": (1, 4096), "index.ef": (1, 65536), "index.m": (2, 256), "index.ef_construction": (1, 65536),
     "index.seed": (0, 2**63 - 1), "index.initial_capacity": (1, 2**31 - 1), "index.query_threads": (1, 4096),

@@ -273,11 +273,15 @@ def _operating_point(point: Any, path: str | Path | None) -> dict[str, float]:
     return {"match": match, "possible": possible}
 
 
-def learned_thresholds(settings: FusionSettings, model: LearnedModel) -> tuple[float, float]:
-    """(match, possible) probability thresholds of a learned model: the configured ones, else the model's
-    operating point (its manifest), else 0.5 / 0.25. A setting below the model's possible threshold lowers
-    that too, so an explicit `learned_match` alone is always a valid pair."""
+def learned_thresholds(settings: FusionSettings, model: LearnedModel,
+                       link_match: float | None = None) -> tuple[float, float]:
+    """(match, possible) probability thresholds of a learned model: the configured ones, else, in a file
+    linked across sources, `link_match` (`consumer.config.link_match`) unless the model was fitted to the
+    user's labels (their answers chose its point), else the model's operating point (its manifest), else
+    0.5 / 0.25. A match threshold below the possible one lowers that too, so the pair is always valid."""
     point = model.meta.get("operating_point") or {"match": 0.5, "possible": 0.25}
+    if link_match is not None and model.meta.get("kind") != "labelled":
+        point = {"match": link_match, "possible": point["possible"]}
     match = point["match"] if settings.learned_match is None else settings.learned_match
     possible = point["possible"] if settings.learned_possible is None else settings.learned_possible
     return float(match), float(min(possible, match))
@@ -319,7 +323,7 @@ class Fuser:
     learned model's input; nothing here names a modality."""
 
     def __init__(self, settings: FusionSettings, model: LearnedModel | None, encoders: Sequence[Encoder],
-                 features: Sequence[str], absent: Collection[str] = ()):
+                 features: Sequence[str], absent: Collection[str] = (), link_match: float | None = None):
         self.settings = settings
         self.mode = settings.mode
         self._encoders = list(encoders)
@@ -334,7 +338,7 @@ class Fuser:
                                  "consumer.io.artifacts.build_pipeline loads the configured one)")
             self.model: LearnedModel | None = model
             self._columns = self.model.columns_for(self.features, absent)
-            self.match_threshold, self.possible_threshold = learned_thresholds(settings, self.model)
+            self.match_threshold, self.possible_threshold = learned_thresholds(settings, self.model, link_match)
             self.version = f"learned:{self.model.meta.get('sha256', 'unknown')[:12]}"
             self._name_gate = bool(self.model.meta.get("name_gate", True))
         else:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from consumer.config import Settings, exact_rows
+from consumer.config import Settings, exact_rows, link_match
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
 from consumer.engine.answers import Answers, with_support
@@ -83,7 +83,8 @@ class Pipeline(PersistedState, Erasure):
         self.batch_stages: tuple[str, ...] = (*self.encode_stages, *DECIDE_STAGES)
         self.comparator = Comparator(self.encoders, floors={"image_cos": model and model.meta.get("photo_cut")})
         absent = omitted_features(settings, profile_encoders(settings)) if settings.fusion.mode == "learned" else ()
-        self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent)
+        self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent,
+                           link_match=link_match(settings))
         self.blocker = Blocker([v for c in contribs for v in c.index], settings.index, exact_rows=exact_rows(settings),
                                query_threads=1 if encode_in_background else cores,
                                background_add=encode_in_background, index_factory=index_factory)

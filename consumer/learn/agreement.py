@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from consumer.config import Settings
+from consumer.config import Settings, link_match
 from consumer.engine.fusion import LearnedModel, ModelError, learned_thresholds
 
 __all__ = ["reference_agreement"]
@@ -21,7 +21,8 @@ def reference_agreement(x: np.ndarray, features: tuple[str, ...], fitted: Learne
         ref_cols = reference.columns_for(features)
     except ModelError:
         return 0.0
-    ref = reference.predict(x, ref_cols) >= learned_thresholds(settings.fusion, reference)[0]
-    own = fitted.predict(x, fitted.columns_for(features)) >= learned_thresholds(settings.fusion, fitted)[0]
+    linked = link_match(settings)
+    ref = reference.predict(x, ref_cols) >= learned_thresholds(settings.fusion, reference, linked)[0]
+    own = fitted.predict(x, fitted.columns_for(features)) >= learned_thresholds(settings.fusion, fitted, linked)[0]
     either = int((ref | own).sum())
     return 1.0 if either == 0 else round(float((ref & own).sum()) / either, 4)

@@ -273,16 +273,13 @@ def _operating_point(point: Any, path: str | Path | None) -> dict[str, float]:
     return {"match": match, "possible": possible}
 
 
-def learned_thresholds(settings: FusionSettings, model: LearnedModel,
-                       link_match: float | None = None) -> tuple[float, float]:
-    """(match, possible) probability thresholds of a learned model: the configured ones, else, in a file
-    linked across sources, `link_match` (`consumer.config.link_match`) unless the model was fitted to the
-    user's labels (their answers chose its point), else the model's operating point (its manifest), else
-    0.5 / 0.25. A match threshold below the possible one lowers that too, so the pair is always valid."""
+def learned_thresholds(settings: FusionSettings, model: LearnedModel, link: float | None = None) -> tuple[float, float]:
+    """(match, possible) thresholds of a learned model: the configured ones, else a linked file's `link`
+    (`consumer.config.link_match`; not for a model fitted to labels, whose answers chose its point), else the
+    model's operating point (its manifest), else 0.5 / 0.25. Possible is never above match."""
     point = model.meta.get("operating_point") or {"match": 0.5, "possible": 0.25}
-    if link_match is not None and model.meta.get("kind") != "labelled":
-        point = {"match": link_match, "possible": point["possible"]}
-    match = point["match"] if settings.learned_match is None else settings.learned_match
+    own = link if link is not None and model.meta.get("kind") != "labelled" else point["match"]
+    match = own if settings.learned_match is None else settings.learned_match
     possible = point["possible"] if settings.learned_possible is None else settings.learned_possible
     return float(match), float(min(possible, match))
 
@@ -317,10 +314,8 @@ def _check_manifest(actual: str, manifest: bytes, path: str | Path | None) -> No
 
 
 class Fuser:
-    """Scores candidate pairs and labels them: 2 = match, 1 = possible, 0 = no match.
-
-    `encoders` and `features` (the comparator's feature order) define the per-modality scores and the
-    learned model's input; nothing here names a modality."""
+    """Scores candidate pairs and labels them: 2 = match, 1 = possible, 0 = no match. `encoders` and `features`
+    (the comparator's feature order) define the per-modality scores and the model's input; none is named here."""
 
     def __init__(self, settings: FusionSettings, model: LearnedModel | None, encoders: Sequence[Encoder],
                  features: Sequence[str], absent: Collection[str] = (), link_match: float | None = None):

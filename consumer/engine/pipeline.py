@@ -2,12 +2,11 @@
 
     encode (per modality) -> block (HNSW + previous batch + same batch) -> compare -> fuse -> cluster -> keeper
 
-`dedup batch` and `dedup run` differ only in the source and sink around `Pipeline.process`, which keeps
-batch and stream results identical. Records are *encoded* a micro-batch at a time (the transformer is far
-faster batched) but *decided* one by one in arrival order: each record sees every earlier record, those
-already in the index, those of the previous batch (compared exactly: the index lags one batch, so the next
-batch's search can run ahead, see `consumer.engine.blocking`) and those earlier in its own batch, so batch
-boundaries do not change who is compared.
+`dedup batch` and `dedup run` differ only in the source and sink around `Pipeline.process`, which keeps batch and
+stream results identical. Records are *encoded* a micro-batch at a time (the transformer is far faster batched) but
+*decided* one by one in arrival order: each record sees every earlier record, those already in the index, those of the
+previous batch (compared exactly: the index lags one batch, so the next batch's search can run ahead, see
+`consumer.engine.blocking`) and those earlier in its own batch, so batch boundaries do not change who is compared.
 
 Answer types in `consumer.engine.decisions` (re-exported); `snapshot`/`restore`/`absorb` from the `PersistedState`
 mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`."""
@@ -84,7 +83,7 @@ class Pipeline(PersistedState, Erasure):
         self.comparator = Comparator(self.encoders, floors={"image_cos": model and model.meta.get("photo_cut")})
         absent = omitted_features(settings, profile_encoders(settings)) if settings.fusion.mode == "learned" else ()
         self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent,
-                           link_match=link_match(settings))
+                           link_match(settings))
         self.blocker = Blocker([v for c in contribs for v in c.index], settings.index, exact_rows=exact_rows(settings),
                                query_threads=1 if encode_in_background else cores,
                                background_add=encode_in_background, index_factory=index_factory)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumer.config import ConfigError, load_settings
+from consumer.config import LINK_MATCH, ConfigError, load_settings
 from consumer.engine.clustering import ClusterState, Guards
 from consumer.engine.records import parse_record, source_of
 from consumer.engine.sources import across_sources
@@ -59,7 +59,7 @@ def test_a_cluster_never_holds_two_records_of_one_source() -> None:
     assert a.outcome == "new" and cs.cluster_of[2] != cs.cluster_of[0]
 
 
-def _clusters(tmp_path: Path, config: str) -> dict[str, str]:
+def _clusters(tmp_path: Path, config: str, summaries: list | None = None) -> dict[str, str]:
     from consumer.io.batch import run_batch
 
     rows = [("a_1", "sony turntable pslx350h belt drive", "sony", "149.99"),
@@ -73,16 +73,22 @@ def _clusters(tmp_path: Path, config: str) -> dict[str, str]:
         w.writerows(rows)
     cfg = tmp_path / "c.toml"
     cfg.write_text(config)
-    run_batch(data, tmp_path / "out.jsonl", load_settings(cfg, env={}), progress=False,
-              clusters_path=tmp_path / "cl.csv")
+    summary, _ = run_batch(data, tmp_path / "out.jsonl", load_settings(cfg, env={}), progress=False,
+                           clusters_path=tmp_path / "cl.csv")
+    if summaries is not None:
+        summaries.append(summary.as_dict())
     with (tmp_path / "cl.csv").open() as fh:
         return {r["record_id"]: r["cluster_id"] for r in csv.DictReader(fh)}
 
 
 def test_linking_across_sources_end_to_end(tmp_path: Path) -> None:
-    pooled = _clusters(tmp_path, '[profile]\nname = "listing"\nid_field = "listing_id"\n')
+    summaries: list = []
+    pooled = _clusters(tmp_path, '[profile]\nname = "listing"\nid_field = "listing_id"\n', summaries)
     assert pooled["a_1"] == pooled["a_2"] == pooled["b_1"]  # one pool: all three are one
-    linked = _clusters(tmp_path, LINK)
+    linked = _clusters(tmp_path, LINK, summaries)
+    # the summary says where a link becomes a match (the listing link point); a one-pool run has no such line
+    assert "linked_match_at" not in summaries[0].get("model", {})
+    assert summaries[1]["model"]["linked_match_at"] == LINK_MATCH["listing"]
     assert linked["a_1"] != linked["a_2"]  # linked across shops: never two of one shop in a cluster
     assert linked["b_1"] in (linked["a_1"], linked["a_2"])  # ...while the other shop's listing is linked
     assert len({linked["b_2"], linked["a_1"], linked["b_1"]}) >= 2

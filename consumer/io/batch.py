@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumer.config import Settings
+from consumer.config import Settings, link_match
 from consumer.engine.normalize import fold
 from consumer.engine.pipeline import Pipeline
 from consumer.engine.records import Record, Rejected, RejectError, parse_record
@@ -214,6 +214,8 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
         if notes:
             summary.model = {"fusion": "given Fellegi-Sunter model", "notes": notes}
             log.warning("the input looks unlike the file the model was fitted on", extra={"notes": notes})
+    if pipe.fuser.mode == "learned" and link_match(settings) is not None:  # a linked file: where a link is a match
+        summary.model["linked_match_at"] = round(pipe.fuser.match_threshold, 4)  # `fusion.link_match`, or as set
     if summary.warnings:
         log.warning("records kept with fields that fold to no comparable text",
                     extra={"warnings": dict(summary.warnings)})

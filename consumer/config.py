@@ -387,6 +387,8 @@ class Settings:
         index = data["index"]
         if index["exact_rows"] is None:  # the profile's default (in the hash through the profile's name)
             index.pop("exact_rows")
+        if data["fusion"]["link_match"] is None:  # likewise (its name and source field), so old hashes hold
+            data["fusion"].pop("link_match")
         milvus = index["backend"] == "milvus"
         for name in [k for k in index if k.startswith("milvus_") or k == "backend"]:
             if not milvus or name not in ("backend", "milvus_consistency", "milvus_fresh_seconds"):
@@ -425,7 +427,7 @@ EXACT_ROWS: dict[str, int] = {"person": 50_000}
 
 
 #: `fusion.link_match` where a profile leaves it unset: listings 0.05, chosen by leaving one linked file out
-#: and checked with most listings left without a partner (docs/benchmarks.md, *Linked files: a match point of
+#: and checked with most listings left without a partner (docs/benchmarks.md, *Linked files match at a point of
 #: their own*); person files keep their operating point (no linked person file has been measured).
 LINK_MATCH: dict[str, float] = {"listing": 0.05}
 

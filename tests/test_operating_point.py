@@ -77,6 +77,14 @@ def test_a_file_linked_across_shops_matches_at_the_link_point(tmp_path: Path) ->
         _linked(tmp_path, env={"DEDUP_FUSION__LINK_MATCH": "1.5"})
 
 
+def test_the_link_point_unset_leaves_the_config_hash_as_it_was(tmp_path: Path) -> None:
+    """Events and snapshots carry the settings' hash: a setting added unset must not change it, or every
+    deployment's snapshots stop matching on upgrade (these are the hashes before `link_match` existed)."""
+    assert load_settings(env={}).fingerprint() == "9a539ec5e97b"
+    assert load_settings(env={}, profile="listing").fingerprint() == "192c033f59e4"
+    assert _linked(tmp_path, env={"DEDUP_FUSION__LINK_MATCH": "0.1"}).fingerprint() != _linked(tmp_path).fingerprint()
+
+
 def test_a_model_fitted_to_labels_keeps_its_own_point_when_linked(tmp_path: Path) -> None:
     """The user's answers chose a labelled model's point; the link default does not overrule them."""
     model = LearnedModel.load()

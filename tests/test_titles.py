@@ -229,3 +229,13 @@ def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:
     assert product_codes("Sparkling Water 250 ml 12-Pack") == ()
     assert product_codes("Sneakers UK10 white, 4er Pack") == ()
     assert product_codes("Sony WH-1000XM4, 2-Pack") == ("wh1000xm4",)
+
+
+def test_colour_agree_says_only_whether_both_titles_name_one_colour() -> None:
+    """`colour_agree`: 1 where both titles name the same colour, 0 two colours, NaN where either names none
+    ("Lite" / "Lite Blue" agree on every variant both state, yet say nothing of the colour)."""
+    titles = ["Nimbus Case Lite Blue", "Nimbus Case Lite", "Nimbus Case Lite blue", "Nimbus Case Lite Black"]
+    enc, cols = _encoded(titles)
+    out = enc.compare({k: v[[0, 0, 0]] for k, v in cols.items()}, {k: v[[1, 2, 3]] for k, v in cols.items()})
+    assert np.isnan(out["colour_agree"][0]) and out["variant_agree"][0] == 1.0
+    assert out["colour_agree"][1:].tolist() == [1.0, 0.0]

@@ -30,9 +30,13 @@ from consumer.encoders.base import Columns, Contribution, Feature, IndexVector, 
 from consumer.encoders.onnx_runtime import Device, make_session
 from consumer.engine.records import Record
 
-__all__ = ["INPUT_SIZE", "ImageModel", "ImageEncoder", "decode", "pixels"]
+__all__ = ["COLOUR_BINS", "INPUT_SIZE", "ImageModel", "ImageEncoder", "colours", "decode", "pixels"]
 
 INPUT_SIZE = 224
+#: The colour signature: 12 hue bins of the coloured pixels, then dark, mid and light for the rest.
+COLOUR_BINS = 15
+#: A pixel counts as coloured from this saturation and value (HSV, 0-1) on; below, by its lightness only.
+SATURATED, VISIBLE = 0.25, 0.15
 #: Decompression-bomb guard: images with more pixels are not decoded (absent), whatever their file size.
 MAX_PIXELS = 40_000_000
 
@@ -43,6 +47,34 @@ def pixels(img: Any, size: int = INPUT_SIZE) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+
+
+def colours(px: np.ndarray) -> np.ndarray:
+    """uint8 [n, S, S, 3] RGB -> float32 [n, COLOUR_BINS]: each photo's share of pixels per hue (12 bins of
+    coloured pixels) and per lightness (dark / mid / light for the grey ones), over the middle of the frame
+    (a fifth cut off each side, where a packshot's background is). Why beside the CNN vector: an ImageNet
+    network is trained to see a mug as a mug whatever its colour, so two colours of one model drawn alike
+    score near 1 (photo-offers-1: colour siblings' cosine median 0.72, a tenth above 0.91); the shares of
+    hues tell them apart (histogram intersection: siblings' median 0.79, one product's 5th percentile
+    0.92). Whether a file's photos say so is learned from the file (`consumer.learn.photo_cut`)."""
+    n, size = px.shape[0], px.shape[1]
+    if n == 0:
+        return np.zeros((0, COLOUR_BINS), np.float32)
+    lo, hi = size // 5, size - size // 5
+    step = max(1, (hi - lo) // 32)
+    rgb = px[:, lo:hi:step, lo:hi:step, :].reshape(n, -1, 3).astype(np.float32) / 255.0
+    mx, mn = rgb.max(axis=2), rgb.min(axis=2)
+    chroma = mx - mn
+    sat = np.where(mx > 0, chroma / np.maximum(mx, 1e-6), 0.0)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    coloured = (sat >= SATURATED) & (mx >= VISIBLE)
+    bins = np.where(coloured, np.minimum((hue * 2.0).astype(np.int64), 11),
+                    12 + np.minimum((mx * 3.0).astype(np.int64), 2))
+    out = np.zeros((n, COLOUR_BINS), np.float32)
+    np.add.at(out, (np.repeat(np.arange(n), bins.shape[1]), bins.ravel()), 1.0)
+    return out / np.float32(bins.shape[1])
 
 
 def decode(data: bytes) -> Any:
@@ -129,7 +161,8 @@ class ImageEncoder:
     @property
     def contribution(self) -> Contribution:
         return Contribution(
-            roles=(self._role,), columns=("image",), features=(Feature("image_cos"),),
+            roles=(self._role,), columns=("image", "image_colour"),
+            features=(Feature("image_cos"), Feature("image_colour")),
             scores=(Score("image"),),
             index=(IndexVector("image", self.dim, 0.6),),
             # Whitened-PCA cosines (benchmarks/bench_image_recall.py): an edited copy of a photo is mostly
@@ -139,6 +172,7 @@ class ImageEncoder:
 
     def encode(self, records: Sequence[Record]) -> Columns:
         out = np.zeros((len(records), self.dim), np.float32)
+        hues = np.zeros((len(records), COLOUR_BINS), np.float32)
         rows, batch = [], []
         for i, rec in enumerate(records):
             img = decode(rec.blob(self._role))
@@ -146,15 +180,22 @@ class ImageEncoder:
                 rows.append(i)
                 batch.append(pixels(img, self.model.input_size))
         if batch:
-            out[rows] = self.model.embed(np.stack(batch))
-        return {"image": out}
+            px = np.stack(batch)
+            out[rows] = self.model.embed(px)
+            hues[rows] = colours(px)
+        return {"image": out, "image_colour": hues}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         x, y = a["image"], b["image"]
         cos = np.clip(np.einsum("ij,ij->i", x, y), -1.0, 1.0).astype(np.float32)
         absent = ~x.any(axis=1) | ~y.any(axis=1)
         cos[absent] = np.nan
-        return {"image_cos": cos}
+        p, q = a.get("image_colour"), b.get("image_colour")
+        if p is None or q is None:  # a state written before the colour signature: no evidence either way
+            return {"image_cos": cos, "image_colour": np.full(len(cos), np.nan, np.float32)}
+        shared = np.minimum(p, q).sum(axis=1).astype(np.float32)
+        shared[absent | ~p.any(axis=1) | ~q.any(axis=1)] = np.nan
+        return {"image_cos": cos, "image_colour": shared}
 
     def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
         return {"image": np.clip((feats["image_cos"] - coef["image.floor"]) / coef["image.span"], 0.0, 1.0)}

@@ -86,6 +86,11 @@ _VARIANT_COLS = np.array([ATTRIBUTE_KINDS.index(k) for k in VARIANT_KINDS])
 #: line). Not storage capacity or size: files whose truth joins a laptop's disk sizes (sigmod-laptops) fell
 #: 0.036 when every kind was decisive.
 _DECISIVE = np.array([ATTRIBUTE_KINDS.index(k) for k in ("colour", "tier", "pack", "ram")])
+#: `colour_agree`: 1 where both titles name a colour and agree, 0 where they name different ones, NaN where
+#: either names none. Why apart from `variant_agree`: "Lite" and "Lite Blue" agree on every variant both
+#: state, yet only a colour both titles name may overrule what the photos' colours say
+#: (`consumer.engine.comparison.WAIVERS`).
+_COLOUR = ATTRIBUTE_KINDS.index("colour")
 #: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
 MAX_IDF_KEYS = 24
 #: Description words weighed by rarity in `desc_idf` (the first ones: a description's opening states the
@@ -248,7 +253,7 @@ class TitleEncoder:
                       Feature("attr_agree", conflict=0.0), Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0),
                       Feature("brand", levels=(1.0,)),
                       Feature("category", levels=(1.0,)), Feature("price", levels=(0.9, 0.6)),
-                      Feature("code_match", levels=CODE_LEVELS, conflict=0.0)),
+                      Feature("code_match", levels=CODE_LEVELS, conflict=0.0), Feature("colour_agree")),
             rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),
                     Rarity("desc_idf", lambda cols: cols["desc_keys"], pairwise=True, levels=IDF_LEVELS)),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
@@ -346,6 +351,7 @@ class TitleEncoder:
             # "... Purple": the "5X" read as a pack both state made it half an agreement, no conflict; "Red
             # 2-Pack" / "Red 4-Pack"; "Lite White" / "White Pro"; `_DECISIVE`).
             variant = np.where((shared[:, _DECISIVE] & ~same[:, _DECISIVE]).any(axis=1), 0.0, variant)
+            colour = np.where(shared[:, _COLOUR], same[:, _COLOUR], np.nan).astype(np.float32)
         ka, kb = a["listing_keys"], b["listing_keys"]
         same = np.where((ka == 0) | (kb == 0), np.nan, (ka == kb).astype(np.float32))
         pa, pb = a["price"], b["price"]
@@ -355,7 +361,8 @@ class TitleEncoder:
         code = _code_match(a, b)
         return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
                 "variant_agree": variant.astype(np.float32),
-                "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code}
+                "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code,
+                "colour_agree": colour}
 
     def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
         floor = coef["title.semantic_floor"]

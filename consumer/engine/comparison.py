@@ -14,15 +14,22 @@ import numpy as np
 
 from consumer.encoders.base import Columns, Encoder
 
-__all__ = ["Comparator", "conflict_mask", "gate_rarity"]
+__all__ = ["FLOORS", "WAIVERS", "Comparator", "conflict_mask", "gate_rarity"]
 
 
-#: The comparison that waives a learned floor: two titles that state the same variant (colour, capacity,
-#: size ...: `variant_agree` = 1) name one product however unlike their photos. Why: a learned photo bar
-#: tells a colourless listing's colour siblings apart, but also cut re-shot photos of one product apart
-#: (photo-offers-1: four "Orimo Drift 5X Daypack 32L Red" listings, every pair scored 0.86-0.99, were split
-#: into three clusters over one pair's photo similarity of 0.47).
-WAIVED_BY = "variant_agree"
+#: The photo comparisons that can learn a bar from a file (`consumer.learn.photo_cut`), and the model meta
+#: key each is kept under: the network's cosine, and the colour signature's shared share
+#: (`consumer.encoders.image.colours`).
+FLOORS = {"image_cos": "photo_cut", "image_colour": "colour_cut"}
+#: The comparison that waives each learned floor (at 1: the titles say one product however unlike the
+#: photos). The network's cosine: two titles stating the same variant (colour, capacity, size ...:
+#: `variant_agree`). Why: a learned photo bar tells a colourless listing's colour siblings apart, but also
+#: cut re-shot photos of one product apart (photo-offers-1: four "Orimo Drift 5X Daypack 32L Red" listings,
+#: every pair scored 0.86-0.99, were split into three clusters over one pair's photo similarity of 0.47).
+#: The colours: only two titles naming the same colour (`colour_agree`): "Lite" and "Lite Blue" agree on
+#: every variant both state, and their photos' colours are all that tells black from blue (photo-offers-1
+#: 0.6579 with `variant_agree` waiving it, 0.6993 with `colour_agree`).
+WAIVERS = {"image_cos": "variant_agree", "image_colour": "colour_agree"}
 
 
 def conflict_mask(x: np.ndarray, columns: Sequence[tuple[int, float]]) -> np.ndarray:
@@ -67,16 +74,18 @@ class Comparator:
         self.conflict_columns: tuple[tuple[int, float], ...] = tuple(
             (self._pos[f.name], f.conflict) for c in contribs for f in c.features if f.conflict is not None)
         self.floors: tuple[tuple[int, float], ...] = ()
+        self._waivers: tuple[int | None, ...] = ()  # per floor: the column that waives it (`WAIVERS`)
         for feature, below in (floors or {}).items():
             self.add_floor(feature, below)
 
     def add_floor(self, feature: str, below: float | None) -> None:
         """Also a conflict: `feature` less than `below` (a bar learned from the file: the photo similarity
         under which two listings are two products, `consumer.learn.photo_cut`), unless the titles agree on
-        the variant (`WAIVED_BY`). A missing feature or no bar (None): nothing."""
+        the variant or colour (`WAIVERS`). A missing feature or no bar (None): nothing."""
         if below is not None and feature in self._pos:
             level = float(np.nextafter(np.float32(below), np.float32(-np.inf)))  # `<= level` is `< below`
             self.floors = (*self.floors, (self._pos[feature], level))
+            self._waivers = (*self._waivers, self._pos.get(WAIVERS.get(feature, "")))
 
     def conflicts(self, feats: np.ndarray) -> np.ndarray | None:
         """Per pair of a feature matrix: does any conflict feature say the two differ? None when no encoder
@@ -84,9 +93,9 @@ class Comparator:
         if not self.conflict_columns and not self.floors:
             return None
         out = conflict_mask(feats, self.conflict_columns)
-        if self.floors:
-            below = conflict_mask(feats, self.floors)
-            if (waive := self._pos.get(WAIVED_BY)) is not None:
+        for floor, waive in zip(self.floors, self._waivers):
+            below = conflict_mask(feats, (floor,))
+            if waive is not None:
                 with np.errstate(invalid="ignore"):
                     below &= ~(feats[:, waive] >= 1.0)
             out |= below

@@ -28,7 +28,7 @@ from consumer.encoders.base import Columns
 from consumer.engine.answers import Answers, with_support
 from consumer.engine.blocking import Blocker, IndexFactory, Search
 from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode, size_penalty
-from consumer.engine.comparison import Comparator
+from consumer.engine.comparison import FLOORS, Comparator
 from consumer.engine.cores import usable_cores
 from consumer.engine.decisions import Decision, Encoded, Match, Split
 from consumer.engine.erasure import Erasure
@@ -80,7 +80,7 @@ class Pipeline(PersistedState, Erasure):
         self.encode_stages = [encode_stage(e.name, c.stage) for e, c in zip(self.encoders, contribs)]
         #: The stages a micro-batch passes through, in the one vocabulary (`consumer.engine.stages`).
         self.batch_stages: tuple[str, ...] = (*self.encode_stages, *DECIDE_STAGES)
-        self.comparator = Comparator(self.encoders, floors={"image_cos": model and model.meta.get("photo_cut")})
+        self.comparator = Comparator(self.encoders, floors={f: model and model.meta.get(k) for f, k in FLOORS.items()})
         absent = omitted_features(settings, profile_encoders(settings)) if settings.fusion.mode == "learned" else ()
         self.fuser = Fuser(settings.fusion, model, self.encoders, self.comparator.features, absent,
                            link_match(settings))

@@ -20,7 +20,7 @@ from typing import Any
 
 from consumer.config import Settings, link_match
 from consumer.engine.normalize import fold
-from consumer.engine.pipeline import Pipeline
+from consumer.engine.pipeline import FLOORS, Pipeline
 from consumer.engine.records import Record, Rejected, RejectError, parse_record
 from consumer.engine.replay import CandidateLog, replay_from
 from consumer.io.artifacts import build_pipeline
@@ -343,20 +343,20 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     if fit_image is not image:  # the fit pass's image session (and its buffers) goes before the run's fill up
         fit_image = None
         gc.collect()
-    fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population",
-                                         "candidate_pairs", "iterations", "converged", "lambda",
-                                         "matches_per_record", "size_prior", "joint", "photos", "photo_cut")
+    fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population", "lambda",
+                                         "candidate_pairs", "iterations", "converged", "matches_per_record",
+                                         "size_prior", "joint", "photos", "colours", *FLOORS.values())
               if k in model.meta}
     fitted["fit_stage_seconds"] = {k: round(v, 3) for k, v in model.meta.get("fit_stage_seconds", {}).items()}
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
-            if model.meta.get("photo_cut") is not None:  # what the file's photos say holds whichever model decides
-                shipped = dataclasses.replace(shipped, meta={**shipped.meta, "photo_cut": model.meta["photo_cut"]})
+            cuts = {k: model.meta[k] for k in FLOORS.values() if model.meta.get(k) is not None}
+            shipped = dataclasses.replace(shipped, meta={**shipped.meta, **cuts})  # the photos' bars hold either way
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
                              "variant_words": model.meta.get("variant_words", 0),
-                             "photo_cut": model.meta.get("photo_cut"),
+                             "photo_cut": model.meta.get("photo_cut"), "colour_cut": model.meta.get("colour_cut"),
                              "fit_stage_seconds": fitted["fit_stage_seconds"]}
             return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
                                              encode_in_background=True, hold_index_only=cands is not None),

@@ -16,7 +16,7 @@ When the siblings' photo similarities lie clearly below the pseudo-matches' (the
 empirical distribution functions, Kolmogorov-Smirnov, at least `GATE`), the photo tells siblings apart in
 this file, and a pair whose photos are less similar than where that gap is largest is a *conflict*: the
 partner re-check keeps two groups holding such a pair apart, as it does two colours the titles name (not
-where both titles state the same variant: `consumer.engine.comparison.WAIVED_BY`). Where
+where the titles say one product: `consumer.engine.comparison.WAIVERS`). Where
 the gap is small, or there are too few pairs of either kind (a file without photos), nothing changes.
 """
 
@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from consumer.engine.comparison import FLOORS
 from consumer.learn.fellegi_sunter import FellegiSunterModel, reciprocal_best
 
 __all__ = ["GATE", "photo_cut", "photo_info"]
@@ -39,21 +40,38 @@ GATE = 0.25
 MIN_PAIRS = 30
 #: Title-word overlap from which a conflicting pair counts as siblings (the same title but for a variant).
 SIBLING_TOKENS = 0.8
+#: The comparison whose "two different ones" (0) picks the siblings a photo comparison is judged on, where
+#: not any conflict: the colour signature only on pairs whose titles name two colours (a capacity or a pack
+#: sibling has the same colours, and judged on those the bar landed among re-shot duplicates: listings-9).
+SIBLINGS_BY = {"image_colour": "colour_agree"}
+#: For those, the pairs that show how far one product's own photos drift in the file (edits, re-shoots) are
+#: the learned matches whose titles name the same colour, and the bar stays where at most this share of
+#: them falls below it: a file whose sellers re-colour photos (listings-9: a tenth of one product's photo
+#: pairs share under 0.88 of their colours) gets a low bar or none.
+MATCH_LOSS = 0.02
 
 
 def photo_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray,
-              conflict: np.ndarray | None) -> tuple[float | None, dict[str, float]]:
+              conflict: np.ndarray | None, feature: str = "image_cos") -> tuple[float | None, dict[str, float]]:
     """(the photo similarity below which a pair is a conflict, or None; figures for the fit's summary).
     `all_x`: every feature of the fit's candidate pairs; `positive`: the pairs the fit learned as matches;
-    `conflict`: the comparator's conflicts on those pairs (None: the profile cannot say)."""
-    if conflict is None or "image_cos" not in features or "title_tok" not in features:
+    `conflict`: the comparator's conflicts on those pairs (None: the profile cannot say); `feature`: the
+    photo comparison judged (the network's cosine, or the colour signature's shared share)."""
+    if conflict is None or feature not in features or "title_tok" not in features:
         return None, {}
-    photo = all_x[:, list(features).index("image_cos")].astype(np.float64)
+    photo = all_x[:, list(features).index(feature)].astype(np.float64)
     tokens = all_x[:, list(features).index("title_tok")].astype(np.float64)
     has = ~np.isnan(photo)
+    differ, alike = conflict, ~conflict
+    if (by := SIBLINGS_BY.get(feature)) is not None:
+        if by not in features:
+            return None, {}
+        said = all_x[:, list(features).index(by)]
+        with np.errstate(invalid="ignore"):
+            differ, alike = said == 0, said >= 1
     with np.errstate(invalid="ignore"):
-        siblings = np.sort(photo[has & conflict & (tokens >= SIBLING_TOKENS)])
-    matches = np.sort(photo[has & positive & ~conflict])
+        siblings = np.sort(photo[has & differ & (tokens >= SIBLING_TOKENS)])
+    matches = np.sort(photo[has & positive & alike])
     info = {"siblings": float(len(siblings)), "matches": float(len(matches))}
     if len(siblings) < MIN_PAIRS or len(matches) < MIN_PAIRS:
         return None, info
@@ -62,6 +80,8 @@ def photo_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray,
     gap = (np.searchsorted(siblings, grid, side="left") / len(siblings)
            - np.searchsorted(matches, grid, side="left") / len(matches))
     k = int(np.argmax(gap))
+    if by is not None:  # no higher than where a share MATCH_LOSS of one product's own photos already falls
+        k = min(k, int(np.searchsorted(grid, np.quantile(matches, MATCH_LOSS), side="left")))
     info["gap"] = round(float(gap[k]), 4)
     if gap[k] < GATE:
         return None, info
@@ -75,5 +95,11 @@ def photo_info(fs: FellegiSunterModel, cand_x: np.ndarray, left: np.ndarray, rig
     """What a reciprocal-best fit (`fs`, fitted on `cand_x`) adds to its summary: `photos` (the figures) and,
     where the photos tell siblings apart, `photo_cut`. The pseudo-matches are the pairs it learned from."""
     w = fs.match_weight(cand_x)
-    cut, info = photo_cut(all_x, features, reciprocal_best(w, left, right) & (w > 0), conflict)
-    return {"photos": info, **({"photo_cut": cut} if cut is not None else {})}
+    positive = reciprocal_best(w, left, right) & (w > 0)
+    out: dict = {}
+    for feature, key in FLOORS.items():
+        cut, info = photo_cut(all_x, features, positive, conflict, feature)
+        out["photos" if feature == "image_cos" else "colours"] = info
+        if cut is not None:
+            out[key] = cut
+    return out

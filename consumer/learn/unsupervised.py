@@ -375,9 +375,9 @@ def explain_model(model: LearnedModel) -> str:
         lines.append(f"variant words learned from the file: {model.meta['variant_words']} in "
                      f"{len({row[1] for row in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "
                      "colour, finish or edition in one slot is a conflicting attribute)")
-    if (cut := model.meta.get("photo_cut")) is not None:
-        lines.append(f"photos tell siblings apart in this file (gap {info.get('photos', {}).get('gap', '?')}): a pair "
-                     f"whose photos are less alike than {cut:.3f} is two products (consumer/learn/photo_cut.py)")
+    for key, what, measure in (("photo_cut", "photos", "cosine"), ("colour_cut", "colours", "colours shared")):
+        if (cut := model.meta.get(key)) is not None:  # consumer/learn/photo_cut.py
+            lines.append(f"{what} tell siblings apart: under {cut:.3f} ({measure}, gap {info[what]['gap']}): two items")
     if est.near_count:
         lines.append("one edit apart: a pair weighs log2(typical / n) bits more, n the records holding its rarer "
                      "value, typical that of the likely matches ("

@@ -95,6 +95,15 @@ def test_two_spellings_of_one_word_in_a_slot_do_not_conflict() -> None:
     assert enc.slot_conflicts(a, b).tolist() == [0, 1]
 
 
+def test_one_colour_in_two_languages_in_a_slot_does_not_conflict() -> None:
+    """A file whose sellers write "Blau" for "Blue" puts both in its colour slot beside the shades it uses;
+    the built-in table says they are one colour, so the slot does not make them two products."""
+    enc = _encoder({"blue": 0, "blau": 0, "flamingo": 0, "red": 0, "rot": 0})
+    a = enc.encode([_rec("Glide 5X Mug Blue"), _rec("Glide 5X Mug Blue"), _rec("Glide 5X Mug Rot")])
+    b = enc.encode([_rec("Glide 5X Mug Blau"), _rec("Glide 5X Mug Flamingo"), _rec("Glide 5X Mug Blau")])
+    assert enc.slot_conflicts(a, b).tolist() == [0, 1, 1]
+
+
 def test_without_learned_slots_nothing_changes() -> None:
     enc = _encoder({})
     a = enc.encode([_rec("Harbor Duvet Cover - Sand")])

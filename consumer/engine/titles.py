@@ -28,7 +28,8 @@ from functools import lru_cache
 
 from consumer.engine.normalize import fold, strip_accents
 
-__all__ = ["ATTRIBUTE_KINDS", "Title", "parse_title", "parse_price", "product_codes", "code_stem", "title_words"]
+__all__ = ["ATTRIBUTE_KINDS", "Title", "colour_of", "parse_title", "parse_price", "product_codes", "code_stem",
+           "title_words"]
 
 #: Attribute kinds, in column order.
 ATTRIBUTE_KINDS = ("vol", "mass", "cap", "ram", "screen", "pack", "size", "colour", "gen", "model", "num", "tier")
@@ -112,6 +113,11 @@ class Title:
     @property
     def text(self) -> str:
         return " ".join(self.core)
+
+
+def colour_of(word: str) -> str | None:
+    """The colour a title word names in the built-in table ("blau" -> "blue"), or None."""
+    return _COLOURS.get(word)
 
 
 def _num(text: str) -> float:

@@ -30,7 +30,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from consumer.encoders.base import KeyedHasher
-from consumer.engine.titles import NOISE, title_words
+from consumer.engine.titles import NOISE, colour_of, title_words
 
 if TYPE_CHECKING:
     from consumer.config import Settings
@@ -119,12 +119,13 @@ def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
     """[[keyed hash of the title word, slot, spelling], ...] sorted by hash: the form a model file stores (no
     word in clear) and `TitleEncoder` reads; `hasher` is the encoders' `KeyedHasher` (words hashed as title
     words). `spelling` numbers the words of a slot that are one word written two ways ("pro" /
-    "professional", joined into one slot by other words): those never conflict with each other."""
+    "professional", joined into one slot by other words) or one colour in two languages ("blau" / "blue",
+    by the built-in table): those never conflict with each other."""
     words = sorted(slots)
     group = {w: i for i, w in enumerate(words)}
     for i, a in enumerate(words):
         for b in words[i + 1:]:
-            if slots[a] == slots[b] and spellings(a, b):
+            if slots[a] == slots[b] and (spellings(a, b) or colour_of(a) is not None and colour_of(a) == colour_of(b)):
                 old, new = group[b], group[a]
                 group = {w: new if g == old else g for w, g in group.items()}
     return sorted([[int(hasher("tw:" + w)), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]

@@ -351,8 +351,8 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
-            cuts = {k: model.meta[k] for k in FLOORS.values() if model.meta.get(k) is not None}
-            shipped = dataclasses.replace(shipped, meta={**shipped.meta, **cuts})  # the photos' bars hold either way
+            cuts = {k: model.meta[k] for k in (*FLOORS.values(), "variant_slots") if model.meta.get(k) is not None}
+            shipped = dataclasses.replace(shipped, meta={**shipped.meta, **cuts})  # what the photos say holds
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
                              "variant_words": model.meta.get("variant_words", 0),

@@ -87,6 +87,8 @@ def photo_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray,
         return None, info
     cut = float(grid[k])
     info["cut"] = round(cut, 4)
+    if by is not None:  # from here two photos show one colour as rarely as titles naming two colours do
+        info["same"] = round(float(np.quantile(siblings, 1.0 - MATCH_LOSS)), 4)
     return cut, info
 
 

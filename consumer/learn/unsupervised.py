@@ -32,7 +32,6 @@ from consumer.learn.agreement import reference_agreement
 from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter, fit_near_count
-from consumer.learn.photo_cut import photo_info
 from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
@@ -44,6 +43,7 @@ from consumer.learn.sampling import (
     sample_records,
     uniform_draw,
 )
+from consumer.learn.slot_photos import photo_evidence
 from consumer.learn.variants import variant_slots_of
 
 __all__ = ["ADAPT_AGREEMENT", "EM_OPERATING_POINT", "RECIPROCAL_OPERATING_POINT", "FIT_SAMPLE", "FIT_FRACTION",
@@ -138,7 +138,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs = fit_reciprocal(vec.cand_x, vec.left, vec.right, comps, vetoes=vec.vetoes)
         fs.info.update({"fit": FIT_OK, "reasons": [], "notes": [], "operating_point": dict(RECIPROCAL_OPERATING_POINT)})
         fs.records = population
-        fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, features, vec.conflict))
+        slots = photo_evidence(fs, slots, records, vec, settings, candidate_log)  # bars, colour words
     else:
         fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records), joint=vec.joint)
         x = vec.all_x[:, [features.index(f) for f in fs.inputs]]  # the candidate pairs as the model reads them
@@ -157,8 +157,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
             "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info,
             "fit_stage_seconds": vec.stage_seconds}
-    if slots:
-        meta.update({"variant_slots": slots, "variant_words": len(slots)})
+    meta.update({"variant_slots": slots, "variant_words": len(slots)} if slots else {})
     if reference is not None and len(vec.all_x):
         fitted = LearnedModel(fs, tuple(features), dict(meta))
         meta["reference_agreement"] = reference_agreement(vec.all_x, tuple(features), fitted, reference, settings)

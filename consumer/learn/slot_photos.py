@@ -1,0 +1,118 @@
+"""Colour words a file's photos show to be one colour: learned variant-slot words that stop conflicting (issue 37).
+
+Why: a file's variant slots (`consumer.learn.variants`) hold every word that stands in another's place in
+otherwise identical titles. A marketplace's colour slot holds the base colours *and* the shades sellers
+write for them ("Flamingo", "Blush" beside "Pink"; "Tangerine" beside "Orange"), so a seller's copy of a
+"Pink" listing that says "Flamingo" is kept from it as another variant. No table knows every shade, but
+where the file's photos tell colours apart (`consumer.learn.photo_cut`: a colour bar was learned), the
+photos say which words name one colour: two listings whose titles differ only by "Flamingo" / "Pink" and
+whose photos share as much colour as one product's own photos do are one colour, again and again.
+
+So, over the fit's candidate pairs whose titles clash on one slot word each side: a pair whose photos share
+at least `bar` of their colours (no more than `MATCH_LOSS` of the pairs whose titles name two colours of the
+built-in table reach it) votes that the two words name one colour; one under the colour bar votes against.
+Two words with at least `MIN_VOTES` votes for and `RATIO` times more for than against join one spelling
+group of their slot (no conflict between them, as "pro" / "professional"), where at least one of them is a
+colour of the built-in table: product lines ("Drift" / "Glide") in one colour are two products whatever the
+photos say. Pure: records and features in, slot rows out; words leave it only as keyed hashes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from consumer.config import Settings
+from consumer.encoders.base import KeyedHasher
+from consumer.engine.records import Record
+from consumer.engine.replay import CandidateLog
+from consumer.engine.titles import colour_of, title_words
+from consumer.learn.fellegi_sunter import FellegiSunterModel
+from consumer.learn.photo_cut import photo_info
+
+__all__ = ["MIN_VOTES", "RATIO", "photo_evidence", "photo_slots", "photo_spellings"]
+
+#: Pairs of listings that must show two words to be one colour (once is a coincidence).
+MIN_VOTES = 2
+#: Votes for per vote against a merge needs.
+RATIO = 3
+
+
+def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], left: np.ndarray, right: np.ndarray,
+                    share: np.ndarray, bar: float, cut: float, hasher: KeyedHasher) -> tuple[list[list[int]], int]:
+    """(the slot rows with the words the photos show to be one colour in one spelling group, how many word
+    pairs were joined). `slots`: [[keyed hash, slot, spelling], ...] (`consumer.learn.variants.slot_keys`);
+    `left`/`right`: the candidate pairs as indices into `records`; `share`: their photos' shared colours
+    (`image_colour`, NaN without photos); `bar`: from it two photos show one colour; `cut`: under it two."""
+    rows = {int(h): (int(s), int(g)) for h, s, g in slots}
+    if not rows:
+        return [list(map(int, r)) for r in slots], 0
+    words: dict[int, dict[int, str]] = {}
+
+    def slot_words(i: int) -> dict[int, str]:
+        if i not in words:
+            found = {}
+            for w in title_words(records[i].role("title")):
+                h = int(hasher.get("tw:" + w))
+                if h in rows:
+                    found[h] = w
+            words[i] = found
+        return words[i]
+
+    votes: Counter[tuple[int, int]] = Counter()
+    against: Counter[tuple[int, int]] = Counter()
+    colour: dict[int, bool] = {}
+    with np.errstate(invalid="ignore"):
+        judged = np.flatnonzero((share >= bar) | (share < cut))
+    for k in judged.tolist():
+        a, b = slot_words(int(left[k])), slot_words(int(right[k]))
+        only_a, only_b = [h for h in a if h not in b], [h for h in b if h not in a]
+        if len(only_a) != 1 or len(only_b) != 1:
+            continue
+        ha, hb = only_a[0], only_b[0]
+        if rows[ha][0] != rows[hb][0] or rows[ha][1] == rows[hb][1]:
+            continue
+        colour[ha], colour[hb] = colour_of(a[ha]) is not None, colour_of(b[hb]) is not None
+        (votes if share[k] >= bar else against)[(min(ha, hb), max(ha, hb))] += 1
+    group = {h: g for h, (_, g) in rows.items()}
+    joined = 0
+    for (ha, hb), n in sorted(votes.items()):
+        if n >= MIN_VOTES and n >= RATIO * against[(ha, hb)] and (colour[ha] or colour[hb]):
+            old, new = group[hb], group[ha]
+            if old != new:
+                group = {h: new if g == old else g for h, g in group.items()}
+                joined += 1
+    return sorted([h, rows[h][0], group[h]] for h in rows), joined
+
+
+def photo_slots(slots: list[list[int]], records: Sequence[Record], vec: Any, info: dict, settings: Settings,
+                log: CandidateLog | None = None) -> list[list[int]]:
+    """The fit's slot rows, refined by `photo_spellings` where the fit learned a colour bar. `vec`: the fit
+    pass's candidate pairs (`left`, `right` into `records`, `all_x`, `features`); `info`: the fit's, with
+    `colour_cut` and the `colours` figures (the number of word pairs joined goes there too); `log`: the
+    pass's log for the run to replay, whose comparisons were made with the slots before (dropped when any
+    word pair is joined: the run compares again, with the slots it decides with)."""
+    cut, same = info.get("colour_cut"), info.get("colours", {}).get("same")
+    if not slots or cut is None or same is None or "image_colour" not in vec.features:
+        return slots
+    left, right = vec.left, vec.right
+    if len(left) and max(int(left.max()), int(right.max())) >= len(records):
+        return slots  # the pass's rows are not the records (not expected: the fit adds every record in order)
+    share = vec.all_x[:, list(vec.features).index("image_colour")].astype(np.float64)
+    out, joined = photo_spellings(slots, records, left, right, share, max(float(same), float(cut)), float(cut),
+                                  KeyedHasher(settings.encoders.hash_key))
+    info["colours"]["joined"] = joined
+    if joined and log is not None:
+        log.pairs = {}
+    return out
+
+
+def photo_evidence(fs: FellegiSunterModel, slots: list[list[int]], records: Sequence[Record], vec: Any,
+                   settings: Settings, log: CandidateLog | None = None) -> list[list[int]]:
+    """What a file's photos add to a reciprocal-best fit `fs`: the photo and colour bars into its info
+    (`consumer.learn.photo_cut`), and the slot rows refined by the colour words its photos join."""
+    fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, vec.features, vec.conflict))
+    return photo_slots(slots, records, vec, fs.info, settings, log)

@@ -91,6 +91,11 @@ _DECISIVE = np.array([ATTRIBUTE_KINDS.index(k) for k in ("colour", "tier", "pack
 #: state, yet only a colour both titles name may overrule what the photos' colours say
 #: (`consumer.engine.comparison.WAIVERS`).
 _COLOUR = ATTRIBUTE_KINDS.index("colour")
+#: `tier_alone`: 0 where one title states an edition ("Lite", "Pro") and the other none, 1 where both state
+#: one, NaN where neither does. Shops leave an edition out as often as a colour (Abt-Buy), so this is no
+#: conflict of itself; a file whose prices show such pairs to be two editions makes it one
+#: (`consumer.learn.tier_cut`).
+_TIER = slice(ATTRIBUTE_KINDS.index("tier") * MAX_VALUES, (ATTRIBUTE_KINDS.index("tier") + 1) * MAX_VALUES)
 #: Tokens (title core tokens plus codes) weighed by rarity in `title_idf`.
 MAX_IDF_KEYS = 24
 #: Description words weighed by rarity in `desc_idf` (the first ones: a description's opening states the
@@ -253,7 +258,8 @@ class TitleEncoder:
                       Feature("attr_agree", conflict=0.0), Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0),
                       Feature("brand", levels=(1.0,)),
                       Feature("category", levels=(1.0,)), Feature("price", levels=(0.9, 0.6)),
-                      Feature("code_match", levels=CODE_LEVELS, conflict=0.0), Feature("colour_agree")),
+                      Feature("code_match", levels=CODE_LEVELS, conflict=0.0), Feature("colour_agree"),
+                      Feature("tier_alone")),
             rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),
                     Rarity("desc_idf", lambda cols: cols["desc_keys"], pairwise=True, levels=IDF_LEVELS)),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
@@ -359,10 +365,12 @@ class TitleEncoder:
             price = 1.0 - np.abs(pa - pb) / np.maximum(pa, pb)
         price[np.isnan(same[:, 2]) | (same[:, 2] == 0)] = np.nan  # other or unknown currency
         code = _code_match(a, b)
+        ta_, tb_ = a["title_attrs"][:, _TIER].any(axis=1), b["title_attrs"][:, _TIER].any(axis=1)
+        tier = np.where(ta_ & tb_, 1.0, np.where(ta_ | tb_, 0.0, np.nan)).astype(np.float32)
         return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
                 "variant_agree": variant.astype(np.float32),
                 "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code,
-                "colour_agree": colour}
+                "colour_agree": colour, "tier_alone": tier}
 
     def scores(self, feats: Mapping[str, np.ndarray], coef: Mapping[str, float]) -> dict[str, np.ndarray]:
         floor = coef["title.semantic_floor"]

@@ -17,10 +17,10 @@ from consumer.encoders.base import Columns, Encoder
 __all__ = ["FLOORS", "WAIVERS", "Comparator", "conflict_mask", "gate_rarity"]
 
 
-#: The photo comparisons that can learn a bar from a file (`consumer.learn.photo_cut`), and the model meta
-#: key each is kept under: the network's cosine, and the colour signature's shared share
-#: (`consumer.encoders.image.colours`).
-FLOORS = {"image_cos": "photo_cut", "image_colour": "colour_cut"}
+#: The comparisons that can learn a bar from a file, and the model meta key each is kept under: the network's
+#: photo cosine and the colour signature's shared share (`consumer.learn.photo_cut`), and an edition stated
+#: by one title only where the file's prices say editions are products (`consumer.learn.tier_cut`).
+FLOORS = {"image_cos": "photo_cut", "image_colour": "colour_cut", "tier_alone": "tier_cut"}
 #: The comparison that waives each learned floor (at 1: the titles say one product however unlike the
 #: photos). The network's cosine: two titles stating the same variant (colour, capacity, size ...:
 #: `variant_agree`). Why: a learned photo bar tells a colourless listing's colour siblings apart, but also

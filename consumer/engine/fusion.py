@@ -37,9 +37,9 @@ __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "ei
 
 #: Comparisons added after the packaged models were trained, for the weights fitted to a file: a model that
 #: never saw one reads the pipeline without it (as before it existed) instead of refusing the pipeline.
-#: `desc_idf` (title.py): descriptions' rarity-weighted overlap; `*_rarer` (person.py): the rarer name's count;
-#: `image_colour`, `colour_agree` (image.py, title.py): the photos' and titles' colours, read by the clustering.
-FIT_ONLY_FEATURES = frozenset({"desc_idf", "given_rarer", "surname_rarer", "image_colour", "colour_agree"})
+#: `desc_idf`: descriptions' overlap; `*_rarer`: the rarer name's count; the rest: the clustering's learned bars.
+FIT_ONLY_FEATURES = frozenset({"desc_idf", "given_rarer", "surname_rarer", "image_colour", "colour_agree",
+                               "tier_alone"})
 
 NAME_GATE = 0.35
 #: Profiles with their own packaged model (consumer/data/<stem>.pkl + .json + .forest.npz); others the default.

@@ -345,7 +345,7 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         gc.collect()
     fitted = {k: model.meta[k] for k in ("method", "fit", "reasons", "notes", "records", "population", "lambda",
                                          "candidate_pairs", "iterations", "converged", "matches_per_record",
-                                         "size_prior", "joint", "photos", "colours", *FLOORS.values())
+                                         "size_prior", "joint", "photos", "colours", "tiers", *FLOORS.values())
               if k in model.meta}
     fitted["fit_stage_seconds"] = {k: round(v, 3) for k, v in model.meta.get("fit_stage_seconds", {}).items()}
     if shipped is not None:

@@ -44,6 +44,8 @@ SIBLING_TOKENS = 0.8
 #: not any conflict: the colour signature only on pairs whose titles name two colours (a capacity or a pack
 #: sibling has the same colours, and judged on those the bar landed among re-shot duplicates: listings-9).
 SIBLINGS_BY = {"image_colour": "colour_agree"}
+#: The photo comparisons judged here, and the key of the fit's figures for each (their bars: `FLOORS`).
+PHOTOS = {"image_cos": "photos", "image_colour": "colours"}
 #: For those, the pairs that show how far one product's own photos drift in the file (edits, re-shoots) are
 #: the learned matches whose titles name the same colour, and the bar stays where at most this share of
 #: them falls below it: a file whose sellers re-colour photos (listings-9: a tenth of one product's photo
@@ -99,9 +101,9 @@ def photo_info(fs: FellegiSunterModel, cand_x: np.ndarray, left: np.ndarray, rig
     w = fs.match_weight(cand_x)
     positive = reciprocal_best(w, left, right) & (w > 0)
     out: dict = {}
-    for feature, key in FLOORS.items():
+    for feature, figures in PHOTOS.items():
         cut, info = photo_cut(all_x, features, positive, conflict, feature)
-        out["photos" if feature == "image_cos" else "colours"] = info
+        out[figures] = info
         if cut is not None:
-            out[key] = cut
+            out[FLOORS[feature]] = cut
     return out

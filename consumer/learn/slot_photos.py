@@ -32,6 +32,7 @@ from consumer.engine.replay import CandidateLog
 from consumer.engine.titles import colour_of, title_words
 from consumer.learn.fellegi_sunter import FellegiSunterModel
 from consumer.learn.photo_cut import photo_info
+from consumer.learn.tier_cut import tier_info
 
 __all__ = ["MIN_VOTES", "RATIO", "photo_evidence", "photo_slots", "photo_spellings"]
 
@@ -112,7 +113,9 @@ def photo_slots(slots: list[list[int]], records: Sequence[Record], vec: Any, inf
 
 def photo_evidence(fs: FellegiSunterModel, slots: list[list[int]], records: Sequence[Record], vec: Any,
                    settings: Settings, log: CandidateLog | None = None) -> list[list[int]]:
-    """What a file's photos add to a reciprocal-best fit `fs`: the photo and colour bars into its info
-    (`consumer.learn.photo_cut`), and the slot rows refined by the colour words its photos join."""
+    """What a file's photos and prices add to a reciprocal-best fit `fs`: the photo and colour bars
+    (`consumer.learn.photo_cut`) and the editions' (`consumer.learn.tier_cut`) into its info, and the slot
+    rows refined by the colour words its photos join."""
     fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, vec.features, vec.conflict))
+    fs.info.update(tier_info(fs, vec))
     return photo_slots(slots, records, vec, fs.info, settings, log)

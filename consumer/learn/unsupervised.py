@@ -374,7 +374,8 @@ def explain_model(model: LearnedModel) -> str:
         lines.append(f"variant words learned from the file: {model.meta['variant_words']} in "
                      f"{len({row[1] for row in model.meta.get('variant_slots', [])})} slots (keyed hashes: another "
                      "colour, finish or edition in one slot is a conflicting attribute)")
-    for key, what, measure in (("photo_cut", "photos", "cosine"), ("colour_cut", "colours", "colours shared")):
+    for key, what, measure in (("photo_cut", "photos", "cosine"), ("colour_cut", "colours", "colours shared"),
+                               ("tier_cut", "tiers", "prices: one title's edition alone")):
         if (cut := model.meta.get(key)) is not None:  # consumer/learn/photo_cut.py
             lines.append(f"{what} tell siblings apart: under {cut:.3f} ({measure}, gap {info[what]['gap']}): two items")
     if est.near_count:

@@ -79,9 +79,9 @@ class Comparator:
             self.add_floor(feature, below)
 
     def add_floor(self, feature: str, below: float | None) -> None:
-        """Also a conflict: `feature` less than `below` (a bar learned from the file: the photo similarity
-        under which two listings are two products, `consumer.learn.photo_cut`), unless the titles agree on
-        the variant or colour (`WAIVERS`). A missing feature or no bar (None): nothing."""
+        """Also a conflict: `feature` less than `below` (a bar learned from the file, `FLOORS`: the photo or
+        colour similarity under which two listings are two products, or an edition one title states
+        alone), unless the titles say one product (`WAIVERS`). A missing feature or no bar (None): nothing."""
         if below is not None and feature in self._pos:
             level = float(np.nextafter(np.float32(below), np.float32(-np.inf)))  # `<= level` is `< below`
             self.floors = (*self.floors, (self._pos[feature], level))

@@ -72,9 +72,9 @@ def colours(px: np.ndarray) -> np.ndarray:
     coloured = (sat >= SATURATED) & (mx >= VISIBLE)
     bins = np.where(coloured, np.minimum((hue * 2.0).astype(np.int64), 11),
                     12 + np.minimum((mx * 3.0).astype(np.int64), 2))
-    out = np.zeros((n, COLOUR_BINS), np.float32)
-    np.add.at(out, (np.repeat(np.arange(n), bins.shape[1]), bins.ravel()), 1.0)
-    return out / np.float32(bins.shape[1])
+    flat = (np.arange(n)[:, None] * COLOUR_BINS + bins).ravel()
+    counts = np.bincount(flat, minlength=n * COLOUR_BINS).reshape(n, COLOUR_BINS)
+    return (counts / bins.shape[1]).astype(np.float32)
 
 
 def decode(data: bytes) -> Any:

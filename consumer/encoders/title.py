@@ -365,8 +365,8 @@ class TitleEncoder:
             price = 1.0 - np.abs(pa - pb) / np.maximum(pa, pb)
         price[np.isnan(same[:, 2]) | (same[:, 2] == 0)] = np.nan  # other or unknown currency
         code = _code_match(a, b)
-        ta_, tb_ = a["title_attrs"][:, _TIER].any(axis=1), b["title_attrs"][:, _TIER].any(axis=1)
-        tier = np.where(ta_ & tb_, 1.0, np.where(ta_ | tb_, 0.0, np.nan)).astype(np.float32)
+        sa, sb = a["title_attrs"][:, _TIER].any(axis=1), b["title_attrs"][:, _TIER].any(axis=1)
+        tier = np.where(sa & sb, 1.0, np.where(sa | sb, 0.0, np.nan)).astype(np.float32)
         return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
                 "variant_agree": variant.astype(np.float32),
                 "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code,

@@ -356,7 +356,7 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
                              "variant_words": model.meta.get("variant_words", 0),
-                             "photo_cut": model.meta.get("photo_cut"), "colour_cut": model.meta.get("colour_cut"),
+                             **{k: model.meta.get(k) for k in FLOORS.values()},  # the learned bars
                              "fit_stage_seconds": fitted["fit_stage_seconds"]}
             return _replaying(build_pipeline(settings, text_encoder=text, model=shipped, image_encoder=image,
                                              encode_in_background=True, hold_index_only=cands is not None),

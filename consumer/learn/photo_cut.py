@@ -29,7 +29,7 @@ import numpy as np
 from consumer.engine.comparison import FLOORS
 from consumer.learn.fellegi_sunter import FellegiSunterModel, reciprocal_best
 
-__all__ = ["GATE", "photo_cut", "photo_info"]
+__all__ = ["GATE", "largest_gap", "learned_matches", "photo_cut", "photo_info"]
 
 #: The smallest gap between the two distributions (Kolmogorov-Smirnov statistic) at which photos count as
 #: telling siblings apart. Set with the suite's two photo files' gaps known (0.44 on marketplace listings
@@ -77,10 +77,7 @@ def photo_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray,
     info = {"siblings": float(len(siblings)), "matches": float(len(matches))}
     if len(siblings) < MIN_PAIRS or len(matches) < MIN_PAIRS:
         return None, info
-    grid = np.unique(np.concatenate([siblings, matches]))
-    # share of each kind strictly below each candidate cut
-    gap = (np.searchsorted(siblings, grid, side="left") / len(siblings)
-           - np.searchsorted(matches, grid, side="left") / len(matches))
+    grid, gap = largest_gap(siblings, matches)
     k = int(np.argmax(gap))
     if by is not None:  # no higher than where a share MATCH_LOSS of one product's own photos already falls
         k = min(k, int(np.searchsorted(grid, np.quantile(matches, MATCH_LOSS), side="left")))
@@ -94,12 +91,24 @@ def photo_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray,
     return cut, info
 
 
-def photo_info(fs: FellegiSunterModel, cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, all_x: np.ndarray,
-               features: Sequence[str], conflict: np.ndarray | None) -> dict:
-    """What a reciprocal-best fit (`fs`, fitted on `cand_x`) adds to its summary: `photos` (the figures) and,
-    where the photos tell siblings apart, `photo_cut`. The pseudo-matches are the pairs it learned from."""
+def largest_gap(lower: np.ndarray, higher: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(every value of the two sorted samples, the share of `lower` strictly below each minus the share of
+    `higher`): where `lower` lies below `higher`, the largest of these (Kolmogorov-Smirnov) says how clearly."""
+    grid = np.unique(np.concatenate([lower, higher]))
+    return grid, (np.searchsorted(lower, grid, side="left") / len(lower)
+                  - np.searchsorted(higher, grid, side="left") / len(higher))
+
+
+def learned_matches(fs: FellegiSunterModel, cand_x: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The pairs a reciprocal-best fit (`fs`, fitted on `cand_x`) learned from: reciprocal best, positive weight."""
     w = fs.match_weight(cand_x)
-    positive = reciprocal_best(w, left, right) & (w > 0)
+    return reciprocal_best(w, left, right) & (w > 0)
+
+
+def photo_info(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray, conflict: np.ndarray | None) -> dict:
+    """What a reciprocal-best fit adds to its summary: the figures of each photo comparison (`PHOTOS`) and,
+    where the photos tell siblings apart, its bar (`FLOORS`). `positive`: the pairs it learned from
+    (`learned_matches`)."""
     out: dict = {}
     for feature, figures in PHOTOS.items():
         cut, info = photo_cut(all_x, features, positive, conflict, feature)

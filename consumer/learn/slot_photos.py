@@ -31,8 +31,8 @@ from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog
 from consumer.engine.titles import colour_of, title_words
 from consumer.learn.fellegi_sunter import FellegiSunterModel
-from consumer.learn.photo_cut import photo_info
-from consumer.learn.tier_cut import tier_info
+from consumer.learn.photo_cut import learned_matches, photo_info
+from consumer.learn.tier_cut import tier_cut
 
 __all__ = ["MIN_VOTES", "RATIO", "photo_evidence", "photo_slots", "photo_spellings"]
 
@@ -116,6 +116,7 @@ def photo_evidence(fs: FellegiSunterModel, slots: list[list[int]], records: Sequ
     """What a file's photos and prices add to a reciprocal-best fit `fs`: the photo and colour bars
     (`consumer.learn.photo_cut`) and the editions' (`consumer.learn.tier_cut`) into its info, and the slot
     rows refined by the colour words its photos join."""
-    fs.info.update(photo_info(fs, vec.cand_x, vec.left, vec.right, vec.all_x, vec.features, vec.conflict))
-    fs.info.update(tier_info(fs, vec))
+    positive = learned_matches(fs, vec.cand_x, vec.left, vec.right)
+    fs.info.update(photo_info(vec.all_x, vec.features, positive, vec.conflict))
+    fs.info.update(tier_cut(vec.all_x, vec.features, positive))
     return photo_slots(slots, records, vec, fs.info, settings, log)

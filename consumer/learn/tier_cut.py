@@ -17,14 +17,12 @@ Where the gap is small, or too few pairs of either kind (a file without prices o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from consumer.learn.fellegi_sunter import FellegiSunterModel, reciprocal_best
-from consumer.learn.photo_cut import GATE, MIN_PAIRS, SIBLING_TOKENS
+from consumer.learn.photo_cut import GATE, MIN_PAIRS, SIBLING_TOKENS, largest_gap
 
-__all__ = ["tier_cut", "tier_info"]
+__all__ = ["tier_cut"]
 
 
 def tier_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray) -> dict:
@@ -41,15 +39,7 @@ def tier_cut(all_x: np.ndarray, features: Sequence[str], positive: np.ndarray) -
     info: dict[str, float] = {"alone": float(len(alone)), "both": float(len(both))}
     if len(alone) < MIN_PAIRS or len(both) < MIN_PAIRS:
         return {"tiers": info}
-    grid = np.unique(np.concatenate([alone, both]))
-    gap = (np.searchsorted(alone, grid, side="left") / len(alone)
-           - np.searchsorted(both, grid, side="left") / len(both))
+    _, gap = largest_gap(alone, both)
     info["gap"] = round(float(gap.max()), 4)
     return {"tiers": info, **({"tier_cut": 0.5} if gap.max() >= GATE else {})}
 
-
-def tier_info(fs: FellegiSunterModel, vec: Any) -> dict:
-    """`tier_cut` over a reciprocal-best fit's candidate pairs (`vec`: the fit pass's), the pairs it learned
-    from (reciprocal best, positive weight) as the matches."""
-    w = fs.match_weight(vec.cand_x)
-    return tier_cut(vec.all_x, vec.features, reciprocal_best(w, vec.left, vec.right) & (w > 0))

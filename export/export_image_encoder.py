@@ -99,9 +99,10 @@ class _Head:
         return Head()
 
 
-def fit_corpus(n: int, seed: int) -> np.ndarray:
-    """Pixels of random product looks, their re-shoots and seller edits (uint8 [n, S, S, 3])."""
-    from consumer.encoders.image import pixels
+def fit_corpus(n: int, seed: int, size: int | None = None) -> np.ndarray:
+    """Pixels of random product looks, their re-shoots and seller edits (uint8 [n, size, size, 3]; the
+    runtime's `INPUT_SIZE` by default)."""
+    from consumer.encoders.image import INPUT_SIZE, pixels
     from consumer.generate.photos import EDITS, Look, draw_product, edit_photo
 
     rng = random.Random(seed)
@@ -114,7 +115,7 @@ def fit_corpus(n: int, seed: int) -> np.ndarray:
         img = draw_product(look, shot=rng.choice((0, 0, 1, 2)))
         if rng.random() < 0.5:
             img = edit_photo(img, rng.choice(EDITS), rng)
-        out.append(pixels(img))
+        out.append(pixels(img, size or INPUT_SIZE))
     return np.stack(out)
 
 
@@ -123,6 +124,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "models" / "onnx"))
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--fit-images", type=int, default=800)
+    ap.add_argument("--input-size", type=int, default=None,
+                    help="pixels a side the graph takes (default: consumer.encoders.image.INPUT_SIZE)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -130,10 +133,11 @@ def main() -> None:
 
     from consumer.encoders.image import INPUT_SIZE
 
+    size = args.input_size or INPUT_SIZE
     torch.manual_seed(0)
     out_dir = Path(args.out)
     embed = _Embed(_backbone()).eval()
-    corpus = fit_corpus(args.fit_images, PCA_SEED)
+    corpus = fit_corpus(args.fit_images, PCA_SEED, size)
     t0 = time.perf_counter()
     with torch.no_grad():
         feats = np.concatenate([embed(torch.from_numpy(corpus[i:i + 64])).numpy() for i in range(0, len(corpus), 64)])
@@ -158,8 +162,8 @@ def main() -> None:
     blob = path.read_bytes()
     entry = {
         "name": NAME, "kind": "image", "file": path.name, "sha256": hashlib.sha256(blob).hexdigest(),
-        "bytes": len(blob), "dim": args.dim, "opset": 17, "input_size": INPUT_SIZE,
-        "inputs": {"pixels": f"uint8[batch, {INPUT_SIZE}, {INPUT_SIZE}, 3] RGB (Pillow decode, bilinear resize)"},
+        "bytes": len(blob), "dim": args.dim, "opset": 17, "input_size": size,
+        "inputs": {"pixels": f"uint8[batch, {size}, {size}, 3] RGB (Pillow decode, bilinear resize)"},
         "output": "embedding: float32[batch, dim], L2-normalised",
         "pipeline": "(x-127)/128 -> EfficientNet-Lite0 blocks 10 and 15, max-pooled (112 + 320) -> whitened "
                     "PCA -> L2 norm",

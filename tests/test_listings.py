@@ -156,7 +156,7 @@ def test_image_parity_with_torch(image_model) -> None:  # noqa: ANN001
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     mean, proj = init["mean"], init["proj"]
     head = mod._Head(mod._Embed(mod._backbone()), mean, proj.T).eval()
-    pix = mod.fit_corpus(16, seed=7)  # not the PCA corpus's seed
+    pix = mod.fit_corpus(16, seed=7, size=image_model.input_size)  # not the PCA corpus's seed
     with torch.no_grad():
         ref = head(torch.from_numpy(pix)).numpy()
     got = image_model.embed(pix)

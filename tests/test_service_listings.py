@@ -28,6 +28,7 @@ from consumer.config import load_settings
 from consumer.evaluation.evaluate import cluster_scores, load_truth
 from consumer.generate.listings import write_listings
 from consumer.io.batch import run_batch
+from consumer.service.state import encoder_models
 from consumer.store.redis import RedisStateStore
 
 pytestmark = pytest.mark.integration
@@ -64,6 +65,9 @@ def test_listings_stream_like_signups(kafka_bootstrap: str, redis_url: str, redi
                      "--out", str(out)]) == 0
     stream = {e["record_id"]: e["cluster_id"] for e in map(orjson.loads, out.read_bytes().splitlines())}
     assert len(stream) == N and store.verify() == []
+    # the models that made the stored vectors, for a later start to compare with its own (service/state.py)
+    models = store.get_meta()["encoder_models"]
+    assert models == encoder_models(pipe) and models.startswith("image:") and ",title:" in models
     stream_f1 = cluster_scores(stream, truth).f1
     print(f"listings pairwise F1 batch {batch_f1:.4f} stream {stream_f1:.4f} ({N} records)")
     assert abs(stream_f1 - batch_f1) <= 0.01

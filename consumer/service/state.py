@@ -27,7 +27,7 @@ from consumer.service.snapshot import SnapshotInfo, rss_bytes
 from consumer.store.redis import RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
-__all__ = ["StateLoading", "freeze_survivors"]
+__all__ = ["StateLoading", "encoder_models", "freeze_survivors"]
 
 log = logging.getLogger("dedup.service")
 
@@ -35,6 +35,21 @@ log = logging.getLogger("dedup.service")
 #: Seconds between two collect-and-freeze passes after batches (`freeze_survivors`).
 FREEZE_EVERY_SECONDS = 0.5
 _last_freeze = [float("-inf")]
+
+
+def encoder_models(pipe: Pipeline) -> str:
+    """The pipeline's ONNX models as "role:sha256-prefix" (e.g. "image:8e7e7d51270b"), for the stored meta.
+
+    Why: a stored vector is only comparable with vectors of the model that made it. A new model (the image
+    model's input went from 224 to 160 pixels) leaves the state's vectors from the old one, which no setting
+    shows; the service says so at start instead of matching photos across two models in silence."""
+    ids = set()
+    for enc in pipe.encoders:
+        for attr in ("model", "text"):
+            entry = getattr(getattr(enc, attr, None), "entry", None)
+            if isinstance(entry, dict) and entry.get("sha256"):
+                ids.add(f"{enc.name}:{str(entry['sha256'])[:12]}")
+    return ",".join(sorted(ids))
 
 
 def freeze_survivors(thaw: bool = False, every: float = FREEZE_EVERY_SECONDS) -> bool:
@@ -130,12 +145,17 @@ class StateLoading:
         if meta.get("config_version") not in (None, pipe.config_version):
             log.warning("stored state was written with another config",
                         extra={"stored": meta.get("config_version"), "current": pipe.config_version})
+        models = encoder_models(pipe)
+        if meta.get("encoder_models") not in (None, models):  # vectors of two models are not comparable
+            log.error("stored state was encoded with other models: re-encode it (docs/security.md, rotation)",
+                      extra={"stored": meta.get("encoder_models"), "current": models})
         kid = key_id(self.settings.encoders.hash_key)
         if meta.get("key_id") not in (None, kid):  # new hashes would never match the stored ones
             log.error("stored state was written with another hash_key: re-encode it (docs/security.md)",
                       extra={"stored": meta.get("key_id"), "current": kid})
         self._retry("redis", "write meta", lambda: self.store.set_meta(
-            {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid}))
+            {"model_version": pipe.model_version, "config_version": pipe.config_version, "key_id": kid,
+             "encoder_models": models}))
         self._reload_needed = self._check_count = False
         self._sync()  # the changelog tail since the snapshot (or the scan): ready only once it is applied
         pipe.blocker.settle()  # and the index holds all of it (inserts run on a background thread)

@@ -134,6 +134,26 @@ def test_absent_and_broken_images_compare_as_nan(image_model) -> None:  # noqa: 
     assert cos[0] == pytest.approx(1.0, abs=1e-5) and np.isnan(cos[1]) and np.isnan(cos[2])
 
 
+def test_a_large_jpeg_is_decoded_near_the_models_size_and_embeds_the_same(image_model) -> None:  # noqa: ANN001
+    """A seller's 1000-pixel JPEG is decoded at 1/4 (libjpeg's DCT scaling), never below the model's side;
+    other formats and small JPEGs are decoded whole; the model's vector barely moves."""
+    from consumer.encoders.image import decode, pixels
+    from consumer.generate.photos import Look, draw_product
+
+    size = image_model.input_size
+    photo = draw_product(Look("shoe", (30, 90, 200), (240, 240, 240), "Acme", 5)).convert("RGB")
+    big = io.BytesIO()
+    photo.resize((1000, 1000), Image.Resampling.BICUBIC).save(big, format="JPEG", quality=90)
+    png = io.BytesIO()
+    photo.resize((1000, 1000)).save(png, format="PNG")
+    reduced, whole = decode(big.getvalue(), size), decode(big.getvalue())
+    assert whole.size == (1000, 1000) and size <= reduced.width < 2 * size and reduced.height == reduced.width
+    assert decode(png.getvalue(), size).size == (1000, 1000)  # no DCT to scale
+    assert decode(_jpeg(side=size + 10), size).size == (size + 10, size + 10)  # under twice the side: whole
+    a, b = image_model.embed(np.stack([pixels(reduced, size), pixels(whole, size)]))
+    assert float(a @ b) > 0.98
+
+
 def test_image_parity_with_torch(image_model) -> None:  # noqa: ANN001
     pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite_pytorch")

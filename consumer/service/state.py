@@ -38,17 +38,19 @@ _last_freeze = [float("-inf")]
 
 
 def encoder_models(pipe: Pipeline) -> str:
-    """The pipeline's ONNX models as "role:sha256-prefix" (e.g. "image:8e7e7d51270b"), for the stored meta.
+    """The pipeline's image model as "role:sha256-prefix" (e.g. "image:8e7e7d51270b"; "" without one), for
+    the stored meta.
 
     Why: a stored vector is only comparable with vectors of the model that made it. A new model (the image
     model's input went from 224 to 160 pixels) leaves the state's vectors from the old one, which no setting
-    shows; the service says so at start instead of matching photos across two models in silence."""
+    shows; the service says so at start instead of matching photos across two models in silence. The text
+    model is not named: its int8, fp16 and static forms are one model by design (parity-tested), chosen per
+    machine, so members on different machines share a state."""
     ids = set()
     for enc in pipe.encoders:
-        for attr in ("model", "text"):
-            entry = getattr(getattr(enc, attr, None), "entry", None)
-            if isinstance(entry, dict) and entry.get("sha256"):
-                ids.add(f"{enc.name}:{str(entry['sha256'])[:12]}")
+        entry = getattr(getattr(enc, "model", None), "entry", None)
+        if isinstance(entry, dict) and entry.get("sha256"):
+            ids.add(f"{enc.name}:{str(entry['sha256'])[:12]}")
     return ",".join(sorted(ids))
 
 

@@ -47,6 +47,7 @@ def test_equivalent_titles_normalise_alike(a: str, b: str) -> None:
     ("Buds Gen 2", "Buds 3rd generation", "gen"),
     ("Galaxy S23", "Galaxy S24", "model"),
     ("Water 6-pack", "Water pack of 12", "pack"),
+    ("Fernseher 50 Zoll", "Fernseher 55 Zoll", "screen"),
     ("Vista 5S Gaming Mouse Lite Green", "Vista 5S Gaming Mouse Pro Green", "tier"),
 ])
 def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
@@ -60,6 +61,9 @@ def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
     ("Disque dur 2 To blanc", "hard disk 2TB white"),
     ("Toner Gelb (confezione da 4)", "toner jaune 4 pcs"),
     ("Kopfhörer Weiß Doppelpack", "Auriculares blanco 2-pack"),
+    ("Fernseher 55 Zoll", 'Smart TV 55"'),
+    ("Téléviseur 55 pouces", "Televisore 55 pollici"),
+    ("Televisor 43 pulgadas", "TV 43'' HDMI"),
 ])
 def test_attributes_read_alike_in_the_languages_and_spellings_shops_use(a: str, b: str) -> None:
     assert parse_title(a).attributes == parse_title(b).attributes

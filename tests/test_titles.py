@@ -48,6 +48,7 @@ def test_equivalent_titles_normalise_alike(a: str, b: str) -> None:
     ("Galaxy S23", "Galaxy S24", "model"),
     ("Water 6-pack", "Water pack of 12", "pack"),
     ("Fernseher 50 Zoll", "Fernseher 55 Zoll", "screen"),
+    ("Speicherkarte 64G", "Speicherkarte 128GB", "cap"),
     ("Vista 5S Gaming Mouse Lite Green", "Vista 5S Gaming Mouse Pro Green", "tier"),
 ])
 def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
@@ -64,6 +65,7 @@ def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
     ("Fernseher 55 Zoll", 'Smart TV 55"'),
     ("Téléviseur 55 pouces", "Televisore 55 pollici"),
     ("Televisor 43 pulgadas", "TV 43'' HDMI"),
+    ("Grafikkarte 16G GDDR6", "Graphics card 16 GB GDDR6"),
 ])
 def test_attributes_read_alike_in_the_languages_and_spellings_shops_use(a: str, b: str) -> None:
     assert parse_title(a).attributes == parse_title(b).attributes

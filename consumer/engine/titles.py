@@ -59,6 +59,8 @@ _UNIT_RE = re.compile(r"(?<![\w.,])" + _NUM + r"\s*-?\s*(fl\.?\s?oz|cu\.?\s?ft\.
                                         key=len, reverse=True)) + r")(?![a-z0-9])(?!\s*/\s*s\b)(?<!to(?=\s+\d))")
 #: Working memory, a kind apart from storage: "16GB RAM" beside "512GB" is not a second capacity.
 _RAM_RE = re.compile(r"(?<![\w.,])(\d{1,3})\s*-?\s*gb\s*(?:of\s*)?(?:ram|(?:lp)?ddr\d\w*|memory|arbeitsspeicher)\b")
+#: Storage and memory sizes written with a bare "G" ("16G", "128G"): gigabytes, not grams.
+_MEMORY_SIZES = frozenset(float(2 ** k) for k in range(3, 12))
 #: Mobile network generations, which read like grams ("Galaxy A55 5G").
 _NETWORKS = frozenset(("2g", "3g", "4g", "5g", "6g"))
 #: A pack count as shops write it, in English, German, French, Spanish and Italian ("pack of 4", "4-pack",
@@ -183,6 +185,8 @@ def parse_title(title: str, brand: str = "") -> Title:
             return m.group(0)  # "5G" on a phone is its network, not five grams
         kind, factor = _UNITS["floz" if u.startswith("fl") else "cuft" if u.startswith("cu") else u]
         value = _num(m.group(1)) * factor
+        if u == "g" and value in _MEMORY_SIZES:
+            kind = "cap"  # "16G" on a graphics card or a memory stick is 16 GB
         return add(kind, _fmt(_binary_size(value) if kind == "cap" else value))
 
     def pack(m: re.Match[str]) -> str:

@@ -130,6 +130,16 @@ def test_attributes_are_not_read_from_what_only_looks_like_them(title: str, kind
     assert parse_title(title).attributes[kind] == value
 
 
+@pytest.mark.parametrize("title", ["USB stick 16GB up to 150MB/s", "NVMe SSD 1TB 7000 MB/s read",
+                                   "Router AX 1200 Mbps", "Switch 2.5 Gbit/s"])
+def test_a_data_rate_is_no_model_code_number_or_capacity(title: str) -> None:
+    from consumer.engine.titles import product_codes
+
+    attrs = parse_title(title).attributes
+    assert "model" not in attrs and "num" not in attrs and product_codes(title) == ()
+    assert attrs.get("cap", ("16",)) in (("16",), ("1024",))
+
+
 def test_no_attribute_from_a_range_or_a_code() -> None:
     attrs = parse_title("for ages 5 to 10, HP 207X").attributes
     assert "cap" not in attrs and "pack" not in attrs

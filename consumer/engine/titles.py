@@ -57,6 +57,11 @@ _UNITS: dict[str, tuple[str, float]] = {
 _UNIT_RE = re.compile(r"(?<![\w.,])" + _NUM + r"\s*-?\s*(fl\.?\s?oz|cu\.?\s?ft\.?|"
                       + "|".join(sorted((re.escape(u) for u in _UNITS if u != "floz"),
                                         key=len, reverse=True)) + r")(?![a-z0-9])(?!\s*/\s*s\b)(?<!to(?=\s+\d))")
+#: A data rate ("150MB/s", "1200 Mbps", "2.5 Gbit/s"): a spec some shops quote and others leave out, never a
+#: model code ("150mb" beside another shop's part number was a conflict) nor a capacity.
+_RATE_RE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?\s*-?\s*[kmgt]i?(?:b|bit|byte)s?\s*(?:/\s*s(?:ec)?|ps)(?![a-z0-9])")
+#: The same after folding, as `product_codes` reads it ("7000 mbs", "1200 mbps", "25 gbits").
+_FOLDED_RATE = re.compile(r"\b\d+\s*[kmgt]i?(?:b|bit|byte)s?(?:s|ps)\b")
 #: Working memory, a kind apart from storage: "16GB RAM" beside "512GB" is not a second capacity.
 _RAM_RE = re.compile(r"(?<![\w.,])(\d{1,3})\s*-?\s*gb\s*(?:of\s*)?(?:ram|(?:lp)?ddr\d\w*|memory|arbeitsspeicher)\b")
 #: Storage and memory sizes written with a bare "G" ("16G", "128G"): gigabytes, not grams.
@@ -195,6 +200,7 @@ def parse_title(title: str, brand: str = "") -> Title:
     text = _TWIN_RE.sub(lambda m: add("pack", "2"), text)
     text = _PACK_RE.sub(pack, text)
     text = _RAM_RE.sub(lambda m: add("ram", str(int(m.group(1)))), text)
+    text = _RATE_RE.sub(" ", text)
     text = _UNIT_RE.sub(unit, text)
     text = _SIZE_RE.sub(lambda m: add("size", _fmt(_num(m.group(1))) if m.group(1)[0].isdigit()
                                       else _LETTER_SIZES.get(m.group(1), m.group(1))), text)
@@ -222,7 +228,7 @@ def parse_title(title: str, brand: str = "") -> Title:
 #: Quantities that look like codes (letters with digits) but measure something: 500ml, 55mm, 1080p, 2nd.
 _QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
                        r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db"
-                       r"|pack|er|count|pieces|stuck)"
+                       r"|pack|er|count|pieces|stuck|[kmgt]bs|[kmgt]bps|[kmgt]bits)"
                        r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count ("12-Pack") or a shoe size ("UK10")
 _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 #: A version as sellers write it: "version 9", "ver. 9", "v. 9.0", "v 9", "v9.0" (a word of its own; one or
@@ -257,7 +263,7 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     inside them removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml",
     "1080p") left out. Why: a shared rare code is the strongest evidence two listings are one product, whatever
     the sellers wrote around it; first `limit` distinct codes, in order."""
-    folded = _code_text(text)
+    folded = _FOLDED_RATE.sub(" ", _code_text(text))
     out: list[str] = []
     for tok in re.findall(r"[a-z0-9]+", folded):
         if tok in out:

@@ -140,6 +140,14 @@ def test_a_data_rate_is_no_model_code_number_or_capacity(title: str) -> None:
     assert attrs.get("cap", ("16",)) in (("16",), ("1024",))
 
 
+def test_a_specs_version_is_not_two_numbers_and_a_programs_version_stays_one() -> None:
+    for title in ("USB 3.2 Gen 1 stick 64GB", "Graphics card DisplayPort 1.4a HDMI 2.1", "Headset Bluetooth 5.3"):
+        attrs = parse_title(title).attributes
+        assert "num" not in attrs and "model" not in attrs, title
+    assert parse_title("Photoshop 7.0").attributes["num"] == ("7",)
+    assert parse_title("Photoshop 6.0 upgrade").attributes["num"] == ("6",)
+
+
 def test_no_attribute_from_a_range_or_a_code() -> None:
     attrs = parse_title("for ages 5 to 10, HP 207X").attributes
     assert "cap" not in attrs and "pack" not in attrs

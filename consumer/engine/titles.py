@@ -207,6 +207,9 @@ def parse_title(title: str, brand: str = "") -> Title:
     text = _LETTER_SIZE_RE.sub(lambda m: add("size", _LETTER_SIZES[m.group(1)]), text)
     text = _GEN_RE.sub(lambda m: add("gen", str(_ROMAN.get(g, g) if (g := next(x for x in m.groups() if x))
                                                  in _ROMAN else int(g))), text)
+    # A number with decimals and no unit is a spec's version ("USB 3.2", "HDMI 2.1", "DisplayPort 1.4a"), not
+    # two numbers ("3", "2") nor a model; "7.0" is the whole 7 (a program's version stays a number).
+    text = _UNITLESS_DECIMAL.sub(" ", _TRAILING_ZEROS.sub(r"\1", text))
     text = re.sub(r"(?<=[a-z0-9])-(?=[a-z0-9])", "", text)  # WH-1000XM4 -> wh1000xm4
     core: list[str] = []
     for tok in fold(text).replace(",", " ").split():
@@ -237,6 +240,7 @@ _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 _VERSION = re.compile(r"(?<![\w./-])(?:(?:version|ver\.?|v\.)\s*|v\s+)(\d{1,2}(?:\.\d+)*)(?![\w-])"
                       r"|(?<![\w./-])v(\d{1,2}(?:\.\d+)+)(?![\w-])")
 _TRAILING_ZEROS = re.compile(r"\b(\d+)(?:\.0)+\b")
+_UNITLESS_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+[a-z]?(?![\w.])")
 
 
 def versions(text: str) -> str:

@@ -66,6 +66,7 @@ def test_differing_attributes_are_found(a: str, b: str, kind: str) -> None:
     ("Téléviseur 55 pouces", "Televisore 55 pollici"),
     ("Televisor 43 pulgadas", "TV 43'' HDMI"),
     ("Grafikkarte 16G GDDR6", "Graphics card 16 GB GDDR6"),
+    ("USB-Stick 64GB USB 3.2 G1", "USB flash drive 64 GB USB 3.2 Gen 1"),
 ])
 def test_attributes_read_alike_in_the_languages_and_spellings_shops_use(a: str, b: str) -> None:
     assert parse_title(a).attributes == parse_title(b).attributes

@@ -83,7 +83,7 @@ _LETTER_SIZES = {"xxs": "xxs", "xs": "xs", "xl": "xl", "xxl": "xxl", "2xl": "xxl
                  "small": "s", "medium": "m", "large": "l", "x-large": "xl", "extra large": "xl"}
 _LETTER_SIZE_RE = re.compile(r"\b(extra large|x-large|xxs|xs|xxxl|xxl|xl|[23]xl|small|medium|large)\b")
 _GEN_RE = re.compile(r"\b(?:gen(?:eration)?\s*(\d+)|(\d+)(?:st|nd|rd|th)\s*gen(?:eration)?|mk\s*(i{1,3}|iv|v|\d+)"
-                     r"|v(\d+))\b")
+                     r"|v(\d+)|g(\d))\b")  # "G9", "USB 3.2 G1": a generation ("Gen 9"); "G21" stays a model
 _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5}
 _COLOURS = {
     "black": "black", "white": "white", "grey": "grey", "gray": "grey", "silver": "silver", "gold": "gold",

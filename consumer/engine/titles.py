@@ -47,7 +47,7 @@ _UNITS: dict[str, tuple[str, float]] = {
     "lbs": ("mass", 453.592), "oz": ("mass", 28.3495),
     "mb": ("cap", 0.001), "gb": ("cap", 1), "tb": ("cap", 1000), "go": ("cap", 1),  # French gigaoctet
     "to": ("cap", 1000),
-    "in": ("screen", 1), "inch": ("screen", 1), "inches": ("screen", 1), '"': ("screen", 1), "''": ("screen", 1),
+    "in": ("screen", 1), "inch": ("screen", 1), "inches": ("screen", 1), '"': ("screen", 1),  # '' reads as "
     # the inch in German, French, Spanish and Italian shops ("55 Zoll", "55 pouces", "55 pulgadas", "55 pollici")
     "zoll": ("screen", 1), "pouces": ("screen", 1), "pouce": ("screen", 1), "pulgadas": ("screen", 1),
     "pulgada": ("screen", 1), "pollici": ("screen", 1), "pollice": ("screen", 1),

@@ -149,6 +149,14 @@ def test_a_specs_version_is_not_two_numbers_and_a_programs_version_stays_one() -
     assert parse_title("Photoshop 6.0 upgrade").attributes["num"] == ("6",)
 
 
+def test_a_duration_is_no_model_code() -> None:
+    """A battery's life, a warranty or a dispatch time is not a product's code, so one shop quoting it does
+    not conflict with another shop's part number."""
+    for title in ("Headphones WF1000XM5 30h battery", "Batteries AAA 10-year shelf life", "Kopfhörer 24h Versand"):
+        assert not {"30h", "10year", "24h"} & set(parse_title(title).attributes.get("model", ())), title
+    assert parse_title("Headphones WF1000XM5 30h battery").attributes["model"] == ("wf1000xm5",)
+
+
 def test_no_attribute_from_a_range_or_a_code() -> None:
     attrs = parse_title("for ages 5 to 10, HP 207X").attributes
     assert "cap" not in attrs and "pack" not in attrs

@@ -221,7 +221,8 @@ def parse_title(title: str, brand: str = "") -> Title:
             add("tier", tok)
             core.append(tok)
         elif any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok):
-            add("model", tok)
+            if not _DURATION.fullmatch(tok):  # "30h battery", "24h dispatch", "10-year shelf life": no model
+                add("model", tok)
             core.append(tok)
         elif tok not in NOISE and len(tok) > 1:
             core.append(tok)
@@ -240,6 +241,8 @@ _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 _VERSION = re.compile(r"(?<![\w./-])(?:(?:version|ver\.?|v\.)\s*|v\s+)(\d{1,2}(?:\.\d+)*)(?![\w-])"
                       r"|(?<![\w./-])v(\d{1,2}(?:\.\d+)+)(?![\w-])")
 _TRAILING_ZEROS = re.compile(r"\b(\d+)(?:\.0)+\b")
+#: A duration ("30h", "24h", "10year", "2yrs", "90min", "12months"): a battery's life, a warranty, a dispatch time.
+_DURATION = re.compile(r"\d+(?:h|hr|hrs|hours?|days?|min|mins|minutes?|yr|yrs|years?|months?)")
 _UNITLESS_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+[a-z]?(?![\w.])")
 
 

@@ -60,7 +60,8 @@ _UNIT_RE = re.compile(r"(?<![\w.,])" + _NUM + r"\s*-?\s*(fl\.?\s?oz|cu\.?\s?ft\.
 #: A data rate ("150MB/s", "1200 Mbps", "2.5 Gbit/s"): a spec some shops quote and others leave out, never a
 #: model code ("150mb" beside another shop's part number was a conflict) nor a capacity.
 _RATE_RE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?\s*-?\s*[kmgt]i?(?:b|bit|byte)s?\s*(?:/\s*s(?:ec)?|ps)(?![a-z0-9])")
-#: The same after folding, as `product_codes` reads it ("7000 mbs", "1200 mbps", "25 gbits").
+#: The same after folding, as `product_codes` reads it ("7000 mbs", "150mbs", "1200 mbps", "25 gbits"):
+#: taken out before its tokens are read, so no rate is left to pass for a code.
 _FOLDED_RATE = re.compile(r"\b\d+\s*[kmgt]i?(?:b|bit|byte)s?(?:s|ps)\b")
 #: Working memory, a kind apart from storage: "16GB RAM" beside "512GB" is not a second capacity.
 _RAM_RE = re.compile(r"(?<![\w.,])(\d{1,3})\s*-?\s*gb\s*(?:of\s*)?(?:ram|(?:lp)?ddr\d\w*|memory|arbeitsspeicher)\b")
@@ -232,7 +233,7 @@ def parse_title(title: str, brand: str = "") -> Title:
 #: Quantities that look like codes (letters with digits) but measure something: 500ml, 55mm, 1080p, 2nd.
 _QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
                        r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db"
-                       r"|pack|er|count|pieces|stuck|[kmgt]bs|[kmgt]bps|[kmgt]bits)"
+                       r"|pack|er|count|pieces|stuck)"
                        r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count ("12-Pack") or a shoe size ("UK10")
 _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 #: A version as sellers write it: "version 9", "ver. 9", "v. 9.0", "v 9", "v9.0" (a word of its own; one or

@@ -33,6 +33,7 @@ from consumer.engine.titles import colour_of, title_words
 from consumer.learn.fellegi_sunter import FellegiSunterModel
 from consumer.learn.photo_cut import learned_matches, photo_info
 from consumer.learn.tier_cut import tier_cut
+from consumer.learn.variants import join_groups
 
 __all__ = ["MIN_VOTES", "RATIO", "photo_evidence", "photo_slots", "photo_spellings"]
 
@@ -82,10 +83,7 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
     joined = 0
     for (ha, hb), n in sorted(votes.items()):
         if n >= MIN_VOTES and n >= RATIO * against[(ha, hb)] and (colour[ha] or colour[hb]):
-            old, new = group[hb], group[ha]
-            if old != new:
-                group = {h: new if g == old else g for h, g in group.items()}
-                joined += 1
+            joined += join_groups(group, ha, hb)
     return sorted([h, rows[h][0], group[h]] for h in rows), joined
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from consumer.config import Settings
     from consumer.engine.records import Record
 
-__all__ = ["MIN_SUBSTITUTIONS", "INSERTION_RATIO", "learn_variant_slots", "slot_keys", "spellings",
+__all__ = ["MIN_SUBSTITUTIONS", "INSERTION_RATIO", "join_groups", "learn_variant_slots", "slot_keys", "spellings",
            "variant_slots_of"]
 
 #: Bases a word must be substituted in: once is a coincidence (or a typo), twice a pattern.
@@ -115,6 +115,18 @@ def learn_variant_slots(titles: Iterable[str], sources: Iterable[str] | None = N
     return {w: n for n, group in enumerate(ordered_groups) for w in group}
 
 
+def join_groups(group: dict, a: object, b: object) -> bool:
+    """Put `b`'s spelling group into `a`'s (`group`: item -> group number, changed in place); whether they
+    were apart."""
+    old, new = group[b], group[a]
+    if old == new:
+        return False
+    for item, g in group.items():
+        if g == old:
+            group[item] = new
+    return True
+
+
 def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
     """[[keyed hash of the title word, slot, spelling], ...] sorted by hash: the form a model file stores (no
     word in clear) and `TitleEncoder` reads; `hasher` is the encoders' `KeyedHasher` (words hashed as title
@@ -126,8 +138,7 @@ def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
     for i, a in enumerate(words):
         for b in words[i + 1:]:
             if slots[a] == slots[b] and (spellings(a, b) or colour_of(a) is not None and colour_of(a) == colour_of(b)):
-                old, new = group[b], group[a]
-                group = {w: new if g == old else g for w, g in group.items()}
+                join_groups(group, a, b)
     return sorted([[int(hasher("tw:" + w)), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]
 
 

@@ -98,3 +98,28 @@ def test_leave_one_out_reports_each_file_at_the_value_chosen_without_it() -> Non
     chosen, overall = loo(table)
     # without a: 0.55 vs 0.85 on b, c; without b: 0.75 vs 0.80; without c: 0.70 vs 0.75: 0.4 each time
     assert chosen == {"a": ("0.4", 0.7), "b": ("0.4", 0.8), "c": ("0.4", 0.9)} and overall == "0.4"
+
+
+def test_pair_outcomes_sorts_true_pairs_by_what_stopped_them(tmp_path: Path) -> None:
+    """Every true pair is either found or missed under one label, and a true pair whose titles name two colours
+    is counted as a false conflict of the feature that says so (`benchmarks/pair_outcomes.py`)."""
+    import csv
+
+    import pair_outcomes
+
+    rows = [("l1", "Acme Widget X100 Pro Kettle Red 1.7 L"), ("l2", "Acme Widget X100 Pro Kettle Red 1.7 L"),
+            ("l3", "Zeta Blender Z900 Blue 600 W"), ("l4", "Zeta Blender Z900 Green 600 W"),
+            ("l5", "Nordic Desk Lamp Oak"), ("l6", "Trail Running Shoe Mesh")]
+    src = tmp_path / "listings.csv"
+    with src.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["listing_id", "title"])
+        w.writerows(rows)
+    truth = {"l1": "a", "l2": "a", "l3": "b", "l4": "b", "l5": "c", "l6": "d"}
+    got = pair_outcomes.outcomes(src, real_data.CONFIGS["listing"], truth, tmp_path)
+    assert got["true_pairs"] == 2
+    assert got["found"] + sum(got["missed_by_label"].values()) == 2
+    assert got["found"] == sum(got["found_by_label"].values()) >= 1
+    assert got["false_conflicts"] >= 1  # Blue / Green: the comparisons call them two products
+    assert got["false_conflicts_by_feature"]["variant_agree"] >= 1
+    assert got["false_pairs"] == sum(got["false_pairs_by_label"].values())

@@ -12,7 +12,8 @@ import pytest
 from consumer.encoders.base import Rarity
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.titles import code_stem, parse_title, product_codes, title_words
-from consumer.learn.fellegi_sunter import Comparison, fit_reciprocal, reciprocal_best
+from consumer.learn.fellegi_sunter import Comparison
+from consumer.learn.reciprocal import fit_reciprocal, reciprocal_best
 
 
 def test_product_codes_join_hyphens_and_skip_quantities() -> None:

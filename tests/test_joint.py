@@ -91,3 +91,42 @@ def test_explain_model_says_what_a_whole_agreement_is_capped_at() -> None:
     text = explain_model(LearnedModel(fs, tuple(fs.inputs), {}))
     assert f"address: where every stated part of number, street, postcode agrees, their weights sum to at most " \
            f"{cap:.2f} bits" in text
+
+
+def test_a_household_is_a_surname_with_the_address_and_needs_the_address() -> None:
+    from consumer.learn.joint import expand_groups
+
+    groups = expand_groups({"address": ["number", "street"], "household": ["surname"]})
+    assert groups == {"address": ["number", "street"], "household": ["surname", "number", "street"]}
+    assert expand_groups({"household": ["surname"]}) == {}  # no address in the file: no household
+
+
+def test_a_pair_is_capped_by_the_largest_group_all_of_it_agrees_on() -> None:
+    from consumer.learn.fellegi_sunter import joint_patterns
+
+    # comparisons: surname, number, street; levels 0 = exact
+    g = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    household, address = joint_patterns(g, [[0, 1, 2], [1, 2]])
+    assert household.tolist() == [True, False, False]
+    assert address.tolist() == [False, True, False]  # the first pair is the household's, not the home's too
+
+
+def test_a_household_sharing_surname_and_home_is_weighed_once_not_twice() -> None:
+    """Household members share their surname and their whole address; summed as independent of the address
+    cap, the surname added its own bits on top of a home's worth. As one group, a pair of two people of one
+    household weighs what the file says a shared surname and home are worth, and a match that agrees on its
+    given name and date of birth as well keeps its link."""
+    cand, random, is_match = simulate(households=800)
+    home = fit_fellegi_sunter(cand, random, COMPS, records=4000, joint=JOINT)
+    both = fit_fellegi_sunter(cand, random, COMPS, records=4000,
+                              joint={**JOINT, "household": ["surname", *PARTS]})
+    report = both.info["joint"]["household"]
+    assert report["cap_bits"] < report["parts_bits"] - 3
+    g = fs_levels(cand)
+    house = np.zeros(len(cand), bool)
+    house[len(cand) - 20 * 4000 - 800: len(cand) - 20 * 4000] = True
+    same_name = house & all_agree(g, [1, 3, 4, 5])  # surname and every part of the address
+    assert same_name.sum() > 500
+    assert (both.match_weight(cand)[same_name] < home.match_weight(cand)[same_name] - 1.0).all()
+    whole = is_match & all_agree(g, [0, 1, 2, 3, 4, 5])
+    assert (both.predict_proba(cand)[whole, 1] >= 0.5).all()

@@ -119,7 +119,8 @@ class PersonEncoder:
                      "dob_year", "dob_month", "dob_day", "dob_ym", "dob_ym_near", "dob_y_near",
                      *field_columns("phone")),
             features=(Feature("given_name", levels=FIELD_LEVELS, tf="given_rarity", tf_near="given_rarer"),
-                      Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity", tf_near="surname_rarer"),
+                      Feature("surname", levels=FIELD_LEVELS, tf="surname_rarity", tf_near="surname_rarer",
+                              joint="household"),  # with an address: a household (`consumer.learn.joint`)
                       Feature("dob", levels=DOB_LEVELS), Feature("phone", levels=(1.0, 0.88))),
             rarity=(Rarity("given_rarity", lambda cols: cols["given_h"]),
                     Rarity("surname_rarity", lambda cols: cols["surname_h"]),

@@ -36,7 +36,7 @@ Pure: arrays in, arrays out; the adapter that runs the engine for candidate and 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,8 +45,7 @@ import numpy as np
 from consumer.engine.frequencies import MIN_RECORDS as FREQ_SCALE
 
 __all__ = ["Comparison", "FellegiSunterModel", "Population", "levels_of", "estimate_u", "default_m",
-           "pattern_counts", "match_mass", "log_bf", "run_em", "fit_reciprocal", "reciprocal_best", "all_agree",
-           "joint_excess"]
+           "pattern_counts", "match_mass", "log_bf", "run_em", "all_agree", "joint_patterns"]
 
 #: Smoothing of level counts (pseudo-pairs per level), so an unseen level never has probability 0.
 SMOOTH = 0.5
@@ -54,16 +53,6 @@ SMOOTH = 0.5
 TF_CLIP = 4.0
 #: Bounds of lambda (the probability that two random records match) during EM: never exactly 0 or 1.
 LAMBDA_RANGE = (1e-12, 0.5)
-#: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
-MIN_PRESENT = 0.5
-#: How far a reciprocal fit shrinks m toward u (toward "no evidence"): the training pairs are a pseudo-labelled
-#: sample, and the most alike pairs of the file (each other's best), so a true pair whose titles were
-#: rewritten or whose shops price apart is missing from them by selection, not because such pairs are not
-#: matches (Amazon-Google: a price level 0.6-0.9 weighed -4.3 bits, like prices nothing alike). A level that
-#: is a declared conflict (`Feature.conflict`: a code or variant clash) is what the encoder calls two
-#: products; it keeps the light shrink, so a conflict stays a strong no. Chosen by leaving one file out over
-#: 0.05 / 0.2 / 0.25 / 0.3 / 0.4 (docs/benchmarks.md, tenth round).
-SIMILARITY_SHRINK, CONFLICT_SHRINK = 0.3, 0.05
 
 
 @dataclass(frozen=True)
@@ -166,13 +155,16 @@ def all_agree(g: np.ndarray, idx: Sequence[int]) -> np.ndarray:
     return ((lv <= 0).all(axis=1)) & ((lv >= 0).sum(axis=1) >= 2)
 
 
-def joint_excess(g: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray], idx: Sequence[int],
-                 cap: float) -> np.ndarray:
-    """Bits by which each pair's comparisons `idx` sum above `cap` where every stated one agrees (else 0)."""
-    sel = all_agree(g, idx)
-    out = np.zeros(len(g))
-    if sel.any():
-        out[sel] = np.maximum(log_bf(g[sel], m, u, idx) / np.log(2.0) - cap, 0.0)
+def joint_patterns(g: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Per group of comparisons (in the order given), the pairs whose summed weight it caps: every stated part
+    agreeing (`all_agree`), less the pairs that a larger group holding all of its parts caps already (a
+    household's shared surname and home are capped once, as a household, not once more as a home)."""
+    agree = [all_agree(g, idx) for idx in groups]
+    out = [mask.copy() for mask in agree]
+    for i, small in enumerate(groups):
+        for k, large in enumerate(groups):
+            if len(large) > len(small) and set(small) <= set(large):
+                out[i] &= ~agree[k]
     return out
 
 
@@ -279,12 +271,16 @@ class FellegiSunterModel:
         k = len(self.comparisons)
         g = gamma(x[:, :k], self.comparisons)
         w = np.full(len(x), np.log2(self.lam / (1 - self.lam)))
+        names = [c.feature for c in self.comparisons]
+        groups = [[names.index(f) for f in parts] for parts, _ in self.joint.values()]
+        # Each grouped comparison's bits (its rarity adjustment included), which a group's cap bounds together.
+        parts = {j: np.zeros(len(x)) for idx in groups for j in idx}
         tf_col = k
         scale = self._scale()
         for j, c in enumerate(self.comparisons):
             bf = np.log2(self.m[j] / self.u[j])
             lv = g[:, j]
-            w += np.where(lv >= 0, bf[np.maximum(lv, 0)], 0.0)
+            bits = np.where(lv >= 0, bf[np.maximum(lv, 0)], 0.0)
             if c.tf:
                 # rarity = log1p(estimated number of *other* records with the value, at `scale` records):
                 # the value's share of the records is (others + 1) / scale; it replaces the exact level's u.
@@ -293,15 +289,18 @@ class FellegiSunterModel:
                 with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
                     share = (np.expm1(rarity) + 1.0) / scale
                     adj = np.clip(np.log2(self.u[j][0] / share), -TF_CLIP, TF_CLIP)
-                w += np.where((lv == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
+                bits += np.where((lv == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
+            w += bits
+            if j in parts:
+                parts[j] = bits
         for j, col in self.near_columns():
             typical = self.near_count.get(self.comparisons[j].feature)
             if typical:  # log2(typical count / this pair's count of its rarer value), second level only
                 near = np.log2(typical) - x[:, col].astype(np.float64) / np.log(2.0)
                 w += np.where((g[:, j] == 1) & np.isfinite(near), np.clip(near, -TF_CLIP, TF_CLIP), 0.0)
-        names = [c.feature for c in self.comparisons]
-        for parts, cap in self.joint.values():
-            w -= joint_excess(g, self.m, self.u, [names.index(f) for f in parts], cap)
+        for idx, (_, cap), sel in zip(groups, self.joint.values(), joint_patterns(g, groups)):
+            if sel.any():  # the group's summed bits where all of it agrees, never above what the file says
+                w[sel] -= np.maximum(sum(parts[j][sel] for j in idx) - cap, 0.0)
         return w
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -319,81 +318,3 @@ class FellegiSunterModel:
                              "weight": round(float(np.log2(self.m[j][i] / self.u[j][i])), 3),
                              "share": round(float(self.share[j][i]), 4) if self.share else None})
         return rows
-
-
-def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Mask of pairs that are each side's best-scoring pair (ties: the first such pair): a record's best pair
-    is where it first appears among the pairs' records taken best first (a stable sort)."""
-    order = np.argsort(-np.asarray(weight), kind="stable")
-    pairs = np.stack([np.asarray(left, np.int64), np.asarray(right, np.int64)], axis=1)
-    pairs = pairs - pairs.min(initial=0)  # record numbers from 0: a table's indices
-    recs = pairs[order].ravel()
-    first = np.full(recs.max(initial=0) + 1, len(recs), np.int64)  # each record's first position in `recs`
-    np.minimum.at(first, recs, np.arange(len(recs)))
-    best = np.repeat(order, 2)[first[pairs]]  # [pair, side]: that side's best pair
-    return (best == np.arange(len(weight))[:, None]).all(axis=1)
-
-
-def _shrunk(m: np.ndarray, u: np.ndarray, shrink: float, veto: bool) -> np.ndarray:
-    """`m` moved `shrink` of the way toward `u`, a veto's last level only `CONFLICT_SHRINK`; renormalised."""
-    k = np.full(len(m), shrink)
-    if veto:
-        k[-1] = min(shrink, CONFLICT_SHRINK)
-    out = m * (1 - k) + k * u
-    return out / out.sum()
-
-
-def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comps: Sequence[Comparison], *,
-                   rounds: int = 3, shrink: float = SIMILARITY_SHRINK, first: np.ndarray | None = None,
-                   vetoes: Collection[str] = ()) -> FellegiSunterModel:
-    """Fellegi-Sunter weights by self-training on reciprocal best pairs, for files where plain EM finds
-    the wrong two classes.
-
-    Why: on product files the candidate pairs hold far more *siblings* (the same maker's other models,
-    the same title in another colour) than duplicates, and EM's two latent classes become "same product
-    family" and "unrelated" (Abt-Buy: lambda 0.035, a code conflict left as weak evidence). A listing's
-    duplicate, when it has one, is almost always its best candidate, and the best candidate of that one in
-    turn; a sibling rarely is both. So m is estimated from pairs that are each other's best (by the
-    current weights: first by the summed level ranks, then by the model itself, `rounds` times), u from
-    every other candidate pair (hard non-matches, not random ones), lambda as the share of reciprocal
-    pairs with positive evidence. `left`/`right`: the records of each candidate pair. Comparisons filled
-    on under `MIN_PRESENT` of the pairs are left out (`info["left_out"]`). `first`: another first ordering
-    (higher is better) instead of the summed level ranks. `shrink`: of m toward u on every level but the last
-    of the comparisons in `vetoes` (a declared conflict: `CONFLICT_SHRINK`)."""
-    names = [c.feature for c in comps]
-    if len(cand_x) < 20:
-        raise ValueError(f"too few candidate pairs to fit on ({len(cand_x)})")
-    # A comparison most pairs cannot make (a brand column one shop fills and the other leaves empty) would
-    # make "both filled" look like a match: the reciprocal pairs drift to pairs within the shop that has it.
-    present = np.isnan(cand_x).mean(axis=0) <= 1 - MIN_PRESENT
-    if not present.any():
-        raise ValueError("no comparison is filled on enough candidate pairs to fit on")
-    comps = tuple(c for c, keep in zip(comps, present) if keep)
-    cand_x = cand_x[:, present]
-    g = gamma(cand_x, comps)
-    # first ordering: fewer level steps from the best level is better; a null level counts as halfway
-    steps = np.where(g >= 0, g, (np.array([c.n_levels for c in comps]) - 1) / 2.0).sum(axis=1)
-    positive = reciprocal_best(-steps if first is None else first, left, right)
-    model: FellegiSunterModel | None = None
-    for _ in range(max(1, rounds)):
-        if positive.sum() < 5 or (~positive).sum() < 5:
-            raise ValueError("too few reciprocal best pairs to fit on")
-        u = [level_probs(g[:, j], (~positive).astype(np.float64), c.n_levels) for j, c in enumerate(comps)]
-        # m shrunk toward u (toward "no evidence"), a declared conflict's level less (`SIMILARITY_SHRINK`,
-        # `CONFLICT_SHRINK`): a level the pairs happen to lack must not become a veto (Amazon-Google's prices)
-        m = [_shrunk(level_probs(g[:, j], positive.astype(np.float64), c.n_levels), u[j], shrink, c.feature in vetoes)
-             for j, c in enumerate(comps)]
-        model = FellegiSunterModel(comps, m, u, float(np.clip(positive.mean(), *LAMBDA_RANGE)))
-        w = model.match_weight(cand_x)
-        nxt = reciprocal_best(w, left, right) & (w > 0)
-        if np.array_equal(nxt, positive):
-            break
-        positive = nxt
-    assert model is not None
-    model.share = [level_probs(g[:, j], np.ones(len(g)), c.n_levels) for j, c in enumerate(comps)]
-    model.u_random = [p.copy() for p in model.u]
-    model.info = {"method": "reciprocal-best self-training", "iterations": rounds, "converged": True,
-                  "candidate_pairs": int(len(cand_x)), "reciprocal_pairs": int(positive.sum()),
-                  "left_out": [n for n in names if n not in {c.feature for c in comps}],
-                  "lambda": round(model.lam, 6)}
-    return model

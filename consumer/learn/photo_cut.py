@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from consumer.engine.comparison import FLOORS
-from consumer.learn.fellegi_sunter import FellegiSunterModel, reciprocal_best
+from consumer.learn.fellegi_sunter import FellegiSunterModel
+from consumer.learn.reciprocal import reciprocal_best
 
 __all__ = ["GATE", "largest_gap", "learned_matches", "photo_cut", "photo_info"]
 

@@ -29,9 +29,11 @@ from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
 from consumer.learn.agreement import reference_agreement
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, fit_reciprocal, levels_of
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, levels_of
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter, fit_near_count
+from consumer.learn.joint import joint_groups
+from consumer.learn.reciprocal import fit_reciprocal
 from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
@@ -236,11 +238,8 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
     finally:
         pipe.close()
     vetoes = frozenset(features[j] for j, _ in pipe.comparator.conflict_columns)
-    joint: dict[str, list[str]] = {}
-    for f in (f for e in pipe.encoders for f in e.contribution.features if f.joint and f.levels):
-        joint.setdefault(f.joint, []).append(f.name)
     return _Vectors(comps, features, cand_x, random_x, left, right, all_x, pipe.comparator.conflicts(all_x),
-                    vetoes, pipe.timer.totals(), joint)
+                    vetoes, pipe.timer.totals(), joint_groups(pipe.encoders))
 
 
 def _compare_only(pipe: Pipeline, comps: Sequence[Comparison], a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ what the file says a whole agreement is worth, not as independent evidence (`con
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from consumer.learn.fellegi_sunter import Comparison
 from consumer.learn.fs_fit import FIT_FALLBACK, fit_fellegi_sunter
@@ -130,3 +131,25 @@ def test_a_household_sharing_surname_and_home_is_weighed_once_not_twice() -> Non
     assert (both.match_weight(cand)[same_name] < home.match_weight(cand)[same_name] - 1.0).all()
     whole = is_match & all_agree(g, [0, 1, 2, 3, 4, 5])
     assert (both.predict_proba(cand)[whole, 1] >= 0.5).all()
+
+
+def test_em_weighs_pairs_as_the_model_scores_them_so_households_leave_its_match_class(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """EM over level patterns weighs a shared home as independent parts, so households sit in its match class
+    and their other dates of birth look like what matches do (m of "another date" 0.25 where matches differ
+    on it one time in ten). Its last rounds weigh each pair as the model will (caps, rarity): m comes back
+    near the truth, and the household pairs score lower."""
+    import consumer.learn.fs_fit as fs_fit
+
+    cand, random, _ = simulate(households=300)
+    joint = {**JOINT, "household": ["surname", *PARTS]}
+    monkeypatch.setattr(fs_fit, "SCORED_ROUNDS", 0)
+    patterns_only = fit_fellegi_sunter(cand, random, COMPS, records=4000, joint=joint)
+    monkeypatch.undo()
+    scored = fit_fellegi_sunter(cand, random, COMPS, records=4000, joint=joint)
+    assert patterns_only.info["fit"] == scored.info["fit"] == "ok"
+    other_date = NAMES.index("dob")
+    assert patterns_only.m[other_date][-1] > 0.2 > 0.15 > scored.m[other_date][-1]  # matches: 0.1
+    house = np.zeros(len(cand), bool)
+    house[len(cand) - 20 * 4000 - 300: len(cand) - 20 * 4000] = True
+    assert scored.predict_proba(cand)[house, 1].mean() < patterns_only.predict_proba(cand)[house, 1].mean()

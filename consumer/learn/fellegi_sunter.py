@@ -45,7 +45,7 @@ import numpy as np
 from consumer.engine.frequencies import MIN_RECORDS as FREQ_SCALE
 
 __all__ = ["Comparison", "FellegiSunterModel", "Population", "levels_of", "estimate_u", "default_m",
-           "pattern_counts", "match_mass", "log_bf", "run_em", "all_agree", "joint_patterns"]
+           "pattern_counts", "match_mass", "log_bf", "run_em", "all_agree", "joint_patterns", "inputs_of"]
 
 #: Smoothing of level counts (pseudo-pairs per level), so an unseen level never has probability 0.
 SMOOTH = 0.5
@@ -79,6 +79,11 @@ class Population(Protocol):
     were taken over (a pipeline's `FrequencyTable`)."""
 
     records: int
+
+
+def inputs_of(comps: Sequence[Comparison]) -> tuple[str, ...]:
+    """The features a model of `comps` reads, in order: the comparisons, then their `tf`, then their `tf_near`."""
+    return tuple([c.feature for c in comps] + [c.tf for c in comps if c.tf] + [c.tf_near for c in comps if c.tf_near])
 
 
 def levels_of(values: np.ndarray, comp: Comparison) -> np.ndarray:
@@ -251,9 +256,7 @@ class FellegiSunterModel:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        tfs = [c.tf for c in self.comparisons if c.tf]
-        near = [c.tf_near for c in self.comparisons if c.tf_near]
-        return tuple([c.feature for c in self.comparisons] + tfs + near)
+        return inputs_of(self.comparisons)
 
     def near_columns(self) -> list[tuple[int, int]]:
         """(comparison index, column in `inputs` order) of each comparison's `tf_near` feature."""
@@ -268,19 +271,21 @@ class FellegiSunterModel:
 
     def match_weight(self, x: np.ndarray) -> np.ndarray:
         """log2 Bayes factor plus prior, per pair."""
-        k = len(self.comparisons)
-        g = gamma(x[:, :k], self.comparisons)
-        w = np.full(len(x), np.log2(self.lam / (1 - self.lam)))
-        names = [c.feature for c in self.comparisons]
-        groups = [[names.index(f) for f in parts] for parts, _ in self.joint.values()]
-        # Each grouped comparison's bits (its rarity adjustment included), which a group's cap bounds together.
-        parts = {j: np.zeros(len(x)) for idx in groups for j in idx}
-        tf_col = k
-        scale = self._scale()
+        g = gamma(x[:, :len(self.comparisons)], self.comparisons)
+        near = np.zeros(len(x))
+        for j, col in self.near_columns():
+            typical = self.near_count.get(self.comparisons[j].feature)
+            if typical:  # log2(typical count / this pair's count of its rarer value), second level only
+                bits = np.log2(typical) - x[:, col].astype(np.float64) / np.log(2.0)
+                near += np.where((g[:, j] == 1) & np.isfinite(bits), np.clip(bits, -TF_CLIP, TF_CLIP), 0.0)
+        return self.weight_of(g, self.rarity_bits(x, g), near)
+
+    def rarity_bits(self, x: np.ndarray, g: np.ndarray) -> dict[int, np.ndarray]:
+        """Per comparison with a `tf` feature, each pair's term-frequency adjustment of its exact level (bits;
+        0 at other levels): it does not depend on m, so EM's last rounds compute it once (`fs_fit`)."""
+        out: dict[int, np.ndarray] = {}
+        tf_col, scale = len(self.comparisons), self._scale()
         for j, c in enumerate(self.comparisons):
-            bf = np.log2(self.m[j] / self.u[j])
-            lv = g[:, j]
-            bits = np.where(lv >= 0, bf[np.maximum(lv, 0)], 0.0)
             if c.tf:
                 # rarity = log1p(estimated number of *other* records with the value, at `scale` records):
                 # the value's share of the records is (others + 1) / scale; it replaces the exact level's u.
@@ -289,15 +294,23 @@ class FellegiSunterModel:
                 with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
                     share = (np.expm1(rarity) + 1.0) / scale
                     adj = np.clip(np.log2(self.u[j][0] / share), -TF_CLIP, TF_CLIP)
-                bits += np.where((lv == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
+                out[j] = np.where((g[:, j] == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
+        return out
+
+    def weight_of(self, g: np.ndarray, rarity: dict[int, np.ndarray], near: np.ndarray | float = 0.0) -> np.ndarray:
+        """`match_weight` of pairs at levels `g` with their rarity (`rarity_bits`) and near-level adjustments."""
+        w = np.log2(self.lam / (1 - self.lam)) + np.zeros(len(g)) + near
+        names = [c.feature for c in self.comparisons]
+        groups = [[names.index(f) for f in parts] for parts, _ in self.joint.values()]
+        # Each grouped comparison's bits (its rarity adjustment included), which a group's cap bounds together.
+        parts: dict[int, np.ndarray] = {}
+        for j in range(len(self.comparisons)):
+            lv = g[:, j]
+            bits = np.where(lv >= 0, np.log2(self.m[j] / self.u[j])[np.maximum(lv, 0)], 0.0)
+            if j in rarity:
+                bits += rarity[j]
             w += bits
-            if j in parts:
-                parts[j] = bits
-        for j, col in self.near_columns():
-            typical = self.near_count.get(self.comparisons[j].feature)
-            if typical:  # log2(typical count / this pair's count of its rarer value), second level only
-                near = np.log2(typical) - x[:, col].astype(np.float64) / np.log(2.0)
-                w += np.where((g[:, j] == 1) & np.isfinite(near), np.clip(near, -TF_CLIP, TF_CLIP), 0.0)
+            parts[j] = bits
         for idx, (_, cap), sel in zip(groups, self.joint.values(), joint_patterns(g, groups)):
             if sel.any():  # the group's summed bits where all of it agrees, never above what the file says
                 w[sel] -= np.maximum(sum(parts[j][sel] for j in idx) - cap, 0.0)

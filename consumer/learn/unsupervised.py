@@ -29,7 +29,7 @@ from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog, record_into
 from consumer.learn import size_prior
 from consumer.learn.agreement import reference_agreement
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, levels_of
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, inputs_of, levels_of
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter, fit_near_count
 from consumer.learn.joint import joint_groups
@@ -142,7 +142,8 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.records = population
         slots = photo_evidence(fs, slots, records, vec, settings, candidate_log)  # bars, colour words
     else:
-        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records), joint=vec.joint)
+        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records), joint=vec.joint,
+                                scored_x=vec.all_x[:, [features.index(f) for f in inputs_of(comps)]])
         x = vec.all_x[:, [features.index(f) for f in fs.inputs]]  # the candidate pairs as the model reads them
         fs.near_count = fit_near_count(fs, x)
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)

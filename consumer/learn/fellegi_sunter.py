@@ -297,21 +297,23 @@ class FellegiSunterModel:
                 out[j] = np.where((g[:, j] == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
         return out
 
-    def weight_of(self, g: np.ndarray, rarity: dict[int, np.ndarray], near: np.ndarray | float = 0.0) -> np.ndarray:
-        """`match_weight` of pairs at levels `g` with their rarity (`rarity_bits`) and near-level adjustments."""
+    def weight_of(self, g: np.ndarray, rarity: dict[int, np.ndarray], near: np.ndarray | float = 0.0,
+                  patterns: list[np.ndarray] | None = None) -> np.ndarray:
+        """`match_weight` of pairs at levels `g` with their rarity (`rarity_bits`) and near-level adjustments;
+        `patterns`: `joint_patterns` of `g` over the joint groups, when the caller holds them (EM's passes)."""
         w = np.log2(self.lam / (1 - self.lam)) + np.zeros(len(g)) + near
         names = [c.feature for c in self.comparisons]
         groups = [[names.index(f) for f in parts] for parts, _ in self.joint.values()]
         # Each grouped comparison's bits (its rarity adjustment included), which a group's cap bounds together.
         parts: dict[int, np.ndarray] = {}
         for j in range(len(self.comparisons)):
-            lv = g[:, j]
-            bits = np.where(lv >= 0, np.log2(self.m[j] / self.u[j])[np.maximum(lv, 0)], 0.0)
+            bits = np.append(np.log2(self.m[j] / self.u[j]), 0.0)[g[:, j]]  # the null level (-1) reads the 0
             if j in rarity:
                 bits += rarity[j]
             w += bits
             parts[j] = bits
-        for idx, (_, cap), sel in zip(groups, self.joint.values(), joint_patterns(g, groups)):
+        for idx, (_, cap), sel in zip(groups, self.joint.values(),
+                                      joint_patterns(g, groups) if patterns is None else patterns):
             if sel.any():  # the group's summed bits where all of it agrees, never above what the file says
                 w[sel] -= np.maximum(sum(parts[j][sel] for j in idx) - cap, 0.0)
         return w

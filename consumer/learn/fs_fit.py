@@ -210,7 +210,7 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
     model = FellegiSunterModel(comps, m, u, lam, [x.copy() for x in random_u], share, {}, records=records, joint=caps)
     if fit == FIT_OK:  # EM once more, each pair weighed as the model will score it (rarity, caps)
         rarity = model.rarity_bits(scored_x, g) if scored_x is not None else {}
-        joint_report = _em_as_scored(model, g, rarity, total, joint, tol) or joint_report
+        joint_report = _em_as_scored(model, g, rarity, total, joint, SCORED_TOL) or joint_report
     expected = model.lam * total
     model.info = {"method": "fellegi-sunter-em", "fit": fit, "reasons": reasons, "iterations": iterations,
                   "converged": converged, "candidate_pairs": int(len(cand_x)), "random_pairs": int(len(random_x)),
@@ -222,8 +222,10 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
 
 #: Rounds of EM over the candidate pairs as the model scores them, each followed by the joint caps read again.
 SCORED_ROUNDS = 3
-#: EM iterations per such round at most (each is one pass over the candidate pairs).
-SCORED_ITERATIONS = 60
+#: EM iterations per such round at most (each is one pass over the candidate pairs), and the change of m (and
+#: of log lambda) below which a round stops: 1e-4 of a probability moves no pair's weight measurably
+#: (RLdata10000 and a 5,000-person group file: the same clusters as at 1e-6, in 14 passes instead of 37).
+SCORED_ITERATIONS, SCORED_TOL = 60, 1e-4
 
 
 def _em_as_scored(model: FellegiSunterModel, g: np.ndarray, rarity: dict[int, np.ndarray], total: float,

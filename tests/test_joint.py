@@ -63,7 +63,8 @@ def test_where_non_matches_never_share_a_whole_address_no_weight_changes() -> No
     cand, random, _ = simulate(households=0)
     plain = fit_fellegi_sunter(cand, random, COMPS, records=4000)
     fs = fit_fellegi_sunter(cand, random, COMPS, records=4000, joint=JOINT)
-    assert fs.info["joint"]["address"]["cap_bits"] > fs.info["joint"]["address"]["parts_bits"]
+    report = fs.info["joint"]["address"]
+    assert report["non_matches"] < 1.0 and report["cap_bits"] is None and not fs.joint  # no dependence shown
     assert np.allclose(fs.match_weight(cand), plain.match_weight(cand))
 
 
@@ -153,3 +154,24 @@ def test_em_weighs_pairs_as_the_model_scores_them_so_households_leave_its_match_
     house = np.zeros(len(cand), bool)
     house[len(cand) - 20 * 4000 - 300: len(cand) - 20 * 4000] = True
     assert scored.predict_proba(cand)[house, 1].mean() < patterns_only.predict_proba(cand)[house, 1].mean()
+
+
+def test_a_partial_agreement_is_never_worth_more_than_the_whole_one() -> None:
+    """The cap is read where every part agrees exactly, and bounds every pair whose parts all agree at a level
+    that weighs for a match: a street one typo apart must not make a home worth more than the same home
+    written alike (summed as independent parts it was, 22 bits against a cap of 12)."""
+    from consumer.learn.fellegi_sunter import FellegiSunterModel
+
+    comps = (Comparison("number", (1.0,)), Comparison("street", (1.0, 0.88)), Comparison("dob", (1.0,)))
+    m = [np.array([0.9, 0.1]), np.array([0.8, 0.15, 0.05]), np.array([0.9, 0.1])]
+    u = [np.array([0.01, 0.99]), np.array([0.01, 0.01, 0.98]), np.array([0.01, 0.99])]
+    model = FellegiSunterModel(comps, m, u, 1e-4, joint={"address": (("number", "street"), 5.0)})
+    x = np.array([[1.0, 1.0, 0.0],     # the whole address exactly
+                  [1.0, 0.9, 0.0],     # the street one typo apart
+                  [1.0, 0.0, 0.0],     # another street: not an agreement, not capped
+                  [1.0, np.nan, 0.0]])  # one part stated: no pattern
+    prior, dob_else = np.log2(1e-4 / (1 - 1e-4)), np.log2(0.1 / 0.99)
+    w = model.match_weight(x) - prior - dob_else
+    assert np.allclose(w[:2], 5.0)
+    assert np.isclose(w[2], np.log2(0.9 / 0.01) + np.log2(0.05 / 0.98))
+    assert np.isclose(w[3], np.log2(0.9 / 0.01))

@@ -36,7 +36,7 @@ Pure: arrays in, arrays out; the adapter that runs the engine for candidate and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,18 +153,25 @@ def log_bf(patterns: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray
     return out
 
 
-def all_agree(g: np.ndarray, idx: Sequence[int]) -> np.ndarray:
-    """Pairs whose every stated comparison of `idx` is at its exact level (0), two stated at least: the pattern
-    a `consumer.learn.joint` group is capped at."""
+def all_agree(g: np.ndarray, idx: Sequence[int], agreeing: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Pairs whose every stated comparison of `idx` agrees, two stated at least: the pattern a
+    `consumer.learn.joint` group is capped at. Agreeing: the exact level (0), or with `agreeing` (per
+    comparison of `idx`, a flag per level) any level flagged."""
     lv = g[:, list(idx)]
-    return ((lv <= 0).all(axis=1)) & ((lv >= 0).sum(axis=1) >= 2)
+    if agreeing is None:
+        ok = lv <= 0
+    else:
+        ok = np.stack([np.append(flags, True)[lv[:, i]] for i, flags in enumerate(agreeing)], axis=1)
+    return ok.all(axis=1) & ((lv >= 0).sum(axis=1) >= 2)
 
 
-def joint_patterns(g: np.ndarray, groups: Sequence[Sequence[int]]) -> list[np.ndarray]:
+def joint_patterns(g: np.ndarray, groups: Sequence[Sequence[int]],
+                   agreeing: Mapping[int, np.ndarray] | None = None) -> list[np.ndarray]:
     """Per group of comparisons (in the order given), the pairs whose summed weight it caps: every stated part
-    agreeing (`all_agree`), less the pairs that a larger group holding all of its parts caps already (a
-    household's shared surname and home are capped once, as a household, not once more as a home)."""
-    agree = [all_agree(g, idx) for idx in groups]
+    agreeing (`all_agree`; `agreeing`: comparison -> which of its levels agree, else the exact level only),
+    less the pairs that a larger group holding all of its parts caps already (a household's shared surname
+    and home are capped once, as a household, not once more as a home)."""
+    agree = [all_agree(g, idx, None if agreeing is None else [agreeing[j] for j in idx]) for idx in groups]
     out = [mask.copy() for mask in agree]
     for i, small in enumerate(groups):
         for k, large in enumerate(groups):
@@ -297,10 +304,12 @@ class FellegiSunterModel:
                 out[j] = np.where((g[:, j] == 0) & (rarity >= 0) & np.isfinite(adj), adj, 0.0)
         return out
 
-    def weight_of(self, g: np.ndarray, rarity: dict[int, np.ndarray], near: np.ndarray | float = 0.0,
-                  patterns: list[np.ndarray] | None = None) -> np.ndarray:
-        """`match_weight` of pairs at levels `g` with their rarity (`rarity_bits`) and near-level adjustments;
-        `patterns`: `joint_patterns` of `g` over the joint groups, when the caller holds them (EM's passes)."""
+    def weight_of(self, g: np.ndarray, rarity: dict[int, np.ndarray], near: np.ndarray | float = 0.0) -> np.ndarray:
+        """`match_weight` of pairs at levels `g` with their rarity (`rarity_bits`) and near-level adjustments.
+        A joint group's cap, read at its whole exact agreement, bounds every pair whose stated parts all agree
+        at a level that weighs for a match (a street one typo apart): a partial agreement is never worth more
+        than the whole one (the parts summed as independent made a home with a misspelt street worth 22 bits
+        where the same home written alike was capped at 12)."""
         w = np.log2(self.lam / (1 - self.lam)) + np.zeros(len(g)) + near
         names = [c.feature for c in self.comparisons]
         groups = [[names.index(f) for f in parts] for parts, _ in self.joint.values()]
@@ -312,8 +321,8 @@ class FellegiSunterModel:
                 bits += rarity[j]
             w += bits
             parts[j] = bits
-        for idx, (_, cap), sel in zip(groups, self.joint.values(),
-                                      joint_patterns(g, groups) if patterns is None else patterns):
+        agreeing = {j: np.log2(self.m[j] / self.u[j]) > 0 for idx in groups for j in idx}
+        for idx, (_, cap), sel in zip(groups, self.joint.values(), joint_patterns(g, groups, agreeing)):
             if sel.any():  # the group's summed bits where all of it agrees, never above what the file says
                 w[sel] -= np.maximum(sum(parts[j][sel] for j in idx) - cap, 0.0)
         return w

@@ -58,7 +58,6 @@ from consumer.learn.fellegi_sunter import (
     default_m,
     estimate_u,
     gamma,
-    joint_patterns,
     level_probs,
     levels_of,
     match_mass,
@@ -244,9 +243,8 @@ def _em_as_scored(model: FellegiSunterModel, g: np.ndarray, rarity: dict[int, np
     # Each level index with the nulls after the last level: one weighted count per comparison and pass.
     slots = [np.where(g[:, j] >= 0, g[:, j], c.n_levels).astype(np.intp) for j, c in enumerate(model.comparisons)]
     for _ in range(SCORED_ROUNDS):
-        patterns = joint_patterns(g, [[names.index(f) for f in parts] for parts, _ in model.joint.values()])
         for _ in range(SCORED_ITERATIONS):
-            p = 1.0 / (1.0 + np.exp2(-np.clip(model.weight_of(g, rarity, patterns=patterns), -60, 60)))
+            p = 1.0 / (1.0 + np.exp2(-np.clip(model.weight_of(g, rarity), -60, 60)))
             m = [_smoothed(np.bincount(s, weights=p, minlength=c.n_levels + 1)[:c.n_levels])
                  for s, c in zip(slots, model.comparisons)]
             lam = float(np.clip(p.sum() / total, *LAMBDA_RANGE))

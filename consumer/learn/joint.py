@@ -14,9 +14,10 @@ the file what *every stated part agreeing exactly* (two parts stated at least) i
 pairs at that pattern, the share of matches is estimated by EM over the *other* comparisons' evidence (their
 m and u held, as fitted), which gives the expected matches and non-matches there; the pattern's weight is
 then log2 of (matches / (lambda x pairs)) / (non-matches / ((1 - lambda) x pairs)), its m over its u. A pair
-at that pattern has its parts' summed weight capped at it (never raised: where the parts' sum is below it,
-independence was not what overstated the pair). Nothing is chosen: where non-matches hardly ever share a
-whole address (FEBRL), the estimate is far above the parts' sum and nothing changes; non-matches counted
+whose stated parts all agree, exactly or at a lower level that still weighs for a match (a street one typo
+apart), has its parts' summed weight capped at it: a partial agreement is never worth more than the whole
+one, and the cap never raises a sum below it. Nothing is chosen: where the file shows no non-matches at the
+pattern (under `MIN_NON_MATCHES` expected: FEBRL), no cap is set and nothing changes; non-matches counted
 are floored at half a pair, the smoothing of the fit's random-pair levels (`SMOOTH`). The cap is applied
 by `FellegiSunterModel.match_weight`, to the parts' bits with their rarity adjustments.
 
@@ -36,10 +37,15 @@ import numpy as np
 
 from consumer.learn.fellegi_sunter import SMOOTH, all_agree, joint_patterns, log_bf
 
-__all__ = ["EXTENDS", "MIN_PAIRS", "all_agree", "expand_groups", "fit_joint", "joint_groups", "joint_patterns"]
+__all__ = ["EXTENDS", "MIN_NON_MATCHES", "MIN_PAIRS", "all_agree", "expand_groups", "fit_joint", "joint_groups",
+           "joint_patterns"]
 
 #: Candidate pairs at the all-agree pattern below which the fit says nothing about it.
 MIN_PAIRS = 10
+#: Expected non-matches at the pattern below which the file shows no dependence to cap: the estimate would
+#: then rest on the floor of half a pair alone, and a small file of independent records (FEBRL1: 60 pairs at
+#: the pattern, all matches) got a cap of 16.9 bits against its parts' 51, which partial agreements then met.
+MIN_NON_MATCHES = 1.0
 #: Groups that extend another (`expand_groups`): a household is a surname and a home. Among non-matches the
 #: members of a household share both, so a pair sharing its surname *and* its whole address is weighed at what
 #: the file says that is worth, not at a shared home's worth plus a shared surname's, which counts the
@@ -86,7 +92,6 @@ def fit_joint(g: np.ndarray, features: Sequence[str], m: Sequence[np.ndarray], u
         sel = joint_patterns(g, [idx, *capped])[0]
         if int(sel.sum()) < MIN_PAIRS:
             continue
-        capped.append(idx)
         # The other comparisons' evidence (natural log): the EM below is over the share of matches at the pattern.
         other = [j for j in range(len(features)) if j not in idx]
         ev = log_bf(g[sel], m, u, other)
@@ -98,11 +103,17 @@ def fit_joint(g: np.ndarray, features: Sequence[str], m: Sequence[np.ndarray], u
             share = new
             if done:
                 break
-        matches, non = float(p.sum()), max(float((1.0 - p).sum()), SMOOTH)
+        matches, seen = float(p.sum()), float((1.0 - p).sum())
+        parts = round(float(np.median(log_bf(g[sel], m, u, idx)) / np.log(2.0)), 2)
+        if seen < MIN_NON_MATCHES:  # no dependence shown: the floor alone would set the cap (FEBRL1: 16.9 of 51 bits)
+            report[name] = {"pairs": int(sel.sum()), "matches": round(matches, 1), "non_matches": round(seen, 1),
+                            "cap_bits": None, "parts_bits": parts}
+            continue
+        non = max(seen, SMOOTH)
         cap = float(np.log2(matches / non * (1.0 - lam) / lam)) if matches > 0 else 0.0
         caps[name] = (tuple(features[j] for j in idx), cap)
+        capped.append(idx)
         report[name] = {"pairs": int(sel.sum()), "matches": round(matches, 1), "non_matches": round(non, 1),
-                        "cap_bits": round(cap, 2),
-                        "parts_bits": round(float(np.median(log_bf(g[sel], m, u, idx)) / np.log(2.0)), 2)}
+                        "cap_bits": round(cap, 2), "parts_bits": parts}
     return caps, report
 

@@ -16,7 +16,7 @@ file) and sorts the pairs by what the *final* clusters did with them:
 - each feature's mean and missing share over the found pairs scored `match` against the missed ones scored
   `no`: what the score lacks on the pairs it misses.
 
-Why: a quality change aimed at the wrong step changes nothing (removing a third of one file's false
+Why: a quality change aimed at the wrong step changes nothing (removing a quarter of one file's false
 conflicts moved its F1 by 0.0000, because those pairs also scored no). This says which step binds before a
 change is written. `--examples N` prints N sample missed and false pairs of each file (their titles or
 names: benchmark data, never a product log). The shared files are read from `../shared/data/real`.

@@ -102,9 +102,10 @@ def gamma(x: np.ndarray, comps: Sequence[Comparison]) -> np.ndarray:
 
 
 def level_probs(g: np.ndarray, weights: np.ndarray, n_levels: int) -> np.ndarray:
-    """Weighted level distribution of one comparison's level column (nulls left out), smoothed."""
-    present = g >= 0
-    counts = np.bincount(g[present], weights=weights[present], minlength=n_levels)[:n_levels] + SMOOTH
+    """Weighted level distribution of one comparison's level column (nulls left out), smoothed. One count over
+    every pair, the nulls in a slot after the last level (no mask to gather by: EM's scored passes call it for
+    every comparison and pass)."""
+    counts = np.bincount(np.where(g >= 0, g, n_levels), weights=weights, minlength=n_levels + 1)[:n_levels] + SMOOTH
     return counts / counts.sum()
 
 
@@ -315,13 +316,14 @@ class FellegiSunterModel:
         groups = [[names.index(f) for f in parts] for parts, _ in self.joint.values()]
         # Each grouped comparison's bits (its rarity adjustment included), which a group's cap bounds together.
         parts: dict[int, np.ndarray] = {}
+        tables = [np.log2(m / u) for m, u in zip(self.m, self.u)]  # bits per level
         for j in range(len(self.comparisons)):
-            bits = np.append(np.log2(self.m[j] / self.u[j]), 0.0)[g[:, j]]  # the null level (-1) reads the 0
+            bits = np.append(tables[j], 0.0)[g[:, j]]  # the null level (-1) reads the 0
             if j in rarity:
                 bits += rarity[j]
             w += bits
             parts[j] = bits
-        agreeing = {j: np.log2(self.m[j] / self.u[j]) > 0 for idx in groups for j in idx}
+        agreeing = {j: tables[j] > 0 for idx in groups for j in idx}
         for idx, (_, cap), sel in zip(groups, self.joint.values(), joint_patterns(g, groups, agreeing)):
             if sel.any():  # the group's summed bits where all of it agrees, never above what the file says
                 w[sel] -= np.maximum(sum(parts[j][sel] for j in idx) - cap, 0.0)

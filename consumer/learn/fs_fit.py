@@ -240,13 +240,10 @@ def _em_as_scored(model: FellegiSunterModel, g: np.ndarray, rarity: dict[int, np
     pair. Splink's EM counts term frequencies the same way by default."""
     names = [c.feature for c in model.comparisons]
     report: dict[str, dict[str, float]] = {}
-    # Each level index with the nulls after the last level: one weighted count per comparison and pass.
-    slots = [np.where(g[:, j] >= 0, g[:, j], c.n_levels).astype(np.intp) for j, c in enumerate(model.comparisons)]
     for _ in range(SCORED_ROUNDS):
         for _ in range(SCORED_ITERATIONS):
             p = 1.0 / (1.0 + np.exp2(-np.clip(model.weight_of(g, rarity), -60, 60)))
-            m = [_smoothed(np.bincount(s, weights=p, minlength=c.n_levels + 1)[:c.n_levels])
-                 for s, c in zip(slots, model.comparisons)]
+            m = [level_probs(g[:, j], p, c.n_levels) for j, c in enumerate(model.comparisons)]
             lam = float(np.clip(p.sum() / total, *LAMBDA_RANGE))
             change = max(abs(np.log(lam / model.lam)), *(float(np.abs(a - b).max()) for a, b in zip(m, model.m)))
             model.m, model.lam = m, lam
@@ -260,12 +257,6 @@ def _em_as_scored(model: FellegiSunterModel, g: np.ndarray, rarity: dict[int, np
         if not moved:
             break
     return report
-
-
-def _smoothed(counts: np.ndarray) -> np.ndarray:
-    """Level counts as probabilities, smoothed as `level_probs` smooths them."""
-    counts = counts + SMOOTH
-    return counts / counts.sum()
 
 
 def matches_removed(u: Sequence[np.ndarray], m: Sequence[np.ndarray], lam: float,

@@ -142,9 +142,8 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
         fs.records = population
         slots = photo_evidence(fs, slots, records, vec, settings, candidate_log)  # bars, colour words
     else:
-        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records), joint=vec.joint,
-                                scored_x=vec.all_x[:, [features.index(f) for f in inputs_of(comps)]])
-        x = vec.all_x[:, [features.index(f) for f in fs.inputs]]  # the candidate pairs as the model reads them
+        x = vec.all_x[:, [features.index(f) for f in inputs_of(comps)]]  # the candidate pairs as the model reads them
+        fs = fit_fellegi_sunter(vec.cand_x, vec.random_x, comps, records=len(records), joint=vec.joint, scored_x=x)
         fs.near_count = fit_near_count(fs, x)
         fs.info["null_share"] = {c.feature: round(float(np.isnan(vec.random_x[:, j]).mean()), 4)
                                  for j, c in enumerate(comps)}

@@ -1,6 +1,7 @@
 """Where a suite file's missed and false pairs come from: the score, a conflict, or the clustering.
 
     python benchmarks/pair_outcomes.py --files sibling-offers-1,cddb [--examples 10] [--json out.json]
+    python benchmarks/pair_outcomes.py --records people.csv --truth truth.csv --kind person
 
 Runs each file of the quality suite (`benchmarks/real_data.py`'s files, our generators and the other
 authors') through `dedup batch` in process, as the suite configures it, then judges every true pair of the
@@ -14,7 +15,11 @@ file) and sorts the pairs by what the *final* clusters did with them:
 - false pairs of the final clusters, by their own label (`match`: joined on their own score; otherwise
   chained in through other members);
 - each feature's mean and missing share over the found pairs scored `match` against the missed ones scored
-  `no`: what the score lacks on the pairs it misses.
+  `no`: what the score lacks on the pairs it misses;
+- where the run's model is a Fellegi-Sunter one (fitted to the file), each kind of pair by its level pattern
+  over the model's comparisons (`=` top level, `~` a level between, `x` the last, `-` absent: "==x----" is
+  both names exact and the date of birth else), and each comparison's m as fitted beside its level shares
+  over the true pairs (`m_truth`): whether a loss is the fit's estimate or the comparisons themselves.
 
 Why: a quality change aimed at the wrong step changes nothing (removing a quarter of one file's false
 conflicts moved its F1 by 0.0000, because those pairs also scored no). This says which step binds before a
@@ -42,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from real_data import FILES, loaded_files  # noqa: E402
+from real_data import CONFIGS, FILES, loaded_files  # noqa: E402
 
 LABELS = {2: "match", 1: "possible", 0: "no"}
 
@@ -89,7 +94,7 @@ def outcomes(records: Path, config: str, truth: dict[str, str], work: Path, exam
         return pipe.fuser.label(scores), conf, pipe.compare_pairs(later, earlier), same
 
     lab, conf, feats, found = judge(pairs)
-    f_lab, _, _, _ = judge(false)
+    f_lab, _, f_feats, _ = judge(false)
     by_feature: collections.Counter[str] = collections.Counter()
     for j, value in getattr(pipe.comparator, "conflict_columns", ()):
         by_feature[names[j]] = int((conf & (feats[:, j] == value)).sum())
@@ -108,9 +113,49 @@ def outcomes(records: Path, config: str, truth: dict[str, str], work: Path, exam
            "false_conflicts_by_feature": dict(by_feature),
            "false_pairs": len(false), "false_pairs_by_label": {LABELS[k]: int((f_lab == k).sum()) for k in (2, 1, 0)},
            "features": features}
+    fs = _fellegi_sunter(pipe.fuser.model)
+    if fs is not None:
+        out.update(_patterns(fs, names, {"found": feats[found], "missed_no": feats[~found & (lab == 0)],
+                                         "missed_match": feats[~found & (lab == 2)],
+                                         "false_match": f_feats[f_lab == 2], "false_chained": f_feats[f_lab != 2]},
+                             feats))
     if examples:
         _print_examples(records, pairs, false, ~found & (lab == 0), conf, examples, seed)
     return out
+
+
+def _fellegi_sunter(model: Any) -> Any:
+    """The Fellegi-Sunter model deciding the run (alone, or one of an `EitherOf`), else None."""
+    est = getattr(model, "estimator", None) if model is not None else None
+    for part in [est, *(getattr(m, "estimator", None) for m in getattr(est, "models", ()))]:
+        if part is not None and hasattr(part, "comparisons"):
+            return part
+    return None
+
+
+def _patterns(fs: Any, names: list[str], kinds: dict[str, np.ndarray], true_feats: np.ndarray,
+              top: int = 12) -> dict[str, Any]:
+    """Each kind of pair's most common level patterns over the model's comparisons, and each comparison's
+    fitted m beside its level shares over every true pair (nulls left out)."""
+    from consumer.learn.fellegi_sunter import gamma
+
+    comps = fs.comparisons
+    cols = [names.index(c.feature) for c in comps]
+
+    def marks(x: np.ndarray) -> list[str]:
+        g = gamma(x[:, cols], comps)
+        return ["".join("-" if v < 0 else "=" if v == 0 else "x" if v == c.n_levels - 1 else "~"
+                        for v, c in zip(r, comps)) for r in g]
+
+    g_true = gamma(true_feats[:, cols], comps)
+    m_truth = {}
+    for j, c in enumerate(comps):
+        seen = g_true[:, j][g_true[:, j] >= 0]
+        m_truth[c.feature] = [round(float(v), 3) for v in np.bincount(seen, minlength=c.n_levels) / max(len(seen), 1)]
+    return {"pattern_columns": [c.feature for c in comps],
+            "patterns": {k: collections.Counter(marks(x)).most_common(top) if len(x) else [] for k, x in kinds.items()},
+            "m_fitted": {c.feature: [round(float(v), 3) for v in m] for c, m in zip(comps, fs.m)},
+            "m_truth": m_truth}
 
 
 def _round(x: float) -> float | None:
@@ -134,32 +179,57 @@ def _print_examples(records: Path, pairs: list[tuple[str, str]], false: list[tup
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", required=True, help="comma-separated suite file names (benchmarks/real_data.py)")
+    ap.add_argument("--files", default="", help="comma-separated suite file names (benchmarks/real_data.py)")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     ap.add_argument("--examples", type=int, default=0, help="sample pairs to print per kind (0: none)")
     ap.add_argument("--seed", type=int, default=0, help="which sample pairs --examples prints")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--records", type=Path, help="a file outside the suite (with --truth and --kind)")
+    ap.add_argument("--truth", type=Path, help="its truth: id,entity")
+    ap.add_argument("--kind", choices=sorted(CONFIGS), help="how the suite would configure it")
     args = ap.parse_args(argv)
-    wanted = set(args.files.split(","))
+    if not args.files and not args.records:
+        ap.error("name suite files (--files) or a file (--records, --truth, --kind)")
+    if args.records and not (args.truth and args.kind):
+        ap.error("--records needs --truth and --kind")
+    wanted = set(args.files.split(",")) if args.files else set()
     unknown = wanted - {f.name for f in FILES}
     if unknown:
         ap.error(f"no such suite file: {', '.join(sorted(unknown))}")
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="pair-outcomes-") as tmp:
-        for f, records, truth in loaded_files(wanted, args.data_dir, Path(tmp)):
-            print(f"{f.name}:")
-            got = outcomes(records, f.config, truth, Path(tmp), args.examples, args.seed)
-            report[f.name] = got
-            for key in ("true_pairs", "found", "found_by_label", "missed_by_label", "false_conflicts",
-                        "false_conflicts_missed", "false_conflicts_by_feature", "false_pairs", "false_pairs_by_label"):
-                print(f"  {key:28s} {got[key]}")
-            print(f"  {'feature':16s} {'found':>7s} {'missed':>7s} {'absent F':>9s} {'absent M':>9s}")
-            for name, v in got["features"].items():
-                print(f"  {name:16s} {_fmt(v['found_mean']):>7s} {_fmt(v['missed_mean']):>7s} "
-                      f"{_fmt(v['found_missing']):>9s} {_fmt(v['missed_missing']):>9s}")
+        jobs: list[tuple[str, Path, str, dict[str, str]]] = [
+            (f.name, records, f.config, truth) for f, records, truth in loaded_files(wanted, args.data_dir, Path(tmp))
+        ] if wanted else []
+        if args.records:
+            with args.truth.open(encoding="utf-8", newline="") as fh:
+                truth = {r["id"]: r["entity"] for r in csv.DictReader(fh)}
+            jobs.append((args.records.stem, args.records, CONFIGS[args.kind], truth))
+        for name, records, config, truth in jobs:
+            print(f"{name}:")
+            got = outcomes(records, config, truth, Path(tmp), args.examples, args.seed)
+            report[name] = got
+            _print(got)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0
+
+
+def _print(got: dict[str, Any]) -> None:
+    for key in ("true_pairs", "found", "found_by_label", "missed_by_label", "false_conflicts",
+                "false_conflicts_missed", "false_conflicts_by_feature", "false_pairs", "false_pairs_by_label"):
+        print(f"  {key:28s} {got[key]}")
+    print(f"  {'feature':16s} {'found':>7s} {'missed':>7s} {'absent F':>9s} {'absent M':>9s}")
+    for name, v in got["features"].items():
+        print(f"  {name:16s} {_fmt(v['found_mean']):>7s} {_fmt(v['missed_mean']):>7s} "
+              f"{_fmt(v['found_missing']):>9s} {_fmt(v['missed_missing']):>9s}")
+    if "patterns" in got:
+        print(f"  level patterns over {', '.join(got['pattern_columns'])} (= top, ~ between, x else, - absent):")
+        for kind, common in got["patterns"].items():
+            print(f"    {kind:14s} " + "  ".join(f"{p} {n}" for p, n in common[:8]))
+        print(f"  {'comparison':16s} m fitted / m over the true pairs")
+        for name, m in got["m_fitted"].items():
+            print(f"  {name:16s} {m} / {got['m_truth'][name]}")
 
 
 def _fmt(x: float | None) -> str:

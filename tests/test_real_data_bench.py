@@ -123,3 +123,39 @@ def test_pair_outcomes_sorts_true_pairs_by_what_stopped_them(tmp_path: Path) -> 
     assert got["false_conflicts"] >= 1  # Blue / Green: the comparisons call them two products
     assert got["false_conflicts_by_feature"]["variant_agree"] >= 1
     assert got["false_pairs"] == sum(got["false_pairs_by_label"].values())
+
+
+def test_pair_outcomes_reads_a_file_outside_the_suite_by_level_pattern(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A person file named by path (not a suite file) is run as the suite would run its kind, and every kind of
+    pair is counted by its level pattern over the fitted model's comparisons, with each comparison's fitted m
+    beside its level shares over the true pairs (`benchmarks/pair_outcomes.py --records/--truth/--kind`)."""
+    import csv
+    import json
+
+    import group_people
+    import pair_outcomes
+
+    rows, truth = group_people.generate(600, 5)
+    src, truth_csv = tmp_path / "people.csv", tmp_path / "truth.csv"
+    with src.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with truth_csv.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("id", "entity"), *truth.items()])
+    out_json = tmp_path / "out.json"
+    assert pair_outcomes.main(["--records", str(src), "--truth", str(truth_csv), "--kind", "person",
+                               "--json", str(out_json)]) == 0
+    got = json.loads(out_json.read_text())["people"]
+    columns = got["pattern_columns"]
+    assert {"given_name", "surname", "dob"} <= set(columns)
+    found = got["patterns"]["found"]
+    assert found and all(len(p) == len(columns) and set(p) <= set("=~x-") for p, _ in found)
+    assert sum(n for _, n in found) <= got["found"]  # the most common patterns only
+    for name in columns:
+        assert len(got["m_fitted"][name]) == len(got["m_truth"][name])
+        assert abs(sum(got["m_truth"][name]) - 1) < 0.01
+    assert "level patterns over" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a file needs its truth and kind
+        pair_outcomes.main(["--records", str(src)])

@@ -32,11 +32,13 @@ checked before it is used, against facts any person file obeys:
 - **agreement is evidence for a match**: each comparison's top level must weigh > -0.5 bits, its last
   level ("else") < +0.5 bits, and agreeing more than disagreeing.
 
-A fit that fails is replaced by the deterministic rule's: m from its pairs (blended half and half with the
-defaults) and lambda read from the file by EM over lambda alone, m and u held (`_fit_lambda`). m is not
-re-estimated: EM drifts back to the split it found (measured on the simulated households); lambda was the
-rule's count until issue 37, a floor rather than an estimate (fake-1000, heavy errors in every field: the
-rule accepts 925 pairs of the truth's 2,031, and the refit kept 1,228; F1 0.708 -> 0.732).
+A fit that fails is replaced by the deterministic rule's: each comparison's m from the pairs the *other*
+comparisons alone call a match (`rule_m_without`; where too few pairs are left, the rule's pairs blended half
+and half with the defaults) and lambda read from the file by EM over lambda alone, m and u held
+(`_fit_lambda`). m is not re-estimated: EM drifts back to the split it found (measured on the simulated
+households); lambda was the rule's count until issue 37, a floor rather than an estimate (fake-1000, heavy
+errors in every field: the rule accepts 925 pairs of the truth's 2,031, and the refit kept 1,228; F1 0.708 ->
+0.732).
 Measured on the real files, the rule's weights score within
 0.003 pairwise F1 of the EM's, so a needless refit costs little. If the refit fails the guards too, the
 stated default weights are used (`default_m` per comparison, u from random pairs, lambda
@@ -66,7 +68,7 @@ from consumer.learn.fellegi_sunter import (
 )
 from consumer.learn.joint import fit_joint
 
-__all__ = ["fit_fellegi_sunter", "fit_near_count", "matches_removed", "check_fit", "rule_matches",
+__all__ = ["fit_fellegi_sunter", "fit_near_count", "matches_removed", "check_fit", "rule_matches", "rule_m_without",
            "MAX_MATCHES_PER_RECORD", "RULE_RATIO", "SPLIT_SPREAD", "split_spread", "DEFAULT_MATCHES_PER_RECORD",
            "FIT_OK", "FIT_REFIT", "FIT_FALLBACK"]
 
@@ -144,6 +146,41 @@ def rule_matches(patterns: np.ndarray, comps: Sequence[Comparison]) -> np.ndarra
     return (n_present >= 2) & ((patterns == 0).sum(axis=1) >= 1) & (n_present - close.sum(axis=1) <= n_present // 4)
 
 
+#: The refit's m of a comparison is read from the pairs the others call a match only where they are at
+#: least this many, each at its top level or the next (none at "else"): with two, namesakes with nothing
+#: else stated would pass as matches and teach every other comparison that matches disagree.
+MIN_OTHERS = 3
+#: Pairs the others must select for a comparison's own m; below it the rule's pairs (blended) stand.
+MIN_SELECTED = 20
+
+
+def rule_m_without(patterns: np.ndarray, counts: np.ndarray, comps: Sequence[Comparison]) -> list[np.ndarray | None]:
+    """Per comparison, its level shares among the pairs that the *other* comparisons alone call a match (at
+    least `MIN_OTHERS` of them present, each at its top level or the next, one at the top); None where
+    fewer than `MIN_SELECTED` pairs are left.
+
+    Why: the rule's own pairs agree on the comparison by selection, so their m puts too much of a match at
+    the top level and too little at "else" (a 50,000-person file with large groups: given name "else" 0.059
+    in the refit against 0.144 over the true pairs, its top level 0.687 against 0.465), and a rewritten
+    given name then weighs like a stranger's. Chosen without the comparison, the pairs show how it varies
+    among matches (given name 0.478 / 0.251 / 0.151 / 0.121 against the truth's 0.465 / 0.240 / 0.151 / 0.144)."""
+    n_levels = np.array([c.n_levels for c in comps])
+    close_upto = np.maximum(0, np.minimum(1, n_levels - 2))
+    present = patterns >= 0
+    close = present & (patterns <= close_upto)
+    far = present & ~close
+    top = patterns == 0
+    n_present, n_far, n_top = present.sum(axis=1), far.sum(axis=1), top.sum(axis=1)
+    out: list[np.ndarray | None] = []
+    for j, c in enumerate(comps):
+        chosen = ((n_present - present[:, j] >= MIN_OTHERS) & (n_far - far[:, j] == 0)
+                  & (n_top - top[:, j] >= 1))
+        weights = counts * chosen
+        seen = float(weights[present[:, j]].sum())
+        out.append(level_probs(patterns[:, j], weights, c.n_levels) if seen >= MIN_SELECTED else None)
+    return out
+
+
 def _fit_lambda(patterns: np.ndarray, counts: np.ndarray, m: Sequence[np.ndarray], u: Sequence[np.ndarray],
                 lam0: float, total: float, max_iter: int = 200, tol: float = 1e-6) -> tuple[float, float]:
     """(lambda, claimed matches) by EM over lambda alone, m and u held: the refit's prior read from the file.
@@ -189,10 +226,12 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
     first = check_fit(comps, m, u, claimed, records, rule, rule_m)
     fit, reasons = FIT_OK, first
     if first:
-        # Trust the rule instead: lambda from its count, m from its pairs (blended half and half with the
-        # defaults, since the rule leaves out the lower levels real matches reach too). No EM: EM is what
-        # drifted to the wrong split (re-running it from here drifts back, measured on simulated households).
-        m = [0.5 * r + 0.5 * default_m(c.n_levels) for r, c in zip(rule_m, comps)]
+        # Trust the rule instead: lambda read with m held, each comparison's m from the pairs the others call
+        # a match (`rule_m_without`), else from the rule's pairs blended half and half with the defaults (the
+        # rule leaves out the lower levels real matches reach too). No EM: EM is what drifted to the wrong
+        # split (re-running it from here drifts back, measured on simulated households).
+        m = [w if w is not None else 0.5 * r + 0.5 * default_m(c.n_levels)
+             for w, r, c in zip(rule_m_without(patterns, counts, comps), rule_m, comps)]
         lam, claimed = _fit_lambda(patterns, counts, m, u, max(rule, 1.0) / total, total)
         second = check_fit(comps, m, u, claimed, records, rule)
         fit = FIT_REFIT

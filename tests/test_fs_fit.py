@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m
+from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, default_m, level_probs
 from consumer.learn.fs_fit import (
     DEFAULT_MATCHES_PER_RECORD,
     FIT_FALLBACK,
@@ -24,6 +24,8 @@ from consumer.learn.fs_fit import (
     fit_fellegi_sunter,
     fit_near_count,
     matches_removed,
+    rule_m_without,
+    rule_matches,
 )
 from consumer.learn.unsupervised import FIT_FLOOR, fit_sample_size
 
@@ -130,6 +132,21 @@ def test_the_refit_reads_lambda_from_the_file_not_the_rule_count() -> None:
 
     assert recall(fs) > recall(at_rule) + 0.01
     assert _precision(fs, cand, is_match) >= _precision(at_rule, cand, is_match) - 0.01
+
+
+def test_the_refit_reads_each_comparisons_m_from_pairs_the_others_call_matches() -> None:
+    """Matches where one comparison of five disagrees (a married name, a moved address): the rule accepts a
+    pair with one disagreement, which is always on *another* comparison than the one whose m is read from
+    the rule's pairs, so each m says a match disagrees less often than it does (60 of 600 pairs, 0.10).
+    Read from the pairs the other four call a match (none of them disagreeing), it is 60 of 360 (0.17); too
+    few such pairs give no estimate."""
+    patterns = np.array([[0, 0, 0, 0, 0]] + [[2 if k == j else 0 for k in range(5)] for j in range(5)], np.int8)
+    counts = np.array([300.0] + [60.0] * 5)
+    by_rule = level_probs(patterns[:, 0], counts * rule_matches(patterns, COMPS), 3)
+    without = rule_m_without(patterns, counts, COMPS)
+    assert by_rule[-1] == pytest.approx(60 / 600, abs=0.005)
+    assert all(m is not None and m[-1] == pytest.approx(60 / 360, abs=0.005) for m in without)
+    assert all(m is None for m in rule_m_without(patterns, np.ones(len(counts)), COMPS))  # under MIN_SELECTED
 
 
 def test_corruption_in_every_field_keeps_the_em_fit() -> None:

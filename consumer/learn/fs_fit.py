@@ -33,12 +33,12 @@ checked before it is used, against facts any person file obeys:
   level ("else") < +0.5 bits, and agreeing more than disagreeing.
 
 A fit that fails is replaced by the deterministic rule's: each comparison's m from the pairs the *other*
-comparisons alone call a match (`rule_m_without`; where too few pairs are left, the rule's pairs blended half
-and half with the defaults) and lambda read from the file by EM over lambda alone, m and u held
-(`_fit_lambda`). m is not re-estimated: EM drifts back to the split it found (measured on the simulated
-households); lambda was the rule's count until issue 37, a floor rather than an estimate (fake-1000, heavy
-errors in every field: the rule accepts 925 pairs of the truth's 2,031, and the refit kept 1,228; F1 0.708 ->
-0.732).
+comparisons alone call a match (`rule_m_without`), or, where that fails the same checks or too few pairs are
+left, from the rule's own pairs blended half and half with the defaults; lambda read from the file by EM over
+lambda alone, m and u held (`_fit_lambda`). m is not re-estimated: EM drifts back to the split it found
+(measured on the simulated households); lambda was the rule's count until issue 37, a floor rather than an
+estimate (fake-1000, heavy errors in every field: the rule accepts 925 pairs of the truth's 2,031, and the
+refit kept 1,228; F1 0.708 -> 0.732).
 Measured on the real files, the rule's weights score within
 0.003 pairwise F1 of the EM's, so a needless refit costs little. If the refit fails the guards too, the
 stated default weights are used (`default_m` per comparison, u from random pairs, lambda
@@ -226,15 +226,19 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
     first = check_fit(comps, m, u, claimed, records, rule, rule_m)
     fit, reasons = FIT_OK, first
     if first:
-        # Trust the rule instead: lambda read with m held, each comparison's m from the pairs the others call
-        # a match (`rule_m_without`), else from the rule's pairs blended half and half with the defaults (the
-        # rule leaves out the lower levels real matches reach too). No EM: EM is what drifted to the wrong
-        # split (re-running it from here drifts back, measured on simulated households).
-        m = [w if w is not None else 0.5 * r + 0.5 * default_m(c.n_levels)
-             for w, r, c in zip(rule_m_without(patterns, counts, comps), rule_m, comps)]
-        lam, claimed = _fit_lambda(patterns, counts, m, u, max(rule, 1.0) / total, total)
-        second = check_fit(comps, m, u, claimed, records, rule)
+        # Trust the rule instead: lambda read with m held. m first from the pairs the other comparisons call a
+        # match (`rule_m_without`); where that claims too many (in a file of households a household whose
+        # dates agree by chance passes for a match with a rewritten given name) from the rule's own pairs,
+        # blended half and half with the defaults (the rule leaves out the lower levels real matches reach
+        # too). No EM: EM is what drifted to the wrong split (re-running it drifts back, simulated households).
+        blended = [0.5 * r + 0.5 * default_m(c.n_levels) for r, c in zip(rule_m, comps)]
+        without = [w if w is not None else b for w, b in zip(rule_m_without(patterns, counts, comps), blended)]
         fit = FIT_REFIT
+        for m in ([without, blended] if any(w is not b for w, b in zip(without, blended)) else [blended]):
+            lam, claimed = _fit_lambda(patterns, counts, m, u, max(rule, 1.0) / total, total)
+            second = check_fit(comps, m, u, claimed, records, rule)
+            if not second:
+                break
         if second:
             m = [default_m(c.n_levels) for c in comps]
             lam = DEFAULT_MATCHES_PER_RECORD * records / total

@@ -125,12 +125,14 @@ def outcomes(records: Path, config: str, truth: dict[str, str], work: Path, exam
 
 
 def _fellegi_sunter(model: Any) -> Any:
-    """The Fellegi-Sunter model deciding the run (alone, or one of an `EitherOf`), else None."""
-    est = getattr(model, "estimator", None) if model is not None else None
-    for part in [est, *(getattr(m, "estimator", None) for m in getattr(est, "models", ()))]:
-        if part is not None and hasattr(part, "comparisons"):
-            return part
-    return None
+    """The Fellegi-Sunter model deciding the run (alone, or one of an `EitherOf`), else None; a packaged
+    forest is not unpickled to find out (`LearnedModel.estimator_unless_forest`)."""
+    from consumer.engine.fusion import EitherOf
+    from consumer.learn.fellegi_sunter import FellegiSunterModel
+
+    est = model.estimator_unless_forest if model is not None else None
+    parts = [m.estimator_unless_forest for m in est.models] if isinstance(est, EitherOf) else [est]
+    return next((p for p in parts if isinstance(p, FellegiSunterModel)), None)
 
 
 def _patterns(fs: Any, names: list[str], kinds: dict[str, np.ndarray], true_feats: np.ndarray,

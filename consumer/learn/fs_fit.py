@@ -135,13 +135,19 @@ def check_fit(comps: Sequence[Comparison], m: Sequence[np.ndarray], u: Sequence[
     return reasons
 
 
-def rule_matches(patterns: np.ndarray, comps: Sequence[Comparison]) -> np.ndarray:
-    """Which patterns the deterministic rule accepts: at least two comparisons present, one at its top
-    level, and all but a quarter of them at the top level or the next (never the last, "else")."""
+def _present_close(patterns: np.ndarray, comps: Sequence[Comparison]) -> tuple[np.ndarray, np.ndarray]:
+    """(stated, at its top level or the next) per pair and comparison: what the deterministic rule reads (the
+    next level only where a comparison has one besides "else")."""
     n_levels = np.array([c.n_levels for c in comps])
     close_upto = np.maximum(0, np.minimum(1, n_levels - 2))
     present = patterns >= 0
-    close = present & (patterns <= close_upto)
+    return present, present & (patterns <= close_upto)
+
+
+def rule_matches(patterns: np.ndarray, comps: Sequence[Comparison]) -> np.ndarray:
+    """Which patterns the deterministic rule accepts: at least two comparisons present, one at its top
+    level, and all but a quarter of them at the top level or the next (never the last, "else")."""
+    present, close = _present_close(patterns, comps)
     n_present = present.sum(axis=1)
     return (n_present >= 2) & ((patterns == 0).sum(axis=1) >= 1) & (n_present - close.sum(axis=1) <= n_present // 4)
 
@@ -164,10 +170,7 @@ def rule_m_without(patterns: np.ndarray, counts: np.ndarray, comps: Sequence[Com
     in the refit against 0.144 over the true pairs, its top level 0.687 against 0.465), and a rewritten
     given name then weighs like a stranger's. Chosen without the comparison, the pairs show how it varies
     among matches (given name 0.478 / 0.251 / 0.151 / 0.121 against the truth's 0.465 / 0.240 / 0.151 / 0.144)."""
-    n_levels = np.array([c.n_levels for c in comps])
-    close_upto = np.maximum(0, np.minimum(1, n_levels - 2))
-    present = patterns >= 0
-    close = present & (patterns <= close_upto)
+    present, close = _present_close(patterns, comps)
     far = present & ~close
     top = patterns == 0
     n_present, n_far, n_top = present.sum(axis=1), far.sum(axis=1), top.sum(axis=1)
@@ -232,9 +235,11 @@ def fit_fellegi_sunter(cand_x: np.ndarray, random_x: np.ndarray, comps: Sequence
         # blended half and half with the defaults (the rule leaves out the lower levels real matches reach
         # too). No EM: EM is what drifted to the wrong split (re-running it drifts back, simulated households).
         blended = [0.5 * r + 0.5 * default_m(c.n_levels) for r, c in zip(rule_m, comps)]
-        without = [w if w is not None else b for w, b in zip(rule_m_without(patterns, counts, comps), blended)]
+        own = rule_m_without(patterns, counts, comps)
+        tries = [blended] if all(w is None for w in own) else [
+            [b if w is None else w for w, b in zip(own, blended)], blended]
         fit = FIT_REFIT
-        for m in ([without, blended] if any(w is not b for w, b in zip(without, blended)) else [blended]):
+        for m in tries:
             lam, claimed = _fit_lambda(patterns, counts, m, u, max(rule, 1.0) / total, total)
             second = check_fit(comps, m, u, claimed, records, rule)
             if not second:

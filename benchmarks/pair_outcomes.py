@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             (f.name, records, f.config, truth) for f, records, truth in loaded_files(wanted, args.data_dir, Path(tmp))
         ] if wanted else []
         if args.records:
-            with args.truth.open(encoding="utf-8", newline="") as fh:
-                truth = {r["id"]: r["entity"] for r in csv.DictReader(fh)}
+            with args.truth.open(encoding="utf-8", newline="") as fh:  # id, entity (any names: the first two columns)
+                truth = {row[0]: row[1] for row in itertools.islice(csv.reader(fh), 1, None) if len(row) >= 2}
             jobs.append((args.records.stem, args.records, CONFIGS[args.kind], truth))
         for name, records, config, truth in jobs:
             print(f"{name}:")

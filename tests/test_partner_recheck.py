@@ -157,6 +157,66 @@ def test_the_listing_comparator_names_its_conflicts() -> None:
     assert Comparator([]).conflicts(x[:, :0]) is None
 
 
+def test_a_record_does_not_join_a_cluster_it_conflicts_with_decisively() -> None:
+    """A listing scored a match with an earlier one (0.9) whose colour differs (a decisive conflict the
+    score did not read) founds its own cluster and reports the pair held back, as a conflicting pair keeps
+    two groups apart; without the veto it joins. Only partner mode reads it."""
+    pairs = {frozenset((0, 1)): 0.9}
+
+    def veto(left: list[int], right: list[int]) -> np.ndarray:
+        return np.array([frozenset((a, b)) == frozenset((0, 1)) for a, b in zip(left, right)])
+
+    s = np.array([0.9], np.float32)
+    for g, joins in ((dataclasses.replace(judged(pairs, set()), join_veto=veto), False),
+                     (judged(pairs, set()), True),
+                     (dataclasses.replace(guards(False), join_veto=veto), True)):
+        st = ClusterState()
+        st.assign(0, np.array([], np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64), g)
+        a = st.assign(1, np.array([0], np.int64), s, np.array([2]), g,
+                      scorer=lambda left, right: np.array([pairs.get(frozenset(p), 0.0) for p in zip(left, right)]))
+        assert (a.outcome, a.cluster) == (("joined", 0) if joins else ("new", 1))
+        assert a.held_back == ([] if joins else [0])
+
+
+def test_a_veto_against_one_member_keeps_the_record_out_of_the_whole_cluster() -> None:
+    """Three listings: 0 and 1 one product; 2 scores a match with 0 but conflicts with 1 (1 names a colour
+    2 does not share): 2 stays apart, and the cluster of 0 and 1 is left as it was."""
+    pairs = {frozenset((0, 1)): 0.9, frozenset((0, 2)): 0.8, frozenset((1, 2)): 0.6}
+    g = dataclasses.replace(judged(pairs, set()), join_veto=lambda left, right: np.array(
+        [frozenset((a, b)) == frozenset((1, 2)) for a, b in zip(left, right)]))
+
+    def scorer(left: list[int], right: list[int]) -> np.ndarray:
+        return np.array([pairs.get(frozenset(p), 0.0) for p in zip(left, right)], np.float32)
+
+    st = ClusterState()
+    st.assign(0, np.array([], np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64), g, scorer=scorer)
+    st.assign(1, np.array([0]), np.array([0.9], np.float32), np.array([2]), g, scorer=scorer)
+    a = st.assign(2, np.array([0]), np.array([0.8], np.float32), np.array([2]), g, scorer=scorer)
+    assert a.outcome == "new" and sorted(st.members[0]) == [0, 1] and st.members[2] == [2]
+
+
+def test_only_decisive_conflicts_and_learned_floors_veto_a_join() -> None:
+    """The listing comparator's join conflicts: a variant that differs (another colour, edition, pack) and
+    a learned photo bar (waived where the titles state the same variant), not attributes or model codes in
+    general, which shops write differently for one product."""
+    from consumer.encoders.title import TitleEncoder
+    from consumer.engine.comparison import Comparator
+    from tests.harness.service import shared_text_encoder
+
+    comp = Comparator([TitleEncoder(shared_text_encoder(), "k")])
+    col = comp.features.index
+    x = np.full((4, len(comp.features)), np.nan, np.float32)
+    x[0, col("attr_agree")] = 0.0
+    x[1, col("code_match")] = 0.0
+    x[2, col("variant_agree")] = 0.0
+    assert comp.conflicts(x).tolist() == [True, True, True, False]  # type: ignore[union-attr]
+    assert comp.vetoes_joins and comp.join_conflicts(x).tolist() == [False, False, True, False]  # type: ignore[union-attr]
+    assert not Comparator([]).vetoes_joins and Comparator([]).join_conflicts(x[:, :0]) is None
+    comp.add_floor("tier_alone", 0.5)  # a bar learned from the file: an edition one title states alone
+    x[3, col("tier_alone")] = 0.0
+    assert comp.join_conflicts(x).tolist() == [False, False, True, True]  # type: ignore[union-attr]
+
+
 def test_reciprocal_best_possible_pair_is_linked() -> None:
     """No match, but the best candidate is a possible pair with a record still alone, and that record
     scores lower with the other possible candidates: each is the other's best, so they link."""
@@ -264,3 +324,20 @@ def test_with_support_never_overrides_an_answer() -> None:
     held = np.array([True, True, False])
     assert with_support(None, np.zeros(3, bool)) is None
     assert with_support(np.array([-1, 0, 0], np.int8), held).tolist() == [-1, 1, 0]
+
+
+def test_the_pipeline_vetoes_a_join_across_two_colours_of_one_model() -> None:
+    """`dedup batch` and `dedup run` share the veto: the pipeline's guards carry `join_vetoes`, which says
+    "two products" for two colours of one kettle and nothing for a copy of the same listing."""
+    from consumer.engine.records import parse_record
+    from consumer.io.artifacts import build_pipeline
+    from tests.harness.service import shared_text_encoder
+
+    s = load_settings(env={}, profile="listing")
+    titles = ("Acme Electric Kettle 1.7L Red", "Acme Electric Kettle 1.7L Blue", "Acme Electric Kettle 1.7L Red")
+    recs = [parse_record({"listing_id": f"L{i}", "title": t}, s.profile, s.limits) for i, t in enumerate(titles)]
+    with build_pipeline(s, text_encoder=shared_text_encoder()) as pipe:
+        pipe.process(recs)
+        assert pipe.guards.join_veto is not None
+        veto = pipe.join_vetoes([0, 0], [1, 2])
+    assert veto is not None and veto.tolist() == [True, False]

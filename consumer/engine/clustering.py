@@ -104,6 +104,9 @@ PairScorer = Callable[[Sequence[int], Sequence[int]], np.ndarray]
 #: Fused scores of the pairs, whether each *conflicts* (None: the profile has no conflict evidence) and the
 #: user's answers about them (1 yes, -1 no, 0 none; None: none): `Pipeline.judge_pairs`, one comparison for all.
 PairJudge = Callable[[Sequence[int], Sequence[int]], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
+#: Per pair, whether the first may not join a cluster holding the second (None: nothing says so):
+#: `Pipeline.join_vetoes`.
+PairVeto = Callable[[Sequence[int], Sequence[int]], np.ndarray | None]
 
 
 def partner_mode(recheck: str, profile: str) -> bool:
@@ -151,6 +154,10 @@ class Guards:
     #: The size prior (module docstring): log-odds a group must clear beyond the match threshold to grow past
     #: two members in the re-check; 0 = off (every join below the merge bar re-checks, as before).
     size_penalty: float = 0.0
+    #: Partner mode: what keeps a record out of a cluster it scored a match with (a member it conflicts
+    #: with decisively: another colour, edition or pack; a learned photo bar; the user's "no"), as such a
+    #: pair keeps two groups apart. None: only the score decides a join.
+    join_veto: PairVeto | None = None
 
 
 @dataclass
@@ -268,6 +275,16 @@ class ClusterState:
             src = src[src != 0]
             return len(np.unique(src)) < len(src)
 
+        def compatible(c: int) -> bool:
+            """Partner mode: does `row` conflict decisively with none of cluster `c`'s members (`join_veto`)?
+            Why: the clustering kept two *groups* apart across such a pair but let a record join one, so a
+            listing whose score read no photo or colour joined its sibling (photo-offers-1: +0.066 F1)."""
+            if not g.partner or g.join_veto is None:
+                return True
+            members = self._sample(c, g.link_members)
+            veto = g.join_veto([row] * len(members), members)
+            return veto is None or not bool(veto.any())
+
         matched = [c for c, idx in by_cluster.items() if any(labels[j] == 2 for j in idx)]
         # Strongest evidence first; ties go to the older cluster (lower founding row): deterministic.
         matched.sort(key=lambda c: (-best(c), c))
@@ -277,7 +294,7 @@ class ClusterState:
         displaced: tuple[int, int] | None = None  # (cluster, the rival taken out of it)
         for c in matched:
             if target is None:
-                if not clash([c]) and supported(c):
+                if not clash([c]) and supported(c) and compatible(c):
                     target = c
                 elif scorer is not None and (z := self._rival(row, c, scorer, g)) is not None:
                     target, displaced = c, (c, z)

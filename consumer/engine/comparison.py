@@ -73,6 +73,10 @@ class Comparator:
         #: (column, level) of the features that can say "two different things" (`Feature.conflict`).
         self.conflict_columns: tuple[tuple[int, float], ...] = tuple(
             (self._pos[f.name], f.conflict) for c in contribs for f in c.features if f.conflict is not None)
+        #: ... of those, the ones that also keep a record out of a cluster it scored a match with (`decisive`).
+        self.decisive_columns: tuple[tuple[int, float], ...] = tuple(
+            (self._pos[f.name], f.conflict) for c in contribs for f in c.features
+            if f.conflict is not None and f.decisive)
         self.floors: tuple[tuple[int, float], ...] = ()
         self._waivers: tuple[int | None, ...] = ()  # per floor: the column that waives it (`WAIVERS`)
         for feature, below in (floors or {}).items():
@@ -90,9 +94,23 @@ class Comparator:
     def conflicts(self, feats: np.ndarray) -> np.ndarray | None:
         """Per pair of a feature matrix: does any conflict feature say the two differ? None when no encoder
         declares one (the profile has no such evidence: callers keep their score-only rule)."""
-        if not self.conflict_columns and not self.floors:
+        return self._conflicts(feats, self.conflict_columns)
+
+    def join_conflicts(self, feats: np.ndarray) -> np.ndarray | None:
+        """Per pair: does a *decisive* conflict (`Feature.decisive`) or a learned floor say the two differ? What
+        keeps a record out of a cluster it scored a match with (`consumer.engine.clustering.Guards.join_veto`);
+        None when the profile has neither."""
+        return self._conflicts(feats, self.decisive_columns)
+
+    @property
+    def vetoes_joins(self) -> bool:
+        """Whether `join_conflicts` can say anything (a decisive conflict declared, or a floor learned)."""
+        return bool(self.decisive_columns or self.floors)
+
+    def _conflicts(self, feats: np.ndarray, columns: tuple[tuple[int, float], ...]) -> np.ndarray | None:
+        if not columns and not self.floors:
             return None
-        out = conflict_mask(feats, self.conflict_columns)
+        out = conflict_mask(feats, columns)
         for floor, waive in zip(self.floors, self._waivers):
             below = conflict_mask(feats, (floor,))
             if waive is not None:

@@ -9,7 +9,8 @@ previous batch (compared exactly: the index lags one batch, so the next batch's 
 `consumer.engine.blocking`) and those earlier in its own batch, so batch boundaries do not change who is compared.
 
 Answer types in `consumer.engine.decisions` (re-exported); `snapshot`/`restore`/`absorb` from the `PersistedState`
-mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`."""
+mixin (`consumer.engine.pipeline_state`), `erase`/`recheck` from `consumer.engine.erasure`, `score_pairs`/`judge_pairs`
+from `consumer.engine.pair_judge`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 from consumer.config import Settings, exact_rows, link_match
 from consumer.encoders import build_encoders, needs_text_model, omitted_features, profile_encoders
 from consumer.encoders.base import Columns
-from consumer.engine.answers import Answers, with_support
+from consumer.engine.answers import Answers
 from consumer.engine.blocking import Blocker, IndexFactory, Search
 from consumer.engine.clustering import ClusterState, Guards, cluster_id_for, partner_mode, size_penalty
 from consumer.engine.comparison import FLOORS, Comparator
@@ -36,6 +37,7 @@ from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.fusion import Fuser, LearnedModel
 from consumer.engine.keeper import choose_canonical
 from consumer.engine.keys import key_blocker, key_bytes, merge
+from consumer.engine.pair_judge import PairJudging
 from consumer.engine.pipeline_state import PersistedState, keeper_inputs
 from consumer.engine.records import Record
 from consumer.engine.rowmap import RowMap
@@ -50,7 +52,7 @@ def _num(x: float) -> float | None:
     return None if x != x else round(float(x), 4)  # NaN -> None (modality absent)
 
 
-class Pipeline(PersistedState, Erasure):
+class Pipeline(PersistedState, Erasure, PairJudging):
     """Holds the encoders, index and cluster state; `process` advances them by a micro-batch."""
 
     def __init__(self, settings: Settings, text_encoder: Any = None, model: LearnedModel | None = None, *,
@@ -114,7 +116,8 @@ class Pipeline(PersistedState, Erasure):
         self.guards = Guards(self.fuser.match_threshold, cl.merge_margin, cl.join_support, cl.link_members,
                              cl.merge_support, cl.split, partner_mode(cl.recheck, settings.profile.name),
                              cl.partner_margin, self.sources and self.sources.reader(self.store),
-                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior))
+                             self.judge_pairs, size_penalty(self.fuser.model and self.fuser.model.meta, cl.size_prior),
+                             self.join_vetoes)
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, records: Sequence[Record], *, timed: bool = True) -> Columns:
@@ -335,31 +338,6 @@ class Pipeline(PersistedState, Erasure):
                         cluster_id_for(ids[a.split_from]) if a.split_from is not None else None, splits,
                         ids[a.split_from] if a.split_from is not None else None,
                         ids[self.canonical[a.split_from]] if a.split_from is not None else None)
-
-    def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
-        """Fused scores of pairs of known rows, compared and fused like candidate pairs (the rarity of `left`'s
-        values as counted so far): the clustering's average linkage over members the search did not return.
-        Deterministic (a replay or a restored consumer decides the same); called under the thread limit."""
-        return self.judge_pairs(left, right)[0]
-
-    def judge_pairs(self, left: Sequence[int], right: Sequence[int]
-                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """`score_pairs`, whether each pair conflicts (`Comparator.conflicts`) and what holds about them
-        (`with_support`: the user's answers, answered pairs scoring as answered, else `Support`), at once."""
-        if not len(left):
-            return np.zeros(0, np.float32), None, None
-        feats = self.compare_pairs(left, right)
-        scores, said = self.fuser.score(feats)[0], None
-        if self.answers is not None:
-            scores, said = self.answers.apply(left, right, scores)
-        return scores, self.comparator.conflicts(feats), with_support(said, self.fuser.supported(feats))
-
-    def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
-        """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate
-        pairs get them (labelled pairs the candidate search never proposed are compared this way)."""
-        skip, rows = self.comparator.unused_columns, (np.asarray(left, np.int64), np.asarray(right, np.int64))
-        a, b = self.store.gather(rows[0], skip), self.store.gather(rows[1], skip)
-        return self.comparator.compare(a, b, self.frequencies.pair_rarity(a, b, rows))
 
     def update_canonical(self, cluster: int, merged: list[int]) -> None:
         """The cluster's keeper after a join or merge (readers use `canonical`; the service persists the

@@ -199,11 +199,13 @@ class ClusterState:
 
     def assign(self, row: int, cand_rows: np.ndarray, scores: np.ndarray, labels: np.ndarray,
                match_threshold: float | Guards, merge_margin: float = 0.0, join_support: float = 0.0,
-               scorer: PairScorer | None = None) -> Assignment:
+               scorer: PairScorer | None = None, vetoed: np.ndarray | None = None) -> Assignment:
         """Place `row` given its scored candidates (labels: 2 match, 1 possible, 0 no).
 
         `match_threshold` may be a `Guards` (the other thresholds then come from it); `scorer` scores the
-        row, or a cluster's members, against members its candidates did not cover (average linkage)."""
+        row, or a cluster's members, against members its candidates did not cover (average linkage).
+        `vetoed`: per candidate, `g.join_veto` of the pair where the caller knows it already (the batch's
+        comparisons); members that are not candidates are asked of `g.join_veto`."""
         g = match_threshold if isinstance(match_threshold, Guards) else Guards(match_threshold, merge_margin,
                                                                                 join_support)
         if g.partner and scorer is not None and len(scores) and not (labels == 2).any():
@@ -281,8 +283,12 @@ class ClusterState:
             listing whose score read no photo or colour joined its sibling (photo-offers-1: +0.066 F1)."""
             if not g.partner or g.join_veto is None:
                 return True
+            known = {int(cand_rows[j]): bool(vetoed[j]) for j in by_cluster[c]} if vetoed is not None else {}
             members = self._sample(c, g.link_members)
-            veto = g.join_veto([row] * len(members), members)
+            if any(known.get(m, False) for m in members):
+                return False
+            missing = [m for m in members if m not in known]
+            veto = g.join_veto([row] * len(missing), missing) if missing else None
             return veto is None or not bool(veto.any())
 
         matched = [c for c, idx in by_cluster.items() if any(labels[j] == 2 for j in idx)]

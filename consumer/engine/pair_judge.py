@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from consumer.engine.answers import with_support
+from consumer.engine.clustering import Guards
 from consumer.engine.comparison import Comparator
 from consumer.engine.frequencies import FrequencyTable
 from consumer.store.memory import SignatureStore
@@ -29,6 +30,7 @@ class PairJudging:
     frequencies: FrequencyTable
     fuser: Any  # Fuser (`consumer.engine.fusion`)
     answers: Any  # Answers | None (`consumer.engine.answers`)
+    guards: Guards
 
     def score_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """Fused scores of pairs of known rows: the clustering's average linkage over members the search did
@@ -57,6 +59,16 @@ class PairJudging:
         out = self.comparator.join_conflicts(self.compare_pairs(left, right)) if self.comparator.vetoes_joins else None
         out = np.zeros(len(left), bool) if out is None else out
         return out if said is None else out | (np.asarray(said) < 0)
+
+    def candidate_vetoes(self, feats: np.ndarray, said: np.ndarray | None) -> np.ndarray | None:
+        """`join_vetoes` of a batch's candidate pairs from the features the batch compared already and the
+        user's answers about them (`said`); None where the clustering reads no veto (not partner mode)."""
+        if not (self.guards.partner and self.guards.join_veto is not None):
+            return None
+        out = self.comparator.join_conflicts(feats) if self.comparator.vetoes_joins else None
+        if said is not None:
+            out = np.asarray(said) < 0 if out is None else out | (np.asarray(said) < 0)
+        return out
 
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate

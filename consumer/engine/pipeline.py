@@ -263,8 +263,9 @@ class Pipeline(PersistedState, Erasure, PairJudging):
             t2 = time.perf_counter()
             with self.fuser.thread_limits():  # scoped to this step, not process-wide (see Fuser)
                 fused, mods = self.fuser.score(feats)
-            fused = fused if self.answers is None else self.answers.apply(q_rows, c_rows, fused)[0]
+            fused, said = (fused, None) if self.answers is None else self.answers.apply(q_rows, c_rows, fused)
             labels = self.fuser.label(fused)
+            vetoed = self.candidate_vetoes(feats, said)
             t3 = time.perf_counter()
             self.timer.add("candidates", t1 - t0)
             self.timer.add("compare", t2 - ta)
@@ -278,7 +279,8 @@ class Pipeline(PersistedState, Erasure, PairJudging):
                     if self.pair_log is not None:
                         self.pair_log.append((int(rows[i]), cands[i], feats[sl]))
                     by_id[rec.record_id] = self._decide(rec, int(rows[i]), cands[i], fused[sl], labels[sl],
-                                                        {m: v[sl] for m, v in mods.items()})
+                                                        {m: v[sl] for m, v in mods.items()},
+                                                        None if vetoed is None else vetoed[sl])
             self.timer.add("cluster", time.perf_counter() - t3)
         out: list[Decision] = []
         for r in records:
@@ -315,8 +317,8 @@ class Pipeline(PersistedState, Erasure, PairJudging):
             self._ahead = (fut, search)
 
     def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
-                mods: dict[str, np.ndarray]) -> Decision:
-        a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs)
+                mods: dict[str, np.ndarray], vetoed: np.ndarray | None = None) -> Decision:
+        a = self.clusters.assign(row, cand_rows, fused, labels, self.guards, scorer=self.score_pairs, vetoed=vetoed)
         self.update_canonical(a.cluster, a.merged)
         ids = self.store.record_ids
         splits: list[Split] = []

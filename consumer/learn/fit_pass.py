@@ -21,7 +21,7 @@ class FitPass(Pipeline):
     """A `Pipeline` whose decisions are placeholders (outcome "new", no cluster): for a fit's pass only."""
 
     def _decide(self, rec: Record, row: int, cand_rows: np.ndarray, fused: np.ndarray, labels: np.ndarray,
-                mods: dict[str, np.ndarray]) -> Decision:
+                mods: dict[str, np.ndarray], vetoed: np.ndarray | None = None) -> Decision:
         return Decision(rec.record_id, "", "", "new", row)
 
     def _replay(self, record_id: str) -> Decision:

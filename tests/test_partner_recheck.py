@@ -178,6 +178,24 @@ def test_a_record_does_not_join_a_cluster_it_conflicts_with_decisively() -> None
         assert a.held_back == ([] if joins else [0])
 
 
+def test_a_veto_the_batch_already_knows_is_not_asked_again() -> None:
+    """`vetoed` (the batch's own comparisons of its candidate pairs) decides for the candidates; the
+    guards' `join_veto` is asked only about members that were not candidates."""
+    asked: list[tuple[int, int]] = []
+
+    def veto(left: list[int], right: list[int]) -> np.ndarray:
+        asked.extend(zip(left, right))
+        return np.zeros(len(left), bool)
+
+    g = dataclasses.replace(judged({frozenset((0, 1)): 0.9}, set()), join_veto=veto)
+    st = ClusterState()
+    st.assign(0, np.array([], np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64), g)
+    a = st.assign(1, np.array([0]), np.array([0.9], np.float32), np.array([2]), g, vetoed=np.array([True]))
+    assert a.outcome == "new" and a.held_back == [0] and asked == []
+    a = st.assign(2, np.array([0]), np.array([0.9], np.float32), np.array([2]), g, vetoed=np.array([False]))
+    assert a.outcome == "joined" and a.cluster == 0 and asked == []
+
+
 def test_a_veto_against_one_member_keeps_the_record_out_of_the_whole_cluster() -> None:
     """Three listings: 0 and 1 one product; 2 scores a match with 0 but conflicts with 1 (1 names a colour
     2 does not share): 2 stays apart, and the cluster of 0 and 1 is left as it was."""

@@ -229,6 +229,9 @@ def test_only_decisive_conflicts_and_learned_floors_veto_a_join() -> None:
     x[2, col("variant_agree")] = 0.0
     assert comp.conflicts(x).tolist() == [True, True, True, False]  # type: ignore[union-attr]
     assert comp.vetoes_joins and comp.join_conflicts(x).tolist() == [False, False, True, False]  # type: ignore[union-attr]
+    x[1, col("part_agree")] = 0.0  # another part of a set ("CD 1" / "CD 2") is decisive too
+    assert comp.join_conflicts(x).tolist() == [False, True, True, False]  # type: ignore[union-attr]
+    x[1, col("part_agree")] = np.nan
     assert not Comparator([]).vetoes_joins and Comparator([]).join_conflicts(x[:, :0]) is None
     comp.add_floor("tier_alone", 0.5)  # a bar learned from the file: an edition one title states alone
     x[3, col("tier_alone")] = 0.0
@@ -346,16 +349,19 @@ def test_with_support_never_overrides_an_answer() -> None:
 
 def test_the_pipeline_vetoes_a_join_across_two_colours_of_one_model() -> None:
     """`dedup batch` and `dedup run` share the veto: the pipeline's guards carry `join_vetoes`, which says
-    "two products" for two colours of one kettle and nothing for a copy of the same listing."""
+    "two products" for two colours of one kettle and for two discs of one album, and nothing for a copy of
+    the same listing."""
     from consumer.engine.records import parse_record
     from consumer.io.artifacts import build_pipeline
     from tests.harness.service import shared_text_encoder
 
     s = load_settings(env={}, profile="listing")
-    titles = ("Acme Electric Kettle 1.7L Red", "Acme Electric Kettle 1.7L Blue", "Acme Electric Kettle 1.7L Red")
+    titles = ("Acme Electric Kettle 1.7L Red", "Acme Electric Kettle 1.7L Blue", "Acme Electric Kettle 1.7L Red",
+              "Various - Fairies Elves Angels Vol 1 CD1", "Various - Fairies Elves Angels Vol 1 CD2",
+              "various - fairies elves angels vol. 1 cd 1")
     recs = [parse_record({"listing_id": f"L{i}", "title": t}, s.profile, s.limits) for i, t in enumerate(titles)]
     with build_pipeline(s, text_encoder=shared_text_encoder()) as pipe:
         pipe.process(recs)
         assert pipe.guards.join_veto is not None
-        veto = pipe.join_vetoes([0, 0], [1, 2])
-    assert veto is not None and veto.tolist() == [True, False]
+        veto = pipe.join_vetoes([0, 0, 3, 3], [1, 2, 4, 5])
+    assert veto is not None and veto.tolist() == [True, False, True, False]

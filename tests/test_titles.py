@@ -272,3 +272,17 @@ def test_colour_agree_says_only_whether_both_titles_name_one_colour() -> None:
     out = enc.compare({k: v[[0, 0, 0]] for k, v in cols.items()}, {k: v[[1, 2, 3]] for k, v in cols.items()})
     assert np.isnan(out["colour_agree"][0]) and out["variant_agree"][0] == 1.0
     assert out["colour_agree"][1:].tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(("title", "part"), [
+    ("various - fairies elves angels vol 1 cd2", 2),  # the last part named: the disc within the volume
+    ("Wagner - Götterdämmerung CD 2", 2), ("ella fitzgerald - disc 1", 1), ("Rolling Stone New Voices Vol. 39", 39),
+    ("Die drei ??? Teil 3", 3), ("Friends Season 4", 4), ("Astérix Tome 12", 12),
+    ("MacBook Pro 13", 0), ("Galaxy Book 2", 0), ("Hot Tracks 16 3", 0), ("CD-ROM drive", 0), ("", 0),
+])
+def test_the_part_of_a_set_a_title_names(title: str, part: int) -> None:
+    """Two parts of one set are two products: `set_part` reads the number after a part word, not a bare
+    number, a model line ("Book 2") or a word that only contains one ("macbook")."""
+    from consumer.engine.titles import set_part
+
+    assert set_part(title) == part

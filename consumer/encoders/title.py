@@ -27,11 +27,15 @@ Features (NaN where a side lacks the value):
   much it counts, and a file without descriptions leaves it out;
 - `variant_agree`: the same over the variant kinds only (size, colour, capacity, volume, pack, generation, edition;
   not model or bare numbers): the comparison the fit without labels uses, since codes are judged apart;
+- `part_agree`: 1 when both titles name the same part of a set ("CD 2", "Vol. 3", "Season 4"; `set_part`), 0
+  when they name different ones (two products: the first and second disc of an album), NaN otherwise;
 - `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
   currency (prices are compared relatively; another currency says nothing without a rate).
 
-`attr_agree`, `variant_agree` and `code_match` at 0 are *conflicts* (`Feature.conflict`): hard evidence of two
-products, which the clustering's partner re-check never lets a group straddle, whatever the scores.
+`attr_agree`, `variant_agree`, `code_match` and `part_agree` at 0 are *conflicts* (`Feature.conflict`): hard
+evidence of two products, which the clustering's partner re-check never lets a group straddle, whatever the
+scores; a variant or a part that differs also keeps a record out of a cluster it scored a match with
+(`Feature.decisive`).
 
 Stored: keyed hashes, the trigram vector and the embedding; the price as a number (not personal data).
 """
@@ -58,7 +62,15 @@ from consumer.encoders.base import (
 from consumer.encoders.title_pairs import attribute_agreement, code_match, shared_tokens
 from consumer.engine.normalize import fold
 from consumer.engine.records import Record
-from consumer.engine.titles import ATTRIBUTE_KINDS, code_stem, parse_price, parse_title, product_codes, title_words
+from consumer.engine.titles import (
+    ATTRIBUTE_KINDS,
+    code_stem,
+    parse_price,
+    parse_title,
+    product_codes,
+    set_part,
+    title_words,
+)
 
 __all__ = ["TitleEncoder"]
 
@@ -253,14 +265,14 @@ class TitleEncoder:
         return Contribution(
             roles=("title", "brand", "category", "price", "currency"),
             columns=("title_vec", "title_tri", "title_tok", "title_attrs", "listing_keys", "price", "codes",
-                     "code_stems", "code_cuts", "idf_keys", "desc_keys", "code_vec"),
+                     "code_stems", "code_cuts", "idf_keys", "desc_keys", "code_vec", "part"),
             features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
                       Feature("attr_agree", conflict=0.0),
                       Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0, decisive=True),
                       Feature("brand", levels=(1.0,)),
                       Feature("category", levels=(1.0,)), Feature("price", levels=(0.9, 0.6)),
                       Feature("code_match", levels=CODE_LEVELS, conflict=0.0), Feature("colour_agree"),
-                      Feature("tier_alone")),
+                      Feature("tier_alone"), Feature("part_agree", conflict=0.0, decisive=True)),
             rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),
                     Rarity("desc_idf", lambda cols: cols["desc_keys"], pairwise=True, levels=IDF_LEVELS)),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
@@ -299,6 +311,7 @@ class TitleEncoder:
         idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
         desc_keys = np.zeros((n, MAX_DESC_KEYS), np.uint32)
         code_vec = np.zeros((n, CODE_DIM), np.float32)
+        part = np.array([set_part(r.role("title")) for r in records], np.uint8)  # a set's part (0: none)
         for i, (rec, t) in enumerate(zip(records, titles)):
             found = product_codes(rec.role("title"), MAX_CODES) or product_codes(rec.role("description"), MAX_CODES)
             for j, code in enumerate(found):
@@ -336,7 +349,7 @@ class TitleEncoder:
                 price[i] = p
         return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attrs": attr, "listing_keys": keys,
                 "price": price, "codes": codes, "code_digits": digits, "code_stems": stems, "code_cuts": cuts,
-                "idf_keys": idf_keys, "desc_keys": desc_keys, "code_vec": code_vec}
+                "idf_keys": idf_keys, "desc_keys": desc_keys, "code_vec": code_vec, "part": part}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         has = a["title_vec"].any(axis=1) & b["title_vec"].any(axis=1)
@@ -368,8 +381,10 @@ class TitleEncoder:
         code = _code_match(a, b)
         sa, sb = a["title_attrs"][:, _TIER].any(axis=1), b["title_attrs"][:, _TIER].any(axis=1)
         tier = np.where(sa & sb, 1.0, np.where(sa | sb, 0.0, np.nan)).astype(np.float32)
+        qa, qb = a["part"], b["part"]
+        part = np.where((qa == 0) | (qb == 0), np.nan, (qa == qb).astype(np.float32)).astype(np.float32)
         return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
-                "variant_agree": variant.astype(np.float32),
+                "variant_agree": variant.astype(np.float32), "part_agree": part,
                 "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code,
                 "colour_agree": colour, "tier_alone": tier}
 

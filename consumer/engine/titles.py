@@ -235,6 +235,9 @@ _QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|
                        r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db"
                        r"|pack|er|count|pieces|stuck)"
                        r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count ("12-Pack") or a shoe size ("UK10")
+#: A part of a set and its number: "CD 2", "cd1", "Disc 1", "Vol. 3", "Part 2", "Teil 2", "Season 4", "Tome 2".
+_PART_RE = re.compile(r"(?<![a-z0-9])(?:cd|disc|disk|disque|vol|volume|part|teil|partie|season|staffel|saison"
+                      r"|tome)\.?\s*(\d{1,2})(?![0-9])")
 _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 #: A version as sellers write it: "version 9", "ver. 9", "v. 9.0", "v 9", "v9.0" (a word of its own; one or
 #: two digits first; an attached "v" only with a dotted number, so "V450", "JetFlash V10" and the "V2" of
@@ -293,6 +296,15 @@ def title_words(text: str, limit: int = 24) -> tuple[str, ...]:
     "qb pos 6"), colours and common words stay: the file's own counts say how much each is worth."""
     folded = _code_text(text)
     return tuple(dict.fromkeys(re.findall(r"[a-z0-9]+", folded)))[:limit]
+
+
+def set_part(title: str) -> int:
+    """The number of the part of a set a title names last ("... Vol 1 CD2" -> 2; `_PART_RE`), 0 when it names
+    none. Why: two parts of one set are two products however alike the rest of their titles ("... Disc 1" /
+    "... Disc 2", "... Vol 3" / "... Vol 39"): of cddb's candidate pairs scored a match that name different
+    parts, none is a true pair."""
+    found = _PART_RE.findall(fold(title or ""))
+    return int(found[-1]) if found else 0
 
 
 def code_stem(code: str) -> str:

@@ -84,7 +84,7 @@ def test_the_title_comparison_gives_the_numpy_bits() -> None:
     cols = {"title_vec": rng.random((n, 4)).astype(np.float32), "title_tri": rng.random((n, 8)).astype(np.float32),
             "title_tok": _small(rng, (n, 16), 12), "title_attrs": _small(rng, (n, 12 * MAX_VALUES)),
             "listing_keys": _small(rng, (n, 3)), "price": rng.random(n).astype(np.float32),
-            "idf_keys": _small(rng, (n, 24), 30),
+            "idf_keys": _small(rng, (n, 24), 30), "part": rng.integers(0, 3, n).astype(np.uint8),
             **_codes(rng, n)}
     a = {k: v for k, v in cols.items()}
     b = {k: np.roll(v, 1, axis=0) for k, v in cols.items()}
@@ -94,6 +94,9 @@ def test_the_title_comparison_gives_the_numpy_bits() -> None:
     assert got.keys() == want.keys()
     for k in got:
         assert np.asarray(got[k]).tobytes() == np.asarray(want[k]).tobytes(), k
+    # State an older version wrote holds no "part" column: no part is known, nothing fails.
+    older = {k: v for k, v in a.items() if k != "part"}
+    assert np.isnan(enc.compare(older, b)["part_agree"]).all()
 
 
 class _Dim:

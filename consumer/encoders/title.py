@@ -32,10 +32,9 @@ Features (NaN where a side lacks the value):
 - `brand`, `category`: same normalised value or not; `price`: 1 - |a - b| / max(a, b), only in the same
   currency (prices are compared relatively; another currency says nothing without a rate).
 
-`attr_agree`, `variant_agree`, `code_match` and `part_agree` at 0 are *conflicts* (`Feature.conflict`): hard
-evidence of two products, which the clustering's partner re-check never lets a group straddle, whatever the
-scores; a variant or a part that differs also keeps a record out of a cluster it scored a match with
-(`Feature.decisive`).
+`attr_agree`, `variant_agree`, `code_match` and `part_agree` at 0 are *conflicts* (`Feature.conflict`): hard evidence
+of two products, which the clustering's partner re-check never lets a group straddle, whatever the scores; a
+variant or a part that differs also keeps a record out of a cluster it scored a match with (`Feature.decisive`).
 
 Stored: keyed hashes, the trigram vector and the embedding; the price as a number (not personal data).
 """
@@ -381,8 +380,9 @@ class TitleEncoder:
         code = _code_match(a, b)
         sa, sb = a["title_attrs"][:, _TIER].any(axis=1), b["title_attrs"][:, _TIER].any(axis=1)
         tier = np.where(sa & sb, 1.0, np.where(sa | sb, 0.0, np.nan)).astype(np.float32)
-        qa, qb = a["part"], b["part"]
-        part = np.where((qa == 0) | (qb == 0), np.nan, (qa == qb).astype(np.float32)).astype(np.float32)
+        qa, qb = a.get("part"), b.get("part")  # absent from state an older version wrote: no part known
+        part = (np.full(len(cos), np.nan, np.float32) if qa is None or qb is None
+                else np.where((qa == 0) | (qb == 0), np.nan, (qa == qb).astype(np.float32)).astype(np.float32))
         return {"title_cos": cos, "title_tok": tok, "title_tri": tri, "attr_agree": agree.astype(np.float32),
                 "variant_agree": variant.astype(np.float32), "part_agree": part,
                 "brand": same[:, 0], "category": same[:, 1], "price": price.astype(np.float32), "code_match": code,

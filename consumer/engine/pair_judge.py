@@ -56,19 +56,23 @@ class PairJudging:
         said = self.answers.said(left, right) if self.answers is not None and len(left) else None
         if not len(left) or not (self.comparator.vetoes_joins or said is not None):
             return None
-        out = self.comparator.join_conflicts(self.compare_pairs(left, right)) if self.comparator.vetoes_joins else None
-        out = np.zeros(len(left), bool) if out is None else out
-        return out if said is None else out | (np.asarray(said) < 0)
+        feats = self.compare_pairs(left, right) if self.comparator.vetoes_joins else None
+        return self._vetoes(feats, said, len(left))
 
     def candidate_vetoes(self, feats: np.ndarray, said: np.ndarray | None) -> np.ndarray | None:
         """`join_vetoes` of a batch's candidate pairs from the features the batch compared already and the
         user's answers about them (`said`); None where the clustering reads no veto (not partner mode)."""
         if not (self.guards.partner and self.guards.join_veto is not None):
             return None
-        out = self.comparator.join_conflicts(feats) if self.comparator.vetoes_joins else None
-        if said is not None:
-            out = np.asarray(said) < 0 if out is None else out | (np.asarray(said) < 0)
-        return out
+        return self._vetoes(feats, said, len(feats))
+
+    def _vetoes(self, feats: np.ndarray | None, said: np.ndarray | None, n: int) -> np.ndarray | None:
+        """The join conflicts of compared pairs (`feats`; None: not compared) or'd with the answered "no"s."""
+        out = self.comparator.join_conflicts(feats) if feats is not None else None
+        if said is None:
+            return out
+        no = np.asarray(said) < 0
+        return no if out is None else out | no
 
     def compare_pairs(self, left: Sequence[int], right: Sequence[int]) -> np.ndarray:
         """The comparator's features [P, F] of the pairs (left[i], right[i]) of known rows, as candidate

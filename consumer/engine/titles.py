@@ -298,6 +298,7 @@ def title_words(text: str, limit: int = 24) -> tuple[str, ...]:
     return tuple(dict.fromkeys(re.findall(r"[a-z0-9]+", folded)))[:limit]
 
 
+@lru_cache(maxsize=1 << 16)
 def set_part(title: str) -> int:
     """The number of the part of a set a title names last ("... Vol 1 CD2" -> 2; `_PART_RE`), 0 when it names
     none. Why: two parts of one set are two products however alike the rest of their titles ("... Disc 1" /

@@ -13,7 +13,7 @@ from consumer.encoders.base import Rarity
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.titles import code_stem, parse_title, product_codes, title_words
 from consumer.learn.fellegi_sunter import Comparison
-from consumer.learn.reciprocal import fit_reciprocal, reciprocal_best
+from consumer.learn.reciprocal import fit_reciprocal, one_of_each, reciprocal_best
 
 
 def test_product_codes_join_hyphens_and_skip_quantities() -> None:
@@ -235,3 +235,19 @@ def test_batch_uses_weights_fitted_to_the_file(tmp_path: Path) -> None:
     assert model["adapted"] is True and model["method"] == "reciprocal-best self-training", model
     assert "unlike the shipped model" in model["note"]
     assert linked >= 80, linked
+
+
+def test_a_fit_reads_the_brandless_title_overlap_only_beside_the_brand() -> None:
+    """Of `title_idf` and `core_idf` a fit reads one: `core_idf` where the brand comparison is filled on
+    enough candidate pairs to be read (`MIN_PRESENT`), else `title_idf` (the title's brand words are then the
+    brand evidence)."""
+
+    comps = [Comparison("brand", (1.0,)), Comparison("title_idf", (0.8,)), Comparison("core_idf", (0.8,))]
+    rarities = [Rarity("title_idf", lambda c: c, pairwise=True),
+                Rarity("core_idf", lambda c: c, pairwise=True, only_if=lambda a, b: a, otherwise="title_idf",
+                       read_by="brand")]
+    filled = np.array([[1.0, 0.5, 0.4]] * 6 + [[np.nan, 0.5, 0.4]] * 4)
+    sparse = np.array([[1.0, 0.5, 0.4]] * 4 + [[np.nan, 0.5, 0.4]] * 6)
+    assert one_of_each(comps, filled, [0, 1, 2], rarities) == [0, 2]
+    assert one_of_each(comps, sparse, [0, 1, 2], rarities) == [0, 1]
+    assert one_of_each(comps[1:], filled[:, 1:], [0, 1], rarities) == [0]  # no brand comparison at all

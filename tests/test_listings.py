@@ -222,3 +222,40 @@ def test_descriptions_are_compared_by_their_rare_words() -> None:
         col = list(pipe.comparator.features).index("desc_idf")
         same, other, absent = pipe.compare_pairs([0, 0, 0], [1, 2, 3])[:, col]
     assert same > 0.8 and other < 0.1 and np.isnan(absent)
+
+
+def test_a_stated_brand_is_counted_once_by_the_title_overlap() -> None:
+    """Two albums of one artist, the artist in the brand column and in the titles: `title_idf` (what the
+    shipped model reads) shares the artist's words, `core_idf` (what a fit reads beside the brand
+    comparison) only the album's. Where a side states no brand, or another one, the titles' brand words
+    stay evidence: `core_idf` is `title_idf` there."""
+    from consumer.io.artifacts import build_pipeline
+
+    s = load_settings(env={}, profile="listing")
+    rows = [{"listing_id": "A", "title": "backstreet boys - millennium", "brand": "backstreet boys"},
+            {"listing_id": "B", "title": "backstreet boys - black & blue", "brand": "backstreet boys"},
+            {"listing_id": "C", "title": "backstreet boys - black & blue"},
+            {"listing_id": "D", "title": "backstreet boys - millennium", "brand": "Backstreet Boys"},
+            {"listing_id": "E", "title": "backstreet boys - black & blue", "brand": "bsb"}]
+    rows += [{"listing_id": f"O{i}", "title": f"{artist} - {album}", "brand": artist} for i, (artist, album) in
+             enumerate([("abba", "gold"), ("queen", "innuendo"), ("madonna", "erotica"), ("oasis", "definitely maybe"),
+                        ("blur", "parklife"), ("pulp", "different class")])]
+    recs = [parse_record(r, s.profile, s.limits) for r in rows]
+    with build_pipeline(s) as pipe:
+        pipe.process(recs)
+        features = list(pipe.comparator.features)
+        x = pipe.compare_pairs([0, 0, 0, 0], [1, 2, 3, 4])
+    title_idf, core_idf = x[:, features.index("title_idf")], x[:, features.index("core_idf")]
+    assert title_idf[0] > 0.2 and core_idf[0] < 0.05  # two albums: only the artist in common
+    assert core_idf[1] == title_idf[1]  # C states no brand
+    assert core_idf[2] > 0.99 and title_idf[2] > 0.99  # one album
+    assert core_idf[3] == title_idf[3]  # E states another brand
+
+
+def test_state_without_the_core_keys_reads_the_titles_keys() -> None:
+    """State an older version wrote has no `core_keys` column: `core_idf` reads the title's keys."""
+    from consumer.encoders.title import _core_keys
+
+    keys = np.arange(6, dtype=np.uint32).reshape(2, 3)
+    assert _core_keys({"idf_keys": keys}) is keys
+    assert _core_keys({"idf_keys": keys, "core_keys": keys + 1})[0, 0] == 1

@@ -104,6 +104,15 @@ class Rarity:
     #: (Schmitt / Schmidt, Andrea / Andreas) are two names (`Feature.tf_near`). A count, not a share: a
     #: typo is held once at 1,000 records as at 1,000,000, and early in a stream nothing looks common.
     rarer: bool = False
+    #: A pairwise rarity that applies only to the pairs `only_if` (a mask over aligned pairs) holds for;
+    #: the other pairs take the value of the pairwise rarity named `otherwise`. Why: a title's overlap
+    #: without the brand's words (`core_idf`) counts an agreeing brand once, where the brand comparison
+    #: reads the agreement; where the brands differ or a side states none, the titles' brand words stay
+    #: evidence. `read_by`: the comparison that reads what this rarity leaves out; a fit without it (a
+    #: brand column filled on too few candidate pairs) reads `otherwise` instead.
+    only_if: Callable[[Columns, Columns], np.ndarray] | None = None
+    otherwise: str | None = None
+    read_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,12 @@ Features (NaN where a side lacks the value):
   code: two machine types), NaN when a side has none;
 - `title_idf` (a pairwise rarity, computed by the frequency table): the overlap of the two titles' word
   sets weighted by how rare each token is in the file, so a shared "pslx350h" outweighs a shared "sony";
+- `core_idf`: the same without each listing's own brand words, for pairs whose listings state one brand
+  (the brand comparison reads the agreement: counted once), `title_idf` elsewhere (where the brands differ,
+  the titles' differing brand words keep two makers' products of one name apart; a side without a brand
+  has only its title's brand words to say it); a fit reads it only beside the brand comparison
+  (`consumer.learn.reciprocal.one_of_each`), the shipped model reads `title_idf`. Why: where the brand is
+  the artist (cddb), every album of an artist shares the artist's words twice over;
 - `desc_idf`: the same over the descriptions' words (NaN where a side has none). Why: where a file has
   them, the description holds what the title leaves out (a CD's track list: two albums of one artist
   share the title's artist words and nothing of their tracks); the weights fitted to the file decide how
@@ -37,6 +43,9 @@ of two products, which the clustering's partner re-check never lets a group stra
 variant or a part that differs also keeps a record out of a cluster it scored a match with (`Feature.decisive`).
 
 Stored: keyed hashes, the trigram vector and the embedding; the price as a number (not personal data).
+
+Why this module is long: one encoder whose columns and comparisons share their constants and readers; its
+pair kernels are apart (`consumer.encoders.title_pairs`), its text readers too (`consumer.engine.titles`).
 """
 
 from __future__ import annotations
@@ -115,6 +124,17 @@ MAX_DESC_KEYS = 32
 #: Fellegi-Sunter levels (fitting without labels, `consumer/learn/unsupervised.py`).
 CODE_LEVELS = (1.0, 0.7, 0.4)
 IDF_LEVELS = (0.8, 0.6, 0.4, 0.25)
+
+
+def _core_keys(cols: Columns) -> np.ndarray:
+    """`core_idf`'s keys; state written before the column existed reads the title's keys with the brand."""
+    return cols["core_keys"] if "core_keys" in cols else cols["idf_keys"]
+
+
+def _same_brand(a: Columns, b: Columns) -> np.ndarray:
+    """Pairs whose records state one brand (`core_idf` applies)."""
+    ka, kb = a["listing_keys"][:, 0], b["listing_keys"][:, 0]
+    return (ka != 0) & (ka == kb)
 
 
 def _trigrams(text: str) -> list[str]:
@@ -264,7 +284,7 @@ class TitleEncoder:
         return Contribution(
             roles=("title", "brand", "category", "price", "currency"),
             columns=("title_vec", "title_tri", "title_tok", "title_attrs", "listing_keys", "price", "codes",
-                     "code_stems", "code_cuts", "idf_keys", "desc_keys", "code_vec", "part"),
+                     "code_stems", "code_cuts", "idf_keys", "core_keys", "desc_keys", "code_vec", "part"),
             features=(Feature("title_cos"), Feature("title_tok"), Feature("title_tri"),
                       Feature("attr_agree", conflict=0.0),
                       Feature("variant_agree", levels=(1.0, 0.5), conflict=0.0, decisive=True),
@@ -273,6 +293,8 @@ class TitleEncoder:
                       Feature("code_match", levels=CODE_LEVELS, conflict=0.0), Feature("colour_agree"),
                       Feature("tier_alone"), Feature("part_agree", conflict=0.0, decisive=True)),
             rarity=(Rarity("title_idf", lambda cols: cols["idf_keys"], pairwise=True, levels=IDF_LEVELS),
+                    Rarity("core_idf", _core_keys, pairwise=True, levels=IDF_LEVELS, only_if=_same_brand,
+                           otherwise="title_idf", read_by="brand"),
                     Rarity("desc_idf", lambda cols: cols["desc_keys"], pairwise=True, levels=IDF_LEVELS)),
             scores=(Score("title"), Score("price", report=True, part_of=None)),
             index=(IndexVector("title_vec", self.dim, 0.5), IndexVector("title_tri", TRI_DIM, 1.0),
@@ -308,6 +330,7 @@ class TitleEncoder:
         stems = np.zeros((n, MAX_CODES), np.uint32)
         cuts = np.zeros((n, CUTS_PER_CODE * MAX_CODES), np.uint32)  # `code_cuts`, per code
         idf_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
+        core_keys = np.zeros((n, MAX_IDF_KEYS), np.uint32)
         desc_keys = np.zeros((n, MAX_DESC_KEYS), np.uint32)
         code_vec = np.zeros((n, CODE_DIM), np.float32)
         part = np.array([set_part(r.role("title")) for r in records], np.uint8)  # a set's part (0: none)
@@ -324,10 +347,16 @@ class TitleEncoder:
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])
-            words = list(dict.fromkeys([h("tw:" + w) for w in title_words(rec.role("title"))]
-                                       + [h("tw:" + w) for w in title_words(rec.role("brand"), 3)]
-                                       + [h("tw:" + c) for c in found]))[:MAX_IDF_KEYS]
+            said = title_words(rec.role("title"))
+            brand_words = title_words(rec.role("brand"), 3)
+            code_keys = [h("tw:" + c) for c in found]
+            words = list(dict.fromkeys([h("tw:" + w) for w in said] + [h("tw:" + w) for w in brand_words]
+                                       + code_keys))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
+            # the title without its own brand's words (all of it when nothing else is left): `core_idf`
+            core = [w for w in said if w not in brand_words] or list(said)
+            words = list(dict.fromkeys([h("tw:" + w) for w in core] + code_keys))[:MAX_IDF_KEYS]
+            core_keys[i, :len(words)] = words
             desc = list(dict.fromkeys(h("td:" + w) for w in title_words(rec.role("description"), MAX_DESC_KEYS)))
             desc_keys[i, :len(desc)] = desc
             if t.core:
@@ -348,7 +377,8 @@ class TitleEncoder:
                 price[i] = p
         return {"title_vec": vec, "title_tri": tri, "title_tok": tok, "title_attrs": attr, "listing_keys": keys,
                 "price": price, "codes": codes, "code_digits": digits, "code_stems": stems, "code_cuts": cuts,
-                "idf_keys": idf_keys, "desc_keys": desc_keys, "code_vec": code_vec, "part": part}
+                "idf_keys": idf_keys, "core_keys": core_keys, "desc_keys": desc_keys, "code_vec": code_vec,
+                "part": part}
 
     def compare(self, a: Columns, b: Columns) -> dict[str, np.ndarray]:
         has = a["title_vec"].any(axis=1) & b["title_vec"].any(axis=1)

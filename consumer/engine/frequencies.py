@@ -164,6 +164,9 @@ class FrequencyTable:
                               minlength=len(keys)) if len(at) else np.zeros(len(keys))
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[r.feature] = np.where(den > 0, np.minimum(num / den, 1.0), np.nan).astype(np.float32)
+        for r in self.pairwise:
+            if r.only_if is not None and r.otherwise in out:
+                out[r.feature] = np.where(np.asarray(r.only_if(a, b), bool), out[r.feature], out[r.otherwise])
         return out
 
     def pair_rarity(self, a: Columns, b: Columns,

@@ -39,7 +39,7 @@ __all__ = ["EitherOf", "Fuser", "LearnedModel", "ModelError", "ScoreLayout", "ei
 #: never saw one reads the pipeline without it (as before it existed) instead of refusing the pipeline.
 #: `desc_idf`: descriptions' overlap; `*_rarer`: the rarer name's count; the rest: the clustering's learned bars.
 FIT_ONLY_FEATURES = frozenset({"desc_idf", "given_rarer", "surname_rarer", "image_colour", "colour_agree",
-                               "tier_alone", "part_agree"})
+                               "tier_alone", "part_agree", "core_idf"})
 
 NAME_GATE = 0.35
 #: Profiles with their own packaged model (consumer/data/<stem>.pkl + .json + .forest.npz); others the default.

@@ -12,9 +12,10 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
+from consumer.encoders.base import Rarity
 from consumer.learn.fellegi_sunter import LAMBDA_RANGE, Comparison, FellegiSunterModel, gamma, level_probs
 
-__all__ = ["CONFLICT_SHRINK", "MIN_PRESENT", "SIMILARITY_SHRINK", "fit_reciprocal", "reciprocal_best"]
+__all__ = ["CONFLICT_SHRINK", "MIN_PRESENT", "SIMILARITY_SHRINK", "fit_reciprocal", "one_of_each", "reciprocal_best"]
 
 #: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
 MIN_PRESENT = 0.5
@@ -39,6 +40,24 @@ def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
     np.minimum.at(first, recs, np.arange(len(recs)))
     best = np.repeat(order, 2)[first[pairs]]  # [pair, side]: that side's best pair
     return (best == np.arange(len(weight))[:, None]).all(axis=1)
+
+
+def one_of_each(comps: Sequence[Comparison], cand_x: np.ndarray, present: list[int],
+                 rarities: Sequence[Rarity]) -> list[int]:
+    """`present` less one of each rarity and its `Rarity.otherwise`: the rarity where the fit reads the
+    comparison it leaves to (`Rarity.read_by`, filled on at least `MIN_PRESENT` of the candidate pairs, as the
+    reciprocal fit requires), else the other (Amazon-Google's manufacturer column, mostly empty: the title's
+    brand words stay in the overlap). Why: the two read one title and would be counted twice."""
+    names = [c.feature for c in comps]
+    out = list(present)
+    for r in rarities:
+        if r.otherwise is None or r.feature not in names or r.otherwise not in names:
+            continue
+        j = names.index(r.read_by) if r.read_by in names else -1
+        read = j >= 0 and float((~np.isnan(cand_x[:, j])).mean()) >= MIN_PRESENT if len(cand_x) else False
+        drop = names.index(r.otherwise if read else r.feature)
+        out = [k for k in out if k != drop]
+    return out
 
 
 def _shrunk(m: np.ndarray, u: np.ndarray, shrink: float, veto: bool) -> np.ndarray:

@@ -33,7 +33,7 @@ from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, inputs
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter, fit_near_count
 from consumer.learn.joint import joint_groups
-from consumer.learn.reciprocal import fit_reciprocal
+from consumer.learn.reciprocal import fit_reciprocal, one_of_each
 from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
@@ -227,6 +227,7 @@ def _comparison_vectors(records: Sequence[Record], settings: Settings, text_enco
         present = [j for j in range(len(comps)) if not np.isnan(cand_x[:, j]).all()]
         if not present:
             raise ValueError("no comparison has a value on any candidate pair")
+        present = one_of_each(comps, cand_x, present, pipe.frequencies.rarities)
         comps = [comps[j] for j in present]
         cols = [cols[j] for j in present]
         cand_x = cand_x[:, present]

@@ -251,3 +251,22 @@ def test_a_fit_reads_the_brandless_title_overlap_only_beside_the_brand() -> None
     assert one_of_each(comps, filled, [0, 1, 2], rarities) == [0, 2]
     assert one_of_each(comps, sparse, [0, 1, 2], rarities) == [0, 1]
     assert one_of_each(comps[1:], filled[:, 1:], [0, 1], rarities) == [0]  # no brand comparison at all
+
+
+def test_answers_correct_one_title_overlap_of_two() -> None:
+    """A correction by answers reads the title overlap its model reads, not both: they read one title, and
+    a correction reading both weighed them against each other."""
+    from consumer.learn.reciprocal import unread_twins
+
+    rarities = [Rarity("title_idf", lambda c: c, pairwise=True),
+                Rarity("core_idf", lambda c: c, pairwise=True, only_if=lambda a, b: a, otherwise="title_idf",
+                       read_by="brand")]
+    features = ("brand", "title_idf", "core_idf", "price")
+    assert unread_twins(features, ("brand", "core_idf"), rarities) == (1,)
+    assert unread_twins(features, ("title_idf", "price"), rarities) == (2,)  # the shipped model
+    assert unread_twins(("brand", "title_idf"), ("title_idf",), rarities) == ()
+    x = np.ones((3, 4), np.float32)
+    from consumer.learn.reciprocal import unread_columns
+    held = unread_columns(x, (2,))
+    assert np.isnan(held[:, 2]).all() and not np.isnan(np.delete(held, 2, axis=1)).any() and not np.isnan(x).any()
+    assert unread_columns(x, ()) is x

@@ -48,6 +48,7 @@ from consumer.learn.labelling import (
     label_warnings,
     logit,
 )
+from consumer.learn.reciprocal import unread_columns, unread_twins
 
 __all__ = ["PairPool", "build_pool", "fit_labels", "run_oracle", "labelled_model", "Progress"]
 
@@ -79,9 +80,14 @@ class PairPool:
     monotone: np.ndarray | None = None
     #: (feature column, level) of the comparisons that can say "two different things" (`Feature.conflict`).
     conflict_columns: tuple[tuple[int, float], ...] = ()
+    #: Columns the correction does not read (`reciprocal.unread_twins`), missing in `x` (`base_p` is apart).
+    unread: tuple[int, ...] = ()
     #: Per-pool statistics every question needs, computed once per pool size (a 100k-record file has 3.2M
     #: candidate pairs: recomputing them took most of a question's 200 ms budget ten times over).
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.x = unread_columns(self.x, self.unread)
 
     def _cached(self, name: str, make: Callable[[], Any]) -> Any:
         key = (name, len(self.left))
@@ -148,7 +154,7 @@ class PairPool:
             feats = self.compare([b], [a])
             i = len(self.left)
             self.left, self.right = np.append(self.left, a), np.append(self.right, b)
-            self.x = np.concatenate([self.x, feats.astype(self.x.dtype)])
+            self.x = np.concatenate([self.x, unread_columns(feats.astype(self.x.dtype), self.unread)])
             self.base_p = np.append(self.base_p, self.base.predict(feats, self.base.columns_for(self.features)))
             self.index[(a, b)] = i
         return i
@@ -206,7 +212,8 @@ def _pool_of(pipe: Pipeline, sha: str, settings: Settings, info: dict[str, Any],
                     pipe.fuser.match_threshold, dict(info), index, pipe.compare_pairs,
                     pipe.fuser.modality_scores, seconds,
                     np.array([pipe.comparator.monotone.get(f, 0) == 1 for f in features], bool),
-                    (*pipe.comparator.conflict_columns, *pipe.comparator.floors))
+                    (*pipe.comparator.conflict_columns, *pipe.comparator.floors),
+                    unread_twins(features, model.used_features, pipe.frequencies.rarities))
 
 
 @dataclass

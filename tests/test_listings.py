@@ -259,3 +259,5 @@ def test_state_without_the_core_keys_reads_the_titles_keys() -> None:
     keys = np.arange(6, dtype=np.uint32).reshape(2, 3)
     assert _core_keys({"idf_keys": keys}) is keys
     assert _core_keys({"idf_keys": keys, "core_keys": keys + 1})[0, 0] == 1
+    held = _core_keys({"idf_keys": keys, "core_keys": np.array([[0, 0, 0], [7, 8, 0]], np.uint32)})
+    assert held.tolist() == [[0, 1, 2], [7, 8, 0]]  # an older record's row of zeros

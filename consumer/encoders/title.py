@@ -127,8 +127,10 @@ IDF_LEVELS = (0.8, 0.6, 0.4, 0.25)
 
 
 def _core_keys(cols: Columns) -> np.ndarray:
-    """`core_idf`'s keys; state written before the column existed reads the title's keys with the brand."""
-    return cols["core_keys"] if "core_keys" in cols else cols["idf_keys"]
+    """`core_idf`'s keys; a record written before the column existed (none, or a row of zeros in a store
+    that holds newer records too) reads its title's keys with the brand."""
+    core, idf = cols.get("core_keys"), cols["idf_keys"]
+    return idf if core is None else np.where(core.any(axis=1)[:, None], core, idf)
 
 
 def _same_brand(a: Columns, b: Columns) -> np.ndarray:

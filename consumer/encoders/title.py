@@ -349,15 +349,15 @@ class TitleEncoder:
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])
-            said = title_words(rec.role("title"))
+            said = {w: h("tw:" + w) for w in title_words(rec.role("title"))}  # in order, each once
             brand_words = title_words(rec.role("brand"), 3)
             code_keys = [h("tw:" + c) for c in found]
-            words = list(dict.fromkeys([h("tw:" + w) for w in said] + [h("tw:" + w) for w in brand_words]
-                                       + code_keys))[:MAX_IDF_KEYS]
+            words = list(dict.fromkeys([*said.values(), *(h("tw:" + w) for w in brand_words),
+                                        *code_keys]))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
             # the title without its own brand's words (all of it when nothing else is left): `core_idf`
-            core = [w for w in said if w not in brand_words] or list(said)
-            words = list(dict.fromkeys([h("tw:" + w) for w in core] + code_keys))[:MAX_IDF_KEYS]
+            core = [k for w, k in said.items() if w not in brand_words] or list(said.values())
+            words = list(dict.fromkeys(core + code_keys))[:MAX_IDF_KEYS]
             core_keys[i, :len(words)] = words
             desc = list(dict.fromkeys(h("td:" + w) for w in title_words(rec.role("description"), MAX_DESC_KEYS)))
             desc_keys[i, :len(desc)] = desc

@@ -15,8 +15,8 @@ import numpy as np
 from consumer.encoders.base import Rarity
 from consumer.learn.fellegi_sunter import LAMBDA_RANGE, Comparison, FellegiSunterModel, gamma, level_probs
 
-__all__ = ["CONFLICT_SHRINK", "MIN_PRESENT", "SIMILARITY_SHRINK", "fit_reciprocal", "one_of_each", "reciprocal_best",
-           "unread_columns", "unread_twins"]
+__all__ = ["CONFLICT_SHRINK", "MIN_PRESENT", "SIMILARITY_SHRINK", "filled", "fit_reciprocal", "one_of_each",
+           "reciprocal_best", "unread_columns", "unread_twins"]
 
 #: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
 MIN_PRESENT = 0.5
@@ -43,22 +43,28 @@ def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> 
     return (best == np.arange(len(weight))[:, None]).all(axis=1)
 
 
+def filled(cand_x: np.ndarray) -> np.ndarray:
+    """Per comparison column: filled on at least `MIN_PRESENT` of the candidate pairs (what a reciprocal fit
+    reads; a comparison most pairs cannot make would make "both filled" look like a match)."""
+    return np.isnan(cand_x).mean(axis=0) <= 1 - MIN_PRESENT if len(cand_x) else np.zeros(cand_x.shape[1], bool)
+
+
+def _twins(rarities: Sequence[Rarity], names: Sequence[str]) -> list[Rarity]:
+    """The rarities with a `Rarity.otherwise` where `names` hold both (two overlaps of one title)."""
+    return [r for r in rarities if r.otherwise is not None and r.feature in names and r.otherwise in names]
+
+
 def one_of_each(comps: Sequence[Comparison], cand_x: np.ndarray, present: list[int],
                  rarities: Sequence[Rarity]) -> list[int]:
     """`present` less one of each rarity and its `Rarity.otherwise`: the rarity where the fit reads the
-    comparison it leaves to (`Rarity.read_by`, filled on at least `MIN_PRESENT` of the candidate pairs, as the
-    reciprocal fit requires), else the other (Amazon-Google's manufacturer column, mostly empty: the title's
-    brand words stay in the overlap). Why: the two read one title and would be counted twice."""
+    comparison it leaves to (`Rarity.read_by`, `filled` as the reciprocal fit requires), else the other
+    (Amazon-Google's manufacturer column, mostly empty: the title's brand words stay in the overlap). Why: the
+    two read one title and would be counted twice."""
     names = [c.feature for c in comps]
-    out = list(present)
-    for r in rarities:
-        if r.otherwise is None or r.feature not in names or r.otherwise not in names:
-            continue
-        j = names.index(r.read_by) if r.read_by in names else -1
-        read = j >= 0 and float((~np.isnan(cand_x[:, j])).mean()) >= MIN_PRESENT if len(cand_x) else False
-        drop = names.index(r.otherwise if read else r.feature)
-        out = [k for k in out if k != drop]
-    return out
+    read = filled(cand_x)
+    drop = {names.index(r.otherwise if r.read_by in names and read[names.index(r.read_by)] else r.feature)
+            for r in _twins(rarities, names)}
+    return [k for k in present if k not in drop]
 
 
 def unread_twins(features: Sequence[str], used: Collection[str], rarities: Sequence[Rarity]) -> tuple[int, ...]:
@@ -66,11 +72,8 @@ def unread_twins(features: Sequence[str], used: Collection[str], rarities: Seque
     `Rarity.otherwise`, the one the model does not read (`core_idf` where it reads `title_idf`, as the shipped
     model does). Why: the two read one title; a correction reading both weighed them against each other
     (cddb with 100 answers: 0.76 -> 0.51; reading one, 0.87)."""
-    out = []
-    for r in rarities:
-        if r.otherwise is not None and r.feature in features and r.otherwise in features:
-            out.append(features.index(r.otherwise if r.feature in used else r.feature))
-    return tuple(sorted(out))
+    return tuple(sorted(features.index(r.otherwise if r.feature in used else r.feature)
+                        for r in _twins(rarities, features)))
 
 
 def unread_columns(x: np.ndarray, cols: Sequence[int]) -> np.ndarray:
@@ -113,7 +116,7 @@ def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comp
         raise ValueError(f"too few candidate pairs to fit on ({len(cand_x)})")
     # A comparison most pairs cannot make (a brand column one shop fills and the other leaves empty) would
     # make "both filled" look like a match: the reciprocal pairs drift to pairs within the shop that has it.
-    present = np.isnan(cand_x).mean(axis=0) <= 1 - MIN_PRESENT
+    present = filled(cand_x)
     if not present.any():
         raise ValueError("no comparison is filled on enough candidate pairs to fit on")
     comps = tuple(c for c, keep in zip(comps, present) if keep)

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -41,6 +42,9 @@ def main() -> int:
                          "position after every batch and trims the log, as `dedup run` members do")
     ap.add_argument("--events-ttl", type=int, default=86400,
                     help="service.replay_events_ttl_seconds the writes use (0 = stored events never expire)")
+    ap.add_argument("--redis-cluster", type=int, default=0, metavar="N",
+                    help="write to a Redis Cluster of N masters the run starts, and report each master's bytes "
+                         "per record (the store's slot holds all but the payloads, which spread: issue 39)")
     args = ap.parse_args()
 
     from consumer.config import load_settings
@@ -48,7 +52,6 @@ def main() -> int:
     from consumer.generate import write_crm
     from consumer.io.artifacts import build_pipeline
     from consumer.io.batch import iter_records
-    from consumer.service.batch import Batch, assemble
     from consumer.store.redis import RedisStateStore
 
     work = Path(tempfile.mkdtemp(prefix="redis-bytes-"))
@@ -56,6 +59,8 @@ def main() -> int:
     settings = load_settings(env={})
     recs = [r for _, r in iter_records(work / "crm.csv", settings) if isinstance(r, Record)]
     pipe = build_pipeline(settings)
+    if args.redis_cluster:
+        return on_cluster(args, recs, pipe)
     server = hr.OwnedRedis(data_dir=work / "redis", appendonly=False)
     (work / "redis").mkdir()
     server.start()
@@ -63,21 +68,7 @@ def main() -> int:
         client = server.client()
         store = RedisStateStore(server.url, "dedup", events_ttl=args.events_ttl)
         base = int(client.info("memory")["used_memory"])
-        offset = 0
-        for i in range(0, len(recs), args.batch):
-            chunk = recs[i: i + args.batch]
-            batch = Batch([FakeMessage(offset + j) for j in range(len(chunk))])  # type: ignore[arg-type]
-            offset += len(chunk)
-            batch.good = list(zip(batch.messages, chunk))  # type: ignore[arg-type]
-            batch.fps = ["f" * 32] * len(chunk)
-            batch.decisions = pipe.process(chunk)
-            assemble(batch, pipe, time.time())
-            assert batch.write is not None
-            store.write_batch(batch.write, "2026-01-01T00:00:00.000Z")
-            if not args.no_trim:  # a live member that has applied everything, as `dedup run` publishes it
-                now_ms = int(time.time() * 1000)
-                store.publish_position("members", "bench", store.log_length(), now_ms)
-                store.trim_log(now_ms, 60_000, 60_000)
+        fill(store, recs, pipe, args)
         used = int(client.info("memory")["used_memory"]) - base
         kinds: dict[str, list[int]] = defaultdict(list)
         for n, key in enumerate(client.scan_iter(match="dedup:*", count=1000)):
@@ -104,6 +95,69 @@ def main() -> int:
                           "by_key_kind": breakdown, "one_record_hash_field_bytes": fields}, indent=2))
     finally:
         server.stop()
+    return 0
+
+
+def fill(store: Any, recs: list[Any], pipe: Any, args: argparse.Namespace) -> None:
+    """Decide `recs` in micro-batches and write each as `dedup run` does (trimming the log unless --no-trim)."""
+    from consumer.service.batch import Batch, assemble
+
+    offset = 0
+    for i in range(0, len(recs), args.batch):
+        chunk = recs[i: i + args.batch]
+        batch = Batch([FakeMessage(offset + j) for j in range(len(chunk))])  # type: ignore[arg-type]
+        offset += len(chunk)
+        batch.good = list(zip(batch.messages, chunk))  # type: ignore[arg-type]
+        # one fingerprint per record, as the service computes them (a spread payload's key names it)
+        batch.fps = [f"{offset - len(chunk) + j:032x}" for j in range(len(chunk))]
+        batch.decisions = pipe.process(chunk)
+        assemble(batch, pipe, time.time())
+        assert batch.write is not None
+        store.write_batch(batch.write, "2026-01-01T00:00:00.000Z")
+        if not args.no_trim:  # a live member that has applied everything, as `dedup run` publishes it
+            now_ms = int(time.time() * 1000)
+            store.publish_position("members", "bench", store.log_length(), now_ms)
+            store.trim_log(now_ms, 60_000, 60_000)
+
+
+def on_cluster(args: argparse.Namespace, recs: list[Any], pipe: Any) -> int:
+    """The same writes on a Redis Cluster of `--redis-cluster` masters: each master's used_memory growth per
+    record, with the stored events kept and once they expired, and the share of the largest master (what
+    bounds one store: the master owning the store's slot)."""
+    from harness.redis_cluster import OwnedRedisCluster
+
+    from consumer.store.redis import RedisStateStore
+
+    cluster = OwnedRedisCluster(args.redis_cluster).start()
+    try:
+        store = RedisStateStore(cluster.url, "dedup", events_ttl=args.events_ttl)
+        masters = {n.name: store.client.get_redis_connection(n) for n in store.client.get_primaries()}
+
+        def used() -> dict[str, int]:
+            return {name: int(m.info("memory")["used_memory"]) for name, m in masters.items()}
+
+        base = used()
+        fill(store, recs, pipe, args)
+        n = len(recs)
+        with_events = {k: round((v - base[k]) / n) for k, v in used().items()}
+        payloads = {name: sum(1 for _ in m.scan_iter(match="{*}:{dedup}:pl:*", count=1000))
+                    for name, m in masters.items()}
+        slot_master = store.client.get_node_from_key(store.key("log")).name
+        for m in masters.values():
+            keys = list(m.scan_iter(match="{dedup}:ev:*", count=1000))
+            for i in range(0, len(keys), 1000):
+                m.delete(*keys[i: i + 1000])
+        after = {k: round((v - base[k]) / n) for k, v in used().items()}
+        print(json.dumps({
+            "records": n, "masters": args.redis_cluster, "events_ttl_seconds": args.events_ttl,
+            "store_slot_master": slot_master, "bytes_per_record_by_master": with_events,
+            "bytes_per_record_by_master_after_events_expire": after, "payload_keys_by_master": payloads,
+            "bytes_per_record_all_masters": sum(with_events.values()),
+            "bytes_per_record_all_masters_after_events_expire": sum(after.values()),
+            "largest_master_bytes_per_record": max(with_events.values()),
+            "largest_master_bytes_per_record_after_events_expire": max(after.values())}, indent=2))
+    finally:
+        cluster.close()
     return 0
 
 

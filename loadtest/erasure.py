@@ -66,7 +66,7 @@ def needles_of(store: Any, ids: list[str]) -> dict[str, list[bytes]]:
         register_layout(int(lid), layout)
     out: dict[str, list[bytes]] = {}
     for rid in ids:
-        payload = store.client.get(store.key("pl", rid))
+        payload = store.stored_payload(rid)
         cols, _c, _r = decode_payload(payload)
         out[rid] = [rid.encode(), payload[-48:], *(v.tobytes() for v in cols.values()
                                                    if v.dtype.kind == "f" and v.nbytes >= 64)]

@@ -155,7 +155,7 @@ def test_redis_erase_script_removes_and_refounds(recs: list[Record], redis_url: 
     assert done == {founder: True, other: True, "nope": False}
     assert store.verify() == []
     assert not store.existing([founder, other])
-    assert store.client.get(store.key("pl", founder)) is None and store.client.get(store.key("ev", other)) is None
+    assert store.stored_payload(founder) is None and store.client.get(store.key("ev", other)) is None
     rest = sorted(set(by_cluster[founder_cluster]) - {founder})
     new_founder = min(rest, key=lambda r: int(store.client.hget(store.key("rec", r), "seq")))
     assert {store.record_cluster(r) for r in rest} == {cluster_id_for(new_founder)}

@@ -55,9 +55,16 @@ def masters(store: RedisStateStore) -> list[redis.Redis]:
 
 
 def keys_on_every_master(store: RedisStateStore) -> list[bytes]:
-    """Every key of the store, by SCAN on each master separately (not through the store's own reads)."""
-    pattern = store.prefix.replace("[", "\\[") + "*"
-    return [k for m in masters(store) for k in m.scan_iter(match=pattern, count=1000)]
+    """Every key of the store, by SCAN on each master separately (not through the store's own reads): those
+    of its slot and, on a cluster, the payloads in their records' own slots."""
+    escaped = store.prefix.replace("[", "\\[")
+    return [k for m in masters(store) for pattern in (escaped + "*", "{*}:" + escaped + "pl:*")
+            for k in m.scan_iter(match=pattern, count=1000)]
+
+
+def payload_keys(store: RedisStateStore) -> list[bytes]:
+    """The payloads kept in their records' own slots (none on one Redis)."""
+    return [k for k in keys_on_every_master(store) if not k.startswith(store.prefix.encode())]
 
 
 def getkeys_calls(store: RedisStateStore) -> int:
@@ -110,17 +117,26 @@ def test_a_bad_cluster_url_is_one_line_without_the_password(tmp_path: Path, caps
 
 
 def test_one_slot_per_store_and_scripts_routed(store: RedisStateStore) -> None:
-    """Every key of the store hashes to one slot: the batch, erasure and changelog scripts run whole on the
-    master owning it, whichever seed node the client first reached."""
-    assert write(store, "t1", [("a", "a"), ("b", "a"), ("c", "c")]) == (3, [])
+    """Every key of the store but the payloads hashes to one slot: the batch, erasure and changelog scripts
+    run whole on the master owning it, whichever seed node the client first reached. On a cluster each
+    payload is in its record's own slot, so the payloads spread over every master."""
+    ids = [f"r{i}" for i in range(30)]
+    assert write(store, "t1", [(rid, "r0") for rid in ids]) == (30, [])
     keys = keys_on_every_master(store)
-    assert len(keys) >= 10
-    if store.cluster:
-        assert store.prefix.startswith("{")
-        slots = {store.client.keyslot(k) for k in keys}
-        assert len(slots) == 1, slots
-        holders = [m for m in masters(store) if any(True for _ in m.scan_iter(match=store.prefix + "*"))]
-        assert len(masters(store)) == 3 and len(holders) == 1
+    assert len(keys) >= 60
+    if not store.cluster:
+        assert payload_keys(store) == [] and all(store.client.get(store.key("pl", r)) for r in ids)
+        return
+    assert store.prefix.startswith("{")
+    own = [k for k in keys if k.startswith(store.prefix.encode())]
+    assert len({store.client.keyslot(k) for k in own}) == 1
+    holders = [m for m in masters(store) if any(True for _ in m.scan_iter(match=store.prefix + "*"))]
+    assert len(masters(store)) == 3 and len(holders) == 1
+    spread = payload_keys(store)
+    assert sorted(spread) == sorted(store.payload_key(r, "t1").encode() for r in ids)
+    assert {store.client.keyslot(k) for k in spread} == {store.client.keyslot(r) for r in ids}
+    assert all(any(True for _ in m.scan_iter(match="{*}:*")) for m in masters(store))  # on every master
+    assert not [r for r in ids if store.client.exists(store.key("pl", r))]  # nothing beside the records
 
 
 def test_batches_merges_replays_and_stale_joins(store: RedisStateStore) -> None:
@@ -166,6 +182,85 @@ def test_erasure_leaves_no_key_on_any_master(store: RedisStateStore) -> None:
     exported = dict(store.export_clusters())
     assert exported == {"bob": cluster_id_for("bob"), "carol": cluster_id_for("carol")}
     assert store.verify() == [] and len(store.audit_trail()) == 1
+
+
+def one(token: str, rid: str, fp: str, payload: bytes) -> BatchWrite:
+    """A batch of one record founding its own cluster, with a content fingerprint."""
+    b = BatchWrite(token)
+    b.add_record(RecordState(rid, 0, rid, payload), cluster_id_for(rid), [b"{}"], fp=fp)
+    b.set_offset("in", 0, 1)
+    return b
+
+
+def test_payloads_through_replays_conflicts_and_a_writer_that_died_between_the_steps(store: RedisStateStore) -> None:
+    """A payload (on a cluster in its record's own slot, written before the batch script) reads back the same
+    through every read (a replica's fetch, a rebuild, `stored_payload`) after every kind of second write: the
+    same batch again (a lost reply), the same record from another member (same content, another token),
+    another record under a claimed id (other content: its payload is not kept), and a writer that died after
+    writing its payloads, before its script (the replay claims the record and leaves no second key)."""
+    x, y = b"\x00\x01payload-x", b"\x00\x01payload-y"
+    assert store.write_batch(one("tok-a", "x", "fp-x", x), NOW) == (1, [])
+    before = dump(store)
+    assert store.write_batch(one("tok-a", "x", "fp-x", x), NOW) == (0, [])  # a lost reply: no key changes
+    assert dump(store) == before
+    assert store.write_batch(one("tok-b", "x", "fp-x", x), NOW) == (0, ["x"])  # another member, same content
+    assert store.write_batch(one("tok-c", "x", "fp-other", b"\x00\x01payload-other"), NOW) == (0, ["x"])
+    dying = one("tok-d", "y", "fp-y", y)
+    if store.spread:
+        store.put_payloads(dying.recs, dying.blobs, dying.token)  # then the writer dies
+    assert store.write_batch(one("tok-e", "y", "fp-y", y), NOW) == (1, [])  # its replay, by another member
+    assert store.stored_payload("x") == x and store.stored_payload("y") == y
+    assert store.stored_payload("nobody") is None
+    states, _ = store.fetch_states(["x", "y", "nobody"])
+    assert {r: st.payload for r, st in states.items()} == {"x": x, "y": y}
+    assert {st.record_id: st.payload for st in store.load_states()} == {"x": x, "y": y}
+    assert sorted(payload_keys(store)) == (sorted([store.payload_key("x", "fp-x").encode(),
+                                                   store.payload_key("y", "fp-y").encode()]) if store.spread else [])
+    assert store.verify() == []
+    assert store.erase(["x", "y"], door="test", hash_key="k", now_iso=NOW) == {"x": True, "y": True}
+    assert payload_keys(store) == [] and store.stored_payload("x") is None and store.load_states() == []
+
+
+def test_a_twin_written_while_its_record_is_erased_leaves_no_payload(store: RedisStateStore,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster the erasure deletes the payload before its script: another member's twin of the record
+    (same content, its batch about to find the id claimed) may write the same key again in between. The
+    erasure deletes it again once the record is gone; nothing of the record is left on any master."""
+    x = b"\x00\x01payload-x"
+    assert store.write_batch(one("tok-a", "x", "fp-x", x), NOW) == (1, [])
+    first = store.erase_payloads
+
+    def with_a_twin(ids: list[str]) -> dict[str, str]:
+        keys = first(ids)
+        if store.spread:
+            twin = one("tok-b", "x", "fp-x", x)
+            store.put_payloads(twin.recs, twin.blobs, twin.token)
+            assert payload_keys(store) != []
+        return keys
+
+    monkeypatch.setattr(store, "erase_payloads", with_a_twin)
+    assert store.erase(["x"], door="test", hash_key="k", now_iso=NOW) == {"x": True}
+    assert payload_keys(store) == [] and store.stored_payload("x") is None
+    assert not [k for k in keys_on_every_master(store) if k.endswith(b":x") or k.startswith(b"{x}")]
+
+
+def test_a_payload_an_older_writer_left_beside_its_record_is_still_read(store: RedisStateStore) -> None:
+    """A cluster store written before payloads were spread keeps them in the store's slot (`pl:<id>`), and
+    older still in the record hash: both are read where no spread payload is named, and erased."""
+    ids = [f"o{i}" for i in range(4)]
+    write(store, "t1", [(rid, "o0") for rid in ids])
+    for rid in ids[:2]:  # as a writer before this layout left them (one Redis: where they are anyway)
+        raw = store.stored_payload(rid)
+        store.client.delete(store.payload_key(rid, "t1"))
+        store.client.set(store.key("pl", rid), raw)
+    store.client.delete(store.payload_key("o2", "t1"), store.key("pl", "o2"))
+    store.client.hset(store.key("rec", "o2"), "payload", b"\x00\x01payload-o2")  # before issue 12
+    want = {rid: b"\x00\x01payload-" + rid.encode() for rid in ids}
+    assert {r: st.payload for r, st in store.fetch_states(ids)[0].items()} == want
+    assert {st.record_id: st.payload for st in store.load_states()} == want
+    assert store.erase(ids, door="test", hash_key="k", now_iso=NOW) == dict.fromkeys(ids, True)
+    assert not [k for k in keys_on_every_master(store) for r in ids
+                if k.endswith(b":" + r.encode()) or k.startswith(b"{" + r.encode() + b"}")]
 
 
 def test_changelog_positions_and_trim(store: RedisStateStore) -> None:

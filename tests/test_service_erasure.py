@@ -63,7 +63,7 @@ def _signature_needles(store: RedisStateStore, ids: list[str]) -> dict[str, list
         register_layout(int(lid), layout)
     out: dict[str, list[bytes]] = {}
     for rid in ids:
-        payload = store.client.get(store.key("pl", rid))
+        payload = store.stored_payload(rid)
         assert payload is not None, rid
         cols, _c, _r = decode_payload(payload)
         vecs = [v.tobytes() for v in cols.values() if v.dtype.kind == "f" and v.nbytes >= 64]

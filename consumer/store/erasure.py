@@ -177,6 +177,8 @@ class ErasureOps:
     client: redis.Redis  # or a RedisCluster: the scripts name KEYS[1] (the log) so the cluster can route them
     prefix: str
     _on_slot: Callable[[Any, list[str], list[Any]], Any]  # provided by InFlightOps
+    erase_payloads: Callable[[Sequence[str]], dict[str, str]]  # provided by PayloadOps
+    erased_payloads_gone: Callable[[dict[str, str]], None]  # provided by PayloadOps
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
         raise NotImplementedError
@@ -235,8 +237,12 @@ class ErasureOps:
             todo = ids[lo: lo + chunk]
             for _ in range(20):
                 plan = self._plan(todo, hash_key)
+                # A payload in the record's own slot (a Redis Cluster, consumer/store/payloads.py) goes first:
+                # the script cannot reach it, and a record must never be gone while its payload stays.
+                spread = self.erase_payloads([e["id"] for e in plan])
                 status = self._scripts()["erase"](keys=[self.key("log")], args=[
                     self.prefix, now_iso, orjson.dumps({"door": door, "ids": plan, "keep": AUDIT_KEEP})])
+                self.erased_payloads_gone(spread)
                 got = {e["id"]: int(s) for e, s in zip(plan, status)}
                 for rid in todo:
                     if rid not in got:

@@ -50,6 +50,7 @@ APPLY_BATCH = r"""
 --            until the batch is committed in Kafka, plus a rewind margin)
 --   seen:    the changelog position the decisions saw (the member's replica position; absent = not checked)
 --   check:   refuse a batch whose decision's merges were partly done already (below): returns {-1}
+--   spread:  the payloads are in the records' own slots already (a Redis Cluster store): not written here
 -- Returns {new_records, merges applied (not already done), #conflicts, #raced, split pieces dropped,
 -- conflicting record ids..., raced ids..., demoted record ids...}. *Raced* ids were erased after `seen`
 -- (an `e` entry past it): the batch was decided on a view that still held them, so the caller deletes
@@ -268,7 +269,9 @@ for ri, r in ipairs(ops.recs) do
     -- the payload and the stored events are plain strings beside it.
     redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', short_token,
                'written', ops.now_ms or now, 'fp', r[6] or '')
-    redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
+    -- ops.spread (a Redis Cluster store): the payload was written into the record's own slot before this
+    -- script ran (consumer/store/payloads.py); this script's slot keeps everything the log must agree with.
+    if not ops.spread then redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]]) end
     set_events(rid, ARGV[4 + r[5]])
     add_member(c, rid)
     redis.call('RPUSH', p .. 'log', 'r' .. rid)
@@ -364,17 +367,20 @@ return out
 """
 
 FETCH_STATES = r"""
--- KEYS: each record's hash and its payload key, in pairs. Returns {seq, founder, payload, written} per record
--- (nil where absent): one command for a changelog sync's records instead of two per record (the payload in its
--- own key, else in the hash's `payload` field, written before issue 12). Read-only.
+-- KEYS: each record's hash and its payload key, in pairs. Returns {seq, founder, payload, written, fp, batch}
+-- per record (nil where absent): one command for a changelog sync's records instead of two per record (the
+-- payload in its own key, else in the hash's `payload` field, written before issue 12). fp and batch name a
+-- payload kept in the record's own slot on a Redis Cluster (consumer/store/payloads.py). Read-only.
 local out = {}
 for i = 1, #KEYS, 2 do
-  local f = redis.call('HMGET', KEYS[i], 'seq', 'founder', 'payload', 'written')
+  local f = redis.call('HMGET', KEYS[i], 'seq', 'founder', 'payload', 'written', 'fp', 'batch')
   local pl = redis.call('GET', KEYS[i + 1])
   out[#out + 1] = f[1]
   out[#out + 1] = f[2]
   out[#out + 1] = pl or f[3]
   out[#out + 1] = f[4]
+  out[#out + 1] = f[5]
+  out[#out + 1] = f[6]
 end
 return out
 """

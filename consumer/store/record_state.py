@@ -21,12 +21,13 @@ import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 import orjson
 
-__all__ = ["RecordState", "cluster_id_for", "encode_rows", "decode_payload", "decode_payloads", "LAYOUTS",
-           "register_layout", "UnknownLayout"]
+__all__ = ["RecordState", "cluster_id_for", "epoch_ms", "iso_of", "encode_rows", "decode_payload", "decode_payloads",
+           "LAYOUTS", "register_layout", "UnknownLayout"]
 
 MAGIC = b"DP\x02\x00"
 _HEAD = struct.Struct("<4sIfd")
@@ -142,3 +143,19 @@ def decode_payloads(payloads: list[bytes]) -> tuple[dict[str, np.ndarray], np.nd
     decoded = [decode_payload(p) for p in payloads]
     cols = {k: np.stack([d[0][k] for d in decoded]) for k in decoded[0][0]}
     return cols, np.array([d[1] for d in decoded], np.float32), np.array([d[2] for d in decoded])
+
+
+def epoch_ms(iso: str) -> str:
+    """"2026-01-01T00:00:00.000Z" -> "1767225600000" ("" when it is not an ISO time: the script keeps ISO)."""
+    try:
+        return str(round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000))
+    except ValueError:
+        return ""
+
+
+def iso_of(written: str) -> str:
+    """A record hash's write time as ISO: epoch ms since issue 12's leaner layout, ISO in records before."""
+    if not written.isdigit():
+        return written
+    secs, ms = divmod(int(written), 1000)  # integer split: a float division may round .001 down to .000
+    return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"

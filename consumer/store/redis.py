@@ -1,12 +1,15 @@
 """Durable state in Redis: record -> cluster, cluster -> members, canonical, metadata, rebuild payloads.
 
-Keys (prefix `p`, e.g. `dedup:`; on a Redis Cluster a hash tag, `{dedup}:`, so all of them share one slot):
+Keys (prefix `p`, e.g. `dedup:`; on a Redis Cluster a hash tag, `{dedup}:`, so all of them share one slot,
+but for the spread payloads):
 
     p rec:<record id>      hash  seq, founder, cluster, batch (write token: its first 16 hex digits),
                                  written (epoch ms; ISO in records written before issue 12's leaner layout),
                                  fp (keyed content fingerprint: tells a replay from an id conflict)
                                  (small values only: Redis keeps the hash in its compact encoding)
-    p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
+    p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2); on a Redis Cluster
+                                 `{<record id>}:p pl:<fp>` instead, in the record's own slot
+                                 (consumer/store/payloads.py: the state's largest part spread over the masters)
     p ev:<record id>       str   the exact event bytes sent for it (deflate JSON list with a preset dictionary;
                                  `pack_events`), expiring after service.replay_events_ttl_seconds (0 = never)
                                  (before issue 12 payload and events were fields of rec:<id>: still read)
@@ -41,18 +44,19 @@ is a no-op (each record carries its batch token). No raw field value is ever wri
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 import redis
 from redis.cluster import RedisCluster
 
+from consumer.store import record_state
 from consumer.store.connect import cluster_prefix, connect
 from consumer.store.erasure import ChangelogTrimmed, ErasureOps
 from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
 from consumer.store.inflight import InFlightOps
 from consumer.store.lua import APPLY_BATCH, FETCH_STATES, RESOLVE_CLUSTERS
+from consumer.store.payloads import PayloadOps, payload_suffix
 from consumer.store.record_state import LAYOUTS, RecordState, cluster_id_for, layout_of, register_layout
 from consumer.store.verify import VerifyOps, glob_escape, split_meta
 
@@ -132,9 +136,10 @@ class BatchWrite:
         key = f"{topic}:{partition}"
         self.offsets[key] = max(next_offset, self.offsets.get(key, -1))
 
-    def ops_json(self, events_ttl: int = 0, now_ms: str = "") -> bytes:
+    def ops_json(self, events_ttl: int = 0, now_ms: str = "", spread: bool = False) -> bytes:
         """`events_ttl`: seconds the stored events are kept (0 = forever; see the script's `ev_ttl`);
-        `now_ms`: the write time as epoch milliseconds, kept in each new record hash (shorter than ISO)."""
+        `now_ms`: the write time as epoch milliseconds, kept in each new record hash (shorter than ISO);
+        `spread`: the payloads are written into the records' own slots beforehand (a Redis Cluster)."""
         # cjson decodes {} and [] alike; an empty mapping must still iterate as a table in Lua.
         ops: dict[str, Any] = {"recs": self.recs, "merges": self.merges, "canon": self.canon or {},
                                "offsets": self.offsets or {}, "layouts": self.layouts or {},
@@ -145,6 +150,8 @@ class BatchWrite:
             ops["seen"] = int(self.seen)
         if self.check_merges:
             ops["check"] = True
+        if spread:
+            ops["spread"] = True
         return orjson.dumps(ops)
 
 
@@ -154,7 +161,7 @@ class MergesMoved(Exception):
     the clusters again (`resolve_clusters`), rebuild the events and write again."""
 
 
-class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
+class RedisStateStore(ErasureOps, VerifyOps, InFlightOps, PayloadOps):
     """The service's view of Redis. Methods raise `RETRYABLE` errors; the caller decides how long to retry.
     Erasure, the changelog reads (absolute positions) and its trimming: `consumer.store.erasure`;
     `verify()`: `consumer.store.verify`; batches in flight across the group: `consumer.store.inflight`."""
@@ -168,6 +175,7 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         #: Whether the client talks to a Redis Cluster (same scripts and keys; prefix as a hash tag).
         self.cluster = isinstance(self.client, RedisCluster)
         self.prefix = cluster_prefix(prefix) if self.cluster else (prefix if prefix.endswith(":") else prefix + ":")
+        self.spread = self.cluster
         self.events_ttl = events_ttl
         self._apply = self.client.register_script(APPLY_BATCH)
         self._resolve = self.client.register_script(RESOLVE_CLUSTERS)
@@ -190,8 +198,14 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         A conflicting record (written by another consumer, or before this consumer's last reload) keeps its
         stored assignment: the caller re-sends the stored events instead of its own and reloads its state.
         """
-        ops = batch.ops_json(self.events_ttl, _epoch_ms(now_iso))
-        args: list[Any] = [self.prefix, batch.token, now_iso, ops, *batch.blobs]
+        ops = batch.ops_json(self.events_ttl, record_state.epoch_ms(now_iso), self.spread)
+        blobs = batch.blobs
+        if self.spread and batch.recs:
+            self.put_payloads(batch.recs, blobs, batch.token)
+            blobs = list(blobs)
+            for r in batch.recs:
+                blobs[r[3] - 1] = b""  # not sent twice: the script leaves the payloads alone
+        args: list[Any] = [self.prefix, batch.token, now_iso, ops, *blobs]
         # KEYS[1] only routes the script: every key it builds from the prefix shares this key's slot.
         out = self._apply(keys=[self.key("seq")], args=args)
         if int(out[0]) < 0:
@@ -202,6 +216,8 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         batch.dropped_pieces = int(out[4])
         batch.raced = ids[n_conflicts: n_conflicts + n_raced]
         batch.demoted = ids[n_conflicts + n_raced:]
+        if self.spread:
+            self.drop_unclaimed(batch.recs, batch.token, ids[:n_conflicts])
         if batch.raced:
             # Decided on a view that still held these records: this batch's stored events must not keep
             # naming them (the re-checking member's scrub may have passed). An erased id sent again in this
@@ -275,17 +291,21 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         for lo in range(0, len(record_ids), FETCH_CHUNK):
             keys = [k for rid in record_ids[lo:lo + FETCH_CHUNK] for k in (self.key("rec", rid), self.key("pl", rid))]
             res.extend(self._on_slot(self._fetch, keys, []))
-        payloads = res[2::4]
+        payloads = res[2::6]
+        if self.spread:  # the payloads in the records' own slots: a second round trip, split by node
+            spread = self.spread_payloads({rid: payload_suffix(fp, token) for rid, pl, fp, token in zip(
+                record_ids, payloads, res[4::6], res[5::6]) if pl is None and (fp or token)})
+            payloads = [spread.get(rid, pl) for rid, pl in zip(record_ids, payloads)]
         # A payload's layout is stored by the script that stored the payload: the table is read again only
         # when a payload names a layout this process has not seen (a round trip per changelog sync before).
         if any(lid is not None and lid not in LAYOUTS for lid in map(layout_of, filter(None, payloads))):
             self.load_layouts()
         out: dict[str, RecordState] = {}
         written: dict[str, str] = {}
-        for rid, seq, founder, when, payload in zip(record_ids, res[0::4], res[1::4], res[3::4], payloads):
+        for rid, seq, founder, when, payload in zip(record_ids, res[0::6], res[1::6], res[3::6], payloads):
             if payload is not None and seq is not None:
                 out[rid] = RecordState(rid, int(seq), founder.decode(), payload)
-                written[rid] = _iso_of((when or b"").decode())
+                written[rid] = record_state.iso_of((when or b"").decode())
         return out, written
 
     def _scan_records(self, fields: Sequence[str], count: int = 1000,
@@ -295,7 +315,8 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         head = len(self.key("rec", ""))
         pattern = glob_escape(self.key("rec", "")) + "*"
         batch: list[bytes] = []
-        names = [*fields, "payload"] if payload else list(fields)
+        n = len(fields)
+        names = [*fields, "payload", "fp", "batch"] if payload else list(fields)
 
         def flush() -> Iterator[tuple[str, list[Any]]]:
             pipe = self.client.pipeline(transaction=False)
@@ -305,13 +326,17 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
                     pipe.get(self.key("pl", k[head:].decode()))
             res = pipe.execute()
             step = 2 if payload else 1
-            for i, k in enumerate(batch):
-                values = res[i * step]
-                if values[0] is None:
-                    continue
+            rows = [(k[head:].decode(), res[i * step], res[i * step + 1] if payload else None)
+                    for i, k in enumerate(batch) if res[i * step][0] is not None]
+            spread: dict[str, bytes] = {}
+            if payload and self.spread:  # payloads in the records' own slots (consumer/store/payloads.py)
+                spread = self.spread_payloads({rid: payload_suffix(v[n + 1], v[n + 2]) for rid, v, pl in rows
+                                               if pl is None and v[n] is None and (v[n + 1] or v[n + 2])})
+            for rid, values, pl in rows:
                 if payload:
-                    values = [*values[:-1], res[i * step + 1] if res[i * step + 1] is not None else values[-1]]
-                yield k[head:].decode(), values
+                    values = [*values[:n], pl if pl is not None else values[n] if values[n] is not None
+                              else spread.get(rid)]
+                yield rid, values
             batch.clear()
 
         for key in self.client.scan_iter(match=pattern, count=count):
@@ -370,18 +395,3 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps):
         """(record id, cluster id) for every record (`dedup export-clusters`)."""
         for rid, (cluster,) in self._scan_records(["cluster"]):
             yield rid, cluster.decode()
-
-def _epoch_ms(iso: str) -> str:
-    """"2026-01-01T00:00:00.000Z" -> "1767225600000" ("" when it is not an ISO time: the script keeps ISO)."""
-    try:
-        return str(round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000))
-    except ValueError:
-        return ""
-
-
-def _iso_of(written: str) -> str:
-    """A record hash's write time as ISO: epoch ms since issue 12's leaner layout, ISO in records before."""
-    if not written.isdigit():
-        return written
-    secs, ms = divmod(int(written), 1000)  # integer split: a float division may round .001 down to .000
-    return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"

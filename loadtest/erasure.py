@@ -84,11 +84,14 @@ def unique_needles(store: Any, needles: dict[str, list[bytes]]) -> dict[str, lis
 
 
 def redis_blobs(store: Any) -> list[bytes]:
-    """Every key and value under the prefix, lists and decompressed stored events included."""
+    """Every key and value under the prefix (and a Redis Cluster store's payloads and events in their
+    records' own slots), lists and decompressed stored events included."""
     from consumer.store.event_codec import unpack_events
 
     c, out = store.client, []
-    for key in c.scan_iter(match=store.prefix + "*", count=1000):
+    keys = [k for pattern in (store.prefix + "*", "{*}:" + store.prefix + "*")
+            for k in c.scan_iter(match=pattern, count=1000)]
+    for key in keys:
         out.append(key)
         kind = c.type(key)
         if kind == b"hash":
@@ -101,7 +104,8 @@ def redis_blobs(store: Any) -> list[bytes]:
         elif kind == b"string":
             raw = c.get(key)
             out.append(raw)
-            if raw is not None and key.startswith(store.key("ev", "").encode()):
+            events = [(store.prefix + kind).encode() for kind in ("ev:", "ea:")]
+            if raw is not None and any(key.startswith(e) or b"}:" + e in key for e in events):
                 out += [orjson.dumps(e) for e in unpack_events(raw)]
     return out
 

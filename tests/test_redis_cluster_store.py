@@ -56,14 +56,19 @@ def masters(store: RedisStateStore) -> list[redis.Redis]:
 
 def keys_on_every_master(store: RedisStateStore) -> list[bytes]:
     """Every key of the store, by SCAN on each master separately (not through the store's own reads): those
-    of its slot and, on a cluster, the payloads in their records' own slots."""
+    of its slot and, on a cluster, the payloads and events in their records' own slots."""
     escaped = store.prefix.replace("[", "\\[")
-    return [k for m in masters(store) for pattern in (escaped + "*", "{*}:" + escaped + "pl:*")
+    return [k for m in masters(store) for pattern in (escaped + "*", "{*}:" + escaped + "*")
             for k in m.scan_iter(match=pattern, count=1000)]
 
 
 def payload_keys(store: RedisStateStore) -> list[bytes]:
     """The payloads kept in their records' own slots (none on one Redis)."""
+    return [k for k in spread_keys(store) if (store.prefix + "pl:").encode() in k]
+
+
+def spread_keys(store: RedisStateStore) -> list[bytes]:
+    """Payloads and events kept in their records' own slots (none on one Redis)."""
     return [k for k in keys_on_every_master(store) if not k.startswith(store.prefix.encode())]
 
 
@@ -221,21 +226,56 @@ def test_payloads_through_replays_conflicts_and_a_writer_that_died_between_the_s
     assert payload_keys(store) == [] and store.stored_payload("x") is None and store.load_states() == []
 
 
+def test_stored_events_through_a_demotion_a_conflict_a_retry_and_an_erasure(store: RedisStateStore) -> None:
+    """The events a record's replay re-sends are those its claiming batch stored: its alternative events
+    where its merge was done by another writer a moment before (demoted), unchanged by a conflicting batch
+    and by the same batch retried after a lost reply; on a cluster in the record's own slot (`{<id>}:...`),
+    with nothing left of a conflicting batch. Erasure leaves no event of the record anywhere."""
+    assert write(store, "t1", [("a", "a"), ("c", "c")]) == (2, [])
+    merge = (cluster_id_for("a"), [cluster_id_for("c")])
+
+    def bridging(token: str, rid: str, events: bytes) -> BatchWrite:
+        b = BatchWrite(token)
+        b.add_record(RecordState(rid, 0, "a", b"\x00\x01payload-" + rid.encode()), cluster_id_for("a"),
+                     [events], fp="fp-" + rid, alt_events=[b'{"alt":"%s"}' % rid.encode()])
+        b.add_merge(*merge, of_last_record=True)
+        b.set_offset("in", 0, 1)
+        return b
+
+    first = bridging("t2", "b", b'{"merged":"b"}')
+    assert store.write_batch(first, NOW) == (1, []) and first.demoted == []
+    late = bridging("t3", "d", b'{"merged":"d"}')  # decided on a view before t2's merge
+    assert store.write_batch(late, NOW) == (1, []) and late.demoted == ["d"]
+    before = dump(store)
+    assert store.write_batch(bridging("t3", "d", b'{"merged":"d"}'), NOW) == (0, [])  # a lost reply
+    assert dump(store) == before
+    assert store.write_batch(bridging("t4", "d", b'{"other":"d"}'), NOW) == (0, ["d"])  # another batch
+    assert dump(store) == before
+    assert store.stored_events(["b", "d", "zz"]) == {"b": [b'{"merged":"b"}'], "d": [b'{"alt":"d"}']}
+    if store.spread:
+        assert not [k for k in keys_on_every_master(store) if k.startswith(store.prefix.encode())
+                    and b":ev:" in k]
+        assert sorted(k.split(b":")[-2] for k in spread_keys(store) if k.startswith(b"{d}")) == [b"ea", b"ev", b"pl"]
+    assert store.erase(["d"], door="test", hash_key="k", now_iso=NOW) == {"d": True}
+    assert store.stored_events(["d"]) == {}
+    assert not [k for k in keys_on_every_master(store) if k.startswith(b"{d}") or k.endswith(b":d")]
+    assert store.verify() == []
+
+
 def test_a_twin_written_while_its_record_is_erased_leaves_no_payload(store: RedisStateStore,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """On a cluster the erasure deletes the payload before its script: another member's twin of the record
-    (same content, its batch about to find the id claimed) may write the same key again in between. The
-    erasure deletes it again once the record is gone; nothing of the record is left on any master."""
+    (same content, its batch finding the id claimed) may write the same key again in between, and keeps it
+    (it is the stored record's). The erasure deletes it again once the record is gone; nothing of the record
+    is left on any master."""
     x = b"\x00\x01payload-x"
     assert store.write_batch(one("tok-a", "x", "fp-x", x), NOW) == (1, [])
     first = store.erase_payloads
 
-    def with_a_twin(ids: list[str]) -> dict[str, str]:
+    def with_a_twin(ids: list[str]) -> dict[str, list[str]]:
         keys = first(ids)
-        if store.spread:
-            twin = one("tok-b", "x", "fp-x", x)
-            store.put_payloads(twin.recs, twin.blobs, twin.token)
-            assert payload_keys(store) != []
+        assert store.write_batch(one("tok-b", "x", "fp-x", x), NOW) == (0, ["x"])  # still stored: a conflict
+        assert payload_keys(store) == ([store.payload_key("x", "fp-x").encode()] if store.spread else [])
         return keys
 
     monkeypatch.setattr(store, "erase_payloads", with_a_twin)

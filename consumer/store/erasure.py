@@ -177,8 +177,8 @@ class ErasureOps:
     client: redis.Redis  # or a RedisCluster: the scripts name KEYS[1] (the log) so the cluster can route them
     prefix: str
     _on_slot: Callable[[Any, list[str], list[Any]], Any]  # provided by InFlightOps
-    erase_payloads: Callable[[Sequence[str]], dict[str, str]]  # provided by PayloadOps
-    erased_payloads_gone: Callable[[dict[str, str]], None]  # provided by PayloadOps
+    erase_payloads: Callable[[Sequence[str]], dict[str, list[str]]]  # provided by PayloadOps
+    erased_payloads_gone: Callable[[dict[str, list[str]]], None]  # provided by PayloadOps
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
         raise NotImplementedError
@@ -237,8 +237,8 @@ class ErasureOps:
             todo = ids[lo: lo + chunk]
             for _ in range(20):
                 plan = self._plan(todo, hash_key)
-                # A payload in the record's own slot (a Redis Cluster, consumer/store/payloads.py) goes first:
-                # the script cannot reach it, and a record must never be gone while its payload stays.
+                # Payload and events in the record's own slot (a Redis Cluster, consumer/store/payloads.py) go
+                # first: the script cannot reach them, and a record must never be gone while they stay.
                 spread = self.erase_payloads([e["id"] for e in plan])
                 status = self._scripts()["erase"](keys=[self.key("log")], args=[
                     self.prefix, now_iso, orjson.dumps({"door": door, "ids": plan, "keep": AUDIT_KEEP})])
@@ -314,8 +314,10 @@ class ErasureOps:
                     doomed.append(k)
             batch.clear()
 
+        # A Redis Cluster store keeps events in their records' own slots (consumer/store/payloads.py).
+        patterns = [_glob(self.key("ev", "")) + "*", "{*}:" + _glob(self.prefix) + "e[va]:*"]
         scan = ([k.encode() for k in keys] if keys is not None
-                else self.client.scan_iter(match=_glob(self.key("ev", "")) + "*", count=count))
+                else (k for pattern in patterns for k in self.client.scan_iter(match=pattern, count=count)))
         for key in scan:
             if len(key) > head:
                 batch.append(key)

@@ -50,7 +50,8 @@ APPLY_BATCH = r"""
 --            until the batch is committed in Kafka, plus a rewind margin)
 --   seen:    the changelog position the decisions saw (the member's replica position; absent = not checked)
 --   check:   refuse a batch whose decision's merges were partly done already (below): returns {-1}
---   spread:  the payloads are in the records' own slots already (a Redis Cluster store): not written here
+--   spread:  payloads, events and alternative events are in the records' own slots already (a Redis Cluster
+--            store): not written here; a demoted record is marked 'dm' in its hash instead
 -- Returns {new_records, merges applied (not already done), #conflicts, #raced, split pieces dropped,
 -- conflicting record ids..., raced ids..., demoted record ids...}. *Raced* ids were erased after `seen`
 -- (an `e` entry past it): the batch was decided on a view that still held them, so the caller deletes
@@ -269,10 +270,12 @@ for ri, r in ipairs(ops.recs) do
     -- the payload and the stored events are plain strings beside it.
     redis.call('HSET', key, 'seq', seq, 'founder', founder, 'cluster', c, 'batch', short_token,
                'written', ops.now_ms or now, 'fp', r[6] or '')
-    -- ops.spread (a Redis Cluster store): the payload was written into the record's own slot before this
-    -- script ran (consumer/store/payloads.py); this script's slot keeps everything the log must agree with.
-    if not ops.spread then redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]]) end
-    set_events(rid, ARGV[4 + r[5]])
+    -- ops.spread (a Redis Cluster store): payload and events were written into the record's own slot
+    -- before this script ran (consumer/store/payloads.py); this script's slot keeps what the log agrees with.
+    if not ops.spread then
+      redis.call('SET', p .. 'pl:' .. rid, ARGV[4 + r[4]])
+      set_events(rid, ARGV[4 + r[5]])
+    end
     add_member(c, rid)
     redis.call('RPUSH', p .. 'log', 'r' .. rid)
     touched[c] = true
@@ -297,7 +300,11 @@ local demoted = {}
 for i, n in pairs(bridged) do
   local r = ops.recs[i]
   if n == 0 and fresh[i] and (r[7] or 0) > 0 then
-    set_events(r[1], ARGV[4 + r[7]])
+    if ops.spread then
+      redis.call('HSET', p .. 'rec:' .. r[1], 'dm', '1')  -- its alternative events, written beforehand
+    else
+      set_events(r[1], ARGV[4 + r[7]])
+    end
     table.insert(demoted, r[1])
   end
 end

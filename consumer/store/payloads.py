@@ -1,33 +1,41 @@
-"""Where a record's payload lives: beside the record in the store's slot, or on a Redis Cluster in a slot of
-its own, so that the largest part of the state spreads over the cluster's masters (issue 39).
+"""Where a record's payload and stored events live: beside the record in the store's slot, or on a Redis
+Cluster in a slot of their own, so that most of the state spreads over the cluster's masters (issue 39).
 
 Why: on a cluster every key built from the store's prefix shares one hash tag (`{dedup}:`), so one master
 holds the whole store. Everything the changelog must agree with (record hashes, memberships, forward
-pointers, the log itself) stays in that slot, because one script applies it atomically. A payload is the
-largest thing a record stores (~800 of ~1,400 bytes once its events expire, docs/scale-out.md) and the
-simplest: written once, never changed, read by id. So on a cluster it goes to a key tagged with the record's
-own id, `{<record id>}:{dedup}:pl:<suffix>`, which Redis Cluster spreads over every slot.
+pointers, the log itself) stays in that slot, because one script applies it atomically. The payload (~800
+bytes) and the stored events (~330 bytes while kept) are most of what a record stores, and the simplest:
+written once with the record, read by id. So on a cluster they go to keys tagged with the record's own id,
+which Redis Cluster spreads over every slot:
+
+    {<record id>}:{dedup}:pl:<fingerprint>   the payload (the write token's first 16 hex digits where a
+                                             writer has no content fingerprint)
+    {<record id>}:{dedup}:ev:<token>         the events the claiming batch sent (token: its first 16 digits)
+    {<record id>}:{dedup}:ea:<token>         its alternative events, read where the script demoted it
 
 Order and replays (at-least-once input: every step may run twice, or a writer may die between steps):
 
-1. Before the batch's script, the payloads are written with `SET ... NX`. Nothing reads them yet: a reader
-   finds a record through the changelog or the record hash, which only the script writes.
-2. The script claims the records (first writer wins) and appends them to the log.
+1. Before the batch's script, one pipeline writes them: the payload with `SET NX`, the events with `SET`
+   (a batch named again after `MergesMoved` keeps its token and rebuilds its events). Nothing reads them
+   yet: a reader finds a record through the changelog or the record hash, which only the script writes.
+2. The script claims the records and appends them to the log; the record hash keeps `fp` and `batch`, so a
+   reader knows the keys, and `dm` where the script demoted the record (instead of rewriting its events).
 
-The suffix is the record's content fingerprint (the write token's first 16 hex digits where a writer has no
-fingerprint), which the script stores in the record hash (`fp`, `batch`), so a reader knows the key. A batch
-retried after a lost reply, or replayed by another member after a crash between steps 1 and 2, carries the
-same content and so the same key: `NX` keeps the first bytes and nothing is left behind. A writer whose
-record id turns out to be claimed already with *other* content (an id conflict) wrote under another
-suffix, nobody will read that key, and it deletes it after the script (`drop_unclaimed`); a writer that dies
-before doing so leaves its batch uncommitted, and the replay deletes it. Erasure deletes the payload
-*before* its script takes the record out (`erase_payloads`): a record is never gone while its payload
-stays; a record whose erasure stopped between the two is read as having no payload (readers skip it) until
-the erasure is retried.
+A batch retried after a lost reply writes the same keys. One replayed by another member after its writer
+died between the steps writes the same payload key (same content) and events under its own token, which is
+what its claim names; the dead writer's events are left to expire (`service.replay_events_ttl_seconds`) and,
+since they name the record, to the scrub of an erasure. A writer that finds the id claimed by another batch
+deletes its events, and its payload where the content differs (`drop_unclaimed`); dying first, its batch
+stays uncommitted and the replay does it. Erasure deletes payload and events *before* its script takes the
+record out (`erase_payloads`), and the payload again after it where the record is gone
+(`erased_payloads_gone`: a twin written meanwhile by another member keeps the stored record's key): a
+record is never gone while they stay; a record whose erasure stopped between the two is read as having no
+payload (readers skip it) until the erasure is retried.
 
-A single Redis keeps the payload beside the record (`pl:<record id>`), written by the script: there is one
-master and nothing to spread, and the script saves a command per record. Payloads written before this
-layout (`{dedup}:pl:<record id>` on a cluster) are still read where a record names no spread payload.
+A single Redis keeps both beside the record (`pl:<record id>`, `ev:<record id>`), written by the script:
+there is one master and nothing to spread, and the script saves commands per record. What was written
+before this layout (`{dedup}:pl:<record id>`, `{dedup}:ev:<record id>` on a cluster) is still read where a
+record names nothing spread.
 """
 
 from __future__ import annotations
@@ -62,24 +70,37 @@ class PayloadOps:
         between the first "{" and the next "}", so an id holding braces still lands in one fixed slot)."""
         return f"{{{record_id}}}:{self.prefix}pl:{suffix}"
 
-    def put_payloads(self, recs: Sequence[Sequence[Any]], blobs: Sequence[bytes], token: str) -> None:
-        """Step 1 of a spread batch write: each new record's payload into its own slot (`SET NX`), one
-        pipeline that the cluster client splits by node. `recs`/`blobs`: a `BatchWrite`'s."""
+    def event_key(self, record_id: str, token: str, alt: bool = False) -> str:
+        """`{<record id>}:<prefix>ev:<token>`: the events a batch (its token's first 16 hex digits) sent for
+        the record; `ea:` the alternative events it stores should its merges turn out done (demoted)."""
+        return f"{{{record_id}}}:{self.prefix}{'ea' if alt else 'ev'}:{token[:16]}"
+
+    def put_payloads(self, recs: Sequence[Sequence[Any]], blobs: Sequence[bytes], token: str,
+                     events_ttl: int = 0) -> None:
+        """Step 1 of a spread batch write: each new record's payload (`SET NX`), events and alternative
+        events into its own slot, one pipeline that the cluster client splits by node. `recs`/`blobs`: a
+        `BatchWrite`'s; `events_ttl`: seconds the events are kept (0 = forever). The events are set, not
+        `NX`: a batch named again after `MergesMoved` keeps its token and rebuilds them."""
         pipe = self.client.pipeline(transaction=False)
+        ex = events_ttl if events_ttl > 0 else None
         for r in recs:
             pipe.set(self.payload_key(r[0], payload_suffix(r[5], token)), blobs[r[3] - 1], nx=True)
+            pipe.set(self.event_key(r[0], token), blobs[r[4] - 1], ex=ex)
+            if r[6]:
+                pipe.set(self.event_key(r[0], token, alt=True), blobs[r[6] - 1], ex=ex)
         pipe.execute()
 
     def drop_unclaimed(self, recs: Sequence[Sequence[Any]], token: str, conflicts: Sequence[str]) -> None:
-        """After the script: delete the payloads this batch wrote for records another writer had claimed with
-        other content (another suffix); the same content is the same key, the claimed record's own."""
+        """After the script: delete what this batch wrote for records another writer had claimed: its
+        events, and its payloads where the content differs (another suffix; the same content is the same
+        key, the claimed record's own)."""
         if not conflicts:
             return
         mine = {r[0]: payload_suffix(r[5], token) for r in recs}
         ids = [rid for rid in dict.fromkeys(conflicts) if rid in mine]
         stored = self.payload_suffixes(ids)
-        stale = [self.payload_key(rid, mine[rid]) for rid in ids if stored.get(rid) != mine[rid]]
-        self._delete(stale)
+        self._delete([self.payload_key(rid, mine[rid]) for rid in ids if stored.get(rid) != mine[rid]]
+                     + [self.event_key(rid, token, alt) for rid in ids for alt in (False, True)])
 
     def payload_suffixes(self, record_ids: Sequence[str]) -> dict[str, str]:
         """record id -> the suffix of its spread payload key (stored records only)."""
@@ -88,6 +109,23 @@ class PayloadOps:
             pipe.hmget(self.key("rec", rid), ["fp", "batch"])
         return {rid: payload_suffix(fp, batch) for rid, (fp, batch) in zip(record_ids, pipe.execute())
                 if fp is not None or batch is not None}
+
+    def spread_events(self, record_ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored events of these records kept in their own slots: those of the batch that claimed each
+        (`batch` in its hash), its alternative ones where the script demoted it (`dm`); absent ones left out."""
+        pipe = self.client.pipeline(transaction=False)
+        for rid in record_ids:
+            pipe.hmget(self.key("rec", rid), ["batch", "dm"])
+        keys = {rid: self.event_key(rid, token.decode(), alt=dm is not None)
+                for rid, (token, dm) in zip(record_ids, pipe.execute()) if token is not None}
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys.values():
+            pipe.get(k)
+        return {rid: raw for rid, raw in zip(keys, pipe.execute()) if raw is not None}
+
+    def spread_event_keys(self, recs: Sequence[Sequence[Any]], token: str) -> list[str]:
+        """The event keys a batch wrote for its records (`recs`: a `BatchWrite`'s)."""
+        return [self.event_key(r[0], token, alt) for r in recs for alt in (False, True)]
 
     def spread_payloads(self, suffixes: Mapping[str, str]) -> dict[str, bytes]:
         """The spread payloads of these records (record id -> suffix); absent ones left out."""
@@ -99,25 +137,32 @@ class PayloadOps:
             pipe.get(self.payload_key(rid, suffixes[rid]))
         return {rid: raw for rid, raw in zip(ids, pipe.execute()) if raw is not None}
 
-    def erase_payloads(self, record_ids: Sequence[str]) -> dict[str, str]:
-        """Delete the spread payloads of these records (before the erasure script takes them out); returns
-        record id -> the key deleted, for `erased_payloads_gone`."""
+    def erase_payloads(self, record_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Delete the spread payloads and events of these records (before the erasure script takes them
+        out); returns record id -> the keys deleted, for `erased_payloads_gone`."""
         if not self.spread or not record_ids:
             return {}
-        keys = {rid: self.payload_key(rid, sfx) for rid, sfx in self.payload_suffixes(list(record_ids)).items()}
-        self._delete(keys.values())
+        ids = list(record_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hmget(self.key("rec", rid), ["fp", "batch"])
+        keys = {rid: [self.payload_key(rid, payload_suffix(fp, token)),
+                      *(self.event_key(rid, token.decode(), alt) for alt in (False, True))]
+                for rid, (fp, token) in zip(ids, pipe.execute()) if token is not None}
+        self._delete(k for ks in keys.values() for k in ks)
         return keys
 
-    def erased_payloads_gone(self, keys: Mapping[str, str]) -> None:
+    def erased_payloads_gone(self, keys: Mapping[str, Sequence[str]]) -> None:
         """After the erasure script: delete again the payloads of records no longer stored. Why: a twin of
         the record written by another member between `erase_payloads` and the script (its batch claimed
-        nothing, the id being stored still) wrote the same key again; a record stored meanwhile keeps its."""
+        nothing, the id being stored still) wrote the same payload key again; a record stored meanwhile
+        keeps its. (The twin's events carry its own token: its batch deletes them, `drop_unclaimed`.)"""
         if not keys:
             return
         pipe = self.client.pipeline(transaction=False)
         for rid in keys:
             pipe.exists(self.key("rec", rid))
-        self._delete([k for (_rid, k), n in zip(keys.items(), pipe.execute()) if not n])
+        self._delete([ks[0] for ks, n in zip(keys.values(), pipe.execute()) if not n])
 
     def _delete(self, keys: Iterable[str]) -> None:
         pipe = self.client.pipeline(transaction=False)

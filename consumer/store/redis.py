@@ -1,18 +1,18 @@
 """Durable state in Redis: record -> cluster, cluster -> members, canonical, metadata, rebuild payloads.
 
 Keys (prefix `p`, e.g. `dedup:`; on a Redis Cluster a hash tag, `{dedup}:`, so all of them share one slot,
-but for the spread payloads):
+but for payloads and events):
 
     p rec:<record id>      hash  seq, founder, cluster, batch (write token: its first 16 hex digits),
                                  written (epoch ms; ISO in records written before issue 12's leaner layout),
-                                 fp (keyed content fingerprint: tells a replay from an id conflict)
+                                 fp (keyed content fingerprint: tells a replay from an id conflict), dm (its
+                                 alternative events stand: a cluster store's demotion, below)
                                  (small values only: Redis keeps the hash in its compact encoding)
-    p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2); on a Redis Cluster
-                                 `{<record id>}:p pl:<fp>` instead, in the record's own slot
-                                 (consumer/store/payloads.py: the state's largest part spread over the masters)
+    p pl:<record id>       str   payload (vectors/keyed hashes; record_state format 2)
     p ev:<record id>       str   the exact event bytes sent for it (deflate JSON list with a preset dictionary;
                                  `pack_events`), expiring after service.replay_events_ttl_seconds (0 = never)
                                  (before issue 12 payload and events were fields of rec:<id>: still read)
+                                 (on a Redis Cluster both in the record's own slot: consumer/store/payloads.py)
     p clmeta:<cluster id>  hash  founder, canonical, size, created, updated (canonical absent = the founder,
                                  updated absent = created: most clusters are singletons, kept small), and
                                  one field '.<record id>' (empty value) per member: one listpack per cluster
@@ -201,10 +201,8 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps, PayloadOps):
         ops = batch.ops_json(self.events_ttl, record_state.epoch_ms(now_iso), self.spread)
         blobs = batch.blobs
         if self.spread and batch.recs:
-            self.put_payloads(batch.recs, blobs, batch.token)
-            blobs = list(blobs)
-            for r in batch.recs:
-                blobs[r[3] - 1] = b""  # not sent twice: the script leaves the payloads alone
+            self.put_payloads(batch.recs, blobs, batch.token, self.events_ttl)
+            blobs = [b""] * len(blobs)  # not sent twice: the script leaves payloads and events alone
         args: list[Any] = [self.prefix, batch.token, now_iso, ops, *blobs]
         # KEYS[1] only routes the script: every key it builds from the prefix shares this key's slot.
         out = self._apply(keys=[self.key("seq")], args=args)
@@ -223,7 +221,9 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps, PayloadOps):
             # naming them (the re-checking member's scrub may have passed). An erased id sent again in this
             # very batch is a new record: its own events stay.
             again = set(batch.raced)
-            self.scrub_events(batch.raced, keys=[self.key("ev", r[0]) for r in batch.recs if r[0] not in again])
+            mine = [r for r in batch.recs if r[0] not in again]
+            self.scrub_events(batch.raced, keys=self.spread_event_keys(mine, batch.token) if self.spread
+                              else [self.key("ev", r[0]) for r in mine])
         return int(out[0]), ids[:n_conflicts]
 
     def resolve_clusters(self, cluster_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
@@ -250,9 +250,11 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps, PayloadOps):
             pipe.get(self.key("ev", rid))
             pipe.hget(self.key("rec", rid), "events")  # where records written before issue 12 keep them
         res = pipe.execute()
+        spread = self.spread_events([r for r, raw, old in zip(ids, res[0::2], res[1::2]) if raw is None and old is None]
+                                    ) if self.spread else {}
         out: dict[str, list[bytes]] = {}
         for rid, raw, old in zip(ids, res[0::2], res[1::2]):
-            raw = raw if raw is not None else old
+            raw = raw if raw is not None else old if old is not None else spread.get(rid)
             if raw is not None:
                 out[rid] = [orjson.dumps(e) for e in unpack_events(raw)]
         return out

@@ -90,12 +90,12 @@ def stop_fallback_redis() -> None:
 
 
 def delete_prefix(client: redis.Redis, prefix: str, batch: int = 500) -> int:
-    """Delete every key starting with `prefix`, and a Redis Cluster store's payloads in their records' own
-    slots (`{<record id>}:<prefix>pl:...`, consumer/store/payloads.py) (SCAN, not KEYS: safe on a shared
-    server). Returns count."""
+    """Delete every key starting with `prefix`, and a Redis Cluster store's payloads and events in their
+    records' own slots (`{<record id>}:<prefix>...`, consumer/store/payloads.py) (SCAN, not KEYS: safe on a
+    shared server). Returns count."""
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
     deleted = 0
-    for pattern in (escaped + "*", "{*}:" + escaped + "pl:*"):
+    for pattern in (escaped + "*", "{*}:" + escaped + "*"):
         keys: list[Any] = []
         for key in client.scan_iter(match=pattern, count=batch):
             keys.append(key)

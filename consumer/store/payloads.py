@@ -16,7 +16,8 @@ which Redis Cluster spreads over every slot:
 Order and replays (at-least-once input: every step may run twice, or a writer may die between steps):
 
 1. Before the batch's script, one pipeline writes them: the payload with `SET NX`, the events with `SET`
-   (a batch named again after `MergesMoved` keeps its token and rebuilds its events). Nothing reads them
+   (a batch named again after `MergesMoved` keeps its token and rebuilds its events; alternative events it
+   no longer has are never read, `dm` being set only with them, and expire). Nothing reads them
    yet: a reader finds a record through the changelog or the record hash, which only the script writes.
 2. The script claims the records and appends them to the log; the record hash keeps `fp` and `batch`, so a
    reader knows the keys, and `dm` where the script demoted the record (instead of rewriting its events).

@@ -284,6 +284,25 @@ def test_a_twin_written_while_its_record_is_erased_leaves_no_payload(store: Redi
     assert not [k for k in keys_on_every_master(store) if k.endswith(b":x") or k.startswith(b"{x}")]
 
 
+def test_verify_finds_a_record_without_payload_and_a_stray_payload(store: RedisStateStore) -> None:
+    """`verify()` (run by most tests here after every kind of write) says where a record names a payload that
+    is not there, and, on a cluster, where a payload of no stored record is left (what the write order and
+    the erasure's two deletes must never leave)."""
+    assert store.write_batch(one("tok-a", "x", "fp-x", b"\x00\x01payload-x"), NOW) == (1, [])
+    assert store.verify() == []
+    where = store.payload_key("x", "fp-x") if store.spread else store.key("pl", "x")
+    raw = store.client.get(where)
+    store.client.delete(where)
+    assert store.verify() == ["record x has no payload"]
+    store.client.set(where, raw)
+    if store.spread:
+        stray = store.payload_key("ghost", "fp-g")
+        store.client.set(stray, b"\x00\x01payload-g")
+        assert store.verify() == [f"payload {stray} of no stored record"]
+        store.client.delete(stray)
+    assert store.verify() == []
+
+
 def test_a_payload_an_older_writer_left_beside_its_record_is_still_read(store: RedisStateStore) -> None:
     """A cluster store written before payloads were spread keeps them in the store's slot (`pl:<id>`), and
     older still in the record hash: both are read where no spread payload is named, and erased."""

@@ -7,10 +7,12 @@ the slot map put it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
+
+from consumer.store.payloads import payload_suffix
 
 __all__ = ["VerifyOps", "split_meta", "glob_escape"]
 
@@ -19,6 +21,9 @@ class VerifyOps:
     """Mixed into `RedisStateStore` (it uses the store's client, key naming and record scan)."""
 
     client: redis.Redis
+    prefix: str
+    spread: bool  # payloads in the records' own slots (PayloadOps)
+    payload_key: Callable[[str, str], str]  # provided by PayloadOps (a stub here would shadow it)
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
         raise NotImplementedError
@@ -29,12 +34,24 @@ class VerifyOps:
 
     def verify(self) -> list[str]:
         """Consistency problems (empty when fine): each record in exactly one existing cluster, member sets
-        and record hashes agreeing, sizes right. For tests and operators; O(state); SCAN on every master."""
+        and record hashes agreeing, sizes right, each record's payload where it names it and, on a Redis
+        Cluster, no payload of a record not stored (or stored with other content). For tests and operators;
+        O(state); SCAN on every master."""
         problems: list[str] = []
         rec_cluster: dict[str, str] = {}
         rec_founder: dict[str, str] = {}
-        for rid, (cluster, founder) in self._scan_records(["cluster", "founder"]):
+        named: set[bytes] = set()
+        for rid, (cluster, founder, fp, token, payload) in self._scan_records(["cluster", "founder", "fp", "batch"],
+                                                                              payload=True):
             rec_cluster[rid], rec_founder[rid] = cluster.decode(), founder.decode()
+            if payload is None:
+                problems.append(f"record {rid} has no payload")
+            if self.spread:
+                named.add(self.payload_key(rid, payload_suffix(fp, token)).encode())
+        if self.spread:
+            pattern = "{*}:" + glob_escape(self.prefix) + "pl:*"
+            stray = [k for k in self.client.scan_iter(match=pattern, count=1000) if k not in named]
+            problems += [f"payload {k.decode(errors='replace')} of no stored record" for k in stray[:20]]
         members: dict[str, set[str]] = {}
         metas: dict[str, dict[str, str]] = {}
         for kind in ("cl", "clmeta"):  # member sets written before issue 12; members listed in the metadata

@@ -11,7 +11,8 @@ are produced with *random* keys at --rate, so a person's accounts land on differ
 end: pairwise F1 of the final cluster table (Redis, `export-clusters`) against `dedup batch` on the same
 file, every record in exactly one cluster (`verify`), no cluster absorbed by two merge events, throughput,
 each member's cost of absorbing the others' records, the new member's start-up time, and Redis bytes per
-record (`INFO memory` of a Redis owned by this run; summed over the masters with --redis-cluster N).
+record (`INFO memory` of a Redis owned by this run; summed over the masters with --redis-cluster N, and the
+largest master's: the one owning the store's slot, which bounds a cluster store).
 With --index-backend milvus the members share one collection (a Milvus standalone server started here from
 the `milvus` wheel, or --milvus-uri), and the run also checks that it holds every record exactly once.
 Prints one JSON object; exit 1 when the F1 gap is over --tolerance or a check fails.
@@ -144,7 +145,8 @@ def freshness_waits(port: int) -> dict[str, object]:
 
 class RedisForRun:
     """The run's own Redis: one server, or a Redis Cluster of `masters` masters (tests/harness); the
-    members get its URL (`redis+cluster://` for a cluster) and memory is `used_memory` summed over masters."""
+    members get its URL (`redis+cluster://` for a cluster) and memory is `used_memory` per master (summed, and
+    the largest: a cluster store's slot bounds it, docs/scale-out.md)."""
 
     def __init__(self, masters: int, workdir: Path) -> None:
         self.masters = masters
@@ -159,10 +161,11 @@ class RedisForRun:
     def start(self) -> None:
         self.server.start()
 
-    def used_memory(self) -> int:
+    def used_memory(self) -> list[int]:
+        """`used_memory` of each master (one entry for a single Redis), in a fixed order."""
         clients = self.server.master_clients() if self.masters > 0 else [self.server.client()]
         try:
-            return sum(int(c.info("memory")["used_memory"]) for c in clients)
+            return [int(c.info("memory")["used_memory"]) for c in clients]
         finally:
             for c in clients:
                 c.close()
@@ -312,7 +315,8 @@ def main() -> int:
             if adder is not None:
                 adder.join(300)
             time.sleep(3.0)  # the last syncs (late links) settle
-            used = redis_server.used_memory() - base_mem
+            grown = [after - before for after, before in zip(redis_server.used_memory(), base_mem)]
+            used = sum(grown)
             alive = [(p, port) for p, port in procs if p.poll() is None]
             usage = {port: proc_usage(p.pid) for p, port in alive}
             members_cpu = cpu_of_killed + sum(cpu for cpu, _rss in usage.values())
@@ -384,7 +388,9 @@ def main() -> int:
         "members_cpu_ms_per_record": round(1000 * members_cpu / len(rows), 2),
         "members_startup_cpu_seconds": round(startup_cpu, 1),
         "members_stream_cpu_ms_per_record": round(1000 * (members_cpu - startup_cpu) / len(rows), 2),
-        "redis_bytes_per_record": round(used / len(rows)), "new_member": added, "members_at_end": per_member,
+        "redis_bytes_per_record": round(used / len(rows)),
+        "redis_bytes_per_record_largest_master": round(max(grown) / len(rows)), "new_member": added,
+        "members_at_end": per_member,
         "rss_at": rss_at,
         "ok": ok,
     }, indent=2))

@@ -388,9 +388,8 @@ def main() -> int:
         "members_cpu_ms_per_record": round(1000 * members_cpu / len(rows), 2),
         "members_startup_cpu_seconds": round(startup_cpu, 1),
         "members_stream_cpu_ms_per_record": round(1000 * (members_cpu - startup_cpu) / len(rows), 2),
-        "redis_bytes_per_record": round(used / len(rows)),
-        "redis_bytes_per_record_largest_master": round(max(grown) / len(rows)), "new_member": added,
-        "members_at_end": per_member,
+        "redis_bytes_per_record": round(used / len(rows)), "new_member": added, "members_at_end": per_member,
+        "redis_bytes_per_record_largest_master": round(max(grown) / len(rows)),
         "rss_at": rss_at,
         "ok": ok,
     }, indent=2))

@@ -60,7 +60,8 @@ class PayloadOps:
 
     client: Any
     prefix: str
-    #: Payloads in the records' own slots (a Redis Cluster store); else beside the record in the script.
+    #: Payloads and events in the records' own slots (a Redis Cluster store); else beside the record, by the
+    #: batch script.
     spread: bool
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore

@@ -23,7 +23,8 @@ from urllib.parse import unquote
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-__all__ = ["CLUSTER_SCHEMES", "ClusterURL", "is_cluster_url", "parse_cluster_url", "connect", "cluster_prefix"]
+__all__ = ["CLUSTER_SCHEMES", "ClusterURL", "is_cluster_url", "parse_cluster_url", "connect", "cluster_prefix",
+           "glob_escape"]
 
 #: URL schemes that select a Redis Cluster client.
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -89,3 +90,8 @@ def cluster_prefix(prefix: str) -> str:
     if lo >= 0 and head.find("}", lo + 1) > lo + 1:  # Redis hashes the text up to the first "}" after "{"
         return head
     return "{" + head[:-1] + "}:"
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern (a prefix may hold `[`, `*`, ...)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

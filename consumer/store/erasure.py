@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import redis
 
+from consumer.store.connect import glob_escape
 from consumer.store.event_codec import events_json
 from consumer.store.lua import MEMBERS, RESOLVE_FWD
 from consumer.store.record_state import cluster_id_for
@@ -179,6 +180,7 @@ class ErasureOps:
     _on_slot: Callable[[Any, list[str], list[Any]], Any]  # provided by InFlightOps
     erase_payloads: Callable[[Sequence[str]], dict[str, list[str]]]  # provided by PayloadOps
     erased_payloads_gone: Callable[[dict[str, list[str]]], None]  # provided by PayloadOps
+    spread_glob: Callable[[str], str]  # provided by PayloadOps
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
         raise NotImplementedError
@@ -315,7 +317,7 @@ class ErasureOps:
             batch.clear()
 
         # A Redis Cluster store keeps events in their records' own slots (consumer/store/payloads.py).
-        patterns = [_glob(self.key("ev", "")) + "*", "{*}:" + _glob(self.prefix) + "e[va]:*"]
+        patterns = [glob_escape(self.key("ev", "")) + "*", self.spread_glob("e[va]")]
         scan = ([k.encode() for k in keys] if keys is not None
                 else (k for pattern in patterns for k in self.client.scan_iter(match=pattern, count=count)))
         for key in scan:
@@ -355,7 +357,3 @@ class ErasureOps:
             pipe.rpush(self.key("erasures"), *[orjson.dumps(e) for e in entries])
             pipe.ltrim(self.key("erasures"), -AUDIT_KEEP, -1)
             pipe.execute()
-
-
-def _glob(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -44,6 +44,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from consumer.store.connect import glob_escape
+
 __all__ = ["PayloadOps", "payload_suffix"]
 
 
@@ -77,6 +79,10 @@ class PayloadOps:
         the record; `ea:` the alternative events it stores should its merges turn out done (demoted)."""
         return f"{{{record_id}}}:{self.prefix}{'ea' if alt else 'ev'}:{token[:16]}"
 
+    def spread_glob(self, kind: str) -> str:
+        """SCAN MATCH pattern of this store's keys of `kind` (`pl`, `ev`, `e[va]`) in the records' own slots."""
+        return "{*}:" + glob_escape(self.prefix) + kind + ":*"
+
     def put_payloads(self, recs: Sequence[Sequence[Any]], blobs: Sequence[bytes], token: str,
                      events_ttl: int = 0) -> None:
         """Step 1 of a spread batch write: each new record's payload (`SET NX`), events and alternative
@@ -100,26 +106,37 @@ class PayloadOps:
             return
         mine = {r[0]: payload_suffix(r[5], token) for r in recs}
         ids = [rid for rid in dict.fromkeys(conflicts) if rid in mine]
-        stored = self.payload_suffixes(ids)
+        stored = self.payload_suffixes(ids)  # one round trip, on conflicts only
         self._delete([self.payload_key(rid, mine[rid]) for rid in ids if stored.get(rid) != mine[rid]]
                      + [self.event_key(rid, token, alt) for rid in ids for alt in (False, True)])
 
-    def payload_suffixes(self, record_ids: Sequence[str]) -> dict[str, str]:
-        """record id -> the suffix of its spread payload key (stored records only)."""
+    def _rec_fields(self, record_ids: Sequence[str], fields: Sequence[str]) -> list[list[bytes | None]]:
+        """`fields` of each record's hash (None where absent), one pipeline."""
         pipe = self.client.pipeline(transaction=False)
         for rid in record_ids:
-            pipe.hmget(self.key("rec", rid), ["fp", "batch"])
-        return {rid: payload_suffix(fp, batch) for rid, (fp, batch) in zip(record_ids, pipe.execute())
-                if fp is not None or batch is not None}
+            pipe.hmget(self.key("rec", rid), list(fields))
+        return pipe.execute()
+
+    def payload_suffixes(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """record id -> the suffix of its spread payload key (stored records only)."""
+        return {rid: payload_suffix(fp, batch) for rid, (fp, batch) in zip(record_ids,
+                self._rec_fields(record_ids, ["fp", "batch"])) if fp is not None or batch is not None}
+
+    def with_spread_payloads(self, rows: Sequence[tuple[str, bytes | None, Any, Any]]) -> list[bytes | None]:
+        """Each row's payload: the one found beside the record, else (on a cluster) the one in its own slot.
+        `rows`: (record id, payload found or None, its hash's `fp`, `batch`); one round trip, split by node."""
+        if not self.spread:
+            return [pl for _rid, pl, _fp, _token in rows]
+        spread = self.spread_payloads({rid: payload_suffix(fp, token) for rid, pl, fp, token in rows
+                                       if pl is None and (fp or token)})
+        return [pl if pl is not None else spread.get(rid) for rid, pl, _fp, _token in rows]
 
     def spread_events(self, record_ids: Sequence[str]) -> dict[str, bytes]:
         """The stored events of these records kept in their own slots: those of the batch that claimed each
         (`batch` in its hash), its alternative ones where the script demoted it (`dm`); absent ones left out."""
-        pipe = self.client.pipeline(transaction=False)
-        for rid in record_ids:
-            pipe.hmget(self.key("rec", rid), ["batch", "dm"])
         keys = {rid: self.event_key(rid, token.decode(), alt=dm is not None)
-                for rid, (token, dm) in zip(record_ids, pipe.execute()) if token is not None}
+                for rid, (token, dm) in zip(record_ids, self._rec_fields(record_ids, ["batch", "dm"]))
+                if token is not None}
         pipe = self.client.pipeline(transaction=False)
         for k in keys.values():
             pipe.get(k)
@@ -145,12 +162,9 @@ class PayloadOps:
         if not self.spread or not record_ids:
             return {}
         ids = list(record_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for rid in ids:
-            pipe.hmget(self.key("rec", rid), ["fp", "batch"])
         keys = {rid: [self.payload_key(rid, payload_suffix(fp, token)),
                       *(self.event_key(rid, token.decode(), alt) for alt in (False, True))]
-                for rid, (fp, token) in zip(ids, pipe.execute()) if token is not None}
+                for rid, (fp, token) in zip(ids, self._rec_fields(ids, ["fp", "batch"])) if token is not None}
         self._delete(k for ks in keys.values() for k in ks)
         return keys
 

@@ -51,14 +51,14 @@ import redis
 from redis.cluster import RedisCluster
 
 from consumer.store import record_state
-from consumer.store.connect import cluster_prefix, connect
+from consumer.store.connect import cluster_prefix, connect, glob_escape
 from consumer.store.erasure import ChangelogTrimmed, ErasureOps
 from consumer.store.event_codec import EVENTS_ZDICT_1, pack_events, unpack_events
 from consumer.store.inflight import InFlightOps
 from consumer.store.lua import APPLY_BATCH, FETCH_STATES, RESOLVE_CLUSTERS
-from consumer.store.payloads import PayloadOps, payload_suffix
+from consumer.store.payloads import PayloadOps
 from consumer.store.record_state import LAYOUTS, RecordState, cluster_id_for, layout_of, register_layout
-from consumer.store.verify import VerifyOps, glob_escape, split_meta
+from consumer.store.verify import VerifyOps, split_meta
 
 __all__ = ["RedisStateStore", "BatchWrite", "RETRYABLE", "AUTH_ERRORS", "pack_events", "unpack_events",
            "EVENTS_ZDICT_1", "ChangelogTrimmed", "MergesMoved"]
@@ -293,11 +293,7 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps, PayloadOps):
         for lo in range(0, len(record_ids), FETCH_CHUNK):
             keys = [k for rid in record_ids[lo:lo + FETCH_CHUNK] for k in (self.key("rec", rid), self.key("pl", rid))]
             res.extend(self._on_slot(self._fetch, keys, []))
-        payloads = res[2::6]
-        if self.spread:  # the payloads in the records' own slots: a second round trip, split by node
-            spread = self.spread_payloads({rid: payload_suffix(fp, token) for rid, pl, fp, token in zip(
-                record_ids, payloads, res[4::6], res[5::6]) if pl is None and (fp or token)})
-            payloads = [spread.get(rid, pl) for rid, pl in zip(record_ids, payloads)]
+        payloads = self.with_spread_payloads(list(zip(record_ids, res[2::6], res[4::6], res[5::6])))
         # A payload's layout is stored by the script that stored the payload: the table is read again only
         # when a payload names a layout this process has not seen (a round trip per changelog sync before).
         if any(lid is not None and lid not in LAYOUTS for lid in map(layout_of, filter(None, payloads))):
@@ -330,16 +326,14 @@ class RedisStateStore(ErasureOps, VerifyOps, InFlightOps, PayloadOps):
             step = 2 if payload else 1
             rows = [(k[head:].decode(), res[i * step], res[i * step + 1] if payload else None)
                     for i, k in enumerate(batch) if res[i * step][0] is not None]
-            spread: dict[str, bytes] = {}
-            if payload and self.spread:  # payloads in the records' own slots (consumer/store/payloads.py)
-                spread = self.spread_payloads({rid: payload_suffix(v[n + 1], v[n + 2]) for rid, v, pl in rows
-                                               if pl is None and v[n] is None and (v[n + 1] or v[n + 2])})
-            for rid, values, pl in rows:
-                if payload:
-                    values = [*values[:n], pl if pl is not None else values[n] if values[n] is not None
-                              else spread.get(rid)]
-                yield rid, values
             batch.clear()
+            if not payload:
+                yield from ((rid, values) for rid, values, _ in rows)
+                return
+            found = self.with_spread_payloads([(rid, pl if pl is not None else v[n], v[n + 1], v[n + 2])
+                                               for rid, v, pl in rows])
+            for (rid, values, _), pl in zip(rows, found):
+                yield rid, [*values[:n], pl]
 
         for key in self.client.scan_iter(match=pattern, count=count):
             batch.append(key)

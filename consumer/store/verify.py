@@ -12,9 +12,10 @@ from typing import Any
 
 import redis
 
+from consumer.store.connect import glob_escape
 from consumer.store.payloads import payload_suffix
 
-__all__ = ["VerifyOps", "split_meta", "glob_escape"]
+__all__ = ["VerifyOps", "split_meta"]
 
 
 class VerifyOps:
@@ -24,6 +25,7 @@ class VerifyOps:
     prefix: str
     spread: bool  # payloads in the records' own slots (PayloadOps)
     payload_key: Callable[[str, str], str]  # provided by PayloadOps (a stub here would shadow it)
+    spread_glob: Callable[[str], str]  # provided by PayloadOps
 
     def key(self, kind: str, ident: str | None = None) -> str:  # provided by RedisStateStore
         raise NotImplementedError
@@ -49,8 +51,7 @@ class VerifyOps:
             if self.spread:
                 named.add(self.payload_key(rid, payload_suffix(fp, token)).encode())
         if self.spread:
-            pattern = "{*}:" + glob_escape(self.prefix) + "pl:*"
-            stray = [k for k in self.client.scan_iter(match=pattern, count=1000) if k not in named]
+            stray = [k for k in self.client.scan_iter(match=self.spread_glob("pl"), count=1000) if k not in named]
             problems += [f"payload {k.decode(errors='replace')} of no stored record" for k in stray[:20]]
         members: dict[str, set[str]] = {}
         metas: dict[str, dict[str, str]] = {}
@@ -99,7 +100,3 @@ def split_meta(raw: Mapping[bytes, bytes]) -> tuple[dict[str, str], set[str]]:
         else:
             meta[name] = v.decode()
     return meta, listed
-
-
-def glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -39,7 +39,13 @@ decides the same):
   match threshold) counts as one. Why not the score alone: groups of three or four listings of one product
   hold pairs the model scores near zero (a typo, capitals), and a veto on those split them (another
   generator's listings: recall 0.71 -> 0.78-0.80). A sibling that was the best match until a better
-  partner arrived, and conflicts with it, is split off (the same `splits` and `cluster.split` events);
+  partner arrived, and conflicts with it, is split off (the same `splits` and `cluster.split` events).
+  One more way in: a *lone* record (a group of one) whose best partner in the cluster is in a group, and
+  which is a match with *every* member of that group without a conflict, joins it although no pair is
+  near-reciprocal. Why: once a group holds two copies of one title (a pair scoring 0.9999), the bar
+  "within the margin of both ends' best" is 0.9 for everybody else, so a copy with a typo ("hybrid theroy",
+  0.57 with each of the four others) was split off the group it belongs to; a sibling is kept out by the
+  conflict or by the one member it does not match;
 - a record with no match whose best candidate is a *possible* pair with a record still alone, and which is
   that record's best among the record's other possible candidates too (reciprocal best), joins it (its
   decision line still lists the pair as `possible`: the link is the clustering's, not the score's).
@@ -462,6 +468,7 @@ class ClusterState:
         # bar, one of them a near-reciprocal match); average linkage alone keeps everything allowed.
         allowed = upper.copy()
         near = np.ones((n, n), bool)
+        first = np.zeros(n, np.int64)  # each member's best partner in the cluster (partner mode)
         if g.partner:
             # A pair answered "yes" is near-reciprocal, and not what its records' other partners are measured
             # against (its score is the answer's, beside which every model score would look far).
@@ -472,6 +479,11 @@ class ClusterState:
             near = ((sim >= g.match_threshold) & (sim >= best[:, None] - g.partner_margin)
                     & (sim >= best[None, :] - g.partner_margin)) | yes
             allowed = upper & ~apart & near
+            # A lone record may join its best partner's group when it matches every member (docstring).
+            first = np.where(np.eye(n, dtype=bool), -np.inf, sim).argmax(axis=1)
+            for i in range(n):
+                j = int(first[i])
+                allowed[min(i, j), max(i, j)] |= bool(sim[i, j] >= g.match_threshold and not apart[i, j])
         while len(groups) > 1:
             m = len(groups)
             sizes = np.array([len(grp) for grp in groups])
@@ -488,8 +500,9 @@ class ClusterState:
                     block = sim[np.ix_(lo, hi)]
                     means[min(a, j), max(a, j)] = float(block.mean())
                     if g.partner:
-                        allowed[min(a, j), max(a, j)] = bool(not apart[np.ix_(lo, hi)].any()
-                                                             and near[np.ix_(lo, hi)].any())
+                        allowed[min(a, j), max(a, j)] = bool(not apart[np.ix_(lo, hi)].any() and (
+                            near[np.ix_(lo, hi)].any() or _lone_joins(lo, hi, sim, first, g.match_threshold)
+                            or _lone_joins(hi, lo, sim, first, g.match_threshold)))
         if len(groups) == 1:
             return []
         pieces = sorted(([members[i] for i in grp] for grp in groups), key=lambda p: (-len(p), min(p)))
@@ -505,6 +518,13 @@ class ClusterState:
             out.append((founder, sorted(piece)))
         self.members[cluster] = [r for r in self.members[cluster] if self.cluster_of[r] == cluster]
         return out
+
+
+def _lone_joins(one: list[int], group: list[int], sim: np.ndarray, first: np.ndarray, threshold: float) -> bool:
+    """Whether `one` is a lone record whose best partner (`first`) is in `group` and which is a match with
+    every member of it: the partner re-check's way in for a copy scored below a group's near-identical pairs
+    (`ClusterState._split`; conflicts are checked by the caller)."""
+    return len(one) == 1 and int(first[one[0]]) in group and float(sim[one[0], group].min()) >= threshold
 
 
 def _logit(p: float) -> float:

@@ -481,9 +481,9 @@ class ClusterState:
             allowed = upper & ~apart & near
             # A lone record may join its best partner's group when it matches every member (docstring).
             first = np.where(np.eye(n, dtype=bool), -np.inf, sim).argmax(axis=1)
-            for i in range(n):
-                j = int(first[i])
-                allowed[min(i, j), max(i, j)] |= bool(sim[i, j] >= g.match_threshold and not apart[i, j])
+            rows = np.arange(n)
+            lone = (sim[rows, first] >= g.match_threshold) & ~apart[rows, first]
+            allowed[np.minimum(rows, first)[lone], np.maximum(rows, first)[lone]] = True
         while len(groups) > 1:
             m = len(groups)
             sizes = np.array([len(grp) for grp in groups])

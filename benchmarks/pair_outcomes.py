@@ -23,8 +23,9 @@ file) and sorts the pairs by what the *final* clusters did with them:
 
 Why: a quality change aimed at the wrong step changes nothing (removing a quarter of one file's false
 conflicts moved its F1 by 0.0000, because those pairs also scored no). This says which step binds before a
-change is written. `--examples N` prints N sample missed and false pairs of each file (their titles or
-names: benchmark data, never a product log). The shared files are read from `../shared/data/real`.
+change is written. `--examples N` prints N sample missed pairs (scored no; scored a match but kept apart by
+the clustering) and false pairs of each file (their titles or names: benchmark data, never a product log).
+The shared files are read from `../shared/data/real`.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def outcomes(records: Path, config: str, truth: dict[str, str], work: Path, exam
                                          "false_match": f_feats[f_lab == 2], "false_chained": f_feats[f_lab != 2]},
                              feats))
     if examples:
-        _print_examples(records, pairs, false, ~found & (lab == 0), conf, examples, seed)
+        _print_examples(records, pairs, false, ~found & (lab == 0), ~found & (lab == 2), conf, examples, seed)
     return out
 
 
@@ -165,13 +166,17 @@ def _round(x: float) -> float | None:
 
 
 def _print_examples(records: Path, pairs: list[tuple[str, str]], false: list[tuple[str, str]], lost: np.ndarray,
-                    conf: np.ndarray, n: int, seed: int) -> None:
+                    apart: np.ndarray, conf: np.ndarray, n: int, seed: int) -> None:
+    """`n` sample pairs of each kind: missed and scored no (the score's loss), missed though scored a match
+    (`apart`: the clustering kept them apart, a split or a guard), false conflicts, false pairs."""
     with records.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     id_field = next(k for k in rows[0] if k.endswith("_id") or k == "id")
     text = {r[id_field]: " | ".join(v for k, v in r.items() if k != id_field and v)[:120] for r in rows}
     rng = np.random.default_rng(seed)
     for title, chosen in (("missed, scored no", [pairs[i] for i in np.nonzero(lost)[0]]),
+                          ("missed, scored a match (kept apart by the clustering)",
+                           [pairs[i] for i in np.nonzero(apart)[0]]),
                           ("false conflicts", [pairs[i] for i in np.nonzero(conf)[0]]), ("false pairs", false)):
         print(f"  -- {title} ({len(chosen)}), {min(n, len(chosen))} of them:")
         for i in rng.permutation(len(chosen))[:n]:

@@ -89,6 +89,7 @@ def redis_blobs(store: Any) -> list[bytes]:
     from consumer.store.event_codec import unpack_events
 
     c, out = store.client, []
+    events = [(store.prefix + kind).encode() for kind in ("ev:", "ea:")]  # beside the record, or in its slot
     keys = [k for pattern in (store.prefix + "*", "{*}:" + store.prefix + "*")
             for k in c.scan_iter(match=pattern, count=1000)]
     for key in keys:
@@ -104,7 +105,6 @@ def redis_blobs(store: Any) -> list[bytes]:
         elif kind == b"string":
             raw = c.get(key)
             out.append(raw)
-            events = [(store.prefix + kind).encode() for kind in ("ev:", "ea:")]
             if raw is not None and any(key.startswith(e) or b"}:" + e in key for e in events):
                 out += [orjson.dumps(e) for e in unpack_events(raw)]
     return out

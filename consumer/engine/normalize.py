@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 
+from consumer.engine.mojibake import repair
+
 __all__ = [
     "fold",
     "strip_accents",
@@ -94,7 +96,7 @@ def fold(text: str) -> str:
     compare like Latin ones instead of folding to nothing. ASCII text takes none of these steps.
     """
     if not text.isascii():
-        text = _unspoof(_visible(text))
+        text = _unspoof(_visible(repair(text)))
     text = strip_accents(text)
     if not text.isascii():
         text = _transliterate(text)

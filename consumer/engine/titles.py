@@ -26,6 +26,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from consumer.engine.mojibake import repair
 from consumer.engine.normalize import fold, strip_accents
 
 __all__ = ["ATTRIBUTE_KINDS", "Title", "colour_of", "parse_title", "parse_price", "product_codes", "code_stem",
@@ -140,7 +141,7 @@ def _fmt(value: float) -> str:
 
 
 def _prepare(title: str) -> str:
-    text = unicodedata.normalize("NFKC", title).lower()
+    text = unicodedata.normalize("NFKC", repair(title)).lower()
     if not text.isascii():  # accents off, so "Stück", "Weiß" and "Grün" read as the tables write them
         text = strip_accents(text)
     text = text.replace("″", '"').replace("''", '"')
@@ -263,7 +264,7 @@ def _code_text(text: str | None) -> str:
     written one way, the joins inside codes removed, folded. Cached apart from them because both read the same
     titles and descriptions (most of a listing's encoding was folding each text twice); a small cache, since
     the two calls on one text come within one batch."""
-    return fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", text or "").lower())))
+    return fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", repair(text or "")).lower())))
 
 
 @lru_cache(maxsize=1 << 16)

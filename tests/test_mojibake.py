@@ -90,3 +90,11 @@ def test_an_invisible_continuation_alone_is_the_writers_own() -> None:
     assert fold("Gr\u00d6\u00adnlund") == "gronlund"
     assert repair("garc\u00e3\u00ada") == "garc\u00e3\u00ada"
     assert repair("jos\u00e3\u00a9 garc\u00e3\u00ada") == "josé garcía"
+
+
+def test_html_character_references_are_read_and_ampersands_kept() -> None:
+    """Scraped text carries HTML references; read as text they were words ("nbsp", "rsquo") of the export."""
+    assert fold("lights!&nbsp; camera! it&rsquo;s &#233;t&eacute;") == fold("lights! camera! it’s été")
+    assert parse_title("Backyard Soccer MLS Edition&trade;").core == parse_title("Backyard Soccer MLS Edition™").core
+    for text in ("AT&T U-verse", "R&D 2-pack", "Black & Decker", "&copy 2001", "fish&chips;"):
+        assert repair(text) == text

@@ -20,6 +20,7 @@ an accented letter is not followed by "³", "º", "ƒ" or "©", so text without 
 from __future__ import annotations
 
 import hashlib
+import html
 import itertools
 import re
 from functools import lru_cache
@@ -97,9 +98,20 @@ def _fixed(word: str) -> str | None:
 
 
 def repair(text: str) -> str:
-    """`text` with its mojibake decoded, and each stretch of words that cannot be decoded as one opaque token
-    (module docstring); text without a run (all ASCII text) is returned as it is."""
+    """`text` with its HTML character references read ("&nbsp;", "&rsquo;", "&amp;", "&#233;"), its mojibake
+    decoded, and each stretch of words that cannot be decoded as one opaque token (module docstring); text
+    with neither is returned as it is.
+
+    Why the references: scraped listings carry them ("lights!&nbsp; camera!", "it&rsquo;s"), and read as text
+    they become words ("nbsp", "rsquo", "amp") that two copies share or not depending on the shop's export,
+    not on the product. Only a complete reference with its semicolon is read: "AT&T" and "R&D" stay."""
+    if "&" in text and _ENTITY.search(text):
+        text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     return text if text.isascii() or not _SEEN.search(text) else _repair(text)
+
+
+#: An HTML character reference, semicolon included (`html.unescape` alone also reads "&copy" without one).
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,30});")
 
 
 @lru_cache(maxsize=1 << 12)

@@ -95,8 +95,9 @@ def fold(text: str) -> str:
     transliterated to ASCII (王小明 -> wangxiaoming, Москва -> moskva), so duplicates written in them
     compare like Latin ones instead of folding to nothing. ASCII text takes none of these steps.
     """
+    text = repair(text)
     if not text.isascii():
-        text = _unspoof(_visible(repair(text)))
+        text = _unspoof(_visible(text))
     text = strip_accents(text)
     if not text.isascii():
         text = _transliterate(text)

@@ -68,7 +68,7 @@ def test_listings_stream_like_signups(kafka_bootstrap: str, redis_url: str, redi
     # the models that made the stored vectors, for a later start to compare with its own (service/state.py)
     models = store.get_meta()["encoder_models"]
     image = next(e for e in pipe.encoders if e.name == "image")
-    assert models == encoder_models(pipe) == "image:" + image.model.entry["sha256"][:12]
+    assert models == encoder_models(pipe) == "image:" + image.model.entry["sha256"][:12] + ",title:words-swap5"
     stream_f1 = cluster_scores(stream, truth).f1
     print(f"listings pairwise F1 batch {batch_f1:.4f} stream {stream_f1:.4f} ({N} records)")
     assert abs(stream_f1 - batch_f1) <= 0.01

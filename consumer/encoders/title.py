@@ -72,12 +72,14 @@ from consumer.engine.normalize import fold
 from consumer.engine.records import Record
 from consumer.engine.titles import (
     ATTRIBUTE_KINDS,
+    WORD_KEYING,
     code_stem,
     parse_price,
     parse_title,
     product_codes,
     set_part,
     title_words,
+    word_key,
 )
 
 __all__ = ["TitleEncoder"]
@@ -217,6 +219,9 @@ def _attribute_agreement(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np
 
 class TitleEncoder:
     name = "title"
+    #: How its word hashes are keyed (`consumer.engine.titles.word_key`): stamped on the service's stored
+    #: state (`consumer.service.state.encoder_models`), since state keyed otherwise matches none of them.
+    keying = WORD_KEYING
 
     def __init__(self, text_encoder: Any, hash_key: str, variant_slots: Sequence[Sequence[int]] | None = None):
         """`variant_slots`: [[keyed hash of a title word, slot, spelling], ...], the file's variant words
@@ -349,23 +354,24 @@ class TitleEncoder:
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])
-            said = {w: h("tw:" + w) for w in title_words(rec.role("title"))}  # in order, each once
+            said = {w: h("tw:" + word_key(w)) for w in title_words(rec.role("title"))}  # in order, each once
             brand_words = title_words(rec.role("brand"), 3)
             code_keys = [h("tw:" + c) for c in found]
-            words = list(dict.fromkeys([*said.values(), *(h("tw:" + w) for w in brand_words),
+            words = list(dict.fromkeys([*said.values(), *(h("tw:" + word_key(w)) for w in brand_words),
                                         *code_keys]))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
             # the title without its own brand's words (all of it when nothing else is left): `core_idf`
             core = [k for w, k in said.items() if w not in brand_words] or list(said.values())
             words = list(dict.fromkeys(core + code_keys))[:MAX_IDF_KEYS]
             core_keys[i, :len(words)] = words
-            desc = list(dict.fromkeys(h("td:" + w) for w in title_words(rec.role("description"), MAX_DESC_KEYS)))
+            desc_words = title_words(rec.role("description"), MAX_DESC_KEYS)
+            desc = list(dict.fromkeys(h("td:" + word_key(w)) for w in desc_words))
             desc_keys[i, :len(desc)] = desc
             if t.core:
                 grams = np.array([h("tt:" + g) for g in _trigrams(t.text)], np.int64) % TRI_DIM
                 counts = np.bincount(grams, minlength=TRI_DIM).astype(np.float32)
                 tri[i] = counts / max(float(np.linalg.norm(counts)), 1e-9)
-                hashes = sorted({h("tk:" + w) for w in t.core})[:MAX_TOKENS]
+                hashes = sorted({h("tk:" + word_key(w)) for w in t.core})[:MAX_TOKENS]
                 tok[i, :len(hashes)] = hashes
             for j, kind in enumerate(ATTRIBUTE_KINDS):
                 for v, value in enumerate(t.attributes.get(kind, ())[:MAX_VALUES]):

@@ -14,6 +14,7 @@ from `consumer.engine.pair_judge`."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,6 +44,7 @@ from consumer.engine.records import Record
 from consumer.engine.rowmap import RowMap
 from consumer.engine.sources import SourceLinks
 from consumer.engine.stages import DECIDE_STAGES, StageTimer, encode_stage
+from consumer.engine.titles import WORD_KEYING
 from consumer.store.memory import SignatureStore
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
@@ -74,7 +76,7 @@ class Pipeline(PersistedState, Erasure, PairJudging):
                              "pipeline with consumer.io.artifacts.build_pipeline, which loads it")
         self.text = text_encoder
         #: The profile's modalities; everything below is derived from their contributions.
-        slots = variant_slots if variant_slots is not None or model is None else model.meta.get("variant_slots")
+        slots = variant_slots if variant_slots is not None or model is None else _model_slots(model.meta)
         self.encoders = build_encoders(settings, {"text_encoder": text_encoder, "image_encoder": image_encoder,
                                                   "variant_slots": slots})
         contribs = [e.contribution for e in self.encoders]
@@ -378,3 +380,18 @@ class Pipeline(PersistedState, Erasure, PairJudging):
 
     def memory_bytes(self) -> int:
         return self.store.memory_bytes() + self.blocker.index.memory_bytes() + key_bytes(self.keys)
+
+
+log = logging.getLogger(__name__)
+
+
+def _model_slots(meta: dict[str, Any]) -> list | None:
+    """A saved model's variant words (keyed hashes of words), or None where it has none or keyed them
+    otherwise than `consumer.engine.titles.word_key` does now: their hashes would match no title word, so
+    they are left out, and said, rather than read as words no title has."""
+    slots = meta.get("variant_slots")
+    if slots and meta.get("variant_keying") != WORD_KEYING:
+        log.warning("the model's variant words were keyed by an earlier version: left out; refit the model "
+                    "(dedup fit) to read them", extra={"variant_words": len(slots)})
+        return None
+    return slots

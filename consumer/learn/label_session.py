@@ -300,10 +300,11 @@ def labelled_model(pool: PairPool, corr: Any, report: dict[str, Any],
     """A `LearnedModel` over `LabelledModel` (saved and loaded like any model file; `dedup run --model`),
     carrying `answers` (`Answers.rows_for` of the labels)."""
     est = LabelledModel(pool.base, corr, pool.features, conflict_cap)
-    drop = ("sha256", "used_features", "operating_point", "variant_slots")
+    drop = ("sha256", "used_features", "operating_point", "variant_slots", "variant_keying")
     base_meta = {k: v for k, v in pool.base.meta.items() if k not in drop}
     # The file's variant words the pool was compared with: the labelled model's pipeline reads them too.
-    slots = {"variant_slots": pool.base.meta["variant_slots"]} if pool.base.meta.get("variant_slots") else {}
+    slots = ({"variant_slots": pool.base.meta["variant_slots"], "variant_keying": pool.base.meta.get("variant_keying")}
+             if pool.base.meta.get("variant_slots") else {})
     meta = {"kind": "labelled", **slots, "base": base_meta, "base_sha256": pool.base.meta.get("sha256"),
             "input_sha256": pool.input_sha256, "profile": pool.profile, "labels": report, "answers": list(answers),
             "used_features": list(est.used_features), "name_gate": bool(pool.base.meta.get("name_gate", True)),

@@ -45,12 +45,16 @@ def encoder_models(pipe: Pipeline) -> str:
     model's input went from 224 to 160 pixels) leaves the state's vectors from the old one, which no setting
     shows; the service says so at start instead of matching photos across two models in silence. The text
     model is not named: its int8, fp16 and static forms are one model by design (parity-tested), chosen per
-    machine, so members on different machines share a state."""
+    machine, so members on different machines share a state. An encoder whose keyed word hashes changed
+    meaning names how it keys them ("title:words-swap5", `keying`): hashes of words keyed otherwise match
+    none of the new ones, which no setting shows either."""
     ids = set()
     for enc in pipe.encoders:
         entry = getattr(getattr(enc, "model", None), "entry", None)
         if isinstance(entry, dict) and entry.get("sha256"):
             ids.add(f"{enc.name}:{str(entry['sha256'])[:12]}")
+        if getattr(enc, "keying", None):
+            ids.add(f"{enc.name}:words-{enc.keying}")
     return ",".join(sorted(ids))
 
 

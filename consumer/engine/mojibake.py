@@ -1,5 +1,6 @@
-"""Text that was UTF-8 read as Windows-1252 ("mojibake"): repaired where the bytes survive, compared only as a
-whole where they do not.
+"""Text garbled on its way into a file, read as what it was: HTML character references ("&nbsp;") read, and
+UTF-8 that was read as Windows-1252 ("mojibake") repaired where the bytes survive, compared only as a whole
+where they do not (`repair`).
 
 Why: files that went through one wrong decode are common (exports, scraped listings, old CRMs), and a later
 step often lower-cases them and strips what looks like punctuation, which drops some of the bytes for good
@@ -50,6 +51,8 @@ _SEEN = re.compile(f"[{re.escape(_LEAD)}][\u00a0\u00ad]*[{_SHOWN}]")
 #: lower-cased, the lead of CJK and punctuation): alone in a garbled text they are a run whose byte was lost.
 _LONE = re.compile("[ãâÃÂ]")
 _LETTERS = "abcdefghijklmnop"
+#: An HTML character reference, semicolon included (`html.unescape` alone also reads "&copy" without one).
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,30});")
 
 
 def _bytes_of(c: str, want_cont: bool) -> list[int]:
@@ -108,10 +111,6 @@ def repair(text: str) -> str:
     if "&" in text and _ENTITY.search(text):
         text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     return text if text.isascii() or not _SEEN.search(text) else _repair(text)
-
-
-#: An HTML character reference, semicolon included (`html.unescape` alone also reads "&copy" without one).
-_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,30});")
 
 
 @lru_cache(maxsize=1 << 12)

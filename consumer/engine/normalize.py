@@ -93,7 +93,9 @@ def fold(text: str) -> str:
     characters removed, and Cyrillic/Greek look-alikes inside Latin words folded to the Latin letter
     they imitate (`_unspoof`). Letters of other scripts (CJK, Cyrillic, Greek, Arabic, Hangul, ...) are
     transliterated to ASCII (王小明 -> wangxiaoming, Москва -> moskva), so duplicates written in them
-    compare like Latin ones instead of folding to nothing. ASCII text takes none of these steps.
+    compare like Latin ones instead of folding to nothing. ASCII text takes none of these steps. First of
+    all, text garbled on its way into the file is read as what it was (`consumer.engine.mojibake.repair`:
+    HTML character references, UTF-8 read as Windows-1252).
     """
     text = repair(text)
     if not text.isascii():

@@ -8,10 +8,9 @@ import logging
 
 import numpy as np
 import pytest
+from harness.listing_pairs import listing_features
 
-from consumer.config import load_settings
 from consumer.engine.pipeline import _model_slots
-from consumer.engine.records import parse_record
 from consumer.engine.titles import WORD_KEYING, word_key
 
 
@@ -31,9 +30,6 @@ def test_short_words_numbers_and_codes_stay_exact(a: str, b: str) -> None:
 def test_a_typod_copy_shares_its_rare_words() -> None:
     """Through the listing pipeline: a copy whose rare words have two letters swapped overlaps its original
     as much as an exact copy does, and another product of the same line does not."""
-    from consumer.io.artifacts import build_pipeline
-
-    s = load_settings(env={}, profile="listing")
     rows = [{"listing_id": "A", "title": "Umbra Living Orchard Wool Side Table (Rust)",
              "description": "hand woven merino blanket stitch"},
             {"listing_id": "B", "title": "Umbra Living Orchrad Wool Side Tabel (Rust)",
@@ -45,13 +41,9 @@ def test_a_typod_copy_shares_its_rare_words() -> None:
     rows += [{"listing_id": f"O{i}", "title": t} for i, t in enumerate(
         ["Loom House Willow Fitted Sheet", "Brightly Nordic Linen Duvet Cover", "Kestrel Mesa Wool Bath Towel",
          "Oakhurst Tamsin Bamboo Throw", "Fernleigh Juniper Jute Throw", "Nook Corvo Wool Fitted Sheet"])]
-    recs = [parse_record(r, s.profile, s.limits) for r in rows]
-    with build_pipeline(s) as pipe:
-        pipe.process(recs)
-        features = list(pipe.comparator.features)
-        x = pipe.compare_pairs([0, 0, 0], [1, 2, 3])
+    x = listing_features(rows, [0, 0, 0], [1, 2, 3])
     for name in ("title_idf", "core_idf", "desc_idf", "title_tok"):
-        typo, copy, other = x[:, features.index(name)]
+        typo, copy, other = x[name]
         assert typo == pytest.approx(copy, abs=1e-6), name
         assert other <= 0.5 * copy or np.isnan(other), name
 

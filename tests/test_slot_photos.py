@@ -9,7 +9,7 @@ import numpy as np
 
 from consumer.encoders.base import KeyedHasher
 from consumer.engine.records import Record
-from consumer.engine.titles import word_key
+from consumer.engine.titles import word_token
 from consumer.learn.slot_photos import photo_spellings
 from consumer.learn.variants import slot_keys
 
@@ -23,7 +23,7 @@ def rec(title: str) -> Record:
 
 def groups(rows: list[list[int]]) -> dict[str, int]:
     by_hash = {h: g for h, _, g in rows}
-    return {w: by_hash[int(HASHER.get("tw:" + word_key(w)))] for w in ("pink", "flamingo", "red", "glide", "drift")}
+    return {w: by_hash[int(HASHER.get(word_token(w)))] for w in ("pink", "flamingo", "red", "glide", "drift")}
 
 
 RECORDS = [rec(t) for t in ["Orbit 5 Case Pink", "Orbit 5 Case Flamingo", "Nova 2 Mug Pink", "Nova 2 Mug Flamingo",

@@ -80,6 +80,7 @@ from consumer.engine.titles import (
     set_part,
     title_words,
     word_key,
+    word_token,
 )
 
 __all__ = ["TitleEncoder"]
@@ -354,10 +355,10 @@ class TitleEncoder:
             if found:
                 code_vec[i, np.concatenate([codes[i, :len(found)], stems[i, :len(found)]]) % CODE_DIM] = 1.0
                 code_vec[i] /= np.linalg.norm(code_vec[i])
-            said = {w: h("tw:" + word_key(w)) for w in title_words(rec.role("title"))}  # in order, each once
+            said = {w: h(word_token(w)) for w in title_words(rec.role("title"))}  # in order, each once
             brand_words = title_words(rec.role("brand"), 3)
             code_keys = [h("tw:" + c) for c in found]
-            words = list(dict.fromkeys([*said.values(), *(h("tw:" + word_key(w)) for w in brand_words),
+            words = list(dict.fromkeys([*said.values(), *(h(word_token(w)) for w in brand_words),
                                         *code_keys]))[:MAX_IDF_KEYS]
             idf_keys[i, :len(words)] = words
             # the title without its own brand's words (all of it when nothing else is left): `core_idf`

@@ -30,7 +30,8 @@ from consumer.engine.mojibake import repair
 from consumer.engine.normalize import fold, strip_accents
 
 __all__ = ["ATTRIBUTE_KINDS", "Title", "colour_of", "parse_title", "parse_price", "product_codes", "code_stem",
-           "title_words", "word_key", "SWAP_MIN_LETTERS", "WORD_KEYING"]
+           "title_words", "word_key", "word_token", "SWAP_MIN_LETTERS",
+           "WORD_KEYING"]
 
 #: Attribute kinds, in column order.
 ATTRIBUTE_KINDS = ("vol", "mass", "cap", "ram", "screen", "pack", "size", "colour", "gen", "model", "num", "tier")
@@ -312,6 +313,12 @@ def word_key(word: str) -> str:
     of five letters or more that are different words ("listen" / "silent") are rare in product titles, and
     where they meet the rest of the two titles still has to agree."""
     return "".join(sorted(word)) if len(word) >= SWAP_MIN_LETTERS and word.isalpha() else word
+
+
+def word_token(word: str) -> str:
+    """What a title word is hashed as: by the title encoder's rarity keys and by the variant words learned from
+    the file, which must agree for a learned word to be found in a title's keys."""
+    return "tw:" + word_key(word)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -29,7 +29,7 @@ from consumer.config import Settings
 from consumer.encoders.base import KeyedHasher
 from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog
-from consumer.engine.titles import colour_of, title_words, word_key
+from consumer.engine.titles import colour_of, title_words, word_token
 from consumer.learn.fellegi_sunter import FellegiSunterModel
 from consumer.learn.photo_cut import learned_matches, photo_info
 from consumer.learn.tier_cut import tier_cut
@@ -58,7 +58,7 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
         if i not in words:
             found = {}
             for w in title_words(records[i].role("title")):
-                h = int(hasher.get("tw:" + word_key(w)))
+                h = int(hasher.get(word_token(w)))
                 if h in rows:
                     found[h] = w
             words[i] = found

@@ -30,7 +30,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from consumer.encoders.base import KeyedHasher
-from consumer.engine.titles import NOISE, WORD_KEYING, colour_of, title_words, word_key
+from consumer.engine.titles import NOISE, WORD_KEYING, colour_of, title_words, word_token
 
 if TYPE_CHECKING:
     from consumer.config import Settings
@@ -139,7 +139,7 @@ def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
         for b in words[i + 1:]:
             if slots[a] == slots[b] and (spellings(a, b) or colour_of(a) is not None and colour_of(a) == colour_of(b)):
                 join_groups(group, a, b)
-    return sorted([[int(hasher("tw:" + word_key(w))), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]
+    return sorted([[int(hasher(word_token(w))), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]
 
 
 def variant_slots_of(records: Sequence[Record], settings: Settings) -> list[list[int]]:

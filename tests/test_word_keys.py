@@ -5,6 +5,7 @@ earlier version (a saved model's variant words) are recognised and left out, not
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,3 +56,25 @@ def test_variant_words_keyed_by_an_earlier_version_are_left_out(caplog: pytest.L
     with caplog.at_level(logging.WARNING):
         assert _model_slots({"variant_slots": slots}) is None
     assert "refit" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_shipped_model_deciding_a_file_reads_the_files_variant_words(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """`dedup batch` on listings like the shipped model's training data: the shipped model decides, and the
+    variant words learned from the file reach the run's title encoder with their keying, instead of being left
+    out as keyed by an earlier version (which every such run did before the stamp travelled with them)."""
+    from consumer.config import load_settings
+    from consumer.encoders.title import TitleEncoder
+    from consumer.generate.listings import write_listings
+    from consumer.io.batch import run_batch
+
+    write_listings(tmp_path / "l.csv", tmp_path / "truth.csv", 1200, 9)
+    (tmp_path / "l.toml").write_text('[profile]\nname = "listing"\nid_field = "listing_id"\n')
+    with caplog.at_level(logging.WARNING):
+        summary, pipe = run_batch(tmp_path / "l.csv", tmp_path / "out.jsonl", load_settings(str(tmp_path / "l.toml")),
+                                  progress=False)
+    assert summary.model["fusion"] == "shipped model" and summary.model["variant_words"] > 0, summary.model
+    titles = [e for e in (getattr(e, "inner", e) for e in pipe.encoders) if isinstance(e, TitleEncoder)]
+    assert len(titles) == 1 and titles[0].variant_slots == summary.model["variant_words"]
+    assert "keyed by an earlier version" not in caplog.text

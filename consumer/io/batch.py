@@ -297,6 +297,7 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         needs_fit,
         variant_slots_of,
     )
+    from consumer.learn.variants import slots_meta
 
     text = load_text_encoder(settings, encode_in_background=True) if needs_text_model(settings) else None
     adapt = adapts(settings)
@@ -311,7 +312,7 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     records, total = fit_records(input_path, settings, fmt, parsed)
     slots = variant_slots_of(records, settings)  # the file's variant words: kept even when the fit fails
     if shipped is not None and slots:  # whichever model decides reads them
-        shipped = dataclasses.replace(shipped, meta={**shipped.meta, "variant_slots": slots})
+        shipped = dataclasses.replace(shipped, meta={**shipped.meta, **slots_meta(slots)})
     sample = fit_sample_size(total, blocks=fit_method(settings) == "reciprocal")
     # The fit pass reads the whole file: the run replays its columns and candidate lists (consumer.engine.replay);
     # a sample of it: the run takes the columns of the records the fit encoded.
@@ -351,7 +352,8 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
     if shipped is not None:
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
-            cuts = {k: model.meta[k] for k in (*FLOORS.values(), "variant_slots") if model.meta.get(k) is not None}
+            cuts = {k: model.meta[k] for k in (*FLOORS.values(), "variant_slots", "variant_keying")
+                    if model.meta.get(k) is not None}
             shipped = dataclasses.replace(shipped, meta={**shipped.meta, **cuts})  # what the photos say holds
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),

@@ -46,7 +46,7 @@ from consumer.learn.sampling import (
     uniform_draw,
 )
 from consumer.learn.slot_photos import photo_evidence
-from consumer.learn.variants import WORD_KEYING, variant_slots_of
+from consumer.learn.variants import slots_meta, variant_slots_of
 
 __all__ = ["ADAPT_AGREEMENT", "EM_OPERATING_POINT", "RECIPROCAL_OPERATING_POINT", "FIT_SAMPLE", "FIT_FRACTION",
            "FIT_FLOOR", "RANDOM_PAIRS", "MIN_RECORDS", "adapts", "comparisons_of", "needs_fit", "fit_method",
@@ -159,7 +159,7 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     meta = {"kind": "fellegi-sunter", "used_features": list(fs.inputs), "trained_on": source,
             "records": len(records), "population": population, "labels": False, "name_gate": False, **fs.info,
             "fit_stage_seconds": vec.stage_seconds}
-    meta.update({"variant_slots": slots, "variant_keying": WORD_KEYING, "variant_words": len(slots)} if slots else {})
+    meta.update(slots_meta(slots))
     if reference is not None and len(vec.all_x):
         fitted = LearnedModel(fs, tuple(features), dict(meta))
         meta["reference_agreement"] = reference_agreement(vec.all_x, tuple(features), fitted, reference, settings)

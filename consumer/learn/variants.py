@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumer.encoders.base import KeyedHasher
 from consumer.engine.titles import NOISE, WORD_KEYING, colour_of, title_words, word_token
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from consumer.engine.records import Record
 
 __all__ = ["WORD_KEYING", "MIN_SUBSTITUTIONS", "INSERTION_RATIO", "join_groups", "learn_variant_slots", "slot_keys",
-           "spellings", "variant_slots_of"]
+           "slots_meta", "spellings", "variant_slots_of"]
 
 #: Bases a word must be substituted in: once is a coincidence (or a typo), twice a pattern.
 MIN_SUBSTITUTIONS = 2
@@ -140,6 +140,14 @@ def slot_keys(slots: Mapping[str, int], hasher: object) -> list[list[int]]:
             if slots[a] == slots[b] and (spellings(a, b) or colour_of(a) is not None and colour_of(a) == colour_of(b)):
                 join_groups(group, a, b)
     return sorted([[int(hasher(word_token(w))), int(slots[w]), group[w]] for w in words])  # type: ignore[operator]
+
+
+def slots_meta(slots: list[list[int]]) -> dict[str, Any]:
+    """What a model's meta carries for the file's variant words: the words and how they were keyed. Why both,
+    always together: a model holding the words without the keying has them left out as keyed by an earlier
+    version (`consumer.engine.pipeline`), so every model the words are handed to (the shipped one deciding a
+    file like its training data, too) needs the stamp beside them."""
+    return {"variant_slots": slots, "variant_keying": WORD_KEYING, "variant_words": len(slots)} if slots else {}
 
 
 def variant_slots_of(records: Sequence[Record], settings: Settings) -> list[list[int]]:

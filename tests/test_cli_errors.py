@@ -78,3 +78,22 @@ def test_a_file_the_profile_cannot_read_is_one_line_before_any_work(
     assert rc == 2 and message in err, err
     assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [err.splitlines()[-1]]
     assert not out.exists()  # nothing written, nothing encoded
+
+
+@pytest.mark.parametrize(("header", "args", "hint"), [
+    ("id,given_name,surname,date_of_birth\nr0,Ann,Lee,1970-01-02\n", [], "--profile person"),
+    ("listing_id,title,brand,price\n1,Sony TV,Sony,10\n", ["--profile", "person"], "--profile listing"),
+    ("customer_id,name,city\n1,Ann Lee,Leeds\n", ["--profile", "listing"], "--profile crm-signup"),
+    ("id,foo,bar\n1,a,b\n", [], None),
+])
+def test_a_file_of_another_built_in_profile_is_told_the_flag_that_reads_it(
+        header: str, args: list[str], hint: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A person or listing CSV run without `--profile` (read as CRM signups), or with the wrong one: the one-line
+    error names the built-in profile whose id and matching columns the file has; a file like none says none."""
+    src, out = tmp_path / "in.csv", tmp_path / "out.jsonl"
+    src.write_text(header)
+    rc = main(["batch", str(src), *args, "--out", str(out), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and err.startswith("error: the file has no id column"), err
+    assert (hint in err) if hint else ("--profile" not in err), err
+    assert not out.exists()

@@ -85,6 +85,26 @@ def input_columns(path: str | Path, fmt: str, sample: int = 1000) -> tuple[set[s
         return columns, filled
 
 
+def _matched_columns(profile: ProfileSettings) -> list[str]:
+    """The columns `profile` matches on (names, cities, keys, its roles' columns, device and login fields)."""
+    return [*profile.name_fields, *profile.city_fields, *profile.key_fields, *profile.roles.values(),
+            *(c for c in (profile.browser_field, profile.os_field, profile.login_times_field) if c)]
+
+
+def _profile_hint(columns: set[str], profile: ProfileSettings) -> str:
+    """" - they look like the 'listing' profile's: --profile listing" where a built-in profile other than
+    `profile` finds its id column and two or more of its matching columns in the file (the one finding the
+    most), else "". Why: the first run of a listing or person CSV without `--profile` reads it as CRM
+    signups, and the error should name the flag that reads it, not only the column it lacks."""
+    from consumer.config import BUILTIN_PROFILES
+
+    fits = sorted(((len(set(_matched_columns(p)) & columns), name) for name, p in BUILTIN_PROFILES.items()
+                   if name != profile.name and p.id_field in columns), reverse=True)
+    if not fits or fits[0][0] < 2:
+        return ""
+    return f" - they look like the {fits[0][1]!r} profile's: --profile {fits[0][1]}"
+
+
 def check_columns(found: tuple[set[str], set[str]], profile: ProfileSettings) -> None:
     """InputError (one line) when the file cannot be what the profile reads, before any work: the id
     column is missing; a column the configuration maps a role to *by another name* is missing (a mapping
@@ -96,19 +116,19 @@ def check_columns(found: tuple[set[str], set[str]], profile: ProfileSettings) ->
     if not columns:
         return
     have = ", ".join(sorted(columns)[:20]) + (" ..." if len(columns) > 20 else "")
+    hint = _profile_hint(columns, profile)
     if profile.id_field not in columns:
         raise InputError(f"the file has no id column {profile.id_field!r} (profile {profile.name!r}; set "
-                         f"profile.id_field); its columns: {have}")
+                         f"profile.id_field); its columns: {have}{hint}")
     mapped = [c for r, c in profile.roles.items() if c != r and c not in columns]
     if mapped:
         raise InputError(f"the configuration maps a role to {', '.join(repr(c) for c in mapped)}, which the file "
                          f"does not have; its columns: {have}")
-    wanted = [*profile.name_fields, *profile.city_fields, *profile.key_fields, *profile.roles.values(),
-              *(c for c in (profile.browser_field, profile.os_field, profile.login_times_field) if c)]
+    wanted = _matched_columns(profile)
     if wanted and not any(c in columns for c in wanted):
         raise InputError(f"none of the columns profile {profile.name!r} matches on is in the file "
-                         f"(looked for {', '.join(sorted(set(wanted)))}); its columns: {have} - "
-                         "another --profile, or map them with profile.roles")
+                         f"(looked for {', '.join(sorted(set(wanted)))}); its columns: {have}"
+                         + (hint or " - another --profile, or map them with profile.roles"))
     if filled and wanted and not any(c in filled for c in wanted):
         raise InputError(f"the columns profile {profile.name!r} matches on "
                          f"({', '.join(sorted(set(wanted) & columns))}) are empty in every row read; "

@@ -109,8 +109,7 @@ class ParsedFile:
 
 
 def micro_batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    """Consecutive lists of `size` records (the last may be shorter), in order: what `Pipeline.process_stream`
-    takes."""
+    """Consecutive lists of `size` records (the last may be shorter), in order (`Pipeline.process_stream`)."""
     batch: list[Record] = []
     for rec in records:
         batch.append(rec)
@@ -125,8 +124,7 @@ def unreadable_fields(rec: Record) -> list[str]:
     """Warnings for a name/city that is present yet folds to nothing (no letter or digit in any script).
 
     Such a value cannot match anything; the record is still decided on its other fields, but the loss is
-    counted instead of silent.
-    """
+    counted instead of silent."""
     out = []
     if rec.name and not fold(rec.name):
         out.append("name_unreadable")
@@ -353,8 +351,8 @@ def _pipeline_for(input_path: str | Path, settings: Settings, fmt: str | None, s
         agreement = model.meta.get("reference_agreement", 0.0)
         if settings.fusion.adapt != "always" and agreement >= ADAPT_AGREEMENT:
             cuts = {k: model.meta[k] for k in (*FLOORS.values(), "variant_slots", "variant_keying")
-                    if model.meta.get(k) is not None}
-            shipped = dataclasses.replace(shipped, meta={**shipped.meta, **cuts})  # what the photos say holds
+                    if model.meta.get(k) is not None}  # what the photos say holds, and the file's words
+            shipped = dataclasses.replace(shipped, meta={**shipped.meta, **cuts})
             summary.model = {"fusion": "shipped model", "adapted": False, "agreement": agreement,
                              "fit_records": len(records), "fit_seconds": round(time.perf_counter() - fit_start, 3),
                              "variant_words": model.meta.get("variant_words", 0),

@@ -8,6 +8,7 @@ file as a whole (missing, empty, unknown format) raise `InputError` with a messa
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import stat
 import sys
@@ -19,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from consumer.engine.records import Rejected
+from consumer.io.csv_separator import separator_of
 
 if TYPE_CHECKING:
     from consumer.config import ProfileSettings
@@ -63,10 +65,11 @@ def input_columns(path: str | Path, fmt: str, sample: int = 1000) -> tuple[set[s
     a CSV's header, or the keys of a JSONL file's first objects."""
     columns: set[str] = set()
     filled: set[str] = set()
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         if fmt == "csv":
             try:
-                reader = csv.reader(fh)
+                first = fh.readline()
+                reader = csv.reader(itertools.chain([first], fh), delimiter=separator_of(first))
                 header = [h.strip() for h in next(reader)]
                 columns = set(header)
                 for _, row in zip(range(sample), reader):
@@ -92,17 +95,14 @@ def _matched_columns(profile: ProfileSettings) -> list[str]:
 
 
 def _profile_hint(columns: set[str], profile: ProfileSettings) -> str:
-    """" - they look like the 'listing' profile's: --profile listing" where a built-in profile other than
-    `profile` finds its id column and two or more of its matching columns in the file (the one finding the
-    most), else "". Why: the first run of a listing or person CSV without `--profile` reads it as CRM
-    signups, and the error should name the flag that reads it, not only the column it lacks."""
+    """" - they look like the 'listing' profile's: --profile listing" where another built-in profile finds
+    its id and 2+ of its matching columns in the file (the one finding most), else "". Why: a listing or
+    person CSV run without `--profile` is read as CRM signups; the error names the flag that reads it."""
     from consumer.config import BUILTIN_PROFILES
 
     fits = sorted(((len(set(_matched_columns(p)) & columns), name) for name, p in BUILTIN_PROFILES.items()
                    if name != profile.name and p.id_field in columns), reverse=True)
-    if not fits or fits[0][0] < 2:
-        return ""
-    return f" - they look like the {fits[0][1]!r} profile's: --profile {fits[0][1]}"
+    return f" - they look like the {fits[0][1]!r} profile's: --profile {fits[0][1]}" if fits and fits[0][0] > 1 else ""
 
 
 def check_columns(found: tuple[set[str], set[str]], profile: ProfileSettings) -> None:
@@ -163,7 +163,8 @@ def read_rows(path: str | Path, fmt: str | None = None,
         yield from (_read_csv(fh, max_record_bytes) if kind == "csv" else _read_jsonl(fh, max_record_bytes))
 
 
-def _csv_records(fh: IO[str], ncols: int, max_bytes: int) -> Iterator[tuple[int, list[str] | Rejected]]:
+def _csv_records(fh: IO[str], ncols: int, max_bytes: int,
+                 sep: str = ",") -> Iterator[tuple[int, list[str] | Rejected]]:
     """(first line number, values) per CSV record, recovering from an unterminated quote.
 
     A quoted field may span lines, so a stray opening quote would swallow every following line into one
@@ -200,12 +201,12 @@ def _csv_records(fh: IO[str], ncols: int, max_bytes: int) -> Iterator[tuple[int,
                 yield line
 
         try:
-            values: list[str] | None = next(csv.reader(feed()), None)
+            values: list[str] | None = next(csv.reader(feed(), delimiter=sep), None)
             error = ""
         except csv.Error as exc:
             values, error = None, str(exc)
         if used > 1 and (values is None or len(values) != ncols or size > max_bytes
-                         or _swallows_a_row(pending[1:used], ncols)):
+                         or _swallows_a_row(pending[1:used], ncols, sep)):
             yield first, Rejected("malformed_csv", "unterminated quoted field", position=first)
             used = 1
         elif values is None:
@@ -220,7 +221,7 @@ def _csv_records(fh: IO[str], ncols: int, max_bytes: int) -> Iterator[tuple[int,
         first += used
 
 
-def _swallows_a_row(continuation: list[str], ncols: int) -> bool:
+def _swallows_a_row(continuation: list[str], ncols: int, sep: str = ",") -> bool:
     """Whether a line inside a multi-line record is, on its own, a row of `ncols` fields (or more).
 
     A real multi-line field continues with a fragment (`Apt 4",Oslo,...` has fewer fields than the header);
@@ -228,7 +229,7 @@ def _swallows_a_row(continuation: list[str], ncols: int) -> bool:
     """
     for line in continuation:
         try:
-            if len(next(csv.reader([line]), [])) >= ncols:
+            if len(next(csv.reader([line], delimiter=sep), [])) >= ncols:
                 return True
         except csv.Error:
             continue
@@ -237,8 +238,9 @@ def _swallows_a_row(continuation: list[str], ncols: int) -> bool:
 
 def _read_csv(fh: IO[str], max_bytes: int) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
     header_line = fh.readline()
+    sep = separator_of(header_line)  # ";" from a European Excel, a tab from a .tsv
     try:
-        header = next(csv.reader([header_line]))
+        header = next(csv.reader([header_line], delimiter=sep))
     except StopIteration:
         raise InputError("input file has no header row") from None
     except csv.Error as exc:
@@ -247,7 +249,7 @@ def _read_csv(fh: IO[str], max_bytes: int) -> Iterator[tuple[int, dict[str, Any]
     if not any(header):
         raise InputError("input file's header row is empty")
     seen_row = False
-    for line, values in _csv_records(fh, len(header), max_bytes):
+    for line, values in _csv_records(fh, len(header), max_bytes, sep):
         if isinstance(values, Rejected):
             seen_row = True
             yield line, values

@@ -1,0 +1,60 @@
+"""A CSV is read with the separator its header uses: ";" from a European Excel, a tab from a `.tsv`, "|";
+and a byte-order mark before the header (Excel's "CSV UTF-8") is not part of the first column's name. Before,
+such files were one column each and every run of them ended in "no id column"."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from consumer.config import load_settings
+from consumer.io.batch import run_batch
+from consumer.io.csv_separator import separator_of
+from consumer.io.files import input_columns, read_rows
+
+ROWS = [["id", "given_name", "surname", "date_of_birth", "suburb"],
+        ["r1", "Anna", "Müller", "1970-01-02", "St. Kilda; East"],
+        ["r2", "Ana", "Mueller", "1970-01-02", "St Kilda, East"],
+        ["r3", "Bo", "Li", "1981-05-06", "Carlton\tNorth"],
+        ["r4", "Bo", "Lee", "1981-05-06", 'Carlton "North"'],
+        ["r5", "Chris", "Evans", "1990-07-08", ""]]
+
+
+@pytest.mark.parametrize(("header", "sep"), [
+    ("id,title,price", ","), ("id;title;price", ";"), ("id\ttitle\tprice", "\t"), ("id|title|price", "|"),
+    ("title", ","), ('"id;x",title', ","), ('id;"a,b";price', ";"), ("", ","),
+])
+def test_the_header_decides_the_separator(header: str, sep: str) -> None:
+    assert separator_of(header + "\n") == sep
+
+
+def _write(path: Path, sep: str, bom: bool = False) -> Path:
+    with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
+        csv.writer(fh, delimiter=sep).writerows(ROWS)
+    return path
+
+
+def _decisions(path: Path) -> list[tuple[str, str]]:
+    return [(d["record_id"], d["cluster_id"]) for d in map(json.loads, path.read_text().splitlines())]
+
+
+@pytest.mark.parametrize(("name", "sep", "bom"), [("semi.csv", ";", False), ("tabs.tsv", "\t", False),
+                                                  ("pipes.txt", "|", False), ("excel.csv", ",", True),
+                                                  ("excel-eu.csv", ";", True)])
+def test_a_file_with_another_separator_or_a_bom_is_read_as_the_comma_file(name: str, sep: str, bom: bool,
+                                                                          tmp_path: Path) -> None:
+    comma = _write(tmp_path / "comma.csv", ",")
+    other = _write(tmp_path / name, sep, bom)
+    rows = [r for _, r in read_rows(other)]
+    assert rows == [r for _, r in read_rows(comma)] and rows[0]["surname"] == "Müller"
+    assert rows[2]["suburb"] == "Carlton\tNorth" and rows[3]["suburb"] == 'Carlton "North"'  # text, not separators
+    assert input_columns(other, "csv") == input_columns(comma, "csv")
+    settings = load_settings(env={}, profile="person")
+    out_comma, out_other = tmp_path / "comma.jsonl", tmp_path / "other.jsonl"
+    run_batch(comma, out_comma, settings, progress=False)
+    summary, _ = run_batch(other, out_other, settings, progress=False)
+    assert summary.records == 5 and summary.rejected == 0
+    assert _decisions(out_other) == _decisions(out_comma)

@@ -529,3 +529,20 @@ def test_conflicts_are_confirmed_by_enough_answers_with_few_yes() -> None:
     assert conflicts_confirmed(np.zeros(10, bool), np.ones(10))["answered"] == 0
     x = np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0], [0.5, np.nan]], np.float32)
     assert conflict_mask(x, [(0, 0.0), (1, 0.0)]).tolist() == [True, True, False, False]
+
+
+def test_the_next_command_it_suggests_reads_the_file_as_the_session_did(
+        small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dedup label ... --profile P --format F` is followed by a `dedup batch` line with the same flags (before,
+    a listing file labelled with `--profile listing` was suggested a batch that read it as CRM signups)."""
+    import shlex
+
+    labels = small / "next.csv"
+    assert main(["label", str(small / "in.csv"), "--profile", "crm-signup", "--format", "csv", "--labels",
+                 str(labels), "--oracle", str(small / "in.truth.csv"), "--budget", "12"]) == 0
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("next: "))
+    argv = shlex.split(line[len("next: "):])
+    assert argv[:3] == ["dedup", "batch", str(small / "in.csv")]
+    assert argv[3:7] == ["--profile", "crm-signup", "--format", "csv"] and argv[7:9] == ["--labels", str(labels)]
+    out = small / "next-decisions.jsonl"
+    assert main([*argv[1:argv.index("--out")], "--out", str(out), "-q"]) == 0 and out.exists()

@@ -9,7 +9,7 @@ import argparse
 
 from consumer.config import BUILTIN_PROFILES, Settings, load_settings
 
-__all__ = ["settings_from_args", "common_flags"]
+__all__ = ["settings_from_args", "common_flags", "given_flags"]
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -34,6 +34,14 @@ def common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-backend", choices=["auto", "transformer", "static"],
                    help="text model: MiniLM transformer or its static distillation (default: auto)")
     p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: from extension)")
+
+
+def given_flags(args: argparse.Namespace) -> list[str]:
+    """The `common_flags` given on the command line, as arguments to pass on (a suggested next command must
+    read the file the same way: `dedup label x.csv --profile listing` is followed by `dedup batch ...
+    --profile listing`, or the batch reads a listing file as CRM signups)."""
+    names = ("config", "profile", "fusion", "device", "text_backend", "format")
+    return [a for n in names if getattr(args, n, None) for a in ("--" + n.replace("_", "-"), str(getattr(args, n)))]
 
 
 def api_flags(p: argparse.ArgumentParser) -> None:

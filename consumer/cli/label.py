@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from consumer.cli.common import common_flags, settings_from_args
+from consumer.cli.common import common_flags, given_flags, settings_from_args
 from consumer.config import Settings
 
 __all__ = ["add_commands", "cmd_label", "train_from_labels", "pipeline_with_labels"]
@@ -51,8 +52,9 @@ def cmd_label(args: argparse.Namespace) -> int:
     for warning in report.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps({"labels": args.labels, **report}))
-    print(f"next: dedup batch {args.input} --labels {args.labels} --out decisions.jsonl --clusters clusters.csv",
-          file=sys.stderr)
+    nxt = ["dedup", "batch", args.input, *given_flags(args), "--labels", args.labels, "--out", "decisions.jsonl",
+           "--clusters", "clusters.csv"]
+    print("next: " + shlex.join(nxt), file=sys.stderr)
     return 0
 
 

@@ -38,3 +38,27 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "pairwise precision" in out and "cluster cl_" in out
     assert (tmp_path / "demo" / "clusters.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("truth", "expect"), [
+    ("listing_id,entity_id\nA,1\nB,1\nC,2\n", {"A": "1", "B": "1", "C": "2"}),
+    ("id,entity\nA,1\nB,1\nC,2\n", {"A": "1", "B": "1", "C": "2"}),  # the real-data files' layout
+    ("\ufeffrecord;cluster\nA;x\nB;x\nC;y\n", {"A": "x", "B": "x", "C": "y"}),  # a European Excel export
+])
+def test_a_truth_file_is_read_by_its_columns(truth: str, expect: dict[str, str], tmp_path: Path) -> None:
+    from consumer.evaluation.evaluate import load_truth
+
+    (tmp_path / "t.csv").write_text(truth, encoding="utf-8")
+    assert load_truth(tmp_path / "t.csv", "listing_id") == expect
+
+
+def test_eval_with_a_truth_file_of_pairs_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dedup eval` needs each record's entity; a file of pairs (what `dedup label --oracle` also reads) is a
+    one-line error naming its columns, not a KeyError traceback."""
+    assert main(["generate", str(tmp_path / "in.csv"), "-n", "60", "--seed", "3"]) == 0
+    (tmp_path / "pairs.csv").write_text("left_id,right_id\nc1,c2\n")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "in.csv"), str(tmp_path / "pairs.csv"), "--no-baselines"]) == 2
+    err = capsys.readouterr().err
+    assert "needs an id column and an entity column" in err and "left_id, right_id" in err
+    assert "Traceback" not in err

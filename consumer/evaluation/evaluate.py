@@ -38,8 +38,27 @@ class Scores:
 
 def load_truth(path: str | Path, id_field: str = "customer_id", entity_field: str = "entity_id"
                ) -> dict[str, str]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return {row[id_field]: row[entity_field] for row in csv.DictReader(fh)}
+    """record id -> entity from a truth file of one row per record. The columns: `id_field` (else `id`,
+    else the first) and `entity_field` (else the first other column named like entity, cluster or group:
+    the real-data files' `id,entity`). InputError, one line, for a file without such a column (a file of
+    matching pairs is what `dedup label --oracle` takes; scoring needs every record's entity)."""
+    from consumer.io.csv_separator import separator_of
+    from consumer.io.files import InputError
+
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        first = fh.readline()
+        fh.seek(0)
+        rows = csv.reader(fh, delimiter=separator_of(first))
+        header = [h.strip() for h in next(rows, [])]
+        ids = [c for c in (id_field, "id") if c in header] or header[:1]
+        ents = [c for c in (entity_field,) if c in header] or [
+            c for c in header if c not in ids[:1] and any(w in c.lower() for w in ("entity", "cluster", "group"))]
+        if not ids or not ents:
+            raise InputError(f"truth file {Path(path).name}: needs an id column and an entity column "
+                             f"({id_field!r} and {entity_field!r}, or one named like entity, cluster or group); "
+                             f"its columns: {', '.join(header) or 'none'}")
+        i, e = header.index(ids[0]), header.index(ents[0])
+        return {row[i]: row[e] for row in rows if len(row) > max(i, e)}
 
 
 def _f1(p: float, r: float) -> float:

@@ -15,6 +15,7 @@ modules would scatter that reference.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
 import os
@@ -43,6 +44,7 @@ __all__ = [
     "ServiceSettings",
     "Settings",
     "load_settings",
+    "known_encoding",
     "BUILTIN_PROFILES",
 ]
 
@@ -78,6 +80,10 @@ class ProfileSettings:
     #: A regular expression with one group that cuts the source out of `source_field` (e.g. "^([^_]+)_"
     #: for ids written "a_123" / "b_456"); None = the whole value.
     source_pattern: str | None = None
+    #: How an input file's bytes are text (`dedup batch`, `fit`, `label`, `eval`; `--encoding`): a Python codec
+    #: name, e.g. "cp1252" for a file saved by Excel on Windows. UTF-8 (a byte-order mark skipped) unless said;
+    #: a row that does not decode is a `bad_encoding` reject. Kafka messages are JSON, always UTF-8.
+    encoding: str = "utf-8"
 
 
 @dataclass
@@ -382,6 +388,7 @@ class Settings:
         data.pop("api", None)
         data["encoders"].pop("hash_key", None)
         data["encoders"].pop("batch_process", None)  # where columns are computed, not what they are
+        data["profile"].pop("encoding", None)  # how a file's bytes become the text: the text decides
         # Where the index lives and how to reach it decide nothing (and hold secrets); the embedded default
         # leaves the hash as it was before the Milvus backend, so old snapshots and events still match.
         index = data["index"]
@@ -542,6 +549,15 @@ def check_ranges(s: Settings) -> None:
             raise ConfigError(f"{dotted} = {obj!r} is out of range: must be {bounds}")
 
 
+def known_encoding(name: str) -> str:
+    """`name` when Python has a codec of that name (`profile.encoding`, `--encoding`), else ConfigError."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ConfigError(f"profile.encoding {name!r} is not a known encoding (e.g. utf-8, cp1252, latin-1)") from None
+    return name
+
+
 def _validate(s: Settings) -> None:
     check_ranges(s)
     f = s.fusion
@@ -563,6 +579,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("index.milvus_collection_prefix: letters, digits and _ only (a Milvus collection "
                           "name), not starting with a digit, at most 64 characters")
     p = s.profile
+    known_encoding(p.encoding)
     if not (p.name_fields or p.city_fields or p.key_fields or p.login_times_field or p.browser_field
             or p.os_field or p.roles):
         raise ConfigError("profile maps no column to any modality")

@@ -12,8 +12,9 @@ import pytest
 
 from consumer.config import load_settings
 from consumer.io.batch import run_batch
+from consumer.io.columns import input_columns
 from consumer.io.csv_separator import separator_of
-from consumer.io.files import input_columns, read_rows
+from consumer.io.files import read_rows
 
 ROWS = [["id", "given_name", "surname", "date_of_birth", "suburb"],
         ["r1", "Anna", "Müller", "1970-01-02", "St. Kilda; East"],
@@ -58,3 +59,28 @@ def test_a_file_with_another_separator_or_a_bom_is_read_as_the_comma_file(name: 
     summary, _ = run_batch(other, out_other, settings, progress=False)
     assert summary.records == 5 and summary.rejected == 0
     assert _decisions(out_other) == _decisions(out_comma)
+
+
+def test_a_file_in_another_encoding_is_read_whole_when_named(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A file saved as Windows-1252: without `--encoding` its rows with "ü" are `bad_encoding` rejects and
+    the run says how to read them; with `--encoding cp1252` (or `DEDUP_PROFILE__ENCODING`) it gives the
+    decisions of the same file in UTF-8. The encoding decides nothing else: the settings' fingerprint stays."""
+    from consumer.cli import main
+
+    utf8 = _write(tmp_path / "utf8.csv", ",")
+    cp = tmp_path / "cp.csv"
+    cp.write_bytes(utf8.read_text(encoding="utf-8").encode("cp1252"))
+    args = ["--profile", "person", "-q"]
+    assert main(["batch", str(utf8), "--out", str(tmp_path / "u.jsonl"), *args]) == 0
+    capsys.readouterr()
+    assert main(["batch", str(cp), "--out", str(tmp_path / "bad.jsonl"), *args]) == 0
+    err = capsys.readouterr().err
+    assert "1 rows are not valid utf-8" in err and "--encoding" in err
+    assert main(["batch", str(cp), "--encoding", "cp1252", "--out", str(tmp_path / "cp.jsonl"), *args]) == 0
+    assert _decisions(tmp_path / "cp.jsonl") == _decisions(tmp_path / "u.jsonl")
+    assert "not valid" not in capsys.readouterr().err
+    assert main(["batch", str(cp), "--encoding", "no-such-codec", "--out", str(tmp_path / "x.jsonl"), *args]) == 2
+    assert "not a known encoding" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+    assert (load_settings(env={"DEDUP_PROFILE__ENCODING": "cp1252"}).fingerprint()
+            == load_settings(env={}).fingerprint())

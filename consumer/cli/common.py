@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from consumer.config import BUILTIN_PROFILES, Settings, load_settings
+from consumer.config import BUILTIN_PROFILES, Settings, known_encoding, load_settings
 
 __all__ = ["settings_from_args", "common_flags", "given_flags"]
 
@@ -23,6 +23,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         s.encoders.text_backend = args.text_backend
     if getattr(args, "model", None):
         s.fusion.learned_model = args.model
+    if getattr(args, "encoding", None):
+        s.profile.encoding = known_encoding(args.encoding)
     return s
 
 
@@ -34,13 +36,15 @@ def common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-backend", choices=["auto", "transformer", "static"],
                    help="text model: MiniLM transformer or its static distillation (default: auto)")
     p.add_argument("--format", choices=["csv", "jsonl"], help="input format (default: from extension)")
+    p.add_argument("--encoding", help="the input file's text encoding, e.g. cp1252 for a file Excel saved on "
+                                      "Windows (profile.encoding; default utf-8)")
 
 
 def given_flags(args: argparse.Namespace) -> list[str]:
     """The `common_flags` given on the command line, as arguments to pass on (a suggested next command must
     read the file the same way: `dedup label x.csv --profile listing` is followed by `dedup batch ...
     --profile listing`, or the batch reads a listing file as CRM signups)."""
-    names = ("config", "profile", "fusion", "device", "text_backend", "format")
+    names = ("config", "profile", "fusion", "device", "text_backend", "format", "encoding")
     return [a for n in names if getattr(args, n, None) for a in ("--" + n.replace("_", "-"), str(getattr(args, n)))]
 
 

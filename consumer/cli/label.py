@@ -23,10 +23,10 @@ __all__ = ["add_commands", "cmd_label", "train_from_labels", "pipeline_with_labe
 
 
 def _pool(args: argparse.Namespace, s: Settings) -> Any:
-    from consumer.io.files import check_columns, check_input, input_columns
+    from consumer.io.columns import check_file
     from consumer.learn.label_session import build_pool
 
-    check_columns(input_columns(args.input, check_input(args.input, args.format)), s.profile)
+    check_file(args.input, args.format, s.profile)
     print(f"finding candidate pairs in {Path(args.input).name} (one run of the engine) ...", file=sys.stderr)
     return build_pool(args.input, s, args.format)
 
@@ -47,7 +47,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     else:
         from consumer.cli.label_terminal import rows_by_id, run_terminal
 
-        rows = rows_by_id(args.input, s.profile.id_field, args.format, s.limits.max_record_bytes)
+        rows = rows_by_id(args.input, s.profile.id_field, args.format, s.limits.max_record_bytes,
+                          s.profile.encoding)
         report = run_terminal(pool, args.labels, rows, seed=args.seed)
     for warning in report.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)

@@ -152,12 +152,13 @@ def run_terminal(pool: PairPool, labels_path: str, rows: Mapping[str, Mapping[st
     return fit.report
 
 
-def rows_by_id(input_path: str, id_field: str, fmt: str | None, max_bytes: int) -> dict[str, dict[str, str]]:
+def rows_by_id(input_path: str, id_field: str, fmt: str | None, max_bytes: int,
+               encoding: str = "utf-8") -> dict[str, dict[str, str]]:
     """The input's rows as the user wrote them (what the session shows), by record id."""
     from consumer.io.files import read_rows
 
     out: dict[str, dict[str, str]] = {}
-    for _, row in read_rows(input_path, fmt, max_bytes):
+    for _, row in read_rows(input_path, fmt, max_bytes, encoding):
         if isinstance(row, dict) and str(row.get(id_field, "")):
             out[str(row[id_field])] = {k: "" if v is None else str(v) for k, v in row.items() if k != id_field}
     return out

@@ -46,12 +46,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     pipeline, labelled = None, None
     if args.labels:
         from consumer.cli.label import pipeline_with_labels
-        from consumer.io.files import check_columns, check_input, input_columns
+        from consumer.io.columns import check_file
 
         if args.model or args.save_model:
             raise InputError("--labels fits its own model to INPUT: leave out --model and --save-model "
                              "(`dedup train INPUT --labels L --model-out M` writes it)")
-        check_columns(input_columns(args.input, check_input(args.input, args.format)), s.profile)
+        check_file(args.input, args.format, s.profile)
         pipeline, labelled = pipeline_with_labels(args.input, s, args.format, args.labels)
     summary, _ = run_batch(args.input, args.out, s, rejects_path=args.rejects, fmt=args.format,
                            progress=not args.quiet, save_model=args.save_model, clusters_path=args.clusters,
@@ -61,6 +61,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if s.encoders.hash_key == DEFAULT_HASH_KEY:  # after the run: an error stays the first (and only) line
         print("warning: encoders.hash_key is the public default; outputs are not protected by a secret "
               "key (set DEDUP_ENCODERS__HASH_KEY, see docs/security.md)", file=sys.stderr)
+    undecoded = summary.reject_reasons.get("bad_encoding", 0)
+    if undecoded:
+        print(f"warning: {undecoded} rows are not valid {s.profile.encoding} (rejected: bad_encoding); if the file "
+              "was saved in another encoding (by Excel on Windows: cp1252), pass --encoding", file=sys.stderr)
     # With --out - the decisions own stdout; the summary must not end up among them.
     print(json.dumps(summary.as_dict()), file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
@@ -108,9 +112,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     s = settings_from_args(args)
     text = load_text_encoder(s) if needs_text_model(s) else None
-    from consumer.io.files import check_columns, check_input, input_columns
+    from consumer.io.columns import check_file
 
-    check_columns(input_columns(args.input, check_input(args.input, args.format)), s.profile)
+    check_file(args.input, args.format, s.profile)
     records, _ = fit_sample((r for _, r in iter_records(args.input, s, args.format) if isinstance(r, Record)),
                             s, args.sample, args.seed)
     image = load_image_encoder(s) if needs_image_model(s) else None

@@ -24,17 +24,8 @@ from consumer.engine.pipeline import FLOORS, Pipeline
 from consumer.engine.records import Record, Rejected, RejectError, parse_record
 from consumer.engine.replay import CandidateLog, replay_from
 from consumer.io.artifacts import build_pipeline
-from consumer.io.files import (
-    InputError,
-    JsonlWriter,
-    check_columns,
-    check_input,
-    check_outputs_distinct,
-    input_columns,
-    is_stream,
-    read_rows,
-    write_csv_table,
-)
+from consumer.io.columns import check_file
+from consumer.io.files import InputError, JsonlWriter, check_outputs_distinct, is_stream, read_rows, write_csv_table
 from consumer.io.listing import IMAGE_ROLE, attach_image
 
 __all__ = ["BatchSummary", "run_batch", "iter_records", "micro_batches"]
@@ -72,7 +63,8 @@ def iter_records(path: str | Path, settings: Settings, fmt: str | None = None,
     """Validated records (or reasoned rejects) from a file, in file order. A profile with an `image` role
     gets each listing's image attached (paths relative to the file's folder, `consumer.io.listing`); an image
     that cannot be used is counted in `warnings` and leaves the modality absent."""
-    yield from _parse_rows(read_rows(path, fmt, settings.limits.max_record_bytes), path, settings, warnings)
+    rows = read_rows(path, fmt, settings.limits.max_record_bytes, settings.profile.encoding)
+    yield from _parse_rows(rows, path, settings, warnings)
 
 
 def _parse_rows(rows: Iterable[tuple[int, Any]], path: str | Path, settings: Settings,
@@ -149,7 +141,7 @@ def run_batch(input_path: str | Path, out_path: str | Path, settings: Settings, 
         # Beside the output, unless that is stdout or a device (/dev/null): then in the working folder.
         rejects_path = "rejects.jsonl" if is_stream(out_path) else Path(str(out_path) + ".rejects.jsonl")
     # Before any output is opened: a mistyped input or an output that *is* the input must cost nothing.
-    check_columns(input_columns(input_path, check_input(input_path, fmt)), settings.profile)
+    check_file(input_path, fmt, settings.profile)
     check_outputs_distinct(input_path, out_path, rejects_path, clusters_path)
     # Two outputs may share a device (/dev/null), never a file.
     if not is_stream(out_path) and Path(out_path).resolve() == Path(rejects_path).resolve():
@@ -244,7 +236,7 @@ def fit_records(input_path: str | Path, settings: Settings, fmt: str | None = No
     refused: list[tuple[int, Any]] = []  # rows read_rows refused: the run's rejects, if it takes these rows
 
     def mappings() -> Iterator[tuple[int, Mapping[str, Any]]]:
-        for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes):
+        for pos, row in read_rows(input_path, fmt, settings.limits.max_record_bytes, settings.profile.encoding):
             if isinstance(row, Mapping):
                 yield pos, row
             else:

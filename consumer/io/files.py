@@ -7,26 +7,23 @@ file as a whole (missing, empty, unknown format) raise `InputError` with a messa
 
 from __future__ import annotations
 
+import codecs
 import csv
-import itertools
 import os
 import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import orjson
 
 from consumer.engine.records import Rejected
 from consumer.io.csv_separator import separator_of
 
-if TYPE_CHECKING:
-    from consumer.config import ProfileSettings
-
 __all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter",
-           "is_stream", "write_csv_table"]
+           "is_stream", "text_encoding", "write_csv_table"]
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # huge fields become a reasoned reject, not a crash
 
@@ -60,81 +57,6 @@ def check_input(path: str | Path, fmt: str | None = None) -> str:
     return detect_format(p, fmt)
 
 
-def input_columns(path: str | Path, fmt: str, sample: int = 1000) -> tuple[set[str], set[str]]:
-    """The columns a file offers and those of them filled in at least one of its first `sample` rows:
-    a CSV's header, or the keys of a JSONL file's first objects."""
-    columns: set[str] = set()
-    filled: set[str] = set()
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        if fmt == "csv":
-            try:
-                first = fh.readline()
-                reader = csv.reader(itertools.chain([first], fh), delimiter=separator_of(first))
-                header = [h.strip() for h in next(reader)]
-                columns = set(header)
-                for _, row in zip(range(sample), reader):
-                    filled.update(h for h, v in zip(header, row) if v.strip())
-            except (StopIteration, csv.Error):
-                pass
-            return columns, filled
-        for _, line in zip(range(sample), fh):
-            try:
-                obj = orjson.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                columns.update(str(k) for k in obj)
-                filled.update(str(k) for k, v in obj.items() if v not in (None, "", [], {}))
-        return columns, filled
-
-
-def _matched_columns(profile: ProfileSettings) -> list[str]:
-    """The columns `profile` matches on (names, cities, keys, its roles' columns, device and login fields)."""
-    return [*profile.name_fields, *profile.city_fields, *profile.key_fields, *profile.roles.values(),
-            *(c for c in (profile.browser_field, profile.os_field, profile.login_times_field) if c)]
-
-
-def _profile_hint(columns: set[str], profile: ProfileSettings) -> str:
-    """" - they look like the 'listing' profile's: --profile listing" where another built-in profile finds
-    its id and 2+ of its matching columns in the file (the one finding most), else "". Why: a listing or
-    person CSV run without `--profile` is read as CRM signups; the error names the flag that reads it."""
-    from consumer.config import BUILTIN_PROFILES
-
-    fits = sorted(((len(set(_matched_columns(p)) & columns), name) for name, p in BUILTIN_PROFILES.items()
-                   if name != profile.name and p.id_field in columns), reverse=True)
-    return f" - they look like the {fits[0][1]!r} profile's: --profile {fits[0][1]}" if fits and fits[0][0] > 1 else ""
-
-
-def check_columns(found: tuple[set[str], set[str]], profile: ProfileSettings) -> None:
-    """InputError (one line) when the file cannot be what the profile reads, before any work: the id
-    column is missing; a column the configuration maps a role to *by another name* is missing (a mapping
-    the user wrote, e.g. `roles = { surname = "family_name" }`); or none of the profile's matching columns
-    is there (a listings file run with the person profile). A built-in role's own-named column may be
-    absent (a person file without phone). `found`: `input_columns` (the columns, those filled).
-    Also when the profile's columns are there but empty in every row read."""
-    columns, filled = found
-    if not columns:
-        return
-    have = ", ".join(sorted(columns)[:20]) + (" ..." if len(columns) > 20 else "")
-    hint = _profile_hint(columns, profile)
-    if profile.id_field not in columns:
-        raise InputError(f"the file has no id column {profile.id_field!r} (profile {profile.name!r}; set "
-                         f"profile.id_field); its columns: {have}{hint}")
-    mapped = [c for r, c in profile.roles.items() if c != r and c not in columns]
-    if mapped:
-        raise InputError(f"the configuration maps a role to {', '.join(repr(c) for c in mapped)}, which the file "
-                         f"does not have; its columns: {have}")
-    wanted = _matched_columns(profile)
-    if wanted and not any(c in columns for c in wanted):
-        raise InputError(f"none of the columns profile {profile.name!r} matches on is in the file "
-                         f"(looked for {', '.join(sorted(set(wanted)))}); its columns: {have}"
-                         + (hint or " - another --profile, or map them with profile.roles"))
-    if filled and wanted and not any(c in filled for c in wanted):
-        raise InputError(f"the columns profile {profile.name!r} matches on "
-                         f"({', '.join(sorted(set(wanted) & columns))}) are empty in every row read; "
-                         "another --profile, or map filled columns with profile.roles")
-
-
 def check_outputs_distinct(input_path: str | Path, *outputs: str | Path | None) -> None:
     """Refuse an output that is the input (same path, a symlink to it, or a hard link): it would be replaced."""
     src = Path(input_path)
@@ -152,13 +74,20 @@ def check_outputs_distinct(input_path: str | Path, *outputs: str | Path | None) 
             raise InputError(f"output {dst} is the input file; choose another --out/--rejects path")
 
 
-def read_rows(path: str | Path, fmt: str | None = None,
-              max_record_bytes: int = 65536) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
-    """Yield (line number, row or Rejected). Raises InputError only for whole-file problems."""
+def text_encoding(encoding: str) -> str:
+    """The codec a file named to be in `encoding` is opened with: UTF-8 skipping a byte-order mark
+    (Excel's "CSV UTF-8" writes one), any other as it is."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def read_rows(path: str | Path, fmt: str | None = None, max_record_bytes: int = 65536,
+              encoding: str = "utf-8") -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """Yield (line number, row or Rejected). Raises InputError only for whole-file problems. `encoding`:
+    `profile.encoding`."""
     p = Path(path)
     kind = check_input(p, fmt)
     # surrogateescape: undecodable bytes reach validation as lone surrogates and become a reasoned reject.
-    fh = p.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+    fh = p.open(encoding=text_encoding(encoding), errors="surrogateescape", newline="")
     with fh:
         yield from (_read_csv(fh, max_record_bytes) if kind == "csv" else _read_jsonl(fh, max_record_bytes))
 

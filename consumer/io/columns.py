@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from consumer.io.csv_separator import separator_of
-from consumer.io.files import InputError, check_input, text_encoding
+from consumer.io.files import InputError, check_input, open_text
 
 if TYPE_CHECKING:
     from consumer.config import ProfileSettings
@@ -28,7 +28,7 @@ def input_columns(path: str | Path, fmt: str, sample: int = 1000, encoding: str 
     a CSV's header, or the keys of a JSONL file's first objects (read as `read_rows` reads them)."""
     columns: set[str] = set()
     filled: set[str] = set()
-    with open(path, encoding=text_encoding(encoding), errors="replace", newline="") as fh:
+    with open_text(path, encoding, errors="replace") as fh:
         if fmt == "csv":
             try:
                 first = fh.readline()

@@ -7,8 +7,11 @@ file as a whole (missing, empty, unknown format) raise `InputError` with a messa
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
+import lzma
 import os
 import stat
 import sys
@@ -23,7 +26,7 @@ from consumer.engine.records import Rejected
 from consumer.io.csv_separator import separator_of
 
 __all__ = ["InputError", "detect_format", "check_input", "check_outputs_distinct", "read_rows", "JsonlWriter",
-           "is_stream", "text_encoding", "write_csv_table"]
+           "is_stream", "open_text", "text_encoding", "write_csv_table"]
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # huge fields become a reasoned reject, not a crash
 
@@ -32,16 +35,27 @@ class InputError(ValueError):
     """The input file as a whole cannot be read (message says why and what to do)."""
 
 
+#: A compressed file's first bytes -> the standard-library module that reads it: `people.csv.gz` is read as
+#: `people.csv` (a data engineer's export is often compressed; unpacking it first doubles the disk it needs).
+COMPRESSED = {b"\x1f\x8b": gzip, b"BZh": bz2, b"\xfd7zXZ\x00": lzma}
+#: First bytes of a spreadsheet workbook (a ZIP: .xlsx / .ods; OLE2: .xls), which no --format reads.
+WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+
+
 def detect_format(path: Path, fmt: str | None = None) -> str:
     if fmt:
         if fmt not in ("csv", "jsonl"):
             raise InputError(f"unknown input format {fmt!r}: use csv or jsonl")
         return fmt
-    suffix = path.suffix.lower()
+    name = path.name.lower()
+    suffix = Path(name.removesuffix(".gz").removesuffix(".bz2").removesuffix(".xz")).suffix
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix in (".csv", ".tsv", ".txt"):
         return "csv"
+    if suffix in SPREADSHEET_SUFFIXES:
+        raise InputError(f"{path.name!r} is a spreadsheet workbook: save it as CSV (CSV UTF-8) and run that")
     raise InputError(f"cannot tell the format of {path.name!r} from its extension; pass --format csv|jsonl")
 
 
@@ -54,7 +68,22 @@ def check_input(path: str | Path, fmt: str | None = None) -> str:
         raise InputError(f"input is a directory, not a file: {p}")
     if p.stat().st_size == 0:
         raise InputError(f"input file is empty: {p}")
-    return detect_format(p, fmt)
+    kind = detect_format(p, fmt)
+    with p.open("rb") as fh:
+        head = fh.read(8)
+    if head.startswith(WORKBOOKS):
+        raise InputError(f"{p.name!r} is a spreadsheet workbook or another archive, not {kind} text: save it as "
+                         "CSV (CSV UTF-8) and run that")
+    return kind
+
+
+def open_text(path: str | Path, encoding: str = "utf-8", errors: str = "strict") -> IO[str]:
+    """`path` opened as text in `encoding` (`text_encoding`), through gzip, bz2 or xz where its first bytes
+    say it is compressed (`COMPRESSED`), whatever its name."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    opener = next((m.open for magic, m in COMPRESSED.items() if head.startswith(magic)), open)
+    return opener(path, "rt", encoding=text_encoding(encoding), errors=errors, newline="")  # type: ignore[no-any-return]
 
 
 def check_outputs_distinct(input_path: str | Path, *outputs: str | Path | None) -> None:
@@ -87,7 +116,7 @@ def read_rows(path: str | Path, fmt: str | None = None, max_record_bytes: int = 
     p = Path(path)
     kind = check_input(p, fmt)
     # surrogateescape: undecodable bytes reach validation as lone surrogates and become a reasoned reject.
-    fh = p.open(encoding=text_encoding(encoding), errors="surrogateescape", newline="")
+    fh = open_text(p, encoding, errors="surrogateescape")
     with fh:
         yield from (_read_csv(fh, max_record_bytes) if kind == "csv" else _read_jsonl(fh, max_record_bytes))
 

@@ -1,6 +1,8 @@
-"""A CSV is read with the separator its header uses: ";" from a European Excel, a tab from a `.tsv`, "|";
-and a byte-order mark before the header (Excel's "CSV UTF-8") is not part of the first column's name. Before,
-such files were one column each and every run of them ended in "no id column"."""
+"""Input files as users save them. A CSV is read with the separator its header uses (";" from a European
+Excel, a tab from a `.tsv`, "|"); a byte-order mark before the header (Excel's "CSV UTF-8") is not part of
+the first column's name (before, such files were one column each, and every run ended in "no id column"); a
+file in another encoding is read with `--encoding`; a compressed file is read through gzip, bz2 or xz; a
+spreadsheet workbook is a one-line error that says to save it as CSV."""
 
 from __future__ import annotations
 
@@ -84,3 +86,35 @@ def test_a_file_in_another_encoding_is_read_whole_when_named(tmp_path: Path,
     assert "not a known encoding" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
     assert (load_settings(env={"DEDUP_PROFILE__ENCODING": "cp1252"}).fingerprint()
             == load_settings(env={}).fingerprint())
+
+
+@pytest.mark.parametrize("packer", ["gzip", "bz2", "lzma"])
+def test_a_compressed_file_is_read_as_the_file(packer: str, tmp_path: Path) -> None:
+    import importlib
+
+    comma = _write(tmp_path / "comma.csv", ",")
+    packed = tmp_path / {"gzip": "p.csv.gz", "bz2": "p.csv.bz2", "lzma": "p.csv.xz"}[packer]
+    packed.write_bytes(importlib.import_module(packer).compress(comma.read_bytes()))
+    assert [r for _, r in read_rows(packed)] == [r for _, r in read_rows(comma)]
+    settings = load_settings(env={}, profile="person")
+    run_batch(comma, tmp_path / "c.jsonl", settings, progress=False)
+    run_batch(packed, tmp_path / "p.jsonl", settings, progress=False)
+    assert _decisions(tmp_path / "p.jsonl") == _decisions(tmp_path / "c.jsonl")
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("book.xlsx", []), ("book.xlsx", ["--format", "csv"]),
+                                           ("export.csv", [])])
+def test_a_spreadsheet_workbook_is_one_line_saying_to_save_it_as_csv(name: str, fmt: list[str], tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """By its name, or by its first bytes (a workbook renamed .csv, or passed with --format csv): before, the
+    ZIP's bytes were read as a header."""
+    import zipfile
+
+    from consumer.cli import main
+
+    with zipfile.ZipFile(tmp_path / name, "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    rc = main(["batch", str(tmp_path / name), *fmt, "--profile", "person", "--out", str(tmp_path / "o.jsonl"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "spreadsheet workbook" in err[0] and "save it as CSV" in err[0], err
+    assert not (tmp_path / "o.jsonl").exists()

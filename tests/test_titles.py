@@ -254,6 +254,19 @@ def test_four_digits_are_a_model_number_unless_a_year() -> None:
     assert "1999" not in product_codes("Encore Print Shop 1999")
 
 
+@pytest.mark.parametrize(("apart", "joined"), [("Galaxy A25 5000 mAh", "Galaxy A25 5000mAh"),
+                                               ("SSD 1000 GB", "SSD 1000GB"), ("HDD 7200 rpm", "HDD 7200rpm"),
+                                               ("Kettle 2200 W", "Kettle 2200W")])
+def test_a_number_with_its_unit_written_apart_is_a_quantity_as_when_joined(apart: str, joined: str) -> None:
+    """"5000 mAh" is a battery's capacity as "5000mAh" is: read as a model number, it made two listings of one
+    phone, one naming its battery and one an article number, two products (both coded, none shared)."""
+    from consumer.engine.titles import product_codes
+
+    assert product_codes(apart) == product_codes(joined) == ()
+    assert product_codes("Toner 12345 black 250 ml") == ("12345",)  # a part number stays one
+    assert product_codes("ThinkPad X1 Carbon 3444 14in") == ("3444",)
+
+
 def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:
     """"12-Pack" and "UK10" are in many titles of a file: read as a shared model code they made two
     makers' sparkling water or sneakers one product."""

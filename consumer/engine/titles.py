@@ -233,10 +233,12 @@ def parse_title(title: str, brand: str = "") -> Title:
 
 
 #: Quantities that look like codes (letters with digits) but measure something: 500ml, 55mm, 1080p, 2nd.
-_QUANTITY = re.compile(r"\d+(?:\.\d+)?(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
-                       r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db"
-                       r"|pack|er|count|pieces|stuck)"
-                       r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count ("12-Pack") or a shoe size ("UK10")
+_UNIT = (r"(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|khz|mhz|ghz"
+         r"|mp|w|kw|v|mah|a|x|p|i|k|rpm|fps|pk|pc|pcs|ct|st|nd|rd|th|yr|yrs|d|h|min|s|bit|dpi|db"
+         r"|pack|er|count|pieces|stuck)")
+_QUANTITY = re.compile(r"\d+(?:\.\d+)?" + _UNIT + r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count, a shoe size
+#: A unit written apart from its number ("5000 mAh", "1000 W", "7200 rpm"): the number is a quantity too.
+_UNIT_WORD = re.compile(_UNIT)
 #: A part of a set and its number: "CD 2", "cd1", "Disc 1", "Vol. 3", "Part 2", "Teil 2", "Season 4", "Tome 2".
 _PART_RE = re.compile(r"(?<![a-z0-9])(?:cd|disc|disk|disque|vol|volume|part|teil|partie|season|staffel|saison"
                       r"|tome)\.?\s*(\d{1,2})(?![0-9])")
@@ -274,15 +276,18 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     and digits, or of at least five digits (a part number or UPC), or four digits that are not a year
     (a machine type: "ThinkPad X1 Carbon 3444" / "3460"; "Office 2007" is a year), hyphens, slashes and dots
     inside them removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml",
-    "1080p") left out. Why: a shared rare code is the strongest evidence two listings are one product, whatever
-    the sellers wrote around it; first `limit` distinct codes, in order."""
+    "1080p", and a number with its unit written apart, "5000 mAh", "1000 GB") left out. Why: a shared rare
+    code is the strongest evidence two listings are one product, whatever the sellers wrote around it; first
+    `limit` distinct codes, in order."""
     folded = _FOLDED_RATE.sub(" ", _code_text(text))
     out: list[str] = []
-    for tok in re.findall(r"[a-z0-9]+", folded):
+    toks = re.findall(r"[a-z0-9]+", folded)
+    for i, tok in enumerate(toks):
         if tok in out:
             continue
         if tok.isdigit():
-            if len(tok) >= 5 or (len(tok) == 4 and not 1900 <= int(tok) <= 2099):
+            unit = i + 1 < len(toks) and _UNIT_WORD.fullmatch(toks[i + 1])
+            if (len(tok) >= 5 or (len(tok) == 4 and not 1900 <= int(tok) <= 2099)) and not unit:
                 out.append(tok)
         elif len(tok) >= 4 and not tok.isalpha() and not _QUANTITY.fullmatch(tok):  # [a-z0-9]: a digit in it
             out.append(tok)

@@ -267,6 +267,17 @@ def test_a_number_with_its_unit_written_apart_is_a_quantity_as_when_joined(apart
     assert product_codes("ThinkPad X1 Carbon 3444 14in") == ("3444",)
 
 
+def test_a_number_joined_to_a_word_is_read_as_written_apart() -> None:
+    """"10-Cup", "6-Disc", "7.1-Channel" are counts, as "10 cup" is; "1000N-Incremental" is the "1000" the
+    other shop writes apart (Abt-Buy, Amazon-Google: each was a code the other listing lacked)."""
+    from consumer.engine.titles import product_codes
+
+    assert product_codes("Cuisinart Brew & Serve 10-Cup Coffee Maker") == product_codes("Coffee Maker 10 Cup") == ()
+    assert product_codes("Onkyo 7.1-Channel Home Theater Receiver - TXSR506B") == ("txsr506b",)
+    assert product_codes("SonicWall GMS 1000N-Incremental lic upg") == product_codes("upg sgms 1000 incremental") \
+        == ("1000",)
+
+
 def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:
     """"12-Pack" and "UK10" are in many titles of a file: read as a shared model code they made two
     makers' sparkling water or sneakers one product."""

@@ -239,6 +239,8 @@ _UNIT = (r"(?:ml|cl|l|ltr|g|gr|kg|mg|lb|lbs|oz|mm|cm|m|km|in|ft|gb|mb|tb|kb|hz|k
 _QUANTITY = re.compile(r"\d+(?:\.\d+)?" + _UNIT + r"|(?:uk|us|eu|sz|size)\d{1,2}")  # a pack count, a shoe size
 #: A unit written apart from its number ("5000 mAh", "1000 W", "7200 rpm"): the number is a quantity too.
 _UNIT_WORD = re.compile(_UNIT)
+#: A number joined to a word of three letters or more ("10-Cup", "6-Disc", "7.1-Channel"): read as written apart.
+_NUMBER_WORD = re.compile(r"(\d+)([a-z]{3,})")
 #: A part of a set and its number: "CD 2", "cd1", "Disc 1", "Vol. 3", "Part 2", "Teil 2", "Season 4", "Tome 2".
 _PART_RE = re.compile(r"(?<![a-z0-9])(?:cd|disc|disk|disque|vol|volume|part|teil|partie|season|staffel|saison"
                       r"|tome)\.?\s*(\d{1,2})(?![0-9])")
@@ -276,13 +278,19 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     and digits, or of at least five digits (a part number or UPC), or four digits that are not a year
     (a machine type: "ThinkPad X1 Carbon 3444" / "3460"; "Office 2007" is a year), hyphens, slashes and dots
     inside them removed ("PS-LX350H" = "pslx350h", "910-000619" = "910000619"), quantities ("500ml",
-    "1080p", and a number with its unit written apart, "5000 mAh", "1000 GB") left out. Why: a shared rare
-    code is the strongest evidence two listings are one product, whatever the sellers wrote around it; first
-    `limit` distinct codes, in order."""
+    "1080p", and a number with its unit written apart, "5000 mAh", "1000 GB") left out, a number joined to a
+    word ("10-Cup", "1000N-Incremental") read as written apart. Why: a shared rare code is the strongest
+    evidence two listings are one product, whatever the sellers wrote around it; first `limit` distinct codes,
+    in order."""
     folded = _FOLDED_RATE.sub(" ", _code_text(text))
     out: list[str] = []
     toks = re.findall(r"[a-z0-9]+", folded)
     for i, tok in enumerate(toks):
+        joined = _NUMBER_WORD.fullmatch(tok)
+        if joined:  # "10cup", "6disc", "100agent": the number as if written apart from its word
+            if _UNIT_WORD.fullmatch(joined.group(2)):
+                continue  # "7200rpm", "5000mah": a quantity
+            tok = joined.group(1)
         if tok in out:
             continue
         if tok.isdigit():

@@ -278,6 +278,17 @@ def test_a_number_joined_to_a_word_is_read_as_written_apart() -> None:
         == ("1000",)
 
 
+def test_w_slash_is_with_not_the_start_of_a_code() -> None:
+    """"w/28-135mm Lens" is "with 28-135mm" (a quantity), not a code "w28135mm" the other shop's "28-135mm" lacks;
+    a code with a slash inside stays one ("EX55/BLK")."""
+    from consumer.engine.titles import product_codes, title_words
+
+    assert product_codes("Canon EOS 50D w/28-135MM IS USM Lens") == product_codes("Canon EOS 50D 28-135mm Lens") == ()
+    assert product_codes("Nikon COOLPIX S710 w/3.6x Optical Zoom") == ("s710",)
+    assert product_codes("Sony MDR EX55/BLK") == ("ex55blk",)
+    assert "remote" in title_words("Samsung DVD player w/remote")
+
+
 def test_pack_counts_and_shoe_sizes_are_not_model_codes() -> None:
     """"12-Pack" and "UK10" are in many titles of a file: read as a shared model code they made two
     makers' sparkling water or sneakers one product."""

@@ -244,6 +244,8 @@ _NUMBER_WORD = re.compile(r"(\d+)([a-z]{3,})")
 #: A part of a set and its number: "CD 2", "cd1", "Disc 1", "Vol. 3", "Part 2", "Teil 2", "Season 4", "Tome 2".
 _PART_RE = re.compile(r"(?<![a-z0-9])(?:cd|disc|disk|disque|vol|volume|part|teil|partie|season|staffel|saison"
                       r"|tome)\.?\s*(\d{1,2})(?![0-9])")
+#: "w/" before a word or number is "with" ("w/ remote", "w/28-135mm Lens"), not the start of a code.
+_WITH = re.compile(r"(?<![a-z0-9])w/(?=\s*[a-z0-9])")
 _CODE_JOIN = re.compile(r"(?<=[a-z0-9])[-/.](?=[a-z0-9])")
 #: A version as sellers write it: "version 9", "ver. 9", "v. 9.0", "v 9", "v9.0" (a word of its own; one or
 #: two digits first; an attached "v" only with a dotted number, so "V450", "JetFlash V10" and the "V2" of
@@ -266,10 +268,11 @@ def versions(text: str) -> str:
 @lru_cache(maxsize=4096)
 def _code_text(text: str | None) -> str:
     """`text` as `product_codes` and `title_words` read it: compatibility forms unified, lower case, versions
-    written one way, the joins inside codes removed, folded. Cached apart from them because both read the same
-    titles and descriptions (most of a listing's encoding was folding each text twice); a small cache, since
-    the two calls on one text come within one batch."""
-    return fold(_CODE_JOIN.sub("", versions(unicodedata.normalize("NFKC", repair(text or "")).lower())))
+    written one way, "w/" read as "with", the joins inside codes removed, folded. Cached apart from them
+    because both read the same titles and descriptions (most of a listing's encoding was folding each text
+    twice); a small cache, since the two calls on one text come within one batch."""
+    text = versions(unicodedata.normalize("NFKC", repair(text or "")).lower())
+    return fold(_CODE_JOIN.sub("", _WITH.sub("with ", text)))
 
 
 @lru_cache(maxsize=1 << 16)

@@ -44,6 +44,7 @@ def load_truth(path: str | Path, id_field: str = "customer_id", entity_field: st
     matching pairs is what `dedup label --oracle` takes; scoring needs every record's entity)."""
     from consumer.io.csv_separator import separator_of
     from consumer.io.files import InputError
+    from consumer.io.labels import ENTITY_WORDS
 
     with open(path, encoding="utf-8-sig", newline="") as fh:
         first = fh.readline()
@@ -52,7 +53,7 @@ def load_truth(path: str | Path, id_field: str = "customer_id", entity_field: st
         header = [h.strip() for h in next(rows, [])]
         ids = [c for c in (id_field, "id") if c in header] or header[:1]
         ents = [c for c in (entity_field,) if c in header] or [
-            c for c in header if c not in ids[:1] and any(w in c.lower() for w in ("entity", "cluster", "group"))]
+            c for c in header if c not in ids[:1] and any(w in c.lower() for w in ENTITY_WORDS)]
         if not ids or not ents:
             raise InputError(f"truth file {Path(path).name}: needs an id column and an entity column "
                              f"({id_field!r} and {entity_field!r}, or one named like entity, cluster or group); "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from consumer.io.files import InputError
 
-__all__ = ["LabelFile", "Label", "file_sha256", "read_labels", "read_oracle", "HEADER_COLUMNS"]
+__all__ = ["LabelFile", "Label", "file_sha256", "read_labels", "read_oracle", "HEADER_COLUMNS", "ENTITY_WORDS"]
 
 HEADER_COLUMNS = ("left_id", "right_id", "label")
 _PREFIX = "# dedup labels v1"
@@ -155,6 +155,10 @@ class LabelFile:
         return last
 
 
+#: A truth file's entity column is named like one of these (`read_oracle`, `consumer.evaluation.evaluate.load_truth`).
+ENTITY_WORDS = ("entity", "cluster", "group")
+
+
 def read_oracle(path: str | Path, known_ids: Iterable[str]) -> dict[str, str]:
     """record id -> entity from a truth file: `id,entity` per record (the real-data benchmark's files, or
     any two columns whose second names an entity or cluster), or one row per matching pair
@@ -168,7 +172,7 @@ def read_oracle(path: str | Path, known_ids: Iterable[str]) -> dict[str, str]:
     entity: dict[str, str] = {rid: rid for rid in known_ids}
     if len(header) < 2:
         raise InputError(f"{p.name} line 1: expected id,entity or left_id,right_id columns")
-    if any(w in header[1] for w in ("entity", "cluster", "group")):
+    if any(w in header[1] for w in ENTITY_WORDS):
         for line, row in enumerate(rows[1:], start=2):
             if len(row) < 2:
                 raise InputError(f"{p.name} line {line}: expected 2 fields")

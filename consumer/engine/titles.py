@@ -289,7 +289,7 @@ def product_codes(text: str, limit: int = 4) -> tuple[str, ...]:
     out: list[str] = []
     toks = re.findall(r"[a-z0-9]+", folded)
     for i, tok in enumerate(toks):
-        joined = _NUMBER_WORD.fullmatch(tok)
+        joined = _NUMBER_WORD.fullmatch(tok) if tok[0].isdigit() and not tok.isdigit() else None
         if joined:  # "10cup", "6disc", "100agent": the number as if written apart from its word
             if _UNIT_WORD.fullmatch(joined.group(2)):
                 continue  # "7200rpm", "5000mah": a quantity

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import ServiceRun, hk, paced_produce, producer, reading_events, scrape, servers
+from common import ServiceRun, hk, own_children, paced_produce, proc_usage, producer, reading_events, scrape, servers
 
 HIST = "dedup_end_to_end_latency_seconds_bucket"
 STAGE_SUM = "dedup_stage_seconds_sum"
@@ -70,6 +71,44 @@ def histogram_quantiles(before: dict[float, float], after: dict[float, float]) -
     return out
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every core, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def cpu_now(service_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the service, the broker(s) this run started, this driver, and the machine."""
+    brokers = own_children("tansu")
+    busy, total = machine_busy()
+    return {"service": proc_usage(service_pid)[0], "broker": sum(proc_usage(p)[0] for p in brokers),
+            "driver": sum(os.times()[:2]), "machine_busy": busy, "machine_total": total,
+            "brokers": float(len(brokers))}
+
+
+def cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
+    """Cores each process kept busy over `seconds` (the broker's only when this run started it). Why: the
+    harness's broker, driver and Redis share the service's cores; tansu's in-memory store costs more per
+    fetch as its log grows (docs/benchmarks.md), so a latency figure is read with the broker's share beside it."""
+    out: dict[str, Any] = {k: round((after[k] - before[k]) / seconds, 3) for k in ("service", "driver")}
+    out["broker"] = round((after["broker"] - before["broker"]) / seconds, 3) if after["brokers"] else None
+    out["machine_busy_share"] = round((after["machine_busy"] - before["machine_busy"])
+                                      / max(after["machine_total"] - before["machine_total"], 1e-9), 3)
+    return out
+
+
+def by_window(seen: dict[str, tuple[float, float]], window: float) -> list[dict[str, float]]:
+    """Latency quantiles per `window` seconds of input time: whether a run's tail is a drift (a backlog
+    building up) or a few stalls."""
+    rows = sorted(seen.values())
+    buckets: dict[int, list[float]] = {}
+    for stamped, at in rows:
+        buckets.setdefault(int((stamped - rows[0][0]) // window), []).append(at - stamped)
+    return [{"from_s": k * window, "records": len(v), **quantiles(v)} for k, v in sorted(buckets.items())]
+
+
 def generate(n: int, seed: int) -> list[dict[str, Any]]:
     from consumer.generate import generate_crm
 
@@ -83,6 +122,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=500.0, help="phase 2 records/s")
     ap.add_argument("--seconds", type=float, default=30.0, help="phase 2 duration")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--linger-ms", type=int, default=2,
+                    help="phase 2 producer's linger: longer stores fewer batches in the broker's log (tansu's "
+                         "in-memory store scans them on every fetch) and is inside every latency")
     ap.add_argument("--service-arg", action="append", default=[], help="extra `dedup run` flag, repeatable")
     args = ap.parse_args()
 
@@ -108,11 +150,13 @@ def main() -> int:
                 batches_before = scrape_batches(url)
                 # Connect and get the idempotent producer id before the clock starts: records stamped while
                 # the load generator itself is still starting would charge its start-up to the service.
-                prod, warm_topic = producer(bootstrap), f"{topic}.warmup"
+                prod, warm_topic = producer(bootstrap, args.linger_ms), f"{topic}.warmup"
                 hk.create_topics(bootstrap, [warm_topic])
                 prod.produce(warm_topic, b"{}")
                 prod.flush(30)
+                cpu_before, t_cpu = cpu_now(svc.proc.pid), time.monotonic()
                 sent = paced_produce(prod, topic, second, [i / args.rate for i in range(len(second))])
+                cores = cores_used(cpu_before, cpu_now(svc.proc.pid), time.monotonic() - t_cpu)
                 achieved = len(sent.sent_at) / sent.seconds
                 deadline = time.monotonic() + 120
                 while len(seen) < len(second) and time.monotonic() < deadline:
@@ -129,6 +173,8 @@ def main() -> int:
                   "events_seen": len(latencies),
                   "end_to_end_ms_at_consumer": quantiles(latencies),
                   "end_to_end_ms_at_consumer_after_first_2s": quantiles(warm),
+                  "end_to_end_ms_by_5s_of_input": by_window(seen, 5.0),
+                  "cores_used_while_producing": cores,
                   "end_to_end_ms_service_histogram": histogram_quantiles(before, after),
                   "service_stage_seconds": stages_2,
                   # Latency at a paced rate is mostly the cycle of a small batch (the one a record waits

@@ -46,6 +46,36 @@ def servers(workdir: Path) -> Iterator[tuple[str, str]]:
             hr.stop_fallback_redis()
 
 
+def proc_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, user and system, RSS in MB) of a live process, from /proc; (0, 0) when it is gone. Why:
+    members add throughput only if the group's CPU per record does not grow with them (issue 39), and a
+    figure measured beside a broker on the same cores is only read right with the broker's share beside it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:"))
+        return cpu, rss / 1024.0
+    except (OSError, StopIteration, IndexError, ValueError):
+        return 0.0, 0.0
+
+
+def own_children(name: str) -> list[int]:
+    """PIDs of this process's children whose command line holds `name` (the broker the harness started)."""
+    me, out = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me and name in cmd:
+            out.append(int(entry.name))
+    return out
+
+
 def crm_file(n: int, seed: int, workdir: Path) -> tuple[Path, Path]:
     """Generated CRM CSV + truth (cached by size and seed)."""
     from consumer.generate import write_crm
@@ -135,11 +165,14 @@ class ServiceRun:
         raise TimeoutError(f"{n} records not committed within {timeout:.0f}s; see {self.log}")
 
 
-def producer(bootstrap: str) -> Any:
-    """The load generator's producer: idempotent, acks=all, a short linger (what a real upstream would use)."""
+def producer(bootstrap: str, linger_ms: int = 2) -> Any:
+    """The load generator's producer: idempotent, acks=all, a short linger (what a real upstream would use).
+    A longer `linger_ms` stores fewer, larger batches in the broker's log, which tansu's in-memory store scans
+    on every fetch (docs/benchmarks.md); the wait is inside each record's latency (its timestamp is taken at
+    hand-over)."""
     from confluent_kafka import Producer
 
-    return Producer(hk.client_config(bootstrap, {"enable.idempotence": True, "acks": "all", "linger.ms": 2}))
+    return Producer(hk.client_config(bootstrap, {"enable.idempotence": True, "acks": "all", "linger.ms": linger_ms}))
 
 
 @dataclass

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from common import ROOT, crm_file, hk, hr, listing_file, producer, read_rows, scrape
+from common import ROOT, crm_file, hk, hr, listing_file, proc_usage, producer, read_rows, scrape
 from harness import redis_cluster as hrc
 from stream_vs_batch import batch_baseline
 
@@ -58,19 +58,6 @@ def start_member(bootstrap: str, redis_url: str, topic: str, events: str, group:
     with open(workdir / f"member-{n}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     return proc, port
-
-
-def proc_usage(pid: int) -> tuple[float, float]:
-    """(CPU seconds, user and system, RSS in MB) of a live process, from /proc; (0, 0) when it is gone. Why:
-    members add throughput only if the group's CPU per record does not grow with them (issue 39)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:"))
-        return cpu, rss / 1024.0
-    except (OSError, StopIteration, IndexError, ValueError):
-        return 0.0, 0.0
 
 
 def milvus_env(uri: str | None, workdir: Path, tag: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from harness import kafka as hk
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "loadtest"))
 
+from bench_service import by_window, cores_used  # noqa: E402
 from freshness import classify, schedule, twin_of  # noqa: E402
 from windows import Segment, max_rate_under, send_offsets  # noqa: E402
 
@@ -42,6 +43,22 @@ def test_max_rate_stops_at_the_first_window_over_the_bound() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_bench_service_reads_a_drift_and_each_process_share() -> None:
+    """The service benchmark's latency windows show a backlog building up (each window's quantiles), and its
+    CPU shares put the harness's broker beside the service (none when the run started no broker)."""
+    seen = {f"r{i}": (i / 100, i / 100 + (0.02 if i < 500 else 0.2)) for i in range(1000)}  # 10 s, slower after 5 s
+    windows = by_window(seen, 5.0)
+    assert [w["from_s"] for w in windows] == [0.0, 5.0] and [w["records"] for w in windows] == [500, 500]
+    assert windows[0]["p99"] == 20.0 and windows[1]["p50"] == 200.0
+    before = {"service": 10.0, "driver": 1.0, "broker": 4.0, "machine_busy": 100.0, "machine_total": 200.0,
+              "brokers": 1.0}
+    after = {"service": 30.0, "driver": 2.0, "broker": 14.0, "machine_busy": 132.0, "machine_total": 240.0,
+             "brokers": 1.0}
+    assert cores_used(before, after, 20.0) == {"service": 1.0, "driver": 0.05, "broker": 0.5,
+                                               "machine_busy_share": 0.8}
+    assert cores_used(before, {**after, "brokers": 0.0}, 20.0)["broker"] is None  # KAFKA_BOOTSTRAP: not ours
+
+
 def test_local_stack_ramp_report_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "lt"
     run = loadtest("--local", "--ramp", "50:150", "--seconds", "5", "--max-records", "400", "--max-seconds", "60",

@@ -1,7 +1,7 @@
 """Colour words a file's photos show to be one colour (`consumer.learn.slot_photos`, issue 37): a shade the
 built-in table does not know ("Flamingo") stops conflicting with the colour it names ("Pink") where listings
-differing only by the two words keep showing photos of one colour; two colours, and product lines whatever
-their photos, stay conflicts."""
+differing only by the two words keep showing photos of one colour; two basic colours, and product lines
+whatever their photos, stay conflicts."""
 
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ def test_one_coincidence_or_photos_that_disagree_join_nothing() -> None:
     mixed, joined = photo_spellings(SLOTS, RECORDS, left, right, np.array([0.95, 0.93, 0.4, 0.5]), 0.9, 0.75,
                                     HASHER)
     assert joined == 0 and groups(mixed)["pink"] != groups(mixed)["flamingo"]
+
+
+def test_photos_never_make_two_basic_colours_one() -> None:
+    """A colour signature that cannot tell pink from red (both warm, one product's photos) votes them one
+    colour again and again: the table knows them apart, so they stay a conflict; a shade seen with both
+    joins the colour it is shown with more often, not both (which would join them through it)."""
+    # pink/red x4 (0-4, 2-4 twice, 0-4), pink/flamingo x3 (0-1, 2-3, 1-0), red/flamingo x2 (4-1, 1-4)
+    left, right = np.array([0, 2, 2, 0, 0, 2, 1, 4, 1]), np.array([4, 4, 4, 4, 1, 3, 0, 1, 4])
+    records = [*RECORDS[:4], rec("Orbit 5 Case Red")]
+    share = np.full(len(left), 0.95)
+    rows, joined = photo_spellings(SLOTS, records, left, right, share, bar=0.9, cut=0.75, hasher=HASHER)
+    g = groups(rows)
+    assert g["pink"] != g["red"]
+    assert g["flamingo"] == g["pink"] and joined == 1
 
 
 def test_without_slots_nothing_changes() -> None:

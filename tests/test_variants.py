@@ -14,6 +14,7 @@ import pytest
 from consumer.encoders.base import KeyedHasher
 from consumer.encoders.title import TitleEncoder
 from consumer.engine.records import Record
+from consumer.engine.titles import word_token
 from consumer.learn.variants import learn_variant_slots, slot_keys, spellings
 
 FINISHES = ["Sand", "Brass", "Walnut", "Sage", "Terracotta", "Slate", "Ecru", "Moss"]
@@ -102,6 +103,34 @@ def test_one_colour_in_two_languages_in_a_slot_does_not_conflict() -> None:
     a = enc.encode([_rec("Glide 5X Mug Blue"), _rec("Glide 5X Mug Blue"), _rec("Glide 5X Mug Rot")])
     b = enc.encode([_rec("Glide 5X Mug Blau"), _rec("Glide 5X Mug Flamingo"), _rec("Glide 5X Mug Blau")])
     assert enc.slot_conflicts(a, b).tolist() == [0, 1, 1]
+
+
+def _joined(slots: dict[str, int], *groups: tuple[str, ...]) -> TitleEncoder:
+    """An encoder whose slot rows put each of `groups` in one spelling group (as the photos join them)."""
+    from consumer.config import Settings
+    from consumer.encoders.static_text import make_text_encoder
+
+    hasher = KeyedHasher("k")
+    rows = slot_keys(slots, hasher)
+    spelling = {int(hasher.get(word_token(w))): n + 1000 for n, words in enumerate(groups) for w in words}
+    rows = [[h, slot, spelling.get(h, g)] for h, slot, g in rows]
+    return TitleEncoder(make_text_encoder(Settings().encoders), "k", rows)
+
+
+def test_a_shade_the_file_joins_to_a_basic_colour_is_that_colour() -> None:
+    """The table lists "Charcoal" as a colour of its own; a file whose photos join it to "Black" reads the
+    two as one colour, so the title's decisive colour conflict goes too, not only the slot's. Two basic
+    colours in one group (the photos could not tell them apart) alias nothing."""
+    slots = {"black": 0, "charcoal": 0, "red": 0, "pink": 0, "rose": 0}
+    plain = _encoder(slots)
+    joined = _joined(slots, ("black", "charcoal"), ("red", "pink", "rose"))
+    left = [_rec(t) for t in ["Flux 6S Case Black", "Flux 6S Case Charcoal", "Flux 6S Case Red", "Flux 6S Case Rose"]]
+    right = [_rec(t) for t in ["Flux 6S Case Charcoal", "Flux 6S Case Red", "Flux 6S Case Pink", "Flux 6S Case Red"]]
+    before = plain.compare(plain.encode(left), plain.encode(right))
+    after = joined.compare(joined.encode(left), joined.encode(right))
+    assert before["variant_agree"][0] == 0.0 and before["colour_agree"][0] == 0.0
+    assert after["variant_agree"][0] == 1.0 and after["colour_agree"][0] == 1.0
+    assert after["colour_agree"][1:].tolist() == [0.0, 0.0, 0.0]  # charcoal/red; red/pink; rose is no alias
 
 
 def test_without_learned_slots_nothing_changes() -> None:

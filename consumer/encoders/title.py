@@ -72,8 +72,10 @@ from consumer.engine.normalize import fold
 from consumer.engine.records import Record
 from consumer.engine.titles import (
     ATTRIBUTE_KINDS,
+    BASIC_COLOURS,
     WORD_KEYING,
     code_stem,
+    colour_words,
     parse_price,
     parse_title,
     product_codes,
@@ -218,6 +220,43 @@ def _attribute_agreement(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np
     return shared, in_b.all(axis=2) | in_a.all(axis=2)
 
 
+def colour_aliases(rows: Sequence[Sequence[int]], hasher: KeyedHasher) -> dict[int, int]:
+    """{hashed colour attribute of a shade: that of the basic colour it names in this file}, from the variant
+    slots' spelling groups (`rows`: [[keyed hash of a title word, slot, spelling], ...]). Why: a group that a
+    file's photos (`consumer.learn.slot_photos`) or spellings made of one basic colour and shades the table
+    also lists ("Black", "Charcoal", "Midnight") stops the slots' conflict, but the title's colour attribute
+    still read two colours, a decisive conflict. A group with no basic colour, or two, aliases nothing."""
+    group = {int(key): (int(slot), int(spelling)) for key, slot, spelling in rows}
+    colours: dict[tuple[int, int], set[str]] = {}
+    for word, colour in colour_words().items():
+        g = group.get(int(hasher.get(word_token(word))))
+        if g is not None:
+            colours.setdefault(g, set()).add(colour)
+    out: dict[int, int] = {}
+    for found in colours.values():
+        basic = found & BASIC_COLOURS
+        if len(basic) == 1:
+            target = int(hasher.get(f"ta:colour:{next(iter(basic))}"))
+            out.update({int(hasher.get(f"ta:colour:{c}")): target for c in found - basic})
+    return out
+
+
+def _aliased(attrs: np.ndarray, alias: Mapping[int, int]) -> np.ndarray:
+    """`attrs` with its colour values read through `alias` (a copy when any changes)."""
+    if not alias:
+        return attrs
+    cols = slice(_COLOUR * MAX_VALUES, (_COLOUR + 1) * MAX_VALUES)
+    block = attrs[:, cols]
+    keys = np.fromiter(alias, np.int64, len(alias))
+    hit = np.isin(block, keys)
+    if not hit.any():
+        return attrs
+    out = attrs.copy()
+    out[:, cols] = np.where(hit, np.vectorize(alias.get, otypes=[attrs.dtype])(np.where(hit, block, keys[0])),
+                            block)
+    return out
+
+
 class TitleEncoder:
     name = "title"
     #: How its word hashes are keyed (`consumer.engine.titles.word_key`): stamped on the service's stored
@@ -240,6 +279,7 @@ class TitleEncoder:
         #: file compares 3M pairs of 24 keys each side; the searches alone made the run 10% slower).
         self._slot_bits = np.zeros(1 << 16, bool)
         self._slot_bits[self._slot_keys & 0xFFFF] = True
+        self._colour_alias = colour_aliases(rows, self._hash)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> TitleEncoder:
@@ -400,7 +440,8 @@ class TitleEncoder:
         na, nb = (ta != 0).sum(axis=1), (tb != 0).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             tok = np.where(has, inter / np.maximum(np.minimum(na, nb), 1), np.nan).astype(np.float32)
-            shared, same = _attribute_agreement(a["title_attrs"], b["title_attrs"])
+            shared, same = _attribute_agreement(_aliased(a["title_attrs"], self._colour_alias),
+                                                _aliased(b["title_attrs"], self._colour_alias))
             clashes = self.slot_conflicts(a, b)  # learned slots: each conflict one more disagreeing kind
             agree = (shared & same).sum(axis=1) / (shared.sum(axis=1) + clashes)
             vs = shared[:, _VARIANT_COLS]

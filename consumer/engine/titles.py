@@ -110,6 +110,10 @@ _COLOURS = {
     "amarillo": "yellow", "giallo": "yellow", "naranja": "orange", "arancione": "orange", "braun": "brown",
     "marron": "brown", "marrone": "brown",
 }
+#: The eleven basic colour terms (Berlin and Kay, 1969), as the table names them: two of them are two colours
+#: whatever else says otherwise; the table's other colours are shades a file may show to be one of these.
+BASIC_COLOURS = frozenset({"black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange",
+                           "grey"})
 #: Words that say nothing about which product it is (sellers add them freely).
 NOISE = frozenset("""new brand genuine original authentic official sale hot deal offer free shipping delivery
 fast uk us eu seller stock in with for the and a an of by best price top quality latest edition
@@ -131,6 +135,11 @@ class Title:
 def colour_of(word: str) -> str | None:
     """The colour a title word names in the built-in table ("blau" -> "blue"), or None."""
     return _COLOURS.get(word)
+
+
+def colour_words() -> dict[str, str]:
+    """Every word of the built-in colour table and the colour it names (a copy)."""
+    return dict(_COLOURS)
 
 
 def _num(text: str) -> float:

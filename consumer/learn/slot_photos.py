@@ -15,9 +15,11 @@ Two words with at least `MIN_VOTES` votes for and `RATIO` times more for than ag
 group of their slot (no conflict between them, as "pro" / "professional"), where at least one of them is a
 colour of the built-in table: product lines ("Drift" / "Glide") in one colour are two products whatever the
 photos say. The photos say which shade names which colour, never that two basic colour terms are one
-(`BASIC`: a photo signature may not tell pink from red, while every seller does): the best-shown pairs join
-first, and a join that would put two basic colours in one group is not made. Pure: records and features in,
-slot rows out; words leave it only as keyed hashes.
+(`consumer.engine.titles.BASIC_COLOURS`: a photo signature may not tell pink from red, while every seller
+does): the best-shown pairs join first, and a join that would put two basic colours in one group is not
+made. A shade of the table joined to its basic colour ("Charcoal" / "Black") is read as that colour by the
+title encoder too (`consumer.encoders.title.colour_aliases`). Pure: records and features in, slot rows out;
+words leave it only as keyed hashes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from consumer.config import Settings
 from consumer.encoders.base import KeyedHasher
 from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog
-from consumer.engine.titles import colour_of, title_words, word_token
+from consumer.engine.titles import BASIC_COLOURS, colour_of, title_words, word_token
 from consumer.learn.fellegi_sunter import FellegiSunterModel
 from consumer.learn.photo_cut import learned_matches, photo_info
 from consumer.learn.tier_cut import tier_cut
@@ -44,8 +46,6 @@ __all__ = ["MIN_VOTES", "RATIO", "photo_evidence", "photo_slots", "photo_spellin
 MIN_VOTES = 2
 #: Votes for per vote against a merge needs.
 RATIO = 3
-#: The eleven basic colour terms (Berlin and Kay, 1969), as the built-in table names them.
-BASIC = frozenset({"black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "grey"})
 
 
 def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], left: np.ndarray, right: np.ndarray,
@@ -93,7 +93,7 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
         # signature that cannot tell pink from red (photo-offers: 535 of 997 such pairs over the bar) would
         # otherwise put every red and pink word in one group.
         members = [h for h, g in group.items() if g in (group[ha], group[hb])]
-        if len({colour[h] for h in members if colour.get(h) in BASIC}) <= 1:
+        if len({colour[h] for h in members if colour.get(h) in BASIC_COLOURS}) <= 1:
             joined += join_groups(group, ha, hb)
     return sorted([h, rows[h][0], group[h]] for h in rows), joined
 

@@ -220,18 +220,22 @@ def _attribute_agreement(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np
     return shared, in_b.all(axis=2) | in_a.all(axis=2)
 
 
+def colour_keys(hasher: KeyedHasher) -> dict[int, str]:
+    """{keyed hash of a title word (as the variant slots hold it): the colour the built-in table says it names}."""
+    return {int(hasher.get(word_token(word))): colour for word, colour in colour_words().items()}
+
+
 def colour_aliases(rows: Sequence[Sequence[int]], hasher: KeyedHasher) -> dict[int, int]:
     """{hashed colour attribute of a shade: that of the basic colour it names in this file}, from the variant
     slots' spelling groups (`rows`: [[keyed hash of a title word, slot, spelling], ...]). Why: a group that a
     file's photos (`consumer.learn.slot_photos`) or spellings made of one basic colour and shades the table
     also lists ("Black", "Charcoal", "Midnight") stops the slots' conflict, but the title's colour attribute
     still read two colours, a decisive conflict. A group with no basic colour, or two, aliases nothing."""
-    group = {int(key): (int(slot), int(spelling)) for key, slot, spelling in rows}
+    table = colour_keys(hasher)
     colours: dict[tuple[int, int], set[str]] = {}
-    for word, colour in colour_words().items():
-        g = group.get(int(hasher.get(word_token(word))))
-        if g is not None:
-            colours.setdefault(g, set()).add(colour)
+    for key, slot, spelling in rows:
+        if int(key) in table:
+            colours.setdefault((int(slot), int(spelling)), set()).add(table[int(key)])
     out: dict[int, int] = {}
     for found in colours.values():
         basic = found & BASIC_COLOURS
@@ -241,19 +245,19 @@ def colour_aliases(rows: Sequence[Sequence[int]], hasher: KeyedHasher) -> dict[i
     return out
 
 
-def _aliased(attrs: np.ndarray, alias: Mapping[int, int]) -> np.ndarray:
-    """`attrs` with its colour values read through `alias` (a copy when any changes)."""
-    if not alias:
+def _aliased(attrs: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`attrs` with its colour values read through the sorted alias `keys` -> `values` (a copy when any
+    changes)."""
+    if not len(keys):
         return attrs
     cols = slice(_COLOUR * MAX_VALUES, (_COLOUR + 1) * MAX_VALUES)
     block = attrs[:, cols]
-    keys = np.fromiter(alias, np.int64, len(alias))
-    hit = np.isin(block, keys)
+    pos = np.minimum(np.searchsorted(keys, block), len(keys) - 1)
+    hit = keys[pos] == block
     if not hit.any():
         return attrs
     out = attrs.copy()
-    out[:, cols] = np.where(hit, np.vectorize(alias.get, otypes=[attrs.dtype])(np.where(hit, block, keys[0])),
-                            block)
+    out[:, cols] = np.where(hit, values[pos], block)
     return out
 
 
@@ -279,7 +283,9 @@ class TitleEncoder:
         #: file compares 3M pairs of 24 keys each side; the searches alone made the run 10% slower).
         self._slot_bits = np.zeros(1 << 16, bool)
         self._slot_bits[self._slot_keys & 0xFFFF] = True
-        self._colour_alias = colour_aliases(rows, self._hash)
+        alias = sorted(colour_aliases(rows, self._hash).items())  # the file's shades read as basic colours
+        self._alias_keys = np.array([k for k, _ in alias], np.uint32)
+        self._alias_values = np.array([v for _, v in alias], np.uint32)
 
     @classmethod
     def from_settings(cls, settings: Settings, artifacts: Mapping[str, Any]) -> TitleEncoder:
@@ -440,8 +446,9 @@ class TitleEncoder:
         na, nb = (ta != 0).sum(axis=1), (tb != 0).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             tok = np.where(has, inter / np.maximum(np.minimum(na, nb), 1), np.nan).astype(np.float32)
-            shared, same = _attribute_agreement(_aliased(a["title_attrs"], self._colour_alias),
-                                                _aliased(b["title_attrs"], self._colour_alias))
+            keys, values = self._alias_keys, self._alias_values
+            shared, same = _attribute_agreement(_aliased(a["title_attrs"], keys, values),
+                                                _aliased(b["title_attrs"], keys, values))
             clashes = self.slot_conflicts(a, b)  # learned slots: each conflict one more disagreeing kind
             agree = (shared & same).sum(axis=1) / (shared.sum(axis=1) + clashes)
             vs = shared[:, _VARIANT_COLS]

@@ -32,9 +32,10 @@ import numpy as np
 
 from consumer.config import Settings
 from consumer.encoders.base import KeyedHasher
+from consumer.encoders.title import colour_keys
 from consumer.engine.records import Record
 from consumer.engine.replay import CandidateLog
-from consumer.engine.titles import BASIC_COLOURS, colour_of, title_words, word_token
+from consumer.engine.titles import BASIC_COLOURS, title_words, word_token
 from consumer.learn.fellegi_sunter import FellegiSunterModel
 from consumer.learn.photo_cut import learned_matches, photo_info
 from consumer.learn.tier_cut import tier_cut
@@ -71,7 +72,7 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
 
     votes: Counter[tuple[int, int]] = Counter()
     against: Counter[tuple[int, int]] = Counter()
-    colour: dict[int, str | None] = {}
+    colour = colour_keys(hasher)  # slot word -> the table's colour, for every word of the table
     with np.errstate(invalid="ignore"):
         judged = np.flatnonzero((share >= bar) | (share < cut))
     for k in judged.tolist():
@@ -82,12 +83,11 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
         ha, hb = only_a[0], only_b[0]
         if rows[ha][0] != rows[hb][0] or rows[ha][1] == rows[hb][1]:
             continue
-        colour[ha], colour[hb] = colour_of(a[ha]), colour_of(b[hb])
         (votes if share[k] >= bar else against)[(min(ha, hb), max(ha, hb))] += 1
     group = {h: g for h, (_, g) in rows.items()}
     joined = 0
     for (ha, hb), n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])):  # the most shown first
-        if n < MIN_VOTES or n < RATIO * against[(ha, hb)] or not (colour[ha] or colour[hb]):
+        if n < MIN_VOTES or n < RATIO * against[(ha, hb)] or not (ha in colour or hb in colour):
             continue
         # The photos may say which shade names which colour, not that two basic colours are one: a colour
         # signature that cannot tell pink from red (photo-offers: 535 of 997 such pairs over the bar) would

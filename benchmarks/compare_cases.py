@@ -303,6 +303,10 @@ class Service(Case):
         hist = paced.get("end_to_end_ms_service_histogram", {})
         if "p99" in hist:
             figures["service_histogram_p99"] = float(hist["p99"])
+        # The cores each process kept busy at the paced rate (a driver that reports them): a latency ratio is
+        # read with the test broker's share beside it, which grows with its log (docs/benchmarks.md).
+        cores = paced.get("cores_used_while_producing") or {}
+        figures.update({f"{k}_cores": float(cores[k]) for k in ("service", "broker") if cores.get(k) is not None})
         return figures
 
 
@@ -315,7 +319,9 @@ SERVICE_METRICS = (Metric("max_rate", "records/s drained", True),
                    Metric("p99", "ms at the paced rate", False),
                    Metric("service_histogram_p99", "ms, the service's own histogram", False),
                    Metric("achieved_input_rate", "records/s offered", True),
-                   Metric("events_missing", "events never seen", False))
+                   Metric("events_missing", "events never seen", False),
+                   Metric("service_cores", "cores the service kept busy, paced", False),
+                   Metric("broker_cores", "cores the test broker kept busy, paced", False))
 
 #: What runs without --cases: the cases that take a minute or two a run, not the long ones.
 DEFAULT_CASES = ["service", "batch-crm", "person"]

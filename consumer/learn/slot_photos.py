@@ -58,16 +58,13 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
     rows = {int(h): (int(s), int(g)) for h, s, g in slots}
     if not rows:
         return [list(map(int, r)) for r in slots], 0
-    words: dict[int, dict[int, str]] = {}
+    words: dict[int, set[int]] = {}
 
-    def slot_words(i: int) -> dict[int, str]:
+    def slot_words(i: int) -> set[int]:
+        """The slot words (keyed hashes) of record `i`'s title."""
         if i not in words:
-            found = {}
-            for w in title_words(records[i].role("title")):
-                h = int(hasher.get(word_token(w)))
-                if h in rows:
-                    found[h] = w
-            words[i] = found
+            keys = (int(hasher.get(word_token(w))) for w in title_words(records[i].role("title")))
+            words[i] = {h for h in keys if h in rows}
         return words[i]
 
     votes: Counter[tuple[int, int]] = Counter()
@@ -77,10 +74,10 @@ def photo_spellings(slots: Sequence[Sequence[int]], records: Sequence[Record], l
         judged = np.flatnonzero((share >= bar) | (share < cut))
     for k in judged.tolist():
         a, b = slot_words(int(left[k])), slot_words(int(right[k]))
-        only_a, only_b = [h for h in a if h not in b], [h for h in b if h not in a]
+        only_a, only_b = a - b, b - a
         if len(only_a) != 1 or len(only_b) != 1:
             continue
-        ha, hb = only_a[0], only_b[0]
+        (ha,), (hb,) = only_a, only_b
         if rows[ha][0] != rows[hb][0] or rows[ha][1] == rows[hb][1]:
             continue
         (votes if share[k] >= bar else against)[(min(ha, hb), max(ha, hb))] += 1

@@ -19,7 +19,9 @@ file) and sorts the pairs by what the *final* clusters did with them:
 - where the run's model is a Fellegi-Sunter one (fitted to the file), each kind of pair by its level pattern
   over the model's comparisons (`=` top level, `~` a level between, `x` the last, `-` absent: "==x----" is
   both names exact and the date of birth else), and each comparison's m as fitted beside its level shares
-  over the true pairs (`m_truth`): whether a loss is the fit's estimate or the comparisons themselves.
+  over the true pairs (`m_truth`): whether a loss is the fit's estimate or the comparisons themselves; and
+  the matches a record its prior (lambda) expects among the candidate pairs beside the file's true pairs a
+  record (`prior`): a fit can be right about m and still refuse most pairs.
 
 Why: a quality change aimed at the wrong step changes nothing (removing a quarter of one file's false
 conflicts moved its F1 by 0.0000, because those pairs also scored no). This says which step binds before a
@@ -115,6 +117,13 @@ def outcomes(records: Path, config: str, truth: dict[str, str], work: Path, exam
            "false_pairs": len(false), "false_pairs_by_label": {LABELS[k]: int((f_lab == k).sum()) for k in (2, 1, 0)},
            "features": features}
     fs = _fellegi_sunter(pipe.fuser.model)
+    meta = pipe.fuser.model.meta if pipe.fuser.model is not None else {}
+    if fs is not None and meta.get("candidate_pairs") and meta.get("records"):
+        # The prior against the truth: a fit whose lambda expects a tenth of a match a record on a file with
+        # four true pairs a record refuses most of them whatever its m (sibling-offers-1, docs/benchmarks.md).
+        out["prior"] = {"lambda": round(float(fs.lam), 6),
+                        "matches_per_record_expected": round(fs.lam * meta["candidate_pairs"] / meta["records"], 3),
+                        "true_pairs_per_record": round(len(pairs) / max(len(row), 1), 3)}
     if fs is not None:
         out.update(_patterns(fs, names, {"found": feats[found], "missed_no": feats[~found & (lab == 0)],
                                          "missed_match": feats[~found & (lab == 2)],
@@ -234,6 +243,10 @@ def _print(got: dict[str, Any]) -> None:
         print(f"  level patterns over {', '.join(got['pattern_columns'])} (= top, ~ between, x else, - absent):")
         for kind, common in got["patterns"].items():
             print(f"    {kind:14s} " + "  ".join(f"{p} {n}" for p, n in common[:8]))
+        if "prior" in got:
+            p = got["prior"]
+            print(f"  {'prior':16s} lambda {p['lambda']}: {p['matches_per_record_expected']} matches a record "
+                  f"among its candidate pairs / {p['true_pairs_per_record']} true pairs a record")
         print(f"  {'comparison':16s} m fitted / m over the true pairs")
         for name, m in got["m_fitted"].items():
             print(f"  {name:16s} {m} / {got['m_truth'][name]}")

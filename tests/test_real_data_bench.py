@@ -156,6 +156,10 @@ def test_pair_outcomes_reads_a_file_outside_the_suite_by_level_pattern(tmp_path:
     for name in columns:
         assert len(got["m_fitted"][name]) == len(got["m_truth"][name])
         assert abs(sum(got["m_truth"][name]) - 1) < 0.01
-    assert "level patterns over" in capsys.readouterr().out
+    prior = got["prior"]  # the matches a record the fit's lambda expects beside the truth's pairs a record
+    assert prior["true_pairs_per_record"] == round(got["true_pairs"] / len(rows), 3)
+    assert 0 < prior["matches_per_record_expected"] < 10 * prior["true_pairs_per_record"]
+    printed = capsys.readouterr().out
+    assert "level patterns over" in printed and "true pairs a record" in printed
     with pytest.raises(SystemExit):  # a file needs its truth and kind
         pair_outcomes.main(["--records", str(src)])

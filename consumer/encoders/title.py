@@ -220,6 +220,11 @@ def _attribute_agreement(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np
     return shared, in_b.all(axis=2) | in_a.all(axis=2)
 
 
+def _attribute_token(kind: str, value: str) -> str:
+    """What a title attribute's value is hashed as (`title_attrs`); the colour aliases hash the same."""
+    return f"ta:{kind}:{value}"
+
+
 def colour_keys(hasher: KeyedHasher) -> dict[int, str]:
     """{keyed hash of a title word (as the variant slots hold it): the colour the built-in table says it names}."""
     return {int(hasher.get(word_token(word))): colour for word, colour in colour_words().items()}
@@ -240,8 +245,8 @@ def colour_aliases(rows: Sequence[Sequence[int]], hasher: KeyedHasher) -> dict[i
     for found in colours.values():
         basic = found & BASIC_COLOURS
         if len(basic) == 1:
-            target = int(hasher.get(f"ta:colour:{next(iter(basic))}"))
-            out.update({int(hasher.get(f"ta:colour:{c}")): target for c in found - basic})
+            target = int(hasher.get(_attribute_token("colour", next(iter(basic)))))
+            out.update({int(hasher.get(_attribute_token("colour", c))): target for c in found - basic})
     return out
 
 
@@ -422,7 +427,7 @@ class TitleEncoder:
                 tok[i, :len(hashes)] = hashes
             for j, kind in enumerate(ATTRIBUTE_KINDS):
                 for v, value in enumerate(t.attributes.get(kind, ())[:MAX_VALUES]):
-                    attr[i, j * MAX_VALUES + v] = h(f"ta:{kind}:{value}")
+                    attr[i, j * MAX_VALUES + v] = h(_attribute_token(kind, value))
             for j, role in enumerate(("brand", "category", "currency")):
                 value = fold(rec.role(role))
                 if value:

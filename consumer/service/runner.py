@@ -11,7 +11,9 @@ Per micro-batch, in this order, and nothing of a later step before the earlier o
 6. only then commit the batch's next offsets.
 
 While batch i goes through steps 2-6, batch i+1 is already polled, decoded and *encoded* on a worker
-thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest). Its offsets are not
+thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest). Below full load,
+where batch i+1 arrives while batch i is decided, it is polled as soon as step 3 is done, and its encoding
+and index search overlap steps 4-5 (`_poll_ahead`). Its offsets are not
 committed before its own step 6, so a crash or revoke just drops it and it is read again. Records polled
 while batch i+1 waits join it when both fit in `max_batch` (below full load, so they are not held back a
 whole batch; `_joins`).
@@ -41,6 +43,8 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from confluent_kafka import Message
 
 from consumer.api.app import service_routes
 from consumer.api.health import HealthState, listeners
@@ -116,6 +120,8 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
         self._inflight: Batch | None = None
         #: Polled, decoded and being encoded while `_inflight` finishes.
         self._pending: Batch | None = None
+        #: Erasure requests `_poll_ahead` polled mid-batch: the loop runs them before anything else.
+        self._erasures_ahead: list[Message] = []
         self._reload_needed = False
         self._check_count = False
         self._next_idle_check = 0.0
@@ -179,6 +185,8 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
                 msgs = (self.member.collect(self.svc.max_batch, 0 if busy else self.svc.max_wait_ms,
                                             0.0 if busy else 0.5)
                         if self.member else [])
+                if self._erasures_ahead:  # polled while the last batch was decided (`_poll_ahead`)
+                    msgs, self._erasures_ahead = [*self._erasures_ahead, *msgs], []
                 erasures = [m for m in msgs if m.topic() == self.svc.erasure_topic] if self.svc.erasure_topic else []
                 if erasures:  # the erasure door: erased in Redis now, replicas follow via the changelog
                     msgs = [m for m in msgs if m.topic() != self.svc.erasure_topic]
@@ -245,6 +253,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
             self._await_earlier(batch)  # the group's batches polled before this one: written first
             self._sync(batch)  # decide with everything the other members wrote so far
             self._decide(batch)
+            self._poll_ahead(batch)
             self._publish(batch, self.pipe)  # a shared Milvus index: vectors before the Redis write
             self._store(batch)
             self._deliver(batch)

@@ -11,12 +11,11 @@ Per micro-batch, in this order, and nothing of a later step before the earlier o
 6. only then commit the batch's next offsets.
 
 While batch i goes through steps 2-6, batch i+1 is already polled, decoded and *encoded* on a worker
-thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest). Below full load,
-where batch i+1 arrives while batch i is decided, it is polled as soon as step 3 is done, and its encoding
-and index search overlap steps 4-5 (`_poll_ahead`). Its offsets are not
-committed before its own step 6, so a crash or revoke just drops it and it is read again. Records polled
-while batch i+1 waits join it when both fit in `max_batch` (below full load, so they are not held back a
-whole batch; `_joins`).
+thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest); below full load, once
+deciding batch i took longer than `max_wait_ms`, batch i+1 is polled right after step 3, its encoding and
+index search overlapping steps 4-5 (`_poll_ahead`). Its offsets are not committed before its own step 6,
+so a crash or revoke just drops it and it is read again. Records polled while batch i+1 waits join it
+when both fit in `max_batch` (below full load, so they are not held back a whole batch; `_joins`).
 
 A crash anywhere re-reads the batch from the last commit: records already in Redis come back as replays and
 re-send their stored events byte for byte (same event ids), records not in Redis are decided again from the
@@ -252,8 +251,9 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
         try:
             self._await_earlier(batch)  # the group's batches polled before this one: written first
             self._sync(batch)  # decide with everything the other members wrote so far
+            t1 = time.perf_counter()
             self._decide(batch)
-            self._poll_ahead(batch)
+            self._poll_ahead(batch, (time.perf_counter() - t1) * 1000)
             self._publish(batch, self.pipe)  # a shared Milvus index: vectors before the Redis write
             self._store(batch)
             self._deliver(batch)

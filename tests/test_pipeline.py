@@ -101,37 +101,6 @@ def test_records_joining_a_waiting_batch_decide_as_one_batch(crm_file: tuple[Pat
     assert pipe.blocker.ahead_used >= len(waiting) - 2 and pipe.blocker.ahead_stale == 0
 
 
-def test_a_batch_polled_after_the_one_before_was_decided_is_searched_ahead(crm_file: tuple[Path, Path]) -> None:
-    """Below full load the service polls the next batch only once the one before it is decided (`_poll_ahead`)
-    and starts its search then (`search_next_ahead`): the search runs on the insert thread and serves that
-    batch, a search started at the wrong moment is found stale and redone, and the decisions are exactly
-    plain `process`."""
-    s = load_settings(env={})
-    recs = records(crm_file[0], s)
-    pipe = build_pipeline(s, encode_in_background=True)
-    batches = [recs[i: i + 50] for i in range(0, len(recs), 50)]
-    encoded = pipe.encode_in_worker(batches[0])
-    got: list[dict[str, object]] = []
-    for i, batch in enumerate(batches):
-        got += [d.to_dict() for d in pipe.process(batch, encoded.result())]
-        if i + 1 < len(batches):
-            encoded = pipe.encode_in_worker(batches[i + 1])  # polled after `process` returned
-            pipe.search_next_ahead()
-            if i == 5:
-                pipe.search_next_ahead()  # asked twice: one search
-    assert got == run(recs, s, 50)
-    assert pipe.blocker.ahead_used == len(batches) - 1 and pipe.blocker.ahead_stale == 0
-    # A search started before the index holds what its batch must search is stale, and searched again.
-    more = build_pipeline(s, encode_in_background=True)
-    more.process(batches[0])
-    early = more.encode_in_worker(batches[2])
-    more.search_next_ahead()  # batches[1] is not decided yet: the index will still grow
-    late = [d.to_dict() for d in more.process(batches[1])]
-    late += [d.to_dict() for d in more.process(batches[2], early.result())]
-    assert late == run(recs[:150], s, 50)[50:]
-    assert (more.blocker.ahead_used, more.blocker.ahead_stale) == (0, 1)
-
-
 def test_batch_boundaries_do_not_change_clusters(crm_file: tuple[Path, Path]) -> None:
     s = load_settings(env={})
     recs = records(crm_file[0], s)

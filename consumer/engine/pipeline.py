@@ -48,7 +48,6 @@ from consumer.engine.titles import WORD_KEYING
 from consumer.store.memory import SignatureStore
 
 __all__ = ["Match", "Decision", "Encoded", "Pipeline", "Split"]
-log = logging.getLogger(__name__)
 
 
 def _num(x: float) -> float | None:
@@ -302,10 +301,6 @@ class Pipeline(PersistedState, Erasure, PairJudging):
             return search
         return None  # started for a later batch
 
-    def search_next_ahead(self) -> None:
-        """Search ahead for the batch the service polled mid-batch (right after `process`; else found stale)."""
-        self._search_ahead(None)
-
     def _search_ahead(self, current: Encoded | None) -> None:
         """Start the index search of the batch encoded after this one on the blocker's add thread, behind
         the insert just submitted: the index then holds exactly what that batch must search (see
@@ -385,6 +380,9 @@ class Pipeline(PersistedState, Erasure, PairJudging):
 
     def memory_bytes(self) -> int:
         return self.store.memory_bytes() + self.blocker.index.memory_bytes() + key_bytes(self.keys)
+
+
+log = logging.getLogger(__name__)
 
 
 def _model_slots(meta: dict[str, Any]) -> list | None:

@@ -3,8 +3,7 @@ moment apart by two members are decided together instead of joined afterwards by
 
 A mixin of `Service`, apart from the batch state machine in `consumer.service.runner`: a polled batch is
 decoded, its encoding started and registered (`_prefetch`, `_register_in_flight`); records polled while it
-waits join it (`_joins`), and below full load the next batch is polled as soon as the one before it is
-decided (`_poll_ahead`); before it is decided it waits for the batches registered before it to be
+waits join it (`_joins`); before it is decided it waits for the batches registered before it to be
 written (`_await_earlier`, at most `service.freshness_wait_ms`; the changelog sync that follows then holds
 their records), and is deregistered once its Redis write returned or it was dropped (`_written`). Redis
 errors here never stop a batch: it is decided without waiting, and the late link remains the safety net.
@@ -15,15 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import Message
 
 from consumer.config import ServiceSettings, Settings
 from consumer.engine.pipeline import Pipeline
-from consumer.io.group import GroupMember
 from consumer.service.batch import Batch
-from consumer.service.deps import Abandoned
 from consumer.store.redis import RETRYABLE, RedisStateStore
 from consumer.telemetry.metrics import Metrics
 
@@ -42,11 +38,6 @@ class FreshnessDuties:
     settings: Settings
     pipe: Pipeline | None
     _pending: Batch | None
-    shared_index: Any
-    member: GroupMember | None
-    _stop: bool
-    #: Erasure requests `_poll_ahead` polled mid-batch: the service's loop runs them before anything else.
-    _erasures_ahead: list[Message]
     store: RedisStateStore
     metrics: Metrics
     _warn: Callable[..., None]
@@ -71,31 +62,6 @@ class FreshnessDuties:
         if more.good:
             pending.encoded = self.pipe.encode_in_worker([r for _, r in more.good], joining=pending.encoded)
         return True
-
-    def _poll_ahead(self, batch: Batch, decided_ms: float) -> None:
-        """Below full load: poll what arrived while `batch` was decided and start the next batch now, so
-        its encoding and index search (on the worker and add threads) overlap this batch's Redis write and
-        delivery instead of following them on the deciding thread. Only when deciding took longer than the
-        fill window (`service.max_wait_ms`): the records that came meanwhile have waited longer than a
-        batch is held to fill; after a shorter decision they are few, and starting them apart from the
-        ones arriving next only splits one batch's encoding and search in two. Not on a shared index
-        (Milvus): there the search is a remote call made twice, for the batch and for what joins it (a
-        member at 300 records/s spent 12% more CPU a record), and a member there is sized for throughput.
-        At full load the next batch was polled before this one started (`_pending`) and nothing changes.
-        Erasures polled here wait for the loop, which runs them first, as it runs those it polls itself; a
-        revoke served by this poll drops `batch` as one served while retrying does (nothing is stored yet)."""
-        if (self._pending is not None or self.member is None or self._stop or self.pipe is None
-                or self.shared_index is not None or decided_ms < self.svc.max_wait_ms):
-            return
-        msgs = self.member.collect(self.svc.max_batch, 0, 0.0)
-        if self.svc.erasure_topic and msgs:
-            self._erasures_ahead.extend(m for m in msgs if m.topic() == self.svc.erasure_topic)
-            msgs = [m for m in msgs if m.topic() != self.svc.erasure_topic]
-        if msgs:
-            self._pending = self._prefetch(Batch(msgs))
-            self.pipe.search_next_ahead()
-        if batch.abandoned:
-            raise Abandoned("partitions revoked or lost")
 
     def _prefetch(self, batch: Batch) -> Batch:
         """Decode a polled batch and start encoding its good records on the worker thread."""

@@ -11,11 +11,10 @@ Per micro-batch, in this order, and nothing of a later step before the earlier o
 6. only then commit the batch's next offsets.
 
 While batch i goes through steps 2-6, batch i+1 is already polled, decoded and *encoded* on a worker
-thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest); below full load, once
-deciding batch i took longer than `max_wait_ms`, batch i+1 is polled right after step 3, its encoding and
-index search overlapping steps 4-5 (`_poll_ahead`). Its offsets are not committed before its own step 6,
-so a crash or revoke just drops it and it is read again. Records polled while batch i+1 waits join it
-when both fit in `max_batch` (below full load, so they are not held back a whole batch; `_joins`).
+thread (`Pipeline.encode_ahead`: the transformer, the largest cost, overlaps the rest). Its offsets are not
+committed before its own step 6, so a crash or revoke just drops it and it is read again. Records polled
+while batch i+1 waits join it when both fit in `max_batch` (below full load, so they are not held back a
+whole batch; `_joins`).
 
 A crash anywhere re-reads the batch from the last commit: records already in Redis come back as replays and
 re-send their stored events byte for byte (same event ids), records not in Redis are decided again from the
@@ -42,8 +41,6 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
-
-from confluent_kafka import Message
 
 from consumer.api.app import service_routes
 from consumer.api.health import HealthState, listeners
@@ -119,8 +116,6 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
         self._inflight: Batch | None = None
         #: Polled, decoded and being encoded while `_inflight` finishes.
         self._pending: Batch | None = None
-        #: Erasure requests `_poll_ahead` polled mid-batch: the loop runs them before anything else.
-        self._erasures_ahead: list[Message] = []
         self._reload_needed = False
         self._check_count = False
         self._next_idle_check = 0.0
@@ -184,8 +179,6 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
                 msgs = (self.member.collect(self.svc.max_batch, 0 if busy else self.svc.max_wait_ms,
                                             0.0 if busy else 0.5)
                         if self.member else [])
-                if self._erasures_ahead:  # polled while the last batch was decided (`_poll_ahead`)
-                    msgs, self._erasures_ahead = [*self._erasures_ahead, *msgs], []
                 erasures = [m for m in msgs if m.topic() == self.svc.erasure_topic] if self.svc.erasure_topic else []
                 if erasures:  # the erasure door: erased in Redis now, replicas follow via the changelog
                     msgs = [m for m in msgs if m.topic() != self.svc.erasure_topic]
@@ -251,9 +244,7 @@ class Service(StateLoading, ReplicaDuties, ErasureDuties, SharedIndexDuties, Fre
         try:
             self._await_earlier(batch)  # the group's batches polled before this one: written first
             self._sync(batch)  # decide with everything the other members wrote so far
-            t1 = time.perf_counter()
             self._decide(batch)
-            self._poll_ahead(batch, (time.perf_counter() - t1) * 1000)
             self._publish(batch, self.pipe)  # a shared Milvus index: vectors before the Redis write
             self._store(batch)
             self._deliver(batch)

@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--service-seconds", type=float, default=30.0, help="service: paced phase seconds")
     ap.add_argument("--service-arg", action="append", default=[], help="service: extra `dedup run` flag")
     ap.add_argument("--service-linger-ms", type=int, default=None,
-                    help="service: the paced producer's linger (bench_service.py --linger-ms; default its own, 2 ms). "
+                    help="service: the paced producer's linger (bench_service.py --linger-ms; default: that script's). "
                          "25 keeps the test broker's log from growing at 1,000 records/s (docs/benchmarks.md)")
     ap.add_argument("--service-driver", choices=("head", "own"), default="head",
                     help="service: measure both sides with head's driver (loadtest/bench_service.py, "

@@ -290,7 +290,7 @@ class Service(Case):
             raise RuntimeError(f"{side.name} has no loadtest/bench_service.py")
         argv = [ctx.python, str(script), "--records", str(o.service_records), "--rate", str(o.service_rate),
                 "--seconds", str(o.service_seconds), *(f"--service-arg={a}" for a in o.service_arg),
-                *([] if getattr(o, "service_linger_ms", None) is None else ["--linger-ms", str(o.service_linger_ms)])]
+                *([] if o.service_linger_ms is None else ["--linger-ms", str(o.service_linger_ms)])]
         child = run_child(argv, env=side.env(), cwd=side.root, timeout=o.timeout)
         got = last_json(child.stdout) if "{" in child.stdout else {}
         if not got:

@@ -125,6 +125,46 @@ def test_reciprocal_fit_bounds_the_evidence_of_a_lower_similarity_level_but_not_
     assert min(r["weight"] for r in light.explain() if r["comparison"] == "title_idf") < min(lower) - 1
 
 
+def _groups(rng: np.random.Generator, size: int = 6,
+            siblings: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Records in groups of `size` (one product offered by many shops: titles phrased apart, the code shared);
+    each pair of a group is a candidate pair, and so are `siblings` a record (other groups' records: titles as
+    alike, a conflicting code). Each pair is listed once."""
+    n = 40 * size
+    rows, left, right, truth = [], [], [], []
+    for r in range(n):
+        g = r // size
+        for mate in range(r + 1, (g + 1) * size):
+            rows.append([1.0, rng.uniform(0.5, 1.0)])
+            left.append(r)
+            right.append(mate)
+            truth.append(True)
+        for s in rng.choice([x for x in range(n) if x // size != g], siblings, replace=False):
+            rows.append([0.0, rng.uniform(0.3, 0.9)])
+            left.append(r)
+            right.append(int(s))
+            truth.append(False)
+    return np.array(rows, np.float32), np.array(left), np.array(right), np.array(truth)
+
+
+def test_reciprocal_fit_counts_a_groups_matches_by_em_where_a_conflict_tells_siblings_apart() -> None:
+    # Reciprocal pairs are one a record: in a file of groups the prior they give is a fraction of the matches.
+    x, left, right, truth = _groups(np.random.default_rng(6))
+    comps = [Comparison("code_match", (1.0, 0.7)), Comparison("title_idf", (0.9, 0.8, 0.6, 0.4))]
+    model = fit_reciprocal(x, left, right, comps, vetoes={"code_match"})
+    assert model.info["em_iterations"] > 0
+    assert model.info["lambda_reciprocal"] < truth.mean() / 5  # 0.0053 against 0.059
+    assert 3 * model.info["lambda_reciprocal"] < model.lam < truth.mean()
+    w = model.match_weight(x)
+    assert (w[~truth] < 0).mean() > 0.99  # siblings stay apart: the conflict keeps its reciprocal estimate
+    assert next(r["weight"] for r in model.explain() if r["comparison"] == "code_match"
+                and r["level"] == "else") < -3.5
+    # Without a comparison that tells siblings apart EM would find "same family": the reciprocal model stays.
+    plain = fit_reciprocal(x, left, right, comps)
+    assert plain.info["em_iterations"] == 0 and plain.info["lambda"] == plain.info["lambda_reciprocal"]
+    assert (w[truth] > 0).mean() >= (plain.match_weight(x)[truth] > 0).mean()
+
+
 def test_reciprocal_fit_leaves_out_a_comparison_most_pairs_lack() -> None:
     x, left, right, _ = _pairs(np.random.default_rng(4))
     brand = np.full((len(x), 1), np.nan, np.float32)

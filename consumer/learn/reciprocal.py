@@ -4,6 +4,11 @@ Why a module of its own: EM (`consumer.learn.fellegi_sunter`, `consumer.learn.fs
 classes on product files, where candidate pairs hold far more siblings than duplicates; this fit takes the
 pairs that are each other's best as its pseudo-matches instead (`fit_reciprocal`). It shares the model and
 its level machinery with EM. Pure: arrays in, a `FellegiSunterModel` out.
+
+Reciprocal pairs are at most one a record and the file's most alike, so in a file of groups (one product
+offered by many shops) they undercount matches and see only near-identical titles. Where the model holds a
+comparison that tells siblings apart (a declared conflict: code, variant, attributes), EM then re-estimates
+the other comparisons' m and the prior over every candidate pair with those held (`refine_by_em`).
 """
 
 from __future__ import annotations
@@ -13,10 +18,18 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from consumer.encoders.base import Rarity
-from consumer.learn.fellegi_sunter import LAMBDA_RANGE, Comparison, FellegiSunterModel, gamma, level_probs
+from consumer.learn.fellegi_sunter import (
+    LAMBDA_RANGE,
+    Comparison,
+    FellegiSunterModel,
+    gamma,
+    level_probs,
+    match_mass,
+    pattern_counts,
+)
 
-__all__ = ["CONFLICT_SHRINK", "MIN_PRESENT", "SIMILARITY_SHRINK", "filled", "fit_reciprocal", "one_of_each",
-           "reciprocal_best", "unread_columns", "unread_twins"]
+__all__ = ["CONFLICT_SHRINK", "EM_TOL", "MIN_PRESENT", "SIMILARITY_SHRINK", "filled", "fit_reciprocal",
+           "one_of_each", "reciprocal_best", "refine_by_em", "unread_columns", "unread_twins"]
 
 #: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
 MIN_PRESENT = 0.5
@@ -28,6 +41,8 @@ MIN_PRESENT = 0.5
 #: products; it keeps the light shrink, so a conflict stays a strong no. Chosen by leaving one file out over
 #: 0.05 / 0.2 / 0.25 / 0.3 / 0.4 (docs/benchmarks.md, tenth round).
 SIMILARITY_SHRINK, CONFLICT_SHRINK = 0.3, 0.05
+#: `refine_by_em` stops when no m level and no log prior moves more than this (or after `EM_MAX_ITER`).
+EM_TOL, EM_MAX_ITER = 1e-6, 500
 
 
 def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -141,10 +156,47 @@ def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comp
             break
         positive = nxt
     assert model is not None
+    reciprocal_lam, em_iterations = model.lam, 0
+    if any(c.feature in vetoes for c in comps):
+        model, em_iterations = refine_by_em(model, g, vetoes, shrink)
     model.share = [level_probs(g[:, j], np.ones(len(g)), c.n_levels) for j, c in enumerate(comps)]
     model.u_random = [p.copy() for p in model.u]
     model.info = {"method": "reciprocal-best self-training", "iterations": rounds, "converged": True,
                   "candidate_pairs": int(len(cand_x)), "reciprocal_pairs": int(positive.sum()),
                   "left_out": [n for n in names if n not in {c.feature for c in comps}],
-                  "lambda": round(model.lam, 6)}
+                  "lambda": round(model.lam, 6), "lambda_reciprocal": round(reciprocal_lam, 6),
+                  "em_iterations": em_iterations}
     return model
+
+
+def refine_by_em(model: FellegiSunterModel, g: np.ndarray, vetoes: Collection[str],
+                 shrink: float = SIMILARITY_SHRINK) -> tuple[FellegiSunterModel, int]:
+    """The reciprocal model's m (declared conflicts' comparisons excepted) and prior re-estimated by EM over
+    the candidate pairs' level patterns `g`, u kept; m then shrunk toward u as the reciprocal fit does.
+    Returns the model and the iterations run.
+
+    Why: reciprocal pairs are at most one a record and the most alike pairs of the file. In a one-pool file
+    of groups (a product offered by many shops, a record with four true pairs on average) they set the prior
+    at a fiftieth of the matches and m at near-identical titles, so a group's members that are phrased
+    apart score no (sibling-offers-1: recall 0.39). EM over all candidate pairs counts them; plain EM finds
+    "same product family" instead (the reason for this module), so the comparisons that tell siblings apart
+    keep their reciprocal m and stay a strong no, and EM runs only where the model has one. Without one
+    (cddb, Amazon-Google: titles, brand, price) the reciprocal model is kept: there, EM claimed siblings."""
+    comps = model.comparisons
+    held = [c.feature in vetoes for c in comps]
+    patterns, counts = pattern_counts(g)
+    u = [np.asarray(x, np.float64) for x in model.u]
+    m = [np.asarray(x, np.float64) for x in model.m]
+    lam, pairs, iterations = model.lam, float(len(g)), 0
+    while iterations < EM_MAX_ITER:
+        iterations += 1
+        p = match_mass(patterns, counts, m, u, lam)
+        new_lam = float(np.clip(p.sum() / pairs, *LAMBDA_RANGE))
+        new_m = [mj if keep else level_probs(patterns[:, j], p, c.n_levels)
+                 for j, (mj, keep, c) in enumerate(zip(m, held, comps))]
+        change = max(abs(np.log(new_lam / lam)), *(float(np.abs(a - b).max()) for a, b in zip(new_m, m)))
+        m, lam = new_m, new_lam
+        if change < EM_TOL:
+            break
+    m = [mj if keep else _shrunk(mj, uj, shrink, False) for mj, uj, keep in zip(m, u, held)]
+    return FellegiSunterModel(comps, m, u, lam), iterations

@@ -155,8 +155,8 @@ def _write(path: Path) -> dict[str, str]:
 
 
 def _false_merges(tmp_path: Path, learn: bool) -> tuple[int, dict]:
-    """Pairs of one final cluster that are one product in two finishes (the truth's entities differ in the
-    finish only), and the run's model entry. Other false pairs are left out: with the file's variant words the
+    """Pairs of one final cluster that are one line, material and type in two finishes (by the truth), and the
+    run's model entry. Other false pairs are left out: with the file's variant words the
     fit also counts the file's matches by EM (`refine_by_em`), which moves precision and recall on their own."""
     from consumer.config import load_settings
     from consumer.io.batch import run_batch
@@ -171,7 +171,7 @@ def _false_merges(tmp_path: Path, learn: bool) -> tuple[int, dict]:
     got = {r["record_id"]: r["cluster_id"] for r in csv.DictReader(clusters.open())}
     ids = sorted(got)
 
-    def finishes(a: str, b: str) -> bool:  # two entities "line|material|type|finish|" apart by the finish only
+    def finishes(a: str, b: str) -> bool:  # entities "line|material|type|finish|size": one thing, two finishes
         x, y = truth[a].split("|"), truth[b].split("|")
         return x[3] != y[3] and x[:3] == y[:3]
 

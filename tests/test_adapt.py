@@ -13,7 +13,7 @@ from consumer.encoders.base import Rarity
 from consumer.engine.frequencies import FrequencyTable
 from consumer.engine.titles import code_stem, parse_title, product_codes, title_words
 from consumer.learn.fellegi_sunter import Comparison
-from consumer.learn.reciprocal import fit_reciprocal, one_of_each, reciprocal_best
+from consumer.learn.reciprocal import fit_reciprocal, one_of_each, reciprocal_best, refine_fit
 
 
 def test_product_codes_join_hyphens_and_skip_quantities() -> None:
@@ -152,6 +152,7 @@ def test_reciprocal_fit_counts_a_groups_matches_by_em_where_a_conflict_tells_sib
     x, left, right, truth = _groups(np.random.default_rng(6))
     comps = [Comparison("code_match", (1.0, 0.7)), Comparison("title_idf", (0.9, 0.8, 0.6, 0.4))]
     model = fit_reciprocal(x, left, right, comps, vetoes={"code_match"})
+    refine_fit(model, x, comps, {"code_match"})
     assert model.info["em_iterations"] > 0
     assert model.info["lambda_reciprocal"] < truth.mean() / 5  # 0.0053 against 0.059
     assert 3 * model.info["lambda_reciprocal"] < model.lam < truth.mean()
@@ -161,6 +162,7 @@ def test_reciprocal_fit_counts_a_groups_matches_by_em_where_a_conflict_tells_sib
                 and r["level"] == "else") < -3.5
     # Without a comparison that tells siblings apart EM would find "same family": the reciprocal model stays.
     plain = fit_reciprocal(x, left, right, comps)
+    refine_fit(plain, x, comps, set())
     assert plain.info["em_iterations"] == 0 and plain.info["lambda"] == plain.info["lambda_reciprocal"]
     assert (w[truth] > 0).mean() >= (plain.match_weight(x)[truth] > 0).mean()
 

@@ -1,13 +1,16 @@
 """Fitting the engine to a user's file without labels: the adapter around `consumer.learn.fellegi_sunter`.
 
-It runs the real engine (rule fusion, so no model is needed) over a sample of the user's records to get
-the candidate pairs the blocking produces, draws random record pairs for the u estimates, compares both
-with the profile's own encoders, and fits Fellegi-Sunter weights by EM on the comparisons the encoders
-declare levels for (`Feature.levels`). The result is an ordinary `LearnedModel` (saved with its sha256
-manifest like any `dedup train` output), so batch, service and evaluation load and use it unchanged.
+It runs the real engine (rule fusion, so no model is needed) over a sample of the user's records to get the candidate
+pairs the blocking produces, draws random record pairs for the u estimates, compares both with the profile's own
+encoders, and fits Fellegi-Sunter weights by EM on the comparisons the encoders declare levels for (`Feature.levels`).
+The result is an ordinary `LearnedModel` (saved with its sha256 manifest like any `dedup train` output), so batch,
+service and evaluation load and use it unchanged.
 
-`dedup batch FILE --profile person` with no model file fits on FILE first (`needs_fit`); a service fits
-once with `dedup fit FILE --out model.pkl` (a warm-up sample of its stream) and loads that file.
+Why this module is long: the fit's steps meet here in the order they depend on (sample, compare, fit, the
+photos' evidence, the agreement with the shipped model, then the refinement that must not sway it).
+
+`dedup batch FILE --profile person` with no model file fits on FILE first (`needs_fit`); a service fits once with
+`dedup fit FILE --out model.pkl` (a warm-up sample of its stream) and loads that file.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from consumer.learn.fellegi_sunter import Comparison, FellegiSunterModel, inputs
 from consumer.learn.fit_pass import FitPass
 from consumer.learn.fs_fit import FIT_FALLBACK, FIT_OK, fit_fellegi_sunter, fit_near_count
 from consumer.learn.joint import joint_groups
-from consumer.learn.reciprocal import fit_reciprocal, one_of_each
+from consumer.learn.reciprocal import fit_reciprocal, one_of_each, refine_fit
 from consumer.learn.sampling import (
     FIT_FLOOR,
     FIT_FRACTION,
@@ -163,6 +166,8 @@ def fit_unsupervised(records: Sequence[Record], settings: Settings, text_encoder
     if reference is not None and len(vec.all_x):
         fitted = LearnedModel(fs, tuple(features), dict(meta))
         meta["reference_agreement"] = reference_agreement(vec.all_x, tuple(features), fitted, reference, settings)
+    if reciprocal:  # after the comparison with the shipped model, which the reciprocal fit answers
+        meta.update(refine_fit(fs, vec.cand_x, comps, vec.vetoes))
     # Numbers and comparison names only: a log line never carries a field value.
     log.info("fitted match weights without labels", extra={k: v for k, v in fs.info.items() if k != "reasons"})
     if fs.info["fit"] != FIT_OK:

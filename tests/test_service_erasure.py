@@ -10,7 +10,6 @@ the file without it would. Real tansu broker, real Redis, real member processes 
 from __future__ import annotations
 
 import contextlib
-import csv
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 from harness.kafka import consume_all, create_topics, produce_json, unique_topic
 from harness.service import (
     ServiceProcess,
+    batch_f1_in_order,
     check_events,
     crm_rows,
     http_get,
@@ -35,9 +35,7 @@ from harness.service import (
     wait_for,
 )
 
-from consumer.config import load_settings
 from consumer.evaluation.evaluate import cluster_scores
-from consumer.io.batch import run_batch
 from consumer.store.erasure import ChangelogTrimmed, id_hash
 from consumer.store.record_state import LAYOUTS, decode_payload, register_layout
 from consumer.store.redis import RedisStateStore, unpack_events
@@ -197,15 +195,8 @@ def test_trimmed_position_raises_and_positions_hold_the_log(redis_url: str, redi
 
 
 def _batch_without(rows: list[dict[str, str]], gone: set[str], tmp_path: Path, truth: dict[str, str]) -> float:
-    path = tmp_path / "without.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(r for r in rows if r["customer_id"] not in gone)
-    _s, pipe = run_batch(path, tmp_path / "without.jsonl", load_settings(env={}), progress=False)
-    f1 = cluster_scores(pipe.assignments(), {k: v for k, v in truth.items() if k not in gone}).f1
-    pipe.close()
-    return f1
+    kept = [r["customer_id"] for r in rows if r["customer_id"] not in gone]
+    return batch_f1_in_order(rows, kept, {k: v for k, v in truth.items() if k not in gone}, tmp_path)
 
 
 def test_three_members_erase_mid_stream_with_kill_and_snapshot_restart(

@@ -157,7 +157,7 @@ def _write(path: Path) -> dict[str, str]:
 def _false_merges(tmp_path: Path, learn: bool) -> tuple[int, dict]:
     """Pairs of one final cluster that are one line, material and type in two finishes (by the truth), and the
     run's model entry. Other false pairs are left out: with the file's variant words the
-    fit also counts the file's matches by EM (`refine_by_em`), which moves precision and recall on their own."""
+    fit also counts the file's matches by EM (`refine_fit`), which moves precision and recall on their own."""
     from consumer.config import load_settings
     from consumer.io.batch import run_batch
 

@@ -190,9 +190,10 @@ def match_mass(patterns: np.ndarray, counts: np.ndarray, m: Sequence[np.ndarray]
 
 def run_em(patterns: np.ndarray, counts: np.ndarray, u: Sequence[np.ndarray], m0: Sequence[np.ndarray],
            lam0: float, pairs_total: float, *, fix_lam: bool = False, max_iter: int = 500,
-           tol: float = 1e-6) -> tuple[list[np.ndarray], float, float, int, bool]:
+           tol: float = 1e-6, held: Sequence[bool] = ()) -> tuple[list[np.ndarray], float, float, int, bool]:
     """EM for m (and lambda, unless `fix_lam`) over candidate-pair patterns with u fixed; lambda is matches
-    over *all* `pairs_total` record pairs (pairs the blocking never proposes count as non-matches).
+    over *all* `pairs_total` record pairs (pairs the blocking never proposes count as non-matches). The m of
+    a comparison whose `held` entry is true stays as in `m0`.
     Returns (m, lambda, claimed: the expected number of matches among the candidate pairs, iterations,
     converged)."""
     m = [np.asarray(x, np.float64) for x in m0]
@@ -204,7 +205,8 @@ def run_em(patterns: np.ndarray, counts: np.ndarray, u: Sequence[np.ndarray], m0
         p = match_mass(patterns, counts, m, u, lam)
         claimed = float(p.sum())
         new_lam = lam if fix_lam else float(np.clip(claimed / pairs_total, *LAMBDA_RANGE))
-        new_m = [level_probs(patterns[:, j], p, n_levels[j]) for j in range(len(u))]
+        new_m = [m[j] if j < len(held) and held[j] else level_probs(patterns[:, j], p, n_levels[j])
+                 for j in range(len(u))]
         change = max(abs(np.log(new_lam / lam)), *(float(np.abs(a - b).max()) for a, b in zip(new_m, m)))
         m, lam = new_m, new_lam
         if change < tol:

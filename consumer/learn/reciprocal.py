@@ -24,12 +24,12 @@ from consumer.learn.fellegi_sunter import (
     FellegiSunterModel,
     gamma,
     level_probs,
-    match_mass,
     pattern_counts,
+    run_em,
 )
 
-__all__ = ["CONFLICT_SHRINK", "EM_TOL", "MIN_PRESENT", "SIMILARITY_SHRINK", "filled", "fit_reciprocal",
-           "one_of_each", "reciprocal_best", "refine_by_em", "refine_fit", "unread_columns", "unread_twins"]
+__all__ = ["CONFLICT_SHRINK", "MIN_PRESENT", "SIMILARITY_SHRINK", "filled", "fit_reciprocal", "one_of_each",
+           "reciprocal_best", "refine_fit", "unread_columns", "unread_twins"]
 
 #: Share of candidate pairs a comparison must be filled on to take part in a reciprocal fit.
 MIN_PRESENT = 0.5
@@ -41,8 +41,6 @@ MIN_PRESENT = 0.5
 #: products; it keeps the light shrink, so a conflict stays a strong no. Chosen by leaving one file out over
 #: 0.05 / 0.2 / 0.25 / 0.3 / 0.4 (docs/benchmarks.md, tenth round).
 SIMILARITY_SHRINK, CONFLICT_SHRINK = 0.3, 0.05
-#: `refine_by_em` stops when no m level and no log prior moves more than this (or after `EM_MAX_ITER`).
-EM_TOL, EM_MAX_ITER = 1e-6, 500
 
 
 def reciprocal_best(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -167,27 +165,10 @@ def fit_reciprocal(cand_x: np.ndarray, left: np.ndarray, right: np.ndarray, comp
 
 def refine_fit(model: FellegiSunterModel, cand_x: np.ndarray, comps: Sequence[Comparison], vetoes: Collection[str],
                shrink: float = SIMILARITY_SHRINK) -> dict[str, float]:
-    """`refine_by_em` on a reciprocal fit, in place, where the fit kept a comparison of `vetoes`; `cand_x`
-    and `comps` as `fit_reciprocal` took them. The info gains `lambda_reciprocal` and `em_iterations` (0: not
-    run); returns those and `lambda`. Called after the fit is compared with the shipped model (`fusion.adapt`):
-    whether a file is unlike the shipped model's data is judged by the reciprocal fit, since counting more
-    matches would make every file look unlike it (a 400-listing file of our generator: agreement 0.74 ->
-    0.41, F1 0.995 -> 0.773)."""
-    model.info["lambda_reciprocal"], model.info["em_iterations"] = round(model.lam, 6), 0
-    if any(c.feature in vetoes for c in model.comparisons):
-        names = [c.feature for c in comps]
-        g = gamma(cand_x[:, [names.index(c.feature) for c in model.comparisons]], model.comparisons)
-        refined, iterations = refine_by_em(model, g, vetoes, shrink)
-        model.m, model.lam = refined.m, refined.lam
-        model.info["lambda"], model.info["em_iterations"] = round(model.lam, 6), iterations
-    return {k: model.info[k] for k in ("lambda", "lambda_reciprocal", "em_iterations")}
-
-
-def refine_by_em(model: FellegiSunterModel, g: np.ndarray, vetoes: Collection[str],
-                 shrink: float = SIMILARITY_SHRINK) -> tuple[FellegiSunterModel, int]:
-    """The reciprocal model's m (declared conflicts' comparisons excepted) and prior re-estimated by EM over
-    the candidate pairs' level patterns `g`, u kept; m then shrunk toward u as the reciprocal fit does.
-    Returns the model and the iterations run.
+    """A reciprocal fit's prior and m re-estimated by EM over the candidate pairs' level patterns, in place,
+    where the fit kept a comparison of `vetoes` (a declared conflict): u kept, the m of those comparisons held,
+    the others' m then shrunk toward u as `fit_reciprocal` does. `cand_x` and `comps` as `fit_reciprocal` took
+    them. The info gains `lambda_reciprocal` and `em_iterations` (0: not run); returns those and `lambda`.
 
     Why: reciprocal pairs are at most one a record and the most alike pairs of the file. In a one-pool file
     of groups (a product offered by many shops, a record with four true pairs on average) they set the prior
@@ -197,22 +178,19 @@ def refine_by_em(model: FellegiSunterModel, g: np.ndarray, vetoes: Collection[st
     keep their reciprocal m and stay a strong no, and EM runs only where the model has one. Without one
     (cddb, Amazon-Google: titles, brand, price) the reciprocal model is kept: there EM counts look-alike
     records as matches (cddb 0.81 -> 0.73). Its cost where it runs: a file of siblings whose duplicates are
-    pairs loses some precision (docs/benchmarks.md, *EM after the reciprocal fit*)."""
-    comps = model.comparisons
-    held = [c.feature in vetoes for c in comps]
-    patterns, counts = pattern_counts(g)
-    u = [np.asarray(x, np.float64) for x in model.u]
-    m = [np.asarray(x, np.float64) for x in model.m]
-    lam, pairs, iterations = model.lam, float(len(g)), 0
-    while iterations < EM_MAX_ITER:
-        iterations += 1
-        p = match_mass(patterns, counts, m, u, lam)
-        new_lam = float(np.clip(p.sum() / pairs, *LAMBDA_RANGE))
-        new_m = [mj if keep else level_probs(patterns[:, j], p, c.n_levels)
-                 for j, (mj, keep, c) in enumerate(zip(m, held, comps))]
-        change = max(abs(np.log(new_lam / lam)), *(float(np.abs(a - b).max()) for a, b in zip(new_m, m)))
-        m, lam = new_m, new_lam
-        if change < EM_TOL:
-            break
-    m = [mj if keep else _shrunk(mj, uj, shrink, False) for mj, uj, keep in zip(m, u, held)]
-    return FellegiSunterModel(comps, m, u, lam), iterations
+    pairs loses some precision (docs/benchmarks.md, *EM after the reciprocal fit*). Called after the fit is
+    compared with the shipped model (`fusion.adapt`): whether a file is unlike the shipped model's data is
+    judged by the reciprocal fit, since counting more matches would make every file look unlike it (a
+    400-listing file of our generator: agreement 0.74 -> 0.41, F1 0.995 -> 0.773)."""
+    model.info["lambda_reciprocal"], model.info["em_iterations"] = round(model.lam, 6), 0
+    held = [c.feature in vetoes for c in model.comparisons]
+    if any(held):
+        names = [c.feature for c in comps]
+        g = gamma(cand_x[:, [names.index(c.feature) for c in model.comparisons]], model.comparisons)
+        patterns, counts = pattern_counts(g)
+        m, lam, _claimed, iterations, _converged = run_em(patterns, counts, model.u, model.m, model.lam, len(g),
+                                                           held=held)
+        model.m = [mj if keep else _shrunk(mj, uj, shrink, False) for mj, uj, keep in zip(m, model.u, held)]
+        model.lam = lam
+        model.info["lambda"], model.info["em_iterations"] = round(lam, 6), iterations
+    return {k: model.info[k] for k in ("lambda", "lambda_reciprocal", "em_iterations")}
